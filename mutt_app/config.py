@@ -1,0 +1,269 @@
+"""MUTT settings: one object, read once from the environment, passed to whatever needs it.
+
+Names follow the v2.5 quick reference (REDIS_HOST, DB_NAME, MOOG_RATE_LIMIT, ...). The URL forms
+``REDIS_URL`` and ``DATABASE_URL`` win over the host/port parts when set. With no settings at all MUTT
+runs on the *embedded default*: a SQLite file under ``MUTT_DATA_DIR`` and a Redis that ``mutt run``
+starts itself.
+
+Secrets (API keys, rotating passwords) may come from the environment or, when ``VAULT_ADDR`` is set,
+from Vault; :func:`mutt_app.vault.overlay_secrets` returns a copy of the settings with them filled in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import quote
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+VERSION = "2.5.0"
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Positive = Annotated[int, Field(ge=1)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message is one line naming the variable."""
+
+
+class Settings(BaseModel):
+    """Every setting MUTT reads. Field ``foo_bar`` is the environment variable ``FOO_BAR``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+    # --- general ---------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_json_enabled: bool = False
+    mutt_data_dir: Path = Path("var")
+    """Where the embedded default keeps its SQLite file, private Redis and archives."""
+
+    # --- Redis -----------------------------------------------------------------------------
+    redis_url: str | None = None
+    redis_host: str | None = None
+    redis_port: Port = 6379
+    redis_db: Annotated[int, Field(ge=0, le=15)] = 0
+    redis_password: SecretStr | None = None
+    redis_pass_current: SecretStr | None = None
+    redis_pass_next: SecretStr | None = None
+    redis_tls_enabled: bool = False
+    redis_ca_cert_path: Path | None = None
+    redis_max_connections: Positive = 20
+
+    # --- PostgreSQL ------------------------------------------------------------------------
+    database_url: str | None = None
+    db_host: str | None = None
+    db_port: Port = 5432
+    db_name: str = "mutt_db"
+    db_user: str = "mutt_user"
+    db_pass: SecretStr | None = None
+    db_pass_current: SecretStr | None = None
+    db_pass_next: SecretStr | None = None
+    db_tls_enabled: bool = False
+    db_tls_ca_cert_path: Path | None = None
+    db_pool_min_conn: Annotated[int, Field(ge=0)] = 2
+    db_pool_max_conn: Positive = 10
+
+    # --- Vault -----------------------------------------------------------------------------
+    vault_addr: str | None = None
+    vault_role_id: str | None = None
+    vault_secret_id_file: Path = Path("/etc/mutt/secrets/vault_secret_id")
+    vault_secrets_path: str = "secret/mutt"
+    vault_token_renew_threshold: Positive = 3600
+    vault_renew_check_interval: Positive = 300
+    vault_ca_cert_path: Path | None = None
+
+    # --- API keys (usually from Vault) -----------------------------------------------------
+    ingest_api_key: SecretStr | None = None
+    webui_api_key: SecretStr | None = None
+    moog_api_key: SecretStr | None = None
+
+    # --- ingest ----------------------------------------------------------------------------
+    server_port_ingestor: Port = 8080
+    max_ingest_queue_size: Positive = 1_000_000
+    max_ingest_body_bytes: Positive = 10 * 1024 * 1024
+    required_message_fields: tuple[str, ...] = ("timestamp", "message", "hostname")
+    classify_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+
+    # --- Celery broker ---------------------------------------------------------------------
+    broker_visibility_timeout: Annotated[int, Field(ge=10)] = 300
+    """Seconds before an unacked message (a killed worker's) is handed out again."""
+    broker_restore_interval: Annotated[int, Field(ge=1)] = 10
+    ledger_reconcile_after: Annotated[int, Field(ge=10)] | None = None
+    """Seconds before an accepted batch with no audit is published again (default 2x visibility)."""
+
+    metrics_port_worker: Annotated[int, Field(ge=0, le=65535)] = 8081
+    """Port of a worker host's /metrics (0: none). Needs PROMETHEUS_MULTIPROC_DIR under prefork."""
+
+    # --- classification --------------------------------------------------------------------
+    alerter_max_retries: Positive = 3
+    cache_reload_interval: Positive = 300
+    unhandled_prefix: str = "mutt:unhandled"
+    unhandled_threshold: Positive = 100
+    unhandled_expiry_seconds: Positive = 86_400
+    unhandled_default_team: str = "NETO"
+
+    # --- Moogsoft --------------------------------------------------------------------------
+    moog_webhook_url: str | None = None
+    moog_webhook_timeout: PositiveFloat = 10.0
+    moog_rate_limit: Positive = 50
+    moog_rate_period: PositiveFloat = 1.0
+    moog_rate_limit_key: str = "mutt:rate_limit:moog"
+    moog_max_retries: Annotated[int, Field(ge=0)] = 5
+    moog_retry_base_delay: PositiveFloat = 1.0
+    moog_retry_max_delay: PositiveFloat = 60.0
+    moog_circuit_breaker_threshold: Positive = 5
+    moog_circuit_breaker_timeout: Positive = 60
+    moog_health_check_enabled: bool = True
+    moog_health_timeout: PositiveFloat = 5.0
+
+    # --- web UI ----------------------------------------------------------------------------
+    server_port_webui: Port = 8090
+    metrics_cache_ttl: Positive = 5
+    audit_log_page_size: Annotated[int, Field(ge=1, le=500)] = 50
+    prometheus_url: str = "http://localhost:9090"
+    flower_port: Port = 5555
+    moog_sink_port: Port = 8099
+
+    # --- remediation -----------------------------------------------------------------------
+    remediation_interval_seconds: Positive = 60
+    remediation_max_retries: Annotated[int, Field(ge=0)] = 3
+    remediation_backoff_base: Positive = 60
+    dlq_batch_size: Positive = 100
+
+    # --- retention and partitions ----------------------------------------------------------
+    event_retention_days: Positive = 90
+    partition_precreate_months: Annotated[int, Field(ge=0, le=120)] = 3
+    archive_dir: Path | None = None
+
+    @field_validator("required_message_fields", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator(
+        "redis_url", "database_url", "redis_host", "db_host", "vault_addr", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    # --- derived values --------------------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _countdowns_fit_visibility(self) -> Settings:
+        # A countdown (retry, rate-limit wait, open circuit) waits unacked in a worker; one longer than
+        # the visibility timeout would be delivered a second time.
+        longest = max(self.moog_retry_max_delay, self.moog_circuit_breaker_timeout)
+        if self.broker_visibility_timeout < 2 * longest:
+            raise ValueError(
+                f"must be at least twice the longest countdown ({longest:g}s, from "
+                "MOOG_RETRY_MAX_DELAY / MOOG_CIRCUIT_BREAKER_TIMEOUT)"
+            )
+        return self
+
+    @property
+    def reconcile_after(self) -> int:
+        """Seconds after which an unsettled ledger batch is published again."""
+        return self.ledger_reconcile_after or 2 * self.broker_visibility_timeout
+
+    @property
+    def embedded_redis(self) -> bool:
+        """True when no Redis was configured, so ``mutt run`` should start a private one."""
+        return self.redis_url is None and self.redis_host is None
+
+    @property
+    def embedded_database(self) -> bool:
+        """True when no database was configured: the embedded default's SQLite file."""
+        return self.database_url is None and self.db_host is None
+
+    def redis_passwords(self) -> list[str | None]:
+        """Passwords to try in order: the rotating pair from Vault, else REDIS_PASSWORD."""
+        candidates = [self.redis_pass_current, self.redis_pass_next]
+        found = [c.get_secret_value() for c in candidates if c is not None]
+        if found:
+            return list(dict.fromkeys(found))
+        return [self.redis_password.get_secret_value() if self.redis_password else None]
+
+    def db_passwords(self) -> list[str | None]:
+        """Passwords to try in order: the rotating pair from Vault, else DB_PASS."""
+        candidates = [self.db_pass_current, self.db_pass_next]
+        found = [c.get_secret_value() for c in candidates if c is not None]
+        if found:
+            return list(dict.fromkeys(found))
+        return [self.db_pass.get_secret_value() if self.db_pass else None]
+
+    def redis_dsn(self, password: str | None = None) -> str:
+        """The Redis URL, with ``password`` (when given) in place of any in the URL."""
+        if self.redis_url is not None:
+            url = self.redis_url
+            if password is None:
+                return url
+            scheme, rest = url.split("://", 1)
+            rest = rest.rsplit("@", 1)[-1]
+            return f"{scheme}://:{quote(password, safe='')}@{rest}"
+        scheme = "rediss" if self.redis_tls_enabled else "redis"
+        host = self.redis_host or "127.0.0.1"
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return f"{scheme}://{auth}{host}:{self.redis_port}/{self.redis_db}"
+
+    def database_dsn(self) -> str:
+        """The SQLAlchemy URL, without a password (see :mod:`mutt_app.rotation`)."""
+        if self.database_url is not None:
+            url = self.database_url
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+            return url
+        if self.db_host is not None:
+            user = quote(self.db_user, safe="")
+            return f"postgresql+psycopg2://{user}@{self.db_host}:{self.db_port}/{self.db_name}"
+        return f"sqlite:///{(self.mutt_data_dir / 'mutt.db').resolve()}"
+
+    @property
+    def archive_path(self) -> Path:
+        """Where retention writes its archives (ARCHIVE_DIR, else MUTT_DATA_DIR/archive)."""
+        return self.archive_dir or self.mutt_data_dir / "archive"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``environ`` (default: the process environment).
+
+    Raises :class:`SettingsError` with one line naming the offending variable.
+    """
+    environ = os.environ if environ is None else environ
+    fields = Settings.model_fields
+    values = {key.lower(): value for key, value in environ.items() if key.lower() in fields}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        # A cross-field check has no location: it is about the visibility timeout.
+        name = str(first["loc"][0]).upper() if first["loc"] else "BROKER_VISIBILITY_TIMEOUT"
+        given = values.get(name.lower())
+        shown = (
+            ""
+            if given is None or "pass" in name.lower() or "key" in name.lower()
+            else f"={given!r}"
+        )
+        message = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"invalid setting {name}{shown}: {message}") from None

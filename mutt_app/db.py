@@ -1,0 +1,104 @@
+"""Database engine, sessions and migrations.
+
+PostgreSQL in production; a SQLite file for the embedded default. The engine tries the current and then
+the next database password on every new connection (see :mod:`mutt_app.rotation`), so a password rotated
+in Vault never takes MUTT down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from alembic import command
+from mutt_app.config import Settings
+from mutt_app.rotation import install_postgres_rotation
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ALEMBIC_DIR = PROJECT_ROOT / "alembic"
+
+
+def make_engine(settings: Settings, *, url: str | None = None) -> Engine:
+    """An engine for the configured database (or ``url``), pooled as DB_POOL_* says."""
+    url = url or settings.database_dsn()
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    connect_args: dict[str, object] = {"application_name": "mutt", "options": "-c timezone=UTC"}
+    if settings.db_tls_enabled:
+        connect_args["sslmode"] = "verify-full" if settings.db_tls_ca_cert_path else "require"
+        if settings.db_tls_ca_cert_path:
+            connect_args["sslrootcert"] = str(settings.db_tls_ca_cert_path)
+    engine = create_engine(
+        url,
+        pool_size=max(settings.db_pool_min_conn, 1),
+        max_overflow=max(settings.db_pool_max_conn - settings.db_pool_min_conn, 0),
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+    install_postgres_rotation(engine, settings.db_passwords())
+    return engine
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = url.removeprefix("sqlite:///")
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # WAL lets the web app read while a worker writes; the embedded default has several processes.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A session factory bound to ``engine``; sessions do not expire objects on commit."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session inside one transaction: committed on success, rolled back on error."""
+    with factory.begin() as session:
+        yield session
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def alembic_config(engine: Engine) -> AlembicConfig:
+    """An Alembic configuration that migrates ``engine``'s database."""
+    cfg = AlembicConfig(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations up to ``revision``."""
+    command.upgrade(alembic_config(engine), revision)
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    """Revert migrations down to ``revision``."""
+    command.downgrade(alembic_config(engine), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None before the first migration."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

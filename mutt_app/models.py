@@ -1,0 +1,245 @@
+"""SQLAlchemy models of MUTT's tables.
+
+The constraints live in the database (CHECK, UNIQUE, NOT NULL) so that every writer, not only the admin
+forms, is held to them. The Alembic migrations under ``alembic/versions`` are the source of truth for the
+schema; these models mirror them for queries and for the admin UI. ``event_audit_log`` is RANGE-partitioned
+by month on PostgreSQL, which the migrations (not ``create_all``) build.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+MATCH_TYPES = ("contains", "regex", "oid_prefix")
+PROD_HANDLINGS = ("Page_and_ticket", "Ticket_only", "Email_only", "Log_only")
+DEV_HANDLINGS = ("Ticket_only", "Email_only", "Log_only", "Suppress")
+CONFIG_OPERATIONS = ("CREATE", "UPDATE", "DELETE")
+
+JsonDocument = JSON().with_variant(JSONB(), "postgresql")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class AlertRule(Base):
+    """A classification rule: what to match, how to handle it in prod and dev, which team."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (
+        CheckConstraint(_in("match_type", MATCH_TYPES), name="match_type"),
+        CheckConstraint(_in("prod_handling", PROD_HANDLINGS), name="prod_handling"),
+        CheckConstraint(_in("dev_handling", DEV_HANDLINGS), name="dev_handling"),
+        CheckConstraint("priority BETWEEN 1 AND 1000", name="priority_range"),
+        CheckConstraint(
+            "syslog_severity IS NULL OR syslog_severity BETWEEN 0 AND 7", name="severity_range"
+        ),
+        CheckConstraint(
+            "match_string IS NOT NULL OR trap_oid IS NOT NULL OR syslog_severity IS NOT NULL",
+            name="has_criterion",
+        ),
+        CheckConstraint("match_type <> 'oid_prefix' OR trap_oid IS NOT NULL", name="oid_needs_oid"),
+        # contains/regex need a match_string, except a severity-only rule (no string, no OID).
+        CheckConstraint(
+            "match_type = 'oid_prefix' OR match_string IS NOT NULL"
+            " OR (trap_oid IS NULL AND syslog_severity IS NOT NULL)",
+            name="text_needs_string",
+        ),
+        CheckConstraint("match_string IS NULL OR match_string <> ''", name="match_string_nonempty"),
+        CheckConstraint("trap_oid IS NULL OR trap_oid <> ''", name="trap_oid_nonempty"),
+        CheckConstraint("team_assignment <> ''", name="team_nonempty"),
+        Index(
+            "idx_alert_rules_active",
+            "is_active",
+            postgresql_where=text("is_active"),
+            sqlite_where=text("is_active"),
+        ),
+        Index("idx_alert_rules_priority", text("priority DESC")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    match_string: Mapped[str | None] = mapped_column(Text)
+    trap_oid: Mapped[str | None] = mapped_column(Text)
+    syslog_severity: Mapped[int | None] = mapped_column(SmallInteger)
+    match_type: Mapped[str] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(Integer, server_default=text("100"))
+    prod_handling: Mapped[str] = mapped_column(Text)
+    dev_handling: Mapped[str] = mapped_column(Text)
+    team_assignment: Mapped[str] = mapped_column(Text)
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Kept current by a database trigger, so raw SQL updates are covered too.
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    def as_dict(self) -> dict[str, Any]:
+        """The rule's columns as JSON-friendly values (for the API and the config audit)."""
+        return {c.name: _jsonable(getattr(self, c.key)) for c in self.__table__.columns}
+
+
+class DevelopmentHost(Base):
+    """A host whose events get the rules' dev_handling instead of prod_handling."""
+
+    __tablename__ = "development_hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hostname: Mapped[str] = mapped_column(Text, unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {c.name: _jsonable(getattr(self, c.key)) for c in self.__table__.columns}
+
+
+class DeviceTeam(Base):
+    """A host-to-team mapping that overrides the matching rule's team."""
+
+    __tablename__ = "device_teams"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hostname: Mapped[str] = mapped_column(Text, unique=True)
+    team_assignment: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {c.name: _jsonable(getattr(self, c.key)) for c in self.__table__.columns}
+
+
+class EventAuditLog(Base):
+    """One row per classified event. Monthly partitions on PostgreSQL (see the migrations)."""
+
+    __tablename__ = "event_audit_log"
+    __table_args__ = (
+        # Idempotent inserts: a redelivered task's rows conflict here and are skipped.
+        UniqueConstraint("correlation_id", "event_timestamp", name="uq_event_audit_correlation"),
+        Index("idx_event_audit_hostname", "hostname"),
+        Index("idx_event_audit_timestamp", text("event_timestamp DESC")),
+        Index("idx_event_audit_correlation", "correlation_id"),
+        Index("idx_event_audit_rule", "matched_rule_id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    audited_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    hostname: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(Text)
+    syslog_severity: Mapped[int | None] = mapped_column(SmallInteger)
+    trap_oid: Mapped[str | None] = mapped_column(Text)
+    # No foreign key: rules are soft-deleted, and a FK check per audit row would slow the hot path.
+    matched_rule_id: Mapped[int | None] = mapped_column(Integer)
+    handling_decision: Mapped[str] = mapped_column(Text)
+    team_assignment: Mapped[str | None] = mapped_column(Text)
+    is_dev: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    forwarded_to_moog: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    correlation_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+
+
+class ConfigAuditLog(Base):
+    """Who changed which configuration, from what to what, and why. Never deleted."""
+
+    __tablename__ = "config_audit_log"
+    __table_args__ = (
+        CheckConstraint(_in("operation", CONFIG_OPERATIONS), name="operation"),
+        Index("idx_config_audit_timestamp", text("changed_at DESC")),
+        Index("idx_config_audit_table", "table_name"),
+        Index("idx_config_audit_operation", "operation"),
+        Index("idx_config_audit_user", "changed_by"),
+        Index("idx_config_audit_record", "table_name", "record_id"),
+        Index("idx_config_audit_correlation", "correlation_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    changed_by: Mapped[str] = mapped_column(Text)
+    operation: Mapped[str] = mapped_column(Text)
+    table_name: Mapped[str] = mapped_column(Text)
+    record_id: Mapped[int | None] = mapped_column(Integer)
+    old_values: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    new_values: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    reason: Mapped[str | None] = mapped_column(Text)
+    correlation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+class _FailedWork:
+    """Columns shared by dead letters and poison: the task, its arguments, and how it failed."""
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    task_name: Mapped[str] = mapped_column(Text)
+    queue: Mapped[str] = mapped_column(Text)
+    payload: Mapped[Any | None] = mapped_column(JsonDocument)
+    raw_payload: Mapped[str | None] = mapped_column(Text)
+    """The undecodable original, when ``payload`` could not be parsed."""
+    correlation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    error_type: Mapped[str] = mapped_column(Text)
+    error_message: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    replays: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    first_failed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    last_failed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class DeadLetter(_FailedWork, Base):
+    """Work that failed for good; remediation replays it with backoff."""
+
+    __tablename__ = "dead_letters"
+
+    next_replay_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PoisonLetter(_FailedWork, Base):
+    """Work remediation gave up on (or could not decode); kept for people to inspect."""
+
+    __tablename__ = "poison_letters"
+
+    poisoned_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    reason: Mapped[str] = mapped_column(Text)

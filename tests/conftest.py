@@ -1,0 +1,105 @@
+"""Shared fixtures: a real PostgreSQL and a real Redis for every test that asks for one.
+
+One private PostgreSQL cluster and one private Redis serve the whole session. Each test gets a fresh
+database cloned from a template that already has the migrations applied (fast: a file copy), and an
+emptied Redis.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from sqlalchemy import Engine
+
+from mutt_app.config import Settings, load_settings
+from mutt_app.db import make_engine, upgrade
+from tests.services import PostgresCluster, RedisServer
+
+TEMPLATE_DB = "mutt_template"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_cluster: PostgresCluster) -> str:
+    """A database with every migration applied, cloned for each test."""
+    pg_cluster.create_database(TEMPLATE_DB)
+    settings = load_settings({"DATABASE_URL": pg_cluster.url(TEMPLATE_DB)})
+    engine = make_engine(settings)
+    upgrade(engine)
+    engine.dispose()
+    return TEMPLATE_DB
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PostgresCluster, pg_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test."""
+    name = f"mutt_test_{uuid.uuid4().hex[:12]}"
+    pg_cluster.create_database(name, template=pg_template)
+    try:
+        yield pg_cluster.url(name)
+    finally:
+        pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def empty_pg_url(pg_cluster: PostgresCluster) -> Iterator[str]:
+    """A fresh PostgreSQL database with no schema at all (for migration tests)."""
+    name = f"mutt_empty_{uuid.uuid4().hex[:12]}"
+    pg_cluster.create_database(name)
+    try:
+        yield pg_cluster.url(name)
+    finally:
+        pg_cluster.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    redis_server.client().flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def settings(pg_url: str, redis_url: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
+    """Settings pointing at this test's PostgreSQL database and Redis."""
+    return load_settings(
+        {"DATABASE_URL": pg_url, "REDIS_URL": redis_url, "MUTT_DATA_DIR": str(tmp_path)}
+    )
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings)
+    try:
+        yield engine
+    finally:
+        engine.dispose()

@@ -1,0 +1,182 @@
+"""Private Redis and PostgreSQL servers for the tests, started from the installed server binaries.
+
+Why not pytest-postgresql / pytest-redis: PostgreSQL refuses to initdb as root (CI runs as root), so the
+cluster is started as the ``postgres`` system user; and the tests need control those plugins do not give
+(restart Redis with AOF, change ``requirepass`` mid-test, password-authenticated PostgreSQL roles).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg2
+import redis
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns truthy; raise TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if predicate():
+                return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class RedisServer:
+    """A private redis-server on a free port; restartable, optionally with AOF."""
+
+    def __init__(self, *, appendonly: bool = False, password: str | None = None) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.binary = binary
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="mutt-redis-"))
+        self.appendonly = appendonly
+        self.password = password
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.dir),
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "always",
+            "--daemonize", "no",
+            "--logfile", str(self.dir / "redis.log"),
+        ]  # fmt: skip
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.client().ping(), 10, f"redis-server on port {self.port}")
+        return self
+
+    def client(self, **options: object) -> redis.Redis:
+        return redis.Redis.from_url(self.url, **options)  # type: ignore[arg-type]
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _pg_bindir() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    if found:
+        return Path(found[0]).parent
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).parent
+    raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+
+
+class PostgresCluster:
+    """A private PostgreSQL cluster: superuser ``postgres`` trusted, other roles need passwords."""
+
+    SUPERUSER = "postgres"
+
+    def __init__(self) -> None:
+        self.bindir = _pg_bindir()
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="mutt-pg-"))
+        self.data = self.dir / "data"
+        self.socket_dir = self.dir / "run"
+        self.as_user: str | None = "postgres" if os.geteuid() == 0 else None
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bindir / args[0]), *args[1:]]
+        if self.as_user:
+            command = ["runuser", "-u", self.as_user, "--", *command]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def start(self) -> PostgresCluster:
+        self.socket_dir.mkdir(parents=True)
+        if self.as_user:
+            entry = pwd.getpwnam(self.as_user)
+            for path in (self.dir, self.socket_dir):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        self._run("initdb", "-D", str(self.data), "-U", self.SUPERUSER, "-A", "trust", "-E", "UTF8")
+        (self.data / "pg_hba.conf").write_text(
+            f"local all all trust\n"
+            f"host all {self.SUPERUSER} 127.0.0.1/32 trust\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+        )
+        options = (
+            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=200 -c timezone=UTC"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "pg.log"),
+                  "-w", "start")  # fmt: skip
+        return self
+
+    def url(
+        self, dbname: str = "postgres", user: str | None = None, password: str | None = None
+    ) -> str:
+        auth = user or self.SUPERUSER
+        if password:
+            auth += f":{password}"
+        return f"postgresql+psycopg2://{auth}@127.0.0.1:{self.port}/{dbname}"
+
+    def admin(self, dbname: str = "postgres"):  # type: ignore[no-untyped-def]
+        """An autocommit superuser connection."""
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=self.port, user=self.SUPERUSER, dbname=dbname
+        )
+        conn.autocommit = True
+        return conn
+
+    def create_database(self, name: str, template: str | None = None) -> None:
+        with contextlib.closing(self.admin()) as conn, conn.cursor() as cur:
+            cur.execute(
+                f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
+            )
+
+    def drop_database(self, name: str) -> None:
+        with contextlib.closing(self.admin()) as conn, conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)

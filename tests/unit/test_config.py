@@ -1,0 +1,88 @@
+"""Settings: names from the quick reference, URL forms win, one clear line for a bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mutt_app.config import SettingsError, load_settings
+
+
+def test_defaults_are_the_embedded_default() -> None:
+    settings = load_settings({})
+    assert settings.embedded_database and settings.embedded_redis
+    assert settings.database_dsn().startswith("sqlite:///")
+    assert settings.database_dsn().endswith("/var/mutt.db")
+    assert settings.server_port_ingestor == 8080
+    assert settings.server_port_webui == 8090
+    assert settings.moog_rate_limit == 50
+    assert settings.required_message_fields == ("timestamp", "message", "hostname")
+
+
+def test_database_url_wins_over_parts() -> None:
+    settings = load_settings(
+        {"DATABASE_URL": "postgresql://u@db1:5433/x", "DB_HOST": "ignored", "DB_NAME": "y"}
+    )
+    assert settings.database_dsn() == "postgresql+psycopg2://u@db1:5433/x"
+
+
+def test_database_parts_build_a_postgres_url() -> None:
+    settings = load_settings({"DB_HOST": "db.example", "DB_PORT": "6543", "DB_NAME": "mutt"})
+    assert settings.database_dsn() == "postgresql+psycopg2://mutt_user@db.example:6543/mutt"
+    assert not settings.embedded_database
+
+
+def test_redis_url_wins_and_password_is_substituted() -> None:
+    settings = load_settings({"REDIS_URL": "redis://:old@cache:6380/2", "REDIS_HOST": "ignored"})
+    assert settings.redis_dsn() == "redis://:old@cache:6380/2"
+    assert settings.redis_dsn("n3w/pass") == "redis://:n3w%2Fpass@cache:6380/2"
+
+
+def test_redis_parts_with_tls() -> None:
+    settings = load_settings({"REDIS_HOST": "cache", "REDIS_TLS_ENABLED": "true", "REDIS_DB": "3"})
+    assert settings.redis_dsn() == "rediss://cache:6379/3"
+
+
+def test_rotating_passwords_come_before_the_plain_one() -> None:
+    settings = load_settings(
+        {"REDIS_PASSWORD": "plain", "REDIS_PASS_CURRENT": "a", "REDIS_PASS_NEXT": "b"}
+    )
+    assert settings.redis_passwords() == ["a", "b"]
+    assert load_settings({"DB_PASS": "p"}).db_passwords() == ["p"]
+    assert load_settings({}).db_passwords() == [None]
+
+
+def test_comma_separated_required_fields() -> None:
+    settings = load_settings({"REQUIRED_MESSAGE_FIELDS": "message, hostname"})
+    assert settings.required_message_fields == ("message", "hostname")
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"REDIS_PORT": "sixty"}, "invalid setting REDIS_PORT='sixty': "),
+        ({"SERVER_PORT_INGESTOR": "70000"}, "invalid setting SERVER_PORT_INGESTOR='70000': "),
+        ({"MOOG_RATE_LIMIT": "0"}, "invalid setting MOOG_RATE_LIMIT='0': "),
+        ({"LOG_LEVEL": "chatty"}, "invalid setting LOG_LEVEL='chatty'"),
+        ({"LOG_JSON_ENABLED": "perhaps"}, "invalid setting LOG_JSON_ENABLED='perhaps'"),
+    ],
+)
+def test_invalid_setting_is_one_line_naming_the_variable(environ: dict, expected: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ)
+    message = str(caught.value)
+    assert message.startswith(expected.split(": ")[0])
+    assert "\n" not in message
+
+
+def test_invalid_secret_is_named_but_not_echoed() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"INGEST_API_KEY": ["not", "a", "string"]})  # type: ignore[dict-item]
+    assert "INGEST_API_KEY" in str(caught.value)
+    assert "not" not in str(caught.value).split(":", 1)[0]
+
+
+def test_unrelated_environment_is_ignored() -> None:
+    settings = load_settings({"PATH": "/bin", "HOME": "/root", "MUTT_DATA_DIR": "/tmp/m"})
+    assert settings.mutt_data_dir == Path("/tmp/m")
