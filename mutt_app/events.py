@@ -1,0 +1,547 @@
+"""The event schema: read an ingest body, validate its items, normalise them into :class:`Event`.
+
+Bodies (POST /api/v2/ingest), told apart by their bytes rather than their Content-Type, because
+rsyslog sends newline batches as text/plain and ``curl -d`` sends JSON as form data:
+
+- one JSON object, or a JSON array of them;
+- newline-delimited JSON (rsyslog omhttp ``batch.format="newline"``, syslog-ng ``http()`` batches),
+  one object per line, blank lines ignored; a broken line costs only itself;
+- Kafka REST records ``{"records": [{"value": {...}}, ...]}`` (rsyslog ``batch.format="kafkarest"``),
+  a ``value`` being an object or a JSON string holding one;
+- any of these gzip- or deflate-compressed (``Content-Encoding``, or gzip's magic bytes), inflated
+  no further than ``max_bytes``.
+
+Item fields: ``timestamp`` (ISO 8601), ``message``, ``hostname`` (the required set is configurable),
+and optionally ``source``, ``syslog_severity`` (alias ``severity``, as in the rebuild guide's
+examples), ``trap_oid`` and ``correlation_id``. A field that is missing, null or ``""`` is absent.
+The whole item is kept as ``raw``, so fields MUTT does not know survive into the audit.
+
+SNMP traps relayed by snmptrapd through syslog carry their trap OID as the ``snmpTrapOID.0`` varbind
+in the message text; see :func:`trap_oid_from_varbinds` for the snmptrapd format it expects.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+import zlib
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "MAX_HOSTNAME_CHARS",
+    "MAX_MESSAGE_CHARS",
+    "MAX_OID_CHARS",
+    "MAX_SOURCE_CHARS",
+    "VARBIND_SEPARATOR",
+    "VARBIND_SEPARATORS",
+    "BodyError",
+    "Event",
+    "InvalidEvent",
+    "ParseFailure",
+    "Rejection",
+    "parse_body",
+    "trap_oid_from_varbinds",
+    "validate_item",
+    "validate_items",
+]
+
+MAX_HOSTNAME_CHARS = 255  # the DNS limit for a full name
+MAX_MESSAGE_CHARS = 64 * 1024
+MAX_SOURCE_CHARS = 64
+MAX_OID_CHARS = 1024  # 128 sub-identifiers (the SNMP maximum) of up to 7 digits, with dots
+
+VARBIND_SEPARATOR = "\x1e"
+"""What snmptrapd should put between varbinds (ASCII RS, set with ``%V``).
+
+net-snmp prints an OCTET STRING holding any byte that is neither printable nor whitespace as a
+Hex-STRING, so RS can never appear inside a printed value: it cannot be faked by a device's text.
+A tab or " | " can.
+"""
+RSYSLOG_ESCAPED_SEPARATOR = "#036"
+"""RS as rsyslog writes it with its default ``parser.escapeControlCharactersOnReceive="on"``."""
+VARBIND_SEPARATORS = (VARBIND_SEPARATOR, RSYSLOG_ESCAPED_SEPARATOR)
+
+_SNMP_TRAP_OID = "1.3.6.1.6.3.1.1.4.1.0"  # snmpTrapOID.0
+_GZIP_MAGIC = b"\x1f\x8b"
+_UTF8_BOM = b"\xef\xbb\xbf"
+_INFLATE_WBITS = 32 + zlib.MAX_WBITS  # accept a gzip or a zlib header
+_SUPPORTED_CODINGS = frozenset({"gzip", "x-gzip", "deflate"})
+# A Kafka REST v2 produce request; anything else with a "records" key is an event.
+_KAFKA_REST_KEYS = frozenset(
+    {"records", "key_schema", "value_schema", "key_schema_id", "value_schema_id"}
+)
+
+_OID = re.compile(r"\.?[0-9]+(?:\.[0-9]+)+")
+_SEVERITY_NAMES = {
+    # RFC 5424 keywords and their usual spellings (rsyslog %syslogseverity-text%, syslog-ng $LEVEL)
+    "emerg": 0,
+    "emergency": 0,
+    "panic": 0,
+    "alert": 1,
+    "crit": 2,
+    "critical": 2,
+    "err": 3,
+    "error": 3,
+    "warning": 4,
+    "warn": 4,
+    "notice": 5,
+    "info": 6,
+    "informational": 6,
+    "debug": 7,
+}
+_JSON_TYPES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    type(None): "null",
+}
+
+
+class BodyError(ValueError):
+    """The body as a whole cannot be read; ``status`` is the HTTP status to answer with.
+
+    413: larger than allowed (before or after decompression); 415: a Content-Encoding MUTT does not
+    speak; 422: not JSON, a JSON array, NDJSON or Kafka REST records.
+    """
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class InvalidEvent(ValueError):
+    """One item is not a valid event; the message says why, in a few words."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParseFailure:
+    """Stands in :func:`parse_body`'s result for an item that could not be decoded."""
+
+    index: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An item left out of the accepted events: its 0-based position in the body, and why."""
+
+    index: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One accepted event, normalised. Timestamps are aware UTC datetimes."""
+
+    correlation_id: str
+    timestamp: datetime
+    received_at: datetime
+    hostname: str
+    message: str
+    source: str | None
+    syslog_severity: int | None
+    trap_oid: str | None
+    raw: dict[str, Any]
+
+    def to_wire(self) -> dict[str, Any]:
+        """This event as JSON-safe values (datetimes as ISO 8601), for task arguments and ledgers."""
+        return {
+            "correlation_id": self.correlation_id,
+            "timestamp": self.timestamp.isoformat(),
+            "received_at": self.received_at.isoformat(),
+            "hostname": self.hostname,
+            "message": self.message,
+            "source": self.source,
+            "syslog_severity": self.syslog_severity,
+            "trap_oid": self.trap_oid,
+            "raw": self.raw,
+        }
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> Event:
+        """The event :meth:`to_wire` produced; ``Event.from_wire(e.to_wire()) == e``.
+
+        Raises ValueError when ``wire`` is not such a dict (a damaged or hand-made dead letter).
+        """
+        try:
+            return cls(
+                correlation_id=str(uuid.UUID(wire["correlation_id"])),
+                timestamp=_as_utc(datetime.fromisoformat(wire["timestamp"])),
+                received_at=_as_utc(datetime.fromisoformat(wire["received_at"])),
+                hostname=wire["hostname"],
+                message=wire["message"],
+                source=wire.get("source"),
+                syslog_severity=wire.get("syslog_severity"),
+                trap_oid=wire.get("trap_oid"),
+                raw=wire.get("raw") or {},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a wire event: {type(exc).__name__}: {exc}") from None
+
+
+# --- bodies ------------------------------------------------------------------------------------
+
+
+def parse_body(
+    body: bytes, *, content_encoding: str | None, content_type: str | None, max_bytes: int
+) -> list[object]:
+    """Decode an ingest body into its items, in body order.
+
+    Each item is a decoded JSON value (valid or not as an event: see :func:`validate_items`), or a
+    :class:`ParseFailure` for an NDJSON line or Kafka REST record that could not be decoded.
+    ``content_type`` is only quoted in error messages: the format is read from the bytes.
+
+    Raises :class:`BodyError` when the body as a whole is unreadable or too large.
+    """
+    if len(body) > max_bytes:
+        raise BodyError(f"body larger than {max_bytes} bytes", 413)
+    codings = _content_codings(content_encoding)
+    for _ in codings:
+        body = _inflate(body, max_bytes)
+    if not codings and body[:2] == _GZIP_MAGIC:
+        # JSON never starts with 0x1f: a sender that compressed without saying so.
+        body = _inflate(body, max_bytes)
+    return _decode(body.removeprefix(_UTF8_BOM).strip(), content_type)
+
+
+def _content_codings(header: str | None) -> list[str]:
+    if not header:
+        return []
+    codings = []
+    for part in header.lower().split(","):
+        coding = part.strip()
+        if coding in ("", "identity"):
+            continue
+        if coding not in _SUPPORTED_CODINGS:
+            raise BodyError(f"unsupported Content-Encoding {coding!r} (use gzip)", 415)
+        codings.append(coding)
+    return codings
+
+
+def _inflate(data: bytes, max_bytes: int) -> bytes:
+    """Decompress gzip/zlib ``data`` (several gzip members allowed) without exceeding ``max_bytes``."""
+    out = bytearray()
+    while True:
+        inflater = zlib.decompressobj(_INFLATE_WBITS)
+        try:
+            # Ask for one byte more than allowed: getting it proves the body too large, and a
+            # bomb never expands past the cap in memory. (max_length 0 would mean "no limit".)
+            out += inflater.decompress(data, max_bytes + 1 - len(out))
+        except zlib.error as exc:
+            raise BodyError(f"body is not valid gzip/deflate data: {exc}") from None
+        if len(out) > max_bytes:
+            raise BodyError(f"decompressed body larger than {max_bytes} bytes", 413)
+        if not inflater.eof:
+            raise BodyError("gzip body is truncated")
+        data = inflater.unused_data
+        if not data.strip(b"\x00"):  # some writers pad the last member with zeros
+            return bytes(out)
+
+
+def _decode(text: bytes, content_type: str | None) -> list[object]:
+    if not text:
+        raise BodyError("body is empty")
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        # More than one line, and not a broken array: read it as NDJSON.
+        if b"\n" in text and text[:1] != b"[":
+            return _ndjson(text, exc, content_type)
+        raise BodyError(_not_json(exc, content_type)) from None
+    if isinstance(document, list):
+        return document
+    if isinstance(document, dict):
+        records = document.get("records")
+        if isinstance(records, list) and document.keys() <= _KAFKA_REST_KEYS:
+            return _kafka_records(records)
+    return [document]
+
+
+def _ndjson(text: bytes, whole: orjson.JSONDecodeError, content_type: str | None) -> list[object]:
+    items: list[object] = []
+    decoded = 0
+    for line_number, line in enumerate(text.split(b"\n"), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            items.append(orjson.loads(line))
+            decoded += 1
+        except orjson.JSONDecodeError as exc:
+            error = f"line {line_number}: not valid JSON ({exc.msg} at column {exc.colno})"
+            items.append(ParseFailure(len(items), error))
+    if not decoded:
+        # Not one line is JSON: a broken multi-line document (pretty-printed, say), not NDJSON.
+        raise BodyError(_not_json(whole, content_type))
+    return items
+
+
+def _kafka_records(records: list[Any]) -> list[object]:
+    items: list[object] = []
+    for index, record in enumerate(records):
+        if not isinstance(record, dict) or "value" not in record:
+            items.append(ParseFailure(index, "Kafka REST record has no 'value'"))
+            continue
+        value = record["value"]
+        if isinstance(value, str):
+            try:
+                value = orjson.loads(value)
+            except orjson.JSONDecodeError as exc:
+                error = f"record value is not valid JSON ({exc.msg} at column {exc.colno})"
+                items.append(ParseFailure(index, error))
+                continue
+        items.append(value)
+    return items
+
+
+def _not_json(exc: orjson.JSONDecodeError, content_type: str | None) -> str:
+    sent_as = f" (sent as {content_type[:100]})" if content_type else ""
+    return (
+        f"body is not JSON, a JSON array or NDJSON{sent_as}: "
+        f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    )
+
+
+# --- items -------------------------------------------------------------------------------------
+
+
+def validate_items(
+    items: Sequence[object], *, required_fields: Collection[str], received_at: datetime
+) -> tuple[list[Event], list[Rejection]]:
+    """Validate every item of a body: the valid ones as events, the others as rejections.
+
+    A rejection's index is the item's 0-based position in ``items`` (the body's order).
+    """
+    events: list[Event] = []
+    rejections: list[Rejection] = []
+    for index, item in enumerate(items):
+        try:
+            events.append(
+                validate_item(item, required_fields=required_fields, received_at=received_at)
+            )
+        except InvalidEvent as exc:
+            rejections.append(Rejection(index, str(exc)))
+    return events, rejections
+
+
+def validate_item(
+    item: object, *, required_fields: Collection[str], received_at: datetime
+) -> Event:
+    """One item as an :class:`Event`, or :class:`InvalidEvent` saying what is wrong with it.
+
+    When not required, an absent ``timestamp`` becomes ``received_at``, an absent ``hostname``
+    "unknown" and an absent ``message`` "". An absent, malformed or nil ``correlation_id`` is
+    replaced by a new uuid4 rather than rejected; a valid one is kept in canonical form. Without a
+    ``trap_oid``, one is looked for in the message (:func:`trap_oid_from_varbinds`).
+    """
+    if isinstance(item, ParseFailure):
+        raise InvalidEvent(item.error)
+    received_at = _as_utc(received_at)
+    if not isinstance(item, dict):
+        raise InvalidEvent(f"item is not a JSON object (got {_json_type(item)})")
+    for name in required_fields:
+        if _field(item, name) is None:
+            raise InvalidEvent(f"missing required field {name!r}")
+
+    hostname = _hostname(_field(item, "hostname"))
+    message = _message(_field(item, "message"))
+    source = _source(_field(item, "source"))
+    severity = _severity(item)
+    trap_oid = _trap_oid(_field(item, "trap_oid"))
+    timestamp = _timestamp(_field(item, "timestamp"), received_at)
+    if trap_oid is None and message:
+        trap_oid = trap_oid_from_varbinds(message)
+        if trap_oid is not None and source is None:
+            source = "snmp"
+    return Event(
+        correlation_id=_correlation_id(item.get("correlation_id")),
+        timestamp=timestamp,
+        received_at=received_at,
+        hostname=hostname,
+        message=message,
+        source=source,
+        syslog_severity=severity,
+        trap_oid=trap_oid,
+        raw=item,
+    )
+
+
+def _field(item: dict[str, Any], name: str) -> Any:
+    """The value of ``name``, or None when absent (missing, null or the empty string)."""
+    value = item.get(name)
+    if (value is None or value == "") and name == "syslog_severity":
+        value = item.get("severity")
+    return None if value is None or value == "" else value
+
+
+def _hostname(value: Any) -> str:
+    if value is None:
+        return "unknown"  # only when hostname is not required
+    if not isinstance(value, str):
+        raise InvalidEvent(f"hostname must be a string, got {_json_type(value)}")
+    hostname = value.strip()
+    if not hostname:
+        raise InvalidEvent("hostname is blank")
+    if len(hostname) > MAX_HOSTNAME_CHARS:
+        raise InvalidEvent(f"hostname longer than {MAX_HOSTNAME_CHARS} characters")
+    return hostname
+
+
+def _message(value: Any) -> str:
+    if value is None:
+        return ""  # only when message is not required
+    if not isinstance(value, str):
+        raise InvalidEvent(f"message must be a string, got {_json_type(value)}")
+    if len(value) > MAX_MESSAGE_CHARS:
+        raise InvalidEvent(f"message longer than {MAX_MESSAGE_CHARS} characters")
+    return value
+
+
+def _source(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidEvent(f"source must be a string, got {_json_type(value)}")
+    source = value.strip()
+    if len(source) > MAX_SOURCE_CHARS:
+        raise InvalidEvent(f"source longer than {MAX_SOURCE_CHARS} characters")
+    return source or None
+
+
+def _severity(item: dict[str, Any]) -> int | None:
+    value = _field(item, "syslog_severity")
+    if value is None:
+        return None
+    number: int | None = None
+    if type(value) is int:  # not bool, which is an int too
+        number = value
+    elif type(value) is float and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            number = int(text)
+        else:
+            number = _SEVERITY_NAMES.get(text.lower())
+    if number is None or not 0 <= number <= 7:
+        name = "syslog_severity" if item.get("syslog_severity") not in (None, "") else "severity"
+        raise InvalidEvent(f"{name} must be an integer 0..7, got {_show(value)}")
+    return number
+
+
+def _trap_oid(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidEvent(f"trap_oid must be a string, got {_json_type(value)}")
+    oid = value.strip()
+    if len(oid) > MAX_OID_CHARS or not _OID.fullmatch(oid):
+        raise InvalidEvent(f"trap_oid is not a dotted numeric OID: {_show(value)}")
+    # One spelling for rules, audit and Moog: net-snmp's leading dot is dropped.
+    return oid.removeprefix(".")
+
+
+def _timestamp(value: Any, received_at: datetime) -> datetime:
+    if value is None:
+        return received_at
+    if not isinstance(value, str):
+        raise InvalidEvent(f"timestamp must be an ISO 8601 string, got {_json_type(value)}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            # RFC 3339 allows a lower-case 't' and 'z', which Python 3.11 does not.
+            parsed = datetime.fromisoformat(value.strip().upper())
+        except ValueError:
+            raise InvalidEvent(f"timestamp is not ISO 8601: {_show(value)}") from None
+    try:
+        return _as_utc(parsed)
+    except OverflowError:
+        raise InvalidEvent(f"timestamp is out of range: {_show(value)}") from None
+
+
+def _correlation_id(value: Any) -> str:
+    if isinstance(value, str) and value:
+        try:
+            parsed = uuid.UUID(value)
+        except ValueError:
+            pass
+        else:
+            # The nil UUID is a template placeholder, not an identity: every event would share it.
+            if parsed.int:
+                return str(parsed)
+    return str(uuid.uuid4())
+
+
+def _as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is UTC:
+        return moment
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)  # a naive time is taken as UTC
+    return moment.astimezone(UTC)
+
+
+def _json_type(value: object) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _show(value: object) -> str:
+    """``value`` as it would read in JSON, shortened: for error messages."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:40] + "...")
+    if value is None or isinstance(value, bool):
+        return orjson.dumps(value).decode()
+    if isinstance(value, int | float):
+        return repr(value)
+    return _json_type(value)
+
+
+# --- snmptrapd ---------------------------------------------------------------------------------
+
+
+def trap_oid_from_varbinds(
+    message: str, separators: str | Sequence[str] = VARBIND_SEPARATORS
+) -> str | None:
+    """The trap OID in an snmptrapd-formatted message: the value of its ``snmpTrapOID.0`` varbind.
+
+    Expects snmptrapd run with ``-On`` (numeric OIDs) and a format that puts a separator before
+    each varbind, e.g. ``format syslog2 %B [%b]: trap%V<RS>%#v`` (RS, ASCII 0x1e, written as the
+    raw byte: snmptrapd has no \\x escape). A varbind is recognised only at the start of the
+    message or right after a separator, so a string varbind quoting an OID cannot pose as one;
+    the first match wins (snmpTrapOID.0 is the second varbind of every v2c/v3 notification).
+    Also recognises ``SNMPv2-MIB::snmpTrapOID.0`` as the name and the ``-Oq``/``-OQ`` layouts.
+
+    Returns the OID without its leading dot, or None when the message carries no such varbind.
+    """
+    if _SNMP_TRAP_OID not in message and "snmpTrapOID.0" not in message:
+        return None  # the common case, a syslog line: no regex run
+    if isinstance(separators, str):
+        separators = (separators,)
+    match = _varbind_pattern(tuple(separators)).search(message)
+    if match is None or len(match.group(1)) > MAX_OID_CHARS:
+        return None
+    return match.group(1).removeprefix(".")
+
+
+@lru_cache(maxsize=8)
+def _varbind_pattern(separators: tuple[str, ...]) -> re.Pattern[str]:
+    if not separators or not all(separators):
+        raise ValueError("varbind separators must be non-empty strings")
+    starts = "|".join(re.escape(s) for s in separators)
+    name = r"(?:\.?1\.3\.6\.1\.6\.3\.1\.1\.4\.1\.0|(?:SNMPv2-MIB::)?snmpTrapOID\.0)"
+    # "name = OID: value" by default; "name = value" with -OQ; "name value" with -Oq.
+    between = r"(?:[ \t]*=[ \t]*(?:OID:[ \t]*)?|[ \t]+)"
+    return re.compile(rf"(?:^|{starts})[ \t]*{name}{between}(\.?[0-9]+(?:\.[0-9]+)+)(?![0-9.])")
+
+
+_varbind_pattern(VARBIND_SEPARATORS)  # compile the default pattern at import, off the hot path

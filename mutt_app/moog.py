@@ -1,0 +1,131 @@
+"""The Moogsoft AIOps event MUTT posts to the webhook (the REST LAM / webhook event format).
+
+Fields: ``signature`` (what Moog deduplicates alerts on), ``source_id``, ``external_id``,
+``manager``, ``source``, ``class``, ``agent``, ``agent_location``, ``type``, ``severity`` (0 clear,
+1 indeterminate, 2 warning, 3 minor, 4 major, 5 critical), ``description``, ``agent_time`` (epoch
+seconds) and ``custom_info``. ``external_id`` is the event's correlation_id, which the forward task
+also uses as its idempotency key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from mutt_app.events import Event
+
+__all__ = [
+    "AGENT",
+    "DEFAULT_SEVERITY",
+    "MANAGER",
+    "build_payload",
+    "severity_for",
+    "signature_for",
+    "unhandled_meta_alert",
+]
+
+MANAGER = "MUTT"
+AGENT = "MUTT"
+DEFAULT_SEVERITY = 2  # warning: an event that carried no syslog severity
+META_ALERT_SEVERITY = 3  # minor: something is talking and no rule listens
+META_ALERT_TYPE = "mutt.unhandled"
+
+# Index: syslog severity 0 (emergency) .. 7 (debug).
+_SEVERITY_BY_SYSLOG = (5, 5, 5, 4, 3, 2, 1, 1)
+# Longer alert texts go into the signature as a digest, so it stays a sane key for Moog.
+_SIGNATURE_TEXT_MAX = 200
+
+
+def severity_for(syslog_severity: int | None) -> int:
+    """The Moog severity (1..5) for a syslog severity (0..7).
+
+    0-2 (emergency, alert, critical) -> 5 critical; 3 (error) -> 4 major; 4 (warning) -> 3 minor;
+    5 (notice) -> 2 warning; 6-7 (info, debug) -> 1 indeterminate; absent or out of range -> 2.
+    """
+    if syslog_severity is None or not 0 <= syslog_severity <= 7:
+        return DEFAULT_SEVERITY
+    return _SEVERITY_BY_SYSLOG[syslog_severity]
+
+
+def signature_for(hostname: str, rule_id: int | None, trap_oid: str | None, message: str) -> str:
+    """Moog's dedup key for an alert: ``host::rule::(trap OID or message)``.
+
+    The same alert recurring gives the same signature, so Moog counts it on one alert instead of
+    opening another: nothing time-dependent goes in, and the host name is lower-cased (DNS names
+    are case-insensitive). A text longer than 200 characters is replaced by its SHA-1.
+    """
+    text = trap_oid or message
+    if len(text) > _SIGNATURE_TEXT_MAX:
+        text = "sha1:" + hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+    rule = "none" if rule_id is None else str(rule_id)
+    return f"{hostname.lower()}::{rule}::{text}"
+
+
+def build_payload(
+    event: Event, *, rule_id: int | None, handling: str, team: str, is_dev: bool = False
+) -> dict[str, Any]:
+    """The Moog event for ``event``, classified under ``rule_id`` with ``handling`` for ``team``."""
+    return {
+        "signature": signature_for(event.hostname, rule_id, event.trap_oid, event.message),
+        "source_id": event.hostname,
+        "external_id": event.correlation_id,
+        "manager": MANAGER,
+        "source": event.hostname,
+        "class": team,
+        "agent": AGENT,
+        "agent_location": event.hostname,
+        "type": event.trap_oid or "syslog",
+        "severity": severity_for(event.syslog_severity),
+        "description": event.message,
+        "agent_time": int(event.timestamp.timestamp()),
+        "custom_info": {
+            "handling": handling,
+            "rule_id": rule_id,
+            "correlation_id": event.correlation_id,
+            "team": team,
+            "is_dev": is_dev,
+            "event_source": event.source,
+            "syslog_severity": event.syslog_severity,
+            "received_at": event.received_at.isoformat(),
+        },
+    }
+
+
+def unhandled_meta_alert(
+    hostname: str, count: int, *, team: str, window: int, now: datetime | None = None
+) -> dict[str, Any]:
+    """The Moog event raised when ``hostname`` sent ``count`` events no rule matched.
+
+    One per host per ``window`` seconds (the caller's counter sees to that). Its signature is the
+    same every time, so Moog keeps one alert per noisy host; its external_id is new every time, so
+    the forward task's idempotency key does not swallow the next window's alert.
+    """
+    now = now or datetime.now(UTC)
+    external_id = str(uuid.uuid4())
+    return {
+        "signature": f"{hostname.lower()}::unhandled",
+        "source_id": hostname,
+        "external_id": external_id,
+        "manager": MANAGER,
+        "source": hostname,
+        "class": team,
+        "agent": AGENT,
+        "agent_location": hostname,
+        "type": META_ALERT_TYPE,
+        "severity": META_ALERT_SEVERITY,
+        "description": (
+            f"{count} events from {hostname} matched no MUTT rule within {window} seconds"
+        ),
+        "agent_time": int(now.timestamp()),
+        "custom_info": {
+            "handling": "meta_alert",
+            "rule_id": None,
+            "correlation_id": external_id,
+            "team": team,
+            "is_dev": False,
+            "unhandled_count": count,
+            "window_seconds": window,
+        },
+    }
