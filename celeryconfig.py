@@ -1,0 +1,58 @@
+"""Celery's configuration for MUTT: the static options.
+
+What depends on MUTT's settings (broker URL, visibility timeout, beat intervals) is filled in by
+:func:`mutt_app.celery_app.make_celery` from the one Settings object, so nothing here reads the
+environment. See https://docs.celeryq.dev/en/stable/userguide/configuration.html for each option.
+"""
+
+from kombu import Queue
+
+# --- queues ---------------------------------------------------------------------------------
+# Classify and forward run on separate queues so that forward's rate limit and retries (which hold
+# messages) never starve classification, and each can get its own workers.
+task_queues = (
+    Queue("mutt.classify", routing_key="mutt.classify"),
+    Queue("mutt.forward", routing_key="mutt.forward"),
+    Queue("mutt.maintenance", routing_key="mutt.maintenance"),
+)
+task_default_queue = "mutt.classify"
+task_routes = {
+    "mutt.classify_event": {"queue": "mutt.classify"},
+    "mutt.forward_to_moog": {"queue": "mutt.forward"},
+    "mutt.*": {"queue": "mutt.maintenance"},
+}
+
+# --- serialisation ----------------------------------------------------------------------------
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+
+# --- reliability --------------------------------------------------------------------------------
+# Ack after the task ran, not before: a worker killed mid-task leaves its message unacked, and the
+# broker hands it to another worker once the visibility timeout has passed.
+task_acks_late = True
+# A worker process that dies (SIGKILL, OOM) requeues its message instead of acking it. A message that
+# kills its worker every time would loop forever, so classify_event counts attempts per batch in
+# Redis and dead-letters after ALERTER_MAX_RETRIES.
+task_reject_on_worker_lost = True
+# With acks_late every prefetched message is unacked while it waits in the worker; if it waited longer
+# than the visibility timeout it would be delivered twice. One message per process keeps that wait
+# to a single task's runtime (a classify task is a batch of up to 100 events, so throughput is fine).
+worker_prefetch_multiplier = 1
+# After a lost broker connection, unacked messages are redelivered; cancelling the running copies
+# avoids working on both at once.
+worker_cancel_long_running_tasks_on_connection_loss = True
+broker_connection_retry_on_startup = True
+task_track_started = False
+# Results are not used: the audit log and Flower are where outcomes are seen.
+task_ignore_result = True
+
+# --- events for Flower ----------------------------------------------------------------------------
+worker_send_task_events = True
+task_send_sent_event = True
+
+# --- housekeeping --------------------------------------------------------------------------------------
+worker_max_tasks_per_child = 10_000
+worker_hijack_root_logger = False
+timezone = "UTC"
+enable_utc = True

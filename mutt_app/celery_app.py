@@ -1,0 +1,128 @@
+"""The Celery application: ``celery -A mutt_app worker|beat|flower`` finds ``app`` here.
+
+Static options live in ``celeryconfig.py``; what depends on MUTT's settings (broker, visibility timeout,
+beat intervals) is applied by :func:`make_celery`, so tests and the ingest app can build an app for
+any settings without touching the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from functools import cache
+
+from celery import Celery
+from celery.schedules import crontab
+from celery.signals import worker_process_init, worker_ready
+
+from mutt_app.config import Settings, SettingsError, load_settings
+from mutt_app.rotation import redis_password
+from mutt_app.runtime import Runtime
+
+TASK_MODULES = (
+    "mutt_app.tasks.classify",
+    "mutt_app.tasks.forward",
+    "mutt_app.tasks.remediation",
+    "mutt_app.tasks.maintenance",
+)
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app configured from ``celeryconfig`` and ``settings``, with a :class:`Runtime`."""
+    app = Celery("mutt", include=list(TASK_MODULES), set_as_current=False)
+    app.config_from_object("celeryconfig")
+    password = redis_password(settings) if any(settings.redis_passwords()) else None
+    app.conf.broker_url = settings.redis_dsn(password)
+    app.conf.broker_transport_options = {
+        "visibility_timeout": settings.broker_visibility_timeout,
+        # Scan for a dead worker's unacked messages every interval (throttle 1: no skipped scans),
+        # so recovery takes about visibility_timeout + interval instead of an hour.
+        "unacked_restore_interval": settings.broker_restore_interval,
+        "unacked_restore_throttle": 1,
+        "socket_timeout": 30,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 10,
+    }
+    app.conf.broker_pool_limit = settings.redis_max_connections
+    # Celery's rate_limit is per worker process: a ceiling, not the limit Moog sees (that one is
+    # shared through Redis, see mutt_app.tasks.forward).
+    app.conf.task_annotations = {
+        "mutt.forward_to_moog": {
+            "rate_limit": f"{settings.moog_rate_limit / settings.moog_rate_period:g}/s"
+        }
+    }
+    app.conf.beat_schedule = beat_schedule(settings)
+    app.mutt_runtime = Runtime(settings)  # type: ignore[attr-defined]
+    return app
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict]:
+    """Periodic jobs; each interval comes from the settings."""
+    return {
+        "remediate-dlq": {
+            "task": "mutt.remediate_dlq",
+            "schedule": timedelta(seconds=settings.remediation_interval_seconds),
+        },
+        "reconcile-ledger": {
+            "task": "mutt.reconcile_ledger",
+            "schedule": timedelta(seconds=max(settings.reconcile_after // 4, 5)),
+        },
+        "create-partitions": {
+            "task": "mutt.create_partitions",
+            "schedule": crontab(hour=0, minute=17),
+        },
+    }
+
+
+def runtime_of(app: Celery) -> Runtime:
+    """The :class:`Runtime` of ``app`` (built from the environment for a foreign app)."""
+    runtime = getattr(app, "mutt_runtime", None)
+    if runtime is None:
+        runtime = app.mutt_runtime = Runtime(load_settings())  # type: ignore[attr-defined]
+    return runtime
+
+
+@worker_ready.connect
+def _serve_worker_metrics(sender: object = None, **_: object) -> None:
+    # One HTTP server per worker host, in the main process, merging the pool processes' samples
+    # (prometheus_client multiprocess mode, switched on by PROMETHEUS_MULTIPROC_DIR).
+    from celery import current_app
+
+    runtime = getattr(current_app, "mutt_runtime", None)
+    port = runtime.settings.metrics_port_worker if runtime else 0
+    if not port:
+        return
+    from mutt_app.metrics import serve_metrics
+
+    try:
+        serve_metrics(port)
+    except OSError as exc:  # another worker on this host already serves the merged metrics
+        logging.getLogger(__name__).info("worker metrics port %d not opened: %s", port, exc)
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_: object) -> None:
+    # The parent may have opened connections (e.g. while importing); children must not share them.
+    from celery import current_app
+
+    runtime = getattr(current_app, "mutt_runtime", None)
+    if runtime is not None:
+        runtime.reset()
+
+
+@cache
+def default_app() -> Celery:
+    """The app for ``celery -A mutt_app``: settings from the environment (and Vault), read once."""
+    from mutt_app.logs import configure_logging
+    from mutt_app.vault import VaultError, settings_for_service
+
+    try:
+        settings = settings_for_service(load_settings())
+    except (SettingsError, VaultError) as exc:
+        # One clear line instead of a traceback, and a non-zero exit for systemd to see.
+        raise SystemExit(f"mutt: {exc}") from None
+    configure_logging(settings, service="mutt-worker")
+    app = make_celery(settings)
+    app.set_current()
+    app.set_default()
+    return app

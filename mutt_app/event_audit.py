@@ -1,0 +1,56 @@
+"""The event audit trail: one row per classified event, one INSERT per batch, idempotent.
+
+Rows are keyed on (correlation_id, event_timestamp); a redelivered batch conflicts and inserts nothing,
+which is what makes "each accepted event is audited exactly once" hold across crashes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from mutt_app.events import Event
+from mutt_app.models import EventAuditLog
+from mutt_app.rules import Decision
+
+
+def audit_row(event: Event, decision: Decision) -> dict[str, Any]:
+    """The event_audit_log values for one classified event."""
+    return {
+        "event_timestamp": event.timestamp,
+        "received_at": event.received_at,
+        "hostname": event.hostname,
+        "message": event.message,
+        "source": event.source,
+        "syslog_severity": event.syslog_severity,
+        "trap_oid": event.trap_oid,
+        "matched_rule_id": decision.rule_id,
+        "handling_decision": decision.handling,
+        "team_assignment": decision.team,
+        "is_dev": decision.is_dev,
+        "forwarded_to_moog": decision.forward,
+        "correlation_id": uuid.UUID(event.correlation_id),
+        "raw": event.raw,
+    }
+
+
+def insert_audit_rows(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+    """Insert ``rows`` in one statement, skipping any already audited.
+
+    Returns the correlation_ids that were new, so side effects (counters) happen once per event.
+    """
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(EventAuditLog)
+        .values(list(rows))
+        .on_conflict_do_nothing(index_elements=["correlation_id", "event_timestamp"])
+        .returning(EventAuditLog.correlation_id)
+    )
+    return set(session.execute(statement).scalars())

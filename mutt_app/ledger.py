@@ -1,0 +1,103 @@
+"""The ledger of accepted batches: MUTT's own guarantee that an accepted event is never lost.
+
+The Redis transport takes a message (BRPOP) and records it as unacked in two steps; a worker killed
+between them loses the message (kombu issue 305). So the ingest endpoint records every batch here
+before answering 2xx, classify_event settles the batch once its audit rows are committed, and a beat
+job publishes again any batch left unsettled for longer than a redelivery could take. Audit inserts are
+idempotent on correlation_id, so publishing a batch twice never audits an event twice.
+
+The same ledger counts attempts per batch, so a batch that kills its worker every time
+(``task_reject_on_worker_lost`` would requeue it forever) is dead-lettered after a few.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+import redis
+
+PAYLOADS = "mutt:ledger:batches"
+INDEX = "mutt:ledger:index"
+ATTEMPTS = "mutt:ledger:attempts"
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch of accepted events, as published to classify_event."""
+
+    batch_id: str
+    events: list[dict]
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({"batch_id": self.batch_id, "events": self.events})
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Batch:
+        decoded = orjson.loads(data)
+        return cls(decoded["batch_id"], decoded["events"])
+
+
+class Ledger:
+    """Accepted-but-not-yet-audited batches, kept in Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def record(self, batches: Sequence[Batch], now: float | None = None) -> None:
+        """Record ``batches`` atomically (all or none)."""
+        now = time.time() if now is None else now
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(PAYLOADS, mapping={b.batch_id: b.to_json() for b in batches})
+        pipe.zadd(INDEX, {b.batch_id: now for b in batches})
+        pipe.execute()
+
+    def forget(self, batch_ids: Sequence[str]) -> None:
+        """Drop batches that were never published (the publish failed and the client was told)."""
+        self.settle(batch_ids)
+
+    def start_attempt(self, batch_id: str) -> int:
+        """Count one more attempt at ``batch_id``; returns the attempt number (1 for the first)."""
+        return int(self.client.hincrby(ATTEMPTS, batch_id, 1))
+
+    def reset_attempts(self, batch_id: str) -> None:
+        """The attempt ended normally (e.g. a retry was scheduled): it was not a worker loss."""
+        self.client.hdel(ATTEMPTS, batch_id)
+
+    def settle(self, batch_ids: Sequence[str]) -> None:
+        """The batches' audit rows are committed (or they were dead-lettered): forget them."""
+        if not batch_ids:
+            return
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(PAYLOADS, *batch_ids)
+        pipe.zrem(INDEX, *batch_ids)
+        pipe.hdel(ATTEMPTS, *batch_ids)
+        pipe.execute()
+
+    def overdue(self, older_than: float, limit: int = 100, now: float | None = None) -> list[Batch]:
+        """Unsettled batches recorded (or last republished) more than ``older_than`` seconds ago."""
+        now = time.time() if now is None else now
+        ids = self.client.zrangebyscore(INDEX, "-inf", now - older_than, start=0, num=limit)
+        if not ids:
+            return []
+        payloads = self.client.hmget(PAYLOADS, ids)
+        found = []
+        for batch_id, payload in zip(ids, payloads, strict=True):
+            if payload is None:
+                # Settled between the two reads, or recorded without payload: nothing to republish.
+                self.client.zrem(INDEX, batch_id)
+                continue
+            found.append(Batch.from_json(payload))
+        return found
+
+    def touch(self, batch_ids: Sequence[str], now: float | None = None) -> None:
+        """Restart the overdue clock of republished batches."""
+        now = time.time() if now is None else now
+        if batch_ids:
+            self.client.zadd(INDEX, {batch_id: now for batch_id in batch_ids}, xx=True)
+
+    def depth(self) -> int:
+        """How many accepted batches are not yet settled."""
+        return int(self.client.zcard(INDEX))

@@ -1,0 +1,128 @@
+"""MUTT's Prometheus metrics, all in one place, named as in the v2.5 quick reference.
+
+Celery's prefork workers and gunicorn's workers are separate processes; with PROMETHEUS_MULTIPROC_DIR
+set (``mutt run`` and the deploy units set it) each process writes its samples there and
+:func:`exposition` merges them, so one scrape sees the whole host.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+# --- ingest ---------------------------------------------------------------------------------------
+INGEST_REQUESTS = Counter(
+    "mutt_ingest_requests_total", "Ingest requests by outcome", ["status", "reason"]
+)
+INGEST_EVENTS = Counter("mutt_ingest_events_total", "Events received by outcome", ["status"])
+INGEST_QUEUE_DEPTH = Gauge(
+    "mutt_ingest_queue_depth", "Messages waiting in the classify queue", multiprocess_mode="max"
+)
+INGEST_LATENCY = Histogram(
+    "mutt_ingest_latency_seconds", "Ingest request latency", buckets=LATENCY_BUCKETS
+)
+
+# --- classify (the v2.5 "alerter") ----------------------------------------------------------------
+EVENTS_PROCESSED = Counter(
+    "mutt_alerter_events_processed_total",
+    "Events classified, by status (handled/unhandled/poison/error) and handling",
+    ["status", "handling"],
+)
+CLASSIFY_EVENT_LATENCY = Histogram(
+    "mutt_alerter_processing_latency_seconds",
+    "Classification time per event (batch time divided by its size)",
+    buckets=(0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1),
+)
+CLASSIFY_BATCH_LATENCY = Histogram(
+    "mutt_alerter_batch_latency_seconds",
+    "classify_event task time per batch",
+    buckets=LATENCY_BUCKETS,
+)
+END_TO_END_LATENCY = Histogram(
+    "mutt_end_to_end_latency_seconds",
+    "From an event's receipt at ingest to its audit row's commit",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+RULES_CACHED = Gauge(
+    "mutt_alerter_cache_rules_count", "Active rules compiled", multiprocess_mode="max"
+)
+DEV_HOSTS_CACHED = Gauge(
+    "mutt_alerter_cache_dev_hosts_count", "Development hosts cached", multiprocess_mode="max"
+)
+TEAMS_CACHED = Gauge(
+    "mutt_alerter_cache_teams_count", "Device team mappings cached", multiprocess_mode="max"
+)
+RULE_RELOAD_FAILURES = Counter(
+    "mutt_alerter_cache_reload_failures_total", "Failed rule cache reloads"
+)
+DB_WRITE_LATENCY = Histogram(
+    "mutt_db_write_latency_ms",
+    "Audit batch insert latency in milliseconds",
+    buckets=(1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
+)
+META_ALERTS = Counter(
+    "mutt_alerter_unhandled_meta_alerts_total", "Unhandled-event meta-alerts raised"
+)
+DEAD_LETTERED = Counter(
+    "mutt_dead_letters_total", "Items written to the dead-letter queue", ["task", "reason"]
+)
+LEDGER_REPUBLISHED = Counter(
+    "mutt_ledger_republished_total", "Accepted batches published again by reconciliation"
+)
+
+# --- forward to Moog ------------------------------------------------------------------------------
+MOOG_REQUESTS = Counter("mutt_moog_requests_total", "Moog webhook requests", ["status", "reason"])
+MOOG_LATENCY = Histogram(
+    "mutt_moog_request_latency_seconds", "Moog webhook latency", buckets=LATENCY_BUCKETS
+)
+MOOG_ALERTS = Counter("mutt_moog_alerts_processed_total", "Alerts by outcome", ["status"])
+MOOG_RATE_LIMIT_HITS = Counter("mutt_moog_rate_limit_hits_total", "Times the shared limit deferred")
+MOOG_CIRCUIT_STATE = Gauge(
+    "mutt_moog_circuit_state",
+    "Circuit breaker: 0 CLOSED, 1 OPEN, 2 HALF_OPEN",
+    multiprocess_mode="max",
+)
+
+# --- queues and remediation (sampled by beat and the web app) -------------------------------------
+QUEUE_DEPTH = Gauge(
+    "mutt_queue_depth", "Messages waiting per queue", ["queue"], multiprocess_mode="max"
+)
+DLQ_DEPTH = Gauge("mutt_dlq_depth", "Dead letters waiting", ["task"], multiprocess_mode="max")
+POISON_DEPTH = Gauge("mutt_poison_depth", "Items remediation gave up on", multiprocess_mode="max")
+REMEDIATION_REPLAYED = Counter(
+    "mutt_remediation_replayed_total", "Dead letters replayed", ["source", "status"]
+)
+REMEDIATION_SCAN = Histogram(
+    "mutt_remediation_dlq_scan_duration_seconds", "Remediation run time", buckets=LATENCY_BUCKETS
+)
+
+
+def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:
+    """Serve /metrics on ``port`` from a background thread (merged across processes if enabled)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(port, addr=addr, registry=registry)
+    else:
+        start_http_server(port, addr=addr)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics page and its content type, merged across processes when multiprocess is on."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,163 @@
+"""Atomic Redis scripts shared by every worker on every host.
+
+Lua runs atomically in Redis, so two workers racing on the same key can never both see themselves as
+the one that crossed a threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import redis
+
+# KEYS[1] the host's counter, KEYS[2] its triggered marker; ARGV increment, threshold, window seconds.
+# Returns the count that crossed the threshold, or 0. Renaming the counter to the marker (which keeps
+# its TTL) means the rest of the window finds the marker and raises nothing more.
+_UNHANDLED = """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+local count = redis.call('INCRBY', KEYS[1], ARGV[1])
+if count == tonumber(ARGV[1]) then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+if count >= tonumber(ARGV[2]) then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  return count
+end
+return 0
+"""
+
+
+class UnhandledCounter:
+    """Per-host counters of events that matched no rule; one meta-alert per host per window."""
+
+    def __init__(
+        self, client: redis.Redis, prefix: str, threshold: int, window_seconds: int
+    ) -> None:
+        self.prefix = prefix
+        self.threshold = threshold
+        self.window = window_seconds
+        self.script = client.register_script(_UNHANDLED)
+        self.client = client
+
+    def add(self, counts: Mapping[str, int]) -> dict[str, int]:
+        """Count unmatched events per hostname; returns the hosts that crossed the threshold now."""
+        if not counts:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        hosts = list(counts)
+        for host in hosts:
+            keys = [f"{self.prefix}:{host}", f"{self.prefix}:triggered:{host}"]
+            self.script(keys=keys, args=[counts[host], self.threshold, self.window], client=pipe)
+        results = pipe.execute()
+        return {host: int(n) for host, n in zip(hosts, results, strict=True) if int(n) > 0}
+
+
+# Sliding-window log. KEYS[1] the window's sorted set; ARGV window seconds, limit, a unique member.
+# Returns {1, 0} when admitted, else {0, milliseconds until the oldest admission leaves the window}.
+# Time comes from the Redis server, so workers on hosts with skewed clocks share one window.
+_RATE_LIMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = math.floor(tonumber(ARGV[1]) * 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return {1, 0}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, tonumber(oldest[2]) + window - now}
+"""
+
+
+class RateLimiter:
+    """A rate limit shared by every worker on every host (MOOG_RATE_LIMIT per MOOG_RATE_PERIOD)."""
+
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        self.key = key
+        self.script = client.register_script(_RATE_LIMIT)
+
+    def acquire(self, limit: int, period: float, token: str) -> float:
+        """Take a slot: 0.0 when admitted, else the seconds to wait before trying again."""
+        admitted, wait_ms = self.script(keys=[self.key], args=[period, limit, token])
+        return 0.0 if int(admitted) else max(int(wait_ms), 1) / 1000
+
+
+# Circuit breaker shared in Redis. KEYS: state, failures, opened_at (ms), probe lock.
+# ARGV[1] the operation: 'allow', 'success' or 'failure'; ARGV[2] threshold; ARGV[3] open seconds.
+# 'allow' returns {allowed, wait_ms, state}; the others return {0, 0, state}.
+_CIRCUIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local op, threshold, open_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]) * 1000
+local state = redis.call('GET', KEYS[1]) or 'CLOSED'
+if op == 'allow' then
+  if state == 'CLOSED' then return {1, 0, state} end
+  local opened = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if state == 'OPEN' and now - opened < open_ms then
+    return {0, open_ms - (now - opened), state}
+  end
+  -- Open long enough: let exactly one probe through; everyone else waits for its verdict.
+  if redis.call('SET', KEYS[4], '1', 'NX', 'PX', open_ms) then
+    redis.call('SET', KEYS[1], 'HALF_OPEN')
+    return {1, 0, 'HALF_OPEN'}
+  end
+  return {0, 1000, 'HALF_OPEN'}
+elseif op == 'success' then
+  redis.call('SET', KEYS[1], 'CLOSED')
+  redis.call('SET', KEYS[2], 0)
+  redis.call('DEL', KEYS[4])
+  return {0, 0, 'CLOSED'}
+else
+  local failures = redis.call('INCR', KEYS[2])
+  if state == 'HALF_OPEN' or (state == 'CLOSED' and failures >= threshold) then
+    redis.call('SET', KEYS[1], 'OPEN')
+    redis.call('SET', KEYS[3], now)
+    redis.call('DEL', KEYS[4])
+    return {0, 0, 'OPEN'}
+  end
+  return {0, 0, state}
+end
+"""
+
+CIRCUIT_STATES = {"CLOSED": 0, "OPEN": 1, "HALF_OPEN": 2}
+
+
+class CircuitBreaker:
+    """CLOSED -> OPEN after N consecutive failures -> HALF_OPEN (one probe) -> CLOSED or OPEN."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "mutt:circuit:moog") -> None:
+        self.keys = [
+            f"{prefix}:state",
+            f"{prefix}:failures",
+            f"{prefix}:opened_at",
+            f"{prefix}:probe",
+        ]
+        self.script = client.register_script(_CIRCUIT)
+        self.client = client
+
+    def _call(self, op: str, threshold: int, open_seconds: float) -> tuple[bool, float, str]:
+        allowed, wait_ms, state = self.script(keys=self.keys, args=[op, threshold, open_seconds])
+        state = state.decode() if isinstance(state, bytes) else state
+        return bool(int(allowed)), int(wait_ms) / 1000, state
+
+    def allow(self, threshold: int, open_seconds: float) -> tuple[bool, float]:
+        """May a request go to Moog now? Else, how many seconds until it may."""
+        allowed, wait, _ = self._call("allow", threshold, open_seconds)
+        return allowed, wait
+
+    def record_success(self) -> str:
+        return self._call("success", 0, 0)[2]
+
+    def record_failure(self, threshold: int, open_seconds: float) -> str:
+        return self._call("failure", threshold, open_seconds)[2]
+
+    def release_probe(self) -> None:
+        """Give up a probe slot taken by :meth:`allow` without trying (e.g. rate-limited)."""
+        self.client.delete(self.keys[3])
+
+    def state(self) -> str:
+        raw = self.client.get(self.keys[0])
+        return raw.decode() if raw else "CLOSED"

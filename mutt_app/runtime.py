@@ -1,0 +1,61 @@
+"""What one MUTT process holds: its settings and, opened on first use, its connections.
+
+Connections are opened lazily so that a prefork worker's children each open their own after the fork
+(sockets shared across a fork corrupt each other), and :meth:`Runtime.reset` drops them when a process
+is forked after it has used them.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from mutt_app.config import Settings
+from mutt_app.db import make_engine, session_factory
+from mutt_app.dynamic_config import DynamicConfig
+from mutt_app.ledger import Ledger
+from mutt_app.rotation import redis_client
+from mutt_app.rule_cache import RuleCache
+
+_LAZY = ("engine", "sessions", "redis", "ledger", "rules", "dynamic_config")
+
+
+class Runtime:
+    """Settings plus the engine, Redis client, ledger and rule cache built from them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return session_factory(self.engine)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis_client(self.settings, socket_timeout=30, socket_connect_timeout=5)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.redis)
+
+    @cached_property
+    def rules(self) -> RuleCache:
+        return RuleCache(self.sessions, self.redis, self.settings)
+
+    @cached_property
+    def dynamic_config(self) -> DynamicConfig:
+        return DynamicConfig(self.redis, self.settings)
+
+    def reset(self) -> None:
+        """Forget every connection (after a fork); the next use opens new ones."""
+        if "engine" in self.__dict__:
+            self.engine.dispose(close=False)
+        for name in _LAZY:
+            self.__dict__.pop(name, None)

@@ -1,0 +1,217 @@
+"""classify_event: decide each event of a batch, hand on what must reach Moog, audit all of it."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import Task, shared_task
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from mutt_app import metrics
+from mutt_app.celery_app import runtime_of
+from mutt_app.deadletters import add_dead_letter
+from mutt_app.event_audit import audit_row, insert_audit_rows
+from mutt_app.events import Event
+from mutt_app.moog import build_payload, unhandled_meta_alert
+from mutt_app.redis_scripts import UnhandledCounter
+from mutt_app.rules import Decision, decide
+from mutt_app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+TASK_NAME = "mutt.classify_event"
+QUEUE = "mutt.classify"
+FORWARD_TASK = "mutt.forward_to_moog"
+FORWARD_QUEUE = "mutt.forward"
+# Waits before retrying a batch whose database or Redis was unreachable; all well under the
+# broker's visibility timeout (a waiting retry is an unacked message).
+INFRA_RETRY_DELAYS = (1, 2, 5, 10, 20, 30)
+
+
+@shared_task(
+    bind=True, name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, max_retries=None
+)
+def classify_event(
+    self: Task, events: list[dict[str, Any]], batch_id: str, replays: int = 0
+) -> dict[str, int]:
+    """Classify a batch of accepted events (``Event.to_wire`` dicts) and audit them.
+
+    ``replays`` counts remediation replays of these events, carried into any new dead letter.
+    """
+    runtime = runtime_of(self.app)
+    attempt = runtime.ledger.start_attempt(batch_id)
+    if attempt > runtime.settings.alerter_max_retries:
+        # Every earlier attempt died mid-run (worker lost): stop feeding this batch to workers.
+        return _dead_letter_batch(runtime, events, batch_id, attempt, replays)
+    try:
+        outcome = classify_batch(runtime, self.app, events, replays)
+    except (OperationalError, PoolTimeout, RedisConnectionError, RedisTimeout) as exc:
+        # The database or Redis is unreachable: nothing was committed, try the whole batch later.
+        runtime.ledger.reset_attempts(batch_id)
+        delay = INFRA_RETRY_DELAYS[min(self.request.retries, len(INFRA_RETRY_DELAYS) - 1)]
+        log.warning("batch %s: %s; retrying in %ss", batch_id, type(exc).__name__, delay)
+        raise self.retry(exc=exc, countdown=delay) from exc
+    except Exception as exc:
+        # Not an event's fault (those are isolated inside) and not an outage: a bug or a surprise.
+        # Dead-letter the batch durably now; the task would otherwise be acked as failed.
+        log.exception("batch %s failed; dead-lettering its %d events", batch_id, len(events))
+        return _dead_letter_batch(runtime, events, batch_id, attempt, replays, error=exc)
+    runtime.ledger.settle([batch_id])
+    return outcome
+
+
+def classify_batch(
+    runtime: Runtime, app: Any, wire_events: list[dict[str, Any]], replays: int = 0
+) -> dict[str, int]:
+    """Decide, forward, audit and count one batch; returns counts by outcome."""
+    started = time.perf_counter()
+    settings = runtime.settings
+    snapshot = runtime.rules.current()
+    decided: list[tuple[Event, Decision]] = []
+    failed: list[tuple[dict[str, Any], Exception]] = []
+    for wire in wire_events:
+        try:
+            event = Event.from_wire(wire)
+            decision = decide(
+                event.message,
+                event.trap_oid,
+                event.syslog_severity,
+                event.hostname,
+                snapshot,
+                settings.unhandled_default_team,
+            )
+        except Exception as exc:  # one bad event must not cost the others
+            failed.append((wire, exc))
+            continue
+        decided.append((event, decision))
+
+    # Forwards go out before the audit commits: a crash in between re-runs the batch, and the
+    # forward's idempotency key stops a second post. The reverse order could lose an alert.
+    for event, decision in decided:
+        if decision.forward:
+            payload = build_payload(
+                event,
+                rule_id=decision.rule_id,
+                handling=decision.handling,
+                team=decision.team,
+                is_dev=decision.is_dev,
+            )
+            app.send_task(FORWARD_TASK, args=[payload], queue=FORWARD_QUEUE)
+
+    write_started = time.perf_counter()
+    with runtime.sessions.begin() as session:
+        new = insert_audit_rows(session, [audit_row(e, d) for e, d in decided])
+        for wire, exc in failed:
+            add_dead_letter(
+                session,
+                task_name=TASK_NAME,
+                queue=QUEUE,
+                payload={"events": [wire]},
+                error=exc,
+                backoff_base=settings.remediation_backoff_base,
+                replays=replays,
+                correlation_id=wire.get("correlation_id") if isinstance(wire, dict) else None,
+            )
+    committed = time.perf_counter()
+    metrics.DB_WRITE_LATENCY.observe((committed - write_started) * 1000)
+
+    _raise_meta_alerts(runtime, app, [e for e, d in decided if not d.matched and _uuid(e) in new])
+    _observe(decided, failed, new, started)
+    return {
+        "audited": len(new),
+        "duplicates": len(decided) - len(new),
+        "dead_lettered": len(failed),
+    }
+
+
+def _raise_meta_alerts(runtime: Runtime, app: Any, unmatched: list[Event]) -> None:
+    settings = runtime.settings
+    counter = UnhandledCounter(
+        runtime.redis,
+        settings.unhandled_prefix,
+        settings.unhandled_threshold,
+        settings.unhandled_expiry_seconds,
+    )
+    crossed = counter.add(Counter(e.hostname for e in unmatched))
+    for hostname, count in crossed.items():
+        payload = unhandled_meta_alert(
+            hostname,
+            count,
+            team=settings.unhandled_default_team,
+            window=settings.unhandled_expiry_seconds,
+        )
+        app.send_task(FORWARD_TASK, args=[payload], queue=FORWARD_QUEUE)
+        metrics.META_ALERTS.inc()
+        log.warning("meta-alert: %d unhandled events from %s", count, hostname)
+
+
+def _observe(
+    decided: list[tuple[Event, Decision]],
+    failed: list[tuple[dict[str, Any], Exception]],
+    new: set[uuid.UUID],
+    started: float,
+) -> None:
+    elapsed = time.perf_counter() - started
+    metrics.CLASSIFY_BATCH_LATENCY.observe(elapsed)
+    size = len(decided) + len(failed)
+    if size:
+        metrics.CLASSIFY_EVENT_LATENCY.observe(elapsed / size)
+    now = datetime.now(UTC)
+    outcomes = Counter(
+        ("handled" if d.matched else "unhandled", d.handling) for e, d in decided if _uuid(e) in new
+    )
+    for (status, handling), n in outcomes.items():
+        metrics.EVENTS_PROCESSED.labels(status, handling).inc(n)
+    for event, _ in decided:
+        metrics.END_TO_END_LATENCY.observe((now - event.received_at).total_seconds())
+    if failed:
+        metrics.EVENTS_PROCESSED.labels("poison", "none").inc(len(failed))
+        metrics.DEAD_LETTERED.labels(TASK_NAME, "classify_error").inc(len(failed))
+        for wire, exc in failed:
+            log.error("event dead-lettered: %s: %s (%r)", type(exc).__name__, exc, str(wire)[:200])
+
+
+def _dead_letter_batch(
+    runtime: Runtime,
+    events: list[dict[str, Any]],
+    batch_id: str,
+    attempt: int,
+    replays: int,
+    error: Exception | None = None,
+) -> dict[str, int]:
+    """Dead-letter every event of a batch, one item each, and settle the batch."""
+    message: Exception | str = (
+        error or f"batch {batch_id} was lost with its worker {attempt - 1} times"
+    )
+    reason = "task_error" if error else "worker_lost"
+    with runtime.sessions.begin() as session:
+        for wire in events:
+            # One dead letter per event, so replaying them isolates the one that kills workers.
+            add_dead_letter(
+                session,
+                task_name=TASK_NAME,
+                queue=QUEUE,
+                payload={"events": [wire]},
+                error=message,
+                error_type=None if error else "WorkerLost",
+                backoff_base=runtime.settings.remediation_backoff_base,
+                attempts=attempt if error else attempt - 1,
+                replays=replays,
+                correlation_id=wire.get("correlation_id") if isinstance(wire, dict) else None,
+            )
+    runtime.ledger.settle([batch_id])
+    metrics.DEAD_LETTERED.labels(TASK_NAME, reason).inc(len(events))
+    log.error("%s; its %d events are in the dead-letter queue", message, len(events))
+    return {"audited": 0, "duplicates": 0, "dead_lettered": len(events)}
+
+
+def _uuid(event: Event) -> uuid.UUID:
+    return uuid.UUID(event.correlation_id)

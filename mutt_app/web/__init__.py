@@ -1,0 +1,59 @@
+"""MUTT's web applications (Flask app factories).
+
+- ``create_ingest_app``: the ingest endpoint (port SERVER_PORT_INGESTOR, 8080);
+- ``create_app``: the admin UI and REST API (port SERVER_PORT_WEBUI, 8090).
+
+Both take a Settings object; without one they read the environment (and Vault) once.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from mutt_app.config import Settings, SettingsError, load_settings
+
+
+def resolve_settings(settings: Settings | None) -> Settings:
+    """``settings``, or the environment's (with Vault secrets, kept fresh, when VAULT_ADDR is set).
+
+    A bad setting or an unreachable Vault stops the process with one line naming the problem.
+    """
+    if settings is not None:
+        return settings
+    from mutt_app.vault import VaultError, settings_for_service
+
+    try:
+        return settings_for_service(load_settings())
+    except (SettingsError, VaultError) as exc:
+        raise SystemExit(f"mutt: {exc}") from None
+
+
+def create_ingest_app(settings: Settings | None = None) -> Flask:
+    """The ingest endpoint: POST /api/v2/ingest, GET /health, GET /metrics."""
+    from mutt_app.logs import configure_logging
+    from mutt_app.web.health import metrics_bp
+    from mutt_app.web.ingest import Ingestor, bp
+
+    settings = resolve_settings(settings)
+    configure_logging(settings, service="mutt-ingest")
+    app = Flask("mutt_app.web.ingest")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_ingest_body_bytes
+    app.extensions["mutt_ingest"] = Ingestor.from_settings(settings)
+    app.register_blueprint(bp)
+    app.register_blueprint(metrics_bp)
+    return app
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The web UI and REST API (health and metrics until the admin UI lands)."""
+    from mutt_app.logs import configure_logging
+    from mutt_app.web.health import bp as health_bp
+    from mutt_app.web.health import metrics_bp
+
+    settings = resolve_settings(settings)
+    configure_logging(settings, service="mutt-web")
+    app = Flask("mutt_app.web")
+    app.extensions["mutt_settings"] = settings
+    app.register_blueprint(health_bp)
+    app.register_blueprint(metrics_bp)
+    return app

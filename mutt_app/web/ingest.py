@@ -1,0 +1,193 @@
+"""POST /api/v2/ingest: accept events from rsyslog, syslog-ng, snmptrapd relays and scripts.
+
+Valid events of a body are accepted even when others are not (those are listed with their index and
+reason). Accepted events are recorded in the ledger and published to ``classify_event`` in batches of
+CLASSIFY_BATCH_SIZE before the 200 goes out. A body with nothing valid is answered 422, never 400:
+syslog-ng resends a 400 forever and rsyslog files it as an error, and such a body will never succeed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+from celery import Celery
+from flask import Blueprint, Response, current_app, jsonify, request
+from kombu.exceptions import OperationalError as BrokerError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from mutt_app import metrics
+from mutt_app.celery_app import make_celery
+from mutt_app.config import VERSION, Settings
+from mutt_app.events import BodyError, Event, parse_body, validate_items
+from mutt_app.ledger import Batch, Ledger
+from mutt_app.rotation import redis_client
+from mutt_app.tasks.classify import QUEUE, TASK_NAME
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("ingest", __name__)
+
+RETRY_AFTER_SECONDS = 5
+# Publishing must fail fast when Redis is gone, so the client gets its 503 and retries.
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
+
+
+@dataclass
+class Ingestor:
+    """What the ingest endpoint needs, built once per process."""
+
+    settings: Settings
+    celery: Celery
+    redis: redis.Redis
+    ledger: Ledger
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Ingestor:
+        client = redis_client(settings, socket_timeout=5, socket_connect_timeout=2)
+        if settings.ingest_api_key is None:
+            log.warning(
+                "INGEST_API_KEY is not set: the ingest endpoint accepts unauthenticated posts"
+            )
+        return cls(settings, make_celery(settings), client, Ledger(client))
+
+    def authorised(self, given: str | None) -> bool:
+        expected = self.settings.ingest_api_key
+        if expected is None:
+            return True
+        return given is not None and hmac.compare_digest(
+            given.encode(), expected.get_secret_value().encode()
+        )
+
+    def queue_depth(self) -> int:
+        depth = int(self.redis.llen(QUEUE))
+        metrics.INGEST_QUEUE_DEPTH.set(depth)
+        return depth
+
+    def publish(self, events: list[Event]) -> None:
+        """Record the events in the ledger and publish them, one classify task per batch."""
+        size = self.settings.classify_batch_size
+        batches = [
+            Batch(uuid.uuid4().hex, [e.to_wire() for e in events[i : i + size]])
+            for i in range(0, len(events), size)
+        ]
+        self.ledger.record(batches)
+        try:
+            for batch in batches:
+                self.celery.send_task(
+                    TASK_NAME,
+                    args=[batch.events, batch.batch_id],
+                    queue=QUEUE,
+                    retry_policy=PUBLISH_RETRY_POLICY,
+                )
+        except Exception:
+            # The client will be told 503 and resend: drop what we recorded so nothing runs twice.
+            # (Batches already published stay; their events get audited, and a resend adds copies
+            # with new correlation_ids unless the sender set its own.)
+            self.ledger.forget([b.batch_id for b in batches])
+            raise
+
+
+def _ingestor() -> Ingestor:
+    return current_app.extensions["mutt_ingest"]
+
+
+def _answer(status: int, body: dict, reason: str, **headers: str) -> Response:
+    metrics.INGEST_REQUESTS.labels("success" if status < 300 else "fail", reason).inc()
+    response = jsonify(body)
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+@bp.post("/api/v2/ingest")
+@bp.post("/ingest")
+def ingest() -> Response:
+    started = time.perf_counter()
+    try:
+        return _ingest(_ingestor())
+    finally:
+        metrics.INGEST_LATENCY.observe(time.perf_counter() - started)
+
+
+def _ingest(ingestor: Ingestor) -> Response:
+    if not ingestor.authorised(request.headers.get("X-API-Key")):
+        return _answer(401, {"error": "invalid or missing X-API-Key"}, "auth")
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        limit = ingestor.settings.max_ingest_body_bytes
+        return _answer(413, {"error": f"body larger than {limit} bytes"}, "too_large")
+    received_at = datetime.now(UTC)
+    try:
+        items = parse_body(
+            body,
+            content_encoding=request.headers.get("Content-Encoding"),
+            content_type=request.headers.get("Content-Type"),
+            max_bytes=ingestor.settings.max_ingest_body_bytes,
+        )
+    except BodyError as exc:
+        reason = "too_large" if exc.status == 413 else "invalid_body"
+        return _answer(exc.status, {"status": "rejected", "error": str(exc)}, reason)
+    events, rejections = validate_items(
+        items, required_fields=ingestor.settings.required_message_fields, received_at=received_at
+    )
+    rejected = [{"index": r.index, "error": r.error} for r in rejections]
+    metrics.INGEST_EVENTS.labels("rejected").inc(len(rejected))
+    if not events:
+        body = {"status": "rejected", "accepted": 0, "correlation_ids": [], "rejected": rejected}
+        return _answer(422, body, "no_valid_events")
+
+    try:
+        if ingestor.queue_depth() > ingestor.settings.max_ingest_queue_size:
+            return _answer(
+                503,
+                {"error": "classify queue is full, retry later"},
+                "queue_full",
+                **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        ingestor.publish(events)
+    except (redis.RedisError, BrokerError, OSError) as exc:
+        log.error("cannot enqueue %d events: %s: %s", len(events), type(exc).__name__, exc)
+        return _answer(
+            503,
+            {"error": "queue unavailable, retry later"},
+            "redis_unavailable",
+            **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    metrics.INGEST_EVENTS.labels("accepted").inc(len(events))
+    return _answer(
+        200,
+        {
+            "status": "accepted",
+            "accepted": len(events),
+            "correlation_ids": [e.correlation_id for e in events],
+            "rejected": rejected,
+        },
+        "",
+    )
+
+
+@bp.get("/health")
+def health() -> Response:
+    ingestor = _ingestor()
+    body: dict = {
+        "service": "mutt-ingest",
+        "version": VERSION,
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
+    try:
+        ingestor.redis.ping()
+        body.update(status="healthy", redis="connected", queue_depth=ingestor.queue_depth())
+        status = 200
+    except redis.RedisError as exc:
+        body.update(status="unhealthy", redis=f"unreachable: {type(exc).__name__}")
+        status = 503
+    response = jsonify(body)
+    response.status_code = status
+    return response

@@ -1,0 +1,81 @@
+"""Dynamic configuration on a real Redis: typed values, cache, pub/sub callbacks."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from mutt_app.config import load_settings
+from mutt_app.dynamic_config import DynamicConfig
+
+SETTINGS = load_settings({"MOOG_RATE_LIMIT": "40"})
+
+
+def test_unset_key_falls_back_to_the_static_setting(redis_client: redis.Redis) -> None:
+    config = DynamicConfig(redis_client, SETTINGS)
+    assert config.get("moog_rate_limit") == 40
+    assert config.get("alerter_shed_mode") == "dlq"
+
+
+def test_set_validates_and_types(redis_client: redis.Redis) -> None:
+    config = DynamicConfig(redis_client, SETTINGS)
+    assert config.set("moog_rate_limit", "75") == 75
+    assert config.get("moog_rate_limit") == 75
+    assert config.set("moog_rate_period", "0.5") == 0.5
+    with pytest.raises(ValueError, match="moog_rate_limit must be >= 1"):
+        config.set("moog_rate_limit", "0")
+    with pytest.raises(ValueError, match="must be int"):
+        config.set("moog_rate_limit", "fast")
+    with pytest.raises(ValueError, match="one of dlq, defer"):
+        config.set("alerter_shed_mode", "drop")
+    with pytest.raises(ValueError, match="unknown config key"):
+        config.set("nonsense", "1")
+
+
+def test_values_are_cached_for_the_ttl(redis_client: redis.Redis) -> None:
+    config = DynamicConfig(redis_client, SETTINGS, cache_ttl=60)
+    assert config.get("unhandled_threshold") == 100
+    redis_client.set("mutt:config:unhandled_threshold", "7")  # behind the cache's back
+    assert config.get("unhandled_threshold") == 100
+    assert DynamicConfig(redis_client, SETTINGS, cache_ttl=0).get("unhandled_threshold") == 7
+
+
+def test_a_change_reaches_other_processes_callbacks(redis_url: str) -> None:
+    reader = DynamicConfig(redis.Redis.from_url(redis_url), SETTINGS, cache_ttl=60)
+    writer = DynamicConfig(redis.Redis.from_url(redis_url), SETTINGS)
+    assert reader.get("moog_circuit_breaker_threshold") == 5  # now cached
+    seen: list[tuple[str, object]] = []
+    changed = threading.Event()
+    reader.register_callback(
+        "moog_circuit_breaker_threshold", lambda k, v: (seen.append((k, v)), changed.set())
+    )
+    reader.start_watcher()
+    try:
+        threading.Event().wait(0.3)  # let the watcher subscribe
+        writer.set("moog_circuit_breaker_threshold", 9)
+        assert changed.wait(5)
+        assert seen == [("moog_circuit_breaker_threshold", 9)]
+        assert reader.get("moog_circuit_breaker_threshold") == 9  # cache dropped on notice
+    finally:
+        reader.stop_watcher()
+
+
+def test_delete_restores_the_default_and_list_shows_overrides(redis_client: redis.Redis) -> None:
+    config = DynamicConfig(redis_client, SETTINGS)
+    config.set("moog_rate_limit", 10)
+    listed = config.get_all()
+    assert listed["moog_rate_limit"] == {
+        "value": 10,
+        "overridden": True,
+        "help": listed["moog_rate_limit"]["help"],
+    }
+    config.delete("moog_rate_limit")
+    assert config.get("moog_rate_limit") == 40
+    assert config.get_all()["moog_rate_limit"]["overridden"] is False
+
+
+def test_unreachable_redis_uses_the_default(redis_client: redis.Redis) -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    assert DynamicConfig(dead, SETTINGS).get("moog_rate_limit") == 40

@@ -1,0 +1,62 @@
+"""The cluster-wide rate limiter and circuit breaker, on a real Redis."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import redis
+
+from mutt_app.redis_scripts import CircuitBreaker, RateLimiter
+
+
+def test_rate_limiter_admits_limit_then_says_how_long_to_wait(redis_client: redis.Redis) -> None:
+    limiter = RateLimiter(redis_client, "mutt:rate_limit:test")
+    waits = [limiter.acquire(5, 1.0, uuid.uuid4().hex) for _ in range(7)]
+    assert waits[:5] == [0.0] * 5
+    assert all(0 < w <= 1.0 for w in waits[5:])
+    time.sleep(waits[-1] + 0.01)
+    assert limiter.acquire(5, 1.0, uuid.uuid4().hex) == 0.0
+
+
+def test_rate_limiter_window_is_shared_between_clients(redis_url: str) -> None:
+    limiters = [
+        RateLimiter(redis.Redis.from_url(redis_url), "mutt:rate_limit:shared") for _ in "ab"
+    ]
+    admitted = sum(limiters[i % 2].acquire(10, 5.0, uuid.uuid4().hex) == 0.0 for i in range(30))
+    assert admitted == 10
+
+
+def test_circuit_opens_after_threshold_and_lets_one_probe_through(
+    redis_client: redis.Redis,
+) -> None:
+    breaker = CircuitBreaker(redis_client, "mutt:circuit:test")
+    assert breaker.allow(3, 0.5) == (True, 0.0)
+    assert [breaker.record_failure(3, 0.5) for _ in range(3)] == ["CLOSED", "CLOSED", "OPEN"]
+    allowed, wait = breaker.allow(3, 0.5)
+    assert not allowed and 0 < wait <= 0.5
+
+    time.sleep(0.55)
+    assert breaker.allow(3, 0.5) == (True, 0.0)  # the probe
+    assert breaker.state() == "HALF_OPEN"
+    assert breaker.allow(3, 0.5)[0] is False  # everyone else waits for the probe
+    assert breaker.record_success() == "CLOSED"
+    assert breaker.allow(3, 0.5) == (True, 0.0)
+
+
+def test_failed_probe_reopens_the_circuit(redis_client: redis.Redis) -> None:
+    breaker = CircuitBreaker(redis_client, "mutt:circuit:test2")
+    for _ in range(2):
+        breaker.record_failure(2, 0.3)
+    time.sleep(0.35)
+    assert breaker.allow(2, 0.3)[0] is True
+    assert breaker.record_failure(2, 0.3) == "OPEN"
+    assert breaker.allow(2, 0.3)[0] is False
+
+
+def test_success_resets_consecutive_failures(redis_client: redis.Redis) -> None:
+    breaker = CircuitBreaker(redis_client, "mutt:circuit:test3")
+    breaker.record_failure(3, 1)
+    breaker.record_failure(3, 1)
+    breaker.record_success()
+    assert breaker.record_failure(3, 1) == "CLOSED"
