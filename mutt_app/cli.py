@@ -1,0 +1,393 @@
+"""The ``mutt`` command: run MUTT, manage its database, and operate it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import click
+from sqlalchemy import Engine
+
+from mutt_app import __version__
+from mutt_app.config import Settings, SettingsError, load_settings
+from mutt_app.launcher import run
+from mutt_app.logs import configure_logging
+from mutt_app.moog_sink import moog_sink
+from mutt_app.send import send
+
+
+class Context:
+    """What every subcommand shares: the settings (read once) and, lazily, an engine."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from mutt_app.db import make_engine
+
+            self._engine = make_engine(self.settings)
+        return self._engine
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mutt")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """MUTT, the Multi-Use Telemetry Tool."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if settings.vault_addr:
+        from mutt_app.vault import VaultError, overlay_secrets
+
+        try:
+            settings = overlay_secrets(settings)
+        except VaultError as exc:
+            raise click.ClickException(f"vault: {exc}") from None
+    configure_logging(settings, service="mutt-cli")
+    ctx.obj = Context(settings)
+
+
+main.add_command(run)
+main.add_command(moog_sink)
+main.add_command(send)
+
+
+# --- mutt db ---------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Migrate, seed and partition the database."""
+
+
+@db.command()
+@click.option("--revision", default="head", show_default=True)
+@pass_context
+def upgrade(obj: Context, revision: str) -> None:
+    """Apply migrations (creates the schema on a new database)."""
+    from mutt_app.db import current_revision
+    from mutt_app.db import upgrade as run_upgrade
+
+    run_upgrade(obj.engine, revision)
+    click.echo(f"database at revision {current_revision(obj.engine)} ({_where(obj)})")
+
+
+@db.command()
+@click.option("--revision", default="base", show_default=True, help="'base' drops everything.")
+@click.confirmation_option(prompt="This drops MUTT's tables and their data. Continue?")
+@pass_context
+def downgrade(obj: Context, revision: str) -> None:
+    """Revert migrations."""
+    from mutt_app.db import current_revision
+    from mutt_app.db import downgrade as run_downgrade
+
+    run_downgrade(obj.engine, revision)
+    click.echo(f"database at revision {current_revision(obj.engine) or 'base'} ({_where(obj)})")
+
+
+@db.command()
+@pass_context
+def seed(obj: Context) -> None:
+    """Load the default catch-all rule and the example rules (idempotent)."""
+    from mutt_app.db import session_factory, transaction
+    from mutt_app.seed import SEED_RULES, seed_rules
+
+    with transaction(session_factory(obj.engine)) as session:
+        added = seed_rules(session)
+    click.echo(f"seed rules: {len(added)} added, {len(SEED_RULES) - len(added)} already present")
+
+
+@db.command()
+@click.option(
+    "--months-ahead",
+    type=click.IntRange(0, 120),
+    default=None,
+    help="Months after the current one [default: PARTITION_PRECREATE_MONTHS].",
+)
+@click.option(
+    "--from",
+    "first",
+    type=click.DateTime(["%Y-%m", "%Y-%m-%d"]),
+    default=None,
+    help="First month (YYYY-MM) [default: the current month].",
+)
+@click.option(
+    "--drain-default/--keep-default",
+    default=True,
+    show_default=True,
+    help="Also create the months that have rows in the default partition, moving them out.",
+)
+@pass_context
+def partitions(
+    obj: Context, months_ahead: int | None, first: datetime | None, drain_default: bool
+) -> None:
+    """Create monthly event-audit partitions (PostgreSQL; idempotent)."""
+    from mutt_app.db import is_postgres
+    from mutt_app.partitions import ensure_partitions
+
+    if not is_postgres(obj.engine):
+        click.echo("this database has no partitions (SQLite): nothing to do")
+        return
+    ahead = obj.settings.partition_precreate_months if months_ahead is None else months_ahead
+    start = (first or datetime.now(UTC)).date()
+    results = ensure_partitions(obj.engine, start, ahead, drain_default=drain_default)
+    for result in results:
+        status = "created" if result.created else "exists"
+        moved = f", moved {result.moved_rows} rows from default" if result.moved_rows else ""
+        click.echo(f"{result.name}: {status}{moved}")
+    created = sum(r.created for r in results)
+    click.echo(f"{len(results)} partitions checked, {created} created")
+
+
+@db.command()
+@pass_context
+def current(obj: Context) -> None:
+    """Show the database's migration revision."""
+    from mutt_app.db import current_revision
+
+    click.echo(f"{current_revision(obj.engine) or 'base'} ({_where(obj)})")
+
+
+# --- mutt dlq ----------------------------------------------------------------------------------
+
+_TASKS = click.Choice(["classify_event", "forward_to_moog"])
+
+
+def _age(value: str | None) -> timedelta | None:
+    """'90s', '15m', '2h', '7d' -> timedelta."""
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+    try:
+        return timedelta(seconds=float(value[:-1]) * units[value[-1]])
+    except (KeyError, ValueError, IndexError):
+        raise click.BadParameter(f"{value!r}: use a number with s, m, h or d (e.g. 15m)") from None
+
+
+def _dlq_filters(func):  # type: ignore[no-untyped-def]
+    func = click.option("--poison", is_flag=True, help="The poison store instead of the DLQ.")(func)
+    func = click.option("--task", type=_TASKS, help="Only this task's items.")(func)
+    func = click.option(
+        "--older-than", help="Only items that last failed before this age (15m, 2d)."
+    )(func)
+    return func
+
+
+@main.group()
+def dlq() -> None:
+    """Inspect, replay and purge dead letters and poison."""
+
+
+@dlq.command("list")
+@_dlq_filters
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@pass_context
+def dlq_list(
+    obj: Context, poison: bool, task: str | None, older_than: str | None, limit: int
+) -> None:
+    """List items, oldest first, with a total."""
+    from mutt_app import deadletters
+    from mutt_app.db import session_factory
+
+    age = _age(older_than)
+    with session_factory(obj.engine)() as session:
+        total = deadletters.count(session, poison=poison, task_name=task, older_than=age)
+        items = deadletters.find(
+            session, poison=poison, task_name=task, older_than=age, limit=limit
+        )
+        for item in items:
+            click.echo(
+                f"{item.id:>8}  {item.task_name:<21} {item.last_failed_at:%Y-%m-%d %H:%M:%S}  "
+                f"attempts={item.attempts} replays={item.replays}  "
+                f"{item.error_type}: {item.error_message[:80]}"
+            )
+    store = "poison" if poison else "dead letters"
+    click.echo(f"{total} {store}" + (f" (showing {len(items)})" if total > len(items) else ""))
+
+
+@dlq.command("show")
+@click.argument("item_id", type=int)
+@click.option("--poison", is_flag=True, help="The poison store instead of the DLQ.")
+@pass_context
+def dlq_show(obj: Context, item_id: int, poison: bool) -> None:
+    """Show one item in full (payload as JSON)."""
+    import json
+
+    from mutt_app.db import session_factory
+    from mutt_app.models import DeadLetter, PoisonLetter
+
+    with session_factory(obj.engine)() as session:
+        item = session.get(PoisonLetter if poison else DeadLetter, item_id)
+        if item is None:
+            raise click.ClickException(f"no {'poison item' if poison else 'dead letter'} {item_id}")
+        fields = {c.name: getattr(item, c.key) for c in item.__table__.columns}
+    click.echo(json.dumps(fields, indent=2, default=str))
+
+
+@dlq.command("replay")
+@click.argument("item_ids", type=int, nargs=-1)
+@_dlq_filters
+@click.option("--all", "everything", is_flag=True, help="Every item matching the filters.")
+@pass_context
+def dlq_replay(
+    obj: Context,
+    item_ids: tuple[int, ...],
+    poison: bool,
+    task: str | None,
+    older_than: str | None,
+    everything: bool,
+) -> None:
+    """Publish items again now (by id, or --all matching the filters) and remove them."""
+    from sqlalchemy import delete
+
+    from mutt_app import deadletters
+    from mutt_app.celery_app import make_celery
+    from mutt_app.db import session_factory
+    from mutt_app.models import DeadLetter, PoisonLetter
+
+    if not item_ids and not everything:
+        raise click.UsageError("name item ids, or --all")
+    model = PoisonLetter if poison else DeadLetter
+    app = make_celery(obj.settings)
+    replayed = skipped = 0
+    with session_factory(obj.engine).begin() as session:
+        if item_ids:
+            items = [i for i in (session.get(model, n) for n in item_ids) if i is not None]
+            skipped += len(item_ids) - len(items)
+        else:
+            items = deadletters.find(
+                session, poison=poison, task_name=task, older_than=_age(older_than), limit=None
+            )
+        for item in items:
+            call = deadletters.replay_call(item)
+            if call is None:
+                click.echo(f"{item.id}: payload cannot be replayed; left in place", err=True)
+                skipped += 1
+                continue
+            name, args, kwargs, queue = call
+            app.send_task(name, args=args, kwargs=kwargs, queue=queue)
+            session.execute(delete(model).where(model.id == item.id))
+            replayed += 1
+    click.echo(f"replayed {replayed}, skipped {skipped}")
+
+
+@dlq.command("purge")
+@click.argument("item_ids", type=int, nargs=-1)
+@_dlq_filters
+@click.option("--all", "everything", is_flag=True, help="Every item matching the filters.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def dlq_purge(
+    obj: Context,
+    item_ids: tuple[int, ...],
+    poison: bool,
+    task: str | None,
+    older_than: str | None,
+    everything: bool,
+    yes: bool,
+) -> None:
+    """Delete items for good (by id, or --all matching the filters)."""
+    from sqlalchemy import delete
+
+    from mutt_app import deadletters
+    from mutt_app.db import session_factory
+    from mutt_app.models import DeadLetter, PoisonLetter
+
+    if not item_ids and not everything:
+        raise click.UsageError("name item ids, or --all")
+    model = PoisonLetter if poison else DeadLetter
+    with session_factory(obj.engine).begin() as session:
+        if item_ids:
+            ids = list(item_ids)
+        else:
+            found = deadletters.find(
+                session, poison=poison, task_name=task, older_than=_age(older_than), limit=None
+            )
+            ids = [item.id for item in found]
+        if ids and not yes:
+            click.confirm(f"Delete {len(ids)} items for good?", abort=True)
+        deleted = session.execute(delete(model).where(model.id.in_(ids))).rowcount if ids else 0
+    click.echo(f"purged {deleted}")
+
+
+# --- mutt config ---------------------------------------------------------------------------------
+
+
+@main.group("config")
+def config_group() -> None:
+    """Read and change operational settings at runtime (Redis-backed, no restart)."""
+
+
+def _dynamic(obj: Context):  # type: ignore[no-untyped-def]
+    from mutt_app.dynamic_config import DynamicConfig
+    from mutt_app.rotation import redis_client
+
+    return DynamicConfig(redis_client(obj.settings), obj.settings, cache_ttl=0)
+
+
+@config_group.command("list")
+@pass_context
+def config_list(obj: Context) -> None:
+    """Every dynamic setting, its value, and whether it is overridden."""
+    for name, entry in _dynamic(obj).get_all().items():
+        mark = "*" if entry["overridden"] else " "
+        click.echo(f"{mark} {name:<32} {entry['value']!s:<10} {entry['help']}")
+    click.echo("(* = set at runtime; others are the defaults from the environment)")
+
+
+@config_group.command("get")
+@click.argument("name")
+@pass_context
+def config_get(obj: Context, name: str) -> None:
+    """Print one setting's current value."""
+    try:
+        click.echo(_dynamic(obj).get(name))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@config_group.command("set")
+@click.argument("name")
+@click.argument("value")
+@click.option("--reason", help="Why (kept in the configuration audit).")
+@pass_context
+def config_set(obj: Context, name: str, value: str, reason: str | None) -> None:
+    """Change a setting for every process within seconds."""
+    import getpass
+
+    from mutt_app.config_audit import record_change
+    from mutt_app.db import session_factory
+
+    config = _dynamic(obj)
+    try:
+        old = config.get(name)
+        new = config.set(name, value)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    with session_factory(obj.engine).begin() as session:
+        record_change(
+            session,
+            changed_by=f"cli:{getpass.getuser()}",
+            operation="UPDATE",
+            table_name="dynamic_config",
+            record_id=None,
+            old_values={name: old},
+            new_values={name: new},
+            reason=reason,
+        )
+    click.echo(f"{name}: {old} -> {new}")
+
+
+def _where(obj: Context) -> str:
+    return obj.engine.url.render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":
+    main()

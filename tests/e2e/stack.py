@@ -1,0 +1,195 @@
+"""A running MUTT for end-to-end tests: real ingest, Celery worker and Moog sink processes.
+
+Each part is a separate OS process started the way production starts it (gunicorn, ``celery worker``,
+``mutt moog-sink``), pointed at the test's own PostgreSQL database and Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from sqlalchemy import Engine, create_engine, func, select
+
+from mutt_app.models import EventAuditLog
+from tests.services import free_port, wait_for
+
+
+class Process:
+    """One child process with its output in a log file (read back when a test fails)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path) -> None:
+        self.name, self.argv, self.env = name, argv, env
+        self.log_path = logdir / f"{name}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed when the process is reaped
+        self.popen = subprocess.Popen(
+            self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as a crash (or the OOM killer) would."""
+        if self.popen is not None and self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen is None or not self.alive:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Stack:
+    """Ingest (gunicorn), worker(s) (celery) and a Moog sink, sharing one environment."""
+
+    def __init__(self, env: dict[str, str], logdir: Path) -> None:
+        self.logdir = logdir
+        self.sink_port = free_port()
+        self.ingest_port = free_port()
+        self.env = {
+            **os.environ,
+            "MOOG_WEBHOOK_URL": f"http://127.0.0.1:{self.sink_port}/webhook",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.processes: dict[str, Process] = {}
+        self._engine: Engine | None = None
+
+    # --- parts ------------------------------------------------------------------------------------
+
+    def start_sink(self) -> Stack:
+        argv = [sys.executable, "-m", "mutt_app.cli", "moog-sink", "--port", str(self.sink_port)]
+        self._start("sink", argv, f"http://127.0.0.1:{self.sink_port}/health")
+        return self
+
+    def start_ingest(self) -> Stack:
+        argv = [
+            sys.executable, "-m", "gunicorn",
+            "--bind", f"127.0.0.1:{self.ingest_port}",
+            "--workers", "1", "--threads", "8",
+            "mutt_app.web:create_ingest_app()",
+        ]  # fmt: skip
+        self._start("ingest", argv, f"http://127.0.0.1:{self.ingest_port}/health")
+        return self
+
+    def start_worker(
+        self, name: str = "worker", queues: str = "mutt.classify,mutt.forward", concurrency: int = 2
+    ) -> Process:
+        argv = [
+            sys.executable, "-m", "celery", "-A", "mutt_app", "worker",
+            "-Q", queues, "-c", str(concurrency), "-n", f"{name}-{os.getpid()}@%h",
+            "--without-gossip", "--without-mingle", "-l", "INFO",
+        ]  # fmt: skip
+        process = Process(name, argv, self.env, self.logdir).start()
+        self.processes[name] = process
+        wait_for(
+            lambda: "ready" in process.log_path.read_text(errors="replace") or not process.alive,
+            60,
+            f"celery worker {name} to start",
+            interval=0.2,
+        )
+        if not process.alive:
+            raise RuntimeError(f"worker {name} died at start:\n{process.tail()}")
+        return process
+
+    def start_beat(self) -> Process:
+        argv = [
+            sys.executable, "-m", "celery", "-A", "mutt_app", "beat", "-l", "INFO",
+            "-s", str(self.logdir / "celerybeat-schedule"),
+        ]  # fmt: skip
+        process = Process("beat", argv, self.env, self.logdir).start()
+        self.processes["beat"] = process
+        return process
+
+    def _start(self, name: str, argv: list[str], health_url: str) -> None:
+        process = Process(name, argv, self.env, self.logdir).start()
+        self.processes[name] = process
+        try:
+            wait_for(lambda: requests.get(health_url, timeout=1).ok, 60, f"{name} at {health_url}")
+        except TimeoutError as exc:
+            raise RuntimeError(f"{name} did not start:\n{process.tail()}") from exc
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n} ---\n{p.tail()}" for n, p in self.processes.items())
+
+    # --- talking to it ----------------------------------------------------------------------------
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://127.0.0.1:{self.ingest_port}/api/v2/ingest"
+
+    def post(self, body: bytes | str, **headers: str) -> requests.Response:
+        data = body.encode() if isinstance(body, str) else body
+        return requests.post(self.ingest_url, data=data, headers=headers, timeout=30)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = create_engine(self.env["DATABASE_URL"])
+        return self._engine
+
+    def audited(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(EventAuditLog)).scalar_one()
+
+    def audit_rows(self) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(EventAuditLog)).all())
+
+    def wait_audited(self, count: int, timeout: float = 60) -> None:
+        try:
+            wait_for(lambda: self.audited() >= count, timeout, f"{count} audit rows", interval=0.2)
+        except TimeoutError as exc:
+            raise AssertionError(
+                f"only {self.audited()} of {count} audited\n{self.logs()}"
+            ) from exc
+
+    def sink_events(self) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.sink_port}/events"
+        return requests.get(url, timeout=5).json()["events"]
+
+    def wait_sink(self, count: int, timeout: float = 60) -> list[dict[str, Any]]:
+        try:
+            wait_for(
+                lambda: len(self.sink_events()) >= count, timeout, f"{count} alerts at the sink"
+            )
+        except TimeoutError as exc:
+            got = len(self.sink_events())
+            raise AssertionError(f"sink has {got} of {count} alerts\n{self.logs()}") from exc
+        return self.sink_events()
+
+    def settle(self, seconds: float = 1.0) -> None:
+        """Give in-flight work a moment, for checks that nothing *more* arrives."""
+        time.sleep(seconds)

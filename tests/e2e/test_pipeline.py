@@ -1,0 +1,199 @@
+"""The whole pipeline on real processes: ingest -> classify_event -> audit -> forward -> sink."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from sqlalchemy import insert
+
+from mutt_app.models import AlertRule, DevelopmentHost, DeviceTeam
+from tests.e2e.conftest import StackFactory
+
+NOW = datetime.now(UTC).isoformat()
+
+RULES = [
+    # id 1..4, in this order
+    dict(match_string="CRITICAL", match_type="contains", priority=900,
+         prod_handling="Page_and_ticket", dev_handling="Ticket_only", team_assignment="NETO"),
+    dict(match_string="Interface.*down", match_type="regex", priority=800,
+         prod_handling="Page_and_ticket", dev_handling="Email_only", team_assignment="NETO"),
+    dict(match_string="disk.*full", match_type="regex", priority=700,
+         prod_handling="Ticket_only", dev_handling="Log_only", team_assignment="UNIX"),
+    dict(trap_oid="1.3.6.1.4.1.9.9.41", match_type="oid_prefix", priority=600,
+         prod_handling="Ticket_only", dev_handling="Suppress", team_assignment="SNMP"),
+]  # fmt: skip
+
+
+def _event(message: str, hostname: str = "router-01", **extra: object) -> dict:
+    return {"timestamp": NOW, "hostname": hostname, "message": message, **extra}
+
+
+EVENTS = [
+    _event("CRITICAL power supply failed"),  # rule 1, prod, forwarded
+    _event(
+        "Interface Gi0/1 changed state to down", hostname="lab-router"
+    ),  # rule 2, dev: Email_only
+    _event("disk /var full", hostname="db-01"),  # rule 3, team override to DBA, forwarded
+    _event("trap", hostname="switch-9", trap_oid=".1.3.6.1.4.1.9.9.41.2.0.1"),  # rule 4
+    _event("nothing to see here", syslog_severity=6),  # no rule: Log_only
+]
+EXPECTED = [
+    # (rule index or None, handling, team, is_dev, forwarded)
+    (0, "Page_and_ticket", "NETO", False, True),
+    (1, "Email_only", "NETO", True, False),
+    (2, "Ticket_only", "DBA", False, True),
+    (3, "Ticket_only", "SNMP", False, True),
+    (None, "Log_only", "NETO", False, False),
+]
+
+
+def _seed(engine) -> list[int]:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        ids = [conn.execute(insert(AlertRule).values(**r).returning(AlertRule.id)).scalar_one()
+               for r in RULES]  # fmt: skip
+        conn.execute(insert(DevelopmentHost), [{"hostname": "lab-router"}])
+        conn.execute(insert(DeviceTeam), [{"hostname": "db-01", "team_assignment": "DBA"}])
+    return ids
+
+
+def _bodies() -> dict[str, tuple[bytes, dict[str, str]]]:
+    ndjson = "\n".join(json.dumps(e) for e in EVENTS).encode()
+    return {
+        "json-array": (json.dumps(EVENTS).encode(), {"Content-Type": "application/json"}),
+        "ndjson (rsyslog newline, syslog-ng batch-lines)": (ndjson, {"Content-Type": "text/plain"}),
+        "kafkarest": (
+            json.dumps({"records": [{"value": e} for e in EVENTS]}).encode(),
+            {"Content-Type": "application/vnd.kafka.json.v2+json"},
+        ),
+        "gzip ndjson": (gzip.compress(ndjson), {"Content-Encoding": "gzip"}),
+    }
+
+
+@pytest.mark.parametrize("fmt", list(_bodies()))
+def test_each_body_format_is_classified_audited_and_forwarded(make_stack: StackFactory, fmt: str):
+    stack = make_stack()
+    rule_ids = _seed(stack.engine)
+    stack.start_sink().start_ingest()
+    stack.start_worker()
+
+    body, headers = _bodies()[fmt]
+    response = stack.post(body, **headers)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["accepted"] == len(EVENTS) and answer["rejected"] == []
+
+    stack.wait_audited(len(EVENTS))
+    rows = {str(r.correlation_id): r for r in stack.audit_rows()}
+    for cid, (rule, handling, team, is_dev, forwarded) in zip(
+        answer["correlation_ids"], EXPECTED, strict=True
+    ):
+        row = rows[cid]
+        assert row.matched_rule_id == (rule_ids[rule] if rule is not None else None)
+        assert (row.handling_decision, row.team_assignment) == (handling, team)
+        assert (row.is_dev, row.forwarded_to_moog) == (is_dev, forwarded)
+
+    forwarded = [
+        cid for cid, exp in zip(answer["correlation_ids"], EXPECTED, strict=True) if exp[4]
+    ]
+    alerts = stack.wait_sink(len(forwarded))
+    stack.settle(1.5)
+    alerts = stack.sink_events()
+    assert sorted(a["external_id"] for a in alerts) == sorted(forwarded)
+    for alert in alerts:
+        assert alert["manager"] == "MUTT"
+        assert {"signature", "source", "severity", "description", "agent_time", "class"} <= set(
+            alert
+        )
+
+
+def test_bad_events_are_listed_and_good_ones_accepted(make_stack: StackFactory) -> None:
+    stack = make_stack()
+    _seed(stack.engine)
+    stack.start_sink().start_ingest()
+    stack.start_worker()
+    body = json.dumps([EVENTS[0], {"hostname": "x"}, EVENTS[4], "not an object"])
+    answer = stack.post(body, **{"Content-Type": "application/json"})
+    assert answer.status_code == 200
+    assert answer.json()["accepted"] == 2
+    assert [r["index"] for r in answer.json()["rejected"]] == [1, 3]
+    stack.wait_audited(2)
+
+    nothing = stack.post(json.dumps([{"hostname": "x"}]), **{"Content-Type": "application/json"})
+    assert nothing.status_code == 422
+    assert nothing.json()["rejected"][0]["index"] == 0
+
+
+def test_backpressure_answers_503_and_loses_nothing(make_stack: StackFactory) -> None:
+    stack = make_stack(MAX_INGEST_QUEUE_SIZE="3", CLASSIFY_BATCH_SIZE="1")
+    _seed(stack.engine)
+    stack.start_sink().start_ingest()  # no worker yet: the queue only grows
+
+    accepted: list[str] = []
+    refused = 0
+    for i in range(10):
+        response = stack.post(json.dumps(_event(f"event {i}")))
+        if response.status_code == 503:
+            assert int(response.headers["Retry-After"]) > 0
+            refused += 1
+        else:
+            assert response.status_code == 200
+            accepted += response.json()["correlation_ids"]
+    assert refused > 0 and len(accepted) == 4  # depth 0..3 accepted, then 503
+
+    stack.start_worker()
+    stack.wait_audited(len(accepted))
+    stack.settle(1.0)
+    assert sorted(str(r.correlation_id) for r in stack.audit_rows()) == sorted(accepted)
+
+
+def test_redis_down_is_503_not_500(make_stack: StackFactory, redis_server) -> None:  # type: ignore[no-untyped-def]
+    stack = make_stack()
+    stack.start_sink().start_ingest()
+    redis_server.kill()
+    try:
+        response = stack.post(json.dumps(_event("hello")))
+        assert response.status_code == 503
+        assert "Retry-After" in response.headers
+    finally:
+        redis_server.start()
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_run_loses_nothing_and_audits_once(make_stack: StackFactory) -> None:
+    # A short visibility timeout so the killed worker's unacked messages come back within the test.
+    stack = make_stack(
+        BROKER_VISIBILITY_TIMEOUT="20",
+        BROKER_RESTORE_INTERVAL="2",
+        MOOG_RETRY_MAX_DELAY="5",
+        MOOG_CIRCUIT_BREAKER_TIMEOUT="5",
+    )
+    _seed(stack.engine)
+    stack.start_sink().start_ingest()
+    worker = stack.start_worker()
+
+    total, sent = 10_000, []
+    for start in range(0, total, 500):
+        batch = [
+            _event(f"event {i} link flap", hostname=f"h{i % 50}") for i in range(start, start + 500)
+        ]
+        response = stack.post(orjson.dumps(batch), **{"Content-Type": "application/json"})
+        assert response.status_code == 200
+        sent += response.json()["correlation_ids"]
+        if start == 3_000:
+            worker.kill()
+    assert stack.audited() < total  # the kill really interrupted the run
+
+    stack.start_worker("worker2")
+    stack.wait_audited(total, timeout=180)
+    stack.settle(3)
+    rows = stack.audit_rows()
+    ids = [str(r.correlation_id) for r in rows]
+    assert len(ids) == total
+    assert len(set(ids)) == total
+    assert set(ids) == set(sent)
+    assert all(uuid.UUID(i) for i in ids)
