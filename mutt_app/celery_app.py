@@ -44,13 +44,9 @@ def make_celery(settings: Settings) -> Celery:
         "health_check_interval": 10,
     }
     app.conf.broker_pool_limit = settings.redis_max_connections
-    # Celery's rate_limit is per worker process: a ceiling, not the limit Moog sees (that one is
-    # shared through Redis, see mutt_app.tasks.forward).
-    app.conf.task_annotations = {
-        "mutt.forward_to_moog": {
-            "rate_limit": f"{settings.moog_rate_limit / settings.moog_rate_period:g}/s"
-        }
-    }
+    # Celery's rate_limit is per worker: a ceiling, not the limit Moog sees (that one is shared
+    # through Redis, see mutt_app.tasks.forward).
+    app.conf.task_annotations = {"mutt.forward_to_moog": {"rate_limit": settings.worker_rate_limit}}
     app.conf.beat_schedule = beat_schedule(settings)
     app.mutt_runtime = Runtime(settings)  # type: ignore[attr-defined]
     return app

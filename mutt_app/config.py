@@ -122,6 +122,8 @@ class Settings(BaseModel):
     moog_rate_limit: Positive = 50
     moog_rate_period: PositiveFloat = 1.0
     moog_rate_limit_key: str = "mutt:rate_limit:moog"
+    # Celery's per-worker ceiling on forward attempts per second (0: ten times the cluster rate).
+    moog_worker_rate_limit: Annotated[float, Field(ge=0)] = 0.0
     moog_max_retries: Annotated[int, Field(ge=0)] = 5
     moog_retry_base_delay: PositiveFloat = 1.0
     moog_retry_max_delay: PositiveFloat = 60.0
@@ -181,6 +183,20 @@ class Settings(BaseModel):
                 "MOOG_RETRY_MAX_DELAY / MOOG_CIRCUIT_BREAKER_TIMEOUT)"
             )
         return self
+
+    @property
+    def worker_rate_limit(self) -> str:
+        """Celery ``rate_limit`` for forward_to_moog in each worker, e.g. ``"500/s"``.
+
+        Every attempt counts against it, deferred ones too, and when it binds Celery holds prefetched
+        messages: set to the cluster rate it starved workers to about one task a second in our tests
+        (celery/celery#5927). So it is a ceiling well above the limit that Moog sees, which the shared
+        limiter in Redis enforces.
+        """
+        per_second = (
+            self.moog_worker_rate_limit or 10 * self.moog_rate_limit / self.moog_rate_period
+        )
+        return f"{per_second:g}/s"
 
     @property
     def reconcile_after(self) -> int:

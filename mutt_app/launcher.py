@@ -52,9 +52,9 @@ __all__ = [
     "split_names",
 ]
 
-PART_NAMES = ("redis", "moog-sink", "ingest", "web", "worker", "beat", "flower")
+PART_NAMES = ("redis", "moog-sink", "ingest", "web", "worker", "forwarder", "beat", "flower")
 # Parts that read or write the database: only these make `mutt run` migrate or check it first.
-DB_PARTS = frozenset({"ingest", "web", "worker", "beat"})
+DB_PARTS = frozenset({"ingest", "web", "worker", "forwarder", "beat"})
 REDIS_PORTS = range(6380, 6400)  # next to, never on, a system Redis's 6379
 TAIL_LINES = 40
 
@@ -139,8 +139,12 @@ def plan_parts(
 
     data_dir = settings.mutt_data_dir.resolve()
     celery = [python, "-m", "celery", "-A", "mutt_app"]
-    worker_argv = [*celery, "worker", "-Q", "mutt.classify,mutt.forward", "-l", "INFO",
+    worker_argv = [*celery, "worker", "-Q", "mutt.classify,mutt.maintenance", "-l", "INFO",
                    "--concurrency", "2", "-n", "mutt@%h"]  # fmt: skip
+    # forward_to_moog waits on HTTP and carries Celery's rate_limit, which holds prefetched messages:
+    # it gets its own queue and its own threaded worker, so it never starves classification.
+    forwarder_argv = [*celery, "worker", "-Q", "mutt.forward", "-P", "threads", "-l", "INFO",
+                      "--concurrency", "8", "-n", "mutt-forward@%h"]  # fmt: skip
     beat_argv = [*celery, "beat", "-l", "INFO", "-s", str(data_dir / "celerybeat-schedule")]
     flower_port = settings.flower_port
     flower_argv = [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1"]
@@ -152,7 +156,10 @@ def plan_parts(
             "ingest", "create_ingest_app", ingest_port, "/api/v2/ingest", python, shared
         ),
         "web": lambda: _gunicorn_part("web", "create_app", web_port, "/", python, shared),
-        "worker": lambda: Part("worker", worker_argv, shared, needs=("redis", "moog-sink")),
+        "worker": lambda: Part("worker", worker_argv, shared, needs=("redis",)),
+        "forwarder": lambda: Part(
+            "forwarder", forwarder_argv, shared, needs=("redis", "moog-sink")
+        ),
         "beat": lambda: Part("beat", beat_argv, shared, needs=("redis",)),
         "flower": lambda: Part(
             "flower",

@@ -54,21 +54,34 @@ class UnhandledCounter:
         return {host: int(n) for host, n in zip(hosts, results, strict=True) if int(n) > 0}
 
 
-# Sliding-window log. KEYS[1] the window's sorted set; ARGV window seconds, limit, a unique member.
-# Returns {1, 0} when admitted, else {0, milliseconds until the oldest admission leaves the window}.
-# Time comes from the Redis server, so workers on hosts with skewed clocks share one window.
+# Sliding-window log. KEYS[1] the window's sorted set; ARGV window seconds, limit, a unique member,
+# seconds the request may stay in flight. Returns {1, 0} when admitted, else {0, milliseconds to wait}.
+# An admitted request is scored at the end of its longest possible flight; :meth:`RateLimiter.finish`
+# re-scores it when its response arrives. The window therefore counts every request that was in flight
+# at any moment of the last period, so the receiver, whatever the network delay, never sees more than
+# the limit within one period. Time comes from the Redis server: workers with skewed clocks share it.
 _RATE_LIMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = math.floor(tonumber(ARGV[1]) * 1000)
+local flight = math.floor(tonumber(ARGV[4]) * 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
+  redis.call('ZADD', KEYS[1], now + flight, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window + flight)
   return {1, 0}
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {0, tonumber(oldest[2]) + window - now}
+return {0, math.min(tonumber(oldest[2]) + window - now, window)}
+"""
+
+# KEYS[1] the window's sorted set; ARGV[1] the member admitted by _RATE_LIMIT. XX: a member that has
+# already left the window is not brought back.
+_RATE_FINISH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
+return 1
 """
 
 
@@ -78,11 +91,19 @@ class RateLimiter:
     def __init__(self, client: redis.Redis, key: str) -> None:
         self.key = key
         self.script = client.register_script(_RATE_LIMIT)
+        self.finish_script = client.register_script(_RATE_FINISH)
 
-    def acquire(self, limit: int, period: float, token: str) -> float:
-        """Take a slot: 0.0 when admitted, else the seconds to wait before trying again."""
-        admitted, wait_ms = self.script(keys=[self.key], args=[period, limit, token])
+    def acquire(self, limit: int, period: float, token: str, flight: float = 0.0) -> float:
+        """Take a slot for a request that may last ``flight`` seconds.
+
+        Returns 0.0 when admitted, else the seconds to wait before trying again (at most ``period``).
+        """
+        admitted, wait_ms = self.script(keys=[self.key], args=[period, limit, token, flight])
         return 0.0 if int(admitted) else max(int(wait_ms), 1) / 1000
+
+    def finish(self, token: str) -> None:
+        """The request admitted as ``token`` got its answer: its slot now ages from this moment."""
+        self.finish_script(keys=[self.key], args=[token])
 
 
 # Circuit breaker shared in Redis. KEYS: state, failures, opened_at (ms), probe lock.

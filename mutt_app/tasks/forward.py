@@ -64,6 +64,9 @@ def forward_to_moog(
     outcome = deliver(runtime, alert, attempts)
     # A countdown waits unacked in a worker: keep it well inside the visibility timeout.
     outcome.wait = min(outcome.wait, runtime.settings.broker_visibility_timeout / 2)
+    key = outbox_key(alert)
+    if outcome.status in ("deferred", "retry"):
+        runtime.outbox.touch([key])  # alive: only an alert whose message was lost grows overdue
     if outcome.status == "deferred":
         raise self.retry(
             kwargs={"attempts": attempts, "first_failed_at": first_failed_at, "replays": replays},
@@ -83,8 +86,15 @@ def forward_to_moog(
         outcome.error = f"gave up after {attempts + 1} attempts: {outcome.error}"
     if outcome.status in ("retry", "rejected"):
         _dead_letter(runtime, alert, outcome, attempts + 1, first_failed_at, replays)
+        runtime.outbox.settle([key])
         return "dead-lettered"
+    runtime.outbox.settle([key])
     return outcome.status
+
+
+def outbox_key(alert: dict[str, Any]) -> str:
+    """The alert's idempotency key: its external_id (the event's correlation_id)."""
+    return str(alert.get("external_id") or alert.get("signature"))
 
 
 class Outcome:
@@ -104,7 +114,7 @@ def deliver(runtime: Runtime, alert: dict[str, Any], attempts: int) -> Outcome:
     settings = runtime.settings
     config = runtime.dynamic_config
     client = runtime.redis
-    key = str(alert.get("external_id") or alert.get("signature"))
+    key = outbox_key(alert)
     if client.exists(f"{SENT_PREFIX}:{key}"):
         metrics.MOOG_ALERTS.labels("duplicate").inc()
         return Outcome("duplicate")
@@ -118,8 +128,12 @@ def deliver(runtime: Runtime, alert: dict[str, Any], attempts: int) -> Outcome:
         return Outcome("deferred", wait=_jitter(wait, 0.1) + 0.05)
 
     limiter = RateLimiter(client, settings.moog_rate_limit_key)
+    slot = uuid.uuid4().hex
     wait = limiter.acquire(
-        config.get("moog_rate_limit"), config.get("moog_rate_period"), uuid.uuid4().hex
+        config.get("moog_rate_limit"),
+        config.get("moog_rate_period"),
+        slot,
+        flight=settings.moog_webhook_timeout + 1,
     )
     if wait > 0:
         metrics.MOOG_RATE_LIMIT_HITS.inc()
@@ -130,6 +144,7 @@ def deliver(runtime: Runtime, alert: dict[str, Any], attempts: int) -> Outcome:
     inflight = f"{INFLIGHT_PREFIX}:{key}"
     if not client.set(inflight, "1", nx=True, ex=int(settings.moog_webhook_timeout) + 30):
         breaker.release_probe()
+        limiter.finish(slot)
         return Outcome("deferred", wait=2.0)
     try:
         outcome = _post(settings, alert, attempts)
@@ -137,6 +152,7 @@ def deliver(runtime: Runtime, alert: dict[str, Any], attempts: int) -> Outcome:
             client.set(f"{SENT_PREFIX}:{key}", "1", ex=SENT_TTL_SECONDS)
     finally:
         client.delete(inflight)
+        limiter.finish(slot)
 
     if outcome.status == "retry" and outcome.error_type != "429":
         state = breaker.record_failure(threshold, open_seconds)

@@ -99,11 +99,15 @@ class Stack:
         return self
 
     def start_worker(
-        self, name: str = "worker", queues: str = "mutt.classify,mutt.forward", concurrency: int = 2
+        self,
+        name: str = "worker",
+        queues: str = "mutt.classify,mutt.forward,mutt.maintenance",
+        concurrency: int = 2,
+        pool: str = "prefork",
     ) -> Process:
         argv = [
             sys.executable, "-m", "celery", "-A", "mutt_app", "worker",
-            "-Q", queues, "-c", str(concurrency), "-n", f"{name}-{os.getpid()}@%h",
+            "-Q", queues, "-c", str(concurrency), "-P", pool, "-n", f"{name}-{os.getpid()}@%h",
             "--without-gossip", "--without-mingle", "-l", "INFO",
         ]  # fmt: skip
         process = Process(name, argv, self.env, self.logdir).start()

@@ -19,6 +19,21 @@ def test_rate_limiter_admits_limit_then_says_how_long_to_wait(redis_client: redi
     assert limiter.acquire(5, 1.0, uuid.uuid4().hex) == 0.0
 
 
+def test_rate_limiter_holds_a_slot_until_the_request_finishes(redis_client: redis.Redis) -> None:
+    # A request still in flight when its period ends may reach Moog late: its slot stays taken.
+    limiter = RateLimiter(redis_client, "mutt:rate_limit:flight")
+    slow, quick = uuid.uuid4().hex, uuid.uuid4().hex
+    assert limiter.acquire(2, 0.2, slow, flight=5) == 0.0
+    assert limiter.acquire(2, 0.2, quick, flight=5) == 0.0
+    limiter.finish(quick)
+    time.sleep(0.25)
+    assert limiter.acquire(2, 0.2, uuid.uuid4().hex, flight=5) == 0.0  # quick's slot aged out
+    assert limiter.acquire(2, 0.2, uuid.uuid4().hex, flight=5) > 0  # slow is still in flight
+    limiter.finish(slow)
+    time.sleep(0.25)
+    assert limiter.acquire(2, 0.2, uuid.uuid4().hex, flight=5) == 0.0
+
+
 def test_rate_limiter_window_is_shared_between_clients(redis_url: str) -> None:
     limiters = [
         RateLimiter(redis.Redis.from_url(redis_url), "mutt:rate_limit:shared") for _ in "ab"

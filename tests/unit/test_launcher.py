@@ -68,7 +68,7 @@ def test_the_embedded_default_runs_every_part_in_start_order(tmp_path: Path) -> 
     assert list(sink.argv) == [
         "py", "-m", "mutt_app.cli", "moog-sink", "--host", "127.0.0.1", "--port", "8099",
     ]  # fmt: skip
-    for name in ("ingest", "web", "worker", "beat", "flower"):
+    for name in ("ingest", "web", "worker", "forwarder", "beat", "flower"):
         assert parts[name].env["REDIS_URL"] == REDIS_URL
         assert parts[name].env["MOOG_WEBHOOK_URL"] == SINK_URL
         assert parts[name].env["PYTHONUNBUFFERED"] == "1"
@@ -88,11 +88,15 @@ def test_commands_and_ports_of_the_mutt_parts(tmp_path: Path) -> None:
     assert parts["ingest"].url == "http://127.0.0.1:18080/api/v2/ingest"
     assert parts["web"].argv[-1] == "mutt_app.web:create_app()" and parts["web"].port == 18090
     assert list(parts["worker"].argv) == [
-        "py", "-m", "celery", "-A", "mutt_app", "worker", "-Q", "mutt.classify,mutt.forward",
+        "py", "-m", "celery", "-A", "mutt_app", "worker", "-Q", "mutt.classify,mutt.maintenance",
         "-l", "INFO", "--concurrency", "2", "-n", "mutt@%h",
     ]  # fmt: skip
     assert parts["worker"].port is None
-    assert parts["worker"].needs == ("redis", "moog-sink")
+    assert parts["worker"].needs == ("redis",)
+    forwarder = list(parts["forwarder"].argv)
+    assert forwarder[forwarder.index("-Q") + 1] == "mutt.forward"
+    assert forwarder[forwarder.index("-P") + 1] == "threads"
+    assert parts["forwarder"].needs == ("redis", "moog-sink")
     beat = list(parts["beat"].argv)
     assert beat[beat.index("-s") + 1] == str(tmp_path.resolve() / "celerybeat-schedule")
     assert list(parts["flower"].argv)[-2:] == ["--port=15555", "--address=127.0.0.1"]
@@ -116,7 +120,7 @@ def test_only_and_without_pick_parts(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     assert [p.name for p in _plan(settings, only="worker, redis")] == ["redis", "worker"]
     names = [p.name for p in _plan(settings, without="flower,web")]
-    assert names == ["redis", "moog-sink", "ingest", "worker", "beat"]
+    assert names == ["redis", "moog-sink", "ingest", "worker", "forwarder", "beat"]
     assert [p.name for p in _plan(settings, only="redis,worker", without="redis")] == ["worker"]
     # Without the private Redis the children use the configured (default) one, not a dead port.
     assert "REDIS_URL" not in _plan(settings, only="worker")[0].env
