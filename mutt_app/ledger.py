@@ -8,6 +8,11 @@ idempotent on correlation_id, so publishing a batch twice never audits an event 
 
 The same ledger counts attempts per batch, so a batch that kills its worker every time
 (``task_reject_on_worker_lost`` would requeue it forever) is dead-lettered after a few.
+
+The forward step has the same hole, so classify_event records each alert it publishes in a second
+ledger, the outbox (namespace ``mutt:outbox``, one "batch" per alert keyed by its external_id):
+forward_to_moog settles the entry once the alert is delivered or dead-lettered and touches it on every
+retry or deferral, so only an alert whose message was lost grows overdue.
 """
 
 from __future__ import annotations
@@ -19,9 +24,8 @@ from dataclasses import dataclass
 import orjson
 import redis
 
-PAYLOADS = "mutt:ledger:batches"
-INDEX = "mutt:ledger:index"
-ATTEMPTS = "mutt:ledger:attempts"
+BATCHES = "mutt:ledger"
+OUTBOX = "mutt:outbox"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +45,20 @@ class Batch:
 
 
 class Ledger:
-    """Accepted-but-not-yet-audited batches, kept in Redis."""
+    """Published-but-not-yet-finished batches, kept in Redis under ``namespace``."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, namespace: str = BATCHES) -> None:
         self.client = client
+        self.payloads = f"{namespace}:batches"
+        self.index = f"{namespace}:index"
+        self.attempts = f"{namespace}:attempts"
 
     def record(self, batches: Sequence[Batch], now: float | None = None) -> None:
         """Record ``batches`` atomically (all or none)."""
         now = time.time() if now is None else now
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(PAYLOADS, mapping={b.batch_id: b.to_json() for b in batches})
-        pipe.zadd(INDEX, {b.batch_id: now for b in batches})
+        pipe.hset(self.payloads, mapping={b.batch_id: b.to_json() for b in batches})
+        pipe.zadd(self.index, {b.batch_id: now for b in batches})
         pipe.execute()
 
     def forget(self, batch_ids: Sequence[str]) -> None:
@@ -60,34 +67,34 @@ class Ledger:
 
     def start_attempt(self, batch_id: str) -> int:
         """Count one more attempt at ``batch_id``; returns the attempt number (1 for the first)."""
-        return int(self.client.hincrby(ATTEMPTS, batch_id, 1))
+        return int(self.client.hincrby(self.attempts, batch_id, 1))
 
     def reset_attempts(self, batch_id: str) -> None:
         """The attempt ended normally (e.g. a retry was scheduled): it was not a worker loss."""
-        self.client.hdel(ATTEMPTS, batch_id)
+        self.client.hdel(self.attempts, batch_id)
 
     def settle(self, batch_ids: Sequence[str]) -> None:
         """The batches' audit rows are committed (or they were dead-lettered): forget them."""
         if not batch_ids:
             return
         pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(PAYLOADS, *batch_ids)
-        pipe.zrem(INDEX, *batch_ids)
-        pipe.hdel(ATTEMPTS, *batch_ids)
+        pipe.hdel(self.payloads, *batch_ids)
+        pipe.zrem(self.index, *batch_ids)
+        pipe.hdel(self.attempts, *batch_ids)
         pipe.execute()
 
     def overdue(self, older_than: float, limit: int = 100, now: float | None = None) -> list[Batch]:
         """Unsettled batches recorded (or last republished) more than ``older_than`` seconds ago."""
         now = time.time() if now is None else now
-        ids = self.client.zrangebyscore(INDEX, "-inf", now - older_than, start=0, num=limit)
+        ids = self.client.zrangebyscore(self.index, "-inf", now - older_than, start=0, num=limit)
         if not ids:
             return []
-        payloads = self.client.hmget(PAYLOADS, ids)
+        payloads = self.client.hmget(self.payloads, ids)
         found = []
         for batch_id, payload in zip(ids, payloads, strict=True):
             if payload is None:
                 # Settled between the two reads, or recorded without payload: nothing to republish.
-                self.client.zrem(INDEX, batch_id)
+                self.client.zrem(self.index, batch_id)
                 continue
             found.append(Batch.from_json(payload))
         return found
@@ -96,8 +103,8 @@ class Ledger:
         """Restart the overdue clock of republished batches."""
         now = time.time() if now is None else now
         if batch_ids:
-            self.client.zadd(INDEX, {batch_id: now for batch_id in batch_ids}, xx=True)
+            self.client.zadd(self.index, {batch_id: now for batch_id in batch_ids}, xx=True)
 
     def depth(self) -> int:
         """How many accepted batches are not yet settled."""
-        return int(self.client.zcard(INDEX))
+        return int(self.client.zcard(self.index))

@@ -79,7 +79,9 @@ DEAD_LETTERED = Counter(
     "mutt_dead_letters_total", "Items written to the dead-letter queue", ["task", "reason"]
 )
 LEDGER_REPUBLISHED = Counter(
-    "mutt_ledger_republished_total", "Accepted batches published again by reconciliation"
+    "mutt_ledger_republished_total",
+    "Work the broker lost, published again by reconciliation (classify batches, forward alerts)",
+    ["step"],
 )
 
 # --- forward to Moog ------------------------------------------------------------------------------

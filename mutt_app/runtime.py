@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from mutt_app.config import Settings
 from mutt_app.db import make_engine, session_factory
 from mutt_app.dynamic_config import DynamicConfig
-from mutt_app.ledger import Ledger
+from mutt_app.ledger import OUTBOX, Ledger
 from mutt_app.rotation import redis_client
 from mutt_app.rule_cache import RuleCache
 
-_LAZY = ("engine", "sessions", "redis", "ledger", "rules", "dynamic_config")
+_LAZY = ("engine", "sessions", "redis", "ledger", "outbox", "rules", "dynamic_config")
 
 
 class Runtime:
@@ -44,6 +44,11 @@ class Runtime:
     @cached_property
     def ledger(self) -> Ledger:
         return Ledger(self.redis)
+
+    @cached_property
+    def outbox(self) -> Ledger:
+        """Alerts published to forward_to_moog and not yet delivered or dead-lettered."""
+        return Ledger(self.redis, OUTBOX)
 
     @cached_property
     def rules(self) -> RuleCache:

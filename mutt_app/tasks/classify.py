@@ -20,6 +20,7 @@ from mutt_app.celery_app import runtime_of
 from mutt_app.deadletters import add_dead_letter
 from mutt_app.event_audit import audit_row, insert_audit_rows
 from mutt_app.events import Event
+from mutt_app.ledger import Batch
 from mutt_app.moog import build_payload, unhandled_meta_alert
 from mutt_app.redis_scripts import UnhandledCounter
 from mutt_app.rules import Decision, decide
@@ -95,16 +96,21 @@ def classify_batch(
 
     # Forwards go out before the audit commits: a crash in between re-runs the batch, and the
     # forward's idempotency key stops a second post. The reverse order could lose an alert.
-    for event, decision in decided:
-        if decision.forward:
-            payload = build_payload(
+    publish_forwards(
+        runtime,
+        app,
+        [
+            build_payload(
                 event,
                 rule_id=decision.rule_id,
                 handling=decision.handling,
                 team=decision.team,
                 is_dev=decision.is_dev,
             )
-            app.send_task(FORWARD_TASK, args=[payload], queue=FORWARD_QUEUE)
+            for event, decision in decided
+            if decision.forward
+        ],
+    )
 
     write_started = time.perf_counter()
     with runtime.sessions.begin() as session:
@@ -132,6 +138,19 @@ def classify_batch(
     }
 
 
+def publish_forwards(runtime: Runtime, app: Any, alerts: list[dict[str, Any]]) -> None:
+    """Record ``alerts`` in the outbox, then publish one forward_to_moog task each.
+
+    The outbox entry outlives a message the broker loses (kombu issue 305); reconcile_ledger
+    publishes it again.
+    """
+    if not alerts:
+        return
+    runtime.outbox.record([Batch(str(alert["external_id"]), [alert]) for alert in alerts])
+    for alert in alerts:
+        app.send_task(FORWARD_TASK, args=[alert], queue=FORWARD_QUEUE)
+
+
 def _raise_meta_alerts(runtime: Runtime, app: Any, unmatched: list[Event]) -> None:
     settings = runtime.settings
     counter = UnhandledCounter(
@@ -148,7 +167,7 @@ def _raise_meta_alerts(runtime: Runtime, app: Any, unmatched: list[Event]) -> No
             team=settings.unhandled_default_team,
             window=settings.unhandled_expiry_seconds,
         )
-        app.send_task(FORWARD_TASK, args=[payload], queue=FORWARD_QUEUE)
+        publish_forwards(runtime, app, [payload])
         metrics.META_ALERTS.inc()
         log.warning("meta-alert: %d unhandled events from %s", count, hostname)
 

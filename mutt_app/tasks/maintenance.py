@@ -12,22 +12,32 @@ from mutt_app.celery_app import runtime_of
 from mutt_app.partitions import ensure_partitions
 from mutt_app.tasks.classify import QUEUE as CLASSIFY_QUEUE
 from mutt_app.tasks.classify import TASK_NAME as CLASSIFY_TASK
+from mutt_app.tasks.forward import QUEUE as FORWARD_QUEUE
+from mutt_app.tasks.forward import TASK_NAME as FORWARD_TASK
 
 log = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, name="mutt.reconcile_ledger", ignore_result=True)
 def reconcile_ledger(self: Task, limit: int = 500) -> int:
-    """Publish again the accepted batches whose audit never committed (a lost message)."""
+    """Publish again what the broker lost: accepted batches never audited, alerts never finished."""
     runtime = runtime_of(self.app)
-    overdue = runtime.ledger.overdue(runtime.settings.reconcile_after, limit=limit)
-    for batch in overdue:
+    older_than = runtime.settings.reconcile_after
+    batches = runtime.ledger.overdue(older_than, limit=limit)
+    for batch in batches:
         self.app.send_task(CLASSIFY_TASK, args=[batch.events, batch.batch_id], queue=CLASSIFY_QUEUE)
-    runtime.ledger.touch([b.batch_id for b in overdue])
-    if overdue:
-        metrics.LEDGER_REPUBLISHED.inc(len(overdue))
-        log.warning("republished %d accepted batches that were never audited", len(overdue))
-    return len(overdue)
+    runtime.ledger.touch([b.batch_id for b in batches])
+    alerts = runtime.outbox.overdue(older_than, limit=limit)
+    for entry in alerts:
+        self.app.send_task(FORWARD_TASK, args=entry.events, queue=FORWARD_QUEUE)
+    runtime.outbox.touch([entry.batch_id for entry in alerts])
+    if batches:
+        metrics.LEDGER_REPUBLISHED.labels("classify").inc(len(batches))
+        log.warning("republished %d accepted batches that were never audited", len(batches))
+    if alerts:
+        metrics.LEDGER_REPUBLISHED.labels("forward").inc(len(alerts))
+        log.warning("republished %d alerts whose forward task was lost", len(alerts))
+    return len(batches) + len(alerts)
 
 
 @shared_task(bind=True, name="mutt.create_partitions", ignore_result=True)

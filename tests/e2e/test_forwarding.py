@@ -9,12 +9,15 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+import redis
 import requests
 from click.testing import CliRunner
 
-from mutt_app.celery_app import make_celery
+from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.cli import main
 from mutt_app.config import load_settings
+from mutt_app.ledger import OUTBOX, Ledger
+from mutt_app.tasks.classify import publish_forwards
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import Stack
 from tests.services import RedisServer, wait_for
@@ -55,9 +58,9 @@ def _alerts(n: int) -> list[dict]:
 
 
 def _publish(stack: Stack, alerts: list[dict]) -> None:
+    # As classify_event does: recorded in the outbox, then published.
     app = make_celery(load_settings(stack.env))
-    for alert in alerts:
-        app.send_task("mutt.forward_to_moog", args=[alert], queue="mutt.forward")
+    publish_forwards(runtime_of(app), app, alerts)
 
 
 def _control(stack: Stack, **mode: object) -> None:
@@ -80,8 +83,14 @@ def _max_in_window(times: list[float], window: float) -> int:
 
 
 def _forward_workers(stack: Stack, count: int) -> None:
+    # As `mutt run` does: forward on its own queue, in threaded workers.
     for i in range(count):
-        stack.start_worker(f"forward{i}", queues="mutt.forward", concurrency=4)
+        stack.start_worker(f"forward{i}", queues="mutt.forward", concurrency=4, pool="threads")
+
+
+def _start_remediation(stack: Stack) -> None:
+    stack.start_worker("maintenance", queues="mutt.maintenance", concurrency=1)
+    stack.start_beat()
 
 
 @pytest.mark.slow
@@ -103,7 +112,7 @@ def test_outage_opens_the_circuit_and_every_alert_arrives_once(make_stack: Stack
     stack = make_stack(**FAST, MOOG_MAX_RETRIES="3", MOOG_RATE_LIMIT="200")
     stack.start_sink()
     _forward_workers(stack, 1)
-    stack.start_beat()
+    _start_remediation(stack)
     _control(stack, status=500, for_seconds=20)
     alerts = _alerts(200)
     _publish(stack, alerts)
@@ -139,7 +148,9 @@ def test_rejected_alerts_go_to_dlq_then_poison_and_the_cli_lists_them(
     wait_for(lambda: "3 dead letters" in listed(), 30, "3 dead letters")
     assert "HTTP400" in listed("--task", "forward_to_moog")
 
-    stack.start_beat()  # remediation replays them (Moog answers < 500: healthy), twice, then poison
+    _start_remediation(
+        stack
+    )  # remediation replays them (Moog answers < 500: healthy), twice, then poison
     wait_for(lambda: "3 poison" in listed("--poison"), 60, "3 poison items")
     assert "0 dead letters" in listed()
     assert stack.sink_events() == []
@@ -151,14 +162,15 @@ def test_worker_kill_and_redis_restart_lose_no_alert(make_stack: StackFactory, t
     try:
         stack = make_stack(**FAST, REDIS_URL=broker.url, MOOG_RATE_LIMIT="100")
         stack.start_sink()
-        worker = stack.start_worker("forward", queues="mutt.forward", concurrency=4)
+        _start_remediation(stack)  # beat's reconcile_ledger republishes what the broker lost
+        worker = stack.start_worker("forward", queues="mutt.forward", concurrency=4, pool="threads")
         alerts = _alerts(1000)
         _publish(stack, alerts)
 
         wait_for(lambda: len(stack.sink_events()) >= 200, 60, "first 200 alerts")
         worker.kill()
         broker.restart()  # AOF brings the queue and the unacked set back
-        stack.start_worker("forward2", queues="mutt.forward", concurrency=4)
+        stack.start_worker("forward2", queues="mutt.forward", concurrency=4, pool="threads")
         wait_for(lambda: len(stack.sink_events()) >= 500, 60, "500 alerts after the restart")
         broker.restart()
 
@@ -169,5 +181,7 @@ def test_worker_kill_and_redis_restart_lose_no_alert(make_stack: StackFactory, t
         assert set(ids) == {a["external_id"] for a in alerts}  # at least once, every one
         duplicates = len(ids) - len(set(ids))
         assert duplicates <= 1  # under 0.1 percent of 1000
+        outbox = Ledger(redis.Redis.from_url(broker.url), OUTBOX)
+        wait_for(lambda: outbox.depth() == 0, 30, "every outbox entry settled")
     finally:
         broker.stop()
