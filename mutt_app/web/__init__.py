@@ -45,8 +45,9 @@ def create_ingest_app(settings: Settings | None = None) -> Flask:
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """The web UI and REST API (health and metrics until the admin UI lands)."""
+    """The web UI and REST API (/api/v2, aliased at /api/v1), health and metrics."""
     from mutt_app.logs import configure_logging
+    from mutt_app.web.api import register_api
     from mutt_app.web.health import bp as health_bp
     from mutt_app.web.health import metrics_bp
 
@@ -56,4 +57,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["mutt_settings"] = settings
     app.register_blueprint(health_bp)
     app.register_blueprint(metrics_bp)
+    # The API makes its engine and Redis client on first use (app.extensions), like /health.
+    register_api(app)
     return app

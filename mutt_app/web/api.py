@@ -1,0 +1,638 @@
+"""The REST API v2 of the web app (``/api/v2``; ``/api/v1`` is an alias of the same routes).
+
+Every request needs the header ``X-API-Key`` equal to WEBUI_API_KEY (compared in constant time); the
+key carries the admin role. Without WEBUI_API_KEY configured every request is refused: the API is
+never open by default. Every response carries ``X-API-Version: 2``; every error is JSON
+``{"error": "...", "details": ...}`` with status 400 (malformed request or query parameter), 401
+(no or wrong key), 404 (no such record or route), 405, 409 (duplicate), 422 (a body that is JSON but
+not an acceptable change) or 503 (database unreachable).
+
+Changes (create, update, delete of rules, development hosts and device teams) need a reason, from
+the body's ``"reason"`` or the ``X-Change-Reason`` header, and each writes exactly one
+``config_audit_log`` row in the same transaction as the change (changed_by ``"api-key"``, old and
+new values, the reason, and a correlation id from ``X-Correlation-ID`` or a new one). After the
+commit the rules version in Redis is bumped so that workers reload within seconds. A request that
+changes nothing (the values are already as asked) writes no audit row and bumps nothing.
+
+List endpoints take ``limit`` (1..500) and refuse a larger one with 400 rather than clamping it, so
+a client never silently receives fewer rows than it asked for.
+
+Routes: this module holds the blueprint, authentication, errors, shared helpers and the two audit
+readers; :mod:`mutt_app.web.api_rules` (rules, rule tester) and :mod:`mutt_app.web.api_hosts`
+(development hosts, device teams) attach their routes to the same blueprint.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import redis
+from flask import Blueprint, Flask, Response, current_app, g, request
+from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import HTTPException
+
+from mutt_app.config import Settings
+from mutt_app.config_audit import record_change
+from mutt_app.db import make_engine, session_factory
+from mutt_app.models import CONFIG_OPERATIONS, ConfigAuditLog, EventAuditLog
+from mutt_app.rotation import redis_client
+from mutt_app.rule_cache import bump_rules_version
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "2"
+API_PREFIXES = ("/api/v2", "/api/v1")
+CHANGED_BY = "api-key"
+MAX_LIMIT = 500
+MAX_DB_INT = 2**31 - 1  # PostgreSQL integer: larger ids or offsets could only fail in the driver
+
+bp = Blueprint("api", __name__, url_prefix="/api/v2")
+
+
+# --- errors and responses ----------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An error answer: HTTP ``status``, a one-line ``error`` and optional structured ``details``."""
+
+    def __init__(self, status: int, error: str, details: Any = None) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.details = details
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """``body`` as JSON (orjson: datetimes and UUIDs serialise natively) with the API version header."""
+    response = Response(orjson.dumps(body), status=status, mimetype="application/json")
+    response.headers["X-API-Version"] = API_VERSION
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _error_response(status: int, error: str, details: Any = None) -> Response:
+    headers = {"WWW-Authenticate": 'ApiKey header="X-API-Key"'} if status == 401 else None
+    return json_response({"error": error, "details": details}, status, headers)
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> Response:
+    return _error_response(exc.status, exc.error, exc.details)
+
+
+@bp.errorhandler(OperationalError)
+def _database_down(exc: OperationalError) -> Response:
+    log.error("API request failed on the database: %s", exc.orig)
+    return _error_response(503, "database unavailable", None)
+
+
+@bp.errorhandler(Exception)
+def _unexpected(exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):  # abort(), 413 and friends, raised inside a view
+        return _error_response(exc.code or 500, exc.name, exc.description)
+    log.exception("API request failed")
+    return _error_response(500, "internal error", None)
+
+
+def _routing_error(exc: HTTPException) -> Response | HTTPException:
+    # Routing fails before any blueprint is chosen, so blueprint handlers never see unknown API
+    # paths or wrong methods; this app-wide handler answers those in JSON and leaves every other
+    # path's error page to Flask's default.
+    if request.path.startswith(API_PREFIXES):
+        response = _error_response(exc.code or 404, exc.name, exc.description)
+        allowed = getattr(exc, "valid_methods", None)  # set on 405 MethodNotAllowed
+        if allowed:
+            response.headers["Allow"] = ", ".join(allowed)
+        return response
+    return exc
+
+
+@bp.after_request
+def _version_header(response: Response) -> Response:
+    response.headers["X-API-Version"] = API_VERSION
+    return response
+
+
+# --- authentication ----------------------------------------------------------------------------
+
+
+@bp.before_request
+def _authenticate() -> None:
+    """Refuse the request unless ``X-API-Key`` is WEBUI_API_KEY; the key carries the admin role."""
+    settings: Settings = current_app.extensions["mutt_settings"]
+    expected = settings.webui_api_key.get_secret_value() if settings.webui_api_key else ""
+    if not expected:
+        raise ApiError(401, "WEBUI_API_KEY is not set: the API refuses every request until it is")
+    given = request.headers.get("X-API-Key")
+    if not given:
+        raise ApiError(401, "missing X-API-Key header")
+    # Bytes, because compare_digest refuses non-ASCII str; a header is latin-1, always encodable.
+    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        raise ApiError(401, "invalid API key")
+    g.api_role = "admin"
+
+
+# --- app resources -----------------------------------------------------------------------------
+
+
+def settings() -> Settings:
+    """The app's settings."""
+    return current_app.extensions["mutt_settings"]
+
+
+def sessions() -> sessionmaker[Session]:
+    """The app's session factory, made on first use (sharing the engine /health uses)."""
+    extensions = current_app.extensions
+    factory = extensions.get("mutt_sessions")
+    if factory is None:
+        engine = extensions.get("mutt_engine")
+        if engine is None:
+            engine = extensions.setdefault("mutt_engine", make_engine(settings()))
+        factory = extensions.setdefault("mutt_sessions", session_factory(engine))
+    return factory
+
+
+def redis_connection() -> redis.Redis:
+    """The app's Redis client, made on first use (shared with /health)."""
+    client = current_app.extensions.get("mutt_redis")
+    if client is None:
+        client = redis_client(settings(), socket_timeout=2, socket_connect_timeout=2)
+        client = current_app.extensions.setdefault("mutt_redis", client)
+    return client
+
+
+# --- request bodies ----------------------------------------------------------------------------
+
+
+def json_body() -> dict[str, Any]:
+    """The request body as a JSON object; an empty body is ``{}``; anything else is a 400."""
+    data = request.get_data(cache=True)
+    if not data.strip():
+        return {}
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "body is not valid JSON", str(exc)) from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "body must be a JSON object")
+    return body
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One accepted body field: its JSON type and whether null is allowed."""
+
+    kind: type
+    nullable: bool = False
+
+
+_TYPE_NAMES = {str: "string", int: "integer", bool: "boolean"}
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _type_problem(value: Any, spec: FieldSpec) -> str | None:
+    if value is None:
+        return None if spec.nullable else "must not be null"
+    # bool is an int in Python, not in JSON; and 100.0 is not an integer for a priority.
+    fits = type(value) is int if spec.kind is int else isinstance(value, spec.kind)
+    if not fits:
+        expected = _TYPE_NAMES[spec.kind] + (" or null" if spec.nullable else "")
+        return f"expected {expected}, got {_json_type(value)}"
+    if isinstance(value, str):
+        # PostgreSQL text holds neither NUL nor lone surrogates; caught here they are a 422, not a 500.
+        if "\x00" in value:
+            return "must not contain NUL characters"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must be valid Unicode text (no lone surrogates)"
+    return None
+
+
+def check_fields(
+    body: Mapping[str, Any],
+    specs: Mapping[str, FieldSpec],
+    *,
+    required: tuple[str, ...] = (),
+    read_only: tuple[str, ...] = (),
+    meta: tuple[str, ...] = ("reason",),
+) -> dict[str, Any]:
+    """The body's fields named in ``specs``, type-checked; 422 naming every offending field.
+
+    ``meta`` fields (the change reason) are allowed and left out of the result; ``read_only`` and
+    unknown fields are refused, so a typo never turns into a silently ignored change.
+    """
+    unknown = sorted(k for k in body if k not in specs and k not in meta and k not in read_only)
+    if unknown:
+        raise ApiError(
+            422,
+            f"unknown field{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+            {"unknown_fields": unknown, "allowed_fields": sorted([*specs, *meta])},
+        )
+    fixed = sorted(k for k in body if k in read_only)
+    if fixed:
+        raise ApiError(
+            422,
+            f"read-only field{'s' if len(fixed) > 1 else ''}: {', '.join(fixed)}",
+            {"read_only_fields": fixed},
+        )
+    missing = [name for name in required if body.get(name) is None]
+    if missing:
+        raise ApiError(
+            422,
+            f"missing required field{'s' if len(missing) > 1 else ''}: {', '.join(missing)}",
+            {"missing_fields": missing},
+        )
+    problems = {
+        name: problem
+        for name, value in body.items()
+        if name in specs and (problem := _type_problem(value, specs[name])) is not None
+    }
+    if problems:
+        shown = "; ".join(f"{name} {problem}" for name, problem in problems.items())
+        raise ApiError(422, f"wrong field type: {shown}", {"fields": problems})
+    return {name: value for name, value in body.items() if name in specs}
+
+
+def change_reason(body: Mapping[str, Any]) -> str:
+    """The reason for a change: the body's ``reason``, else header ``X-Change-Reason``; 422 if none."""
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise ApiError(422, f"wrong field type: reason expected string, got {_json_type(reason)}")
+    reason = (reason or request.headers.get("X-Change-Reason") or "").strip()
+    if not reason:
+        raise ApiError(
+            422,
+            'a change needs a reason: the body field "reason" or the X-Change-Reason header',
+            {"missing_fields": ["reason"]},
+        )
+    if "\x00" in reason:
+        raise ApiError(422, "reason must not contain NUL characters")
+    return reason
+
+
+def _correlation_id() -> uuid.UUID:
+    raw = request.headers.get("X-Correlation-ID")
+    if not raw:
+        return uuid.uuid4()
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ApiError(400, "X-Correlation-ID is not a UUID", raw) from None
+
+
+# --- changes: one transaction, one audit row, then the rules version ---------------------------
+
+
+@dataclass
+class ChangeScope:
+    """A configuration change in progress: its session, reason and correlation id."""
+
+    session: Session
+    reason: str
+    correlation_id: uuid.UUID
+    changed: bool = False
+    rules_version: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def record(
+        self,
+        operation: str,
+        table_name: str,
+        record_id: int | None,
+        old_values: dict[str, Any] | None,
+        new_values: dict[str, Any] | None,
+    ) -> None:
+        """Write the change's config_audit_log row into the change's own transaction."""
+        assert operation in CONFIG_OPERATIONS
+        record_change(
+            self.session,
+            changed_by=CHANGED_BY,
+            operation=operation,
+            table_name=table_name,
+            record_id=record_id,
+            old_values=old_values,
+            new_values=new_values,
+            reason=self.reason,
+            correlation_id=self.correlation_id,
+        )
+        self.changed = True
+
+    def summary(self) -> dict[str, Any]:
+        """What every change answer carries besides the record itself."""
+        body: dict[str, Any] = {
+            "changed": self.changed,
+            "correlation_id": str(self.correlation_id),
+            "rules_version": self.rules_version,
+        }
+        if self.warnings:
+            body["warnings"] = self.warnings
+        return body
+
+
+@contextmanager
+def config_change(reason: str, *, conflict: str = "already exists") -> Iterator[ChangeScope]:
+    """A transaction for one configuration change, committed when the block ends without error.
+
+    A unique violation becomes 409 ``conflict``, any other constraint violation 422. After the
+    commit, and only if the block recorded a change, the rules version is bumped; should Redis be
+    down then, the change stands (workers also reload every CACHE_RELOAD_INTERVAL) and the answer
+    carries a warning instead of failing a change that was made.
+    """
+    correlation_id = _correlation_id()
+    try:
+        with sessions().begin() as session:
+            scope = ChangeScope(session, reason, correlation_id)
+            yield scope
+    except IntegrityError as exc:
+        raise constraint_error(exc, conflict=conflict) from None
+    if scope.changed:
+        try:
+            scope.rules_version = bump_rules_version(redis_connection())
+        except (redis.RedisError, OSError) as exc:
+            log.warning(
+                "change %s committed but the rules version was not bumped: %s", correlation_id, exc
+            )
+            scope.warnings.append(
+                "rules version not bumped (Redis unreachable); workers pick the change up within"
+                " CACHE_RELOAD_INTERVAL"
+            )
+
+
+def constraint_error(exc: IntegrityError, *, conflict: str = "already exists") -> ApiError:
+    """The API error for a database constraint violation: 409 if a duplicate, else 422."""
+    orig = exc.orig
+    code = getattr(orig, "pgcode", None)
+    diag = getattr(orig, "diag", None)
+    constraint = getattr(diag, "constraint_name", None)
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    details = {"constraint": constraint, "message": text}
+    if code == "23505" or "UNIQUE constraint failed" in text:
+        return ApiError(409, conflict, details)
+    return ApiError(422, "the change violates a database constraint", details)
+
+
+# --- query parameters --------------------------------------------------------------------------
+
+
+def int_arg(name: str, default: int, *, minimum: int, maximum: int = MAX_DB_INT) -> int:
+    """Integer query parameter ``name`` within [minimum, maximum]; 400 otherwise."""
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(
+            400, f"{name} must be an integer", {"parameter": name, "value": raw}
+        ) from None
+    if not minimum <= value <= maximum:
+        raise ApiError(
+            400, f"{name} must be from {minimum} to {maximum}", {"parameter": name, "value": value}
+        )
+    return value
+
+
+def limit_arg(default: int = 100) -> int:
+    """``limit``: 1..500 (a larger one is refused, not clamped)."""
+    return int_arg("limit", default, minimum=1, maximum=MAX_LIMIT)
+
+
+def bool_arg(name: str) -> bool | None:
+    """Boolean query parameter (true/false, 1/0, yes/no), or None when absent; 400 otherwise."""
+    raw = request.args.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise ApiError(400, f"{name} must be true or false", {"parameter": name, "value": raw})
+
+
+def choice_arg(name: str, choices: tuple[str, ...]) -> str | None:
+    """Query parameter that must be one of ``choices``, or None when absent; 400 otherwise."""
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    if raw not in choices:
+        raise ApiError(
+            400, f"{name} must be one of {', '.join(choices)}", {"parameter": name, "value": raw}
+        )
+    return raw
+
+
+def date_arg(name: str) -> datetime | None:
+    """ISO 8601 date or date-time query parameter (naive means UTC), or None; 400 otherwise."""
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    # An unencoded "+" in a query string arrives as a space: "...T10:00:00 02:00".
+    candidates = [raw, raw.upper()]
+    if " " in raw:
+        head, _, tail = raw.rpartition(" ")
+        candidates.append(f"{head}+{tail}")
+    for candidate in candidates:
+        try:
+            moment = datetime.fromisoformat(candidate)
+        except ValueError:
+            continue
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    raise ApiError(400, f"{name} is not an ISO 8601 date", {"parameter": name, "value": raw})
+
+
+def uuid_arg(name: str) -> uuid.UUID | None:
+    """UUID query parameter, or None when absent; 400 otherwise."""
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} is not a UUID", {"parameter": name, "value": raw}) from None
+
+
+def date_range() -> tuple[datetime | None, datetime | None]:
+    """``start_date`` and ``end_date`` (both inclusive); 400 when the start is after the end."""
+    start, end = date_arg("start_date"), date_arg("end_date")
+    if start is not None and end is not None and start > end:
+        raise ApiError(400, "start_date is after end_date")
+    return start, end
+
+
+def count(session: Session, query: Select[Any]) -> int:
+    """How many rows ``query`` (without its ordering and paging) returns."""
+    return session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    """A mapped row's columns (datetimes and UUIDs are left for orjson)."""
+    return {c.name: getattr(row, c.key) for c in row.__table__.columns}
+
+
+# --- GET /audit-logs: the event audit ---------------------------------------------------------
+
+
+def _encode_cursor(moment: datetime, row_id: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([moment.isoformat(), row_id])).decode().rstrip("=")
+
+
+def _decode_cursor(raw: str) -> tuple[datetime, int]:
+    try:
+        moment, row_id = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        parsed = datetime.fromisoformat(moment)
+        if type(row_id) is not int:
+            raise ValueError("bad id")
+    except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError):
+        raise ApiError(
+            400, "cursor is not one this API returned", {"parameter": "cursor"}
+        ) from None
+    return parsed, row_id
+
+
+@bp.get("/audit-logs")
+def list_event_audit() -> Response:
+    """The event audit, newest event first.
+
+    Filters: hostname, rule_id, handling, correlation_id, start_date/end_date (on the event's
+    timestamp, ISO 8601, inclusive). Paging: ``page`` (from 1) and ``limit`` (default
+    AUDIT_LOG_PAGE_SIZE, at most 500), or for deep paging the ``next_cursor`` of the previous answer
+    as ``cursor`` (keyset: no cost growing with depth). No total is counted, as the table holds
+    millions of rows; ``has_more`` says whether another page follows.
+    """
+    limit = limit_arg(settings().audit_log_page_size)
+    page = int_arg("page", 1, minimum=1)
+    rule_id = int_arg("rule_id", 0, minimum=0) if request.args.get("rule_id") else None
+    correlation_id = uuid_arg("correlation_id")
+    start, end = date_range()
+    cursor = request.args.get("cursor", "").strip()
+    query = select(EventAuditLog)
+    if hostname := request.args.get("hostname", "").strip():
+        query = query.where(EventAuditLog.hostname == hostname)
+    if rule_id is not None:
+        query = query.where(EventAuditLog.matched_rule_id == rule_id)
+    if handling := request.args.get("handling", "").strip():
+        query = query.where(EventAuditLog.handling_decision == handling)
+    if correlation_id is not None:
+        query = query.where(EventAuditLog.correlation_id == correlation_id)
+    if start is not None:
+        query = query.where(EventAuditLog.event_timestamp >= start)
+    if end is not None:
+        query = query.where(EventAuditLog.event_timestamp <= end)
+    if cursor:
+        moment, row_id = _decode_cursor(cursor)
+        query = query.where(
+            tuple_(EventAuditLog.event_timestamp, EventAuditLog.id) < tuple_(moment, row_id)
+        )
+    else:
+        query = query.offset((page - 1) * limit)
+    query = query.order_by(EventAuditLog.event_timestamp.desc(), EventAuditLog.id.desc())
+    with sessions()() as session:
+        rows = session.scalars(query.limit(limit + 1)).all()
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if rows else None
+    return json_response(
+        {
+            "logs": [row_dict(row) for row in rows],
+            "limit": limit,
+            "page": None if cursor else page,
+            "has_more": has_more,
+            "next_cursor": _encode_cursor(last.event_timestamp, last.id)
+            if has_more and last is not None
+            else None,
+        }
+    )
+
+
+# --- GET /config-audit: the configuration audit -----------------------------------------------
+
+
+@bp.get("/config-audit")
+def list_config_audit() -> Response:
+    """The configuration audit, newest change first.
+
+    Filters: table_name, operation, changed_by, record_id, correlation_id, start_date/end_date (on
+    changed_at). Paging: ``page`` (from 1) and ``limit`` (default AUDIT_LOG_PAGE_SIZE, at most 500);
+    the answer has the ``total``.
+    """
+    limit = limit_arg(settings().audit_log_page_size)
+    page = int_arg("page", 1, minimum=1)
+    operation = choice_arg("operation", CONFIG_OPERATIONS)
+    record_id = int_arg("record_id", 0, minimum=0) if request.args.get("record_id") else None
+    correlation_id = uuid_arg("correlation_id")
+    start, end = date_range()
+    query = select(ConfigAuditLog)
+    if table_name := request.args.get("table_name", "").strip():
+        query = query.where(ConfigAuditLog.table_name == table_name)
+    if operation is not None:
+        query = query.where(ConfigAuditLog.operation == operation)
+    if changed_by := request.args.get("changed_by", "").strip():
+        query = query.where(ConfigAuditLog.changed_by == changed_by)
+    if record_id is not None:
+        query = query.where(ConfigAuditLog.record_id == record_id)
+    if correlation_id is not None:
+        query = query.where(ConfigAuditLog.correlation_id == correlation_id)
+    if start is not None:
+        query = query.where(ConfigAuditLog.changed_at >= start)
+    if end is not None:
+        query = query.where(ConfigAuditLog.changed_at <= end)
+    with sessions()() as session:
+        total = count(session, query)
+        rows = session.scalars(
+            query.order_by(ConfigAuditLog.changed_at.desc(), ConfigAuditLog.id.desc())
+            .limit(limit)
+            .offset((page - 1) * limit)
+        ).all()
+    return json_response(
+        {
+            "logs": [row_dict(row) for row in rows],
+            "total": total,
+            "limit": limit,
+            "page": page,
+            "has_more": page * limit < total,
+        }
+    )
+
+
+# --- registration ------------------------------------------------------------------------------
+
+
+def register_api(app: Flask) -> None:
+    """Mount the API on ``app`` at /api/v2, with /api/v1 as an alias of the same routes."""
+    app.register_blueprint(bp)
+    app.register_blueprint(bp, url_prefix="/api/v1", name="api_v1")
+    app.register_error_handler(404, _routing_error)
+    app.register_error_handler(405, _routing_error)
+
+
+# The route modules attach to ``bp``; imported last, as they import the helpers above.
+from mutt_app.web import api_hosts, api_rules  # noqa: E402, F401

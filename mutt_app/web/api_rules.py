@@ -1,0 +1,233 @@
+"""API v2: alert rules (list, create, read, update, soft delete) and the rule tester.
+
+A rule is validated by the engine's own :func:`~mutt_app.rules.validate_rule_fields` before it is
+written, so what the API accepts is exactly what workers can compile (a regex RE2 refuses is a 422
+carrying RE2's message). An update is validated on the merged result: the stored rule with the
+body's fields laid over it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Response, request
+from sqlalchemy import select
+
+from mutt_app.events import InvalidEvent, validate_item
+from mutt_app.models import AlertRule
+from mutt_app.rule_cache import load_snapshot
+from mutt_app.rules import MATCH_TYPES, RuleError, explain, validate_rule_fields
+from mutt_app.web.api import (
+    MAX_DB_INT,
+    ApiError,
+    FieldSpec,
+    bool_arg,
+    bp,
+    change_reason,
+    check_fields,
+    choice_arg,
+    config_change,
+    count,
+    int_arg,
+    json_body,
+    json_response,
+    limit_arg,
+    sessions,
+    settings,
+)
+
+TABLE = "alert_rules"
+RULE_FIELDS: dict[str, FieldSpec] = {
+    "match_string": FieldSpec(str, nullable=True),
+    "trap_oid": FieldSpec(str, nullable=True),
+    "syslog_severity": FieldSpec(int, nullable=True),
+    "match_type": FieldSpec(str),
+    "priority": FieldSpec(int),
+    "prod_handling": FieldSpec(str),
+    "dev_handling": FieldSpec(str),
+    "team_assignment": FieldSpec(str),
+    "is_active": FieldSpec(bool),
+}
+REQUIRED_ON_CREATE = ("match_type", "prod_handling", "dev_handling", "team_assignment")
+READ_ONLY = ("id", "created_at", "updated_at")
+DEFAULTS: dict[str, Any] = {
+    "match_string": None,
+    "trap_oid": None,
+    "syslog_severity": None,
+    "priority": 100,
+    "is_active": True,
+}
+
+
+def _validate(fields: dict[str, Any]) -> None:
+    """422 with the engine's message unless ``fields`` make a rule the engine can use."""
+    try:
+        validate_rule_fields(
+            fields["match_type"],
+            fields["match_string"],
+            fields["trap_oid"],
+            fields["syslog_severity"],
+            fields["priority"],
+            fields["prod_handling"],
+            fields["dev_handling"],
+            fields["team_assignment"],
+        )
+    except RuleError as exc:
+        raise ApiError(422, str(exc), {"rule": fields}) from None
+
+
+def _rule_fields(body: dict[str, Any], *, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return check_fields(body, RULE_FIELDS, required=required, read_only=READ_ONLY)
+
+
+@bp.get("/rules")
+def list_rules() -> Response:
+    """Rules, highest priority first. Filters: is_active, match_type, team; limit (1..500), offset."""
+    limit = limit_arg()
+    offset = int_arg("offset", 0, minimum=0)
+    is_active = bool_arg("is_active")
+    match_type = choice_arg("match_type", MATCH_TYPES)
+    query = select(AlertRule)
+    if is_active is not None:
+        query = query.where(AlertRule.is_active.is_(is_active))
+    if match_type is not None:
+        query = query.where(AlertRule.match_type == match_type)
+    if team := request.args.get("team", "").strip():
+        query = query.where(AlertRule.team_assignment == team)
+    with sessions()() as session:
+        total = count(session, query)
+        rows = session.scalars(
+            query.order_by(AlertRule.priority.desc(), AlertRule.id).limit(limit).offset(offset)
+        ).all()
+        rules = [row.as_dict() for row in rows]
+    return json_response({"rules": rules, "total": total, "limit": limit, "offset": offset})
+
+
+@bp.post("/rules")
+def create_rule() -> Response:
+    """Create a rule (active unless ``is_active`` is false); 201 with its id."""
+    body = json_body()
+    fields = {**DEFAULTS, **_rule_fields(body, required=REQUIRED_ON_CREATE)}
+    _validate(fields)
+    reason = change_reason(body)
+    with config_change(reason) as change:
+        rule = AlertRule(**fields)
+        change.session.add(rule)
+        change.session.flush()
+        change.session.refresh(rule)  # server defaults: created_at, updated_at
+        created = rule.as_dict()
+        change.record("CREATE", TABLE, rule.id, None, created)
+    return json_response(
+        {"id": created["id"], "rule": created, **change.summary()},
+        201,
+        {"Location": f"{request.path}/{created['id']}"},
+    )
+
+
+def _rule_or_404(session: Any, rule_id: int, *, lock: bool = False) -> AlertRule:
+    rule = session.get(AlertRule, rule_id, with_for_update=lock) if rule_id <= MAX_DB_INT else None
+    if rule is None:
+        raise ApiError(404, f"no rule {rule_id}")
+    return rule
+
+
+@bp.get("/rules/<int:rule_id>")
+def get_rule(rule_id: int) -> Response:
+    """One rule, active or not."""
+    with sessions()() as session:
+        return json_response({"rule": _rule_or_404(session, rule_id).as_dict()})
+
+
+@bp.put("/rules/<int:rule_id>")
+def update_rule(rule_id: int) -> Response:
+    """Change some of a rule's fields; the merged rule must still be valid."""
+    body = json_body()
+    fields = _rule_fields(body)
+    if not fields:
+        raise ApiError(422, "nothing to update: the body names no rule field")
+    reason = change_reason(body)
+    with config_change(reason) as change:
+        # Locked, so that a concurrent update cannot slip between the old values and the write.
+        rule = _rule_or_404(change.session, rule_id, lock=True)
+        old = rule.as_dict()
+        _validate({**{name: old[name] for name in RULE_FIELDS}, **fields})
+        changed = {name: value for name, value in fields.items() if old[name] != value}
+        if changed:
+            for name, value in changed.items():
+                setattr(rule, name, value)
+            change.session.flush()
+            change.session.refresh(rule)  # updated_at comes from a trigger
+            change.record("UPDATE", TABLE, rule_id, old, rule.as_dict())
+        current = rule.as_dict()
+    return json_response({"id": rule_id, "rule": current, **change.summary()})
+
+
+@bp.delete("/rules/<int:rule_id>")
+def delete_rule(rule_id: int) -> Response:
+    """Deactivate a rule (soft delete: the audit and the event audit keep referring to it)."""
+    body = json_body()
+    check_fields(body, {})
+    reason = change_reason(body)
+    with config_change(reason) as change:
+        rule = _rule_or_404(change.session, rule_id, lock=True)
+        old = rule.as_dict()
+        if rule.is_active:
+            rule.is_active = False
+            change.session.flush()
+            change.session.refresh(rule)
+            change.record("DELETE", TABLE, rule_id, old, rule.as_dict())
+        current = rule.as_dict()
+    return json_response({"id": rule_id, "rule": current, **change.summary()})
+
+
+@bp.post("/rules/test")
+def test_rule() -> Response:
+    """Which active rule would win for a sample event, its handling and team, and what it shadows.
+
+    The body is an event as ingest takes it (hostname, message, syslog_severity or severity,
+    trap_oid, ...), read by the ingest's own validation, so the answer is the pipeline's: a trap
+    OID inside the message is found the same way. Only ``hostname`` is required. The rules,
+    development hosts and device teams are read from the database now, not from a worker's cache.
+    """
+    body = json_body()
+    try:
+        event = validate_item(body, required_fields=("hostname",), received_at=datetime.now(UTC))
+    except InvalidEvent as exc:
+        raise ApiError(422, f"not a valid event: {exc}") from None
+    app_settings = settings()
+    with sessions()() as session:
+        snapshot = load_snapshot(session, "database")
+    answer = explain(
+        event.message,
+        event.trap_oid,
+        event.syslog_severity,
+        event.hostname,
+        snapshot,
+        app_settings.unhandled_default_team,
+    )
+    decision = answer.decision
+    matches = [dataclasses.asdict(rule) for rule in answer.matches]
+    return json_response(
+        {
+            "event": {
+                "hostname": event.hostname,
+                "message": event.message,
+                "syslog_severity": event.syslog_severity,
+                "trap_oid": event.trap_oid,
+                "source": event.source,
+            },
+            "matched": decision.matched,
+            "rule_id": decision.rule_id,
+            "rule": matches[0] if matches else None,
+            "handling": decision.handling,
+            "team": decision.team,
+            "is_dev": decision.is_dev,
+            "forward": decision.forward,
+            "shadowed": matches[1:],
+            "skipped_rules": [
+                {"id": rule_id, "error": error} for rule_id, error in snapshot.ruleset.errors
+            ],
+        }
+    )
