@@ -49,7 +49,9 @@ task_ignore_result = True
 
 # --- events for Flower ----------------------------------------------------------------------------
 worker_send_task_events = True
-task_send_sent_event = True
+# A "task-sent" event is a second Redis publish for every task sent: it halved classify's publishing
+# throughput (bench/pipeline_bench.py) for a state Flower shows as "received" a moment later anyway.
+task_send_sent_event = False
 
 # --- housekeeping --------------------------------------------------------------------------------------
 worker_max_tasks_per_child = 10_000

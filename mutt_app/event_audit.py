@@ -47,10 +47,13 @@ def insert_audit_rows(session: Session, rows: Sequence[dict[str, Any]]) -> set[u
         return set()
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = EventAuditLog.__table__
+    # One statement with parameter sets, not .values(rows): SQLAlchemy caches its compiled form and
+    # sends the rows as multi-row VALUES pages ("insertmanyvalues"); compiling a fresh 100-row VALUES
+    # clause for every batch cost more than the database work.
     statement = (
-        insert(EventAuditLog)
-        .values(list(rows))
+        insert(table)
         .on_conflict_do_nothing(index_elements=["correlation_id", "event_timestamp"])
-        .returning(EventAuditLog.correlation_id)
+        .returning(table.c.correlation_id)
     )
-    return set(session.execute(statement).scalars())
+    return set(session.connection().execute(statement, list(rows)).scalars())

@@ -147,8 +147,15 @@ def publish_forwards(runtime: Runtime, app: Any, alerts: list[dict[str, Any]]) -
     if not alerts:
         return
     runtime.outbox.record([Batch(str(alert["external_id"]), [alert]) for alert in alerts])
-    for alert in alerts:
-        app.send_task(FORWARD_TASK, args=[alert], queue=FORWARD_QUEUE)
+    with app.producer_or_acquire() as producer:  # one pooled connection for the whole batch
+        for alert in alerts:
+            app.send_task(
+                FORWARD_TASK,
+                args=[alert],
+                queue=FORWARD_QUEUE,
+                producer=producer,
+                argsrepr=f"(alert {alert['external_id']})",  # not a repr() of the whole payload
+            )
 
 
 def _raise_meta_alerts(runtime: Runtime, app: Any, unmatched: list[Event]) -> None:
