@@ -54,25 +54,37 @@ class UnhandledCounter:
         return {host: int(n) for host, n in zip(hosts, results, strict=True) if int(n) > 0}
 
 
-# Sliding-window log. KEYS[1] the window's sorted set; ARGV window seconds, limit, a unique member,
-# seconds the request may stay in flight. Returns {1, 0} when admitted, else {0, milliseconds to wait}.
+# Sliding-window log. KEYS[1] the window's sorted set, KEYS[2] the waiting line's tail (ms); ARGV
+# window seconds, limit, a unique member, seconds the request may stay in flight, the longest wait to
+# hand out (seconds). Returns {1, 0} when admitted, else {0, milliseconds to wait}.
 # An admitted request is scored at the end of its longest possible flight; :meth:`RateLimiter.finish`
 # re-scores it when its response arrives. The window therefore counts every request that was in flight
 # at any moment of the last period, so the receiver, whatever the network delay, never sees more than
 # the limit within one period. Time comes from the Redis server: workers with skewed clocks share it.
+# A refused request joins a waiting line: each gets a turn one slot-interval (window / limit) after the
+# last, so a backlog of N comes back spread over N / limit periods instead of all at once every period.
 _RATE_LIMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = math.floor(tonumber(ARGV[1]) * 1000)
+local limit = tonumber(ARGV[2])
 local flight = math.floor(tonumber(ARGV[4]) * 1000)
+local longest = math.floor(tonumber(ARGV[5]) * 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+if redis.call('ZCARD', KEYS[1]) < limit then
   redis.call('ZADD', KEYS[1], now + flight, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], window + flight)
   return {1, 0}
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {0, math.min(tonumber(oldest[2]) + window - now, window)}
+local first = math.min(tonumber(oldest[2]) + window - now, window)
+local interval = math.max(math.floor(window / limit), 1)
+local turn = math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + interval, now + first)
+if turn - now > longest then
+  return {0, longest}
+end
+redis.call('SET', KEYS[2], turn, 'PX', turn - now + window)
+return {0, turn - now}
 """
 
 # KEYS[1] the window's sorted set; ARGV[1] the member admitted by _RATE_LIMIT. XX: a member that has
@@ -93,12 +105,22 @@ class RateLimiter:
         self.script = client.register_script(_RATE_LIMIT)
         self.finish_script = client.register_script(_RATE_FINISH)
 
-    def acquire(self, limit: int, period: float, token: str, flight: float = 0.0) -> float:
+    def acquire(
+        self,
+        limit: int,
+        period: float,
+        token: str,
+        flight: float = 0.0,
+        longest_wait: float = 60.0,
+    ) -> float:
         """Take a slot for a request that may last ``flight`` seconds.
 
-        Returns 0.0 when admitted, else the seconds to wait before trying again (at most ``period``).
+        Returns 0.0 when admitted, else the seconds to wait before trying again: the caller's turn
+        in the waiting line, at most ``longest_wait``.
         """
-        admitted, wait_ms = self.script(keys=[self.key], args=[period, limit, token, flight])
+        admitted, wait_ms = self.script(
+            keys=[self.key, f"{self.key}:tail"], args=[period, limit, token, flight, longest_wait]
+        )
         return 0.0 if int(admitted) else max(int(wait_ms), 1) / 1000
 
     def finish(self, token: str) -> None:

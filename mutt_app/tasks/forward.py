@@ -75,6 +75,7 @@ def forward_to_moog(
     if outcome.status == "retry":
         first_failed_at = first_failed_at or datetime.now(UTC).isoformat()
         if attempts + 1 <= runtime.settings.moog_max_retries:
+            metrics.MOOG_RETRIES.labels(outcome.error_type or "error").inc()
             raise self.retry(
                 kwargs={
                     "attempts": attempts + 1,
@@ -134,6 +135,7 @@ def deliver(runtime: Runtime, alert: dict[str, Any], attempts: int) -> Outcome:
         config.get("moog_rate_period"),
         slot,
         flight=settings.moog_webhook_timeout + 1,
+        longest_wait=settings.broker_visibility_timeout / 2,
     )
     if wait > 0:
         metrics.MOOG_RATE_LIMIT_HITS.inc()

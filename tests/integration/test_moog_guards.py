@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 
@@ -14,9 +15,22 @@ def test_rate_limiter_admits_limit_then_says_how_long_to_wait(redis_client: redi
     limiter = RateLimiter(redis_client, "mutt:rate_limit:test")
     waits = [limiter.acquire(5, 1.0, uuid.uuid4().hex) for _ in range(7)]
     assert waits[:5] == [0.0] * 5
-    assert all(0 < w <= 1.0 for w in waits[5:])
-    time.sleep(waits[-1] + 0.01)
+    assert 0 < waits[5] <= 1.0  # when the oldest slot frees
+    assert abs(waits[6] - waits[5] - 0.2) < 0.05  # the next turn, one slot-interval later
+    time.sleep(waits[5] + 0.01)
     assert limiter.acquire(5, 1.0, uuid.uuid4().hex) == 0.0
+
+
+def test_a_backlog_is_spread_over_turns_and_waits_are_capped(redis_client: redis.Redis) -> None:
+    # 10 per second: 40 refused requests come back one per 0.1 s, not all together; none is told to
+    # wait longer than longest_wait (a countdown must stay inside the visibility timeout).
+    limiter = RateLimiter(redis_client, "mutt:rate_limit:line")
+    for _ in range(10):
+        assert limiter.acquire(10, 1.0, uuid.uuid4().hex) == 0.0
+    waits = [limiter.acquire(10, 1.0, uuid.uuid4().hex, longest_wait=3.0) for _ in range(40)]
+    turns = waits[:15]
+    assert all(0.08 < b - a < 0.12 for a, b in itertools.pairwise(turns))
+    assert max(waits) == 3.0 and waits[-1] == 3.0
 
 
 def test_rate_limiter_holds_a_slot_until_the_request_finishes(redis_client: redis.Redis) -> None:
