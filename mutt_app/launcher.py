@@ -145,6 +145,9 @@ def plan_parts(
     # it gets its own queue and its own threaded worker, so it never starves classification.
     forwarder_argv = [*celery, "worker", "-Q", "mutt.forward", "-P", "threads", "-l", "INFO",
                       "--concurrency", "8", "-n", "mutt-forward@%h"]  # fmt: skip
+    # Both workers' processes write their samples to one directory; whichever worker opens
+    # METRICS_PORT_WORKER first serves the merged page for the host.
+    workers_env = {**shared, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(data_dir))}
     beat_argv = [*celery, "beat", "-l", "INFO", "-s", str(data_dir / "celerybeat-schedule")]
     flower_port = settings.flower_port
     flower_argv = [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1"]
@@ -156,9 +159,9 @@ def plan_parts(
             "ingest", "create_ingest_app", ingest_port, "/api/v2/ingest", python, shared
         ),
         "web": lambda: _gunicorn_part("web", "create_app", web_port, "/", python, shared),
-        "worker": lambda: Part("worker", worker_argv, shared, needs=("redis",)),
+        "worker": lambda: Part("worker", worker_argv, workers_env, needs=("redis",)),
         "forwarder": lambda: Part(
-            "forwarder", forwarder_argv, shared, needs=("redis", "moog-sink")
+            "forwarder", forwarder_argv, workers_env, needs=("redis", "moog-sink")
         ),
         "beat": lambda: Part("beat", beat_argv, shared, needs=("redis",)),
         "flower": lambda: Part(
@@ -171,6 +174,11 @@ def plan_parts(
         ),
     }
     return [builders[name]() for name in selected]
+
+
+def metrics_dir(data_dir: Path) -> Path:
+    """Where the worker processes of ``mutt run`` keep their Prometheus samples."""
+    return data_dir / "prometheus"
 
 
 def _available_parts(settings: Settings) -> set[str]:
@@ -688,7 +696,8 @@ def run(obj: Context, only: str | None, without: str | None, start_timeout: floa
     """Run the whole stack in the foreground (Ctrl-C stops everything).
 
     A private Redis (unless REDIS_URL/REDIS_HOST is set), the local Moog sink (unless
-    MOOG_WEBHOOK_URL is set), ingest, web, a worker, beat and Flower. Parts that die are restarted.
+    MOOG_WEBHOOK_URL is set), ingest, web, a classify worker, a forward worker, beat and Flower.
+    Parts that die are restarted.
     """
     settings = obj.settings
     redis_url = f"redis://127.0.0.1:{pick_port()}/0" if settings.embedded_redis else None
@@ -711,6 +720,10 @@ def run(obj: Context, only: str | None, without: str | None, start_timeout: floa
             "or set REDIS_URL to a running Redis"
         )
     (settings.mutt_data_dir / "redis").mkdir(parents=True, exist_ok=True)
+    # Samples of processes from an earlier run would be merged in: start from an empty directory.
+    samples = metrics_dir(settings.mutt_data_dir.resolve())
+    shutil.rmtree(samples, ignore_errors=True)
+    samples.mkdir(parents=True)
     if names & DB_PARTS:
         try:
             click.echo(f"[mutt] {prepare_database(obj.engine, settings)}")

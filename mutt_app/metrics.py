@@ -91,6 +91,9 @@ MOOG_LATENCY = Histogram(
 )
 MOOG_ALERTS = Counter("mutt_moog_alerts_processed_total", "Alerts by outcome", ["status"])
 MOOG_RATE_LIMIT_HITS = Counter("mutt_moog_rate_limit_hits_total", "Times the shared limit deferred")
+MOOG_RETRIES = Counter(
+    "mutt_moog_retries_total", "Failed posts scheduled for another attempt", ["reason"]
+)
 MOOG_CIRCUIT_STATE = Gauge(
     "mutt_moog_circuit_state",
     "Circuit breaker: 0 CLOSED, 1 OPEN, 2 HALF_OPEN",

@@ -72,10 +72,16 @@ class Stack:
         self.logdir = logdir
         self.sink_port = free_port()
         self.ingest_port = free_port()
+        self.metrics_port = free_port()
+        samples = logdir / "prometheus"
+        samples.mkdir(exist_ok=True)
         self.env = {
             **os.environ,
             "MOOG_WEBHOOK_URL": f"http://127.0.0.1:{self.sink_port}/webhook",
             "PYTHONUNBUFFERED": "1",
+            # As `mutt run` does: the workers' samples merged, served by the first worker.
+            "PROMETHEUS_MULTIPROC_DIR": str(samples),
+            "METRICS_PORT_WORKER": str(self.metrics_port),
             **env,
         }
         self.processes: dict[str, Process] = {}
@@ -193,6 +199,16 @@ class Stack:
             got = len(self.sink_events())
             raise AssertionError(f"sink has {got} of {count} alerts\n{self.logs()}") from exc
         return self.sink_events()
+
+    def worker_metrics(self) -> dict[str, float]:
+        """The workers' /metrics page as {"name{labels}": value}."""
+        page = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        samples = {}
+        for line in page.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
 
     def settle(self, seconds: float = 1.0) -> None:
         """Give in-flight work a moment, for checks that nothing *more* arrives."""

@@ -72,6 +72,11 @@ def _stats(stack: Stack) -> dict:
     return requests.get(f"http://127.0.0.1:{stack.sink_port}/_stats", timeout=5).json()
 
 
+def _total(samples: dict[str, float], name: str) -> float:
+    """The sum of a metric's samples over all label sets."""
+    return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
+
+
 def _max_in_window(times: list[float], window: float) -> int:
     times = sorted(times)
     best, start = 0, 0
@@ -105,6 +110,7 @@ def test_cluster_wide_rate_limit_holds_across_three_workers(make_stack: StackFac
     assert sorted(a["external_id"] for a in received) == sorted(a["external_id"] for a in alerts)
     arrivals = requests.get(f"http://127.0.0.1:{stack.sink_port}/_arrivals", timeout=5).json()
     assert _max_in_window(arrivals["arrivals"], 1.0) <= 50
+    assert _total(stack.worker_metrics(), "mutt_moog_rate_limit_hits_total") > 0
 
 
 @pytest.mark.slow
@@ -126,6 +132,9 @@ def test_outage_opens_the_circuit_and_every_alert_arrives_once(make_stack: Stack
     # open period (3 s in a 20 s outage), plus what was already in flight when it opened.
     refused = _stats(stack)["rejected"].get("500", 0)
     assert 5 <= refused <= 5 + 20 // 3 + 1 + 4
+    samples = stack.worker_metrics()
+    assert _total(samples, "mutt_moog_retries_total") >= 5
+    assert samples["mutt_moog_circuit_state"] == 0  # CLOSED again
 
 
 @pytest.mark.slow
@@ -154,6 +163,9 @@ def test_rejected_alerts_go_to_dlq_then_poison_and_the_cli_lists_them(
     wait_for(lambda: "3 poison" in listed("--poison"), 60, "3 poison items")
     assert "0 dead letters" in listed()
     assert stack.sink_events() == []
+    samples = stack.worker_metrics()
+    assert _total(samples, "mutt_poison_depth") == 3
+    assert _total(samples, "mutt_dead_letters_total") >= 3
 
 
 @pytest.mark.slow
