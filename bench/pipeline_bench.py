@@ -1,0 +1,203 @@
+"""Load driver for a running MUTT stack: post events at a target rate, measure end to end.
+
+    .venv/bin/python bench/pipeline_bench.py --url http://127.0.0.1:8080 \\
+        --database-url postgresql://mutt@127.0.0.1/mutt --rate 10000 --batch 100 --duration 30
+
+Sender threads post JSON-array bodies of ``--batch`` events on a fixed schedule (open loop: a slow
+answer does not lower the offered rate, it shows up as latency and as falling behind). Every event of
+a run carries a hostname ``bench-<run>-<n>``, so the run's rows in event_audit_log can be counted and
+timed afterwards in the database itself:
+
+- accepted/s: events the ingest endpoint accepted (2xx), per second of sending;
+- audited/s: the run's audit rows over the span from the first event received to the last audited;
+- ingest latency: per-request round trip at the sender (p50/p95/p99/max);
+- end-to-end latency: ``audited_at - received_at`` of every audited row (PostgreSQL percentiles).
+
+The driver waits until every accepted event is audited (or ``--drain-timeout`` passes) and exits
+non-zero if any accepted event is missing: a benchmark that loses events has no figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+import requests
+from sqlalchemy import create_engine, text
+
+SEVERITIES = (2, 3, 4, 5, 6)
+MESSAGES = (
+    "Interface GigabitEthernet0/{n} changed state to down",
+    "BGP neighbor 10.0.{n}.1 Down: hold time expired",
+    "%SYS-5-CONFIG_I: Configured from console by admin on vty{n}",
+    "CPU utilization at {n}% for 5 minutes",
+    "user admin login failed from 10.1.1.{n}",
+    "Power supply {n} failed",
+)
+
+
+@dataclass
+class SenderStats:
+    """What the sender threads saw; one lock guards it."""
+
+    accepted: int = 0
+    rejected: int = 0
+    failed_requests: int = 0
+    latencies: list[float] = field(default_factory=list)
+    behind: float = 0.0  # the most the senders fell behind their schedule, in seconds
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def make_batch(run: str, start: int, size: int, rng: random.Random) -> list[dict]:
+    """``size`` syslog-like events numbered from ``start``; hostnames carry the run id."""
+    now = datetime.now(UTC).isoformat()
+    return [
+        {
+            "timestamp": now,
+            "hostname": f"bench-{run}-{(start + i) % 500}",
+            "message": rng.choice(MESSAGES).format(n=(start + i) % 48),
+            "syslog_severity": rng.choice(SEVERITIES),
+            "program": "bench",
+        }
+        for i in range(size)
+    ]
+
+
+def sender(
+    args: argparse.Namespace, run: str, index: int, started: float, stats: SenderStats
+) -> None:
+    """One thread: its share of the requests, each at its scheduled time."""
+    session = requests.Session()
+    headers = {"Content-Type": "application/json"}
+    if args.api_key:
+        headers["X-API-Key"] = args.api_key
+    url = args.url.rstrip("/") + "/api/v2/ingest"
+    rng = random.Random(index)
+    requests_per_second = args.rate / args.batch
+    total_requests = int(requests_per_second * args.duration)
+    for n in range(index, total_requests, args.threads):
+        due = started + n / requests_per_second
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        body = orjson.dumps(make_batch(run, n * args.batch, args.batch, rng))
+        sent = time.perf_counter()
+        try:
+            response = session.post(url, data=body, headers=headers, timeout=30)
+        except requests.RequestException:
+            with stats.lock:
+                stats.failed_requests += 1
+            continue
+        elapsed = time.perf_counter() - sent
+        with stats.lock:
+            stats.latencies.append(elapsed)
+            stats.behind = max(stats.behind, -delay)
+            if response.status_code < 300:
+                stats.accepted += response.json().get("accepted", 0)
+                stats.rejected += len(response.json().get("rejected", []))
+            else:
+                stats.failed_requests += 1
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50/p95/p99/max of ``values`` (nearest rank), in milliseconds."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+    return {"p50": rank(50), "p95": rank(95), "p99": rank(99), "max": ordered[-1] * 1000}
+
+
+def audited(engine: object, run: str) -> dict[str, object]:
+    """Count and time the run's audit rows in the database."""
+    query = text(
+        """
+        SELECT count(*) AS n,
+               min(received_at) AS first_received,
+               max(audited_at) AS last_audited,
+               percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
+                   (ORDER BY extract(epoch FROM audited_at - received_at)) AS e2e,
+               max(extract(epoch FROM audited_at - received_at)) AS e2e_max
+        FROM event_audit_log
+        WHERE hostname LIKE :pattern
+        """
+    )
+    with engine.connect() as connection:  # type: ignore[attr-defined]
+        row = connection.execute(query, {"pattern": f"bench-{run}-%"}).mappings().one()
+    return dict(row)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one load test against a running stack and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8080", help="ingest base URL")
+    parser.add_argument("--database-url", required=True, help="the stack's PostgreSQL URL")
+    parser.add_argument("--rate", type=float, default=1000, help="offered events per second")
+    parser.add_argument("--batch", type=int, default=1, help="events per request")
+    parser.add_argument("--duration", type=float, default=30, help="seconds of sending")
+    parser.add_argument("--threads", type=int, default=16, help="sender threads")
+    parser.add_argument("--api-key", help="INGEST_API_KEY, when the stack sets one")
+    parser.add_argument("--drain-timeout", type=float, default=300)
+    args = parser.parse_args(argv)
+
+    run = uuid.uuid4().hex[:8]
+    # The driver MUTT installs is psycopg2; a plain postgresql:// URL means it here too.
+    engine = create_engine(args.database_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    stats = SenderStats()
+    print(
+        f"run {run}: {args.rate:g} events/s offered in requests of {args.batch} "
+        f"for {args.duration:g} s, {args.threads} sender threads",
+        flush=True,
+    )
+    started = time.perf_counter()
+    threads = [
+        threading.Thread(target=sender, args=(args, run, i, started, stats), daemon=True)
+        for i in range(args.threads)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    send_seconds = time.perf_counter() - started
+
+    deadline = time.monotonic() + args.drain_timeout
+    last_count, row = -1, audited(engine, run)
+    while row["n"] < stats.accepted and time.monotonic() < deadline:
+        if row["n"] != last_count:
+            print(f"  audited {row['n']} of {stats.accepted}", flush=True)
+            last_count = row["n"]
+        time.sleep(1)
+        row = audited(engine, run)
+
+    span = (row["last_audited"] - row["first_received"]).total_seconds() if row["n"] else 0.0
+    ingest = percentiles(stats.latencies)
+    e2e = [v * 1000 for v in (row["e2e"] or [])] + [float(row["e2e_max"] or 0) * 1000]
+    print(f"accepted      {stats.accepted} events ({stats.accepted / send_seconds:,.0f}/s)")
+    print(f"rejected      {stats.rejected} events, {stats.failed_requests} failed requests")
+    print(f"audited       {row['n']} events ({row['n'] / span if span else 0:,.0f}/s end to end)")
+    print(f"behind        sender fell at most {stats.behind:.2f} s behind schedule")
+    print("ingest ms     " + "  ".join(f"{k} {v:.1f}" for k, v in ingest.items()))
+    if row["n"]:
+        labels = ("p50", "p95", "p99", "max")
+        print(
+            "e2e ms        " + "  ".join(f"{k} {v:.0f}" for k, v in zip(labels, e2e, strict=True))
+        )
+    missing = stats.accepted - row["n"]
+    if missing:
+        print(f"MISSING       {missing} accepted events never audited", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
