@@ -19,6 +19,11 @@ from mutt_app.config import Settings, SettingsError, load_settings
 from mutt_app.rotation import redis_password
 from mutt_app.runtime import Runtime
 
+# Beat wakes at least this often (seconds), and a standby beat takes over this long after the
+# active one stopped renewing its lock.
+BEAT_MAX_LOOP_INTERVAL = 5
+BEAT_LOCK_TIMEOUT = 30
+
 TASK_MODULES = (
     "mutt_app.tasks.classify",
     "mutt_app.tasks.forward",
@@ -48,6 +53,14 @@ def make_celery(settings: Settings) -> Celery:
     # through Redis, see mutt_app.tasks.forward).
     app.conf.task_annotations = {"mutt.forward_to_moog": {"rate_limit": settings.worker_rate_limit}}
     app.conf.beat_schedule = beat_schedule(settings)
+    # RedBeat keeps the schedule in Redis behind a lock: two beat processes can run for high
+    # availability and each job still fires once; the standby takes over when the lock expires.
+    app.conf.beat_scheduler = "redbeat.RedBeatScheduler"
+    app.conf.redbeat_redis_url = app.conf.broker_url
+    app.conf.redbeat_redis_options = {"socket_timeout": 30, "socket_connect_timeout": 5}
+    app.conf.redbeat_key_prefix = "mutt:redbeat:"
+    app.conf.redbeat_lock_timeout = BEAT_LOCK_TIMEOUT
+    app.conf.beat_max_loop_interval = BEAT_MAX_LOOP_INTERVAL
     app.mutt_runtime = Runtime(settings)  # type: ignore[attr-defined]
     return app
 

@@ -128,13 +128,13 @@ class Stack:
             raise RuntimeError(f"worker {name} died at start:\n{process.tail()}")
         return process
 
-    def start_beat(self) -> Process:
+    def start_beat(self, name: str = "beat") -> Process:
         argv = [
             sys.executable, "-m", "celery", "-A", "mutt_app", "beat", "-l", "INFO",
-            "-s", str(self.logdir / "celerybeat-schedule"),
+            "-s", str(self.logdir / f"{name}-schedule"),
         ]  # fmt: skip
-        process = Process("beat", argv, self.env, self.logdir).start()
-        self.processes["beat"] = process
+        process = Process(name, argv, self.env, self.logdir).start()
+        self.processes[name] = process
         return process
 
     def _start(self, name: str, argv: list[str], health_url: str) -> None:
