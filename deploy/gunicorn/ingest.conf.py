@@ -1,0 +1,40 @@
+"""Gunicorn settings for the MUTT ingest endpoint (mutt-ingest.service, the k8s ingest Deployment).
+
+Run as ``gunicorn --config ingest.conf.py 'mutt_app.web:create_ingest_app()'``. The port is MUTT's own
+SERVER_PORT_INGESTOR, so the unit and the app agree on it; GUNICORN_* are deploy-only knobs.
+"""
+
+import os
+
+from prometheus_client import multiprocess
+
+bind = f"0.0.0.0:{os.environ.get('SERVER_PORT_INGESTOR', '8080')}"
+# Ingest is short requests that mostly wait on Redis: a few processes with threads each.
+workers = int(os.environ.get("GUNICORN_INGEST_WORKERS", "4"))
+threads = int(os.environ.get("GUNICORN_INGEST_THREADS", "4"))
+worker_class = "gthread"
+# A 10 MiB gzip body from a far syslog relay may take a while to arrive; nothing here takes 60 s.
+timeout = 60
+# systemd's TimeoutStopSec (45 s) and k8s's terminationGracePeriodSeconds (45 s) leave room for this.
+graceful_timeout = 30
+# Longer than rsyslog's and syslog-ng's idle connection reuse, so they rarely meet a closed socket.
+keepalive = 75
+# Recycle workers now and then, with jitter so they do not all restart together.
+max_requests = 100_000
+max_requests_jitter = 10_000
+# Heartbeat files on tmpfs: a worker stalled on a slow disk must not be killed as hung.
+worker_tmp_dir = "/dev/shm"
+# Two gunicorns on one host would share ~/.gunicorn/gunicorn.ctl (gunicorn >= 25.1 only; older
+# versions ignore unknown settings in a config file).
+control_socket_disable = True
+accesslog = None  # the ingest rate would flood the journal; mutt_ingest_* metrics count requests
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
+# Behind a load balancer, trust its X-Forwarded-* headers (set to its address).
+forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+
+def child_exit(server: object, worker: object) -> None:
+    # prometheus_client multiprocess mode: drop a dead worker's live gauges from the merged page.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
