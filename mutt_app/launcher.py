@@ -145,9 +145,14 @@ def plan_parts(
     # it gets its own queue and its own threaded worker, so it never starves classification.
     forwarder_argv = [*celery, "worker", "-Q", "mutt.forward", "-P", "threads", "-l", "INFO",
                       "--concurrency", "8", "-n", "mutt-forward@%h"]  # fmt: skip
+
+    # gunicorn's workers are processes too: each app's /metrics merges its own directory.
+    def _with_samples(group: str) -> dict[str, str]:
+        return {**shared, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(data_dir, group))}
+
     # Both workers' processes write their samples to one directory; whichever worker opens
     # METRICS_PORT_WORKER first serves the merged page for the host.
-    workers_env = {**shared, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(data_dir))}
+    workers_env = {**shared, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(data_dir, "workers"))}
     beat_argv = [*celery, "beat", "-l", "INFO", "-s", str(data_dir / "celerybeat-schedule")]
     flower_port = settings.flower_port
     flower_argv = [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1"]
@@ -156,9 +161,16 @@ def plan_parts(
         "redis": lambda: _redis_part(data_dir, redis_url, redis_binary, shared),
         "moog-sink": lambda: _sink_part(sink_url, python, shared),
         "ingest": lambda: _gunicorn_part(
-            "ingest", "create_ingest_app", ingest_port, "/api/v2/ingest", python, shared
+            "ingest",
+            "create_ingest_app",
+            ingest_port,
+            "/api/v2/ingest",
+            python,
+            _with_samples("ingest"),
         ),
-        "web": lambda: _gunicorn_part("web", "create_app", web_port, "/", python, shared),
+        "web": lambda: _gunicorn_part(
+            "web", "create_app", web_port, "/", python, _with_samples("web")
+        ),
         "worker": lambda: Part("worker", worker_argv, workers_env, needs=("redis",)),
         "forwarder": lambda: Part(
             "forwarder", forwarder_argv, workers_env, needs=("redis", "moog-sink")
@@ -176,9 +188,13 @@ def plan_parts(
     return [builders[name]() for name in selected]
 
 
-def metrics_dir(data_dir: Path) -> Path:
-    """Where the worker processes of ``mutt run`` keep their Prometheus samples."""
-    return data_dir / "prometheus"
+METRICS_GROUPS = ("ingest", "web", "workers")
+
+
+def metrics_dir(data_dir: Path, group: str | None = None) -> Path:
+    """Where the processes of one ``mutt run`` part group keep their Prometheus samples."""
+    root = data_dir / "prometheus"
+    return root / group if group else root
 
 
 def _available_parts(settings: Settings) -> set[str]:
@@ -723,7 +739,8 @@ def run(obj: Context, only: str | None, without: str | None, start_timeout: floa
     # Samples of processes from an earlier run would be merged in: start from an empty directory.
     samples = metrics_dir(settings.mutt_data_dir.resolve())
     shutil.rmtree(samples, ignore_errors=True)
-    samples.mkdir(parents=True)
+    for group in METRICS_GROUPS:
+        (samples / group).mkdir(parents=True)
     if names & DB_PARTS:
         try:
             click.echo(f"[mutt] {prepare_database(obj.engine, settings)}")

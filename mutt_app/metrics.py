@@ -83,6 +83,8 @@ LEDGER_REPUBLISHED = Counter(
     "Work the broker lost, published again by reconciliation (classify batches, forward alerts)",
     ["step"],
 )
+for _step in ("classify", "forward"):
+    LEDGER_REPUBLISHED.labels(_step)  # a series at 0 from the start, for rate() and alerts
 
 # --- forward to Moog ------------------------------------------------------------------------------
 MOOG_REQUESTS = Counter("mutt_moog_requests_total", "Moog webhook requests", ["status", "reason"])

@@ -79,7 +79,8 @@ class Stack:
             **os.environ,
             "MOOG_WEBHOOK_URL": f"http://127.0.0.1:{self.sink_port}/webhook",
             "PYTHONUNBUFFERED": "1",
-            # As `mutt run` does: the workers' samples merged, served by the first worker.
+            # As `mutt run` does: the workers' samples merged, served by the first worker
+            # (the ingest app gets a directory of its own).
             "PROMETHEUS_MULTIPROC_DIR": str(samples),
             "METRICS_PORT_WORKER": str(self.metrics_port),
             **env,
@@ -101,7 +102,10 @@ class Stack:
             "--workers", "1", "--threads", "8",
             "mutt_app.web:create_ingest_app()",
         ]  # fmt: skip
-        self._start("ingest", argv, f"http://127.0.0.1:{self.ingest_port}/health")
+        samples = self.logdir / "prometheus-ingest"
+        samples.mkdir(exist_ok=True)
+        env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(samples)}
+        self._start("ingest", argv, f"http://127.0.0.1:{self.ingest_port}/health", env)
         return self
 
     def start_worker(
@@ -137,11 +141,17 @@ class Stack:
         self.processes[name] = process
         return process
 
-    def _start(self, name: str, argv: list[str], health_url: str) -> None:
-        process = Process(name, argv, self.env, self.logdir).start()
+    def _start(
+        self, name: str, argv: list[str], health_url: str, env: dict[str, str] | None = None
+    ) -> None:
+        process = Process(name, argv, env or self.env, self.logdir).start()
         self.processes[name] = process
         try:
-            wait_for(lambda: requests.get(health_url, timeout=1).ok, 60, f"{name} at {health_url}")
+            wait_for(
+                lambda: not process.alive or _answers(health_url), 60, f"{name} at {health_url}"
+            )
+            if not process.alive:
+                raise TimeoutError(f"{name} exited")
         except TimeoutError as exc:
             raise RuntimeError(f"{name} did not start:\n{process.tail()}") from exc
 
@@ -186,6 +196,10 @@ class Stack:
                 f"only {self.audited()} of {count} audited\n{self.logs()}"
             ) from exc
 
+    def sink_stats(self) -> dict[str, Any]:
+        """The sink's counters: accepted, and rejected by status."""
+        return requests.get(f"http://127.0.0.1:{self.sink_port}/_stats", timeout=5).json()
+
     def sink_events(self) -> list[dict[str, Any]]:
         url = f"http://127.0.0.1:{self.sink_port}/events"
         return requests.get(url, timeout=5).json()["events"]
@@ -213,3 +227,10 @@ class Stack:
     def settle(self, seconds: float = 1.0) -> None:
         """Give in-flight work a moment, for checks that nothing *more* arrives."""
         time.sleep(seconds)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).ok
+    except requests.RequestException:
+        return False

@@ -1,0 +1,75 @@
+"""Every metric the Grafana dashboard and the alert rules read is served by a running stack."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from tests.e2e.conftest import StackFactory
+from tests.e2e.test_pipeline import _event, _seed
+from tests.integration.test_deploy import _alert_rules, _dashboard_exprs, _metric_names
+from tests.services import wait_for
+
+
+def _served_names(url: str) -> set[str]:
+    page = requests.get(url, timeout=5).text
+    return {
+        line.split("{", 1)[0].split(" ", 1)[0]
+        for line in page.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def _used_names() -> set[str]:
+    names: set[str] = set()
+    for rule in _alert_rules():
+        names |= _metric_names(rule["expr"])
+    for expr in _dashboard_exprs():
+        names |= _metric_names(expr)
+    # Recording rules (``mutt:...``) and Prometheus's own ``up`` are not MUTT's to serve.
+    return {n for n in names if n.startswith("mutt_")}
+
+
+@pytest.mark.slow
+def test_dashboard_and_alert_metrics_are_all_served_after_traffic(
+    make_stack: StackFactory,
+) -> None:
+    stack = make_stack(
+        MOOG_RETRY_BASE_DELAY="0.2",
+        MOOG_RETRY_MAX_DELAY="1",
+        MOOG_MAX_RETRIES="1",
+        REMEDIATION_INTERVAL_SECONDS="1",
+        REMEDIATION_BACKOFF_BASE="1",
+        REMEDIATION_MAX_RETRIES="1",
+        MOOG_CIRCUIT_BREAKER_TIMEOUT="3",
+        BROKER_VISIBILITY_TIMEOUT="20",
+    )
+    _seed(stack.engine)
+    stack.start_sink().start_ingest()
+    stack.start_worker("classify", queues="mutt.classify,mutt.maintenance")
+    stack.start_worker("forward", queues="mutt.forward", concurrency=4, pool="threads")
+    stack.start_beat()
+    control = f"http://127.0.0.1:{stack.sink_port}/_control"
+
+    def post(message: str, n: int) -> None:
+        events = [_event(f"{message} {i}", hostname=f"r{i}") for i in range(n)]
+        response = stack.post(json.dumps(events), **{"Content-Type": "application/json"})
+        assert response.status_code == 200, response.text
+
+    # Moog rejects (400): dead letters, remediation replays them, then poison.
+    requests.post(control, json={"status": 400}, timeout=5).raise_for_status()
+    post("CRITICAL rejected", 2)
+    wait_for(lambda: stack.sink_stats()["rejected"].get("400", 0) >= 4, 60, "replays rejected")
+    # Moog fails (500) for a moment: retries, then delivery.
+    requests.post(control, json={"status": 500, "for_seconds": 1}, timeout=5).raise_for_status()
+    post("CRITICAL retried", 2)
+    wait_for(lambda: len(stack.sink_events()) >= 2, 60, "retried alerts delivered")
+    post("nothing matches this", 3)  # unhandled
+    stack.wait_audited(7)
+
+    served = _served_names(f"http://127.0.0.1:{stack.ingest_port}/metrics")
+    served |= _served_names(f"http://127.0.0.1:{stack.metrics_port}/metrics")
+    missing = sorted(_used_names() - served)
+    assert not missing, f"used by the dashboard or alert rules but not served: {missing}"
