@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -383,6 +384,135 @@ def config_set(obj: Context, name: str, value: str, reason: str | None) -> None:
             reason=reason,
         )
     click.echo(f"{name}: {old} -> {new}")
+
+
+# --- mutt users ----------------------------------------------------------------------------------
+
+
+@main.group()
+def users() -> None:
+    """Manage the web UI's accounts (there is no default account)."""
+
+
+def _cli_user() -> str:
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
+def _read_password(password_stdin: bool) -> str:
+    """The new password: the first line of standard input, or asked twice without echo."""
+    if password_stdin:
+        line = sys.stdin.readline()
+        password = line.rstrip("\r\n")
+        if not password:
+            raise click.ClickException("no password on standard input")
+        return password
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+_ROLE = click.Choice(["viewer", "operator", "admin"])
+_password_stdin = click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+)
+_reason = click.option("--reason", help="Why (kept in the configuration audit).")
+
+
+def _account_change(obj: Context, change):  # type: ignore[no-untyped-def]
+    """Run ``change(session)`` in one transaction; an AccountError becomes a one-line error."""
+    from mutt_app.accounts import AccountError
+    from mutt_app.db import session_factory
+
+    try:
+        with session_factory(obj.engine).begin() as session:
+            return change(session)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--role", type=_ROLE, default="viewer", show_default=True)
+@_password_stdin
+@_reason
+@pass_context
+def users_create(
+    obj: Context, username: str, role: str, password_stdin: bool, reason: str | None
+) -> None:
+    """Create an account (the password is asked for twice, or read with --password-stdin)."""
+    from mutt_app import accounts
+
+    password = _read_password(password_stdin)
+    user = _account_change(
+        obj,
+        lambda session: accounts.create_user(
+            session, username, password, role, changed_by=_cli_user(), reason=reason
+        ),
+    )
+    click.echo(f"user {user.username} created with role {user.role}")
+
+
+@users.command("set-password")
+@click.argument("username")
+@_password_stdin
+@_reason
+@pass_context
+def users_set_password(
+    obj: Context, username: str, password_stdin: bool, reason: str | None
+) -> None:
+    """Set an account's password (also lifts a log-in lock-out)."""
+    from mutt_app import accounts
+
+    password = _read_password(password_stdin)
+    _account_change(
+        obj,
+        lambda session: accounts.set_password(
+            session, username, password, changed_by=_cli_user(), reason=reason
+        ),
+    )
+    click.echo(f"password of {username} changed")
+
+
+@users.command("set-role")
+@click.argument("username")
+@click.argument("role", type=_ROLE)
+@_reason
+@pass_context
+def users_set_role(obj: Context, username: str, role: str, reason: str | None) -> None:
+    """Give an account another role."""
+    from mutt_app import accounts
+
+    _user, changed = _account_change(
+        obj,
+        lambda session: accounts.set_role(
+            session, username, role, changed_by=_cli_user(), reason=reason
+        ),
+    )
+    click.echo(f"{username} is now {role}" if changed else f"{username} already is {role}")
+
+
+@users.command("list")
+@pass_context
+def users_list(obj: Context) -> None:
+    """Every account: role, state and last log-in."""
+    from mutt_app import accounts
+    from mutt_app.db import session_factory
+
+    with session_factory(obj.engine)() as session:
+        rows = accounts.list_users(session)
+    if not rows:
+        click.echo("no users (create one with: mutt users create NAME --role admin)")
+        return
+    now = datetime.now(UTC)
+    for user in rows:
+        locked = user.locked_until
+        if locked is not None and locked.tzinfo is None:
+            locked = locked.replace(tzinfo=UTC)
+        state = "active" if user.is_active else "disabled"
+        if locked is not None and locked > now:
+            state = f"locked until {locked.isoformat(timespec='seconds')}"
+        last = user.last_login_at.isoformat(timespec="seconds") if user.last_login_at else "never"
+        click.echo(f"{user.username:<24} {user.role:<9} {state:<36} last login {last}")
 
 
 def _where(obj: Context) -> str:

@@ -137,6 +137,16 @@ class Settings(BaseModel):
     metrics_cache_ttl: Positive = 5
     audit_log_page_size: Annotated[int, Field(ge=1, le=500)] = 50
     prometheus_url: str = "http://localhost:9090"
+    webui_secret_key: SecretStr | None = None
+    """Signs the web UI's session cookies. Unset: one is generated once and kept in
+    MUTT_DATA_DIR/webui_secret_key, so sessions survive restarts (every web process of a
+    deployment must then share that directory, or set this)."""
+    webui_cookie_secure: bool = True
+    """Send the session cookie only over HTTPS; ``mutt run``'s plain-HTTP local stack sets it false."""
+    webui_login_max_failures: Annotated[int, Field(ge=1, le=100)] = 5
+    """Consecutive failed log-ins that lock an account ..."""
+    webui_login_lockout_seconds: Annotated[int, Field(ge=1)] = 300
+    """... for this long."""
     flower_port: Port = 5555
     moog_sink_port: Port = 8099
 

@@ -35,6 +35,8 @@ MATCH_TYPES = ("contains", "regex", "oid_prefix")
 PROD_HANDLINGS = ("Page_and_ticket", "Ticket_only", "Email_only", "Log_only")
 DEV_HANDLINGS = ("Ticket_only", "Email_only", "Log_only", "Suppress")
 CONFIG_OPERATIONS = ("CREATE", "UPDATE", "DELETE")
+ROLES = ("viewer", "operator", "admin")
+"""Web UI roles, least to most privileged."""
 
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
 
@@ -194,6 +196,38 @@ class ConfigAuditLog(Base):
     new_values: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
     reason: Mapped[str | None] = mapped_column(Text)
     correlation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+
+class User(Base):
+    """A person who logs in to the web UI, with one role. Only the password's hash is stored."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(_in("role", ROLES), name="role"),
+        CheckConstraint("username <> ''", name="username_nonempty"),
+        CheckConstraint("password_hash <> ''", name="password_hash_nonempty"),
+        CheckConstraint("failed_logins >= 0", name="failed_logins_nonnegative"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(Text, unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(Text)
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Consecutive failed log-ins; reset by a success or when the account gets locked.
+    failed_logins: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    def audit_dict(self) -> dict[str, Any]:
+        """The account as the config audit records it: never the password hash."""
+        return {
+            "id": self.id,
+            "username": self.username,
+            "role": self.role,
+            "is_active": self.is_active,
+        }
 
 
 def _jsonable(value: Any) -> Any:

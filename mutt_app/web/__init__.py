@@ -45,9 +45,11 @@ def create_ingest_app(settings: Settings | None = None) -> Flask:
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """The web UI and REST API (/api/v2, aliased at /api/v1), health and metrics."""
+    """The admin UI (log-in at /login, dashboard at /), REST API (/api/v2, alias /api/v1), health, metrics."""
     from mutt_app.logs import configure_logging
+    from mutt_app.web.admin import register_admin
     from mutt_app.web.api import register_api
+    from mutt_app.web.auth import init_auth
     from mutt_app.web.health import bp as health_bp
     from mutt_app.web.health import metrics_bp
 
@@ -59,4 +61,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(metrics_bp)
     # The API makes its engine and Redis client on first use (app.extensions), like /health.
     register_api(app)
+    # People log in (sessions, CSRF) for the admin UI; the API keeps its X-API-Key.
+    init_auth(app, settings)
+    register_admin(app)
     return app

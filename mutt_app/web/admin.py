@@ -1,0 +1,508 @@
+"""The admin UI (Flask-Admin): rules, development hosts, device teams, and the two audits.
+
+Access follows the logged-in person's role (see :mod:`mutt_app.web.auth`): a viewer or an operator
+reads everything; an admin also creates, edits and deletes rules, hosts and teams. Anyone not logged
+in is sent to /login; a logged-in person without the role gets 403.
+
+Every change made here is held to the same rules as the REST API's: the form needs a reason, the
+change and its ``config_audit_log`` row (who = the username, old and new values, the reason, one
+correlation id per request) commit in one transaction, and the rules version is bumped after the
+commit so that workers reload. Deleting a rule deactivates it (as the API does), since the event
+audit keeps referring to it. Rule forms are checked with the engine's own
+:func:`mutt_app.rules.validate_rule_fields`, so a regex RE2 refuses is refused here with RE2's message.
+
+The dashboard at ``/`` is a placeholder for now: counts of rules, active rules and dead letters.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import warnings
+from typing import Any
+
+import redis
+from flask import Flask, abort, flash, g, redirect, request, url_for
+from flask_admin import Admin, AdminIndexView, expose
+from flask_admin.actions import action
+from flask_admin.contrib.sqla import ModelView, tools
+from flask_admin.theme import Bootstrap4Theme
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, scoped_session
+from werkzeug.wrappers import Response as BaseResponse
+from wtforms import HiddenField, StringField
+from wtforms.validators import DataRequired, InputRequired, Length
+
+from mutt_app.config_audit import record_change
+from mutt_app.models import (
+    DEV_HANDLINGS,
+    MATCH_TYPES,
+    PROD_HANDLINGS,
+    AlertRule,
+    ConfigAuditLog,
+    DeadLetter,
+    DevelopmentHost,
+    DeviceTeam,
+    EventAuditLog,
+    PoisonLetter,
+)
+from mutt_app.rule_cache import bump_rules_version
+from mutt_app.rules import RuleError, validate_rule_fields
+from mutt_app.web.api import redis_connection, sessions
+
+log = logging.getLogger(__name__)
+
+# Flask-Admin views that change data; only roles allowed to write reach them.
+WRITE_VIEWS = frozenset({"create_view", "edit_view", "delete_view", "action_view", "ajax_update"})
+MAX_REASON = 1000
+
+
+class ReasonField(StringField):
+    """The reason for a change: required on every change form, kept in the audit, not the record."""
+
+    def __init__(self, label: str = "Reason for this change", **kwargs: Any) -> None:
+        kwargs.setdefault("validators", [DataRequired(), Length(max=MAX_REASON)])
+        super().__init__(label, **kwargs)
+
+    def populate_obj(self, obj: Any, name: str) -> None:
+        # The reason belongs to the config_audit_log row, not to the rule, host or team.
+        return None
+
+
+def _blank_is_none(value: Any) -> Any:
+    # An empty text box means "not set" (NULL), which the rules' CHECK constraints expect.
+    return None if value == "" else value
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _role_allows(role: str) -> bool:
+    return bool(current_user.is_authenticated and current_user.has_role(role))
+
+
+def _reason() -> str:
+    return (request.form.get("reason") or "").strip()
+
+
+def _correlation_id() -> uuid.UUID:
+    """One id for every audit row of this request (a bulk action writes several)."""
+    if "mutt_correlation_id" not in g:
+        g.mutt_correlation_id = uuid.uuid4()
+    return g.mutt_correlation_id
+
+
+class MuttModelView(ModelView):
+    """A model view with MUTT's access rules, audit trail and rules-version bump."""
+
+    form_base_class = FlaskForm  # renders the CSRF token every non-API POST needs
+    list_template = "admin/mutt/list.html"
+    page_size = 50
+    can_view_details = True
+    named_filter_urls = True  # ?flt0_hostname_equals=... rather than positional numbers
+    read_role = "viewer"
+    write_role: str | None = "admin"
+    """The role that may create, edit and delete here; None: nobody (read-only view)."""
+
+    # --- access ------------------------------------------------------------------------------
+
+    @property  # type: ignore[override]
+    def can_create(self) -> bool:
+        return self.write_role is not None and _role_allows(self.write_role)
+
+    @property  # type: ignore[override]
+    def can_edit(self) -> bool:
+        return self.write_role is not None and _role_allows(self.write_role)
+
+    @property  # type: ignore[override]
+    def can_delete(self) -> bool:
+        return self.write_role is not None and _role_allows(self.write_role)
+
+    def is_accessible(self) -> bool:
+        return _role_allows(self.read_role)
+
+    def inaccessible_callback(self, name: str, **kwargs: Any) -> BaseResponse:
+        if not current_user.is_authenticated:
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        abort(403)
+
+    def _handle_view(self, name: str, **kwargs: Any) -> Any:
+        response = super()._handle_view(name, **kwargs)
+        if response is not None:
+            return response
+        # Flask-Admin would only redirect a refused change; a refusal is a 403 here.
+        if name in WRITE_VIEWS and not self.can_edit:
+            abort(403)
+        return None
+
+    def is_action_allowed(self, name: str) -> bool:
+        return self.can_edit and super().is_action_allowed(name)
+
+    # --- forms: a required reason on every change ----------------------------------------------
+
+    def get_delete_form(self) -> type[FlaskForm]:
+        class DeleteForm(self.form_base_class):  # type: ignore[name-defined, misc]
+            id = HiddenField(validators=[InputRequired()])
+            url = HiddenField()
+            reason = ReasonField()
+
+        return DeleteForm
+
+    def get_action_form(self) -> type[FlaskForm]:
+        class ActionForm(self.form_base_class):  # type: ignore[name-defined, misc]
+            action = HiddenField()
+            url = HiddenField()
+            reason = ReasonField()
+
+        return ActionForm
+
+    # --- audit ---------------------------------------------------------------------------------
+
+    @property
+    def db(self) -> Session:
+        return self.session  # type: ignore[return-value]
+
+    def audit(
+        self,
+        operation: str,
+        record_id: int | None,
+        old: dict[str, Any] | None,
+        new: dict[str, Any] | None,
+    ) -> None:
+        """Add the config_audit_log row for a change to this request's transaction."""
+        record_change(
+            self.db,
+            changed_by=current_user.username,
+            operation=operation,
+            table_name=self.model.__tablename__,
+            record_id=record_id,
+            old_values=old,
+            new_values=new,
+            reason=_reason(),
+            correlation_id=_correlation_id(),
+        )
+        g.mutt_changed = True
+
+    def update_model(self, form: Any, model: Any) -> bool:
+        g.mutt_old_values = model.as_dict()
+        return super().update_model(form, model)
+
+    def on_model_change(self, form: Any, model: Any, is_created: bool) -> None:
+        self.db.flush()
+        self.db.refresh(model)  # server defaults and the updated_at trigger
+        new = model.as_dict()
+        if is_created:
+            self.audit("CREATE", model.id, None, new)
+        elif new != g.get("mutt_old_values"):
+            self.audit("UPDATE", model.id, g.get("mutt_old_values"), new)
+
+    def on_model_delete(self, model: Any) -> None:
+        self.audit("DELETE", model.id, model.as_dict(), None)
+
+    def after_model_change(self, form: Any, model: Any, is_created: bool) -> None:
+        self.bump_rules_version()
+
+    def after_model_delete(self, model: Any) -> None:
+        self.bump_rules_version()
+
+    def bump_rules_version(self) -> None:
+        """After a committed change, tell the workers (once per request)."""
+        if not g.pop("mutt_changed", False):
+            return
+        try:
+            bump_rules_version(redis_connection())
+        except (redis.RedisError, OSError) as exc:
+            log.warning("change committed but the rules version was not bumped: %s", exc)
+            flash(
+                "Saved, but Redis is unreachable: workers pick the change up within"
+                " CACHE_RELOAD_INTERVAL.",
+                "warning",
+            )
+
+
+class ReadOnlyView(MuttModelView):
+    """An audit: nobody creates, edits or deletes its rows here."""
+
+    write_role = None
+    can_export = False
+    column_display_actions = True
+
+
+class AlertRuleView(MuttModelView):
+    """Alert rules, highest priority first; delete deactivates; bulk (de)activation."""
+
+    column_list = (
+        "id",
+        "priority",
+        "match_type",
+        "match_string",
+        "trap_oid",
+        "syslog_severity",
+        "prod_handling",
+        "dev_handling",
+        "team_assignment",
+        "is_active",
+        "updated_at",
+    )
+    column_default_sort = [("priority", True), ("id", False)]
+    column_filters = ("team_assignment", "match_type", "prod_handling", "dev_handling", "is_active")
+    column_searchable_list = ("match_string",)
+    column_sortable_list = ("id", "priority", "match_type", "team_assignment", "is_active")
+    form_columns = (
+        "match_type",
+        "match_string",
+        "trap_oid",
+        "syslog_severity",
+        "priority",
+        "prod_handling",
+        "dev_handling",
+        "team_assignment",
+        "is_active",
+        "reason",
+    )
+    form_overrides = {
+        "match_string": StringField,
+        "trap_oid": StringField,
+        "team_assignment": StringField,
+    }
+    form_choices = {
+        "match_type": [(value, value) for value in MATCH_TYPES],
+        "prod_handling": [(value, value) for value in PROD_HANDLINGS],
+        "dev_handling": [(value, value) for value in DEV_HANDLINGS],
+    }
+    form_args = {
+        "match_string": {"filters": [_blank_is_none]},
+        "trap_oid": {"filters": [_strip, _blank_is_none]},
+        "team_assignment": {"filters": [_strip]},
+        "priority": {"default": 100},
+        "is_active": {"default": True},
+    }
+    form_extra_fields = {"reason": ReasonField()}
+
+    def validate_form(self, form: Any) -> bool:
+        """The form's own checks, then the engine's (a regex RE2 cannot compile is refused)."""
+        if not super().validate_form(form):
+            return False
+        if not hasattr(form, "match_type"):  # the delete and action forms
+            return True
+        team = form.team_assignment.data
+        try:
+            validate_rule_fields(
+                form.match_type.data,
+                form.match_string.data or None,
+                form.trap_oid.data or None,
+                form.syslog_severity.data,
+                form.priority.data,
+                form.prod_handling.data,
+                form.dev_handling.data,
+                team.strip() if isinstance(team, str) else team,
+            )
+        except RuleError as exc:
+            flash(f"Not a valid rule: {exc}", "error")
+            return False
+        return True
+
+    def delete_model(self, model: AlertRule) -> bool:
+        """Deactivate the rule (soft delete, as the API does): the event audit refers to it."""
+        try:
+            old = model.as_dict()
+            if model.is_active:
+                model.is_active = False
+                self.db.flush()
+                self.db.refresh(model)
+                self.audit("DELETE", model.id, old, model.as_dict())
+            self.db.commit()
+        except Exception as exc:
+            self.db.rollback()
+            if not self.handle_view_exception(exc):
+                log.exception("failed to deactivate rule %s", model.id)
+                flash(f"Failed to deactivate the rule: {exc}", "error")
+            return False
+        self.after_model_delete(model)
+        return True
+
+    def _set_active(self, ids: list[str], active: bool) -> None:
+        query = tools.get_query_for_ids(self.get_query(), self.model, ids)
+        changed = 0
+        try:
+            for rule in query.all():
+                if rule.is_active is active:
+                    continue
+                old = rule.as_dict()
+                rule.is_active = active
+                self.db.flush()
+                self.db.refresh(rule)
+                self.audit("UPDATE", rule.id, old, rule.as_dict())
+                changed += 1
+            self.db.commit()
+        except Exception as exc:
+            self.db.rollback()
+            if not self.handle_view_exception(exc):
+                log.exception("bulk (de)activation failed")
+                flash(f"Failed to change the rules: {exc}", "error")
+            return
+        self.bump_rules_version()
+        flash(f"{changed} rule(s) {'activated' if active else 'deactivated'}.", "success")
+
+    @action("activate", "Activate", "Activate the selected rules?")
+    def action_activate(self, ids: list[str]) -> None:
+        """Activate the selected rules (one audit row each, one correlation id)."""
+        self._set_active(ids, True)
+
+    @action("deactivate", "Deactivate", "Deactivate the selected rules?")
+    def action_deactivate(self, ids: list[str]) -> None:
+        """Deactivate the selected rules (one audit row each, one correlation id)."""
+        self._set_active(ids, False)
+
+
+class DevelopmentHostView(MuttModelView):
+    """Hosts whose events get the rules' dev_handling."""
+
+    column_list = ("id", "hostname", "description", "added_at")
+    column_searchable_list = ("hostname",)
+    column_filters = ("hostname",)
+    form_columns = ("hostname", "description", "reason")
+    form_overrides = {"hostname": StringField, "description": StringField}
+    form_args = {"hostname": {"filters": [_strip]}, "description": {"filters": [_blank_is_none]}}
+    form_extra_fields = {"reason": ReasonField()}
+
+
+class DeviceTeamView(MuttModelView):
+    """Host-to-team overrides."""
+
+    column_list = ("id", "hostname", "team_assignment", "updated_at")
+    column_searchable_list = ("hostname", "team_assignment")
+    column_filters = ("hostname", "team_assignment")
+    form_columns = ("hostname", "team_assignment", "reason")
+    form_overrides = {"hostname": StringField, "team_assignment": StringField}
+    form_args = {"hostname": {"filters": [_strip]}, "team_assignment": {"filters": [_strip]}}
+    form_extra_fields = {"reason": ReasonField()}
+
+
+class EventAuditView(ReadOnlyView):
+    """The event audit, newest first, 50 a page; no total is counted (millions of rows)."""
+
+    simple_list_pager = True
+    column_list = (
+        "event_timestamp",
+        "hostname",
+        "message",
+        "syslog_severity",
+        "matched_rule_id",
+        "handling_decision",
+        "team_assignment",
+        "is_dev",
+        "forwarded_to_moog",
+        "correlation_id",
+    )
+    column_default_sort = ("event_timestamp", True)
+    column_sortable_list = ("event_timestamp", "hostname")
+    column_filters = (
+        "hostname",
+        "matched_rule_id",
+        "handling_decision",
+        "team_assignment",
+        "event_timestamp",
+        "correlation_id",
+    )
+
+
+class ConfigAuditView(ReadOnlyView):
+    """The configuration audit, newest change first."""
+
+    column_list = (
+        "changed_at",
+        "changed_by",
+        "operation",
+        "table_name",
+        "record_id",
+        "reason",
+        "correlation_id",
+    )
+    column_default_sort = ("changed_at", True)
+    column_filters = (
+        "changed_by",
+        "operation",
+        "table_name",
+        "record_id",
+        "changed_at",
+        "correlation_id",
+    )
+
+
+class DashboardView(AdminIndexView):
+    """``/``: a placeholder dashboard with a few counts, for anyone logged in."""
+
+    def is_accessible(self) -> bool:
+        return _role_allows("viewer")
+
+    def inaccessible_callback(self, name: str, **kwargs: Any) -> BaseResponse:
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+    @expose("/")
+    def index(self) -> str:
+        with sessions()() as session:
+            counts = {
+                "rules": session.scalar(select(func.count()).select_from(AlertRule)) or 0,
+                "active rules": session.scalar(
+                    select(func.count()).select_from(AlertRule).where(AlertRule.is_active)
+                )
+                or 0,
+                "dead letters (DLQ depth)": session.scalar(
+                    select(func.count()).select_from(DeadLetter)
+                )
+                or 0,
+                "poison letters": session.scalar(select(func.count()).select_from(PoisonLetter))
+                or 0,
+            }
+        return self.render("admin/mutt/dashboard.html", counts=counts)
+
+
+def register_admin(app: Flask) -> Admin:
+    """Mount the admin UI on ``app``: the dashboard at ``/``, the views under ``/admin/``."""
+    # One session per request (app context), made from the app's factory on first use and closed
+    # when the request ends.
+    db: scoped_session[Session] = scoped_session(lambda: sessions()())
+    app.teardown_appcontext(lambda _exc: db.remove())
+    with warnings.catch_warnings():
+        # Flask-Admin 2 would rather have a Flask-SQLAlchemy object; MUTT keeps its own engine
+        # (password rotation, pool settings) and gives a plain scoped session, still supported.
+        warnings.filterwarnings("ignore", "Passing a session object", DeprecationWarning)
+        return _admin(app, db)
+
+
+def _admin(app: Flask, db: scoped_session[Session]) -> Admin:
+    admin = Admin(
+        app,
+        name="MUTT",
+        url="/",
+        index_view=DashboardView(name="Dashboard", url="/"),
+        theme=Bootstrap4Theme(base_template="admin/mutt/master.html"),
+    )
+    admin.add_view(AlertRuleView(AlertRule, db, name="Rules", endpoint="rules", url="/admin/rules"))
+    admin.add_view(
+        DevelopmentHostView(
+            DevelopmentHost, db, name="Dev hosts", endpoint="hosts", url="/admin/hosts"
+        )
+    )
+    admin.add_view(
+        DeviceTeamView(DeviceTeam, db, name="Device teams", endpoint="teams", url="/admin/teams")
+    )
+    admin.add_view(
+        EventAuditView(
+            EventAuditLog, db, name="Event audit", endpoint="event_audit", url="/admin/event-audit"
+        )
+    )
+    admin.add_view(
+        ConfigAuditView(
+            ConfigAuditLog,
+            db,
+            name="Config audit",
+            endpoint="config_audit",
+            url="/admin/config-audit",
+        )
+    )
+    return admin

@@ -1,0 +1,391 @@
+"""The admin UI through Flask's test client, on a real PostgreSQL and Redis, logged in as real users.
+
+Every log-in goes through the /login form with the CSRF token read from the page, as a browser does.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from pydantic import SecretStr
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mutt_app import accounts
+from mutt_app.config import Settings
+from mutt_app.db import session_factory
+from mutt_app.models import AlertRule, ConfigAuditLog, EventAuditLog
+from mutt_app.rule_cache import VERSION_KEY
+from mutt_app.rules import RuleError, validate_rule_fields
+from mutt_app.web import create_app
+
+PASSWORD = "correct horse battery staple"
+RULE_FORM = {
+    "match_type": "contains",
+    "match_string": "LINK-3-UPDOWN",
+    "trap_oid": "",
+    "syslog_severity": "",
+    "priority": "500",
+    "prod_handling": "Ticket_only",
+    "dev_handling": "Suppress",
+    "team_assignment": "NETO",
+    "is_active": "y",
+}
+CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine)
+
+
+@pytest.fixture
+def users(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        accounts.create_user(session, "alice", PASSWORD, "admin", changed_by="test")
+        accounts.create_user(session, "victor", PASSWORD, "viewer", changed_by="test")
+        accounts.create_user(session, "olga", PASSWORD, "operator", changed_by="test")
+
+
+def _close(app: Flask) -> None:
+    engine = app.extensions.get("mutt_engine")
+    if engine is not None:
+        engine.dispose()
+    client = app.extensions.get("mutt_redis")
+    if client is not None:
+        client.close()
+
+
+@pytest.fixture
+def app(settings: Settings, users: None) -> Iterator[Flask]:
+    # The test client speaks plain HTTP, which never gets a Secure cookie back.
+    app = create_app(settings.model_copy(update={"webui_cookie_secure": False}))
+    app.testing = True
+    try:
+        yield app
+    finally:
+        _close(app)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def _token(page: str) -> str:
+    found = CSRF.search(page)
+    assert found, "no CSRF token in the page"
+    return found.group(1)
+
+
+def _login(client: FlaskClient, username: str, password: str = PASSWORD) -> int:
+    token = _token(client.get("/login").get_data(as_text=True))
+    response = client.post(
+        "/login", data={"username": username, "password": password, "csrf_token": token}
+    )
+    return response.status_code
+
+
+def _logged_in(client: FlaskClient) -> bool:
+    return client.get("/").status_code == 200
+
+
+def _form_token(client: FlaskClient, url: str) -> str:
+    response = client.get(url)
+    assert response.status_code == 200, response.status_code
+    return _token(response.get_data(as_text=True))
+
+
+def _rules(sessions: sessionmaker[Session]) -> list[AlertRule]:
+    with sessions() as session:
+        return list(session.scalars(select(AlertRule).order_by(AlertRule.id)))
+
+
+def _audit(sessions: sessionmaker[Session]) -> list[ConfigAuditLog]:
+    with sessions() as session:
+        query = select(ConfigAuditLog).where(ConfigAuditLog.table_name != "users")
+        return list(session.scalars(query.order_by(ConfigAuditLog.id)))
+
+
+# --- log-in -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/admin/rules/", "/admin/rules/new/", "/admin/event-audit/", "/admin/hosts/"]
+)
+def test_unauthenticated_requests_go_to_the_login(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=")
+
+
+def test_login_logout_and_the_session_cookie(settings: Settings, users: None) -> None:
+    app = create_app(settings)  # default: WEBUI_COOKIE_SECURE true
+    try:
+        client = app.test_client()
+        token = _token(client.get("/login").get_data(as_text=True))
+        response = client.post(
+            "/login?next=/admin/rules/",
+            data={"username": "alice", "password": PASSWORD, "csrf_token": token},
+        )
+        assert response.status_code == 302
+        assert response.headers["Location"] == "/admin/rules/"
+        cookie = response.headers["Set-Cookie"]
+        assert "mutt_session=" in cookie
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    finally:
+        _close(app)
+    # The key was generated once and kept, so a restarted app accepts the same sessions.
+    key = (settings.mutt_data_dir / "webui_secret_key").read_text().strip()
+    assert len(key) == 64
+    again = create_app(settings.model_copy(update={"webui_secret_key": None}))
+    assert again.secret_key == key
+    _close(again)
+    fixed = create_app(settings.model_copy(update={"webui_secret_key": SecretStr("s" * 40)}))
+    assert fixed.secret_key == "s" * 40
+    _close(fixed)
+
+
+def test_login_form_and_logout(client: FlaskClient) -> None:
+    assert _login(client, "alice", "wrong password") == 401
+    assert not _logged_in(client)
+    assert _login(client, "alice") == 302
+    assert _logged_in(client)
+    assert "alice (admin)" in client.get("/").get_data(as_text=True)
+    # Log-out is a POST with the CSRF token.
+    token = _form_token(client, "/")
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert not _logged_in(client)
+
+
+def test_login_needs_the_csrf_token(client: FlaskClient) -> None:
+    response = client.post("/login", data={"username": "alice", "password": PASSWORD})
+    assert response.status_code == 400
+    assert not _logged_in(client)
+
+
+def test_open_redirects_are_refused(client: FlaskClient) -> None:
+    token = _token(client.get("/login").get_data(as_text=True))
+    response = client.post(
+        "/login?next=https://evil.example/",
+        data={"username": "alice", "password": PASSWORD, "csrf_token": token},
+    )
+    assert response.headers["Location"] == "/"
+
+
+def test_failed_logins_lock_the_account(client: FlaskClient, sessions: sessionmaker) -> None:
+    for _ in range(5):
+        assert _login(client, "alice", "not the password") == 401
+    # Locked: even the right password is refused now.
+    assert _login(client, "alice") == 401
+    assert not _logged_in(client)
+    with sessions() as session:
+        user = accounts.find_user(session, "alice")
+        assert user is not None and user.locked_until is not None
+        assert user.locked_until > datetime.now(UTC)
+    # Another account is not affected.
+    assert _login(client, "victor") == 302
+
+
+# --- roles --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["victor", "olga"])
+def test_viewer_and_operator_read_but_cannot_change(
+    client: FlaskClient, sessions: sessionmaker, who: str
+) -> None:
+    assert _login(client, who) == 302
+    for path in ("/", "/admin/rules/", "/admin/hosts/", "/admin/teams/", "/admin/config-audit/"):
+        assert client.get(path).status_code == 200, path
+    listing = client.get("/admin/rules/").get_data(as_text=True)
+    assert "/admin/rules/new/" not in listing
+    assert client.get("/admin/rules/new/").status_code == 403
+    token = _form_token(client, "/admin/rules/")
+    response = client.post(
+        "/admin/rules/new/", data={**RULE_FORM, "reason": "sneaky", "csrf_token": token}
+    )
+    assert response.status_code == 403
+    response = client.post(
+        "/admin/hosts/new/", data={"hostname": "h", "reason": "x", "csrf_token": token}
+    )
+    assert response.status_code == 403
+    assert all(rule.match_string != "LINK-3-UPDOWN" for rule in _rules(sessions))
+    assert _audit(sessions) == []
+
+
+# --- changes ------------------------------------------------------------------------------------
+
+
+def test_admin_creates_a_rule_with_a_reason_and_it_is_audited(
+    client: FlaskClient, sessions: sessionmaker, redis_client: redis.Redis
+) -> None:
+    assert _login(client, "alice") == 302
+    token = _form_token(client, "/admin/rules/new/")
+    response = client.post(
+        "/admin/rules/new/",
+        data={**RULE_FORM, "reason": "CHG-1234 new link flaps", "csrf_token": token},
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)
+    [rule] = [rule for rule in _rules(sessions) if rule.match_string == "LINK-3-UPDOWN"]
+    assert (rule.priority, rule.trap_oid, rule.syslog_severity, rule.is_active) == (
+        500,
+        None,
+        None,
+        True,
+    )
+    [audit] = _audit(sessions)
+    assert (audit.changed_by, audit.operation, audit.table_name, audit.record_id) == (
+        "alice",
+        "CREATE",
+        "alert_rules",
+        rule.id,
+    )
+    assert audit.reason == "CHG-1234 new link flaps"
+    assert audit.old_values is None and audit.new_values["match_string"] == "LINK-3-UPDOWN"
+    assert isinstance(audit.correlation_id, uuid.UUID)
+    assert int(redis_client.get(VERSION_KEY) or 0) == 1
+
+
+def test_a_change_without_a_reason_is_refused(client: FlaskClient, sessions: sessionmaker) -> None:
+    assert _login(client, "alice") == 302
+    token = _form_token(client, "/admin/rules/new/")
+    response = client.post("/admin/rules/new/", data={**RULE_FORM, "csrf_token": token})
+    assert response.status_code == 200  # the form again, with the error
+    assert all(rule.match_string != "LINK-3-UPDOWN" for rule in _rules(sessions))
+    assert _audit(sessions) == []
+
+
+def test_a_bad_regex_is_refused_with_the_engines_message(
+    client: FlaskClient, sessions: sessionmaker
+) -> None:
+    bad = {**RULE_FORM, "match_type": "regex", "match_string": "(?<=lookbehind)down"}
+    with pytest.raises(RuleError) as refused:
+        validate_rule_fields(
+            "regex", bad["match_string"], None, None, 500, "Ticket_only", "Suppress", "NETO"
+        )
+    assert _login(client, "alice") == 302
+    token = _form_token(client, "/admin/rules/new/")
+    response = client.post("/admin/rules/new/", data={**bad, "reason": "try", "csrf_token": token})
+    assert response.status_code == 200
+    assert f"Not a valid rule: {refused.value}" in html.unescape(response.get_data(as_text=True))
+    assert all(rule.match_string != bad["match_string"] for rule in _rules(sessions))
+    assert _audit(sessions) == []
+
+
+def test_admin_edits_deletes_and_bulk_deactivates_rules(
+    client: FlaskClient, sessions: sessionmaker
+) -> None:
+    assert _login(client, "alice") == 302
+    token = _form_token(client, "/admin/rules/new/")
+    for text in ("ALPHA", "BRAVO"):
+        data = {**RULE_FORM, "match_string": text, "reason": "setup", "csrf_token": token}
+        assert client.post("/admin/rules/new/", data=data).status_code == 302
+    alpha, bravo = [r for r in _rules(sessions) if r.match_string in ("ALPHA", "BRAVO")]
+
+    edit = {**RULE_FORM, "match_string": "ALPHA", "priority": "600", "reason": "raise it"}
+    response = client.post(f"/admin/rules/edit/?id={alpha.id}", data={**edit, "csrf_token": token})
+    assert response.status_code == 302
+    update = _audit(sessions)[-1]
+    assert (update.operation, update.record_id, update.reason) == ("UPDATE", alpha.id, "raise it")
+    assert update.old_values["priority"] == 500 and update.new_values["priority"] == 600
+
+    # Delete deactivates (the event audit keeps referring to the rule) and needs a reason too.
+    data = {"id": str(alpha.id), "csrf_token": token}
+    client.post("/admin/rules/delete/", data=data)
+    assert next(r for r in _rules(sessions) if r.id == alpha.id).is_active
+    client.post("/admin/rules/delete/", data={**data, "reason": "obsolete"})
+    assert not next(r for r in _rules(sessions) if r.id == alpha.id).is_active
+    delete = _audit(sessions)[-1]
+    assert (delete.operation, delete.record_id, delete.reason) == ("DELETE", alpha.id, "obsolete")
+
+    response = client.post(
+        "/admin/rules/action/",
+        data={
+            "action": "deactivate",
+            "rowid": [str(alpha.id), str(bravo.id)],
+            "reason": "maintenance window",
+            "csrf_token": token,
+        },
+    )
+    assert response.status_code == 302
+    assert not next(r for r in _rules(sessions) if r.id == bravo.id).is_active
+    bulk = _audit(sessions)[-1]
+    assert (bulk.operation, bulk.record_id, bulk.changed_by) == ("UPDATE", bravo.id, "alice")
+    assert bulk.reason == "maintenance window"
+
+
+def test_admin_manages_hosts_and_teams(client: FlaskClient, sessions: sessionmaker) -> None:
+    assert _login(client, "alice") == 302
+    token = _form_token(client, "/admin/hosts/new/")
+    data = {"hostname": "lab-01", "description": "lab", "reason": "lab", "csrf_token": token}
+    assert client.post("/admin/hosts/new/", data=data).status_code == 302
+    data = {"hostname": "core-01", "team_assignment": "CORE", "reason": "own", "csrf_token": token}
+    assert client.post("/admin/teams/new/", data=data).status_code == 302
+    audit = _audit(sessions)
+    assert [(a.table_name, a.operation, a.changed_by) for a in audit] == [
+        ("development_hosts", "CREATE", "alice"),
+        ("device_teams", "CREATE", "alice"),
+    ]
+    data = {"id": str(audit[0].record_id), "reason": "gone", "csrf_token": token}
+    assert client.post("/admin/hosts/delete/", data=data).status_code == 302
+    delete = _audit(sessions)[-1]
+    assert (delete.table_name, delete.operation, delete.new_values) == (
+        "development_hosts",
+        "DELETE",
+        None,
+    )
+    assert "lab-01" not in client.get("/admin/hosts/").get_data(as_text=True)
+
+
+def test_audits_are_read_only_and_filterable(client: FlaskClient, sessions: sessionmaker) -> None:
+    now = datetime.now(UTC)
+    correlation = uuid.uuid4()
+    with sessions.begin() as session:
+        session.add(
+            EventAuditLog(
+                event_timestamp=now,
+                received_at=now,
+                hostname="router-07",
+                message="Interface down",
+                handling_decision="Page_and_ticket",
+                team_assignment="NETO",
+                matched_rule_id=1,
+                correlation_id=correlation,
+            )
+        )
+    assert _login(client, "victor") == 302
+    page = client.get("/admin/event-audit/").get_data(as_text=True)
+    assert "router-07" in page
+    assert "/admin/event-audit/new/" not in page
+    assert client.get("/admin/event-audit/new/").status_code == 403
+    assert client.get("/admin/config-audit/new/").status_code == 403
+    # The list's filters, as the filter form puts them in the URL.
+    listing = "/admin/event-audit/?flt0_{}={}"
+    found = client.get(listing.format("correlation_id_equals", correlation))
+    assert "router-07" in found.get_data(as_text=True)
+    other = client.get(listing.format("hostname_equals", "router-99"))
+    assert "router-07" not in other.get_data(as_text=True)
+    assert "router-07" in client.get(listing.format("hostname_equals", "router-07")).get_data(
+        as_text=True
+    )
+
+
+def test_the_api_keeps_working_without_csrf_or_login(settings: Settings, users: None) -> None:
+    app = create_app(settings.model_copy(update={"webui_api_key": SecretStr("k" * 24)}))
+    try:
+        client = app.test_client()
+        body = {**{k: v for k, v in RULE_FORM.items() if v}, "priority": 500, "reason": "api"}
+        body.pop("is_active")
+        response = client.post("/api/v2/rules", json=body, headers={"X-API-Key": "k" * 24})
+        assert response.status_code == 201, response.get_json()
+        assert client.post("/api/v2/nowhere", headers={"X-API-Key": "k" * 24}).status_code == 404
+    finally:
+        _close(app)
