@@ -155,8 +155,15 @@ def plan_parts(
     workers_env = {**shared, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(data_dir, "workers"))}
     beat_argv = [*celery, "beat", "-l", "INFO", "-s", str(data_dir / "celerybeat-schedule")]
     flower_port = settings.flower_port
-    flower_argv = [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1"]
+    # Task history survives restarts; Flower reads FLOWER_BASIC_AUTH ("user:password") from the
+    # environment itself, which keeps the password off the command line.
+    flower_argv = [*celery, "flower", "--persistent=True", f"--db={data_dir / 'flower.db'}",
+                   "--state_save_interval=60000", f"--port={flower_port}",
+                   "--address=127.0.0.1"]  # fmt: skip
     ingest_port, web_port = settings.server_port_ingestor, settings.server_port_webui
+    # The local stack serves plain HTTP, where a Secure session cookie would never come back; an
+    # explicit WEBUI_COOKIE_SECURE in the environment still wins.
+    web_cookie = {"WEBUI_COOKIE_SECURE": os.environ.get("WEBUI_COOKIE_SECURE", "false")}
     builders: dict[str, Callable[[], Part]] = {
         "redis": lambda: _redis_part(data_dir, redis_url, redis_binary, shared),
         "moog-sink": lambda: _sink_part(sink_url, python, shared),
@@ -169,7 +176,7 @@ def plan_parts(
             _with_samples("ingest"),
         ),
         "web": lambda: _gunicorn_part(
-            "web", "create_app", web_port, "/", python, _with_samples("web")
+            "web", "create_app", web_port, "/", python, {**_with_samples("web"), **web_cookie}
         ),
         "worker": lambda: Part("worker", worker_argv, workers_env, needs=("redis",)),
         "forwarder": lambda: Part(

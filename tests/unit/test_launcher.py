@@ -99,7 +99,10 @@ def test_commands_and_ports_of_the_mutt_parts(tmp_path: Path) -> None:
     assert parts["forwarder"].needs == ("redis", "moog-sink")
     beat = list(parts["beat"].argv)
     assert beat[beat.index("-s") + 1] == str(tmp_path.resolve() / "celerybeat-schedule")
-    assert list(parts["flower"].argv)[-2:] == ["--port=15555", "--address=127.0.0.1"]
+    flower = list(parts["flower"].argv)
+    assert flower[-2:] == ["--port=15555", "--address=127.0.0.1"]
+    assert "--persistent=True" in flower
+    assert f"--db={tmp_path.resolve() / 'flower.db'}" in flower
     assert parts["flower"].port == 15555
 
 
