@@ -18,7 +18,8 @@ List endpoints take ``limit`` (1..500) and refuse a larger one with 400 rather t
 a client never silently receives fewer rows than it asked for.
 
 Routes: this module holds the blueprint, authentication, errors, shared helpers and the two audit
-readers; :mod:`mutt_app.web.api_rules` (rules, rule tester) and :mod:`mutt_app.web.api_hosts`
+readers; :mod:`mutt_app.web.api_rules` (rules, rule tester), :mod:`mutt_app.web.api_operations`
+(dead-letter queue, dynamic configuration) and :mod:`mutt_app.web.api_hosts`
 (development hosts, device teams) attach their routes to the same blueprint.
 """
 
@@ -635,4 +636,4 @@ def register_api(app: Flask) -> None:
 
 
 # The route modules attach to ``bp``; imported last, as they import the helpers above.
-from mutt_app.web import api_hosts, api_rules  # noqa: E402, F401
+from mutt_app.web import api_hosts, api_operations, api_rules  # noqa: E402, F401

@@ -1,0 +1,149 @@
+"""REST API v2 for operators: the dead-letter queue and the dynamic (run-time) configuration.
+
+- ``GET /dlq``: dead letters (``?poison=true``: the poison store), filters ``task``, ``limit`` and
+  ``offset``; answers ``{items, total, limit, offset, poison}``.
+- ``POST /dlq/<id>/replay``: publish a dead letter (or, with ``?poison=true``, a poison item) again
+  now and remove it, as ``mutt dlq replay`` does; 404 if there is no such item, 422 if its payload
+  cannot be replayed (it is left in place).
+- ``GET /config``: every dynamic setting with its value, whether it is overridden, and its help.
+- ``PUT /config``: ``{"<name>": value, ..., "reason": "..."}``. Every value is checked before any is
+  stored; the change writes one config_audit_log row (table ``dynamic_config``) with the old and new
+  values, and every process picks it up within seconds (pub/sub and a 5-second cache).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from flask import Response, current_app, request
+from sqlalchemy import delete
+
+from mutt_app import deadletters
+from mutt_app.config_audit import record_change
+from mutt_app.dynamic_config import KEYS, DynamicConfig
+from mutt_app.models import DeadLetter, PoisonLetter
+from mutt_app.web.api import (
+    CHANGED_BY,
+    ApiError,
+    bool_arg,
+    bp,
+    change_reason,
+    int_arg,
+    json_body,
+    json_response,
+    limit_arg,
+    redis_connection,
+    row_dict,
+    sessions,
+    settings,
+)
+
+REASON_FIELD = "reason"
+
+
+def _celery() -> Celery:
+    """The app's Celery client for publishing replays, made on first use."""
+    app = current_app.extensions.get("mutt_celery")
+    if app is None:
+        from mutt_app.celery_app import make_celery
+
+        app = current_app.extensions.setdefault("mutt_celery", make_celery(settings()))
+    return app
+
+
+def _dynamic_config() -> DynamicConfig:
+    config = current_app.extensions.get("mutt_dynamic_config")
+    if config is None:
+        config = DynamicConfig(redis_connection(), settings())
+        config = current_app.extensions.setdefault("mutt_dynamic_config", config)
+    return config
+
+
+@bp.get("/dlq")
+def list_dead_letters() -> Response:
+    """Dead letters (or poison items), oldest first."""
+    poison = bool_arg("poison") or False
+    task = request.args.get("task") or None
+    limit = limit_arg(50)
+    offset = int_arg("offset", 0, minimum=0)
+    with sessions()() as session:
+        items = deadletters.find(session, poison=poison, task_name=task, limit=limit, offset=offset)
+        total = deadletters.count(session, poison=poison, task_name=task)
+        body = {
+            "items": [row_dict(item) for item in items],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "poison": poison,
+        }
+    return json_response(body)
+
+
+@bp.post("/dlq/<int:item_id>/replay")
+def replay_dead_letter(item_id: int) -> Response:
+    """Publish one item again now and remove it from the store."""
+    poison = bool_arg("poison") or False
+    model = PoisonLetter if poison else DeadLetter
+    with sessions().begin() as session:
+        item = session.get(model, item_id)
+        if item is None:
+            store = "poison store" if poison else "dead-letter queue"
+            raise ApiError(404, f"no item {item_id} in the {store}")
+        call = deadletters.replay_call(item)
+        if call is None:
+            raise ApiError(422, "the item's payload cannot be replayed; it is left in place")
+        name, args, kwargs, queue = call
+        # Published before the delete commits: a failure in between replays twice, never zero times.
+        _celery().send_task(name, args=args, kwargs=kwargs, queue=queue)
+        session.execute(delete(model).where(model.id == item_id))
+    return json_response({"replayed": item_id, "task": name, "queue": queue})
+
+
+@bp.get("/config")
+def get_dynamic_config() -> Response:
+    """Every dynamic setting: value, overridden or default, help."""
+    return json_response({"config": _dynamic_config().get_all()})
+
+
+@bp.put("/config")
+def put_dynamic_config() -> Response:
+    """Change dynamic settings (all or none), audited."""
+    body = json_body()
+    reason = change_reason(body)
+    wanted = {k: v for k, v in body.items() if k != REASON_FIELD}
+    if not wanted:
+        raise ApiError(422, "name at least one setting", sorted(KEYS))
+    unknown = sorted(set(wanted) - set(KEYS))
+    if unknown:
+        raise ApiError(422, "unknown settings", {"unknown": unknown, "known": sorted(KEYS)})
+    problems: dict[str, str] = {}
+    parsed: dict[str, Any] = {}
+    for name, raw in wanted.items():
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            problems[name] = f"{name} must be a number or a string"
+            continue
+        try:
+            parsed[name] = KEYS[name].parse(raw)
+        except ValueError as exc:
+            problems[name] = str(exc)
+    if problems:
+        raise ApiError(422, "invalid values", problems)
+
+    config = _dynamic_config()
+    old = {name: config.get(name) for name in parsed}
+    with sessions().begin() as session:
+        record_change(
+            session,
+            changed_by=CHANGED_BY,
+            operation="UPDATE",
+            table_name="dynamic_config",
+            record_id=None,
+            old_values=old,
+            new_values=parsed,
+            reason=reason,
+        )
+        # Stored inside the transaction: if Redis refuses, the audit row is rolled back with it.
+        for name, value in parsed.items():
+            config.set(name, value)
+    return json_response({"old": old, "new": parsed})
