@@ -189,6 +189,9 @@ def test_worker_killed_mid_run_loses_nothing_and_audits_once(make_stack: StackFa
     assert stack.audited() < total  # the kill really interrupted the run
 
     stack.start_worker("worker2")
+    # A batch the kill caught between BRPOP and kombu's unacked record is lost by the broker
+    # (kombu #305): beat's reconcile_ledger publishes it again, as in production.
+    stack.start_beat()
     stack.wait_audited(total, timeout=180)
     stack.settle(3)
     rows = stack.audit_rows()
