@@ -246,7 +246,6 @@ def dlq_replay(
     everything: bool,
 ) -> None:
     """Publish items again now (by id, or --all matching the filters) and remove them."""
-    from sqlalchemy import delete
 
     from mutt_app import deadletters
     from mutt_app.celery_app import make_celery
@@ -267,14 +266,10 @@ def dlq_replay(
                 session, poison=poison, task_name=task, older_than=_age(older_than), limit=None
             )
         for item in items:
-            call = deadletters.replay_call(item)
-            if call is None:
+            if deadletters.replay(session, app, item) is None:
                 click.echo(f"{item.id}: payload cannot be replayed; left in place", err=True)
                 skipped += 1
                 continue
-            name, args, kwargs, queue = call
-            app.send_task(name, args=args, kwargs=kwargs, queue=queue)
-            session.execute(delete(model).where(model.id == item.id))
             replayed += 1
     click.echo(f"replayed {replayed}, skipped {skipped}")
 
@@ -363,26 +358,18 @@ def config_set(obj: Context, name: str, value: str, reason: str | None) -> None:
     """Change a setting for every process within seconds."""
     import getpass
 
-    from mutt_app.config_audit import record_change
     from mutt_app.db import session_factory
+    from mutt_app.dynamic_config import parse_value, set_audited
 
     config = _dynamic(obj)
     try:
-        old = config.get(name)
-        new = config.set(name, value)
+        new = parse_value(name, value)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     with session_factory(obj.engine).begin() as session:
-        record_change(
-            session,
-            changed_by=f"cli:{getpass.getuser()}",
-            operation="UPDATE",
-            table_name="dynamic_config",
-            record_id=None,
-            old_values={name: old},
-            new_values={name: new},
-            reason=reason,
-        )
+        old = set_audited(
+            config, session, {name: new}, changed_by=f"cli:{getpass.getuser()}", reason=reason
+        )[name]
     click.echo(f"{name}: {old} -> {new}")
 
 

@@ -11,7 +11,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from celery import Celery
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from mutt_app.models import DeadLetter, PoisonLetter
@@ -143,6 +144,27 @@ def replay_call(
         batch_id = f"replay-{item.id}-{uuid.uuid4().hex[:8]}"
         return "mutt.classify_event", [events, batch_id], {}, "mutt.classify"
     return None
+
+
+def replay(
+    session: Session, app: Celery, item: DeadLetter | PoisonLetter, replays: int | None = None
+) -> tuple[str, str] | None:
+    """Publish ``item``'s task again and delete the item; returns (task name, queue).
+
+    None, and the item left in place, when its payload cannot be replayed. ``replays``, when given,
+    is passed to the task, so a new failure carries the replay count. The task is published before
+    the delete commits: a failure in between replays twice, never zero times.
+    """
+    call = replay_call(item)
+    if call is None:
+        return None
+    name, args, kwargs, queue = call
+    if replays is not None:
+        kwargs["replays"] = replays
+    app.send_task(name, args=args, kwargs=kwargs, queue=queue)
+    model = type(item)
+    session.execute(delete(model).where(model.id == item.id))
+    return name, queue
 
 
 def _full_task_name(name: str) -> str:

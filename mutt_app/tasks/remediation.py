@@ -117,8 +117,7 @@ def _due(session: Session, tasks: list[str], limit: int) -> list[DeadLetter]:
 def _replay_or_poison(session: Session, app: Celery, letter: DeadLetter, settings: Any) -> bool:
     """Replay ``letter`` (True) or move it to poison (False); its row goes either way."""
     source = TASK_SOURCES.get(letter.task_name, "unknown")
-    message = replay_call(letter)
-    if message is None:
+    if replay_call(letter) is None:
         _poison(session, letter, "payload cannot be decoded")
         metrics.REMEDIATION_REPLAYED.labels(source, "poison").inc()
         return False
@@ -126,10 +125,7 @@ def _replay_or_poison(session: Session, app: Celery, letter: DeadLetter, setting
         _poison(session, letter, f"still failing after {letter.replays} replays")
         metrics.REMEDIATION_REPLAYED.labels(source, "poison").inc()
         return False
-    task_name, args, kwargs, queue = message
-    kwargs["replays"] = letter.replays + 1
-    app.send_task(task_name, args=args, kwargs=kwargs, queue=queue)
-    session.execute(delete(DeadLetter).where(DeadLetter.id == letter.id))
+    deadletters.replay(session, app, letter, replays=letter.replays + 1)
     metrics.REMEDIATION_REPLAYED.labels(source, "success").inc()
     return True
 

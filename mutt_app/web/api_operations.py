@@ -17,11 +17,9 @@ from typing import Any
 
 from celery import Celery
 from flask import Response, current_app, request
-from sqlalchemy import delete
 
 from mutt_app import deadletters
-from mutt_app.config_audit import record_change
-from mutt_app.dynamic_config import KEYS, DynamicConfig
+from mutt_app.dynamic_config import KEYS, DynamicConfig, parse_value, set_audited
 from mutt_app.models import DeadLetter, PoisonLetter
 from mutt_app.web.api import (
     CHANGED_BY,
@@ -90,13 +88,10 @@ def replay_dead_letter(item_id: int) -> Response:
         if item is None:
             store = "poison store" if poison else "dead-letter queue"
             raise ApiError(404, f"no item {item_id} in the {store}")
-        call = deadletters.replay_call(item)
-        if call is None:
+        replayed = deadletters.replay(session, _celery(), item)
+        if replayed is None:
             raise ApiError(422, "the item's payload cannot be replayed; it is left in place")
-        name, args, kwargs, queue = call
-        # Published before the delete commits: a failure in between replays twice, never zero times.
-        _celery().send_task(name, args=args, kwargs=kwargs, queue=queue)
-        session.execute(delete(model).where(model.id == item_id))
+        name, queue = replayed
     return json_response({"replayed": item_id, "task": name, "queue": queue})
 
 
@@ -124,26 +119,12 @@ def put_dynamic_config() -> Response:
             problems[name] = f"{name} must be a number or a string"
             continue
         try:
-            parsed[name] = KEYS[name].parse(raw)
+            parsed[name] = parse_value(name, raw)
         except ValueError as exc:
             problems[name] = str(exc)
     if problems:
         raise ApiError(422, "invalid values", problems)
 
-    config = _dynamic_config()
-    old = {name: config.get(name) for name in parsed}
     with sessions().begin() as session:
-        record_change(
-            session,
-            changed_by=CHANGED_BY,
-            operation="UPDATE",
-            table_name="dynamic_config",
-            record_id=None,
-            old_values=old,
-            new_values=parsed,
-            reason=reason,
-        )
-        # Stored inside the transaction: if Redis refuses, the audit row is rolled back with it.
-        for name, value in parsed.items():
-            config.set(name, value)
+        old = set_audited(_dynamic_config(), session, parsed, changed_by=CHANGED_BY, reason=reason)
     return json_response({"old": old, "new": parsed})
