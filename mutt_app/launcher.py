@@ -152,7 +152,7 @@ def plan_parts(
 
     # Both workers' processes write their samples to one directory; whichever worker opens
     # METRICS_PORT_WORKER first serves the merged page for the host.
-    workers_env = {**shared, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(data_dir, "workers"))}
+    workers_env = _with_samples("workers")
     beat_argv = [*celery, "beat", "-l", "INFO", "-s", str(data_dir / "celerybeat-schedule")]
     flower_port = settings.flower_port
     # Task history survives restarts; Flower reads FLOWER_BASIC_AUTH ("user:password") from the
