@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from flask import Flask
 from sqlalchemy import Engine
 
 from mutt_app.config import Settings, load_settings
@@ -103,3 +104,13 @@ def engine(settings: Settings) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+def close_web_app(app: Flask) -> None:
+    """Dispose what a web app opened on first use (its engine and Redis client)."""
+    engine = app.extensions.get("mutt_engine")
+    if engine is not None:
+        engine.dispose()
+    client = app.extensions.get("mutt_redis")
+    if client is not None:
+        client.close()

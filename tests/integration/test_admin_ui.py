@@ -26,6 +26,7 @@ from mutt_app.models import AlertRule, ConfigAuditLog, EventAuditLog
 from mutt_app.rule_cache import VERSION_KEY
 from mutt_app.rules import RuleError, validate_rule_fields
 from mutt_app.web import create_app
+from tests.conftest import close_web_app
 
 PASSWORD = "correct horse battery staple"
 RULE_FORM = {
@@ -55,15 +56,6 @@ def users(sessions: sessionmaker[Session]) -> None:
         accounts.create_user(session, "olga", PASSWORD, "operator", changed_by="test")
 
 
-def _close(app: Flask) -> None:
-    engine = app.extensions.get("mutt_engine")
-    if engine is not None:
-        engine.dispose()
-    client = app.extensions.get("mutt_redis")
-    if client is not None:
-        client.close()
-
-
 @pytest.fixture
 def app(settings: Settings, users: None) -> Iterator[Flask]:
     # The test client speaks plain HTTP, which never gets a Secure cookie back.
@@ -72,7 +64,7 @@ def app(settings: Settings, users: None) -> Iterator[Flask]:
     try:
         yield app
     finally:
-        _close(app)
+        close_web_app(app)
 
 
 @pytest.fixture
@@ -142,16 +134,16 @@ def test_login_logout_and_the_session_cookie(settings: Settings, users: None) ->
         assert "mutt_session=" in cookie
         assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     finally:
-        _close(app)
+        close_web_app(app)
     # The key was generated once and kept, so a restarted app accepts the same sessions.
     key = (settings.mutt_data_dir / "webui_secret_key").read_text().strip()
     assert len(key) == 64
     again = create_app(settings.model_copy(update={"webui_secret_key": None}))
     assert again.secret_key == key
-    _close(again)
+    close_web_app(again)
     fixed = create_app(settings.model_copy(update={"webui_secret_key": SecretStr("s" * 40)}))
     assert fixed.secret_key == "s" * 40
-    _close(fixed)
+    close_web_app(fixed)
 
 
 def test_login_form_and_logout(client: FlaskClient) -> None:
@@ -388,4 +380,4 @@ def test_the_api_keeps_working_without_csrf_or_login(settings: Settings, users: 
         assert response.status_code == 201, response.get_json()
         assert client.post("/api/v2/nowhere", headers={"X-API-Key": "k" * 24}).status_code == 404
     finally:
-        _close(app)
+        close_web_app(app)

@@ -26,6 +26,7 @@ from mutt_app.rule_cache import VERSION_KEY
 from mutt_app.rules import RuleError, validate_rule_fields
 from mutt_app.web import create_app
 from mutt_app.web.api import constraint_error
+from tests.conftest import close_web_app
 
 KEY = "test-api-key-0123456789"
 AUTH = {"X-API-Key": KEY}
@@ -56,15 +57,6 @@ CATCH_ALL = {
 }
 
 
-def _close(app: Flask) -> None:
-    engine = app.extensions.get("mutt_engine")
-    if engine is not None:
-        engine.dispose()
-    client = app.extensions.get("mutt_redis")
-    if client is not None:
-        client.close()
-
-
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Flask]:
     app = create_app(settings.model_copy(update={"webui_api_key": SecretStr(KEY)}))
@@ -72,7 +64,7 @@ def app(settings: Settings) -> Iterator[Flask]:
     try:
         yield app
     finally:
-        _close(app)
+        close_web_app(app)
 
 
 @pytest.fixture
@@ -157,7 +149,7 @@ def test_without_a_configured_key_every_request_is_refused(settings: Settings) -
             assert "WEBUI_API_KEY is not set" in response.json["error"]
         assert client.get("/health").status_code == 200  # only the API is closed
     finally:
-        _close(app)
+        close_web_app(app)
 
 
 def test_unknown_routes_and_methods_answer_json(client: FlaskClient) -> None:
@@ -456,7 +448,7 @@ def test_a_change_stands_when_redis_is_down(settings: Settings, engine: Engine) 
     try:
         created = call(app.test_client(), "POST", "/api/v2/rules", CRITICAL, status=201)
     finally:
-        _close(app)
+        close_web_app(app)
     assert created["rules_version"] is None and "not bumped" in created["warnings"][0]
     assert len(audit_rows(engine, record_id=created["id"])) == 1
 
