@@ -33,6 +33,11 @@ INGEST_QUEUE_DEPTH = Gauge(
 INGEST_LATENCY = Histogram(
     "mutt_ingest_latency_seconds", "Ingest request latency", buckets=LATENCY_BUCKETS
 )
+INGEST_PUBLISH_ROUND = Histogram(
+    "mutt_ingest_publish_round_requests",
+    "Requests whose events one publishing round put in the ledger and on the broker together",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 
 # --- classify (the v2.5 "alerter") ----------------------------------------------------------------
 EVENTS_PROCESSED = Counter(

@@ -2,7 +2,8 @@
 
 Valid events of a body are accepted even when others are not (those are listed with their index and
 reason). Accepted events are recorded in the ledger and published to ``classify_event`` in batches of
-CLASSIFY_BATCH_SIZE before the 200 goes out. A body with nothing valid is answered 422, never 400:
+CLASSIFY_BATCH_SIZE before the 200 goes out; concurrent requests share those writes
+(:mod:`mutt_app.web.publisher`). A body with nothing valid is answered 422, never 400:
 syslog-ng resends a 400 forever and rsyslog files it as an error, and such a body will never succeed.
 """
 
@@ -11,13 +12,13 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis
 from celery import Celery
 from flask import Blueprint, Response, current_app, jsonify, request
+from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as BrokerError
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -28,6 +29,7 @@ from mutt_app.events import BodyError, Event, parse_body, validate_items
 from mutt_app.ledger import Batch, Ledger
 from mutt_app.rotation import redis_client
 from mutt_app.tasks.classify import QUEUE, TASK_NAME
+from mutt_app.web.publisher import BatchPublisher, PublishTimeout, QueueFull
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,17 @@ class Ingestor:
     celery: Celery
     redis: redis.Redis
     ledger: Ledger
+    publisher: BatchPublisher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.publisher = BatchPublisher(
+            depth=self.queue_depth,
+            record=self.ledger.record,
+            forget=self.ledger.forget,
+            send=self.send,
+            batch_size=self.settings.classify_batch_size,
+            max_queue=self.settings.max_ingest_queue_size,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Ingestor:
@@ -70,29 +83,24 @@ class Ingestor:
         return depth
 
     def publish(self, events: list[Event]) -> None:
-        """Record the events in the ledger and publish them, one classify task per batch."""
-        size = self.settings.classify_batch_size
-        batches = [
-            Batch(uuid.uuid4().hex, [e.to_wire() for e in events[i : i + size]])
-            for i in range(0, len(events), size)
-        ]
-        self.ledger.record(batches)
-        try:
+        """Return once ``events`` are in the ledger and on the broker (see :mod:`.publisher`)."""
+        self.publisher.submit([e.to_wire() for e in events])
+
+    def send(self, batches: list[Batch]) -> None:
+        """Publish one classify task per batch, all in one Redis pipeline."""
+        with self.celery.producer_or_acquire() as producer, producer.batch():
             for batch in batches:
                 self.celery.send_task(
                     TASK_NAME,
                     args=[batch.events, batch.batch_id],
                     queue=QUEUE,
+                    producer=producer,
                     retry_policy=PUBLISH_RETRY_POLICY,
+                    # The workers declare the queue; checking it again per message costs time.
+                    declare=[],
                     # Celery would repr() every event for Flower; a summary is cheaper and clearer.
                     argsrepr=f"({len(batch.events)} events, batch {batch.batch_id})",
                 )
-        except Exception:
-            # The client will be told 503 and resend: drop what we recorded so nothing runs twice.
-            # (Batches already published stay; their events get audited, and a resend adds copies
-            # with new correlation_ids unless the sender set its own.)
-            self.ledger.forget([b.batch_id for b in batches])
-            raise
 
 
 def _ingestor() -> Ingestor:
@@ -146,15 +154,15 @@ def _ingest(ingestor: Ingestor) -> Response:
         return _answer(422, body, "no_valid_events")
 
     try:
-        if ingestor.queue_depth() > ingestor.settings.max_ingest_queue_size:
-            return _answer(
-                503,
-                {"error": "classify queue is full, retry later"},
-                "queue_full",
-                **{"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
         ingestor.publish(events)
-    except (redis.RedisError, BrokerError, OSError) as exc:
+    except QueueFull:
+        return _answer(
+            503,
+            {"error": "classify queue is full, retry later"},
+            "queue_full",
+            **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    except (redis.RedisError, BrokerError, BatchPublishError, OSError, PublishTimeout) as exc:
         log.error("cannot enqueue %d events: %s: %s", len(events), type(exc).__name__, exc)
         return _answer(
             503,

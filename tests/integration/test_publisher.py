@@ -1,0 +1,138 @@
+"""The ingest publisher on a real Redis: concurrent requests share ledger writes and classify tasks."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Iterator
+
+import orjson
+import pytest
+import redis
+
+from mutt_app.config import load_settings
+from mutt_app.ledger import Batch
+from mutt_app.tasks.classify import QUEUE
+from mutt_app.web.ingest import Ingestor
+from mutt_app.web.publisher import BatchPublisher, QueueFull, plan_batches
+
+
+def _wire(n: int) -> dict:
+    return {"hostname": f"h{n}", "message": f"event {n}", "timestamp": "2026-12-01T10:00:00+00:00"}
+
+
+@pytest.fixture
+def ingestor(redis_url: str, tmp_path) -> Iterator[Ingestor]:  # type: ignore[no-untyped-def]
+    settings = load_settings(
+        {
+            "REDIS_URL": redis_url,
+            "MUTT_DATA_DIR": str(tmp_path),
+            "CLASSIFY_BATCH_SIZE": "4",
+            "MAX_INGEST_QUEUE_SIZE": "3",
+        }
+    )
+    ingestor = Ingestor.from_settings(settings)
+    yield ingestor
+    ingestor.redis.close()
+
+
+def _queued(client: redis.Redis) -> list[list[dict]]:
+    """The event lists of the classify tasks waiting in the queue, oldest first."""
+    messages = [orjson.loads(m) for m in reversed(client.lrange(QUEUE, 0, -1))]
+    # Celery's protocol 2 body is [args, kwargs, embed]; classify_event's args are (events, batch_id).
+    return [orjson.loads(base64.b64decode(m["body"]))[0][0] for m in messages]
+
+
+def _publisher(ingestor: Ingestor, send) -> BatchPublisher:  # type: ignore[no-untyped-def]
+    return BatchPublisher(
+        depth=ingestor.queue_depth,
+        record=ingestor.ledger.record,
+        forget=ingestor.ledger.forget,
+        send=send,
+        batch_size=ingestor.settings.classify_batch_size,
+        max_queue=ingestor.settings.max_ingest_queue_size,
+        wait_seconds=10,
+    )
+
+
+def test_plan_batches_keeps_order_and_size() -> None:
+    batches = plan_batches([[_wire(0)], [_wire(1), _wire(2), _wire(3), _wire(4)], [_wire(5)]], 4)
+    assert [[e["hostname"] for e in b.events] for b in batches] == [
+        ["h0", "h1", "h2", "h3"],
+        ["h4", "h5"],
+    ]
+    assert len({b.batch_id for b in batches}) == 2
+    assert plan_batches([], 4) == []
+
+
+def test_a_lone_request_is_published_at_once(ingestor: Ingestor, redis_client) -> None:  # type: ignore[no-untyped-def]
+    ingestor.publisher.submit([_wire(1)])
+    assert _queued(redis_client) == [[_wire(1)]]
+    assert ingestor.ledger.depth() == 1
+
+
+def test_requests_arriving_during_a_round_share_the_next_one(
+    ingestor: Ingestor,
+    redis_client,  # type: ignore[no-untyped-def]
+) -> None:
+    first_round_started = threading.Event()
+    release = threading.Event()
+    rounds: list[int] = []
+
+    def send(batches: list[Batch]) -> None:
+        rounds.append(sum(len(b.events) for b in batches))
+        if len(rounds) == 1:
+            first_round_started.set()
+            assert release.wait(10)
+        ingestor.send(batches)
+
+    publisher = _publisher(ingestor, send)
+    first = threading.Thread(target=publisher.submit, args=([_wire(0)],))
+    first.start()
+    assert first_round_started.wait(10)
+    # Six single-event requests arrive while the first round is still publishing.
+    others = [threading.Thread(target=publisher.submit, args=([_wire(n)],)) for n in range(1, 7)]
+    for thread in others:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(publisher._pending) < 6 and time.monotonic() < deadline:  # all six waiting
+        time.sleep(0.01)
+    release.set()
+    for thread in [first, *others]:
+        thread.join(10)
+
+    assert rounds == [1, 6]
+    queued = _queued(redis_client)
+    # One task for the lone first event, then the six cut at CLASSIFY_BATCH_SIZE (4).
+    assert [len(events) for events in queued] == [1, 4, 2]
+    assert sorted(e["hostname"] for events in queued for e in events) == [f"h{n}" for n in range(7)]
+    assert ingestor.ledger.depth() == 3
+
+
+def test_a_full_queue_refuses_the_whole_round_and_records_nothing(
+    ingestor: Ingestor,
+    redis_client,  # type: ignore[no-untyped-def]
+) -> None:
+    redis_client.rpush(QUEUE, *[b"x"] * 4)  # over MAX_INGEST_QUEUE_SIZE (3)
+    with pytest.raises(QueueFull):
+        ingestor.publisher.submit([_wire(1)])
+    assert ingestor.ledger.depth() == 0
+    assert redis_client.llen(QUEUE) == 4
+
+
+def test_a_failed_send_is_reported_to_every_request_and_forgotten(ingestor: Ingestor) -> None:
+    failures = [redis.ConnectionError("broker went away")]
+
+    def send(batches: list[Batch]) -> None:
+        if failures:
+            raise failures.pop()
+        ingestor.send(batches)
+
+    publisher = _publisher(ingestor, send)
+    with pytest.raises(redis.ConnectionError, match="broker went away"):
+        publisher.submit([_wire(1), _wire(2)])
+    assert ingestor.ledger.depth() == 0
+    # The publishing thread survives a failed round and serves the next request.
+    publisher.submit([_wire(3)])
+    assert ingestor.ledger.depth() == 1
