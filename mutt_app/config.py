@@ -97,6 +97,8 @@ class Settings(BaseModel):
     max_ingest_body_bytes: Positive = 10 * 1024 * 1024
     required_message_fields: tuple[str, ...] = ("timestamp", "message", "hostname")
     classify_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    ingest_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 10.0
+    """How long an ingest process holds a not-yet-full batch for more requests' events (0: never)."""
 
     # --- Celery broker ---------------------------------------------------------------------
     broker_visibility_timeout: Annotated[int, Field(ge=10)] = 300

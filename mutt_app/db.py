@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,16 +40,28 @@ def make_engine(settings: Settings, *, url: str | None = None) -> Engine:
         max_overflow=max(settings.db_pool_max_conn - settings.db_pool_min_conn, 0),
         pool_pre_ping=True,
         connect_args=connect_args,
+        json_serializer=_json_text,
+        json_deserializer=orjson.loads,
     )
     install_postgres_rotation(engine, settings.db_passwords())
     return engine
+
+
+def _json_text(value: object) -> str:
+    # orjson: the audit's raw column is serialised for every event of every batch.
+    return orjson.dumps(value).decode()
 
 
 def _sqlite_engine(url: str) -> Engine:
     path = url.removeprefix("sqlite:///")
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        json_serializer=_json_text,
+        json_deserializer=orjson.loads,
+    )
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

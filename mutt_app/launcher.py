@@ -174,6 +174,9 @@ def plan_parts(
             "/api/v2/ingest",
             python,
             _with_samples("ingest"),
+            # Requests wait on the publisher's linger and on Redis, not on the CPU: many threads
+            # let one process gather many requests into each classify task.
+            threads=INGEST_THREADS,
         ),
         "web": lambda: _gunicorn_part(
             "web", "create_app", web_port, "/", python, {**_with_samples("web"), **web_cookie}
@@ -243,13 +246,22 @@ def _sink_part(url: str, python: str, env: Mapping[str, str]) -> Part:
     return Part("moog-sink", argv, env, port=port, url=f"http://127.0.0.1:{port}/events")
 
 
+INGEST_THREADS = 16
+
+
 def _gunicorn_part(
-    name: str, factory: str, port: int, path: str, python: str, env: Mapping[str, str]
+    name: str,
+    factory: str,
+    port: int,
+    path: str,
+    python: str,
+    env: Mapping[str, str],
+    threads: int = 4,
 ) -> Part:
     argv = [
         python, "-m", "gunicorn",
         "--bind", f"0.0.0.0:{port}",
-        "--workers", "2", "--threads", "4",
+        "--workers", "2", "--threads", str(threads),
         # Under the supervisor's 10 s stop deadline, so requests in flight can finish.
         "--graceful-timeout", "8",
     ]  # fmt: skip

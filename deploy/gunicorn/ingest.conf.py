@@ -9,9 +9,11 @@ import os
 from prometheus_client import multiprocess
 
 bind = f"0.0.0.0:{os.environ.get('SERVER_PORT_INGESTOR', '8080')}"
-# Ingest is short requests that mostly wait on Redis: a few processes with threads each.
+# Ingest is short requests that mostly wait on Redis and on the publisher's linger
+# (INGEST_LINGER_MS): a few processes with many threads each, so that each process gathers many
+# requests' events into each classify task.
 workers = int(os.environ.get("GUNICORN_INGEST_WORKERS", "4"))
-threads = int(os.environ.get("GUNICORN_INGEST_THREADS", "4"))
+threads = int(os.environ.get("GUNICORN_INGEST_THREADS", "16"))
 worker_class = "gthread"
 # A 10 MiB gzip body from a far syslog relay may take a while to arrive; nothing here takes 60 s.
 timeout = 60

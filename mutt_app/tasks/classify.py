@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -138,7 +137,9 @@ def classify_batch(
     committed = time.perf_counter()
     metrics.DB_WRITE_LATENCY.observe((committed - write_started) * 1000)
 
-    _raise_meta_alerts(runtime, app, [e for e, d in decided if not d.matched and _uuid(e) in new])
+    _raise_meta_alerts(
+        runtime, app, [e for e, d in decided if not d.matched and e.correlation_id in new]
+    )
     _observe(decided, failed, new, started)
     return {
         "audited": len(new),
@@ -194,7 +195,7 @@ def _raise_meta_alerts(runtime: Runtime, app: Any, unmatched: list[Event]) -> No
 def _observe(
     decided: list[tuple[Event, Decision]],
     failed: list[tuple[dict[str, Any], Exception]],
-    new: set[uuid.UUID],
+    new: set[str],
     started: float,
 ) -> None:
     elapsed = time.perf_counter() - started
@@ -204,7 +205,9 @@ def _observe(
         metrics.CLASSIFY_EVENT_LATENCY.observe(elapsed / size)
     now = datetime.now(UTC)
     outcomes = Counter(
-        ("handled" if d.matched else "unhandled", d.handling) for e, d in decided if _uuid(e) in new
+        ("handled" if d.matched else "unhandled", d.handling)
+        for e, d in decided
+        if e.correlation_id in new
     )
     for (status, handling), n in outcomes.items():
         metrics.EVENTS_PROCESSED.labels(status, handling).inc(n)
@@ -249,7 +252,3 @@ def _dead_letter_batch(
     metrics.DEAD_LETTERED.labels(TASK_NAME, reason).inc(len(events))
     log.error("%s; its %d events are in the dead-letter queue", message, len(events))
     return {"audited": 0, "duplicates": 0, "dead_lettered": len(events)}
-
-
-def _uuid(event: Event) -> uuid.UUID:
-    return uuid.UUID(event.correlation_id)

@@ -25,6 +25,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from mutt_app import metrics
 from mutt_app.celery_app import make_celery
 from mutt_app.config import VERSION, Settings
+from mutt_app.dynamic_config import DynamicConfig
 from mutt_app.events import BodyError, Event, parse_body, validate_items
 from mutt_app.ledger import Batch, Ledger
 from mutt_app.rotation import redis_client
@@ -48,6 +49,7 @@ class Ingestor:
     celery: Celery
     redis: redis.Redis
     ledger: Ledger
+    dynamic_config: DynamicConfig
     publisher: BatchPublisher = field(init=False)
 
     def __post_init__(self) -> None:
@@ -57,7 +59,8 @@ class Ingestor:
             forget=self.ledger.forget,
             send=self.send,
             batch_size=self.settings.classify_batch_size,
-            max_queue=self.settings.max_ingest_queue_size,
+            max_queue=lambda: self.dynamic_config.get("max_ingest_queue_size"),
+            linger_seconds=self.settings.ingest_linger_ms / 1000,
         )
 
     @classmethod
@@ -67,7 +70,9 @@ class Ingestor:
             log.warning(
                 "INGEST_API_KEY is not set: the ingest endpoint accepts unauthenticated posts"
             )
-        return cls(settings, make_celery(settings), client, Ledger(client))
+        return cls(
+            settings, make_celery(settings), client, Ledger(client), DynamicConfig(client, settings)
+        )
 
     def authorised(self, given: str | None) -> bool:
         expected = self.settings.ingest_api_key

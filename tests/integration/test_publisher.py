@@ -44,14 +44,15 @@ def _queued(client: redis.Redis) -> list[list[dict]]:
     return [orjson.loads(base64.b64decode(m["body"]))[0][0] for m in messages]
 
 
-def _publisher(ingestor: Ingestor, send) -> BatchPublisher:  # type: ignore[no-untyped-def]
+def _publisher(ingestor: Ingestor, send, linger: float = 0.0) -> BatchPublisher:  # type: ignore[no-untyped-def]
     return BatchPublisher(
         depth=ingestor.queue_depth,
         record=ingestor.ledger.record,
         forget=ingestor.ledger.forget,
         send=send,
         batch_size=ingestor.settings.classify_batch_size,
-        max_queue=ingestor.settings.max_ingest_queue_size,
+        max_queue=lambda: ingestor.settings.max_ingest_queue_size,
+        linger_seconds=linger,
         wait_seconds=10,
     )
 
@@ -121,6 +122,18 @@ def test_a_full_queue_refuses_the_whole_round_and_records_nothing(
     assert redis_client.llen(QUEUE) == 4
 
 
+def test_the_queue_cap_follows_the_runtime_setting(ingestor: Ingestor, redis_client) -> None:  # type: ignore[no-untyped-def]
+    redis_client.rpush(QUEUE, *[b"x"] * 4)  # over the static cap (3)
+    ingestor.dynamic_config.set(
+        "max_ingest_queue_size", 10
+    )  # `mutt config set` / PUT /api/v2/config
+    ingestor.publisher.submit([_wire(1)])
+    assert redis_client.llen(QUEUE) == 5
+    ingestor.dynamic_config.set("max_ingest_queue_size", 2)
+    with pytest.raises(QueueFull):
+        ingestor.publisher.submit([_wire(2)])
+
+
 def test_a_failed_send_is_reported_to_every_request_and_forgotten(ingestor: Ingestor) -> None:
     failures = [redis.ConnectionError("broker went away")]
 
@@ -136,3 +149,22 @@ def test_a_failed_send_is_reported_to_every_request_and_forgotten(ingestor: Inge
     # The publishing thread survives a failed round and serves the next request.
     publisher.submit([_wire(3)])
     assert ingestor.ledger.depth() == 1
+
+
+def test_a_small_round_lingers_for_more_requests(ingestor: Ingestor, redis_client) -> None:  # type: ignore[no-untyped-def]
+    publisher = _publisher(ingestor, ingestor.send, linger=1.0)
+    first = threading.Thread(target=publisher.submit, args=([_wire(1)],))
+    first.start()
+    time.sleep(0.1)  # well inside the linger: the first request is still held
+    assert redis_client.llen(QUEUE) == 0
+    publisher.submit([_wire(2)])
+    first.join(10)
+    assert _queued(redis_client) == [[_wire(1), _wire(2)]]
+
+
+def test_a_full_batch_does_not_linger(ingestor: Ingestor, redis_client) -> None:  # type: ignore[no-untyped-def]
+    publisher = _publisher(ingestor, ingestor.send, linger=30.0)
+    started = time.monotonic()
+    publisher.submit([_wire(n) for n in range(4)])  # CLASSIFY_BATCH_SIZE events
+    assert time.monotonic() - started < 10  # published at once, not after the 30 s linger
+    assert [len(events) for events in _queued(redis_client)] == [4]
