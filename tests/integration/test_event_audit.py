@@ -1,0 +1,94 @@
+"""The audit insert on both databases: one statement per batch, idempotent on correlation_id."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, select
+
+from mutt_app.config import load_settings
+from mutt_app.db import make_engine, session_factory, upgrade
+from mutt_app.event_audit import audit_row, insert_audit_rows
+from mutt_app.events import Event
+from mutt_app.models import EventAuditLog
+from mutt_app.rules import Decision
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def audit_engine(request, tmp_path) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'mutt.db'}"
+    engine = make_engine(load_settings({"DATABASE_URL": url, "MUTT_DATA_DIR": str(tmp_path)}))
+    if request.param == "sqlite":
+        upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _event(n: int, **fields: object) -> Event:
+    values: dict = {
+        "timestamp": datetime(2026, 12, 1, 10, 0, n, tzinfo=UTC),
+        "received_at": datetime(2026, 12, 1, 10, 0, n, 500, tzinfo=UTC),
+        "hostname": f"router-{n}",
+        "message": f"Interface Gi0/{n} changed state to down",
+        "source": "rsyslog",
+        "syslog_severity": 3,
+        "trap_oid": None,
+        "correlation_id": str(uuid.uuid4()),
+        "raw": {"program": "ios", "n": n, "quote": 'it\'s "quoted"'},
+    }
+    values.update(fields)
+    return Event(**values)
+
+
+DECISION = Decision(rule_id=7, handling="Page_and_ticket", team="NETO", is_dev=False, matched=True)
+
+
+def test_rows_are_inserted_with_every_field_and_returned_as_new(audit_engine: Engine) -> None:
+    events = [_event(1), _event(2, raw=None, source=None, syslog_severity=None, trap_oid=".1.3.6")]
+    with session_factory(audit_engine).begin() as session:
+        new = insert_audit_rows(session, [audit_row(e, DECISION) for e in events])
+    assert new == {e.correlation_id for e in events}
+    with audit_engine.connect() as connection:
+        rows = connection.execute(select(EventAuditLog).order_by(EventAuditLog.hostname)).all()
+    assert [r.hostname for r in rows] == ["router-1", "router-2"]
+    first, second = rows
+    assert first.correlation_id == uuid.UUID(events[0].correlation_id)
+    assert first.raw == {"program": "ios", "n": 1, "quote": 'it\'s "quoted"'}
+    assert first.event_timestamp.replace(tzinfo=UTC) == events[0].timestamp
+    assert (first.matched_rule_id, first.handling_decision, first.team_assignment) == (
+        7,
+        "Page_and_ticket",
+        "NETO",
+    )
+    assert first.forwarded_to_moog is True and first.is_dev is False
+    assert (second.raw, second.source, second.syslog_severity, second.trap_oid) == (
+        None,
+        None,
+        None,
+        ".1.3.6",
+    )
+
+
+def test_a_redelivered_batch_inserts_nothing_twice(audit_engine: Engine) -> None:
+    events = [_event(n) for n in range(5)]
+    sessions = session_factory(audit_engine)
+    with sessions.begin() as session:
+        insert_audit_rows(session, [audit_row(e, DECISION) for e in events[:3]])
+    # The redelivered batch overlaps the first: only the two unseen events are new.
+    with sessions.begin() as session:
+        new = insert_audit_rows(session, [audit_row(e, DECISION) for e in events])
+    assert new == {e.correlation_id for e in events[3:]}
+    with audit_engine.connect() as connection:
+        count = len(connection.execute(select(EventAuditLog.id)).all())
+    assert count == 5
+
+
+def test_an_empty_batch_writes_nothing(audit_engine: Engine) -> None:
+    with session_factory(audit_engine).begin() as session:
+        assert insert_audit_rows(session, []) == set()
