@@ -7,9 +7,11 @@ is forked after it has used them.
 
 from __future__ import annotations
 
+import threading
 from functools import cached_property
 
 import redis
+import requests
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,7 +22,9 @@ from mutt_app.ledger import OUTBOX, Ledger
 from mutt_app.rotation import redis_client
 from mutt_app.rule_cache import RuleCache
 
-_LAZY = ("engine", "sessions", "redis", "ledger", "outbox", "rules", "dynamic_config")
+_LAZY = (
+    "engine", "sessions", "redis", "ledger", "outbox", "rules", "dynamic_config", "_http_by_thread",
+)  # fmt: skip
 
 
 class Runtime:
@@ -57,6 +61,22 @@ class Runtime:
     @cached_property
     def dynamic_config(self) -> DynamicConfig:
         return DynamicConfig(self.redis, self.settings)
+
+    @cached_property
+    def _http_by_thread(self) -> threading.local:
+        return threading.local()
+
+    def http(self) -> requests.Session:
+        """This thread's HTTP session (forward runs in a threaded worker; sessions are not shared).
+
+        Kept-alive connections: a new connection and session per alert cost more CPU than the rest
+        of forwarding it.
+        """
+        local = self._http_by_thread
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+        return session
 
     def reset(self) -> None:
         """Forget every connection (after a fork); the next use opens new ones."""

@@ -149,7 +149,7 @@ def deliver(runtime: Runtime, alert: dict[str, Any], attempts: int) -> Outcome:
         limiter.finish(slot)
         return Outcome("deferred", wait=2.0)
     try:
-        outcome = _post(settings, alert, attempts)
+        outcome = _post(settings, runtime.http(), alert, attempts)
         if outcome.status == "delivered":
             client.set(f"{SENT_PREFIX}:{key}", "1", ex=SENT_TTL_SECONDS)
     finally:
@@ -164,13 +164,13 @@ def deliver(runtime: Runtime, alert: dict[str, Any], attempts: int) -> Outcome:
     return outcome
 
 
-def _post(settings: Any, alert: dict[str, Any], attempts: int) -> Outcome:
+def _post(settings: Any, http: requests.Session, alert: dict[str, Any], attempts: int) -> Outcome:
     headers = {"Content-Type": "application/json"}
     if settings.moog_api_key:
         headers["X-API-Key"] = settings.moog_api_key.get_secret_value()
     started = time.perf_counter()
     try:
-        response = requests.post(
+        response = http.post(
             settings.moog_webhook_url,
             json=alert,
             headers=headers,
