@@ -21,7 +21,6 @@ from sqlalchemy import Engine, create_engine, func, select
 from mutt_app.models import EventAuditLog
 from tests.services import free_port, wait_for
 
-
 WEB_API_KEY = "e2e-web-api-key"
 
 
