@@ -266,3 +266,31 @@ def test_the_dashboard_page_and_its_json_need_a_session(app: Flask) -> None:
     asset.close()
     body = client.get("/dashboard/metrics").json
     assert body["queues"] == {"mutt.classify": 0, "mutt.forward": 0}
+
+
+def test_the_embedded_sqlite_database_gives_the_same_figures(
+    tmp_path, redis_client: redis.Redis
+) -> None:  # type: ignore[no-untyped-def]
+    from mutt_app.config import load_settings
+    from mutt_app.db import make_engine, upgrade
+
+    settings = load_settings({"MUTT_DATA_DIR": str(tmp_path)})
+    engine = make_engine(settings)
+    assert engine.dialect.name == "sqlite"
+    try:
+        upgrade(engine)
+        factory = session_factory(engine)
+        with factory.begin() as session:
+            rule = _rule(session, "x")
+        _audit(
+            factory,
+            [_row(NOW - timedelta(seconds=20), rule_id=rule), _row(NOW - timedelta(minutes=3))],
+        )
+        body = dashboard.collect(factory, redis_client, settings, now=NOW)
+    finally:
+        engine.dispose()
+    assert body["events_per_second"]["1m"] == round(1 / 60, 3)
+    assert body["events_per_second"]["1h"] == round(2 / 3600, 3)
+    assert body["events_per_minute"][-1] == 1 and body["events_per_minute"][-4] == 1
+    assert [r["rule_id"] for r in body["top_rules"]] == [rule]
+    assert body["top_unhandled_hosts"] == [{"hostname": "r1", "events": 1}]
