@@ -31,6 +31,7 @@ from flask import abort, flash, redirect, request, url_for
 from flask_admin import BaseView, expose
 from flask_admin.menu import MenuLink
 from flask_login import current_user
+from kombu.exceptions import KombuError
 from werkzeug.wrappers import Response as BaseResponse
 
 from mutt_app import deadletters
@@ -90,6 +91,10 @@ class MuttPage(BaseView):
 
 
 # --- dead letters and poison ---------------------------------------------------------------------
+
+
+def _table(poison: bool) -> str:
+    return PoisonLetter.__tablename__ if poison else DeadLetter.__tablename__
 
 
 class DeadLetterView(MuttPage):
@@ -161,20 +166,28 @@ class DeadLetterView(MuttPage):
         reason = _reason()
         if reason is None:
             return redirect(url_for(".details", item_id=item_id, poison=1 if poison else None))
-        with sessions().begin() as session:
-            item = self._item(session, item_id, poison)
-            old = item.as_dict()
-            replayed = deadletters.replay(session, _celery(), item)
-            if replayed is None:  # nothing was changed
-                flash(f"Item {item_id} cannot be replayed (its payload is not usable).", "error")
-                return redirect(url_for(".details", item_id=item_id, poison=1 if poison else None))
-            name, queue = replayed
-            self._audit(
-                session, item, old, {"replayed": True, "task": name, "queue": queue}, reason
+        details = url_for(".details", item_id=item_id, poison=1 if poison else None)
+        try:
+            with sessions().begin() as session:
+                item = self._item(session, item_id, poison)
+                old = item.as_dict()
+                replayed = deadletters.replay(session, _celery(), item)
+                if replayed is None:  # nothing was changed
+                    flash(
+                        f"Item {item_id} cannot be replayed (its payload is not usable).", "error"
+                    )
+                    return redirect(details)
+                name, queue = replayed
+                new = {"replayed": True, "task": name, "queue": queue}
+                self._audit(session, item, old, new, reason)
+        except (KombuError, redis.RedisError, OSError) as exc:
+            # Publishing failed: the transaction rolled back and the item stays where it was.
+            log.error(
+                "replay of %s %d failed, broker unreachable: %s", _table(poison), item_id, exc
             )
-        log.info(
-            "%s replayed %s %d to %s", current_user.username, item.__tablename__, item_id, queue
-        )
+            flash(f"Item {item_id} was not replayed: the broker is unreachable ({exc}).", "error")
+            return redirect(details)
+        log.info("%s replayed %s %d to %s", current_user.username, _table(poison), item_id, queue)
         flash(f"Item {item_id} replayed: {name} published on {queue}.", "success")
         return self._back(poison)
 
@@ -295,7 +308,12 @@ class DynamicConfigView(MuttPage):
         """Store the values that changed, all or none, with one audit row."""
         self.require(self.write_role)
         config = _dynamic_config()
-        current = config.get_all()
+        try:
+            current = config.get_all()
+        except (redis.RedisError, OSError) as exc:
+            log.error("dynamic configuration change refused: Redis unreachable: %s", exc)
+            flash(f"Nothing was changed: Redis is unreachable ({exc}).", "error")
+            return redirect(url_for(".index"))
         values = {name: (request.form.get(name) or "").strip() for name in KEYS}
         problems: dict[str, str] = {}
         changed: dict[str, Any] = {}

@@ -328,3 +328,42 @@ def test_flower_url_overrides_the_menu_link(settings: Settings, users: None) -> 
         assert 'href="https://flower.example.net/"' in client.get("/").get_data(as_text=True)
     finally:
         close_web_app(web)
+
+
+# --- Redis (the broker) down ---------------------------------------------------------------------
+
+
+def test_with_redis_down_a_replay_or_config_change_changes_nothing_and_says_why(
+    settings: Settings,
+    users: None,  # noqa: F811
+    sessions: sessionmaker[Session],  # noqa: F811
+) -> None:
+    letter = _dead_letter(sessions)
+    web = create_app(
+        settings.model_copy(
+            update={"webui_cookie_secure": False, "redis_url": "redis://127.0.0.1:1/0"}
+        )
+    )
+    try:
+        client = web.test_client()
+        _login(client, "olga")
+        token = _form_token(client, f"/admin/dlq/{letter}/")
+        replay = client.post(
+            f"/admin/dlq/{letter}/replay",
+            data={"csrf_token": token, "reason": "retry"},
+            follow_redirects=True,
+        )
+        assert "broker is unreachable" in replay.get_data(as_text=True)
+        assert _exists(sessions, DeadLetter, letter) and _audit(sessions, "dead_letters") == []
+
+        page = client.get("/admin/dynamic-config/").get_data(as_text=True)
+        assert "Redis is unreachable" in page
+        change = client.post(
+            "/admin/dynamic-config/",
+            data={"csrf_token": token, "moog_rate_limit": "7", "reason": "r"},
+            follow_redirects=True,
+        )
+        assert "Nothing was changed: Redis is unreachable" in change.get_data(as_text=True)
+        assert _audit(sessions, "dynamic_config") == []
+    finally:
+        close_web_app(web)
