@@ -260,7 +260,9 @@ class DynamicConfigView(MuttPage):
 
     write_role = "operator"
 
-    def _page(self, values: dict[str, str] | None = None, problems: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    def _page(
+        self, values: dict[str, str] | None = None, problems: dict[str, str] | None = None
+    ) -> str:
         config = _dynamic_config()
         current = config.get_all()
         rows = []
@@ -314,12 +316,11 @@ class DynamicConfigView(MuttPage):
             log.error("dynamic configuration change refused: Redis unreachable: %s", exc)
             flash(f"Nothing was changed: Redis is unreachable ({exc}).", "error")
             return redirect(url_for(".index"))
-        values = {name: (request.form.get(name) or "").strip() for name in KEYS}
+        # Only the settings the form sent; a missing one is left as it is.
+        values = {name: request.form[name].strip() for name in KEYS if name in request.form}
         problems: dict[str, str] = {}
         changed: dict[str, Any] = {}
         for name, raw in values.items():
-            if name not in request.form:
-                continue
             try:
                 value = parse_value(name, raw)
             except ValueError as exc:
