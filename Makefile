@@ -1,5 +1,5 @@
 # The quick start's two commands are `make run` and `make test`; both install what is missing first.
-.PHONY: bootstrap run test lint format bench
+.PHONY: bootstrap run test lint format bench screenshots
 
 bootstrap:
 	@bash .ci/bootstrap
@@ -17,3 +17,7 @@ lint: bootstrap
 format: bootstrap
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .
+
+# The README's pictures of the admin UI, taken by the browser tests (headless Chromium).
+screenshots: bootstrap
+	MUTT_SCREENSHOTS=docs/screenshots .venv/bin/pytest tests/browser -q

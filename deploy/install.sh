@@ -47,6 +47,9 @@ source_dir=$(cd "$source_dir" && pwd)
 [[ -f "$source_dir/alembic.ini" && -d "$source_dir/alembic" ]] \
     || die "$source_dir is not a MUTT release tree (no alembic.ini / alembic/)"
 [[ -z "$wheel" || -f "$wheel" ]] || die "no such wheel: $wheel"
+# The dashboard's Chart.js is fetched from npm by .ci/bootstrap, not kept in git.
+[[ -n "$wheel" || -f "$source_dir/mutt_app/web/static/vendor/chart.umd.js" ]] \
+    || die "$source_dir has no mutt_app/web/static/vendor/chart.umd.js: run bash .ci/bootstrap there first"
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || die "$PYTHON is older than 3.11 (set PYTHON=/path/to/python3.11)"
 

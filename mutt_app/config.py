@@ -150,6 +150,8 @@ class Settings(BaseModel):
     webui_login_lockout_seconds: Annotated[int, Field(ge=1)] = 300
     """... for this long."""
     flower_port: Port = 5555
+    flower_url: str | None = None
+    """Flower's address for the admin menu's link; unset: FLOWER_PORT on the host serving the UI."""
     moog_sink_port: Port = 8099
 
     # --- remediation -----------------------------------------------------------------------

@@ -167,5 +167,11 @@ def replay(
     return name, queue
 
 
+def purge(session: Session, item: DeadLetter | PoisonLetter) -> None:
+    """Delete ``item`` for good (the caller audits it: the audit row keeps its payload)."""
+    model = type(item)
+    session.execute(delete(model).where(model.id == item.id))
+
+
 def _full_task_name(name: str) -> str:
     return name if name.startswith("mutt.") else f"mutt.{name}"

@@ -120,6 +120,14 @@ REMEDIATION_SCAN = Histogram(
     "mutt_remediation_dlq_scan_duration_seconds", "Remediation run time", buckets=LATENCY_BUCKETS
 )
 
+# --- web UI ----------------------------------------------------------------------------------------
+WEBUI_DB_QUERY_LATENCY = Histogram(
+    "mutt_webui_db_query_latency_ms",
+    "Dashboard database query latency in milliseconds",
+    ["operation"],
+    buckets=(1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+
 
 def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:
     """Serve /metrics on ``port`` from a background thread (merged across processes if enabled)."""

@@ -259,6 +259,10 @@ class _FailedWork:
         DateTime(timezone=True), server_default=func.now()
     )
 
+    def as_dict(self) -> dict[str, Any]:
+        """The item's columns as JSON-friendly values (for the config audit of a replay or purge)."""
+        return {c.name: _jsonable(getattr(self, c.key)) for c in self.__table__.columns}  # type: ignore[attr-defined]
+
 
 class DeadLetter(_FailedWork, Base):
     """Work that failed for good; remediation replays it with backoff."""

@@ -11,7 +11,8 @@ commit so that workers reload. Deleting a rule deactivates it (as the API does),
 audit keeps referring to it. Rule forms are checked with the engine's own
 :func:`mutt_app.rules.validate_rule_fields`, so a regex RE2 refuses is refused here with RE2's message.
 
-The dashboard at ``/`` is a placeholder for now: counts of rules, active rules and dead letters.
+The dashboard at ``/`` (:class:`DashboardView`) draws :mod:`mutt_app.dashboard`'s figures; the
+dead-letter, dynamic-configuration and rule-tester pages are in :mod:`mutt_app.web.admin_operations`.
 """
 
 from __future__ import annotations
@@ -21,36 +22,35 @@ import uuid
 import warnings
 from typing import Any
 
+import orjson
 import redis
-from flask import Flask, abort, flash, g, redirect, request, url_for
+from flask import Flask, Response, abort, flash, g, redirect, request, url_for
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView, tools
 from flask_admin.theme import Bootstrap4Theme
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, scoped_session
 from werkzeug.wrappers import Response as BaseResponse
 from wtforms import HiddenField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length
 
 from mutt_app.config_audit import record_change
+from mutt_app.dashboard import cached_metrics
 from mutt_app.models import (
     DEV_HANDLINGS,
     MATCH_TYPES,
     PROD_HANDLINGS,
     AlertRule,
     ConfigAuditLog,
-    DeadLetter,
     DevelopmentHost,
     DeviceTeam,
     EventAuditLog,
-    PoisonLetter,
 )
 from mutt_app.rule_cache import bump_rules_version
 from mutt_app.rules import RuleError, validate_rule_fields
-from mutt_app.web.api import redis_connection, sessions
+from mutt_app.web.api import redis_connection, sessions, settings
 
 log = logging.getLogger(__name__)
 
@@ -434,7 +434,12 @@ class ConfigAuditView(ReadOnlyView):
 
 
 class DashboardView(AdminIndexView):
-    """``/``: a placeholder dashboard with a few counts, for anyone logged in."""
+    """``/``: throughput, queues, dead letters, the circuit, top rules and hosts, for anyone logged in.
+
+    The page draws its charts (Chart.js, served from the app's static folder) and polls
+    ``/dashboard/metrics`` every few seconds; the figures are :func:`mutt_app.dashboard.cached_metrics`,
+    the same answer as ``GET /api/v2/metrics``.
+    """
 
     def is_accessible(self) -> bool:
         return _role_allows("viewer")
@@ -444,21 +449,15 @@ class DashboardView(AdminIndexView):
 
     @expose("/")
     def index(self) -> str:
-        with sessions()() as session:
-            counts = {
-                "rules": session.scalar(select(func.count()).select_from(AlertRule)) or 0,
-                "active rules": session.scalar(
-                    select(func.count()).select_from(AlertRule).where(AlertRule.is_active)
-                )
-                or 0,
-                "dead letters (DLQ depth)": session.scalar(
-                    select(func.count()).select_from(DeadLetter)
-                )
-                or 0,
-                "poison letters": session.scalar(select(func.count()).select_from(PoisonLetter))
-                or 0,
-            }
-        return self.render("admin/mutt/dashboard.html", counts=counts)
+        return self.render(
+            "admin/mutt/dashboard.html", poll_seconds=max(settings().metrics_cache_ttl, 2)
+        )
+
+    @expose("/dashboard/metrics")
+    def metrics(self) -> BaseResponse:
+        """The dashboard's figures as JSON, for the page's polling (session-authenticated)."""
+        body = cached_metrics(sessions(), redis_connection(), settings())
+        return Response(orjson.dumps(body), mimetype="application/json")
 
 
 def register_admin(app: Flask) -> Admin:
@@ -475,6 +474,14 @@ def register_admin(app: Flask) -> Admin:
 
 
 def _admin(app: Flask, db: scoped_session[Session]) -> Admin:
+    # Imported here: those pages import this module's helpers.
+    from mutt_app.web.admin_operations import (
+        DeadLetterView,
+        DynamicConfigView,
+        FlowerLink,
+        RuleTesterView,
+    )
+
     admin = Admin(
         app,
         name="MUTT",
@@ -496,6 +503,16 @@ def _admin(app: Flask, db: scoped_session[Session]) -> Admin:
             EventAuditLog, db, name="Event audit", endpoint="event_audit", url="/admin/event-audit"
         )
     )
+    admin.add_view(DeadLetterView(name="Dead letters", endpoint="dlq", url="/admin/dlq"))
+    admin.add_view(
+        DynamicConfigView(
+            name="Dynamic config", endpoint="dynamic_config", url="/admin/dynamic-config"
+        )
+    )
+    admin.add_view(
+        RuleTesterView(name="Rule tester", endpoint="rule_tester", url="/admin/rule-tester")
+    )
+    admin.add_link(FlowerLink(name="Flower", target="_blank"))
     admin.add_view(
         ConfigAuditView(
             ConfigAuditLog,

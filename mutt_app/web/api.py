@@ -636,4 +636,4 @@ def register_api(app: Flask) -> None:
 
 
 # The route modules attach to ``bp``; imported last, as they import the helpers above.
-from mutt_app.web import api_hosts, api_operations, api_rules  # noqa: E402, F401
+from mutt_app.web import api_hosts, api_metrics, api_operations, api_rules  # noqa: E402, F401

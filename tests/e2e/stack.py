@@ -21,6 +21,8 @@ from sqlalchemy import Engine, create_engine, func, select
 from mutt_app.models import EventAuditLog
 from tests.services import free_port, wait_for
 
+WEB_API_KEY = "e2e-web-api-key"
+
 
 class Process:
     """One child process with its output in a log file (read back when a test fails)."""
@@ -73,6 +75,7 @@ class Stack:
         self.sink_port = free_port()
         self.ingest_port = free_port()
         self.metrics_port = free_port()
+        self.web_port = free_port()
         samples = logdir / "prometheus"
         samples.mkdir(exist_ok=True)
         self.env = {
@@ -107,6 +110,29 @@ class Stack:
         env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(samples)}
         self._start("ingest", argv, f"http://127.0.0.1:{self.ingest_port}/health", env)
         return self
+
+    def start_web(self) -> Stack:
+        """The web app (admin UI and API) under gunicorn, as mutt-web.service runs it."""
+        argv = [
+            sys.executable, "-m", "gunicorn",
+            "--bind", f"127.0.0.1:{self.web_port}",
+            "--workers", "1", "--threads", "4",
+            "mutt_app.web:create_app()",
+        ]  # fmt: skip
+        samples = self.logdir / "prometheus-web"
+        samples.mkdir(exist_ok=True)
+        env = {
+            **self.env,
+            "PROMETHEUS_MULTIPROC_DIR": str(samples),
+            "WEBUI_COOKIE_SECURE": "false",
+            "WEBUI_API_KEY": self.env.get("WEBUI_API_KEY", WEB_API_KEY),
+        }
+        self._start("web", argv, f"http://127.0.0.1:{self.web_port}/health", env)
+        return self
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
 
     def start_worker(
         self,

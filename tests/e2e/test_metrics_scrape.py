@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import StackFactory
+from tests.e2e.stack import WEB_API_KEY
 from tests.e2e.test_pipeline import _event, _seed
 from tests.integration.test_deploy import _alert_rules, _dashboard_exprs, _metric_names
 from tests.services import wait_for
@@ -47,7 +48,7 @@ def test_dashboard_and_alert_metrics_are_all_served_after_traffic(
         BROKER_VISIBILITY_TIMEOUT="20",
     )
     _seed(stack.engine)
-    stack.start_sink().start_ingest()
+    stack.start_sink().start_ingest().start_web()
     stack.start_worker("classify", queues="mutt.classify,mutt.maintenance")
     stack.start_worker("forward", queues="mutt.forward", concurrency=4, pool="threads")
     stack.start_beat()
@@ -69,7 +70,14 @@ def test_dashboard_and_alert_metrics_are_all_served_after_traffic(
     post("nothing matches this", 3)  # unhandled
     stack.wait_audited(7)
 
+    # The web app's dashboard figures (its database queries are timed).
+    metrics = requests.get(
+        f"{stack.web_url}/api/v2/metrics", headers={"X-API-Key": WEB_API_KEY}, timeout=30
+    )
+    assert metrics.status_code == 200 and metrics.json()["errors"] == [], metrics.text
+
     served = _served_names(f"http://127.0.0.1:{stack.ingest_port}/metrics")
+    served |= _served_names(f"{stack.web_url}/metrics")
     served |= _served_names(f"http://127.0.0.1:{stack.metrics_port}/metrics")
     missing = sorted(_used_names() - served)
     assert not missing, f"used by the dashboard or alert rules but not served: {missing}"

@@ -1,0 +1,278 @@
+"""The admin UI in headless Chromium: what a person does, page by page, on a real running web app."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import redis
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mutt_app.deadletters import add_dead_letter
+from mutt_app.event_audit import insert_audit_rows
+from mutt_app.models import AlertRule, ConfigAuditLog, DeadLetter, EventAuditLog
+from tests.browser.conftest import log_in, wait_for_element
+
+Shoot = Callable[[str], Path]
+
+
+def _set(browser: WebDriver, field: str, value: str) -> None:
+    # Flask-Admin dresses selects with Select2 (the real <select> is hidden); set the value the
+    # form submits and tell the widget.
+    browser.execute_script(
+        "const el = document.getElementById(arguments[0]); el.value = arguments[1];"
+        " el.dispatchEvent(new Event('change', {bubbles: true}));",
+        field,
+        value,
+    )
+
+
+def _type(browser: WebDriver, field: str, value: str) -> None:
+    element = browser.find_element(By.ID, field)
+    element.clear()
+    element.send_keys(value)
+
+
+def _flash(browser: WebDriver) -> str:
+    return " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, ".alert"))
+
+
+def _rule(sessions: sessionmaker[Session], **fields: object) -> int:
+    values = {
+        "match_type": "contains",
+        "priority": 100,
+        "prod_handling": "Ticket_only",
+        "dev_handling": "Suppress",
+        "team_assignment": "NETO",
+        **fields,
+    }
+    with sessions.begin() as session:
+        rule = AlertRule(**values)
+        session.add(rule)
+        session.flush()
+        return rule.id
+
+
+def test_an_admin_creates_a_rule_with_a_reason_and_finds_it_in_the_list_and_the_audit(
+    browser: WebDriver, base_url: str, sessions: sessionmaker[Session], screenshot: Shoot
+) -> None:
+    _rule(sessions, match_string="BGP-5-ADJCHANGE", priority=700, team_assignment="WAN")
+    log_in(browser, base_url, "alice")
+    browser.get(f"{base_url}/admin/rules/new/")
+    _set(browser, "match_type", "regex")
+    _type(browser, "match_string", r"LINK-3-UPDOWN.*down")
+    _type(browser, "priority", "850")
+    _set(browser, "prod_handling", "Page_and_ticket")
+    _set(browser, "dev_handling", "Email_only")
+    _type(browser, "team_assignment", "NETO")
+    _type(browser, "reason", "Interface flaps page the network team")
+    screenshot("rule-edit")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit][value='Save']").click()
+    WebDriverWait(browser, 10).until(lambda b: "/admin/rules/new" not in b.current_url)
+    assert "successfully" in _flash(browser).lower(), _flash(browser)
+
+    with sessions() as session:
+        rule = session.scalars(select(AlertRule).where(AlertRule.priority == 850)).one()
+    assert (rule.match_type, rule.match_string, rule.prod_handling) == (
+        "regex",
+        r"LINK-3-UPDOWN.*down",
+        "Page_and_ticket",
+    )
+    browser.get(f"{base_url}/admin/rules/")
+    table = browser.find_element(By.CSS_SELECTOR, "table.model-list").text
+    assert r"LINK-3-UPDOWN.*down" in table and "BGP-5-ADJCHANGE" in table
+    screenshot("rules-list")
+
+    browser.get(f"{base_url}/admin/config-audit/")
+    audit = browser.find_element(By.CSS_SELECTOR, "table.model-list").text
+    assert "Interface flaps page the network team" in audit and "alice" in audit
+    screenshot("config-audit")
+    with sessions() as session:
+        row = session.scalars(
+            select(ConfigAuditLog).where(ConfigAuditLog.table_name == "alert_rules")
+        ).one()
+    assert (row.operation, row.record_id, row.changed_by) == ("CREATE", rule.id, "alice")
+
+
+def test_a_refused_regex_shows_the_engines_message_and_saves_nothing(
+    browser: WebDriver, base_url: str, sessions: sessionmaker[Session]
+) -> None:
+    log_in(browser, base_url, "alice")
+    browser.get(f"{base_url}/admin/rules/new/")
+    _set(browser, "match_type", "regex")
+    _type(browser, "match_string", "(unclosed")
+    _type(browser, "team_assignment", "NETO")
+    _type(browser, "reason", "try")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit][value='Save']").click()
+    wait_for_element(browser, ".alert-danger")
+    assert "Not a valid rule" in _flash(browser)
+    with sessions() as session:
+        assert session.scalars(select(AlertRule)).all() == []
+
+
+def test_the_rule_tester_names_the_winner_and_the_rules_it_shadows(
+    browser: WebDriver, base_url: str, sessions: sessionmaker[Session], screenshot: Shoot
+) -> None:
+    high = _rule(
+        sessions,
+        match_string="LINK-3-UPDOWN",
+        priority=900,
+        prod_handling="Page_and_ticket",
+        team_assignment="WAN",
+    )
+    low = _rule(sessions, match_type="regex", match_string="changed state to (up|down)")
+    log_in(browser, base_url, "victor")
+    browser.get(f"{base_url}/admin/rule-tester/")
+    browser.find_element(By.CSS_SELECTOR, "#tester-form button[type=submit]").click()  # the sample
+    winner = wait_for_element(browser, "#winning-rule").text
+    assert f"#{high}" in winner
+    assert browser.find_element(By.ID, "handling").text == "Page_and_ticket"
+    assert browser.find_element(By.ID, "team").text == "WAN"
+    assert f"#{low}" in browser.find_element(By.ID, "shadowed").text
+    screenshot("rule-tester")
+
+
+def test_an_operator_replays_a_dead_letter(
+    browser: WebDriver,
+    base_url: str,
+    sessions: sessionmaker[Session],
+    redis_client: redis.Redis,
+    screenshot: Shoot,
+) -> None:
+    with sessions.begin() as session:
+        letters = [
+            add_dead_letter(
+                session,
+                task_name="mutt.forward_to_moog",
+                queue="mutt.forward",
+                payload={"alert": {"external_id": str(uuid.uuid4()), "signature": f"r{i}::x"}},
+                error=f"Moog answered 400: rejected alert {i}",
+                backoff_base=60,
+                attempts=i + 1,
+            )
+            for i in range(3)
+        ]
+        session.flush()
+        first = letters[0].id
+    log_in(browser, base_url, "olga")
+    browser.get(f"{base_url}/admin/dlq/")
+    assert "rejected alert 2" in browser.find_element(By.ID, "dlq-items").text
+    screenshot("dlq")
+    browser.find_element(By.CSS_SELECTOR, f"tr[data-item-id='{first}'] a").click()
+    assert '"signature": "r0::x"' in wait_for_element(browser, "#payload").text
+    form = browser.find_element(By.ID, "replay-form")
+    form.find_element(By.NAME, "reason").send_keys("Moog accepts these again")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 10).until(lambda b: "replayed" in _flash(b))
+    assert redis_client.llen("mutt.forward") == 1
+    with sessions() as session:
+        assert session.get(DeadLetter, first) is None
+        row = session.scalars(
+            select(ConfigAuditLog).where(ConfigAuditLog.table_name == "dead_letters")
+        ).one()
+    assert (row.changed_by, row.reason) == ("olga", "Moog accepts these again")
+
+
+def test_an_operator_changes_the_dynamic_configuration(
+    browser: WebDriver, base_url: str, redis_client: redis.Redis, screenshot: Shoot
+) -> None:
+    log_in(browser, base_url, "olga")
+    browser.get(f"{base_url}/admin/dynamic-config/")
+    field = browser.find_element(By.NAME, "moog_rate_limit")
+    field.clear()
+    field.send_keys("40")
+    browser.find_element(By.CSS_SELECTOR, "#config-form input[name=reason]").send_keys(
+        "Moog's new quota"
+    )
+    browser.find_element(By.CSS_SELECTOR, "#config-form button[type=submit]").click()
+    WebDriverWait(browser, 10).until(lambda b: "Changed" in _flash(b))
+    assert redis_client.get("mutt:config:moog_rate_limit") == b"40"
+    assert "mutt.remediate_dlq" in browser.find_element(By.ID, "beat-table").text
+    screenshot("dynamic-config")
+
+
+def _traffic(sessions: sessionmaker[Session], rules: list[int]) -> None:
+    # An hour of audited events: some minutes busier than others, most matching a rule.
+    now = datetime.now(UTC)
+    rows = []
+    for minute in range(60):
+        for i in range(5 + (minute * 7) % 23):
+            rule = rules[i % len(rules)] if i % 6 else None
+            moment = now - timedelta(minutes=minute, seconds=i % 50)
+            rows.append(
+                {
+                    "event_timestamp": moment,
+                    "received_at": moment,
+                    "hostname": f"edge-{i % 4:02d}" if rule is None else f"core-{i % 9:02d}",
+                    "message": "m",
+                    "source": "syslog",
+                    "syslog_severity": 3,
+                    "trap_oid": None,
+                    "matched_rule_id": rule,
+                    "handling_decision": "Ticket_only" if rule else "unhandled",
+                    "team_assignment": "NETO",
+                    "is_dev": False,
+                    "forwarded_to_moog": bool(rule),
+                    "correlation_id": uuid.uuid4(),
+                    "raw": None,
+                }
+            )
+    with sessions.begin() as session:
+        insert_audit_rows(session, rows)
+
+
+CANVAS_INK = """
+const canvas = document.getElementById(arguments[0]);
+const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+let ink = 0;
+for (let i = 3; i < data.length; i += 4) { if (data[i] > 0) ink++; }
+return ink;
+"""
+
+
+def test_the_dashboard_draws_its_charts_from_live_figures(
+    browser: WebDriver,
+    base_url: str,
+    sessions: sessionmaker[Session],
+    redis_client: redis.Redis,
+    screenshot: Shoot,
+) -> None:
+    rules = [
+        _rule(sessions, match_string="LINK-3-UPDOWN", priority=900),
+        _rule(sessions, match_string="BGP-5-ADJCHANGE", priority=800, team_assignment="WAN"),
+        _rule(sessions, match_string="SYS-2-MALLOCFAIL", priority=700),
+    ]
+    _traffic(sessions, rules)
+    redis_client.rpush("mutt.classify", *[f"m{i}" for i in range(12)])
+    log_in(browser, base_url, "victor")
+    browser.get(f"{base_url}/")
+    WebDriverWait(browser, 15).until(
+        lambda b: b.execute_script("return window.muttDashboard && window.muttDashboard.polls")
+    )
+    charts = browser.execute_script(
+        "const c = window.muttDashboard.charts;"
+        " return {events: c.events.data.datasets[0].data.reduce((a, b) => a + b, 0),"
+        " rules: c.rules.data.labels.length, chart: typeof Chart};"
+    )
+    with sessions() as session:
+        total = session.scalar(select(func.count()).select_from(EventAuditLog))
+    assert charts["chart"] == "function"  # Chart.js loaded from the app itself
+    assert 0 < charts["events"] <= total
+    assert charts["rules"] == 3
+    for canvas in ("chart-events", "chart-queues", "chart-rules"):
+        assert browser.execute_script(CANVAS_INK, canvas) > 500, f"{canvas} is blank"
+    assert browser.find_element(By.ID, "queue-classify").text == "12"
+    assert browser.find_element(By.ID, "circuit-state").text == "CLOSED"
+    assert float(browser.find_element(By.ID, "eps-1h").text) > 0
+    assert "edge-" in browser.find_element(By.ID, "top-hosts").text
+    # It keeps polling: a second answer arrives without reloading the page.
+    WebDriverWait(browser, 20).until(
+        lambda b: b.execute_script("return window.muttDashboard.polls") >= 2
+    )
+    screenshot("dashboard")
