@@ -115,6 +115,26 @@ REMEDIATION_SCAN = Histogram(
     "mutt_remediation_dlq_scan_duration_seconds", "Remediation run time", buckets=LATENCY_BUCKETS
 )
 
+# --- retention (beat's retention job and `mutt retention run`) ------------------------------------
+RETENTION_ROWS_ARCHIVED = Counter(
+    "mutt_retention_rows_archived_total",
+    "Rows archived (and verified) before retention removed them",
+    ["table"],
+)
+RETENTION_PARTITIONS_DROPPED = Counter(
+    "mutt_retention_partitions_dropped_total", "Event audit partitions archived and dropped"
+)
+RETENTION_FAILURES = Counter(
+    "mutt_retention_failures_total", "Retention steps that failed (their data kept)", ["step"]
+)
+for _step in ("detach", "archive"):
+    RETENTION_FAILURES.labels(_step)
+RETENTION_LAST_SUCCESS = Gauge(
+    "mutt_retention_last_success_timestamp_seconds",
+    "When a retention run last finished without failures",
+    multiprocess_mode="max",
+)
+
 
 def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:
     """Serve /metrics on ``port`` from a background thread (merged across processes if enabled)."""
