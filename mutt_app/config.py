@@ -48,6 +48,8 @@ class Settings(BaseModel):
     # --- general ---------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_json_enabled: bool = False
+    pod_name: str | None = None
+    """The ``pod_name`` of JSON log lines (Kubernetes: from the downward API); default the host name."""
     mutt_data_dir: Path = Path("var")
     """Where the embedded default keeps its SQLite file, private Redis and archives."""
 

@@ -26,6 +26,7 @@ from mutt_app.celery_app import make_celery
 from mutt_app.config import VERSION, Settings
 from mutt_app.events import BodyError, Event, parse_body, validate_items
 from mutt_app.ledger import Batch, Ledger
+from mutt_app.logs import correlation, log_context
 from mutt_app.rotation import redis_client
 from mutt_app.tasks.classify import QUEUE, TASK_NAME
 
@@ -155,7 +156,13 @@ def _ingest(ingestor: Ingestor) -> Response:
             )
         ingestor.publish(events)
     except (redis.RedisError, BrokerError, OSError) as exc:
-        log.error("cannot enqueue %d events: %s: %s", len(events), type(exc).__name__, exc)
+        log.error(
+            "cannot enqueue %d events: %s: %s",
+            len(events),
+            type(exc).__name__,
+            exc,
+            extra=correlation([e.correlation_id for e in events]),
+        )
         return _answer(
             503,
             {"error": "queue unavailable, retry later"},
@@ -163,6 +170,8 @@ def _ingest(ingestor: Ingestor) -> Response:
             **{"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     metrics.INGEST_EVENTS.labels("accepted").inc(len(events))
+    with log_context(**correlation([e.correlation_id for e in events])):
+        log.info("accepted %d events, %d rejected", len(events), len(rejected))
     return _answer(
         200,
         {
