@@ -225,6 +225,17 @@ def verify_archive(directory: Path, stem: str, expected: Digest | None = None) -
     return manifest
 
 
+def check_writable(directory: Path) -> None:
+    """Create ``directory`` if needed and prove a file can be written there; raises OSError."""
+    directory.mkdir(parents=True, exist_ok=True)
+    probe = directory / f".probe{TEMP_MARK}{os.getpid()}"
+    with open(probe, "wb") as f:
+        f.write(b"ok")
+        f.flush()
+        os.fsync(f.fileno())
+    probe.unlink()
+
+
 def remove_stale_temps(directory: Path) -> int:
     """Delete temporary files a killed run left in ``directory``; returns how many."""
     if not directory.is_dir():

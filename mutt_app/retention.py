@@ -55,6 +55,7 @@ from mutt_app.archive import (
     ArchiveError,
     Digest,
     Manifest,
+    check_writable,
     digest,
     read_manifest,
     remove_stale_temps,
@@ -83,6 +84,7 @@ BATCH_ROWS = 5_000
 PROGRESS_EVERY = 100_000
 DETACH_LOCK_TIMEOUT = "10s"
 ADVISORY_LOCK_KEY = 0x6D757474_0002  # "mutt" + 2: one retention run per database
+ARCHIVE_SUBDIRS = (PARENT, DeadLetter.__tablename__, PoisonLetter.__tablename__)
 
 Progress = Callable[[str], None]
 
@@ -246,9 +248,16 @@ def run(
     report = Report()
     root = settings.archive_path
     with _run_lock(engine, root):
-        for sub in ("event_audit_log", "dead_letters", "poison_letters"):
+        for sub in ARCHIVE_SUBDIRS:
             if remove_stale_temps(root / sub):
                 say(f"removed temporary files a killed run left in {root / sub}")
+        try:
+            for sub in ARCHIVE_SUBDIRS:
+                check_writable(root / sub)
+        except OSError as exc:
+            # Before anything is detached: nothing leaves the database without a place to go.
+            _failed(report, "archive", str(root), exc)
+            return report
         event_cutoff = now - timedelta(days=settings.event_retention_days)
         partitioned = _partitioned(engine)
         if partitioned:
@@ -303,17 +312,27 @@ def _retire_partitions(
     with engine.connect() as conn:
         retiring = _retiring_tables(conn)
         expired = _expired_partitions(conn, cutoff)
-    for name, month in expired:
-        try:
-            retiring.append(_detach(engine, name, month))
-            say(f"{name}: detached (past {cutoff:%Y-%m-%d})")
-        except Exception as exc:  # one partition failing must not stop the others
-            _failed(report, "detach", name, exc)
+    # One partition at a time, leftovers of a killed run first: a detached partition is out of the
+    # audit's sight until it is archived, so never more than one is, and none after a failed archive
+    # (a full or unwritable ARCHIVE_DIR would fail them all).
     for table in retiring:
         try:
             _archive_and_drop(engine, directory, table, report, say)
         except Exception as exc:
             _failed(report, "archive", table, exc)
+            return
+    for name, month in expired:
+        try:
+            table = _detach(engine, name, month)
+        except Exception as exc:  # e.g. lock_timeout: the next partition may still go
+            _failed(report, "detach", name, exc)
+            continue
+        say(f"{name}: detached (past {cutoff:%Y-%m-%d})")
+        try:
+            _archive_and_drop(engine, directory, table, report, say)
+        except Exception as exc:
+            _failed(report, "archive", table, exc)
+            return
 
 
 def _detach(engine: Engine, name: str, month: date) -> str:

@@ -315,6 +315,26 @@ def test_late_rows_for_an_archived_month_get_their_own_archive(pg_url: str, tmp_
     engine.dispose()
 
 
+def test_an_unusable_archive_dir_fails_before_anything_is_detached(
+    pg_url: str, tmp_path: Path
+) -> None:
+    engine = _partitioned_db(pg_url, rows=10)
+    _dead_and_poison(engine)
+    before = _tables(engine)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    failures = _metric("mutt_retention_failures_total", step="archive")
+
+    out = _mutt(_env(pg_url, blocker / "archive"), "retention", "run", code=1)
+
+    assert "retention steps failed; their data is kept" in out
+    assert _tables(engine) == before
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(DeadLetter)) == 3
+    assert _metric("mutt_retention_failures_total", step="archive") == failures + 1
+    engine.dispose()
+
+
 # --- killed mid-way --------------------------------------------------------------------------
 
 
