@@ -121,6 +121,8 @@ RETENTION_ROWS_ARCHIVED = Counter(
     "Rows archived (and verified) before retention removed them",
     ["table"],
 )
+for _table in ("event_audit_log", "dead_letters", "poison_letters"):
+    RETENTION_ROWS_ARCHIVED.labels(_table)
 RETENTION_PARTITIONS_DROPPED = Counter(
     "mutt_retention_partitions_dropped_total", "Event audit partitions archived and dropped"
 )
