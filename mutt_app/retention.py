@@ -239,9 +239,10 @@ def run(
 ) -> Report:
     """Archive and remove everything past retention (see the module docstring).
 
-    Raises :class:`RetentionBusy` when another run holds the lock. Failures of single items are
-    recorded in the report (and counted in ``mutt_retention_failures_total``); the other items still
-    run. A failed item keeps its data.
+    Raises :class:`RetentionBusy` when another run holds the lock. A failed step is recorded in the
+    report (and counted in ``mutt_retention_failures_total``) and keeps its data; a failed detach
+    lets the next partition go, a failed archive stops the partitions (and the batches of that
+    table) until the next run.
     """
     now = now or datetime.now(UTC)
     say = progress or log.info
