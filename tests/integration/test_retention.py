@@ -30,7 +30,7 @@ from sqlalchemy import Engine, create_engine, func, insert, select, text
 from mutt_app import archive
 from mutt_app.celery_app import beat_schedule, make_celery
 from mutt_app.cli import main
-from mutt_app.config import Settings, SettingsError, load_settings
+from mutt_app.config import SettingsError, load_settings
 from mutt_app.db import make_engine
 from mutt_app.models import ConfigAuditLog, DeadLetter, EventAuditLog, PoisonLetter
 from mutt_app.partitions import add_months, ensure_partitions, existing_partitions, partition_name
@@ -499,8 +499,8 @@ def test_sqlite_archives_and_deletes_old_rows_by_date(tmp_path: Path) -> None:
 # --- the beat job -------------------------------------------------------------------------------
 
 
-def test_beat_runs_retention_on_its_configured_schedule(settings: Settings) -> None:
-    schedule = beat_schedule(settings.model_copy(update={"retention_schedule": "5 3 * * 0"}))
+def test_beat_runs_retention_on_its_configured_schedule() -> None:
+    schedule = beat_schedule(load_settings({"RETENTION_SCHEDULE": "5 3 * * 0"}))
     assert schedule["retention"]["task"] == "mutt.retention"
     job = schedule["retention"]["schedule"]
     assert job.hour == {3} and job.minute == {5} and job.day_of_week == {0}
