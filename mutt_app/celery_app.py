@@ -78,7 +78,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
         },
         "create-partitions": {
             "task": "mutt.create_partitions",
-            "schedule": crontab(hour=0, minute=17),
+            "schedule": crontab.from_string(settings.partition_schedule),
+        },
+        "retention": {
+            "task": "mutt.retention",
+            "schedule": crontab.from_string(settings.retention_schedule),
         },
     }
 

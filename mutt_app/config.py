@@ -48,6 +48,8 @@ class Settings(BaseModel):
     # --- general ---------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_json_enabled: bool = False
+    pod_name: str | None = None
+    """The ``pod_name`` of JSON log lines (Kubernetes: from the downward API); default the host name."""
     mutt_data_dir: Path = Path("var")
     """Where the embedded default keeps its SQLite file, private Redis and archives."""
 
@@ -164,12 +166,31 @@ class Settings(BaseModel):
     event_retention_days: Positive = 90
     partition_precreate_months: Annotated[int, Field(ge=0, le=120)] = 3
     archive_dir: Path | None = None
+    dlq_retention_days: Positive = 30
+    """Dead letters that last failed longer ago than this are archived and deleted."""
+    poison_retention_days: Positive = 90
+    """Poison items older than this (since they were poisoned) are archived and deleted."""
+    partition_schedule: str = "17 0 * * *"
+    """When beat runs create_partitions: a crontab line (minute hour day month weekday, UTC)."""
+    retention_schedule: str = "37 1 * * *"
+    """When beat runs retention: a crontab line (UTC)."""
 
     @field_validator("required_message_fields", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("partition_schedule", "retention_schedule")
+    @classmethod
+    def _crontab_line(cls, value: str) -> str:
+        from celery.schedules import crontab
+
+        try:
+            crontab.from_string(value)
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"not a crontab line (minute hour day month weekday): {exc}") from None
         return value
 
     @field_validator("log_level", mode="before")

@@ -128,6 +128,28 @@ WEBUI_DB_QUERY_LATENCY = Histogram(
     buckets=(1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
 )
 
+# --- retention (beat's retention job and `mutt retention run`) ------------------------------------
+RETENTION_ROWS_ARCHIVED = Counter(
+    "mutt_retention_rows_archived_total",
+    "Rows archived (and verified) before retention removed them",
+    ["table"],
+)
+for _table in ("event_audit_log", "dead_letters", "poison_letters"):
+    RETENTION_ROWS_ARCHIVED.labels(_table)
+RETENTION_PARTITIONS_DROPPED = Counter(
+    "mutt_retention_partitions_dropped_total", "Event audit partitions archived and dropped"
+)
+RETENTION_FAILURES = Counter(
+    "mutt_retention_failures_total", "Retention steps that failed (their data kept)", ["step"]
+)
+for _step in ("detach", "archive"):
+    RETENTION_FAILURES.labels(_step)
+RETENTION_LAST_SUCCESS = Gauge(
+    "mutt_retention_last_success_timestamp_seconds",
+    "When a retention run last finished without failures",
+    multiprocess_mode="max",
+)
+
 
 def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:
     """Serve /metrics on ``port`` from a background thread (merged across processes if enabled)."""

@@ -22,6 +22,7 @@ from mutt_app.deadletters import add_dead_letter
 from mutt_app.event_audit import audit_row, insert_audit_rows
 from mutt_app.events import Event
 from mutt_app.ledger import Batch
+from mutt_app.logs import correlation, log_context
 from mutt_app.moog import build_payload, unhandled_meta_alert
 from mutt_app.redis_scripts import UnhandledCounter
 from mutt_app.rules import Decision, decide
@@ -48,6 +49,16 @@ def classify_event(
 
     ``replays`` counts remediation replays of these events, carried into any new dead letter.
     """
+    ids = [e.get("correlation_id") for e in events if isinstance(e, dict)]
+    with log_context(batch_id=batch_id, **correlation(ids)):
+        outcome = _classify_event(self, events, batch_id, replays)
+        log.info("batch %s: %s", batch_id, outcome)
+        return outcome
+
+
+def _classify_event(
+    self: Task, events: list[dict[str, Any]], batch_id: str, replays: int
+) -> dict[str, int]:
     runtime = runtime_of(self.app)
     attempt = runtime.ledger.start_attempt(batch_id)
     if attempt > runtime.settings.alerter_max_retries:
@@ -217,7 +228,15 @@ def _observe(
         metrics.EVENTS_PROCESSED.labels("poison", "none").inc(len(failed))
         metrics.DEAD_LETTERED.labels(TASK_NAME, "classify_error").inc(len(failed))
         for wire, exc in failed:
-            log.error("event dead-lettered: %s: %s (%r)", type(exc).__name__, exc, str(wire)[:200])
+            log.error(
+                "event dead-lettered: %s: %s (%r)",
+                type(exc).__name__,
+                exc,
+                str(wire)[:200],
+                extra={
+                    "correlation_id": wire.get("correlation_id") if isinstance(wire, dict) else None
+                },
+            )
 
 
 def _dead_letter_batch(

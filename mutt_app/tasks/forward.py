@@ -28,6 +28,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from mutt_app import metrics
 from mutt_app.celery_app import runtime_of
 from mutt_app.deadletters import add_dead_letter
+from mutt_app.logs import log_context
 from mutt_app.redis_scripts import CIRCUIT_STATES, CircuitBreaker, RateLimiter
 from mutt_app.runtime import Runtime
 
@@ -60,6 +61,17 @@ def forward_to_moog(
     ``attempts`` counts failed posts so far (Celery's own retry count also counts deferrals, which
     must not use up attempts); ``replays`` counts remediation replays, carried into a dead letter.
     """
+    with log_context(correlation_id=alert.get("external_id") if isinstance(alert, dict) else None):
+        return _forward(self, alert, attempts, first_failed_at, replays)
+
+
+def _forward(
+    self: Task,
+    alert: dict[str, Any],
+    attempts: int,
+    first_failed_at: str | None,
+    replays: int,
+) -> str:
     runtime = runtime_of(self.app)
     outcome = deliver(runtime, alert, attempts)
     # A countdown waits unacked in a worker: keep it well inside the visibility timeout.
@@ -90,6 +102,7 @@ def forward_to_moog(
         runtime.outbox.settle([key])
         return "dead-lettered"
     runtime.outbox.settle([key])
+    log.info("alert %s: %s", key, outcome.status)
     return outcome.status
 
 

@@ -1,4 +1,4 @@
-"""Beat jobs that keep MUTT healthy: ledger reconciliation and partitions."""
+"""Beat jobs that keep MUTT healthy: ledger reconciliation, partitions and retention."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from celery import Task, shared_task
 
-from mutt_app import metrics
+from mutt_app import metrics, retention
 from mutt_app.celery_app import runtime_of
 from mutt_app.partitions import ensure_partitions
 from mutt_app.tasks.classify import QUEUE as CLASSIFY_QUEUE
@@ -51,3 +51,25 @@ def create_partitions(self: Task) -> list[str]:
     if created:
         log.info("created partitions: %s", ", ".join(created))
     return created
+
+
+@shared_task(bind=True, name="mutt.retention", ignore_result=True)
+def retention_job(self: Task) -> dict[str, object]:
+    """Archive, verify and remove what is past retention (see :mod:`mutt_app.retention`)."""
+    runtime = runtime_of(self.app)
+    try:
+        report = retention.run(runtime.engine, runtime.settings)
+    except retention.RetentionBusy as exc:
+        log.info("retention skipped: %s", exc)
+        return {"skipped": str(exc)}
+    log.info(
+        "retention: %d partitions dropped, rows archived %s, %d failures",
+        len(report.partitions_dropped),
+        report.rows_archived or "{}",
+        len(report.failures),
+    )
+    return {
+        "partitions_dropped": report.partitions_dropped,
+        "rows_archived": report.rows_archived,
+        "failures": report.failures,
+    }

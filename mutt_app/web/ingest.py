@@ -28,6 +28,7 @@ from mutt_app.config import VERSION, Settings
 from mutt_app.dynamic_config import DynamicConfig
 from mutt_app.events import BodyError, Event, parse_body, validate_items
 from mutt_app.ledger import Batch, Ledger
+from mutt_app.logs import correlation, log_context
 from mutt_app.rotation import redis_client
 from mutt_app.tasks.classify import QUEUE, TASK_NAME
 from mutt_app.web.publisher import BatchPublisher, PublishTimeout, QueueFull
@@ -168,7 +169,13 @@ def _ingest(ingestor: Ingestor) -> Response:
             **{"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     except (redis.RedisError, BrokerError, BatchPublishError, OSError, PublishTimeout) as exc:
-        log.error("cannot enqueue %d events: %s: %s", len(events), type(exc).__name__, exc)
+        log.error(
+            "cannot enqueue %d events: %s: %s",
+            len(events),
+            type(exc).__name__,
+            exc,
+            extra=correlation([e.correlation_id for e in events]),
+        )
         return _answer(
             503,
             {"error": "queue unavailable, retry later"},
@@ -176,6 +183,10 @@ def _ingest(ingestor: Ingestor) -> Response:
             **{"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     metrics.INGEST_EVENTS.labels("accepted").inc(len(events))
+    # DEBUG: at thousands of requests a second a line per request would flood the journal; the
+    # mutt_ingest_* metrics count them, and classify logs each batch with its correlation_ids.
+    with log_context(**correlation([e.correlation_id for e in events])):
+        log.debug("accepted %d events, %d rejected", len(events), len(rejected))
     return _answer(
         200,
         {

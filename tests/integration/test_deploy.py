@@ -781,6 +781,32 @@ def test_k8s_manifests() -> None:
     assert set(kustomization["resources"]) == on_disk
 
 
+def test_k8s_manifests_match_the_kubernetes_schemas() -> None:
+    # kubeconform is on none of the registries this project can install from; kubernetes-validate
+    # (test extra) ships the API's JSON schemas, so the check runs offline.
+    kv = pytest.importorskip("kubernetes_validate")
+    yaml = _yaml()
+    checked = []
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        if path.name == "kustomization.yaml":  # kustomize's own file, not an API resource
+            continue
+        for document in yaml.safe_load_all(path.read_text()):
+            if document:
+                kv.validate(document, kv.latest_version(), strict=True)
+                checked.append(f"{document['kind']}/{document['metadata']['name']}")
+    assert len(checked) >= 15 and "PersistentVolumeClaim/mutt-archive" in checked
+
+    # The check has teeth: a misspelt field and a wrong type are both refused.
+    deployment = next(yaml.safe_load_all((DEPLOY / "k8s" / "beat.yaml").read_text()))
+    misspelt = {**deployment, "spec": {**deployment["spec"], "replica": 1}}
+    with pytest.raises(kv.ValidationError):
+        kv.validate(misspelt, kv.latest_version(), strict=True)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["image"] = 42
+    with pytest.raises(kv.ValidationError):
+        kv.validate(deployment, kv.latest_version(), strict=True)
+
+
 def test_k8s_kubeconform() -> None:
     kubeconform = _need("kubeconform")
     files = [
