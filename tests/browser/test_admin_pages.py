@@ -219,7 +219,7 @@ def _traffic(sessions: sessionmaker[Session], rules: list[int]) -> None:
                     "team_assignment": "NETO",
                     "is_dev": False,
                     "forwarded_to_moog": bool(rule),
-                    "correlation_id": uuid.uuid4(),
+                    "correlation_id": str(uuid.uuid4()),
                     "raw": None,
                 }
             )

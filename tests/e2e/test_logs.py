@@ -89,7 +89,7 @@ def test_one_event_is_followed_by_its_correlation_id_and_no_secret_is_logged(
 
 
 def test_plain_logs_are_readable_lines_with_the_ids(make_stack: StackFactory) -> None:
-    stack = make_stack(LOG_LEVEL="INFO")
+    stack = make_stack(LOG_LEVEL="DEBUG")  # ingest logs each accepted request at DEBUG
     stack.start_sink().start_ingest()
     stack.start_worker()
     event = {"timestamp": datetime.now(UTC).isoformat(), "hostname": "h", "message": "m"}

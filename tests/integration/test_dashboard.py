@@ -51,7 +51,7 @@ def _row(moment: datetime, hostname: str = "r1", rule_id: int | None = None) -> 
         "team_assignment": "NETO",
         "is_dev": False,
         "forwarded_to_moog": False,
-        "correlation_id": uuid.uuid4(),
+        "correlation_id": str(uuid.uuid4()),
         "raw": None,
     }
 
