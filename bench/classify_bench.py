@@ -1,0 +1,65 @@
+"""classify_batch in one process against a real PostgreSQL and Redis: events/s and client CPU per event.
+
+    DATABASE_URL=postgresql://... REDIS_URL=redis://127.0.0.1:6379/15 \\
+        .venv/bin/python bench/classify_bench.py --batches 100 --forward-share 0.01
+
+No Celery worker, no HTTP: the task's own work (decide, publish forwards, one audit INSERT, counters)
+on batches of 100 bench events. Run it with ``PYTHONPATH`` set to another checkout's tree to compare
+two versions of the code side by side. The database must be migrated, seeded and partitioned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+# bench/ is on sys.path as the script's own directory.
+from pipeline_bench import make_batch
+
+import mutt_app
+from mutt_app.celery_app import make_celery
+from mutt_app.config import load_settings
+from mutt_app.events import validate_items
+from mutt_app.tasks.classify import classify_batch
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Classify ``--batches`` batches and print events/s (wall) and client CPU per event."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--forward-share", type=float, default=0.01)
+    args = parser.parse_args(argv)
+
+    settings = load_settings()
+    app = make_celery(settings)
+    runtime = app.mutt_runtime  # type: ignore[attr-defined]
+    rng = random.Random(1)
+    batches = []
+    for n in range(args.batches + 1):
+        items = make_batch(
+            "classify", n * args.batch_size, args.batch_size, rng, args.forward_share
+        )
+        events, _ = validate_items(
+            items, required_fields=settings.required_message_fields, received_at=datetime.now(UTC)
+        )
+        batches.append([e.to_wire() for e in events])
+    classify_batch(runtime, app, batches[0])  # compile the rules, open the connections
+    wall, cpu = time.perf_counter(), time.process_time()
+    for wire in batches[1:]:
+        classify_batch(runtime, app, wire)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    events = args.batches * args.batch_size
+    print(
+        f"{Path(mutt_app.__file__).parent.parent}: {events / wall:,.0f} events/s, "
+        f"{cpu / events * 1e6:.1f} us client CPU per event"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
