@@ -191,12 +191,17 @@ def test_worker_kill_and_redis_restart_lose_no_alert(make_stack: StackFactory, t
         def supervised_progress() -> bool:
             # A threaded worker can exit on a broker restart (kombu raises AttributeError from an
             # ack racing the reconnect: "Unrecoverable error"). `mutt run` and systemd restart a
-            # part that exits; do the same here, and see that nothing is lost either way.
+            # part that exits; do the same here, and see that nothing is lost either way. That
+            # includes beat and the maintenance worker: reconcile_ledger is what brings back an
+            # alert whose message the restarts lost.
             if not workers[-1].alive:
                 name = f"forward{len(workers) + 2}"
                 workers.append(
                     stack.start_worker(name, queues="mutt.forward", concurrency=4, pool="threads")
                 )
+            for part in ("maintenance", "beat"):
+                if not stack.processes[part].alive:
+                    stack.processes[part].start()
             return len(stack.sink_events()) >= 1000
 
         wait_for(supervised_progress, 180, "1000 alerts at the sink", interval=1)
