@@ -89,6 +89,9 @@ class Settings(BaseModel):
     # --- API keys (usually from Vault) -----------------------------------------------------
     ingest_api_key: SecretStr | None = None
     webui_api_key: SecretStr | None = None
+    webui_api_keys: SecretStr | None = None
+    """Scoped REST API keys, ``name:role:key`` separated by commas (see :mod:`mutt_app.api_keys`);
+    when set, the whole list (WEBUI_API_KEY is then not accepted)."""
     moog_api_key: SecretStr | None = None
 
     # --- ingest ----------------------------------------------------------------------------
@@ -147,6 +150,10 @@ class Settings(BaseModel):
     """Consecutive failed log-ins that lock an account ..."""
     webui_login_lockout_seconds: Annotated[int, Field(ge=1)] = 300
     """... for this long."""
+    webui_auth_ip_max_failures: Annotated[int, Field(ge=1)] = 20
+    """Failed log-ins (and, counted apart, bad API keys) from one client IP that make it wait ..."""
+    webui_auth_ip_window_seconds: Annotated[int, Field(ge=1)] = 300
+    """... until fewer than that many fall within this moving window."""
     flower_port: Port = 5555
     moog_sink_port: Port = 8099
 
@@ -166,6 +173,15 @@ class Settings(BaseModel):
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("webui_api_keys")
+    @classmethod
+    def _scoped_api_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        from mutt_app.api_keys import parse_api_keys
+
+        if value is not None and value.get_secret_value():
+            parse_api_keys(value.get_secret_value())  # refused at start, not at the first request
         return value
 
     @field_validator("log_level", mode="before")

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import logging
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import redis
@@ -44,10 +43,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
+from mutt_app.api_keys import ApiKey, accepted_keys, identify
 from mutt_app.config import Settings
 from mutt_app.config_audit import record_change
 from mutt_app.db import make_engine, session_factory
-from mutt_app.models import CONFIG_OPERATIONS, ConfigAuditLog, EventAuditLog
+from mutt_app.models import CONFIG_OPERATIONS, ROLES, ConfigAuditLog, EventAuditLog
 from mutt_app.rotation import redis_client
 from mutt_app.rule_cache import bump_rules_version
 
@@ -55,11 +55,11 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "2"
 API_PREFIXES = ("/api/v2", "/api/v1")
-CHANGED_BY = "api-key"
 MAX_LIMIT = 500
 MAX_DB_INT = 2**31 - 1  # PostgreSQL integer: larger ids or offsets could only fail in the driver
 
 bp = Blueprint("api", __name__, url_prefix="/api/v2")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 # --- errors and responses ----------------------------------------------------------------------
@@ -68,11 +68,19 @@ bp = Blueprint("api", __name__, url_prefix="/api/v2")
 class ApiError(Exception):
     """An error answer: HTTP ``status``, a one-line ``error`` and optional structured ``details``."""
 
-    def __init__(self, status: int, error: str, details: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        details: Any = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
         self.details = details
+        self.headers = dict(headers or {})
 
 
 def json_response(
@@ -86,14 +94,16 @@ def json_response(
     return response
 
 
-def _error_response(status: int, error: str, details: Any = None) -> Response:
-    headers = {"WWW-Authenticate": 'ApiKey header="X-API-Key"'} if status == 401 else None
-    return json_response({"error": error, "details": details}, status, headers)
+def _error_response(
+    status: int, error: str, details: Any = None, headers: Mapping[str, str] | None = None
+) -> Response:
+    extra = {"WWW-Authenticate": 'ApiKey header="X-API-Key"'} if status == 401 else {}
+    return json_response({"error": error, "details": details}, status, {**extra, **(headers or {})})
 
 
 @bp.errorhandler(ApiError)
 def _api_error(exc: ApiError) -> Response:
-    return _error_response(exc.status, exc.error, exc.details)
+    return _error_response(exc.status, exc.error, exc.details, exc.headers)
 
 
 @bp.errorhandler(OperationalError)
@@ -129,23 +139,102 @@ def _version_header(response: Response) -> Response:
     return response
 
 
-# --- authentication ----------------------------------------------------------------------------
+# --- authentication and roles ------------------------------------------------------------------
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def requires(role: str) -> Callable[[F], F]:
+    """Mark a view as needing ``role`` (viewer, operator, admin) instead of the default.
+
+    Without a mark a reading method (GET, HEAD) needs viewer and anything else admin, so a new
+    writing route is admin-only until someone decides otherwise.
+    """
+    assert role in ROLES
+
+    def mark(view: F) -> F:
+        view.required_role = role  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def public(view: F) -> F:
+    """Mark a view as answering without a key (the API's own description)."""
+    view.public = True  # type: ignore[attr-defined]
+    return view
+
+
+def required_role(view: Callable[..., Any], method: str) -> str:
+    """The role ``method`` on ``view`` needs."""
+    marked = getattr(view, "required_role", None)
+    if marked is not None:
+        return marked
+    return "viewer" if method in READ_METHODS else "admin"
+
+
+def api_keys() -> tuple[ApiKey, ...]:
+    """The keys this app accepts (parsed once)."""
+    keys = current_app.extensions.get("mutt_api_keys")
+    if keys is None:
+        config = settings()
+        keys = accepted_keys(
+            config.webui_api_keys.get_secret_value() if config.webui_api_keys else None,
+            config.webui_api_key.get_secret_value() if config.webui_api_key else None,
+        )
+        keys = current_app.extensions.setdefault("mutt_api_keys", keys)
+    return keys
+
+
+def current_key() -> ApiKey:
+    """The key the current request was authenticated with."""
+    return g.api_key
 
 
 @bp.before_request
 def _authenticate() -> None:
-    """Refuse the request unless ``X-API-Key`` is WEBUI_API_KEY; the key carries the admin role."""
-    settings: Settings = current_app.extensions["mutt_settings"]
-    expected = settings.webui_api_key.get_secret_value() if settings.webui_api_key else ""
-    if not expected:
-        raise ApiError(401, "WEBUI_API_KEY is not set: the API refuses every request until it is")
+    """401 unless ``X-API-Key`` is an accepted key, 403 unless its role suffices, 429 if throttled."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is None or getattr(view, "public", False):
+        return
+    keys = api_keys()
+    if not keys:
+        raise ApiError(
+            401,
+            "no API key is configured (WEBUI_API_KEY or WEBUI_API_KEYS): the API refuses"
+            " every request until one is",
+        )
+    wait = throttle.retry_after(throttle.API_KEY)
+    if wait is not None:
+        raise ApiError(
+            429,
+            "too many requests with a bad API key from this address; retry later",
+            {"retry_after_seconds": wait},
+            headers={"Retry-After": str(wait)},
+        )
     given = request.headers.get("X-API-Key")
     if not given:
         raise ApiError(401, "missing X-API-Key header")
-    # Bytes, because compare_digest refuses non-ASCII str; a header is latin-1, always encodable.
-    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+    key = identify(keys, given)
+    if key is None:
+        throttle.record_failure(throttle.API_KEY)
+        log.warning(
+            "API request with a bad key from %s: %s %s",
+            request.remote_addr,
+            request.method,
+            request.path,
+        )
         raise ApiError(401, "invalid API key")
-    g.api_role = "admin"
+    g.api_key = key
+    g.api_role = key.role
+    needed = required_role(view, request.method)
+    if not key.has_role(needed):
+        raise ApiError(
+            403,
+            f"key {key.name!r} has the {key.role} role; {request.method} {request.path} needs"
+            f" {needed}",
+            {"key": key.name, "role": key.role, "required_role": needed},
+        )
 
 
 # --- app resources -----------------------------------------------------------------------------
@@ -181,10 +270,20 @@ def redis_connection() -> redis.Redis:
 
 
 def json_body() -> dict[str, Any]:
-    """The request body as a JSON object; an empty body is ``{}``; anything else is a 400."""
+    """The request body as a JSON object; an empty body is ``{}``.
+
+    A body sent as anything but JSON (Content-Type ``application/json`` or ``...+json``) is a 415;
+    JSON that does not parse, or is not an object, a 400.
+    """
     data = request.get_data(cache=True)
     if not data.strip():
         return {}
+    if not request.is_json:
+        raise ApiError(
+            415,
+            "the body must be sent as Content-Type: application/json",
+            {"content_type": request.content_type},
+        )
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -336,7 +435,7 @@ class ChangeScope:
         assert operation in CONFIG_OPERATIONS
         record_change(
             self.session,
-            changed_by=CHANGED_BY,
+            changed_by=current_key().changed_by,
             operation=operation,
             table_name=table_name,
             record_id=record_id,
@@ -636,4 +735,10 @@ def register_api(app: Flask) -> None:
 
 
 # The route modules attach to ``bp``; imported last, as they import the helpers above.
-from mutt_app.web import api_hosts, api_operations, api_rules  # noqa: E402, F401
+from mutt_app.web import (  # noqa: E402, F401
+    api_hosts,
+    api_operations,
+    api_rules,
+    api_slo,
+    throttle,
+)

@@ -22,16 +22,17 @@ from mutt_app import deadletters
 from mutt_app.dynamic_config import KEYS, DynamicConfig, parse_value, set_audited
 from mutt_app.models import DeadLetter, PoisonLetter
 from mutt_app.web.api import (
-    CHANGED_BY,
     ApiError,
     bool_arg,
     bp,
     change_reason,
+    current_key,
     int_arg,
     json_body,
     json_response,
     limit_arg,
     redis_connection,
+    requires,
     row_dict,
     sessions,
     settings,
@@ -50,7 +51,8 @@ def _celery() -> Celery:
     return app
 
 
-def _dynamic_config() -> DynamicConfig:
+def dynamic_config() -> DynamicConfig:
+    """The app's dynamic configuration (Redis-backed), made on first use."""
     config = current_app.extensions.get("mutt_dynamic_config")
     if config is None:
         config = DynamicConfig(redis_connection(), settings())
@@ -79,6 +81,7 @@ def list_dead_letters() -> Response:
 
 
 @bp.post("/dlq/<int:item_id>/replay")
+@requires("operator")
 def replay_dead_letter(item_id: int) -> Response:
     """Publish one item again now and remove it from the store."""
     poison = bool_arg("poison") or False
@@ -96,13 +99,14 @@ def replay_dead_letter(item_id: int) -> Response:
 
 
 @bp.get("/config")
-def get_dynamic_config() -> Response:
+def getdynamic_config() -> Response:
     """Every dynamic setting: value, overridden or default, help."""
-    return json_response({"config": _dynamic_config().get_all()})
+    return json_response({"config": dynamic_config().get_all()})
 
 
 @bp.put("/config")
-def put_dynamic_config() -> Response:
+@requires("operator")
+def putdynamic_config() -> Response:
     """Change dynamic settings (all or none), audited."""
     body = json_body()
     reason = change_reason(body)
@@ -126,5 +130,7 @@ def put_dynamic_config() -> Response:
         raise ApiError(422, "invalid values", problems)
 
     with sessions().begin() as session:
-        old = set_audited(_dynamic_config(), session, parsed, changed_by=CHANGED_BY, reason=reason)
+        old = set_audited(
+            dynamic_config(), session, parsed, changed_by=current_key().changed_by, reason=reason
+        )
     return json_response({"old": old, "new": parsed})
