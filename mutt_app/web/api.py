@@ -740,5 +740,6 @@ from mutt_app.web import (  # noqa: E402, F401
     api_operations,
     api_rules,
     api_slo,
+    openapi,
     throttle,
 )

@@ -23,6 +23,7 @@ from mutt_app.web import create_app
 from mutt_app.web.api import API_VERSION
 from tests.conftest import close_web_app
 from tests.integration.test_api import CRITICAL, audit_rows
+from tests.integration.test_openapi import check_answer
 
 KEYS = {
     "viewer": "viewer-key-0123456789",
@@ -165,6 +166,8 @@ def test_each_role_gets_what_it_needs_and_403_otherwise(
     response = client.open(url, method=method, json=body, headers={"X-API-Key": KEYS[role]})
     assert response.headers["X-API-Version"] == API_VERSION
     assert response.is_json
+    doc = client.get("/api/v2/openapi.json").json
+    check_answer(doc, method, path, response.status_code, response.json)  # as documented
     if RANK.index(role) >= RANK.index(needed):
         assert response.status_code in (200, 201), response.json
     else:
