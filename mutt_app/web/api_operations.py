@@ -7,8 +7,10 @@
   cannot be replayed (it is left in place).
 - ``GET /config``: every dynamic setting with its value, whether it is overridden, and its help.
 - ``PUT /config``: ``{"<name>": value, ..., "reason": "..."}``. Every value is checked before any is
-  stored; the change writes one config_audit_log row (table ``dynamic_config``) with the old and new
-  values, and every process picks it up within seconds (pub/sub and a 5-second cache).
+  stored; the values that differ from the current ones are stored with one config_audit_log row
+  (table ``dynamic_config``, their old and new values), and every process picks them up within
+  seconds (pub/sub and a 5-second cache). Answers ``{old, new, changed}``; values already as asked
+  write nothing.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ def dynamic_config() -> DynamicConfig:
     """The app's dynamic configuration (Redis-backed), made on first use."""
     config = current_app.extensions.get("mutt_dynamic_config")
     if config is None:
-        config = DynamicConfig(redis_connection(), settings())
+        # No local cache: several web processes share Redis, and a change made through one must
+        # be what the next request to another reads (the audit's old values, the SLO targets).
+        config = DynamicConfig(redis_connection(), settings(), cache_ttl=0)
         config = current_app.extensions.setdefault("mutt_dynamic_config", config)
     return config
 
@@ -129,8 +133,14 @@ def putdynamic_config() -> Response:
     if problems:
         raise ApiError(422, "invalid values", problems)
 
-    with sessions().begin() as session:
-        old = set_audited(
-            dynamic_config(), session, parsed, changed_by=current_key().changed_by, reason=reason
-        )
-    return json_response({"old": old, "new": parsed})
+    config = dynamic_config()
+    # Only what differs from the current value is a change: asking for what is already set writes
+    # no audit row (as for rules and hosts) and answers changed: false.
+    changing = {name: value for name, value in parsed.items() if config.get(name) != value}
+    old: dict[str, Any] = {}
+    if changing:
+        with sessions().begin() as session:
+            old = set_audited(
+                config, session, changing, changed_by=current_key().changed_by, reason=reason
+            )
+    return json_response({"old": old, "new": changing, "changed": bool(changing)})

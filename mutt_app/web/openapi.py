@@ -328,7 +328,8 @@ def _schemas() -> dict[str, Any]:
         ),
         "DynamicConfigPut": _object(dynamic_values | {"reason": REASON}) | {"minProperties": 2},
         "DynamicConfigChange": _object(
-            {"old": {"type": "object"}, "new": {"type": "object"}}, ["old", "new"]
+            {"old": {"type": "object"}, "new": {"type": "object"}, "changed": BOOL},
+            ["old", "new", "changed"],
         ),
         "SloReport": _object(
             {
