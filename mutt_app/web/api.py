@@ -1,26 +1,36 @@
 """The REST API v2 of the web app (``/api/v2``; ``/api/v1`` is an alias of the same routes).
 
-Every request needs the header ``X-API-Key`` equal to WEBUI_API_KEY (compared in constant time); the
-key carries the admin role. Without WEBUI_API_KEY configured every request is refused: the API is
-never open by default. Every response carries ``X-API-Version: 2``; every error is JSON
-``{"error": "...", "details": ...}`` with status 400 (malformed request or query parameter), 401
-(no or wrong key), 404 (no such record or route), 405, 409 (duplicate), 422 (a body that is JSON but
-not an acceptable change) or 503 (database unreachable).
+Authentication: every request needs the header ``X-API-Key``, compared in constant time with the
+accepted keys of :mod:`mutt_app.api_keys`: WEBUI_API_KEY (one admin key) or, when set,
+WEBUI_API_KEYS (``name:role:key,...``). With no key configured every request is refused: the API is
+never open by default. Each route needs a role (:func:`requires`; unmarked reads need viewer,
+unmarked writes admin): viewer reads and uses the rule tester, operator also replays dead letters
+and changes the dynamic configuration, admin changes rules, development hosts and device teams.
+Bad keys are counted per client IP (:mod:`mutt_app.web.throttle`); too many answer 429. Only
+``GET /openapi.json`` (:mod:`mutt_app.web.openapi`, the OpenAPI 3.1 description) needs no key.
 
-Changes (create, update, delete of rules, development hosts and device teams) need a reason, from
-the body's ``"reason"`` or the ``X-Change-Reason`` header, and each writes exactly one
-``config_audit_log`` row in the same transaction as the change (changed_by ``"api-key"``, old and
-new values, the reason, and a correlation id from ``X-Correlation-ID`` or a new one). After the
-commit the rules version in Redis is bumped so that workers reload within seconds. A request that
-changes nothing (the values are already as asked) writes no audit row and bumps nothing.
+Every response carries ``X-API-Version: 2``; every error is JSON ``{"error": "...", "details": ...}``
+with status 400 (malformed query parameter, header or JSON), 401 (no or unknown key), 403 (the key's
+role is too low), 404 (no such record, or no such route under /api), 405, 409 (duplicate), 415 (a
+body not sent as application/json), 422 (JSON, but not an acceptable change: unknown or read-only
+field, wrong type, invalid rule, no reason), 429 (throttled) or 503 (database unreachable).
+
+Changes (create, update, delete of rules, development hosts and device teams; PUT /config) need a
+reason, from the body's ``"reason"`` or the ``X-Change-Reason`` header, and each writes exactly one
+``config_audit_log`` row in the same transaction as the change (changed_by ``api:<key name>``, or
+``api-key`` for WEBUI_API_KEY; old and new values; the reason; a correlation id from
+``X-Correlation-ID`` or a new one). After the commit the rules version in Redis is bumped so that
+workers reload within seconds. A request that changes nothing (the values are already as asked)
+writes no audit row and bumps nothing.
 
 List endpoints take ``limit`` (1..500) and refuse a larger one with 400 rather than clamping it, so
 a client never silently receives fewer rows than it asked for.
 
 Routes: this module holds the blueprint, authentication, errors, shared helpers and the two audit
 readers; :mod:`mutt_app.web.api_rules` (rules, rule tester), :mod:`mutt_app.web.api_operations`
-(dead-letter queue, dynamic configuration) and :mod:`mutt_app.web.api_hosts`
-(development hosts, device teams) attach their routes to the same blueprint.
+(dead-letter queue, dynamic configuration), :mod:`mutt_app.web.api_hosts` (development hosts,
+device teams), :mod:`mutt_app.web.api_slo` (SLO report) and :mod:`mutt_app.web.openapi` attach
+their routes to the same blueprint.
 """
 
 from __future__ import annotations

@@ -276,7 +276,11 @@ def test_malformed_rules_are_422_naming_the_field(
         CRITICAL | {"priority": 1001},
         CRITICAL | {"syslog_severity": 8},
         CRITICAL | {"match_type": "glob"},
+        INTERFACE | {"match_string": "(unclosed"},
         CRITICAL | {"prod_handling": "Suppress"},  # a dev-only handling
+        CRITICAL | {"dev_handling": "Page_and_ticket"},  # a prod-only handling
+        CRITICAL | {"syslog_severity": -1},
+        CRITICAL | {"trap_oid": "  "},
         CRITICAL | {"match_string": ""},
         CRITICAL | {"team_assignment": "  "},
         CRITICAL | {"match_type": "oid_prefix"},  # an oid_prefix rule needs a trap_oid
