@@ -154,6 +154,10 @@ class Settings(BaseModel):
     """Failed log-ins (and, counted apart, bad API keys) from one client IP that make it wait ..."""
     webui_auth_ip_window_seconds: Annotated[int, Field(ge=1)] = 300
     """... until fewer than that many fall within this moving window."""
+    webui_trusted_proxies: Annotated[int, Field(ge=0, le=10)] = 0
+    """Reverse proxies in front of the web app whose X-Forwarded-For names the client (0: none; the
+    connection's address is the client's). Behind a proxy, set it, or every client shares one
+    address for the per-IP throttle."""
     flower_port: Port = 5555
     moog_sink_port: Port = 8099
 

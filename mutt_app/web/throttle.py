@@ -52,7 +52,7 @@ def _item() -> RateLimitItemPerSecond:
 
 
 def client_address() -> str:
-    """The client's IP as the web server saw it (behind a proxy, configure ProxyFix there)."""
+    """The client's IP: the connection's, or X-Forwarded-For's with WEBUI_TRUSTED_PROXIES set."""
     return request.remote_addr or "unknown"
 
 

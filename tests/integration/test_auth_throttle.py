@@ -145,3 +145,25 @@ def test_without_redis_the_throttle_fails_open(settings: Settings, engine: Engin
         assert response.status_code == 200
     finally:
         close_web_app(app)
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_is_counted_apart(
+    settings: Settings,
+) -> None:
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}
+    for trusted, separate in ((1, True), (0, False)):
+        app = _app(settings, webui_trusted_proxies=trusted)
+        try:
+            client = app.test_client()
+            for i in range(3):
+                headers = {"X-API-Key": "guess", "X-Forwarded-For": "192.0.2.1"}
+                response = client.get("/api/v2/rules", headers=headers, environ_base=proxy)
+                assert response.status_code == 401, i
+            other = {"X-API-Key": KEY, "X-Forwarded-For": "192.0.2.99"}
+            answer = client.get("/api/v2/rules", headers=other, environ_base=proxy)
+            # Trusted: another client behind the proxy. Not trusted: the header is ignored, so a
+            # client cannot dodge the throttle by making one up.
+            assert answer.status_code == (200 if separate else 429)
+        finally:
+            redis.Redis.from_url(settings.redis_dsn()).flushall()
+            close_web_app(app)
