@@ -525,8 +525,9 @@ def int_arg(name: str, default: int, *, minimum: int, maximum: int = MAX_DB_INT)
             400, f"{name} must be an integer", {"parameter": name, "value": raw}
         ) from None
     if not minimum <= value <= maximum:
+        # The text as given: a huge number has no JSON (64-bit) form.
         raise ApiError(
-            400, f"{name} must be from {minimum} to {maximum}", {"parameter": name, "value": value}
+            400, f"{name} must be from {minimum} to {maximum}", {"parameter": name, "value": raw}
         )
     return value
 
