@@ -8,6 +8,9 @@ budget (1 - target), the burn rate (error rate / error budget: 1.0 spends the bu
 the window) and the budget remaining (1 - burn rate, negative once overspent); the status is ``ok``
 at a burn rate up to 1, ``warning`` up to 2 and ``critical`` above.
 
+As in the spec's queries, every answer that is not a success counts against availability, client
+errors (a bad key, a body with no valid event) included.
+
 Counts come from one of two sources, per SLO:
 
 - **Prometheus** (PROMETHEUS_URL), with the spec's metrics: ``increase()`` of

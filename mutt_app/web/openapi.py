@@ -326,7 +326,7 @@ def _schemas() -> dict[str, Any]:
             },
             ["config"],
         ),
-        "DynamicConfigPut": _object(dynamic_values | {"reason": REASON}) | {"minProperties": 2},
+        "DynamicConfigPut": _object(dynamic_values | {"reason": REASON}) | {"minProperties": 1},
         "DynamicConfigChange": _object(
             {"old": {"type": "object"}, "new": {"type": "object"}, "changed": BOOL},
             ["old", "new", "changed"],
