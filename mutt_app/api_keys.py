@@ -23,6 +23,7 @@ from mutt_app.models import ROLES
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MIN_KEY_CHARS = 16
 UNSCOPED_NAME = "default"
+UNSCOPED_CHANGED_BY = "api-key"  # as audited before scoped keys existed
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class ApiKey:
     @property
     def changed_by(self) -> str:
         """How config_audit_log names changes made with this key."""
-        return f"api:{self.name}" if self.scoped else "api-key"
+        return f"api:{self.name}" if self.scoped else UNSCOPED_CHANGED_BY
 
     def has_role(self, role: str) -> bool:
         """Whether this key's role is ``role`` or a more privileged one."""

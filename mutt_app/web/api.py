@@ -53,7 +53,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
-from mutt_app.api_keys import ApiKey, accepted_keys, identify
+from mutt_app.api_keys import UNSCOPED_CHANGED_BY, ApiKey, accepted_keys, identify
 from mutt_app.config import Settings
 from mutt_app.config_audit import record_change
 from mutt_app.db import make_engine, session_factory
@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "2"
 API_PREFIXES = ("/api/v2", "/api/v1")
+CHANGED_BY = UNSCOPED_CHANGED_BY  # changed_by of WEBUI_API_KEY; a scoped key's is api:<name>
 MAX_LIMIT = 500
 MAX_DB_INT = 2**31 - 1  # PostgreSQL integer: larger ids or offsets could only fail in the driver
 
