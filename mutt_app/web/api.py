@@ -6,8 +6,9 @@ WEBUI_API_KEYS (``name:role:key,...``). With no key configured every request is 
 never open by default. Each route needs a role (:func:`requires`; unmarked reads need viewer,
 unmarked writes admin): viewer reads and uses the rule tester, operator also replays dead letters
 and changes the dynamic configuration, admin changes rules, development hosts and device teams.
-Bad keys are counted per client IP (:mod:`mutt_app.web.throttle`); too many answer 429. Only
-``GET /openapi.json`` (:mod:`mutt_app.web.openapi`, the OpenAPI 3.1 description) needs no key.
+Bad keys are counted per client IP (:mod:`mutt_app.web.throttle`); too many answer 429. A person
+logged in to the UI (session cookie, no key) may use what needs only the viewer role, as themselves.
+Only ``GET /openapi.json`` (:mod:`mutt_app.web.openapi`, the OpenAPI 3.1 description) needs no key.
 
 Every response carries ``X-API-Version: 2``; every error is JSON ``{"error": "...", "details": ...}``
 with status 400 (malformed query parameter, header or JSON), 401 (no or unknown key), 403 (the key's
@@ -48,6 +49,7 @@ from typing import Any, TypeVar
 import orjson
 import redis
 from flask import Blueprint, Flask, Response, current_app, g, request
+from flask_login import current_user
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -208,6 +210,17 @@ def _authenticate() -> None:
     view = current_app.view_functions.get(request.endpoint or "")
     if view is None or getattr(view, "public", False):
         return
+    given = request.headers.get("X-API-Key")
+    if not given and (person := _logged_in_person()) is not None:
+        # The spec's "API key or session": a person logged in to the UI may use what changes
+        # nothing (what needs only the viewer role), as themselves. Not more: the API is not
+        # CSRF-protected, so changes need a key.
+        if required_role(view, request.method) != "viewer":
+            raise ApiError(
+                401, "a logged-in session may only read the API; changes need an X-API-Key"
+            )
+        _check_role(person, view)
+        return
     keys = api_keys()
     if not keys:
         raise ApiError(
@@ -223,7 +236,6 @@ def _authenticate() -> None:
             {"retry_after_seconds": wait},
             headers={"Retry-After": str(wait)},
         )
-    given = request.headers.get("X-API-Key")
     if not given:
         raise ApiError(401, "missing X-API-Key header")
     key = identify(keys, given)
@@ -236,16 +248,30 @@ def _authenticate() -> None:
             request.path,
         )
         raise ApiError(401, "invalid API key")
+    _check_role(key, view)
+
+
+def _check_role(key: ApiKey, view: Callable[..., Any]) -> None:
+    """Remember who calls; 403 unless ``key``'s role is enough for this request."""
     g.api_key = key
     g.api_role = key.role
     needed = required_role(view, request.method)
     if not key.has_role(needed):
         raise ApiError(
             403,
-            f"key {key.name!r} has the {key.role} role; {request.method} {request.path} needs"
-            f" {needed}",
+            f"{key.name!r} has the {key.role} role; {request.method} {request.path} needs {needed}",
             {"key": key.name, "role": key.role, "required_role": needed},
         )
+
+
+def _logged_in_person() -> ApiKey | None:
+    """The person logged in to the UI (session cookie) as a read-only caller, or None."""
+    if not hasattr(current_app, "login_manager"):
+        return None
+    person = current_user
+    if not getattr(person, "is_authenticated", False):
+        return None
+    return ApiKey(f"user:{person.username}", person.role, "", scoped=True)
 
 
 # --- app resources -----------------------------------------------------------------------------

@@ -606,6 +606,8 @@ def document(app: Flask) -> dict[str, Any]:
         if view is not None and not getattr(view, "public", False):
             role = required_role(view, method.upper())
             operation["x-required-role"] = role
+            if role == "viewer":  # a logged-in UI session may use these too
+                operation["security"] = [{"ApiKey": []}, {"Session": []}]
             operation["description"] = f"Needs a key with the {role} role (or a higher one)."
             operation["responses"] = {
                 **operation["responses"],
@@ -626,7 +628,15 @@ def document(app: Flask) -> dict[str, Any]:
         "security": [{"ApiKey": []}],
         "paths": paths,
         "components": {
-            "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+            "securitySchemes": {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "Session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "mutt_session",
+                    "description": "the UI's log-in session (read-only use)",
+                },
+            },
             "schemas": _schemas(),
             "responses": {
                 f"E{status}": {

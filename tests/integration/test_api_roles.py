@@ -240,3 +240,33 @@ def test_a_bad_webui_api_keys_stops_the_start(value: str, needle: str) -> None:
     message = str(caught.value)
     assert message.startswith("invalid setting WEBUI_API_KEYS:") and needle in message
     assert "0123456789abcdef" not in message  # never echoes a key
+
+
+def test_a_logged_in_person_may_read_but_not_change_without_a_key(
+    settings: Settings, engine: Engine
+) -> None:
+    from sqlalchemy.orm import Session
+
+    from mutt_app import accounts
+    from tests.integration.test_admin_ui import CSRF
+
+    with Session(engine) as session, session.begin():
+        accounts.create_user(session, "alice", "correct horse battery", "admin", changed_by="t")
+    # No API key configured at all: the session alone is enough to read.
+    app = create_app(settings.model_copy(update={"webui_cookie_secure": False}))
+    try:
+        client = app.test_client()
+        assert client.get("/api/v2/rules").status_code == 401  # not logged in yet
+        token = CSRF.search(client.get("/login").get_data(as_text=True)).group(1)  # type: ignore[union-attr]
+        form = {"username": "alice", "password": "correct horse battery", "csrf_token": token}
+        assert client.post("/login", data=form).status_code == 302
+
+        assert client.get("/api/v2/rules").status_code == 200
+        event = {"hostname": "h", "message": "m"}
+        assert client.post("/api/v2/rules/test", json=event).status_code == 200
+        refused = client.post("/api/v2/rules", json=CRITICAL | {"reason": "r"})
+        assert refused.status_code == 401 and "only read" in refused.json["error"]
+        assert client.put("/api/v2/config", json={"moog_rate_limit": 3}).status_code == 401
+        assert audit_rows(engine, table_name="alert_rules") == []
+    finally:
+        close_web_app(app)
