@@ -251,6 +251,17 @@ def _authenticate() -> None:
     _check_role(key, view)
 
 
+@bp.before_request
+def _refuse_nul() -> None:
+    """400 for a NUL character in a query parameter or path segment.
+
+    PostgreSQL text cannot hold one, so it could only fail in the driver, as a 500.
+    """
+    for name, value in [*request.args.items(multi=True), *(request.view_args or {}).items()]:
+        if isinstance(value, str) and "\x00" in value:
+            raise ApiError(400, f"{name} must not contain NUL characters", {"parameter": name})
+
+
 def _check_role(key: ApiKey, view: Callable[..., Any]) -> None:
     """Remember who calls; 403 unless ``key``'s role is enough for this request."""
     g.api_key = key

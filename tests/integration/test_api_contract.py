@@ -381,3 +381,26 @@ def test_dlq_lists_poison_and_replays_it(
     replayed = call(client, "POST", f"/api/v2/dlq/{poison_id}/replay?poison=true", status=200)
     assert replayed["replayed"] == poison_id
     assert call(client, "GET", "/api/v2/dlq?poison=true", status=200)["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v2/dlq?task=a%00b"),
+        ("GET", "/api/v2/rules?team=a%00b"),
+        ("GET", "/api/v2/teams?team=%00"),
+        ("GET", "/api/v2/audit-logs?hostname=h%00&handling=x"),
+        ("GET", "/api/v2/config-audit?changed_by=%00"),
+        ("DELETE", "/api/v2/dev-hosts/a%00b"),
+        ("PUT", "/api/v2/teams/a%00b"),
+    ],
+)
+def test_a_nul_in_a_query_or_path_is_400_not_500(
+    client: FlaskClient,  # noqa: F811
+    method: str,
+    path: str,
+) -> None:
+    error = call(
+        client, method, path, {"team_assignment": "X"} if method == "PUT" else {}, status=400
+    )
+    assert "NUL" in error["error"]
