@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
+from mutt_app import metrics
 from mutt_app.api_keys import UNSCOPED_CHANGED_BY, ApiKey, accepted_keys, identify
 from mutt_app.config import Settings
 from mutt_app.config_audit import record_change
@@ -146,9 +148,22 @@ def _routing_error(exc: HTTPException) -> Response | HTTPException:
     return exc
 
 
+@bp.before_request
+def _start_clock() -> None:
+    # Registered before _authenticate, so refused requests are timed and counted too.
+    g.api_started = time.perf_counter()
+
+
 @bp.after_request
 def _version_header(response: Response) -> Response:
     response.headers["X-API-Version"] = API_VERSION
+    # One series per route whichever alias was called: /api/v1/rules counts as /api/v2/rules.
+    rule = request.url_rule.rule if request.url_rule is not None else "unknown"
+    endpoint = rule.replace("/api/v1/", "/api/v2/", 1)
+    metrics.WEBUI_API_REQUESTS.labels(endpoint, str(response.status_code)).inc()
+    started = g.get("api_started")
+    if started is not None:
+        metrics.WEBUI_API_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
     return response
 
 

@@ -24,6 +24,7 @@ from limits import RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from mutt_app import metrics
 from mutt_app.web.api import redis_connection, settings
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,13 @@ def retry_after(kind: str) -> int | None:
     except (redis.RedisError, OSError) as exc:
         log.warning("auth throttle unavailable (Redis): %s; not throttling %s", exc, address)
         return None
+    metrics.WEBUI_AUTH_THROTTLED.labels(kind).inc()
     return max(1, math.ceil(reset_at - time.time()))
 
 
 def record_failure(kind: str) -> None:
     """Count one failed ``kind`` attempt (LOGIN or API_KEY) for this client."""
+    metrics.WEBUI_AUTH_FAILURES.labels(kind).inc()
     try:
         _limiter().hit(_item(), kind, client_address())
     except (redis.RedisError, OSError) as exc:

@@ -270,3 +270,25 @@ def test_a_logged_in_person_may_read_but_not_change_without_a_key(
         assert audit_rows(engine, table_name="alert_rules") == []
     finally:
         close_web_app(app)
+
+
+def test_requests_are_counted_per_route_and_status_on_metrics(client: FlaskClient) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(endpoint: str, status: str) -> float:
+        labels = {"endpoint": endpoint, "status": status}
+        return REGISTRY.get_sample_value("mutt_webui_api_requests_total", labels) or 0.0
+
+    rule = "/api/v2/rules/<int:rule_id>"
+    before = (count(rule, "404"), count(rule, "403"), count("/api/v2/config", "401"))
+    viewer = {"X-API-Key": KEYS["viewer"]}
+    assert client.get("/api/v2/rules/5", headers=viewer).status_code == 404
+    assert (
+        client.get("/api/v1/rules/5", headers=viewer).status_code == 404
+    )  # the alias, same series
+    assert client.put("/api/v2/rules/5", json={"reason": "r"}, headers=viewer).status_code == 403
+    assert client.put("/api/v2/config", json={}).status_code == 401
+    after = (count(rule, "404"), count(rule, "403"), count("/api/v2/config", "401"))
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 1, 1]
+    page = client.get("/metrics").get_data(as_text=True)
+    assert "mutt_webui_api_latency_seconds_bucket" in page

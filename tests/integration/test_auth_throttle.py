@@ -111,6 +111,15 @@ def test_failures_leave_the_moving_window(settings: Settings, engine: Engine) ->
 def test_bad_api_keys_are_throttled_per_address_in_json(
     app: Flask, redis_client: redis.Redis
 ) -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"kind": "api-key"}) or 0.0
+
+    failures, throttled = (
+        sample("mutt_webui_auth_failures_total"),
+        sample("mutt_webui_auth_throttled_total"),
+    )
     client = app.test_client()
     for _ in range(3):
         response = client.get(
@@ -124,6 +133,8 @@ def test_bad_api_keys_are_throttled_per_address_in_json(
     assert (
         1 <= response.json["details"]["retry_after_seconds"] == int(response.headers["Retry-After"])
     )
+    assert sample("mutt_webui_auth_failures_total") - failures == 3
+    assert sample("mutt_webui_auth_throttled_total") - throttled == 1
     ok = client.get("/api/v2/rules", headers={"X-API-Key": KEY}, environ_base=OTHER)
     assert ok.status_code == 200
     # Counted in the shared Redis, where every web process sees them.
