@@ -262,9 +262,30 @@ def _schemas() -> dict[str, Any]:
         "TeamDeleted": _object(
             {"hostname": STR, "deleted": ref("Team"), **change}, ["hostname", "deleted"]
         ),
+        "EventAuditRow": _object(
+            {
+                "id": INT,
+                "event_timestamp": TIMESTAMP,
+                "received_at": TIMESTAMP,
+                "audited_at": TIMESTAMP,
+                "hostname": STR,
+                "message": STR,
+                "source": NULLABLE_STR,
+                "syslog_severity": NULLABLE_INT,
+                "trap_oid": NULLABLE_STR,
+                "matched_rule_id": NULLABLE_INT,
+                "handling_decision": STR,
+                "team_assignment": NULLABLE_STR,
+                "is_dev": BOOL,
+                "forwarded_to_moog": BOOL,
+                "correlation_id": UUID,
+                "raw": {"type": ["object", "null"]},
+            },
+            ["id", "event_timestamp", "hostname", "message", "handling_decision", "correlation_id"],
+        ),
         "EventAuditPage": _object(
             {
-                "logs": {"type": "array", "items": {"type": "object"}},
+                "logs": {"type": "array", "items": ref("EventAuditRow")},
                 "limit": INT,
                 "page": NULLABLE_INT,
                 "has_more": BOOL,

@@ -136,3 +136,47 @@ def test_errors_fit_the_documented_error_schema(app: Flask) -> None:
         response = client.open(url, method=method, **{"headers": headers, **kwargs})
         assert response.status_code == status, (url, response.json)
         check_answer(doc, method, rule, status, response.json)
+
+
+def test_populated_answers_fit_the_documented_schemas(app: Flask, engine) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from sqlalchemy.orm import Session
+
+    from mutt_app.deadletters import add_dead_letter
+    from tests.integration.test_api import CRITICAL, _event_rows
+
+    _event_rows(engine, datetime(2026, 3, 1, 12, tzinfo=UTC))
+    with Session(engine) as session, session.begin():
+        add_dead_letter(
+            session,
+            task_name="mutt.forward_to_moog",
+            queue="mutt.forward",
+            payload={"alert": {"external_id": "6c442ed1-19ae-4c1b-9ecf-a3d7efc6d89a"}},
+            error="Moog answered 400",
+            backoff_base=60,
+        )
+    doc = fetch_document(app)
+    client = app.test_client()
+    headers = {"X-API-Key": "k" * 20}
+    client.post("/api/v2/rules", json=CRITICAL | {"reason": "r"}, headers=headers)
+    client.post(
+        "/api/v2/teams",
+        json={"hostname": "h", "team_assignment": "T", "reason": "r"},
+        headers=headers,
+    )
+    client.post("/api/v2/dev-hosts", json={"hostname": "h", "reason": "r"}, headers=headers)
+    for path in (
+        "/audit-logs",
+        "/config-audit",
+        "/dlq",
+        "/rules",
+        "/teams",
+        "/dev-hosts",
+        "/config",
+    ):
+        response = client.get(f"/api/v2{path}", headers=headers)
+        assert response.status_code == 200
+        values = [v for v in response.json.values() if isinstance(v, list)]
+        assert path == "/config" or values[0], path  # not an empty list: rows are checked
+        check_answer(doc, "GET", f"/api/v2{path}", 200, response.json)
