@@ -66,13 +66,14 @@ class Process:
 
 
 class Stack:
-    """Ingest (gunicorn), worker(s) (celery) and a Moog sink, sharing one environment."""
+    """Ingest and web (gunicorn), worker(s) (celery) and a Moog sink, sharing one environment."""
 
     def __init__(self, env: dict[str, str], logdir: Path) -> None:
         self.logdir = logdir
         self.sink_port = free_port()
         self.ingest_port = free_port()
         self.metrics_port = free_port()
+        self.web_port: int | None = None
         samples = logdir / "prometheus"
         samples.mkdir(exist_ok=True)
         self.env = {
@@ -106,6 +107,22 @@ class Stack:
         samples.mkdir(exist_ok=True)
         env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(samples)}
         self._start("ingest", argv, f"http://127.0.0.1:{self.ingest_port}/health", env)
+        return self
+
+    def start_web(self) -> Stack:
+        """The admin UI and REST API (gunicorn, create_app) on ``web_port``."""
+        if self.web_port is None:
+            self.web_port = free_port()
+        argv = [
+            sys.executable, "-m", "gunicorn",
+            "--bind", f"127.0.0.1:{self.web_port}",
+            "--workers", "1", "--threads", "4",
+            "mutt_app.web:create_app()",
+        ]  # fmt: skip
+        samples = self.logdir / "prometheus-web"
+        samples.mkdir(exist_ok=True)
+        env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(samples)}
+        self._start("web", argv, f"http://127.0.0.1:{self.web_port}/health", env)
         return self
 
     def start_worker(

@@ -12,6 +12,8 @@ from tests.e2e.test_pipeline import _event, _seed
 from tests.integration.test_deploy import _alert_rules, _dashboard_exprs, _metric_names
 from tests.services import wait_for
 
+WEB_KEY = "scrape-web-key-0123456789"
+
 
 def _served_names(url: str) -> set[str]:
     page = requests.get(url, timeout=5).text
@@ -45,6 +47,8 @@ def test_dashboard_and_alert_metrics_are_all_served_after_traffic(
         REMEDIATION_MAX_RETRIES="1",
         MOOG_CIRCUIT_BREAKER_TIMEOUT="3",
         BROKER_VISIBILITY_TIMEOUT="20",
+        WEBUI_API_KEY=WEB_KEY,
+        WEBUI_AUTH_IP_MAX_FAILURES="1",
     )
     _seed(stack.engine)
     stack.start_sink().start_ingest()
@@ -69,7 +73,15 @@ def test_dashboard_and_alert_metrics_are_all_served_after_traffic(
     post("nothing matches this", 3)  # unhandled
     stack.wait_audited(7)
 
+    # The web app: an API request, a bad key, and then a throttled one.
+    stack.start_web()
+    api = f"http://127.0.0.1:{stack.web_port}/api/v2/rules"
+    assert requests.get(api, headers={"X-API-Key": WEB_KEY}, timeout=10).status_code == 200
+    assert requests.get(api, headers={"X-API-Key": "wrong"}, timeout=10).status_code == 401
+    assert requests.get(api, headers={"X-API-Key": WEB_KEY}, timeout=10).status_code == 429
+
     served = _served_names(f"http://127.0.0.1:{stack.ingest_port}/metrics")
+    served |= _served_names(f"http://127.0.0.1:{stack.web_port}/metrics")
     served |= _served_names(f"http://127.0.0.1:{stack.metrics_port}/metrics")
     missing = sorted(_used_names() - served)
     assert not missing, f"used by the dashboard or alert rules but not served: {missing}"
