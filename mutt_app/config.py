@@ -91,6 +91,9 @@ class Settings(BaseModel):
     # --- API keys (usually from Vault) -----------------------------------------------------
     ingest_api_key: SecretStr | None = None
     webui_api_key: SecretStr | None = None
+    webui_api_keys: SecretStr | None = None
+    """Scoped REST API keys, ``name:role:key`` separated by commas (see :mod:`mutt_app.api_keys`);
+    when set, the whole list (WEBUI_API_KEY is then not accepted)."""
     moog_api_key: SecretStr | None = None
 
     # --- ingest ----------------------------------------------------------------------------
@@ -151,6 +154,14 @@ class Settings(BaseModel):
     """Consecutive failed log-ins that lock an account ..."""
     webui_login_lockout_seconds: Annotated[int, Field(ge=1)] = 300
     """... for this long."""
+    webui_auth_ip_max_failures: Annotated[int, Field(ge=1)] = 20
+    """Failed log-ins (and, counted apart, bad API keys) from one client IP that make it wait ..."""
+    webui_auth_ip_window_seconds: Annotated[int, Field(ge=1)] = 300
+    """... until fewer than that many fall within this moving window."""
+    webui_trusted_proxies: Annotated[int, Field(ge=0, le=10)] = 0
+    """Reverse proxies in front of the web app whose X-Forwarded-For names the client (0: none; the
+    connection's address is the client's). Behind a proxy, set it, or every client shares one
+    address for the per-IP throttle."""
     flower_port: Port = 5555
     flower_url: str | None = None
     """Flower's address for the admin menu's link; unset: FLOWER_PORT on the host serving the UI."""
@@ -191,6 +202,15 @@ class Settings(BaseModel):
             crontab.from_string(value)
         except (ValueError, IndexError) as exc:
             raise ValueError(f"not a crontab line (minute hour day month weekday): {exc}") from None
+        return value
+
+    @field_validator("webui_api_keys")
+    @classmethod
+    def _scoped_api_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        from mutt_app.api_keys import parse_api_keys
+
+        if value is not None and value.get_secret_value():
+            parse_api_keys(value.get_secret_value())  # refused at start, not at the first request
         return value
 
     @field_validator("log_level", mode="before")

@@ -50,6 +50,7 @@ MAX_LISTED_IDS = 100
 _SECRET_FIELDS = (
     "ingest_api_key",
     "webui_api_key",
+    "webui_api_keys",
     "moog_api_key",
     "redis_password",
     "redis_pass_current",
@@ -79,6 +80,11 @@ def secret_values(settings: Settings) -> list[str]:
         secret = getattr(settings, name)
         if secret is not None and len(secret.get_secret_value()) >= 4:
             values.append(secret.get_secret_value())
+    if settings.webui_api_keys is not None and settings.webui_api_keys.get_secret_value():
+        from mutt_app.api_keys import parse_api_keys
+
+        # Each scoped key on its own too: a log line may carry one key, never the whole list.
+        values += [key.secret for key in parse_api_keys(settings.webui_api_keys.get_secret_value())]
     return sorted(set(values), key=len, reverse=True)
 
 

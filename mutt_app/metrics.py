@@ -150,6 +150,20 @@ RETENTION_LAST_SUCCESS = Gauge(
     multiprocess_mode="max",
 )
 
+# --- web UI and REST API --------------------------------------------------------------------------
+WEBUI_API_REQUESTS = Counter(
+    "mutt_webui_api_requests_total", "REST API requests by route and status", ["endpoint", "status"]
+)
+WEBUI_API_LATENCY = Histogram(
+    "mutt_webui_api_latency_seconds", "REST API latency", ["endpoint"], buckets=LATENCY_BUCKETS
+)
+WEBUI_AUTH_FAILURES = Counter(
+    "mutt_webui_auth_failures_total", "Failed log-ins and bad API keys", ["kind"]
+)
+WEBUI_AUTH_THROTTLED = Counter(
+    "mutt_webui_auth_throttled_total", "Attempts refused 429 by the per-IP throttle", ["kind"]
+)
+
 
 def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:
     """Serve /metrics on ``port`` from a background thread (merged across processes if enabled)."""

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 SECRET_KEYS = (
     "INGEST_API_KEY",
     "WEBUI_API_KEY",
+    "WEBUI_API_KEYS",
     "MOOG_API_KEY",
     "REDIS_PASS_CURRENT",
     "REDIS_PASS_NEXT",

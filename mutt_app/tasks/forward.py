@@ -25,7 +25,7 @@ import requests
 from celery import Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
-from mutt_app import metrics
+from mutt_app import metrics, slo
 from mutt_app.celery_app import runtime_of
 from mutt_app.deadletters import add_dead_letter
 from mutt_app.logs import log_context
@@ -163,6 +163,7 @@ def deliver(runtime: Runtime, alert: dict[str, Any], attempts: int) -> Outcome:
         return Outcome("deferred", wait=2.0)
     try:
         outcome = _post(settings, runtime.http(), alert, attempts)
+        slo.record(client, "forward", outcome.status == "delivered")  # as mutt_moog_requests_total
         if outcome.status == "delivered":
             client.set(f"{SENT_PREFIX}:{key}", "1", ex=SENT_TTL_SECONDS)
     finally:

@@ -57,6 +57,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings, service="mutt-web")
     app = Flask("mutt_app.web")
     app.extensions["mutt_settings"] = settings
+    if settings.webui_trusted_proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # The client's address from X-Forwarded-For, as appended by this many trusted proxies.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.webui_trusted_proxies)  # type: ignore[method-assign]
     app.register_blueprint(health_bp)
     app.register_blueprint(metrics_bp)
     # The API makes its engine and Redis client on first use (app.extensions), like /health.

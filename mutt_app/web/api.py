@@ -1,53 +1,67 @@
 """The REST API v2 of the web app (``/api/v2``; ``/api/v1`` is an alias of the same routes).
 
-Every request needs the header ``X-API-Key`` equal to WEBUI_API_KEY (compared in constant time); the
-key carries the admin role. Without WEBUI_API_KEY configured every request is refused: the API is
-never open by default. Every response carries ``X-API-Version: 2``; every error is JSON
-``{"error": "...", "details": ...}`` with status 400 (malformed request or query parameter), 401
-(no or wrong key), 404 (no such record or route), 405, 409 (duplicate), 422 (a body that is JSON but
-not an acceptable change) or 503 (database unreachable).
+Authentication: every request needs the header ``X-API-Key``, compared in constant time with the
+accepted keys of :mod:`mutt_app.api_keys`: WEBUI_API_KEY (one admin key) or, when set,
+WEBUI_API_KEYS (``name:role:key,...``). With no key configured every request is refused: the API is
+never open by default. Each route needs a role (:func:`requires`; unmarked reads need viewer,
+unmarked writes admin): viewer reads and uses the rule tester, operator also replays dead letters
+and changes the dynamic configuration, admin changes rules, development hosts and device teams.
+Bad keys are counted per client IP (:mod:`mutt_app.web.throttle`); too many answer 429. A person
+logged in to the UI (session cookie, no key) may use what needs only the viewer role, as themselves.
+Only ``GET /openapi.json`` (:mod:`mutt_app.web.openapi`, the OpenAPI 3.1 description) needs no key.
 
-Changes (create, update, delete of rules, development hosts and device teams) need a reason, from
-the body's ``"reason"`` or the ``X-Change-Reason`` header, and each writes exactly one
-``config_audit_log`` row in the same transaction as the change (changed_by ``"api-key"``, old and
-new values, the reason, and a correlation id from ``X-Correlation-ID`` or a new one). After the
-commit the rules version in Redis is bumped so that workers reload within seconds. A request that
-changes nothing (the values are already as asked) writes no audit row and bumps nothing.
+Every response carries ``X-API-Version: 2``; every error is JSON ``{"error": "...", "details": ...}``
+with status 400 (malformed query parameter, header or JSON), 401 (no or unknown key), 403 (the key's
+role is too low), 404 (no such record, or no such route under /api), 405, 409 (duplicate), 415 (a
+body not sent as application/json), 422 (JSON, but not an acceptable change: unknown or read-only
+field, wrong type, invalid rule, no reason), 429 (throttled) or 503 (database unreachable).
+
+Changes (create, update, delete of rules, development hosts and device teams; PUT /config) need a
+reason, from the body's ``"reason"`` or the ``X-Change-Reason`` header, and each writes exactly one
+``config_audit_log`` row in the same transaction as the change (changed_by ``api:<key name>``, or
+``api-key`` for WEBUI_API_KEY; old and new values; the reason; a correlation id from
+``X-Correlation-ID`` or a new one). After the commit the rules version in Redis is bumped so that
+workers reload within seconds. A request that changes nothing (the values are already as asked)
+writes no audit row and bumps nothing.
 
 List endpoints take ``limit`` (1..500) and refuse a larger one with 400 rather than clamping it, so
 a client never silently receives fewer rows than it asked for.
 
 Routes: this module holds the blueprint, authentication, errors, shared helpers and the two audit
 readers; :mod:`mutt_app.web.api_rules` (rules, rule tester), :mod:`mutt_app.web.api_operations`
-(dead-letter queue, dynamic configuration) and :mod:`mutt_app.web.api_hosts`
-(development hosts, device teams) attach their routes to the same blueprint.
+(dead-letter queue, dynamic configuration), :mod:`mutt_app.web.api_hosts` (development hosts,
+device teams), :mod:`mutt_app.web.api_slo` (SLO report) and :mod:`mutt_app.web.openapi` attach
+their routes to the same blueprint.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import logging
+import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import redis
 from flask import Blueprint, Flask, Response, current_app, g, request
+from flask_login import current_user
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
+from mutt_app import metrics
+from mutt_app.api_keys import UNSCOPED_CHANGED_BY, ApiKey, accepted_keys, identify
 from mutt_app.config import Settings
 from mutt_app.config_audit import record_change
 from mutt_app.db import make_engine, session_factory
-from mutt_app.models import CONFIG_OPERATIONS, ConfigAuditLog, EventAuditLog
+from mutt_app.models import CONFIG_OPERATIONS, ROLES, ConfigAuditLog, EventAuditLog
 from mutt_app.rotation import redis_client
 from mutt_app.rule_cache import bump_rules_version
 
@@ -55,11 +69,12 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "2"
 API_PREFIXES = ("/api/v2", "/api/v1")
-CHANGED_BY = "api-key"
+CHANGED_BY = UNSCOPED_CHANGED_BY  # changed_by of WEBUI_API_KEY; a scoped key's is api:<name>
 MAX_LIMIT = 500
 MAX_DB_INT = 2**31 - 1  # PostgreSQL integer: larger ids or offsets could only fail in the driver
 
 bp = Blueprint("api", __name__, url_prefix="/api/v2")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 # --- errors and responses ----------------------------------------------------------------------
@@ -68,11 +83,19 @@ bp = Blueprint("api", __name__, url_prefix="/api/v2")
 class ApiError(Exception):
     """An error answer: HTTP ``status``, a one-line ``error`` and optional structured ``details``."""
 
-    def __init__(self, status: int, error: str, details: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        details: Any = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
         self.details = details
+        self.headers = dict(headers or {})
 
 
 def json_response(
@@ -86,14 +109,16 @@ def json_response(
     return response
 
 
-def _error_response(status: int, error: str, details: Any = None) -> Response:
-    headers = {"WWW-Authenticate": 'ApiKey header="X-API-Key"'} if status == 401 else None
-    return json_response({"error": error, "details": details}, status, headers)
+def _error_response(
+    status: int, error: str, details: Any = None, headers: Mapping[str, str] | None = None
+) -> Response:
+    extra = {"WWW-Authenticate": 'ApiKey header="X-API-Key"'} if status == 401 else {}
+    return json_response({"error": error, "details": details}, status, {**extra, **(headers or {})})
 
 
 @bp.errorhandler(ApiError)
 def _api_error(exc: ApiError) -> Response:
-    return _error_response(exc.status, exc.error, exc.details)
+    return _error_response(exc.status, exc.error, exc.details, exc.headers)
 
 
 @bp.errorhandler(OperationalError)
@@ -123,29 +148,156 @@ def _routing_error(exc: HTTPException) -> Response | HTTPException:
     return exc
 
 
+@bp.before_request
+def _start_clock() -> None:
+    # Registered before _authenticate, so refused requests are timed and counted too.
+    g.api_started = time.perf_counter()
+
+
 @bp.after_request
 def _version_header(response: Response) -> Response:
     response.headers["X-API-Version"] = API_VERSION
+    # One series per route whichever alias was called: /api/v1/rules counts as /api/v2/rules.
+    rule = request.url_rule.rule if request.url_rule is not None else "unknown"
+    endpoint = rule.replace("/api/v1/", "/api/v2/", 1)
+    metrics.WEBUI_API_REQUESTS.labels(endpoint, str(response.status_code)).inc()
+    started = g.get("api_started")
+    if started is not None:
+        metrics.WEBUI_API_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
     return response
 
 
-# --- authentication ----------------------------------------------------------------------------
+# --- authentication and roles ------------------------------------------------------------------
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def requires(role: str) -> Callable[[F], F]:
+    """Mark a view as needing ``role`` (viewer, operator, admin) instead of the default.
+
+    Without a mark a reading method (GET, HEAD) needs viewer and anything else admin, so a new
+    writing route is admin-only until someone decides otherwise.
+    """
+    assert role in ROLES
+
+    def mark(view: F) -> F:
+        view.required_role = role  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def public(view: F) -> F:
+    """Mark a view as answering without a key (the API's own description)."""
+    view.public = True  # type: ignore[attr-defined]
+    return view
+
+
+def required_role(view: Callable[..., Any], method: str) -> str:
+    """The role ``method`` on ``view`` needs."""
+    marked = getattr(view, "required_role", None)
+    if marked is not None:
+        return marked
+    return "viewer" if method in READ_METHODS else "admin"
+
+
+def api_keys() -> tuple[ApiKey, ...]:
+    """The keys this app accepts (parsed once)."""
+    keys = current_app.extensions.get("mutt_api_keys")
+    if keys is None:
+        config = settings()
+        keys = accepted_keys(
+            config.webui_api_keys.get_secret_value() if config.webui_api_keys else None,
+            config.webui_api_key.get_secret_value() if config.webui_api_key else None,
+        )
+        keys = current_app.extensions.setdefault("mutt_api_keys", keys)
+    return keys
+
+
+def current_key() -> ApiKey:
+    """The key the current request was authenticated with."""
+    return g.api_key
 
 
 @bp.before_request
 def _authenticate() -> None:
-    """Refuse the request unless ``X-API-Key`` is WEBUI_API_KEY; the key carries the admin role."""
-    settings: Settings = current_app.extensions["mutt_settings"]
-    expected = settings.webui_api_key.get_secret_value() if settings.webui_api_key else ""
-    if not expected:
-        raise ApiError(401, "WEBUI_API_KEY is not set: the API refuses every request until it is")
+    """401 unless ``X-API-Key`` is an accepted key, 403 unless its role suffices, 429 if throttled."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is None or getattr(view, "public", False):
+        return
     given = request.headers.get("X-API-Key")
+    if not given and (person := _logged_in_person()) is not None:
+        # The spec's "API key or session": a person logged in to the UI may use what changes
+        # nothing (what needs only the viewer role), as themselves. Not more: the API is not
+        # CSRF-protected, so changes need a key.
+        if required_role(view, request.method) != "viewer":
+            raise ApiError(
+                401, "a logged-in session may only read the API; changes need an X-API-Key"
+            )
+        _check_role(person, view)
+        return
+    keys = api_keys()
+    if not keys:
+        raise ApiError(
+            401,
+            "no API key is configured (WEBUI_API_KEY or WEBUI_API_KEYS): the API refuses"
+            " every request until one is",
+        )
+    wait = throttle.retry_after(throttle.API_KEY)
+    if wait is not None:
+        raise ApiError(
+            429,
+            "too many requests with a bad API key from this address; retry later",
+            {"retry_after_seconds": wait},
+            headers={"Retry-After": str(wait)},
+        )
     if not given:
         raise ApiError(401, "missing X-API-Key header")
-    # Bytes, because compare_digest refuses non-ASCII str; a header is latin-1, always encodable.
-    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+    key = identify(keys, given)
+    if key is None:
+        throttle.record_failure(throttle.API_KEY)
+        log.warning(
+            "API request with a bad key from %s: %s %s",
+            request.remote_addr,
+            request.method,
+            request.path,
+        )
         raise ApiError(401, "invalid API key")
-    g.api_role = "admin"
+    _check_role(key, view)
+
+
+@bp.before_request
+def _refuse_nul() -> None:
+    """400 for a NUL character in a query parameter or path segment.
+
+    PostgreSQL text cannot hold one, so it could only fail in the driver, as a 500.
+    """
+    for name, value in [*request.args.items(multi=True), *(request.view_args or {}).items()]:
+        if isinstance(value, str) and "\x00" in value:
+            raise ApiError(400, f"{name} must not contain NUL characters", {"parameter": name})
+
+
+def _check_role(key: ApiKey, view: Callable[..., Any]) -> None:
+    """Remember who calls; 403 unless ``key``'s role is enough for this request."""
+    g.api_key = key
+    g.api_role = key.role
+    needed = required_role(view, request.method)
+    if not key.has_role(needed):
+        raise ApiError(
+            403,
+            f"{key.name!r} has the {key.role} role; {request.method} {request.path} needs {needed}",
+            {"key": key.name, "role": key.role, "required_role": needed},
+        )
+
+
+def _logged_in_person() -> ApiKey | None:
+    """The person logged in to the UI (session cookie) as a read-only caller, or None."""
+    if not hasattr(current_app, "login_manager"):
+        return None
+    person = current_user
+    if not getattr(person, "is_authenticated", False):
+        return None
+    return ApiKey(f"user:{person.username}", person.role, "", scoped=True)
 
 
 # --- app resources -----------------------------------------------------------------------------
@@ -181,10 +333,20 @@ def redis_connection() -> redis.Redis:
 
 
 def json_body() -> dict[str, Any]:
-    """The request body as a JSON object; an empty body is ``{}``; anything else is a 400."""
+    """The request body as a JSON object; an empty body is ``{}``.
+
+    A body sent as anything but JSON (Content-Type ``application/json`` or ``...+json``) is a 415;
+    JSON that does not parse, or is not an object, a 400.
+    """
     data = request.get_data(cache=True)
     if not data.strip():
         return {}
+    if not request.is_json:
+        raise ApiError(
+            415,
+            "the body must be sent as Content-Type: application/json",
+            {"content_type": request.content_type},
+        )
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -336,7 +498,7 @@ class ChangeScope:
         assert operation in CONFIG_OPERATIONS
         record_change(
             self.session,
-            changed_by=CHANGED_BY,
+            changed_by=current_key().changed_by,
             operation=operation,
             table_name=table_name,
             record_id=record_id,
@@ -416,8 +578,9 @@ def int_arg(name: str, default: int, *, minimum: int, maximum: int = MAX_DB_INT)
             400, f"{name} must be an integer", {"parameter": name, "value": raw}
         ) from None
     if not minimum <= value <= maximum:
+        # The text as given: a huge number has no JSON (64-bit) form.
         raise ApiError(
-            400, f"{name} must be from {minimum} to {maximum}", {"parameter": name, "value": value}
+            400, f"{name} must be from {minimum} to {maximum}", {"parameter": name, "value": raw}
         )
     return value
 
@@ -636,4 +799,12 @@ def register_api(app: Flask) -> None:
 
 
 # The route modules attach to ``bp``; imported last, as they import the helpers above.
-from mutt_app.web import api_hosts, api_metrics, api_operations, api_rules  # noqa: E402, F401
+from mutt_app.web import (  # noqa: E402, F401
+    api_hosts,
+    api_metrics,
+    api_operations,
+    api_rules,
+    api_slo,
+    openapi,
+    throttle,
+)

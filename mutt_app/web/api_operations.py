@@ -7,8 +7,10 @@
   cannot be replayed (it is left in place).
 - ``GET /config``: every dynamic setting with its value, whether it is overridden, and its help.
 - ``PUT /config``: ``{"<name>": value, ..., "reason": "..."}``. Every value is checked before any is
-  stored; the change writes one config_audit_log row (table ``dynamic_config``) with the old and new
-  values, and every process picks it up within seconds (pub/sub and a 5-second cache).
+  stored; the values that differ from the current ones are stored with one config_audit_log row
+  (table ``dynamic_config``, their old and new values), and every process picks them up within
+  seconds (pub/sub and a 5-second cache). Answers ``{old, new, changed}``; values already as asked
+  write nothing.
 """
 
 from __future__ import annotations
@@ -22,16 +24,17 @@ from mutt_app import deadletters
 from mutt_app.dynamic_config import KEYS, DynamicConfig, parse_value, set_audited
 from mutt_app.models import DeadLetter, PoisonLetter
 from mutt_app.web.api import (
-    CHANGED_BY,
     ApiError,
     bool_arg,
     bp,
     change_reason,
+    current_key,
     int_arg,
     json_body,
     json_response,
     limit_arg,
     redis_connection,
+    requires,
     row_dict,
     sessions,
     settings,
@@ -50,10 +53,13 @@ def _celery() -> Celery:
     return app
 
 
-def _dynamic_config() -> DynamicConfig:
+def dynamic_config() -> DynamicConfig:
+    """The app's dynamic configuration (Redis-backed), made on first use."""
     config = current_app.extensions.get("mutt_dynamic_config")
     if config is None:
-        config = DynamicConfig(redis_connection(), settings())
+        # No local cache: several web processes share Redis, and a change made through one must
+        # be what the next request to another reads (the audit's old values, the SLO targets).
+        config = DynamicConfig(redis_connection(), settings(), cache_ttl=0)
         config = current_app.extensions.setdefault("mutt_dynamic_config", config)
     return config
 
@@ -79,6 +85,7 @@ def list_dead_letters() -> Response:
 
 
 @bp.post("/dlq/<int:item_id>/replay")
+@requires("operator")
 def replay_dead_letter(item_id: int) -> Response:
     """Publish one item again now and remove it from the store."""
     poison = bool_arg("poison") or False
@@ -96,13 +103,14 @@ def replay_dead_letter(item_id: int) -> Response:
 
 
 @bp.get("/config")
-def get_dynamic_config() -> Response:
+def getdynamic_config() -> Response:
     """Every dynamic setting: value, overridden or default, help."""
-    return json_response({"config": _dynamic_config().get_all()})
+    return json_response({"config": dynamic_config().get_all()})
 
 
 @bp.put("/config")
-def put_dynamic_config() -> Response:
+@requires("operator")
+def putdynamic_config() -> Response:
     """Change dynamic settings (all or none), audited."""
     body = json_body()
     reason = change_reason(body)
@@ -125,6 +133,14 @@ def put_dynamic_config() -> Response:
     if problems:
         raise ApiError(422, "invalid values", problems)
 
-    with sessions().begin() as session:
-        old = set_audited(_dynamic_config(), session, parsed, changed_by=CHANGED_BY, reason=reason)
-    return json_response({"old": old, "new": parsed})
+    config = dynamic_config()
+    # Only what differs from the current value is a change: asking for what is already set writes
+    # no audit row (as for rules and hosts) and answers changed: false.
+    changing = {name: value for name, value in parsed.items() if config.get(name) != value}
+    old: dict[str, Any] = {}
+    if changing:
+        with sessions().begin() as session:
+            old = set_audited(
+                config, session, changing, changed_by=current_key().changed_by, reason=reason
+            )
+    return json_response({"old": old, "new": changing, "changed": bool(changing)})

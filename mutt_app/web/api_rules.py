@@ -34,6 +34,7 @@ from mutt_app.web.api import (
     json_body,
     json_response,
     limit_arg,
+    requires,
     sessions,
     settings,
 )
@@ -183,6 +184,7 @@ def delete_rule(rule_id: int) -> Response:
 
 
 @bp.post("/rules/test")
+@requires("viewer")  # a question about the rules, not a change
 def test_rule() -> Response:
     """Which active rule would win for a sample event, its handling and team, and what it shadows.
 

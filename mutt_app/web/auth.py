@@ -9,7 +9,9 @@ People log in with an account made by ``mutt users create`` (there is no default
   ``MUTT_DATA_DIR/webui_secret_key`` (mode 0600), so sessions survive restarts.
 - Every non-API POST/PUT/PATCH/DELETE needs a CSRF token (Flask-WTF), the log-in form included.
 - Failed log-ins are throttled per account in the database (see :func:`mutt_app.accounts.authenticate`):
-  WEBUI_LOGIN_MAX_FAILURES wrong passwords lock it for WEBUI_LOGIN_LOCKOUT_SECONDS.
+  WEBUI_LOGIN_MAX_FAILURES wrong passwords lock it for WEBUI_LOGIN_LOCKOUT_SECONDS; and per client
+  IP in Redis (:mod:`mutt_app.web.throttle`): WEBUI_AUTH_IP_MAX_FAILURES failures within
+  WEBUI_AUTH_IP_WINDOW_SECONDS answer 429 without checking the password.
 - The user is loaded from the database on every request, so a role change or a disabled account
   takes effect at once.
 """
@@ -24,7 +26,17 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFProtect
@@ -35,6 +47,7 @@ from wtforms.validators import DataRequired, Length
 from mutt_app import accounts
 from mutt_app.config import Settings
 from mutt_app.models import ROLES, User
+from mutt_app.web import throttle
 from mutt_app.web.api import API_PREFIXES, sessions, settings
 
 log = logging.getLogger(__name__)
@@ -106,6 +119,13 @@ def login() -> str | BaseResponse:
         return redirect(_safe_next(request.args.get("next")))
     form = LoginForm()
     status = 200
+    if request.method == "POST" and (wait := throttle.retry_after(throttle.LOGIN)) is not None:
+        # Checked before the password, so a throttled address learns nothing from its guesses.
+        log.warning("log-in from %s throttled for %ss", request.remote_addr, wait)
+        flash(f"Too many failed log-ins from your address; try again in {wait} seconds.", "error")
+        response = make_response(render_template("auth/login.html", form=form), 429)
+        response.headers["Retry-After"] = str(wait)
+        return response
     if form.validate_on_submit():
         config = settings()
         with sessions().begin() as session:
@@ -127,6 +147,7 @@ def login() -> str | BaseResponse:
             request.remote_addr,
             result.outcome.value,
         )
+        throttle.record_failure(throttle.LOGIN)
         # One message for every failure: the form must not tell which usernames exist.
         flash("Invalid username or password, or the account is locked for a while.", "error")
         status = 401

@@ -22,7 +22,7 @@ from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as BrokerError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from mutt_app import metrics
+from mutt_app import metrics, slo
 from mutt_app.celery_app import make_celery
 from mutt_app.config import VERSION, Settings
 from mutt_app.dynamic_config import DynamicConfig
@@ -115,6 +115,8 @@ def _ingestor() -> Ingestor:
 
 def _answer(status: int, body: dict, reason: str, **headers: str) -> Response:
     metrics.INGEST_REQUESTS.labels("success" if status < 300 else "fail", reason).inc()
+    if reason != "redis_unavailable":  # that failure cannot be counted in Redis (see mutt_app.slo)
+        slo.record(_ingestor().redis, "ingest", status < 300)
     response = jsonify(body)
     response.status_code = status
     response.headers.update(headers)

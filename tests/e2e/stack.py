@@ -68,7 +68,7 @@ class Process:
 
 
 class Stack:
-    """Ingest (gunicorn), worker(s) (celery) and a Moog sink, sharing one environment."""
+    """Ingest and web (gunicorn), worker(s) (celery) and a Moog sink, sharing one environment."""
 
     def __init__(self, env: dict[str, str], logdir: Path) -> None:
         self.logdir = logdir

@@ -13,6 +13,7 @@ import redis
 import requests
 from click.testing import CliRunner
 
+from mutt_app import slo
 from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.cli import main
 from mutt_app.config import load_settings
@@ -135,6 +136,12 @@ def test_outage_opens_the_circuit_and_every_alert_arrives_once(make_stack: Stack
     samples = stack.worker_metrics()
     assert _total(samples, "mutt_moog_retries_total") >= 5
     assert samples["mutt_moog_circuit_state"] == 0  # CLOSED again
+    # The SLO counters in Redis (the report's fallback source) saw the same requests as Prometheus.
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    good, total = slo.counted(client, "forward", 2)  # 2 hours, in case the test straddles one
+    requests_total = {k: v for k, v in samples.items() if k.startswith("mutt_moog_requests_total{")}
+    assert total == sum(requests_total.values()) and total - 200 == refused
+    assert good == sum(v for k, v in requests_total.items() if 'status="success"' in k) == 200
 
 
 @pytest.mark.slow

@@ -8,10 +8,11 @@ import pytest
 import requests
 
 from tests.e2e.conftest import StackFactory
-from tests.e2e.stack import WEB_API_KEY
 from tests.e2e.test_pipeline import _event, _seed
 from tests.integration.test_deploy import _alert_rules, _dashboard_exprs, _metric_names
 from tests.services import wait_for
+
+WEB_KEY = "scrape-web-key-0123456789"
 
 
 def _served_names(url: str) -> set[str]:
@@ -46,6 +47,8 @@ def test_dashboard_and_alert_metrics_are_all_served_after_traffic(
         REMEDIATION_MAX_RETRIES="1",
         MOOG_CIRCUIT_BREAKER_TIMEOUT="3",
         BROKER_VISIBILITY_TIMEOUT="20",
+        WEBUI_API_KEY=WEB_KEY,
+        WEBUI_AUTH_IP_MAX_FAILURES="1",
     )
     _seed(stack.engine)
     stack.start_sink().start_ingest().start_web()
@@ -70,11 +73,16 @@ def test_dashboard_and_alert_metrics_are_all_served_after_traffic(
     post("nothing matches this", 3)  # unhandled
     stack.wait_audited(7)
 
-    # The web app's dashboard figures (its database queries are timed).
+    # The web app: the dashboard's figures (its database queries are timed), an API request, a bad
+    # key, and then a throttled one.
     metrics = requests.get(
-        f"{stack.web_url}/api/v2/metrics", headers={"X-API-Key": WEB_API_KEY}, timeout=30
+        f"{stack.web_url}/api/v2/metrics", headers={"X-API-Key": WEB_KEY}, timeout=30
     )
     assert metrics.status_code == 200 and metrics.json()["errors"] == [], metrics.text
+    api = f"{stack.web_url}/api/v2/rules"
+    assert requests.get(api, headers={"X-API-Key": WEB_KEY}, timeout=10).status_code == 200
+    assert requests.get(api, headers={"X-API-Key": "wrong"}, timeout=10).status_code == 401
+    assert requests.get(api, headers={"X-API-Key": WEB_KEY}, timeout=10).status_code == 429
 
     served = _served_names(f"http://127.0.0.1:{stack.ingest_port}/metrics")
     served |= _served_names(f"{stack.web_url}/metrics")

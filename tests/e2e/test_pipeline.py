@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+import redis
 from sqlalchemy import insert
 
+from mutt_app import slo
 from mutt_app.models import AlertRule, DevelopmentHost, DeviceTeam
 from tests.e2e.conftest import StackFactory
 
@@ -126,6 +128,9 @@ def test_bad_events_are_listed_and_good_ones_accepted(make_stack: StackFactory) 
     nothing = stack.post(json.dumps([{"hostname": "x"}]), **{"Content-Type": "application/json"})
     assert nothing.status_code == 422
     assert nothing.json()["rejected"][0]["index"] == 0
+    # Both requests were counted for the SLO report's fallback: one success, one failure.
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    assert slo.counted(client, "ingest", 2) == (1, 2)
 
 
 def test_backpressure_answers_503_and_loses_nothing(make_stack: StackFactory) -> None:

@@ -146,7 +146,7 @@ def test_without_a_configured_key_every_request_is_refused(settings: Settings) -
         for headers in ({}, {"X-API-Key": ""}, {"X-API-Key": "anything"}):
             response = client.get("/api/v2/dev-hosts", headers=headers)
             assert response.status_code == 401
-            assert "WEBUI_API_KEY is not set" in response.json["error"]
+            assert "no API key is configured" in response.json["error"]
         assert client.get("/health").status_code == 200  # only the API is closed
     finally:
         close_web_app(app)
@@ -276,7 +276,11 @@ def test_malformed_rules_are_422_naming_the_field(
         CRITICAL | {"priority": 1001},
         CRITICAL | {"syslog_severity": 8},
         CRITICAL | {"match_type": "glob"},
+        INTERFACE | {"match_string": "(unclosed"},
         CRITICAL | {"prod_handling": "Suppress"},  # a dev-only handling
+        CRITICAL | {"dev_handling": "Page_and_ticket"},  # a prod-only handling
+        CRITICAL | {"syslog_severity": -1},
+        CRITICAL | {"trap_oid": "  "},
         CRITICAL | {"match_string": ""},
         CRITICAL | {"team_assignment": "  "},
         CRITICAL | {"match_type": "oid_prefix"},  # an oid_prefix rule needs a trap_oid

@@ -65,7 +65,11 @@ def test_config_put_changes_values_and_audits_once(
     default = config["moog_rate_limit"]["value"]
 
     answer = call(client, "PUT", "/api/v2/config", {"moog_rate_limit": 7}, status=200)
-    assert answer == {"old": {"moog_rate_limit": default}, "new": {"moog_rate_limit": 7}}
+    assert answer == {
+        "old": {"moog_rate_limit": default},
+        "new": {"moog_rate_limit": 7},
+        "changed": True,
+    }
     assert redis_client.get(f"{PREFIX}:moog_rate_limit") == b"7"
     rows = audit_rows(engine, table_name="dynamic_config")
     assert [(r.old_values, r.new_values, r.reason) for r in rows] == [
@@ -89,3 +93,21 @@ def test_config_put_refuses_bad_values_unknown_names_and_no_reason(
     call(client, "PUT", "/api/v2/config", {"moog_rate_limit": 5}, reason=None, status=422)
     call(client, "PUT", "/api/v2/config", {"moog_rate_limit": True}, status=422)
     assert audit_rows(engine, table_name="dynamic_config") == []
+
+
+def test_config_put_audits_only_what_changes(
+    client: FlaskClient,  # noqa: F811
+    engine: Engine,
+) -> None:
+    call(client, "PUT", "/api/v2/config", {"moog_rate_limit": 7}, status=200)
+    same = call(client, "PUT", "/api/v2/config", {"moog_rate_limit": 7}, status=200)
+    assert same == {"old": {}, "new": {}, "changed": False}
+    mixed = call(
+        client, "PUT", "/api/v2/config", {"moog_rate_limit": 7, "moog_batch_size": 10}, status=200
+    )
+    assert mixed["new"] == {"moog_batch_size": 10} and mixed["old"] == {"moog_batch_size": 100}
+    rows = audit_rows(engine, table_name="dynamic_config")
+    assert [(r.old_values, r.new_values) for r in rows][1:] == [
+        ({"moog_batch_size": 100}, {"moog_batch_size": 10})
+    ]
+    assert len(rows) == 2

@@ -14,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from mutt_app.config import Settings, load_settings
+from mutt_app.logs import secret_values
 from mutt_app.vault import (
     TokenRenewer,
     VaultError,
@@ -282,3 +283,21 @@ def test_renewer_logs_in_again_at_the_max_ttl(secret_id_file: Path) -> None:
             renewer.stop()
         assert renewer.renewals >= 1
         assert renewer.failures == 0
+
+
+def test_scoped_api_keys_come_from_vault_and_a_bad_list_is_refused(
+    vault: VaultServer, secret_id_file: Path
+) -> None:
+    scoped = "grafana:viewer:vault-viewer-key-0123,ci:admin:vault-admin-key-0123"
+    vault.set_secret("secret/mutt", {**VAULT_SECRETS, "WEBUI_API_KEYS": scoped})
+    merged = overlay_secrets(vault_settings(vault, secret_id_file))
+    assert merged.webui_api_keys is not None
+    assert merged.webui_api_keys.get_secret_value() == scoped
+    # Each key is masked in logs on its own, not only the whole list.
+    assert {"vault-viewer-key-0123", "vault-admin-key-0123"} <= set(secret_values(merged))
+
+    vault.set_secret(
+        "secret/mutt", {**VAULT_SECRETS, "WEBUI_API_KEYS": "ci:root:vault-admin-key-0123"}
+    )
+    with pytest.raises(VaultError, match=r"^invalid value for WEBUI_API_KEYS in secret/mutt$"):
+        overlay_secrets(vault_settings(vault, secret_id_file))

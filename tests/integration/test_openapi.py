@@ -1,0 +1,182 @@
+"""The OpenAPI description (GET /api/v2/openapi.json): valid, complete, and true to the app.
+
+``check_answer`` validates a real answer against the documented schema; the role matrix
+(test_api_roles.py) runs it on every route's success answer and every 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from openapi_schema_validator import OAS31Validator
+from openapi_spec_validator import validate
+from pydantic import SecretStr
+
+from mutt_app.config import Settings
+from mutt_app.web import create_app
+from mutt_app.web.openapi import to_openapi_path
+from tests.conftest import close_web_app
+
+METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH"}
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    app = create_app(settings.model_copy(update={"webui_api_key": SecretStr("k" * 20)}))
+    try:
+        yield app
+    finally:
+        close_web_app(app)
+
+
+def fetch_document(app: Flask) -> dict[str, Any]:
+    response = app.test_client().get("/api/v2/openapi.json")
+    assert response.status_code == 200 and response.headers["X-API-Version"] == "2"
+    return response.json
+
+
+def check_answer(doc: dict[str, Any], method: str, rule: str, status: int, body: Any) -> None:
+    """Fail unless ``body`` fits the documented schema of ``status`` for ``method rule``."""
+    path = to_openapi_path(rule.removeprefix("/api/v2").removeprefix("/api/v1"))
+    responses = doc["paths"][path][method.lower()]["responses"]
+    assert str(status) in responses, f"{method} {path} does not document {status}"
+    response = responses[str(status)]
+    if "$ref" in response:
+        response = doc["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
+    schema = response["content"]["application/json"]["schema"]
+    # The components at the schema's root, so that "#/components/..." references resolve.
+    OAS31Validator({**schema, "components": doc["components"]}).validate(body)
+
+
+def test_the_document_is_valid_openapi(app: Flask) -> None:
+    doc = fetch_document(app)
+    validate(doc)  # openapi-spec-validator: raises on any error
+    assert doc["openapi"].startswith("3.1")
+
+
+def test_documented_operations_are_exactly_the_registered_routes(app: Flask) -> None:
+    doc = fetch_document(app)
+    documented = {
+        (method.upper(), path) for path, operations in doc["paths"].items() for method in operations
+    }
+    registered = {
+        (method, to_openapi_path(rule.rule.removeprefix("/api/v2")))
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/v2/")
+        for method in (rule.methods or set()) & METHODS
+    }
+    assert documented == registered
+
+
+def test_every_path_parameter_and_operation_is_described(app: Flask) -> None:
+    doc = fetch_document(app)
+    ids = []
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            ids.append(operation["operationId"])
+            assert operation["summary"], (method, path)
+            assert {"200", "201"} & set(operation["responses"]), (method, path)
+            in_path = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            wanted = {part[1:-1] for part in path.split("/") if part.startswith("{")}
+            assert in_path == wanted, (method, path)
+            if method in ("post", "put") and path not in ("/dlq/{item_id}/replay",):
+                assert "requestBody" in operation, (method, path)
+    assert len(ids) == len(set(ids))
+
+
+def test_roles_in_the_document_are_the_apis(app: Flask) -> None:
+    from tests.integration.test_api_roles import ROUTES
+
+    doc = fetch_document(app)
+    for method, rule, role in ROUTES:
+        operation = doc["paths"][to_openapi_path(rule.removeprefix("/api/v2"))][method.lower()]
+        assert operation["x-required-role"] == role, (method, rule)
+        assert {"401", "403"} <= set(operation["responses"])
+    assert "x-required-role" not in doc["paths"]["/openapi.json"]["get"]
+
+
+def test_the_description_needs_no_key_and_the_v1_alias_serves_it(settings: Settings) -> None:
+    app = create_app(settings)  # no key configured at all: the API itself refuses everything
+    try:
+        client = app.test_client()
+        assert client.get("/api/v1/openapi.json").json == fetch_document(app)
+        assert client.get("/api/v2/rules").status_code == 401
+    finally:
+        close_web_app(app)
+
+
+def test_errors_fit_the_documented_error_schema(app: Flask) -> None:
+    doc = fetch_document(app)
+    client = app.test_client()
+    headers = {"X-API-Key": "k" * 20}
+    for method, url, rule, kwargs, status in (
+        ("GET", "/api/v2/rules", "/api/v2/rules", {"headers": {}}, 401),
+        ("GET", "/api/v2/rules/999", "/api/v2/rules/<int:rule_id>", {}, 404),
+        ("GET", "/api/v2/rules?limit=501", "/api/v2/rules", {}, 400),
+        (
+            "POST",
+            "/api/v2/rules",
+            "/api/v2/rules",
+            {"data": "x", "content_type": "text/plain"},
+            415,
+        ),
+        ("POST", "/api/v2/rules", "/api/v2/rules", {"json": {"reason": "r", "bogus": 1}}, 422),
+        ("PUT", "/api/v2/config", "/api/v2/config", {"json": {"nope": 1, "reason": "r"}}, 422),
+        (
+            "DELETE",
+            "/api/v2/teams/none",
+            "/api/v2/teams/<hostname>",
+            {"json": {"reason": "r"}},
+            404,
+        ),
+    ):
+        response = client.open(url, method=method, **{"headers": headers, **kwargs})
+        assert response.status_code == status, (url, response.json)
+        check_answer(doc, method, rule, status, response.json)
+
+
+def test_populated_answers_fit_the_documented_schemas(app: Flask, engine) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from sqlalchemy.orm import Session
+
+    from mutt_app.deadletters import add_dead_letter
+    from tests.integration.test_api import CRITICAL, _event_rows
+
+    _event_rows(engine, datetime(2026, 3, 1, 12, tzinfo=UTC))
+    with Session(engine) as session, session.begin():
+        add_dead_letter(
+            session,
+            task_name="mutt.forward_to_moog",
+            queue="mutt.forward",
+            payload={"alert": {"external_id": "6c442ed1-19ae-4c1b-9ecf-a3d7efc6d89a"}},
+            error="Moog answered 400",
+            backoff_base=60,
+        )
+    doc = fetch_document(app)
+    client = app.test_client()
+    headers = {"X-API-Key": "k" * 20}
+    client.post("/api/v2/rules", json=CRITICAL | {"reason": "r"}, headers=headers)
+    client.post(
+        "/api/v2/teams",
+        json={"hostname": "h", "team_assignment": "T", "reason": "r"},
+        headers=headers,
+    )
+    client.post("/api/v2/dev-hosts", json={"hostname": "h", "reason": "r"}, headers=headers)
+    for path in (
+        "/audit-logs",
+        "/config-audit",
+        "/dlq",
+        "/rules",
+        "/teams",
+        "/dev-hosts",
+        "/config",
+    ):
+        response = client.get(f"/api/v2{path}", headers=headers)
+        assert response.status_code == 200
+        values = [v for v in response.json.values() if isinstance(v, list)]
+        assert path == "/config" or values[0], path  # not an empty list: rows are checked
+        check_answer(doc, "GET", f"/api/v2{path}", 200, response.json)
