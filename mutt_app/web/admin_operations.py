@@ -43,7 +43,7 @@ from mutt_app.rule_cache import load_snapshot
 from mutt_app.rules import explain
 from mutt_app.web.admin import MAX_REASON
 from mutt_app.web.api import sessions, settings
-from mutt_app.web.api_operations import _celery, _dynamic_config
+from mutt_app.web.api_operations import _celery, dynamic_config
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ class DynamicConfigView(MuttPage):
     def _page(
         self, values: dict[str, str] | None = None, problems: dict[str, str] | None = None
     ) -> str:
-        config = _dynamic_config()
+        config = dynamic_config()
         current = config.get_all()
         rows = []
         for name, key in KEYS.items():
@@ -309,7 +309,7 @@ class DynamicConfigView(MuttPage):
     def update(self) -> Any:
         """Store the values that changed, all or none, with one audit row."""
         self.require(self.write_role)
-        config = _dynamic_config()
+        config = dynamic_config()
         try:
             current = config.get_all()
         except (redis.RedisError, OSError) as exc:

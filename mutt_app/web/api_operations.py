@@ -103,14 +103,14 @@ def replay_dead_letter(item_id: int) -> Response:
 
 
 @bp.get("/config")
-def getdynamic_config() -> Response:
+def get_dynamic_config() -> Response:
     """Every dynamic setting: value, overridden or default, help."""
     return json_response({"config": dynamic_config().get_all()})
 
 
 @bp.put("/config")
 @requires("operator")
-def putdynamic_config() -> Response:
+def put_dynamic_config() -> Response:
     """Change dynamic settings (all or none), audited."""
     body = json_body()
     reason = change_reason(body)

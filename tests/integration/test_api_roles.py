@@ -58,6 +58,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/api/v2/config", "viewer"),
     ("PUT", "/api/v2/config", "operator"),
     ("GET", "/api/v2/slo", "viewer"),
+    ("GET", "/api/v2/metrics", "viewer"),
 ]
 PUBLIC = {("GET", "/api/v2/openapi.json")}
 
@@ -92,6 +93,7 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/api/v2/config"): ("/api/v2/config", None),
     ("PUT", "/api/v2/config"): ("/api/v2/config", {"moog_rate_limit": 9, "reason": "r"}),
     ("GET", "/api/v2/slo"): ("/api/v2/slo", None),
+    ("GET", "/api/v2/metrics"): ("/api/v2/metrics", None),
 }
 
 
