@@ -57,15 +57,21 @@ def _bucket(service: str, moment: datetime) -> str:
     return f"{PREFIX}:{service}:{moment.astimezone(UTC):%Y%m%d%H}"
 
 
-def record(client: redis.Redis, service: str, success: bool, now: datetime | None = None) -> bool:
-    """Count one ``service`` request (ingest or forward) in this hour's bucket; False if Redis failed.
+def record(
+    client: redis.Redis,
+    service: str,
+    success: bool,
+    now: datetime | None = None,
+    count: int = 1,
+) -> bool:
+    """Count ``count`` ``service`` requests (ingest or forward) in this hour's bucket.
 
-    Never raises: an SLO counter must not fail the request it counts.
+    Returns False if Redis failed. Never raises: an SLO counter must not fail what it counts.
     """
     key = _bucket(service, now or datetime.now(UTC))
     try:
         pipe = client.pipeline(transaction=False)
-        pipe.hincrby(key, "success" if success else "fail", 1)
+        pipe.hincrby(key, "success" if success else "fail", count)
         pipe.expire(key, BUCKET_TTL_SECONDS)
         pipe.execute()
     except (redis.RedisError, OSError) as exc:

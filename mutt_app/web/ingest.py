@@ -59,6 +59,7 @@ class Ingestor:
             record=self.ledger.record,
             forget=self.ledger.forget,
             send=self.send,
+            published=lambda requests: slo.record(self.redis, "ingest", True, count=requests),
             batch_size=self.settings.classify_batch_size,
             max_queue=lambda: self.dynamic_config.get("max_ingest_queue_size"),
             linger_seconds=self.settings.ingest_linger_ms / 1000,
@@ -115,8 +116,10 @@ def _ingestor() -> Ingestor:
 
 def _answer(status: int, body: dict, reason: str, **headers: str) -> Response:
     metrics.INGEST_REQUESTS.labels("success" if status < 300 else "fail", reason).inc()
-    if reason != "redis_unavailable":  # that failure cannot be counted in Redis (see mutt_app.slo)
-        slo.record(_ingestor().redis, "ingest", status < 300)
+    # Accepted requests are counted by the publisher, one write per round; a Redis failure cannot
+    # be counted in Redis (see mutt_app.slo).
+    if status >= 300 and reason != "redis_unavailable":
+        slo.record(_ingestor().redis, "ingest", False)
     response = jsonify(body)
     response.status_code = status
     response.headers.update(headers)

@@ -60,7 +60,8 @@ class BatchPublisher:
     ``depth`` reads the classify queue's length and ``max_queue`` the cap it must not pass (a
     runtime setting); ``record``, ``forget`` and ``send`` are the ledger's
     and the broker's operations (``send`` publishes a list of batches, one classify task each, as
-    one pipeline).
+    one pipeline); ``published`` is told how many requests each successful round published, before
+    they are answered (the SLO counters count them in one write per round).
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class BatchPublisher:
         record: Callable[[list[Batch]], None],
         forget: Callable[[list[str]], None],
         send: Callable[[list[Batch]], None],
+        published: Callable[[int], object] = lambda requests: None,
         batch_size: int,
         max_queue: Callable[[], int],
         linger_seconds: float = 0.0,
@@ -79,6 +81,7 @@ class BatchPublisher:
         self._record = record
         self._forget = forget
         self._send = send
+        self._published = published
         self._batch_size = batch_size
         self._max_queue = max_queue
         self._linger_seconds = linger_seconds
@@ -168,6 +171,7 @@ class BatchPublisher:
             self._forget([b.batch_id for b in batches])
             _finish(taken, exc)
             return
+        self._published(len(taken))
         _finish(taken, None)
 
 

@@ -44,12 +44,13 @@ def _queued(client: redis.Redis) -> list[list[dict]]:
     return [orjson.loads(base64.b64decode(m["body"]))[0][0] for m in messages]
 
 
-def _publisher(ingestor: Ingestor, send, linger: float = 0.0) -> BatchPublisher:  # type: ignore[no-untyped-def]
+def _publisher(ingestor: Ingestor, send, linger: float = 0.0, published=print) -> BatchPublisher:  # type: ignore[no-untyped-def]
     return BatchPublisher(
         depth=ingestor.queue_depth,
         record=ingestor.ledger.record,
         forget=ingestor.ledger.forget,
         send=send,
+        published=published,
         batch_size=ingestor.settings.classify_batch_size,
         max_queue=lambda: ingestor.settings.max_ingest_queue_size,
         linger_seconds=linger,
@@ -88,7 +89,8 @@ def test_requests_arriving_during_a_round_share_the_next_one(
             assert release.wait(10)
         ingestor.send(batches)
 
-    publisher = _publisher(ingestor, send)
+    published: list[int] = []
+    publisher = _publisher(ingestor, send, published=published.append)
     first = threading.Thread(target=publisher.submit, args=([_wire(0)],))
     first.start()
     assert first_round_started.wait(10)
@@ -104,6 +106,7 @@ def test_requests_arriving_during_a_round_share_the_next_one(
         thread.join(10)
 
     assert rounds == [1, 6]
+    assert published == [1, 6]  # requests per round, for the SLO counters
     queued = _queued(redis_client)
     # One task for the lone first event, then the six cut at CLASSIFY_BATCH_SIZE (4).
     assert [len(events) for events in queued] == [1, 4, 2]
