@@ -9,8 +9,8 @@ Access (roles from :mod:`mutt_app.web.auth`):
 - Dynamic configuration (``/admin/dynamic-config/``): everyone reads it with the beat schedule; an
   operator or admin changes values, checked by :func:`mutt_app.dynamic_config.parse_value` and
   stored by :func:`mutt_app.dynamic_config.set_audited`, all or none.
-- Rule tester (``/admin/rule-tester/``): everyone; the engine's own :func:`mutt_app.rules.explain`
-  over the rules in the database, as ``POST /api/v2/rules/test`` answers.
+- Rule tester (``/admin/rule-tester/``): everyone; :func:`mutt_app.rule_tester.try_event` over the
+  rules in the database, the same answer ``POST /api/v2/rules/test`` gives.
 
 Every change needs a reason and writes one config_audit_log row (who = the username) in the same
 transaction as the change.
@@ -18,9 +18,8 @@ transaction as the change.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,10 +36,9 @@ from werkzeug.wrappers import Response as BaseResponse
 from mutt_app import deadletters
 from mutt_app.config_audit import record_change
 from mutt_app.dynamic_config import KEYS, parse_value, set_audited
-from mutt_app.events import InvalidEvent, validate_item
+from mutt_app.events import InvalidEvent
 from mutt_app.models import DeadLetter, PoisonLetter
-from mutt_app.rule_cache import load_snapshot
-from mutt_app.rules import explain
+from mutt_app.rule_tester import try_event
 from mutt_app.web.admin import MAX_REASON
 from mutt_app.web.api import sessions, settings
 from mutt_app.web.api_operations import _celery, dynamic_config
@@ -385,31 +383,21 @@ def test_event(text: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValueError("the event must be a JSON object")
     try:
-        event = validate_item(body, required_fields=("hostname",), received_at=datetime.now(UTC))
+        with sessions()() as session:
+            trial = try_event(session, body, settings().unhandled_default_team)
     except InvalidEvent as exc:
         raise ValueError(f"not a valid event: {exc}") from None
-    with sessions()() as session:
-        snapshot = load_snapshot(session, "database")
-    answer = explain(
-        event.message,
-        event.trap_oid,
-        event.syslog_severity,
-        event.hostname,
-        snapshot,
-        settings().unhandled_default_team,
-    )
-    matches = [dataclasses.asdict(rule) for rule in answer.matches]
-    decision = answer.decision
+    decision = trial.decision
     return {
-        "event": event,
+        "event": trial.event,
         "matched": decision.matched,
-        "rule": matches[0] if matches else None,
+        "rule": trial.winner,
         "handling": decision.handling,
         "team": decision.team,
         "is_dev": decision.is_dev,
         "forward": decision.forward,
-        "shadowed": matches[1:],
-        "skipped_rules": list(snapshot.ruleset.errors),
+        "shadowed": trial.shadowed,
+        "skipped_rules": trial.skipped_rules,
     }
 
 

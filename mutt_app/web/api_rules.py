@@ -8,17 +8,15 @@ body's fields laid over it.
 
 from __future__ import annotations
 
-import dataclasses
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, request
 from sqlalchemy import select
 
-from mutt_app.events import InvalidEvent, validate_item
+from mutt_app.events import InvalidEvent
 from mutt_app.models import AlertRule
-from mutt_app.rule_cache import load_snapshot
-from mutt_app.rules import MATCH_TYPES, RuleError, explain, validate_rule_fields
+from mutt_app.rule_tester import try_event
+from mutt_app.rules import MATCH_TYPES, RuleError, validate_rule_fields
 from mutt_app.web.api import (
     MAX_DB_INT,
     ApiError,
@@ -195,22 +193,11 @@ def test_rule() -> Response:
     """
     body = json_body()
     try:
-        event = validate_item(body, required_fields=("hostname",), received_at=datetime.now(UTC))
+        with sessions()() as session:
+            trial = try_event(session, body, settings().unhandled_default_team)
     except InvalidEvent as exc:
         raise ApiError(422, f"not a valid event: {exc}") from None
-    app_settings = settings()
-    with sessions()() as session:
-        snapshot = load_snapshot(session, "database")
-    answer = explain(
-        event.message,
-        event.trap_oid,
-        event.syslog_severity,
-        event.hostname,
-        snapshot,
-        app_settings.unhandled_default_team,
-    )
-    decision = answer.decision
-    matches = [dataclasses.asdict(rule) for rule in answer.matches]
+    event, decision = trial.event, trial.decision
     return json_response(
         {
             "event": {
@@ -222,14 +209,14 @@ def test_rule() -> Response:
             },
             "matched": decision.matched,
             "rule_id": decision.rule_id,
-            "rule": matches[0] if matches else None,
+            "rule": trial.winner,
             "handling": decision.handling,
             "team": decision.team,
             "is_dev": decision.is_dev,
             "forward": decision.forward,
-            "shadowed": matches[1:],
+            "shadowed": trial.shadowed,
             "skipped_rules": [
-                {"id": rule_id, "error": error} for rule_id, error in snapshot.ruleset.errors
+                {"id": rule_id, "error": error} for rule_id, error in trial.skipped_rules
             ],
         }
     )

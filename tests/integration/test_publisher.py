@@ -44,13 +44,13 @@ def _queued(client: redis.Redis) -> list[list[dict]]:
     return [orjson.loads(base64.b64decode(m["body"]))[0][0] for m in messages]
 
 
-def _publisher(ingestor: Ingestor, send, linger: float = 0.0, published=print) -> BatchPublisher:  # type: ignore[no-untyped-def]
+def _publisher(ingestor: Ingestor, send, linger: float = 0.0, published=None) -> BatchPublisher:  # type: ignore[no-untyped-def]
     return BatchPublisher(
         depth=ingestor.queue_depth,
         record=ingestor.ledger.record,
         forget=ingestor.ledger.forget,
         send=send,
-        published=published,
+        published=published or (lambda requests: None),
         batch_size=ingestor.settings.classify_batch_size,
         max_queue=lambda: ingestor.settings.max_ingest_queue_size,
         linger_seconds=linger,

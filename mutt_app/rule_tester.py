@@ -1,0 +1,60 @@
+"""The rule tester: which active rule would win for a sample event, and which ones it shadows.
+
+One answer for the admin UI's tester page and ``POST /api/v2/rules/test``. The event is read by the
+ingest's own validation (a trap OID inside the message is found the same way), and the rules,
+development hosts and device teams come from the database now, not from a worker's cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mutt_app.events import Event, validate_item
+from mutt_app.rule_cache import load_snapshot
+from mutt_app.rules import Decision, explain
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """What the rules would do with one sample event."""
+
+    event: Event
+    decision: Decision
+    matches: list[dict[str, Any]]  # every matching rule as a dict, the winner first
+    skipped_rules: list[tuple[int, str]]  # active rules the engine could not compile, and why
+
+    @property
+    def winner(self) -> dict[str, Any] | None:
+        return self.matches[0] if self.matches else None
+
+    @property
+    def shadowed(self) -> list[dict[str, Any]]:
+        return self.matches[1:]
+
+
+def try_event(session: Session, body: Mapping[str, Any], default_team: str) -> Trial:
+    """Run ``body`` (an event as ingest takes it; only hostname required) past the active rules.
+
+    Raises :class:`mutt_app.events.InvalidEvent` when ingest would refuse it.
+    """
+    event = validate_item(dict(body), required_fields=("hostname",), received_at=datetime.now(UTC))
+    snapshot = load_snapshot(session, "database")
+    answer = explain(
+        event.message,
+        event.trap_oid,
+        event.syslog_severity,
+        event.hostname,
+        snapshot,
+        default_team,
+    )
+    return Trial(
+        event=event,
+        decision=answer.decision,
+        matches=[dataclasses.asdict(rule) for rule in answer.matches],
+        skipped_rules=list(snapshot.ruleset.errors),
+    )
