@@ -36,6 +36,20 @@ class Trial:
     def shadowed(self) -> list[dict[str, Any]]:
         return self.matches[1:]
 
+    def outcome(self) -> dict[str, Any]:
+        """The decision as the tester shows it: winner, handling, team, and what it shadows."""
+        decision = self.decision
+        return {
+            "matched": decision.matched,
+            "rule_id": decision.rule_id,
+            "rule": self.winner,
+            "handling": decision.handling,
+            "team": decision.team,
+            "is_dev": decision.is_dev,
+            "forward": decision.forward,
+            "shadowed": self.shadowed,
+        }
+
 
 def try_event(session: Session, body: Mapping[str, Any], default_team: str) -> Trial:
     """Run ``body`` (an event as ingest takes it; only hostname required) past the active rules.

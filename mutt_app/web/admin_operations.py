@@ -387,18 +387,7 @@ def test_event(text: str) -> dict[str, Any]:
             trial = try_event(session, body, settings().unhandled_default_team)
     except InvalidEvent as exc:
         raise ValueError(f"not a valid event: {exc}") from None
-    decision = trial.decision
-    return {
-        "event": trial.event,
-        "matched": decision.matched,
-        "rule": trial.winner,
-        "handling": decision.handling,
-        "team": decision.team,
-        "is_dev": decision.is_dev,
-        "forward": decision.forward,
-        "shadowed": trial.shadowed,
-        "skipped_rules": trial.skipped_rules,
-    }
+    return {"event": trial.event, **trial.outcome(), "skipped_rules": trial.skipped_rules}
 
 
 # --- Flower --------------------------------------------------------------------------------------

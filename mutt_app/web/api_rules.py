@@ -197,7 +197,7 @@ def test_rule() -> Response:
             trial = try_event(session, body, settings().unhandled_default_team)
     except InvalidEvent as exc:
         raise ApiError(422, f"not a valid event: {exc}") from None
-    event, decision = trial.event, trial.decision
+    event = trial.event
     return json_response(
         {
             "event": {
@@ -207,14 +207,7 @@ def test_rule() -> Response:
                 "trap_oid": event.trap_oid,
                 "source": event.source,
             },
-            "matched": decision.matched,
-            "rule_id": decision.rule_id,
-            "rule": trial.winner,
-            "handling": decision.handling,
-            "team": decision.team,
-            "is_dev": decision.is_dev,
-            "forward": decision.forward,
-            "shadowed": trial.shadowed,
+            **trial.outcome(),
             "skipped_rules": [
                 {"id": rule_id, "error": error} for rule_id, error in trial.skipped_rules
             ],
