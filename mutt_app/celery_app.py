@@ -51,7 +51,12 @@ def make_celery(settings: Settings) -> Celery:
     app.conf.broker_pool_limit = settings.redis_max_connections
     # Celery's rate_limit is per worker: a ceiling, not the limit Moog sees (that one is shared
     # through Redis, see mutt_app.tasks.forward).
-    app.conf.task_annotations = {"mutt.forward_to_moog": {"rate_limit": settings.worker_rate_limit}}
+    app.conf.task_annotations = {
+        "mutt.forward_to_moog": {"rate_limit": settings.worker_rate_limit},
+        # Three task events (received, started, succeeded) per classify task are about 40 % of the
+        # prefork parent's work; a host at high volume may do without them in Flower.
+        "mutt.classify_event": {"send_events": settings.classify_task_events},
+    }
     app.conf.beat_schedule = beat_schedule(settings)
     # RedBeat keeps the schedule in Redis behind a lock: two beat processes can run for high
     # availability and each job still fires once; the standby takes over when the lock expires.
