@@ -122,7 +122,7 @@ class BatchPublisher:
         while True:
             taken = self._take()
             try:
-                self.publish_round(taken)
+                _finish(taken, self._publish_round(taken))
             except BaseException as exc:  # never leave a request waiting on a dead thread
                 log.exception("publishing thread failed")
                 for submission in taken:
@@ -144,22 +144,15 @@ class BatchPublisher:
             taken, self._pending, self._pending_events = self._pending, [], 0
         return taken
 
-    def publish_round(self, taken: Sequence[_Submission]) -> None:
-        """Publish the events of ``taken`` together and wake each submission with its outcome."""
+    def _publish_round(self, taken: Sequence[_Submission]) -> BaseException | None:
+        """Publish the events of ``taken`` together; None, or why none of them was published."""
         try:
-            full = self._depth() > self._max_queue()
-        except Exception as exc:
-            _finish(taken, exc)
-            return
-        if full:
-            _finish(taken, QueueFull())
-            return
-        batches = plan_batches([s.events for s in taken], self._batch_size)
-        try:
+            if self._depth() > self._max_queue():
+                return QueueFull()
+            batches = plan_batches([s.events for s in taken], self._batch_size)
             self._record(batches)
         except Exception as exc:
-            _finish(taken, exc)
-            return
+            return exc
         metrics.INGEST_PUBLISH_ROUND.observe(len(taken))
         try:
             self._send(batches)
@@ -169,10 +162,9 @@ class BatchPublisher:
             # keep their correlation_ids), and the resend adds copies with new ones unless the
             # sender set its own.
             self._forget([b.batch_id for b in batches])
-            _finish(taken, exc)
-            return
+            return exc
         self._published(len(taken))
-        _finish(taken, None)
+        return None
 
 
 def _finish(taken: Sequence[_Submission], error: BaseException | None) -> None:
