@@ -40,15 +40,16 @@ def make_engine(settings: Settings, *, url: str | None = None) -> Engine:
         max_overflow=max(settings.db_pool_max_conn - settings.db_pool_min_conn, 0),
         pool_pre_ping=True,
         connect_args=connect_args,
-        json_serializer=_json_text,
+        json_serializer=json_text,
         json_deserializer=orjson.loads,
     )
     install_postgres_rotation(engine, settings.db_passwords())
     return engine
 
 
-def _json_text(value: object) -> str:
-    # orjson: the audit's raw column is serialised for every event of every batch.
+def json_text(value: object) -> str:
+    """``value`` as JSON text, for JSON columns (orjson: the audit's raw column is serialised for
+    every event of every batch)."""
     return orjson.dumps(value).decode()
 
 
@@ -59,7 +60,7 @@ def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
-        json_serializer=_json_text,
+        json_serializer=json_text,
         json_deserializer=orjson.loads,
     )
 

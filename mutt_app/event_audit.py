@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from psycopg2.extras import execute_values
 from sqlalchemy import Connection, MetaData, Uuid
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from mutt_app.db import json_text
 from mutt_app.events import Event
 from mutt_app.models import EventAuditLog
 from mutt_app.rules import Decision
@@ -99,7 +99,7 @@ _PG_TEMPLATE = "({})".format(
 
 def _insert_postgresql(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
     values = [
-        tuple(_json_text(row[name]) if name == "raw" else row[name] for name in _PG_COLUMNS)
+        tuple(_raw_json(row[name]) if name == "raw" else row[name] for name in _PG_COLUMNS)
         for row in rows
     ]
     with connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
@@ -109,5 +109,5 @@ def _insert_postgresql(connection: Connection, rows: Sequence[dict[str, Any]]) -
     return {correlation_id for (correlation_id,) in returned}
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+def _raw_json(value: Any) -> str | None:
+    return None if value is None else json_text(value)
