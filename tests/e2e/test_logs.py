@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from sqlalchemy import insert
-
-from mutt_app.models import AlertRule
 from tests.e2e.conftest import StackFactory
+from tests.e2e.test_pipeline import _seed
 
 SPEC_FIELDS = {
     "timestamp", "level", "message", "logger", "module", "function", "line", "thread",
@@ -37,14 +35,7 @@ def test_one_event_is_followed_by_its_correlation_id_and_no_secret_is_logged(
 ) -> None:
     # DEBUG: ingest logs each accepted request at that level.
     stack = make_stack(LOG_JSON_ENABLED="true", LOG_LEVEL="DEBUG", **SECRETS)
-    with stack.engine.begin() as conn:
-        conn.execute(
-            insert(AlertRule).values(
-                match_string="CRITICAL", match_type="contains", priority=900,
-                prod_handling="Page_and_ticket", dev_handling="Ticket_only",
-                team_assignment="NETO",
-            )
-        )  # fmt: skip
+    _seed(stack.engine)  # rule 1 forwards "CRITICAL ..." (Page_and_ticket)
     stack.start_sink().start_ingest()
     stack.start_worker()
     event = {

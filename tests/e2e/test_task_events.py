@@ -8,13 +8,12 @@ from datetime import UTC, datetime
 from types import TracebackType
 
 import pytest
-from sqlalchemy import insert
 
 from mutt_app.celery_app import make_celery
 from mutt_app.config import load_settings
-from mutt_app.models import AlertRule
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import Stack
+from tests.e2e.test_pipeline import _seed
 from tests.services import wait_for
 
 
@@ -54,14 +53,7 @@ def test_classify_task_events_follow_the_setting(
     make_stack: StackFactory, classify_events: bool
 ) -> None:
     stack = make_stack(CLASSIFY_TASK_EVENTS=str(classify_events).lower())
-    with stack.engine.begin() as conn:
-        conn.execute(
-            insert(AlertRule).values(
-                match_string="CRITICAL", match_type="contains", priority=900,
-                prod_handling="Page_and_ticket", dev_handling="Ticket_only",
-                team_assignment="NETO",
-            )
-        )  # fmt: skip
+    _seed(stack.engine)  # rule 1 forwards "CRITICAL ..." (Page_and_ticket)
     stack.start_sink().start_ingest()
     stack.start_worker()  # classify and forward in one worker: their events leave in that order
     event = {
