@@ -7,8 +7,10 @@ the one that crossed a threshold.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import redis
+from redis.client import Pipeline
 
 # KEYS[1] the host's counter, KEYS[2] its triggered marker; ARGV increment, threshold, window seconds.
 # Returns the count that crossed the threshold, or 0. Renaming the counter to the marker (which keeps
@@ -123,9 +125,12 @@ class RateLimiter:
         )
         return 0.0 if int(admitted) else max(int(wait_ms), 1) / 1000
 
-    def finish(self, token: str) -> None:
-        """The request admitted as ``token`` got its answer: its slot now ages from this moment."""
-        self.finish_script(keys=[self.key], args=[token])
+    def finish(self, token: str, pipe: Pipeline | None = None) -> None:
+        """The request admitted as ``token`` got its answer: its slot now ages from this moment.
+
+        With ``pipe``, the command is queued on that pipeline instead of sent now.
+        """
+        self.finish_script(keys=[self.key], args=[token], client=pipe)
 
 
 # Circuit breaker shared in Redis. KEYS: state, failures, opened_at (ms), probe lock.
@@ -182,9 +187,7 @@ class CircuitBreaker:
         self.client = client
 
     def _call(self, op: str, threshold: int, open_seconds: float) -> tuple[bool, float, str]:
-        allowed, wait_ms, state = self.script(keys=self.keys, args=[op, threshold, open_seconds])
-        state = state.decode() if isinstance(state, bytes) else state
-        return bool(int(allowed)), int(wait_ms) / 1000, state
+        return _circuit_reply(self.script(keys=self.keys, args=[op, threshold, open_seconds]))
 
     def allow(self, threshold: int, open_seconds: float) -> tuple[bool, float]:
         """May a request go to Moog now? Else, how many seconds until it may."""
@@ -197,6 +200,21 @@ class CircuitBreaker:
     def record_failure(self, threshold: int, open_seconds: float) -> str:
         return self._call("failure", threshold, open_seconds)[2]
 
+    def queue_verdict(
+        self, pipe: Pipeline, failed: bool, threshold: int, open_seconds: float
+    ) -> None:
+        """Queue :meth:`record_failure` or :meth:`record_success` on ``pipe``.
+
+        Its reply, read by :meth:`state_after`, is the state the verdict left the circuit in.
+        """
+        op = "failure" if failed else "success"
+        self.script(keys=self.keys, args=[op, threshold, open_seconds], client=pipe)
+
+    @staticmethod
+    def state_after(reply: list[Any]) -> str:
+        """The state in the reply of a verdict queued by :meth:`queue_verdict`."""
+        return _circuit_reply(reply)[2]
+
     def release_probe(self) -> None:
         """Give up a probe slot taken by :meth:`allow` without trying (e.g. rate-limited)."""
         self.client.delete(self.keys[3])
@@ -204,3 +222,9 @@ class CircuitBreaker:
     def state(self) -> str:
         raw = self.client.get(self.keys[0])
         return raw.decode() if raw else "CLOSED"
+
+
+def _circuit_reply(reply: list[Any]) -> tuple[bool, float, str]:
+    allowed, wait_ms, state = reply
+    state = state.decode() if isinstance(state, bytes) else state
+    return bool(int(allowed)), int(wait_ms) / 1000, state

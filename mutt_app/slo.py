@@ -35,6 +35,7 @@ from typing import Any
 
 import redis
 import requests
+from redis.client import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +69,23 @@ def record(
 
     Returns False if Redis failed. Never raises: an SLO counter must not fail what it counts.
     """
-    key = _bucket(service, now or datetime.now(UTC))
     try:
         pipe = client.pipeline(transaction=False)
-        pipe.hincrby(key, "success" if success else "fail", count)
-        pipe.expire(key, BUCKET_TTL_SECONDS)
+        queue_record(pipe, service, success, now, count)
         pipe.execute()
     except (redis.RedisError, OSError) as exc:
-        log.debug("SLO counter %s not counted: %s", key, exc)
+        log.debug("SLO counter for %s not counted: %s", service, exc)
         return False
     return True
+
+
+def queue_record(
+    pipe: Pipeline, service: str, success: bool, now: datetime | None = None, count: int = 1
+) -> None:
+    """:func:`record`, queued on ``pipe`` (which the caller executes, and whose errors it meets)."""
+    key = _bucket(service, now or datetime.now(UTC))
+    pipe.hincrby(key, "success" if success else "fail", count)
+    pipe.expire(key, BUCKET_TTL_SECONDS)
 
 
 def counted(
