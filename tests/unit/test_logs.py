@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from mutt_app.config import Settings, load_settings
-from mutt_app.logs import ContextFilter, correlation, log_context, make_formatter
+from mutt_app.logs import MAX_LISTED_IDS, ContextFilter, correlation, log_context, make_formatter
 
 SECRETS = {
     "INGEST_API_KEY": "ingest-Key-1234",
@@ -83,8 +83,12 @@ def test_many_ids_are_listed_and_one_is_the_correlation_id() -> None:
     assert correlation(["a"]) == {"correlation_id": "a"}
     assert correlation(["a", "b"]) == {"correlation_ids": ["a", "b"]}
     assert correlation([]) == {}
-    many = correlation([str(i) for i in range(150)])["correlation_ids"]
-    assert len(many) == 101 and many[-1] == "... 150 in all"
+    many = correlation([str(i) for i in range(MAX_LISTED_IDS + 50)])["correlation_ids"]
+    assert len(many) == MAX_LISTED_IDS + 1 and many[-1] == f"... {MAX_LISTED_IDS + 50} in all"
+
+
+def test_every_event_of_a_default_sized_batch_is_listed_by_its_id() -> None:
+    assert Settings().classify_batch_size <= MAX_LISTED_IDS
 
 
 def test_no_configured_secret_reaches_the_output(
