@@ -79,6 +79,13 @@ class Runtime:
             session = local.session = moog_session(self.settings.moog_webhook_url)
         return session
 
+    def reset(self) -> None:
+        """Forget every connection (after a fork); the next use opens new ones."""
+        if "engine" in self.__dict__:
+            self.engine.dispose(close=False)
+        for name in _LAZY:
+            self.__dict__.pop(name, None)
+
 
 def moog_session(url: str | None) -> requests.Session:
     """A requests session for ``url`` that reads the proxy and CA-bundle variables once, now.
@@ -96,10 +103,3 @@ def moog_session(url: str | None) -> requests.Session:
         os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     )
     return session
-
-    def reset(self) -> None:
-        """Forget every connection (after a fork); the next use opens new ones."""
-        if "engine" in self.__dict__:
-            self.engine.dispose(close=False)
-        for name in _LAZY:
-            self.__dict__.pop(name, None)
