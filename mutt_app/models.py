@@ -143,11 +143,12 @@ class EventAuditLog(Base):
 
     __tablename__ = "event_audit_log"
     __table_args__ = (
-        # Idempotent inserts: a redelivered task's rows conflict here and are skipped.
+        # Idempotent inserts: a redelivered task's rows conflict here and are skipped. Its index
+        # also serves lookups by correlation_id (the spec's idx_event_audit_correlation, dropped
+        # in migration 0004).
         UniqueConstraint("correlation_id", "event_timestamp", name="uq_event_audit_correlation"),
         Index("idx_event_audit_hostname", "hostname"),
         Index("idx_event_audit_timestamp", text("event_timestamp DESC")),
-        Index("idx_event_audit_correlation", "correlation_id"),
         Index("idx_event_audit_rule", "matched_rule_id"),
     )
 
