@@ -246,7 +246,10 @@ def _sink_part(url: str, python: str, env: Mapping[str, str]) -> Part:
     return Part("moog-sink", argv, env, port=port, url=f"http://127.0.0.1:{port}/events")
 
 
-INGEST_THREADS = 16
+# Each request holds a thread for its publishing round (up to INGEST_LINGER_MS and a Redis round trip):
+# 2 processes x 32 threads let about 1,000 single-event requests/s through (BENCHMARKS.md), the same
+# 64 slots as deploy/gunicorn/ingest.conf.py's 4 x 16.
+INGEST_THREADS = 32
 
 
 def _gunicorn_part(
