@@ -45,7 +45,7 @@ JSON_RENAMES = {
 MASK = "***"
 # A body's or batch's correlation ids are listed in full up to this many (CLASSIFY_BATCH_SIZE's
 # default), so each event of a batch can be found by its id.
-MAX_LISTED_IDS = 500
+MAX_LISTED_IDS: int = Settings.model_fields["classify_batch_size"].default
 
 _SECRET_FIELDS = (
     "ingest_api_key",

@@ -87,10 +87,6 @@ def test_many_ids_are_listed_and_one_is_the_correlation_id() -> None:
     assert len(many) == MAX_LISTED_IDS + 1 and many[-1] == f"... {MAX_LISTED_IDS + 50} in all"
 
 
-def test_every_event_of_a_default_sized_batch_is_listed_by_its_id() -> None:
-    assert Settings().classify_batch_size <= MAX_LISTED_IDS
-
-
 def test_no_configured_secret_reaches_the_output(
     output: tuple[logging.Logger, io.StringIO, bool],
 ) -> None:
