@@ -37,7 +37,8 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 # With acks_late every prefetched message is unacked while it waits in the worker; if it waited longer
 # than the visibility timeout it would be delivered twice. One message per process keeps that wait
-# to a single task's runtime (a classify task is a batch of up to 100 events, so throughput is fine).
+# to a single task's runtime (a classify task is a whole batch, up to CLASSIFY_BATCH_SIZE events, so
+# throughput is fine).
 worker_prefetch_multiplier = 1
 # After a lost broker connection, unacked messages are redelivered; cancelling the running copies
 # avoids working on both at once.
