@@ -195,6 +195,11 @@ def make_formatter(settings: Settings) -> RedactingFormatter:
     return RedactingFormatter(inner, secret_values(settings))
 
 
+# Loggers of libraries whose INFO lines are routine chatter: Alembic 1.17+ lists every built-in
+# autogenerate plugin on each command, which buries the migration's own lines in `mutt db upgrade`.
+QUIET_LOGGERS = ("alembic.runtime.plugins",)
+
+
 def configure_logging(settings: Settings, *, service: str) -> None:
     """Configure the root logger for ``service`` (idempotent: replaces MUTT's earlier handler)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -206,3 +211,5 @@ def configure_logging(settings: Settings, *, service: str) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(settings.log_level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

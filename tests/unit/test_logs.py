@@ -10,7 +10,15 @@ from collections.abc import Iterator
 import pytest
 
 from mutt_app.config import Settings, load_settings
-from mutt_app.logs import MAX_LISTED_IDS, ContextFilter, correlation, log_context, make_formatter
+from mutt_app.logs import (
+    MAX_LISTED_IDS,
+    QUIET_LOGGERS,
+    ContextFilter,
+    configure_logging,
+    correlation,
+    log_context,
+    make_formatter,
+)
 
 SECRETS = {
     "INGEST_API_KEY": "ingest-Key-1234",
@@ -120,3 +128,25 @@ def test_uuids_and_ordinary_words_are_not_masked() -> None:
         "550e8400-e29b-41d4-a716-446655440000 from s.example.com, https://moog/x"
         in (json.loads(stream.getvalue())["message"])
     )
+
+
+@pytest.fixture
+def root_logging() -> Iterator[logging.Logger]:
+    """The root logger, put back as it was after the test configures it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    quiet = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    yield root
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, saved in quiet.items():
+        logging.getLogger(name).setLevel(saved)
+
+
+def test_alembic_plugin_roll_call_is_quiet_but_migrations_are_still_logged(
+    root_logging: logging.Logger,
+) -> None:
+    configure_logging(load_settings({"LOG_LEVEL": "INFO"}), service="mutt-cli")
+    assert root_logging.isEnabledFor(logging.INFO)
+    assert not logging.getLogger("alembic.runtime.plugins").isEnabledFor(logging.INFO)
+    assert logging.getLogger("alembic.runtime.migration").isEnabledFor(logging.INFO)
