@@ -166,9 +166,10 @@ class Settings(BaseModel):
     address for the per-IP throttle."""
     flower_port: Port = 5555
     classify_task_events: bool = True
-    """Send Flower's task events for classify_event. Off, Flower no longer lists classify tasks (the
-    audit log, the metrics and the dead-letter queue still show every outcome) and a classify worker
-    spends about a fifth less CPU per event (BENCHMARKS.md)."""
+    """Send Flower's task events for classify_event. Off, Flower lists only the other tasks (the
+    deliveries to Moog, maintenance); the audit log, the metrics and the dead-letter queue still show
+    every classify outcome. It declutters Flower; it saves no CPU worth measuring (BENCHMARKS.md,
+    third round)."""
     flower_url: str | None = None
     """Flower's address for the admin menu's link; unset: FLOWER_PORT on the host serving the UI."""
     moog_sink_port: Port = 8099
