@@ -195,10 +195,16 @@ class CircuitBreaker:
         return allowed, wait
 
     def record_success(self) -> str:
-        return self._call("success", 0, 0)[2]
+        return self._record(False, 0, 0)
 
     def record_failure(self, threshold: int, open_seconds: float) -> str:
-        return self._call("failure", threshold, open_seconds)[2]
+        return self._record(True, threshold, open_seconds)
+
+    def _record(self, failed: bool, threshold: int, open_seconds: float) -> str:
+        # Through the queued path forward_to_moog uses, so both are one piece of code.
+        pipe = self.client.pipeline(transaction=False)
+        self.queue_verdict(pipe, failed, threshold, open_seconds)
+        return self.state_after(pipe.execute()[-1])
 
     def queue_verdict(
         self, pipe: Pipeline, failed: bool, threshold: int, open_seconds: float

@@ -168,8 +168,8 @@ def deliver(runtime: Runtime, alert: dict[str, Any], attempts: int) -> Outcome:
         limiter.finish(slot)
         raise
 
-    # Everything the answer settles, in one round trip: each would otherwise cost the forward
-    # thread a round trip and a turn waiting for the GIL, more than the POST itself.
+    # Everything the answer settles, in one round trip instead of five (measured: 4.52 -> 4.43 ms
+    # of forward CPU per alert, within the noise; BENCHMARKS.md, second round).
     pipe = client.pipeline(transaction=False)
     slo.queue_record(pipe, "forward", outcome.status == "delivered")  # as mutt_moog_requests_total
     if outcome.status == "delivered":
