@@ -21,12 +21,20 @@ from pathlib import Path
 import psycopg2
 import redis
 
+# Ports handed out so far. The kernel may give two bind(0) calls the same port; two parts of one
+# stack would then share it, and the second part's health check, answered by the first, would pass.
+_HANDED_OUT: set[int] = set()
+
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port nobody listens on right now, and not handed out before in this test run."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
