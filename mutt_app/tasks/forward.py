@@ -155,9 +155,23 @@ def deliver(runtime: Runtime, alert: dict[str, Any], attempts: int) -> Outcome:
         breaker.release_probe()
         return Outcome("deferred", wait=wait + random.uniform(0, 0.05))
 
-    # Two copies of one alert (a redelivery racing its original) must not both post.
+    # Two copies of one alert (a redelivery racing its original) must not both post. The sent key
+    # is read again after claiming the in-flight key: a copy that finished between the first read
+    # and the claim has set it (its answer sets sent before it drops in-flight), so the second read
+    # sees it. Without it, copies racing a finishing original posted again.
     inflight = f"{INFLIGHT_PREFIX}:{key}"
-    if not client.set(inflight, "1", nx=True, ex=int(settings.moog_webhook_timeout) + 30):
+    claim = client.pipeline(transaction=False)
+    claim.set(inflight, "1", nx=True, ex=int(settings.moog_webhook_timeout) + 30)
+    claim.exists(f"{SENT_PREFIX}:{key}")
+    claimed, sent = claim.execute()
+    if sent:
+        if claimed:
+            client.delete(inflight)
+        breaker.release_probe()
+        limiter.finish(slot)
+        metrics.MOOG_ALERTS.labels("duplicate").inc()
+        return Outcome("duplicate")
+    if not claimed:
         breaker.release_probe()
         limiter.finish(slot)
         return Outcome("deferred", wait=2.0)
