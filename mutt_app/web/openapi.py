@@ -20,21 +20,20 @@ from flask import Flask, Response, current_app
 from mutt_app.config import VERSION
 from mutt_app.dynamic_config import KEYS
 from mutt_app.models import CONFIG_OPERATIONS
-from mutt_app.rules import DEV_HANDLINGS, MATCH_TYPES, PROD_HANDLINGS
+from mutt_app.rules import MATCH_TYPES
 from mutt_app.web.api import MAX_LIMIT, FieldSpec, bp, json_response, public, required_role
 from mutt_app.web.api_hosts import DEV_HOST_FIELDS, TEAM_FIELDS
+from mutt_app.web.api_operations import CONFIG_FIELDS
 from mutt_app.web.api_rules import RULE_FIELDS
-
-JSON_TYPES = {str: "string", int: "integer", bool: "boolean", float: "number"}
 
 
 def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _field_schema(spec: FieldSpec) -> dict[str, Any]:
-    kind = JSON_TYPES[spec.kind]
-    return {"type": [kind, "null"] if spec.nullable else kind}
+def _fields(specs: dict[str, FieldSpec]) -> dict[str, Any]:
+    """Request body fields, each with the type and bounds the API checks it against."""
+    return {name: spec.json_schema() for name, spec in specs.items()}
 
 
 def _object(
@@ -61,15 +60,9 @@ BOOL = {"type": "boolean"}
 ANY: dict[str, Any] = {}
 
 
-def _rule_fields(*, with_constraints: bool) -> dict[str, Any]:
-    fields = {name: _field_schema(spec) for name, spec in RULE_FIELDS.items()}
-    if with_constraints:
-        fields["match_type"] |= {"enum": list(MATCH_TYPES)}
-        fields["prod_handling"] |= {"enum": list(PROD_HANDLINGS)}
-        fields["dev_handling"] |= {"enum": list(DEV_HANDLINGS)}
-        fields["priority"] |= {"minimum": 1, "maximum": 1000}
-        fields["syslog_severity"] |= {"minimum": 0, "maximum": 7}
-    return fields
+def _stored_rule_fields() -> dict[str, Any]:
+    """A stored rule's fields: their types only (a row may predate a bound added since)."""
+    return {name: {"type": spec.json_schema()["type"]} for name, spec in RULE_FIELDS.items()}
 
 
 def _schemas() -> dict[str, Any]:
@@ -82,7 +75,7 @@ def _schemas() -> dict[str, Any]:
     rule = _object(
         {
             "id": INT,
-            **_rule_fields(with_constraints=False),
+            **_stored_rule_fields(),
             "created_at": TIMESTAMP,
             "updated_at": TIMESTAMP,
         },
@@ -91,7 +84,7 @@ def _schemas() -> dict[str, Any]:
     engine_rule = _object(
         {
             "id": INT,
-            **{k: v for k, v in _rule_fields(with_constraints=False).items() if k != "is_active"},
+            **{k: v for k, v in _stored_rule_fields().items() if k != "is_active"},
         },
         closed=False,
     )
@@ -120,16 +113,7 @@ def _schemas() -> dict[str, Any]:
         "poisoned_at": TIMESTAMP,
         "reason": STR,
     }
-    dynamic_values = {
-        name: {
-            "type": "string" if key.kind is str else "number" if key.kind is float else "integer",
-            "description": key.help,
-            **({"enum": list(key.choices)} if key.choices else {}),
-            **({"minimum": key.minimum} if key.minimum is not None else {}),
-            **({"maximum": key.maximum} if key.maximum is not None else {}),
-        }
-        for name, key in KEYS.items()
-    }
+    dynamic_values = _fields(CONFIG_FIELDS)
     objective = _object(
         {
             "target": {"type": "number"},
@@ -157,12 +141,10 @@ def _schemas() -> dict[str, Any]:
         "Error": _object({"error": STR, "details": ANY}, ["error", "details"]),
         "Rule": rule,
         "RuleCreate": _object(
-            {**_rule_fields(with_constraints=True), "reason": REASON},
+            {**_fields(RULE_FIELDS), "reason": REASON},
             ["match_type", "prod_handling", "dev_handling", "team_assignment"],
         ),
-        "RuleUpdate": _object(
-            {**_rule_fields(with_constraints=True), "reason": REASON}, closed=True
-        )
+        "RuleUpdate": _object({**_fields(RULE_FIELDS), "reason": REASON}, closed=True)
         | {"minProperties": 1},
         "Reason": _object({"reason": REASON}),
         "RuleOne": _object({"rule": ref("Rule")}, ["rule"]),
@@ -219,8 +201,7 @@ def _schemas() -> dict[str, Any]:
         ),
         "DevHost": dev_host,
         "DevHostCreate": _object(
-            {name: _field_schema(spec) for name, spec in DEV_HOST_FIELDS.items()}
-            | {"reason": REASON},
+            _fields(DEV_HOST_FIELDS) | {"reason": REASON},
             ["hostname"],
         ),
         "DevHostList": _object(
@@ -240,10 +221,13 @@ def _schemas() -> dict[str, Any]:
         ),
         "Team": team,
         "TeamCreate": _object(
-            {name: _field_schema(spec) for name, spec in TEAM_FIELDS.items()} | {"reason": REASON},
+            _fields(TEAM_FIELDS) | {"reason": REASON},
             ["hostname", "team_assignment"],
         ),
-        "TeamUpdate": _object({"team_assignment": STR, "reason": REASON}, ["team_assignment"]),
+        "TeamUpdate": _object(
+            {"team_assignment": TEAM_FIELDS["team_assignment"].json_schema(), "reason": REASON},
+            ["team_assignment"],
+        ),
         "TeamList": _object(
             {
                 "teams": {"type": "array", "items": ref("Team")},
