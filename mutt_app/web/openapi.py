@@ -21,7 +21,15 @@ from mutt_app.config import VERSION
 from mutt_app.dynamic_config import KEYS
 from mutt_app.models import CONFIG_OPERATIONS
 from mutt_app.rules import MATCH_TYPES
-from mutt_app.web.api import MAX_LIMIT, FieldSpec, bp, json_response, public, required_role
+from mutt_app.web.api import (
+    MAX_DB_INT,
+    MAX_LIMIT,
+    FieldSpec,
+    bp,
+    json_response,
+    public,
+    required_role,
+)
 from mutt_app.web.api_hosts import DEV_HOST_FIELDS, TEAM_FIELDS
 from mutt_app.web.api_operations import CONFIG_FIELDS
 from mutt_app.web.api_rules import RULE_FIELDS
@@ -58,6 +66,10 @@ STR = {"type": "string"}
 NULLABLE_STR = {"type": ["string", "null"]}
 BOOL = {"type": "boolean"}
 ANY: dict[str, Any] = {}
+# Text in a query string or path: the API refuses a NUL (400; PostgreSQL text cannot hold one).
+QUERY_TEXT = {"type": "string", "pattern": "^[^\\u0000]*$"}
+# An integer query parameter: int_arg refuses what PostgreSQL's integer cannot hold (400).
+COUNT = {"type": "integer", "minimum": 0, "maximum": MAX_DB_INT}
 
 
 def _stored_rule_fields() -> dict[str, Any]:
@@ -421,19 +433,19 @@ def _param(name: str, where: str, schema: dict[str, Any], description: str) -> d
 LIMIT = _param(
     "limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "page size"
 )
-OFFSET = _param("offset", "query", {"type": "integer", "minimum": 0}, "rows to skip")
-PAGE = _param("page", "query", {"type": "integer", "minimum": 1}, "page number, from 1")
+OFFSET = _param("offset", "query", COUNT, "rows to skip")
+PAGE = _param("page", "query", COUNT | {"minimum": 1}, "page number, from 1")
 DATES = [
     _param("start_date", "query", {"type": "string"}, "ISO 8601 date or date-time, inclusive"),
     _param("end_date", "query", {"type": "string"}, "ISO 8601 date or date-time, inclusive"),
 ]
 CORRELATION = _param("correlation_id", "query", UUID, "only this correlation id")
 RULE_ID = _param("rule_id", "path", {"type": "integer", "minimum": 0}, "the rule's id")
-HOSTNAME = _param("hostname", "path", {"type": "string"}, "the host name, exactly")
+HOSTNAME = _param("hostname", "path", QUERY_TEXT, "the host name, exactly")
 ITEM_ID = _param("item_id", "path", {"type": "integer", "minimum": 0}, "the item's id")
 POISON = _param("poison", "query", {"type": "boolean"}, "the poison store instead of the DLQ")
 CHANGE_HEADERS = [
-    _param("X-Change-Reason", "header", {"type": "string"}, "the change's reason (or body reason)"),
+    _param("X-Change-Reason", "header", STR, "the change's reason (or body reason)"),
     _param("X-Correlation-ID", "header", UUID, "correlation id for the audit row"),
 ]
 
@@ -462,7 +474,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 OFFSET,
                 _param("is_active", "query", BOOL, "only active (true) or inactive (false) rules"),
                 _param("match_type", "query", {"enum": list(MATCH_TYPES)}, "only this match type"),
-                _param("team", "query", STR, "only rules for this team"),
+                _param("team", "query", QUERY_TEXT, "only rules for this team"),
             ],
             "responses": _ok("RuleList") | _errors(400),
         },
@@ -513,7 +525,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
         },
         ("get", "/teams"): {
             "summary": "List host-to-team mappings",
-            "parameters": [LIMIT, OFFSET, _param("team", "query", STR, "only this team")],
+            "parameters": [LIMIT, OFFSET, _param("team", "query", QUERY_TEXT, "only this team")],
             "responses": _ok("TeamList") | _errors(400),
         },
         ("post", "/teams"): {
@@ -539,10 +551,10 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "parameters": [
                 LIMIT,
                 PAGE,
-                _param("cursor", "query", STR, "next_cursor of the previous page"),
-                _param("hostname", "query", STR, "only this host"),
-                _param("rule_id", "query", {"type": "integer", "minimum": 0}, "only this rule"),
-                _param("handling", "query", STR, "only this handling decision"),
+                _param("cursor", "query", QUERY_TEXT, "next_cursor of the previous page"),
+                _param("hostname", "query", QUERY_TEXT, "only this host"),
+                _param("rule_id", "query", COUNT, "only this rule"),
+                _param("handling", "query", QUERY_TEXT, "only this handling decision"),
                 CORRELATION,
                 *DATES,
             ],
@@ -553,12 +565,12 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "parameters": [
                 LIMIT,
                 PAGE,
-                _param("table_name", "query", STR, "only this table"),
+                _param("table_name", "query", QUERY_TEXT, "only this table"),
                 _param(
                     "operation", "query", {"enum": list(CONFIG_OPERATIONS)}, "only this operation"
                 ),
-                _param("changed_by", "query", STR, "only changes by this (e.g. api:oncall)"),
-                _param("record_id", "query", {"type": "integer", "minimum": 0}, "only this record"),
+                _param("changed_by", "query", QUERY_TEXT, "only changes by this (e.g. api:oncall)"),
+                _param("record_id", "query", COUNT, "only this record"),
                 CORRELATION,
                 *DATES,
             ],
@@ -566,7 +578,12 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
         },
         ("get", "/dlq"): {
             "summary": "Dead letters (or poison items), oldest first",
-            "parameters": [POISON, _param("task", "query", STR, "only this task"), LIMIT, OFFSET],
+            "parameters": [
+                POISON,
+                _param("task", "query", QUERY_TEXT, "only this task"),
+                LIMIT,
+                OFFSET,
+            ],
             "responses": _ok("DeadLetterList") | _errors(400),
         },
         ("post", "/dlq/{item_id}/replay"): {
@@ -626,8 +643,12 @@ ERROR_TEXT = {
 }
 
 
+def ref_response(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(status): {"$ref": f"#/components/responses/E{status}"} for status in statuses}
+    return {str(status): ref_response(f"E{status}") for status in statuses}
 
 
 def to_openapi_path(rule: str) -> str:
@@ -658,6 +679,7 @@ def document(app: Flask) -> dict[str, Any]:
                 **operation["responses"],
                 **_errors(401, 403, 429),
             }
+        operation["responses"] = {**operation["responses"], "414": ref_response("E414")}
         paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.1.0",
@@ -689,6 +711,10 @@ def document(app: Flask) -> dict[str, Any]:
                     "content": {"application/json": {"schema": ref("Error")}},
                 }
                 for status, text in ERROR_TEXT.items()
+            }
+            | {
+                # From the HTTP server (gunicorn's limit_request_line), before the app: not JSON.
+                "E414": {"description": "The request line (path and query) is too long"}
             },
         },
     }
