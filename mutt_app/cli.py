@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 
@@ -53,6 +54,24 @@ def main(ctx: click.Context) -> None:
             raise click.ClickException(f"vault: {exc}") from None
     configure_logging(settings, service="mutt-cli")
     ctx.obj = Context(settings)
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    add_help_option=False,
+)
+@click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
+@pass_context
+def flower(obj: Context, flower_args: tuple[str, ...]) -> None:
+    """Start Flower (``celery -A mutt_app flower FLOWER_ARGS...``), unless its login is a placeholder."""
+    from mutt_app.flower import flower_argv, login_problem
+
+    login = obj.settings.flower_basic_auth
+    problem = login_problem(login.get_secret_value() if login else None)
+    if problem is not None:
+        raise click.ClickException(f"Flower not started: {problem}")
+    argv = flower_argv(flower_args)
+    os.execv(argv[0], argv)
 
 
 main.add_command(run)

@@ -172,6 +172,10 @@ class Settings(BaseModel):
     third round)."""
     flower_url: str | None = None
     """Flower's address for the admin menu's link; unset: FLOWER_PORT on the host serving the UI."""
+    flower_basic_auth: SecretStr | None = None
+    """Flower's login, user:password (comma-separated for several). Flower reads it from the
+    environment itself; ``mutt flower`` refuses to start Flower while a password is the shipped
+    placeholder."""
     moog_sink_port: Port = 8099
 
     # --- remediation -----------------------------------------------------------------------

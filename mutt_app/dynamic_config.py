@@ -24,6 +24,9 @@ from mutt_app.config_audit import record_change
 log = logging.getLogger(__name__)
 
 PREFIX = "mutt:config"
+# The largest count a setting takes: bounded, so that any value stored is one JSON (and the API's
+# 64-bit integers) can carry.
+MAX_COUNT = 2**31 - 1
 UPDATES_CHANNEL = f"{PREFIX}:updates"
 
 
@@ -61,10 +64,10 @@ KEYS: dict[str, Key] = {
     for k in (
         Key("cache_reload_interval", int, 300, 1, 86_400, setting="cache_reload_interval",
             help="seconds between full rule reloads"),
-        Key("max_ingest_queue_size", int, 1_000_000, 1, setting="max_ingest_queue_size",
+        Key("max_ingest_queue_size", int, 1_000_000, 1, MAX_COUNT, setting="max_ingest_queue_size",
             help="classify queue length above which ingest answers 503"),
-        Key("alerter_queue_warn_threshold", int, 1000, 1, help="forward queue length that warns"),
-        Key("alerter_queue_shed_threshold", int, 2000, 1,
+        Key("alerter_queue_warn_threshold", int, 1000, 1, MAX_COUNT, help="forward queue length that warns"),
+        Key("alerter_queue_shed_threshold", int, 2000, 1, MAX_COUNT,
             help="forward queue length above which classify sheds forwards"),
         Key("alerter_shed_mode", str, "dlq", choices=("dlq", "defer"),
             help="what shedding does: dead-letter the alert, or defer it"),
@@ -78,7 +81,7 @@ KEYS: dict[str, Key] = {
         Key("moog_circuit_breaker_timeout", int, 60, 1, 3600,
             setting="moog_circuit_breaker_timeout", help="seconds it stays open"),
         Key("moog_batch_size", int, 100, 1, 10_000, help="alerts per forward batch"),
-        Key("unhandled_threshold", int, 100, 1, setting="unhandled_threshold",
+        Key("unhandled_threshold", int, 100, 1, MAX_COUNT, setting="unhandled_threshold",
             help="unmatched events per host per window that raise a meta-alert"),
         Key("slo_window_hours", int, 24, 1, 720, help="SLO evaluation window"),
         Key("slo_ingest_success_target", float, 0.995, 0, 1, help="ingest availability target"),

@@ -156,8 +156,9 @@ def plan_parts(
     beat_argv = [*celery, "beat", "-l", "INFO", "-s", str(data_dir / "celerybeat-schedule")]
     flower_port = settings.flower_port
     # Task history survives restarts; Flower reads FLOWER_BASIC_AUTH ("user:password") from the
-    # environment itself, which keeps the password off the command line.
-    flower_argv = [*celery, "flower", "--persistent=True", f"--db={data_dir / 'flower.db'}",
+    # environment itself, which keeps the password off the command line. Started through
+    # `mutt flower`, which refuses the shipped placeholder password.
+    flower_argv = [python, "-m", "mutt_app.cli", "flower", "--persistent=True", f"--db={data_dir / 'flower.db'}",
                    "--state_save_interval=60000", f"--port={flower_port}",
                    "--address=127.0.0.1"]  # fmt: skip
     ingest_port, web_port = settings.server_port_ingestor, settings.server_port_webui

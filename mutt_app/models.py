@@ -9,7 +9,7 @@ by month on PostgreSQL, which the migrations (not ``create_all``) build.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -233,7 +233,8 @@ class User(Base):
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        # RFC 3339 with an offset: SQLite returns naive datetimes, and every stored time is UTC.
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
     if isinstance(value, uuid.UUID):
         return str(value)
     return value

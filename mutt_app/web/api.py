@@ -101,8 +101,14 @@ class ApiError(Exception):
 def json_response(
     body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
-    """``body`` as JSON (orjson: datetimes and UUIDs serialise natively) with the API version header."""
-    response = Response(orjson.dumps(body), status=status, mimetype="application/json")
+    """``body`` as JSON (orjson: datetimes and UUIDs serialise natively) with the API version header.
+
+    Datetimes carry an offset (RFC 3339, as the description's date-time says): SQLite returns naive
+    ones, and every stored time is UTC.
+    """
+    response = Response(
+        orjson.dumps(body, option=orjson.OPT_NAIVE_UTC), status=status, mimetype="application/json"
+    )
     response.headers["X-API-Version"] = API_VERSION
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -358,13 +364,41 @@ def json_body() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """One accepted body field: its JSON type and whether null is allowed."""
+    """One accepted body field: its JSON type, whether null is allowed, and its bounds.
+
+    The single source of both the request check (:func:`field_problem`) and the field's schema in
+    the OpenAPI description (:meth:`json_schema`), so the two cannot disagree.
+    """
 
     kind: type
     nullable: bool = False
+    min_length: int | None = None
+    max_length: int | None = None
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    enum: tuple[str, ...] = ()
+    description: str = ""
+
+    def json_schema(self) -> dict[str, Any]:
+        """This field as a JSON Schema (OpenAPI 3.1)."""
+        kind = _TYPE_NAMES[self.kind]
+        schema: dict[str, Any] = {"type": [kind, "null"] if self.nullable else kind}
+        for keyword, value in (
+            ("minLength", self.min_length),
+            ("maxLength", self.max_length),
+            ("minimum", self.minimum),
+            ("maximum", self.maximum),
+        ):
+            if value is not None:
+                schema[keyword] = value
+        if self.enum:
+            schema["enum"] = [*self.enum, *([None] if self.nullable else [])]
+        if self.description:
+            schema["description"] = self.description
+        return schema
 
 
-_TYPE_NAMES = {str: "string", int: "integer", bool: "boolean"}
+_TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
 def _json_type(value: Any) -> str:
@@ -381,11 +415,17 @@ def _json_type(value: Any) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
-def _type_problem(value: Any, spec: FieldSpec) -> str | None:
+def field_problem(value: Any, spec: FieldSpec) -> str | None:
+    """What is wrong with ``value`` for the field ``spec`` describes, or None if it fits."""
     if value is None:
         return None if spec.nullable else "must not be null"
     # bool is an int in Python, not in JSON; and 100.0 is not an integer for a priority.
-    fits = type(value) is int if spec.kind is int else isinstance(value, spec.kind)
+    if spec.kind is int:
+        fits = type(value) is int
+    elif spec.kind is float:
+        fits = type(value) in (int, float)
+    else:
+        fits = isinstance(value, spec.kind)
     if not fits:
         expected = _TYPE_NAMES[spec.kind] + (" or null" if spec.nullable else "")
         return f"expected {expected}, got {_json_type(value)}"
@@ -397,6 +437,18 @@ def _type_problem(value: Any, spec: FieldSpec) -> str | None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             return "must be valid Unicode text (no lone surrogates)"
+        if spec.min_length is not None and len(value) < spec.min_length:
+            return f"must be at least {spec.min_length} characters"
+        if spec.max_length is not None and len(value) > spec.max_length:
+            return f"must be at most {spec.max_length} characters"
+    if spec.enum and value not in spec.enum:
+        return f"must be one of {', '.join(spec.enum)}, got {value!r}"
+    too_small = spec.minimum is not None and value < spec.minimum
+    too_large = spec.maximum is not None and value > spec.maximum
+    if too_small or too_large:
+        low = "" if spec.minimum is None else f"at least {spec.minimum}"
+        high = "" if spec.maximum is None else f"at most {spec.maximum}"
+        return f"must be {' and '.join(filter(None, (low, high)))}, got {value}"
     return None
 
 
@@ -437,11 +489,11 @@ def check_fields(
     problems = {
         name: problem
         for name, value in body.items()
-        if name in specs and (problem := _type_problem(value, specs[name])) is not None
+        if name in specs and (problem := field_problem(value, specs[name])) is not None
     }
     if problems:
         shown = "; ".join(f"{name} {problem}" for name, problem in problems.items())
-        raise ApiError(422, f"wrong field type: {shown}", {"fields": problems})
+        raise ApiError(422, f"invalid field: {shown}", {"fields": problems})
     return {name: value for name, value in body.items() if name in specs}
 
 
@@ -658,7 +710,7 @@ def count(session: Session, query: Select[Any]) -> int:
 
 
 def row_dict(row: Any) -> dict[str, Any]:
-    """A mapped row's columns (datetimes and UUIDs are left for orjson)."""
+    """A mapped row's columns (datetimes and UUIDs are left for orjson; see :func:`json_response`)."""
     return {c.name: getattr(row, c.key) for c in row.__table__.columns}
 
 

@@ -30,16 +30,16 @@ from mutt_app.web.api import (
     sessions,
 )
 
-DEV_HOST_FIELDS = {"hostname": FieldSpec(str), "description": FieldSpec(str, nullable=True)}
-TEAM_FIELDS = {"hostname": FieldSpec(str), "team_assignment": FieldSpec(str)}
+# Checked by check_fields and described in the OpenAPI document from these same specs.
+HOSTNAME_FIELD = FieldSpec(str, min_length=1, max_length=MAX_HOSTNAME_CHARS)
+DEV_HOST_FIELDS = {"hostname": HOSTNAME_FIELD, "description": FieldSpec(str, nullable=True)}
+TEAM_FIELDS = {"hostname": HOSTNAME_FIELD, "team_assignment": FieldSpec(str, min_length=1)}
 
 
 def _hostname(value: str) -> str:
     hostname = value.strip()
     if not hostname:
         raise ApiError(422, "hostname must not be blank", {"fields": {"hostname": "blank"}})
-    if len(hostname) > MAX_HOSTNAME_CHARS:
-        raise ApiError(422, f"hostname longer than {MAX_HOSTNAME_CHARS} characters")
     return hostname
 
 

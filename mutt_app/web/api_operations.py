@@ -6,7 +6,8 @@
   now and remove it, as ``mutt dlq replay`` does; 404 if there is no such item, 422 if its payload
   cannot be replayed (it is left in place).
 - ``GET /config``: every dynamic setting with its value, whether it is overridden, and its help.
-- ``PUT /config``: ``{"<name>": value, ..., "reason": "..."}``. Every value is checked before any is
+- ``PUT /config``: ``{"<name>": value, ..., "reason": "..."}``, each value of the setting's JSON type
+  (an integer setting takes an integer, a number setting a number). Every value is checked before any is
   stored; the values that differ from the current ones are stored with one config_audit_log row
   (table ``dynamic_config``, their old and new values), and every process picks them up within
   seconds (pub/sub and a 5-second cache). Answers ``{old, new, changed}``; values already as asked
@@ -25,10 +26,12 @@ from mutt_app.dynamic_config import KEYS, DynamicConfig, parse_value, set_audite
 from mutt_app.models import DeadLetter, PoisonLetter
 from mutt_app.web.api import (
     ApiError,
+    FieldSpec,
     bool_arg,
     bp,
     change_reason,
     current_key,
+    field_problem,
     int_arg,
     json_body,
     json_response,
@@ -41,6 +44,14 @@ from mutt_app.web.api import (
 )
 
 REASON_FIELD = "reason"
+# The dynamic settings as body fields, typed by their real type (an integer setting takes a JSON
+# integer, not 30.0 or "30"); PUT /config checks with these and the OpenAPI document shows them.
+CONFIG_FIELDS: dict[str, FieldSpec] = {
+    name: FieldSpec(
+        key.kind, minimum=key.minimum, maximum=key.maximum, enum=key.choices, description=key.help
+    )
+    for name, key in KEYS.items()
+}
 
 
 def _celery() -> Celery:
@@ -123,8 +134,8 @@ def put_dynamic_config() -> Response:
     problems: dict[str, str] = {}
     parsed: dict[str, Any] = {}
     for name, raw in wanted.items():
-        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-            problems[name] = f"{name} must be a number or a string"
+        if (problem := field_problem(raw, CONFIG_FIELDS[name])) is not None:
+            problems[name] = f"{name} {problem}"
             continue
         try:
             parsed[name] = parse_value(name, raw)

@@ -16,7 +16,13 @@ from sqlalchemy import select
 from mutt_app.events import InvalidEvent
 from mutt_app.models import AlertRule
 from mutt_app.rule_tester import try_event
-from mutt_app.rules import MATCH_TYPES, RuleError, validate_rule_fields
+from mutt_app.rules import (
+    DEV_HANDLINGS,
+    MATCH_TYPES,
+    PROD_HANDLINGS,
+    RuleError,
+    validate_rule_fields,
+)
 from mutt_app.web.api import (
     MAX_DB_INT,
     ApiError,
@@ -38,15 +44,17 @@ from mutt_app.web.api import (
 )
 
 TABLE = "alert_rules"
+# Checked by check_fields and described in the OpenAPI document from these same specs; the engine's
+# validate_rule_fields then checks what a field alone cannot (a regex compiles, no blank team).
 RULE_FIELDS: dict[str, FieldSpec] = {
-    "match_string": FieldSpec(str, nullable=True),
-    "trap_oid": FieldSpec(str, nullable=True),
-    "syslog_severity": FieldSpec(int, nullable=True),
-    "match_type": FieldSpec(str),
-    "priority": FieldSpec(int),
-    "prod_handling": FieldSpec(str),
-    "dev_handling": FieldSpec(str),
-    "team_assignment": FieldSpec(str),
+    "match_string": FieldSpec(str, nullable=True, min_length=1),
+    "trap_oid": FieldSpec(str, nullable=True, min_length=1),
+    "syslog_severity": FieldSpec(int, nullable=True, minimum=0, maximum=7),
+    "match_type": FieldSpec(str, enum=MATCH_TYPES),
+    "priority": FieldSpec(int, minimum=1, maximum=1000),
+    "prod_handling": FieldSpec(str, enum=PROD_HANDLINGS),
+    "dev_handling": FieldSpec(str, enum=DEV_HANDLINGS),
+    "team_assignment": FieldSpec(str, min_length=1),
     "is_active": FieldSpec(bool),
 }
 REQUIRED_ON_CREATE = ("match_type", "prod_handling", "dev_handling", "team_assignment")

@@ -1,11 +1,14 @@
 """The OpenAPI 3.1 description of the REST API, served at ``GET /api/v2/openapi.json`` (and v1).
 
-Written here by hand, operation by operation, with the body schemas built from the same field
-specifications the API validates with (``RULE_FIELDS``, ``DEV_HOST_FIELDS``, ``TEAM_FIELDS``, the
-dynamic configuration's ``KEYS``) and each operation's role read from its view, so those cannot
-disagree. Tests keep the rest honest: the document is validated with openapi-spec-validator, its
-paths and methods must be exactly the routes the app registers, and the role matrix test checks
-every success answer against the documented response schema.
+Written here by hand, operation by operation, with the body schemas built from the same
+:class:`~mutt_app.web.api.FieldSpec` objects the API validates with (``RULE_FIELDS``,
+``DEV_HOST_FIELDS``, ``TEAM_FIELDS``, ``CONFIG_FIELDS`` from the dynamic configuration's ``KEYS``):
+type, nullability, length, range and allowed values come from one place, so a bound added to a
+FieldSpec is checked and documented at once. Each operation's role is read from its view. Tests keep
+the rest honest: the document is validated with openapi-spec-validator, its paths and methods must
+be exactly the routes the app registers, the role matrix test checks every success answer against
+the documented response schema, and schemathesis (tests/integration/test_api_fuzz.py) sends
+generated requests to the app under gunicorn and checks every answer against this description.
 
 The description needs no key: it tells nothing a client with a key could not try.
 """
@@ -20,21 +23,28 @@ from flask import Flask, Response, current_app
 from mutt_app.config import VERSION
 from mutt_app.dynamic_config import KEYS
 from mutt_app.models import CONFIG_OPERATIONS
-from mutt_app.rules import DEV_HANDLINGS, MATCH_TYPES, PROD_HANDLINGS
-from mutt_app.web.api import MAX_LIMIT, FieldSpec, bp, json_response, public, required_role
+from mutt_app.rules import MATCH_TYPES
+from mutt_app.web.api import (
+    MAX_DB_INT,
+    MAX_LIMIT,
+    FieldSpec,
+    bp,
+    json_response,
+    public,
+    required_role,
+)
 from mutt_app.web.api_hosts import DEV_HOST_FIELDS, TEAM_FIELDS
+from mutt_app.web.api_operations import CONFIG_FIELDS
 from mutt_app.web.api_rules import RULE_FIELDS
-
-JSON_TYPES = {str: "string", int: "integer", bool: "boolean", float: "number"}
 
 
 def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _field_schema(spec: FieldSpec) -> dict[str, Any]:
-    kind = JSON_TYPES[spec.kind]
-    return {"type": [kind, "null"] if spec.nullable else kind}
+def _fields(specs: dict[str, FieldSpec]) -> dict[str, Any]:
+    """Request body fields, each with the type and bounds the API checks it against."""
+    return {name: spec.json_schema() for name, spec in specs.items()}
 
 
 def _object(
@@ -59,17 +69,15 @@ STR = {"type": "string"}
 NULLABLE_STR = {"type": ["string", "null"]}
 BOOL = {"type": "boolean"}
 ANY: dict[str, Any] = {}
+# Text in a query string or path: the API refuses a NUL (400; PostgreSQL text cannot hold one).
+QUERY_TEXT = {"type": "string", "pattern": "^[^\\u0000]*$"}
+# An integer query parameter: int_arg refuses what PostgreSQL's integer cannot hold (400).
+COUNT = {"type": "integer", "minimum": 0, "maximum": MAX_DB_INT}
 
 
-def _rule_fields(*, with_constraints: bool) -> dict[str, Any]:
-    fields = {name: _field_schema(spec) for name, spec in RULE_FIELDS.items()}
-    if with_constraints:
-        fields["match_type"] |= {"enum": list(MATCH_TYPES)}
-        fields["prod_handling"] |= {"enum": list(PROD_HANDLINGS)}
-        fields["dev_handling"] |= {"enum": list(DEV_HANDLINGS)}
-        fields["priority"] |= {"minimum": 1, "maximum": 1000}
-        fields["syslog_severity"] |= {"minimum": 0, "maximum": 7}
-    return fields
+def _stored_rule_fields() -> dict[str, Any]:
+    """A stored rule's fields: their types only (a row may predate a bound added since)."""
+    return {name: {"type": spec.json_schema()["type"]} for name, spec in RULE_FIELDS.items()}
 
 
 def _schemas() -> dict[str, Any]:
@@ -82,7 +90,7 @@ def _schemas() -> dict[str, Any]:
     rule = _object(
         {
             "id": INT,
-            **_rule_fields(with_constraints=False),
+            **_stored_rule_fields(),
             "created_at": TIMESTAMP,
             "updated_at": TIMESTAMP,
         },
@@ -91,7 +99,7 @@ def _schemas() -> dict[str, Any]:
     engine_rule = _object(
         {
             "id": INT,
-            **{k: v for k, v in _rule_fields(with_constraints=False).items() if k != "is_active"},
+            **{k: v for k, v in _stored_rule_fields().items() if k != "is_active"},
         },
         closed=False,
     )
@@ -120,16 +128,7 @@ def _schemas() -> dict[str, Any]:
         "poisoned_at": TIMESTAMP,
         "reason": STR,
     }
-    dynamic_values = {
-        name: {
-            "type": "string" if key.kind is str else "number" if key.kind is float else "integer",
-            "description": key.help,
-            **({"enum": list(key.choices)} if key.choices else {}),
-            **({"minimum": key.minimum} if key.minimum is not None else {}),
-            **({"maximum": key.maximum} if key.maximum is not None else {}),
-        }
-        for name, key in KEYS.items()
-    }
+    dynamic_values = _fields(CONFIG_FIELDS)
     objective = _object(
         {
             "target": {"type": "number"},
@@ -157,12 +156,10 @@ def _schemas() -> dict[str, Any]:
         "Error": _object({"error": STR, "details": ANY}, ["error", "details"]),
         "Rule": rule,
         "RuleCreate": _object(
-            {**_rule_fields(with_constraints=True), "reason": REASON},
+            {**_fields(RULE_FIELDS), "reason": REASON},
             ["match_type", "prod_handling", "dev_handling", "team_assignment"],
         ),
-        "RuleUpdate": _object(
-            {**_rule_fields(with_constraints=True), "reason": REASON}, closed=True
-        )
+        "RuleUpdate": _object({**_fields(RULE_FIELDS), "reason": REASON}, closed=True)
         | {"minProperties": 1},
         "Reason": _object({"reason": REASON}),
         "RuleOne": _object({"rule": ref("Rule")}, ["rule"]),
@@ -219,8 +216,7 @@ def _schemas() -> dict[str, Any]:
         ),
         "DevHost": dev_host,
         "DevHostCreate": _object(
-            {name: _field_schema(spec) for name, spec in DEV_HOST_FIELDS.items()}
-            | {"reason": REASON},
+            _fields(DEV_HOST_FIELDS) | {"reason": REASON},
             ["hostname"],
         ),
         "DevHostList": _object(
@@ -240,10 +236,13 @@ def _schemas() -> dict[str, Any]:
         ),
         "Team": team,
         "TeamCreate": _object(
-            {name: _field_schema(spec) for name, spec in TEAM_FIELDS.items()} | {"reason": REASON},
+            _fields(TEAM_FIELDS) | {"reason": REASON},
             ["hostname", "team_assignment"],
         ),
-        "TeamUpdate": _object({"team_assignment": STR, "reason": REASON}, ["team_assignment"]),
+        "TeamUpdate": _object(
+            {"team_assignment": TEAM_FIELDS["team_assignment"].json_schema(), "reason": REASON},
+            ["team_assignment"],
+        ),
         "TeamList": _object(
             {
                 "teams": {"type": "array", "items": ref("Team")},
@@ -437,19 +436,19 @@ def _param(name: str, where: str, schema: dict[str, Any], description: str) -> d
 LIMIT = _param(
     "limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "page size"
 )
-OFFSET = _param("offset", "query", {"type": "integer", "minimum": 0}, "rows to skip")
-PAGE = _param("page", "query", {"type": "integer", "minimum": 1}, "page number, from 1")
+OFFSET = _param("offset", "query", COUNT, "rows to skip")
+PAGE = _param("page", "query", COUNT | {"minimum": 1}, "page number, from 1")
 DATES = [
     _param("start_date", "query", {"type": "string"}, "ISO 8601 date or date-time, inclusive"),
     _param("end_date", "query", {"type": "string"}, "ISO 8601 date or date-time, inclusive"),
 ]
 CORRELATION = _param("correlation_id", "query", UUID, "only this correlation id")
 RULE_ID = _param("rule_id", "path", {"type": "integer", "minimum": 0}, "the rule's id")
-HOSTNAME = _param("hostname", "path", {"type": "string"}, "the host name, exactly")
+HOSTNAME = _param("hostname", "path", QUERY_TEXT, "the host name, exactly")
 ITEM_ID = _param("item_id", "path", {"type": "integer", "minimum": 0}, "the item's id")
 POISON = _param("poison", "query", {"type": "boolean"}, "the poison store instead of the DLQ")
 CHANGE_HEADERS = [
-    _param("X-Change-Reason", "header", {"type": "string"}, "the change's reason (or body reason)"),
+    _param("X-Change-Reason", "header", STR, "the change's reason (or body reason)"),
     _param("X-Correlation-ID", "header", UUID, "correlation id for the audit row"),
 ]
 
@@ -478,7 +477,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 OFFSET,
                 _param("is_active", "query", BOOL, "only active (true) or inactive (false) rules"),
                 _param("match_type", "query", {"enum": list(MATCH_TYPES)}, "only this match type"),
-                _param("team", "query", STR, "only rules for this team"),
+                _param("team", "query", QUERY_TEXT, "only rules for this team"),
             ],
             "responses": _ok("RuleList") | _errors(400),
         },
@@ -529,7 +528,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
         },
         ("get", "/teams"): {
             "summary": "List host-to-team mappings",
-            "parameters": [LIMIT, OFFSET, _param("team", "query", STR, "only this team")],
+            "parameters": [LIMIT, OFFSET, _param("team", "query", QUERY_TEXT, "only this team")],
             "responses": _ok("TeamList") | _errors(400),
         },
         ("post", "/teams"): {
@@ -555,10 +554,10 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "parameters": [
                 LIMIT,
                 PAGE,
-                _param("cursor", "query", STR, "next_cursor of the previous page"),
-                _param("hostname", "query", STR, "only this host"),
-                _param("rule_id", "query", {"type": "integer", "minimum": 0}, "only this rule"),
-                _param("handling", "query", STR, "only this handling decision"),
+                _param("cursor", "query", QUERY_TEXT, "next_cursor of the previous page"),
+                _param("hostname", "query", QUERY_TEXT, "only this host"),
+                _param("rule_id", "query", COUNT, "only this rule"),
+                _param("handling", "query", QUERY_TEXT, "only this handling decision"),
                 CORRELATION,
                 *DATES,
             ],
@@ -569,12 +568,12 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "parameters": [
                 LIMIT,
                 PAGE,
-                _param("table_name", "query", STR, "only this table"),
+                _param("table_name", "query", QUERY_TEXT, "only this table"),
                 _param(
                     "operation", "query", {"enum": list(CONFIG_OPERATIONS)}, "only this operation"
                 ),
-                _param("changed_by", "query", STR, "only changes by this (e.g. api:oncall)"),
-                _param("record_id", "query", {"type": "integer", "minimum": 0}, "only this record"),
+                _param("changed_by", "query", QUERY_TEXT, "only changes by this (e.g. api:oncall)"),
+                _param("record_id", "query", COUNT, "only this record"),
                 CORRELATION,
                 *DATES,
             ],
@@ -582,7 +581,12 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
         },
         ("get", "/dlq"): {
             "summary": "Dead letters (or poison items), oldest first",
-            "parameters": [POISON, _param("task", "query", STR, "only this task"), LIMIT, OFFSET],
+            "parameters": [
+                POISON,
+                _param("task", "query", QUERY_TEXT, "only this task"),
+                LIMIT,
+                OFFSET,
+            ],
             "responses": _ok("DeadLetterList") | _errors(400),
         },
         ("post", "/dlq/{item_id}/replay"): {
@@ -642,8 +646,12 @@ ERROR_TEXT = {
 }
 
 
+def ref_response(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(status): {"$ref": f"#/components/responses/E{status}"} for status in statuses}
+    return {str(status): ref_response(f"E{status}") for status in statuses}
 
 
 def to_openapi_path(rule: str) -> str:
@@ -674,6 +682,7 @@ def document(app: Flask) -> dict[str, Any]:
                 **operation["responses"],
                 **_errors(401, 403, 429),
             }
+        operation["responses"] = {**operation["responses"], "414": ref_response("E414")}
         paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.1.0",
@@ -705,6 +714,10 @@ def document(app: Flask) -> dict[str, Any]:
                     "content": {"application/json": {"schema": ref("Error")}},
                 }
                 for status, text in ERROR_TEXT.items()
+            }
+            | {
+                # From the HTTP server (gunicorn's limit_request_line), before the app: not JSON.
+                "E414": {"description": "The request line (path and query) is too long"}
             },
         },
     }

@@ -18,7 +18,8 @@ LOGIN = ("ops", "flower-pw-42")
 
 def _start_flower(stack: Stack, port: int, name: str) -> Process:
     argv = [
-        sys.executable, "-m", "celery", "-A", "mutt_app", "flower",
+        # As deployed: through `mutt flower`, which checks the login and then runs Flower.
+        sys.executable, "-m", "mutt_app.cli", "flower",
         f"--port={port}", "--address=127.0.0.1",
         "--persistent=True", f"--db={stack.logdir / 'flower.db'}", "--state_save_interval=60000",
     ]  # fmt: skip

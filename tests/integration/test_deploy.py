@@ -16,6 +16,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -650,6 +651,38 @@ def test_units_are_hardened_and_complete() -> None:
     assert "-Q mutt.forward --pool threads" in commands["mutt-worker-forward"]
     # %h must reach Celery, not systemd (which would put the unit's home directory there).
     assert "@%%h" in commands["mutt-worker-classify"]
+    # Through the command that refuses the shipped placeholder password.
+    assert commands["mutt-flower"].startswith("/opt/mutt/venv/bin/mutt flower ")
+
+
+def test_flower_refuses_the_shipped_placeholder_password(tmp_path: Path) -> None:
+    """The k8s Secret's and mutt.env.example's FLOWER_BASIC_AUTH: Flower does not start with
+    either (one log line, a failing exit); the k8s container and the unit start it that way."""
+    documents = _k8s_documents()
+    secret = next(d for d in documents if d["kind"] == "Secret")
+    flower = next(d for d in documents if d["metadata"]["name"] == "mutt-flower")
+    assert flower["spec"]["template"]["spec"]["containers"][0]["command"][:2] == ["mutt", "flower"]
+    example = (DEPLOY / "mutt.env.example").read_text()
+    shipped = [
+        secret["stringData"]["FLOWER_BASIC_AUTH"],
+        re.search(r"^#FLOWER_BASIC_AUTH=(.*)$", example, re.M)[1],  # type: ignore[index]
+    ]
+    port = _free_port()
+    for login in [*shipped, "ops:", "ops"]:
+        result = subprocess.run(
+            [sys.executable, "-m", "mutt_app.cli", "flower", f"--port={port}",
+             "--address=127.0.0.1"],
+            env={"PATH": os.environ["PATH"], "MUTT_DATA_DIR": str(tmp_path),
+                 "FLOWER_BASIC_AUTH": login},
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )  # fmt: skip
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode != 0 and len(lines) == 1, (login, result.stderr)
+        assert "Flower not started: FLOWER_BASIC_AUTH" in lines[0], lines
+        if login in shipped:
+            assert "placeholder" in lines[0] and "change-me" not in lines[0].lower()
+        with socket.socket() as probe:  # nothing listens: Flower never started
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
@@ -657,7 +690,7 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     # verify insists that ExecStart's binary exists: stand-ins for the venv's gunicorn and celery.
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    for name in ("gunicorn", "celery"):
+    for name in ("gunicorn", "celery", "mutt"):
         (bindir / name).symlink_to(shutil.which("true") or "/bin/true")
     copies = []
     for unit in [*UNITS, DEPLOY / "systemd" / "mutt.target"]:

@@ -180,3 +180,87 @@ def test_populated_answers_fit_the_documented_schemas(app: Flask, engine) -> Non
         values = [v for v in response.json.values() if isinstance(v, list)]
         assert path == "/config" or values[0], path  # not an empty list: rows are checked
         check_answer(doc, "GET", f"/api/v2{path}", 200, response.json)
+
+
+def test_each_setting_is_documented_and_checked_as_its_real_type(app: Flask) -> None:
+    """An integer setting is an integer in the description and takes nothing else (422)."""
+    from mutt_app.dynamic_config import KEYS
+
+    schemas = fetch_document(app)["components"]["schemas"]
+    put = schemas["DynamicConfigPut"]["properties"]
+    shown = schemas["DynamicConfig"]["properties"]["config"]["properties"]
+    for name, key in KEYS.items():
+        kind = {int: "integer", float: "number", str: "string"}[key.kind]
+        assert put[name]["type"] == kind == shown[name]["properties"]["value"]["type"], name
+    assert put["cache_reload_interval"] | {"description": ""} == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 86_400,
+        "description": "",
+    }
+    client = app.test_client()
+    headers = {"X-API-Key": "k" * 20, "X-Change-Reason": "test"}
+    for value in (30.0, 30.5, "30", True, None):
+        answer = client.put(
+            "/api/v2/config", json={"cache_reload_interval": value}, headers=headers
+        )
+        assert answer.status_code == 422, (value, answer.json)
+        assert "cache_reload_interval" in answer.json["details"], answer.json
+    for name, value in (("cache_reload_interval", 30), ("moog_rate_period", 2)):
+        answer = client.put("/api/v2/config", json={name: value}, headers=headers)
+        assert answer.status_code == 200 and answer.json["new"] == {name: value}, answer.json
+
+
+def test_body_fields_are_documented_with_the_bounds_the_api_checks(app: Flask) -> None:
+    from mutt_app.events import MAX_HOSTNAME_CHARS
+
+    schemas = fetch_document(app)["components"]["schemas"]
+    for schema in ("DevHostCreate", "TeamCreate"):
+        hostname = schemas[schema]["properties"]["hostname"]
+        assert hostname == {"type": "string", "minLength": 1, "maxLength": MAX_HOSTNAME_CHARS}
+    rule = schemas["RuleCreate"]["properties"]
+    assert rule["team_assignment"]["minLength"] == 1
+    assert (rule["priority"]["minimum"], rule["priority"]["maximum"]) == (1, 1000)
+    client = app.test_client()
+    headers = {"X-API-Key": "k" * 20, "X-Change-Reason": "test"}
+    for length, status in ((MAX_HOSTNAME_CHARS + 1, 422), (MAX_HOSTNAME_CHARS, 201)):
+        answer = client.post("/api/v2/dev-hosts", json={"hostname": "h" * length}, headers=headers)
+        assert answer.status_code == status, answer.json
+    refused = client.post(
+        "/api/v2/teams", json={"hostname": "h", "team_assignment": ""}, headers=headers
+    )
+    assert refused.status_code == 422 and "team_assignment" in refused.json["details"]["fields"]
+
+
+def test_timestamps_carry_an_offset_on_the_embedded_sqlite_database(
+    redis_url: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """SQLite hands back naive datetimes; the API still says which zone (UTC), as date-time must."""
+    from datetime import datetime
+
+    from mutt_app.config import load_settings
+    from mutt_app.db import make_engine, upgrade
+
+    settings = load_settings(
+        {"MUTT_DATA_DIR": str(tmp_path), "REDIS_URL": redis_url, "WEBUI_API_KEY": "k" * 20}
+    )
+    engine = make_engine(settings)
+    upgrade(engine)
+    engine.dispose()
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        headers = {"X-API-Key": "k" * 20, "X-Change-Reason": "test"}
+        created = client.post(
+            "/api/v2/teams", json={"hostname": "h", "team_assignment": "T"}, headers=headers
+        )
+        assert created.status_code == 201, created.json
+        moments = [
+            created.json["team"]["updated_at"],
+            client.get("/api/v2/teams", headers=headers).json["teams"][0]["updated_at"],
+            client.get("/api/v2/config-audit", headers=headers).json["logs"][0]["changed_at"],
+        ]
+        for moment in moments:
+            assert datetime.fromisoformat(moment).utcoffset() is not None, moment
+    finally:
+        close_web_app(app)
