@@ -14,7 +14,7 @@ from flask import Response, request
 from sqlalchemy import select
 
 from mutt_app.events import InvalidEvent
-from mutt_app.models import AlertRule
+from mutt_app.models import MAX_DEDUP_WINDOW_SECONDS, AlertRule
 from mutt_app.rule_tester import try_event
 from mutt_app.rules import MATCH_TYPES, RuleError, validate_rule_fields
 from mutt_app.web.api import (
@@ -36,6 +36,7 @@ from mutt_app.web.api import (
     sessions,
     settings,
 )
+from mutt_app.web.api_operations import dynamic_config
 
 TABLE = "alert_rules"
 RULE_FIELDS: dict[str, FieldSpec] = {
@@ -48,6 +49,7 @@ RULE_FIELDS: dict[str, FieldSpec] = {
     "dev_handling": FieldSpec(str),
     "team_assignment": FieldSpec(str),
     "is_active": FieldSpec(bool),
+    "dedup_window_seconds": FieldSpec(int, nullable=True),
 }
 REQUIRED_ON_CREATE = ("match_type", "prod_handling", "dev_handling", "team_assignment")
 READ_ONLY = ("id", "created_at", "updated_at")
@@ -57,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "syslog_severity": None,
     "priority": 100,
     "is_active": True,
+    "dedup_window_seconds": None,
 }
 
 
@@ -75,6 +78,13 @@ def _validate(fields: dict[str, Any]) -> None:
         )
     except RuleError as exc:
         raise ApiError(422, str(exc), {"rule": fields}) from None
+    window = fields.get("dedup_window_seconds")
+    if window is not None and not 0 <= window <= MAX_DEDUP_WINDOW_SECONDS:
+        raise ApiError(
+            422,
+            f"dedup_window_seconds must be null or 0..{MAX_DEDUP_WINDOW_SECONDS}, got {window}",
+            {"rule": fields},
+        )
 
 
 def _rule_fields(body: dict[str, Any], *, required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -194,7 +204,12 @@ def test_rule() -> Response:
     body = json_body()
     try:
         with sessions()() as session:
-            trial = try_event(session, body, settings().unhandled_default_team)
+            trial = try_event(
+                session,
+                body,
+                settings().unhandled_default_team,
+                dedup_window=dynamic_config().get("dedup_window_seconds"),
+            )
     except InvalidEvent as exc:
         raise ApiError(422, f"not a valid event: {exc}") from None
     event = trial.event

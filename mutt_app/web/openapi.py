@@ -19,7 +19,7 @@ from flask import Flask, Response, current_app
 
 from mutt_app.config import VERSION
 from mutt_app.dynamic_config import KEYS
-from mutt_app.models import CONFIG_OPERATIONS
+from mutt_app.models import CONFIG_OPERATIONS, HELD_REASONS, MAX_DEDUP_WINDOW_SECONDS
 from mutt_app.rules import DEV_HANDLINGS, MATCH_TYPES, PROD_HANDLINGS
 from mutt_app.web.api import MAX_LIMIT, FieldSpec, bp, json_response, public, required_role
 from mutt_app.web.api_hosts import DEV_HOST_FIELDS, TEAM_FIELDS
@@ -69,6 +69,7 @@ def _rule_fields(*, with_constraints: bool) -> dict[str, Any]:
         fields["dev_handling"] |= {"enum": list(DEV_HANDLINGS)}
         fields["priority"] |= {"minimum": 1, "maximum": 1000}
         fields["syslog_severity"] |= {"minimum": 0, "maximum": 7}
+        fields["dedup_window_seconds"] |= {"minimum": 0, "maximum": MAX_DEDUP_WINDOW_SECONDS}
     return fields
 
 
@@ -210,12 +211,29 @@ def _schemas() -> dict[str, Any]:
                 "is_dev": BOOL,
                 "forward": BOOL,
                 "shadowed": {"type": "array", "items": engine_rule},
+                "template": {"type": "string", "description": "the message, volatile parts masked"},
+                "fingerprint": {"type": "string", "description": "dedup key: host, rule, template"},
+                "dedup_window_seconds": {
+                    "type": "integer",
+                    "description": "the dedup window that applies (0: off)",
+                },
                 "skipped_rules": {
                     "type": "array",
                     "items": _object({"id": INT, "error": STR}),
                 },
             },
-            ["matched", "rule_id", "handling", "team", "is_dev", "forward", "shadowed"],
+            [
+                "matched",
+                "rule_id",
+                "handling",
+                "team",
+                "is_dev",
+                "forward",
+                "shadowed",
+                "template",
+                "fingerprint",
+                "dedup_window_seconds",
+            ],
         ),
         "DevHost": dev_host,
         "DevHostCreate": _object(
@@ -280,6 +298,8 @@ def _schemas() -> dict[str, Any]:
                 "forwarded_to_moog": BOOL,
                 "correlation_id": UUID,
                 "raw": {"type": ["object", "null"]},
+                "held_reason": {"enum": [*HELD_REASONS, None]},
+                "duplicate_of": NULLABLE_UUID,
             },
             ["id", "event_timestamp", "hostname", "message", "handling_decision", "correlation_id"],
         ),
@@ -559,6 +579,12 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 _param("hostname", "query", STR, "only this host"),
                 _param("rule_id", "query", {"type": "integer", "minimum": 0}, "only this rule"),
                 _param("handling", "query", STR, "only this handling decision"),
+                _param(
+                    "held_reason",
+                    "query",
+                    {"enum": list(HELD_REASONS)},
+                    "only events held back for this reason",
+                ),
                 CORRELATION,
                 *DATES,
             ],
