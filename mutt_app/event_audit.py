@@ -111,7 +111,8 @@ _PG_TEMPLATE = "({})".format(
 
 def _insert_postgresql(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
     values = [
-        tuple(_raw_json(row[name]) if name == "raw" else row[name] for name in _PG_COLUMNS)
+        # .get: held_reason and duplicate_of may be left out (None), as on the SQLite path.
+        tuple(_raw_json(row[name]) if name == "raw" else row.get(name) for name in _PG_COLUMNS)
         for row in rows
     ]
     with connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
