@@ -81,6 +81,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
             "task": "mutt.reconcile_ledger",
             "schedule": timedelta(seconds=max(settings.reconcile_after // 4, 5)),
         },
+        "flush-dedup": {
+            "task": "mutt.flush_dedup",
+            "schedule": timedelta(seconds=settings.dedup_flush_interval_seconds),
+        },
         "create-partitions": {
             "task": "mutt.create_partitions",
             "schedule": crontab.from_string(settings.partition_schedule),

@@ -124,6 +124,12 @@ class Settings(BaseModel):
     unhandled_threshold: Positive = 100
     unhandled_expiry_seconds: Positive = 86_400
     unhandled_default_team: str = "NETO"
+    dedup_window_seconds: Annotated[int, Field(ge=0, le=86_400)] = 60
+    """Seconds during which repeats of a forwarded alert (same host, rule and message template)
+    are counted instead of forwarded; 0 turns deduplication off. A rule's own window wins; the
+    dynamic key of the same name overrides this at run time."""
+    dedup_flush_interval_seconds: Annotated[int, Field(ge=1, le=3600)] = 5
+    """How often beat sends the repeat-count updates of dedup windows that have closed."""
 
     # --- Moogsoft --------------------------------------------------------------------------
     moog_webhook_url: str | None = None

@@ -81,6 +81,8 @@ KEYS: dict[str, Key] = {
         Key("moog_circuit_breaker_timeout", int, 60, 1, 3600,
             setting="moog_circuit_breaker_timeout", help="seconds it stays open"),
         Key("moog_batch_size", int, 100, 1, 10_000, help="alerts per forward batch"),
+        Key("dedup_window_seconds", int, 60, 0, 86_400, setting="dedup_window_seconds",
+            help="seconds repeats of an alert are counted, not forwarded (0: off)"),
         Key("unhandled_threshold", int, 100, 1, MAX_COUNT, setting="unhandled_threshold",
             help="unmatched events per host per window that raise a meta-alert"),
         Key("slo_window_hours", int, 24, 1, 720, help="SLO evaluation window"),

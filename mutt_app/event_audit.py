@@ -15,6 +15,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from mutt_app.db import json_text
+from mutt_app.dedup import Held
 from mutt_app.events import Event
 from mutt_app.models import EventAuditLog
 from mutt_app.rules import Decision
@@ -23,10 +24,14 @@ from mutt_app.rules import Decision
 # each one into a uuid.UUID and back (bind, then RETURNING) cost more than deciding the event.
 _INSERT_TABLE = EventAuditLog.__table__.to_metadata(MetaData())
 _INSERT_TABLE.c.correlation_id.type = Uuid(as_uuid=False)
+_INSERT_TABLE.c.duplicate_of.type = Uuid(as_uuid=False)
 
 
-def audit_row(event: Event, decision: Decision) -> dict[str, Any]:
-    """The event_audit_log values for one classified event (correlation_id as text)."""
+def audit_row(event: Event, decision: Decision, held: Held | None = None) -> dict[str, Any]:
+    """The event_audit_log values for one classified event (correlation_id as text).
+
+    ``held`` says why a forwardable event was not forwarded (None: it was, or it never forwards).
+    """
     return {
         "event_timestamp": event.timestamp,
         "received_at": event.received_at,
@@ -39,9 +44,11 @@ def audit_row(event: Event, decision: Decision) -> dict[str, Any]:
         "handling_decision": decision.handling,
         "team_assignment": decision.team,
         "is_dev": decision.is_dev,
-        "forwarded_to_moog": decision.forward,
+        "forwarded_to_moog": decision.forward and held is None,
         "correlation_id": event.correlation_id,
         "raw": event.raw,
+        "held_reason": None if held is None else held.reason,
+        "duplicate_of": None if held is None else held.duplicate_of,
     }
 
 
@@ -85,6 +92,8 @@ _PG_COLUMNS = (
     "forwarded_to_moog",
     "correlation_id",
     "raw",
+    "held_reason",
+    "duplicate_of",
 )
 _PG_INSERT = (
     f"INSERT INTO {EventAuditLog.__tablename__} ({', '.join(_PG_COLUMNS)}) VALUES %s"
@@ -92,14 +101,18 @@ _PG_INSERT = (
 )
 _PG_TEMPLATE = "({})".format(
     ", ".join(
-        {"raw": "%s::jsonb", "correlation_id": "%s::uuid"}.get(name, "%s") for name in _PG_COLUMNS
+        {"raw": "%s::jsonb", "correlation_id": "%s::uuid", "duplicate_of": "%s::uuid"}.get(
+            name, "%s"
+        )
+        for name in _PG_COLUMNS
     )
 )
 
 
 def _insert_postgresql(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
     values = [
-        tuple(_raw_json(row[name]) if name == "raw" else row[name] for name in _PG_COLUMNS)
+        # .get: held_reason and duplicate_of may be left out (None), as on the SQLite path.
+        tuple(_raw_json(row[name]) if name == "raw" else row.get(name) for name in _PG_COLUMNS)
         for row in rows
     ]
     with connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]

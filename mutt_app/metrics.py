@@ -80,6 +80,14 @@ DB_WRITE_LATENCY = Histogram(
 META_ALERTS = Counter(
     "mutt_alerter_unhandled_meta_alerts_total", "Unhandled-event meta-alerts raised"
 )
+ALERTS_HELD = Counter(
+    "mutt_alerts_held_total",
+    "Events a rule would forward that were not sent to Moog, by reason (models.HELD_REASONS)",
+    ["reason"],
+)
+DEDUP_UPDATES = Counter(
+    "mutt_dedup_updates_total", "Repeat-count updates sent to Moog for closed dedup windows"
+)
 DEAD_LETTERED = Counter(
     "mutt_dead_letters_total", "Items written to the dead-letter queue", ["task", "reason"]
 )

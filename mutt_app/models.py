@@ -37,6 +37,16 @@ DEV_HANDLINGS = ("Ticket_only", "Email_only", "Log_only", "Suppress")
 CONFIG_OPERATIONS = ("CREATE", "UPDATE", "DELETE")
 ROLES = ("viewer", "operator", "admin")
 """Web UI roles, least to most privileged."""
+HELD_REASONS = ("duplicate", "storm_budget", "flapping", "maintenance", "shed")
+"""Why an event that its rule would forward was not sent to Moog (``event_audit_log.held_reason``).
+
+``duplicate``: a repeat of an alert forwarded within its dedup window (``duplicate_of`` names that
+alert); Moog gets the repeat count in one update per window (:mod:`mutt_app.dedup`). The others are
+reserved for the storm stages planned next (issue 13) and nothing writes them yet: ``storm_budget``
+(over a device's or rule's budget), ``flapping`` (a flapping pair), ``maintenance`` (a maintenance
+window), ``shed`` (forward-queue backpressure).
+"""
+MAX_DEDUP_WINDOW_SECONDS = 86_400
 
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
 
@@ -82,6 +92,11 @@ class AlertRule(Base):
         CheckConstraint("match_string IS NULL OR match_string <> ''", name="match_string_nonempty"),
         CheckConstraint("trap_oid IS NULL OR trap_oid <> ''", name="trap_oid_nonempty"),
         CheckConstraint("team_assignment <> ''", name="team_nonempty"),
+        CheckConstraint(
+            "dedup_window_seconds IS NULL"
+            f" OR dedup_window_seconds BETWEEN 0 AND {MAX_DEDUP_WINDOW_SECONDS}",
+            name="dedup_window_range",
+        ),
         Index(
             "idx_alert_rules_active",
             "is_active",
@@ -101,6 +116,8 @@ class AlertRule(Base):
     dev_handling: Mapped[str] = mapped_column(Text)
     team_assignment: Mapped[str] = mapped_column(Text)
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # Seconds repeats of one alert are counted instead of forwarded; NULL: DEDUP_WINDOW_SECONDS.
+    dedup_window_seconds: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # Kept current by a database trigger, so raw SQL updates are covered too.
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -171,6 +188,11 @@ class EventAuditLog(Base):
     forwarded_to_moog: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     correlation_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     raw: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    # Why a forwardable event was not forwarded (one of HELD_REASONS); NULL when it was, or when
+    # its handling never forwards. For a duplicate, duplicate_of is the forwarded alert's
+    # correlation_id.
+    held_reason: Mapped[str | None] = mapped_column(Text)
+    duplicate_of: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
 
 class ConfigAuditLog(Base):

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_SEVERITY",
     "MANAGER",
     "build_payload",
+    "repeat_update",
     "severity_for",
     "signature_for",
     "unhandled_meta_alert",
@@ -36,6 +37,8 @@ META_ALERT_TYPE = "mutt.unhandled"
 _SEVERITY_BY_SYSLOG = (5, 5, 5, 4, 3, 2, 1, 1)
 # Longer alert texts go into the signature as a digest, so it stays a sane key for Moog.
 _SIGNATURE_TEXT_MAX = 200
+# Fixed, so that a dedup window's update always gets the same external_id.
+_REPEAT_NAMESPACE = uuid.UUID("0b6f1f52-6a4e-4d4b-9f37-3a8f4e1c5d20")
 
 
 def severity_for(syslog_severity: int | None) -> int:
@@ -127,5 +130,37 @@ def unhandled_meta_alert(
             "is_dev": False,
             "unhandled_count": count,
             "window_seconds": window,
+        },
+    }
+
+
+def repeat_update(
+    alert: dict[str, Any], *, count: int, last_at: datetime, last_id: str, window: int
+) -> dict[str, Any]:
+    """The one update Moog gets for a dedup window of ``alert`` that had ``count`` repeats.
+
+    It keeps ``alert``'s signature, so Moog adds it to the same alert. Its external_id is derived
+    from the alert's, so publishing it twice (a flush job that died before it finished) is still
+    one delivery: the forward task's idempotency key sees the same id.
+    """
+    first_id = str(alert["external_id"])
+    external_id = str(uuid.uuid5(_REPEAT_NAMESPACE, first_id))
+    last = last_at.astimezone(UTC)
+    return {
+        **alert,
+        "external_id": external_id,
+        "description": (
+            f"{alert['description']} [repeated {count} more times within {window} s;"
+            f" last at {last.isoformat()}]"
+        ),
+        "agent_time": int(last.timestamp()),
+        "custom_info": {
+            **alert.get("custom_info", {}),
+            "correlation_id": external_id,
+            "duplicate_of": first_id,
+            "duplicate_count": count,
+            "last_occurrence": last.isoformat(),
+            "last_correlation_id": last_id,
+            "dedup_window_seconds": window,
         },
     }

@@ -6,9 +6,11 @@ the one that crossed a threshold.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis
 from redis.client import Pipeline
 
@@ -234,3 +236,208 @@ def _circuit_reply(reply: list[Any]) -> tuple[bool, float, str]:
     allowed, wait_ms, state = reply
     state = state.decode() if isinstance(state, bytes) else state
     return bool(int(allowed)), int(wait_ms) / 1000, state
+
+
+# Dedup windows. KEYS[1] this batch's result (idempotency), KEYS[2] the hash of closed windows
+# awaiting their update, KEYS[3] the sorted set of windows with repeats (by closing time), then one
+# window hash per fingerprint of the batch. ARGV[1] how long to remember the batch's result
+# (seconds), then six per fingerprint, in KEYS order: the correlation_id of its first event in the
+# batch, its number of events, the last one's time (epoch ms) and correlation_id, the window
+# (seconds), and the first event's alert (JSON). Returns, per fingerprint, "1:<id>" when its first
+# event opened a window (forward it; the rest repeat it) or "0:<id>" when all of them repeat the
+# open window <id>.
+# A fingerprint of a batch seen before gets its first answer again (KEYS[1] is a hash, field the
+# window key), so a redelivered batch counts nothing twice. A
+# window without repeats expires when it closes; one with repeats stays until it is moved to
+# KEYS[2], by the flush or by the next event after it closed, so no count is lost to expiry.
+_DEDUP = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local results = {}
+for i = 4, #KEYS do
+  local a = 2 + (i - 4) * 6
+  local id, n, last_at, last_id = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
+  local window, alert = tonumber(ARGV[a + 4]), ARGV[a + 5]
+  local key = KEYS[i]
+  local remembered = redis.call('HGET', KEYS[1], key)
+  if remembered then
+    results[#results + 1] = remembered
+  else
+    local open = redis.call('HMGET', key, 'id', 'closes', 'count')
+    if open[1] and tonumber(open[2]) <= now then
+      if tonumber(open[3]) > 0 then
+        local fields = redis.call('HGETALL', key)
+        local window_data = {}
+        for j = 1, #fields, 2 do window_data[fields[j]] = fields[j + 1] end
+        redis.call('HSET', KEYS[2], open[1], cjson.encode(window_data))
+        redis.call('ZREM', KEYS[3], key)
+      end
+      redis.call('DEL', key)
+      open[1] = false
+    end
+    if not open[1] then
+      local closes = now + window * 1000
+      redis.call('HSET', key, 'id', id, 'opened', now, 'closes', closes, 'window', window,
+        'count', n - 1, 'alert', alert)
+      if n > 1 then
+        redis.call('HSET', key, 'last_at', last_at, 'last_id', last_id)
+        redis.call('ZADD', KEYS[3], closes, key)
+      else
+        redis.call('PEXPIREAT', key, closes)
+      end
+      results[#results + 1] = '1:' .. id
+    else
+      redis.call('HINCRBY', key, 'count', n)
+      local previous = tonumber(redis.call('HGET', key, 'last_at') or '0')
+      if tonumber(last_at) >= previous then
+        redis.call('HSET', key, 'last_at', last_at, 'last_id', last_id)
+      end
+      if tonumber(open[3]) == 0 then
+        redis.call('PERSIST', key)
+        redis.call('ZADD', KEYS[3], open[2], key)
+      end
+      results[#results + 1] = '0:' .. open[1]
+    end
+    redis.call('HSET', KEYS[1], key, results[#results])
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return results
+"""
+
+# KEYS[1] the closed windows' hash, KEYS[2] the sorted set of windows with repeats, then window
+# hashes that were due. Each one that has closed moves to KEYS[1] (if it had repeats) and leaves
+# KEYS[2]. Returns how many moved.
+_DEDUP_CLOSE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local moved = 0
+for i = 3, #KEYS do
+  local key = KEYS[i]
+  local open = redis.call('HMGET', key, 'id', 'closes', 'count')
+  if not open[1] then
+    redis.call('ZREM', KEYS[2], key)
+  elseif tonumber(open[2]) <= now then
+    if tonumber(open[3]) > 0 then
+      local fields = redis.call('HGETALL', key)
+      local window_data = {}
+      for j = 1, #fields, 2 do window_data[fields[j]] = fields[j + 1] end
+      redis.call('HSET', KEYS[1], open[1], cjson.encode(window_data))
+      moved = moved + 1
+    end
+    redis.call('DEL', key)
+    redis.call('ZREM', KEYS[2], key)
+  end
+end
+return moved
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Repeats:
+    """The events of one batch that share a fingerprint, as :class:`DedupWindows` counts them."""
+
+    fingerprint: str
+    first_id: str  # correlation_id of the group's first event
+    count: int
+    last_at_ms: int  # the last event's time
+    last_id: str
+    window_seconds: int
+    alert: bytes  # the first event's Moog payload, JSON
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedWindow:
+    """A dedup window that closed with repeats: what its one update to Moog must carry."""
+
+    window_id: str  # the forwarded alert's correlation_id
+    alert: dict[str, Any]
+    count: int
+    last_at_ms: int
+    last_id: str
+    window_seconds: int
+
+
+class DedupWindows:
+    """Dedup windows per fingerprint, shared by every worker on every host.
+
+    :meth:`observe` decides which events of a batch repeat an alert forwarded within its window and
+    counts them, atomically and idempotently per batch; :meth:`close_due` and :meth:`closed` hand
+    the windows that closed with repeats to the flush job, which sends one update each and then
+    calls :meth:`forget`.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, remember_seconds: int) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.remember = remember_seconds
+        self.closed_key = f"{prefix}:closed"
+        self.due_key = f"{prefix}:due"
+        self.script = client.register_script(_DEDUP)
+        self.close_script = client.register_script(_DEDUP_CLOSE)
+
+    def window_key(self, fingerprint: str) -> str:
+        return f"{self.prefix}:window:{fingerprint}"
+
+    def observe(self, batch_key: str, groups: Sequence[Repeats]) -> dict[str, tuple[bool, str]]:
+        """Count ``groups`` (one per fingerprint) of the batch identified by ``batch_key``.
+
+        Returns, per fingerprint, (opened, window id): opened means the group's first event opened
+        a new window and is to be forwarded; every other event repeats the window id's alert.
+        """
+        if not groups:
+            return {}
+        keys = [f"{self.prefix}:batch:{batch_key}", self.closed_key, self.due_key]
+        args: list[Any] = [self.remember]
+        for group in groups:
+            keys.append(self.window_key(group.fingerprint))
+            args += [
+                group.first_id,
+                group.count,
+                group.last_at_ms,
+                group.last_id,
+                group.window_seconds,
+                group.alert,
+            ]
+        replies = self.script(keys=keys, args=args)
+        answers = {}
+        for group, reply in zip(groups, replies, strict=True):
+            opened, _, window_id = (
+                reply.decode() if isinstance(reply, bytes) else reply
+            ).partition(":")
+            answers[group.fingerprint] = (opened == "1", window_id)
+        return answers
+
+    def close_due(self, limit: int = 1000) -> int:
+        """Move the windows that closed with repeats to the closed set; returns how many moved."""
+        seconds, micros = self.client.time()
+        now_ms = seconds * 1000 + micros // 1000
+        due = self.client.zrangebyscore(self.due_key, "-inf", now_ms, start=0, num=limit)
+        if not due:
+            return 0
+        keys = [self.closed_key, self.due_key, *(k.decode() for k in due)]
+        return int(self.close_script(keys=keys, args=[]))
+
+    def closed(self, limit: int = 1000) -> list[ClosedWindow]:
+        """Closed windows whose update has not been sent yet (at most about ``limit``)."""
+        found = []
+        for window_id, raw in self.client.hscan_iter(self.closed_key, count=limit):
+            data = orjson.loads(raw)
+            found.append(
+                ClosedWindow(
+                    window_id=window_id.decode(),
+                    alert=orjson.loads(data["alert"]),
+                    count=int(data["count"]),
+                    last_at_ms=int(data.get("last_at") or 0),
+                    last_id=data.get("last_id") or "",
+                    window_seconds=int(data["window"]),
+                )
+            )
+            if len(found) >= limit:
+                break
+        return found
+
+    def forget(self, window_ids: Sequence[str]) -> None:
+        """The updates of these closed windows are in the outbox: drop them."""
+        if window_ids:
+            self.client.hdel(self.closed_key, *window_ids)

@@ -60,7 +60,16 @@ def load_snapshot(session: Session, version: str) -> RuleSnapshot:
     ruleset = compile_rules(rules)
     for rule_id, error in ruleset.errors:
         log.error("rule %s skipped: %s", rule_id, error)
-    return RuleSnapshot(ruleset=ruleset, dev_hosts=dev_hosts, device_teams=teams, version=version)
+    windows = {
+        row.id: row.dedup_window_seconds for row in rows if row.dedup_window_seconds is not None
+    }
+    return RuleSnapshot(
+        ruleset=ruleset,
+        dev_hosts=dev_hosts,
+        device_teams=teams,
+        version=version,
+        dedup_windows=windows,
+    )
 
 
 class RuleCache:

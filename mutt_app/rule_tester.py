@@ -1,5 +1,8 @@
 """The rule tester: which active rule would win for a sample event, and which ones it shadows.
 
+It also shows the event's message template and dedup fingerprint (:mod:`mutt_app.fingerprint`) and
+the dedup window that would apply, so the normalisation can be tried on real messages.
+
 One answer for the admin UI's tester page and ``POST /api/v2/rules/test``. The event is read by the
 ingest's own validation (a trap OID inside the message is found the same way), and the rules,
 development hosts and device teams come from the database now, not from a worker's cache.
@@ -14,7 +17,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from mutt_app.dedup import window_for
 from mutt_app.events import Event, validate_item
+from mutt_app.fingerprint import fingerprint, template
 from mutt_app.rule_cache import load_snapshot
 from mutt_app.rules import Decision, explain
 
@@ -27,6 +32,7 @@ class Trial:
     decision: Decision
     matches: list[dict[str, Any]]  # every matching rule as a dict, the winner first
     skipped_rules: list[tuple[int, str]]  # active rules the engine could not compile, and why
+    dedup_window_seconds: int  # the winning rule's own window, else the default; 0: off
 
     @property
     def winner(self) -> dict[str, Any] | None:
@@ -48,11 +54,19 @@ class Trial:
             "is_dev": decision.is_dev,
             "forward": decision.forward,
             "shadowed": self.shadowed,
+            "template": template(self.event.message),
+            "fingerprint": fingerprint(self.event.hostname, decision.rule_id, self.event.message),
+            "dedup_window_seconds": self.dedup_window_seconds,
         }
 
 
-def try_event(session: Session, body: Mapping[str, Any], default_team: str) -> Trial:
+def try_event(
+    session: Session, body: Mapping[str, Any], default_team: str, *, dedup_window: int
+) -> Trial:
     """Run ``body`` (an event as ingest takes it; only hostname required) past the active rules.
+
+    ``dedup_window`` is the current default dedup window (the dynamic DEDUP_WINDOW_SECONDS), shown
+    unless the winning rule has its own.
 
     Raises :class:`mutt_app.events.InvalidEvent` when ingest would refuse it.
     """
@@ -71,4 +85,5 @@ def try_event(session: Session, body: Mapping[str, Any], default_team: str) -> T
         decision=answer.decision,
         matches=[dataclasses.asdict(rule) for rule in answer.matches],
         skipped_rules=list(snapshot.ruleset.errors),
+        dedup_window_seconds=window_for(answer.decision.rule_id, snapshot, dedup_window),
     )

@@ -31,7 +31,7 @@ import logging
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import re2
 
@@ -683,6 +683,8 @@ class RuleSnapshot:
     dev_hosts: frozenset[str]
     device_teams: Mapping[str, str]
     version: str
+    dedup_windows: Mapping[int, int] = field(default_factory=dict)
+    """Rule id -> its own dedup window in seconds, for rules that set one."""
 
 
 def decide(

@@ -19,13 +19,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from mutt_app import metrics
 from mutt_app.celery_app import runtime_of
 from mutt_app.deadletters import add_dead_letter
+from mutt_app.dedup import Held, count_held, hold_duplicates
 from mutt_app.event_audit import audit_row, insert_audit_rows
 from mutt_app.events import Event
 from mutt_app.ledger import Batch
 from mutt_app.logs import correlation, log_context
 from mutt_app.moog import build_payload, unhandled_meta_alert
 from mutt_app.redis_scripts import UnhandledCounter
-from mutt_app.rules import Decision, decide
+from mutt_app.rules import Decision, RuleSnapshot, decide
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -113,27 +114,18 @@ def classify_batch(
             continue
         decided.append((event, decision))
 
+    # Between the decision and the forward queue: what is held back, and why.
+    forwards, held = hold_back(runtime, snapshot, decided)
+
     # Forwards go out before the audit commits: a crash in between re-runs the batch, and the
     # forward's idempotency key stops a second post. The reverse order could lose an alert.
-    publish_forwards(
-        runtime,
-        app,
-        [
-            build_payload(
-                event,
-                rule_id=decision.rule_id,
-                handling=decision.handling,
-                team=decision.team,
-                is_dev=decision.is_dev,
-            )
-            for event, decision in decided
-            if decision.forward
-        ],
-    )
+    publish_forwards(runtime, app, forwards)
 
     write_started = time.perf_counter()
     with runtime.sessions.begin() as session:
-        new = insert_audit_rows(session, [audit_row(e, d) for e, d in decided])
+        new = insert_audit_rows(
+            session, [audit_row(e, d, held.get(e.correlation_id)) for e, d in decided]
+        )
         for wire, exc in failed:
             add_dead_letter(
                 session,
@@ -152,11 +144,39 @@ def classify_batch(
         runtime, app, [e for e, d in decided if not d.matched and e.correlation_id in new]
     )
     _observe(decided, failed, new, started)
+    count_held(held, new)
     return {
         "audited": len(new),
         "duplicates": len(decided) - len(new),
         "dead_lettered": len(failed),
     }
+
+
+def hold_back(
+    runtime: Runtime, snapshot: RuleSnapshot, decided: list[tuple[Event, Decision]]
+) -> tuple[list[dict[str, Any]], dict[str, Held]]:
+    """The storm stages: the alerts to forward now, and the held events by correlation_id.
+
+    Today one stage, deduplication (:mod:`mutt_app.dedup`). The state is in Redis before the task
+    acks, and a redelivered batch gets the same verdicts.
+    """
+    candidates = [
+        (
+            event,
+            decision,
+            build_payload(
+                event,
+                rule_id=decision.rule_id,
+                handling=decision.handling,
+                team=decision.team,
+                is_dev=decision.is_dev,
+            ),
+        )
+        for event, decision in decided
+        if decision.forward
+    ]
+    held = hold_duplicates(runtime, snapshot, candidates)
+    return [alert for event, _, alert in candidates if event.correlation_id not in held], held
 
 
 def publish_forwards(runtime: Runtime, app: Any, alerts: list[dict[str, Any]]) -> None:

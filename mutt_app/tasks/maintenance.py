@@ -1,4 +1,4 @@
-"""Beat jobs that keep MUTT healthy: ledger reconciliation, partitions and retention."""
+"""Beat jobs that keep MUTT healthy: ledger reconciliation, dedup updates, partitions, retention."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 
 from celery import Task, shared_task
 
-from mutt_app import metrics, retention
+from mutt_app import dedup, metrics, retention
 from mutt_app.celery_app import runtime_of
 from mutt_app.partitions import ensure_partitions
 from mutt_app.tasks.classify import QUEUE as CLASSIFY_QUEUE
 from mutt_app.tasks.classify import TASK_NAME as CLASSIFY_TASK
+from mutt_app.tasks.classify import publish_forwards
 from mutt_app.tasks.forward import QUEUE as FORWARD_QUEUE
 from mutt_app.tasks.forward import TASK_NAME as FORWARD_TASK
 
@@ -73,3 +74,10 @@ def retention_job(self: Task) -> dict[str, object]:
         "rows_archived": report.rows_archived,
         "failures": report.failures,
     }
+
+
+@shared_task(bind=True, name="mutt.flush_dedup", ignore_result=True)
+def flush_dedup(self: Task) -> int:
+    """Send one repeat-count update per dedup window that closed with repeats (via the outbox)."""
+    runtime = runtime_of(self.app)
+    return dedup.flush(runtime, lambda alerts: publish_forwards(runtime, self.app, alerts))

@@ -34,13 +34,14 @@ from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session, scoped_session
 from werkzeug.wrappers import Response as BaseResponse
 from wtforms import HiddenField, StringField
-from wtforms.validators import DataRequired, InputRequired, Length
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from mutt_app.config_audit import record_change
 from mutt_app.dashboard import cached_metrics
 from mutt_app.models import (
     DEV_HANDLINGS,
     MATCH_TYPES,
+    MAX_DEDUP_WINDOW_SECONDS,
     PROD_HANDLINGS,
     AlertRule,
     ConfigAuditLog,
@@ -245,6 +246,7 @@ class AlertRuleView(MuttModelView):
         "dev_handling",
         "team_assignment",
         "is_active",
+        "dedup_window_seconds",
         "updated_at",
     )
     column_default_sort = [("priority", True), ("id", False)]
@@ -261,6 +263,7 @@ class AlertRuleView(MuttModelView):
         "dev_handling",
         "team_assignment",
         "is_active",
+        "dedup_window_seconds",
         "reason",
     )
     form_overrides = {
@@ -279,6 +282,11 @@ class AlertRuleView(MuttModelView):
         "team_assignment": {"filters": [_strip]},
         "priority": {"default": 100},
         "is_active": {"default": True},
+        "dedup_window_seconds": {
+            "validators": [Optional(), NumberRange(0, MAX_DEDUP_WINDOW_SECONDS)],
+            "description": "seconds repeats of an alert are counted, not forwarded; empty: the"
+            " default (DEDUP_WINDOW_SECONDS), 0: off for this rule",
+        },
     }
     form_extra_fields = {"reason": ReasonField()}
 
@@ -396,6 +404,8 @@ class EventAuditView(ReadOnlyView):
         "team_assignment",
         "is_dev",
         "forwarded_to_moog",
+        "held_reason",
+        "duplicate_of",
         "correlation_id",
     )
     column_default_sort = ("event_timestamp", True)
@@ -405,6 +415,8 @@ class EventAuditView(ReadOnlyView):
         "matched_rule_id",
         "handling_decision",
         "team_assignment",
+        "held_reason",
+        "duplicate_of",
         "event_timestamp",
         "correlation_id",
     )

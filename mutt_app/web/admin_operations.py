@@ -384,7 +384,12 @@ def test_event(text: str) -> dict[str, Any]:
         raise ValueError("the event must be a JSON object")
     try:
         with sessions()() as session:
-            trial = try_event(session, body, settings().unhandled_default_team)
+            trial = try_event(
+                session,
+                body,
+                settings().unhandled_default_team,
+                dedup_window=dynamic_config().get("dedup_window_seconds"),
+            )
     except InvalidEvent as exc:
         raise ValueError(f"not a valid event: {exc}") from None
     return {"event": trial.event, **trial.outcome(), "skipped_rules": trial.skipped_rules}

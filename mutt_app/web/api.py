@@ -61,7 +61,13 @@ from mutt_app.api_keys import UNSCOPED_CHANGED_BY, ApiKey, accepted_keys, identi
 from mutt_app.config import Settings
 from mutt_app.config_audit import record_change
 from mutt_app.db import make_engine, session_factory
-from mutt_app.models import CONFIG_OPERATIONS, ROLES, ConfigAuditLog, EventAuditLog
+from mutt_app.models import (
+    CONFIG_OPERATIONS,
+    HELD_REASONS,
+    ROLES,
+    ConfigAuditLog,
+    EventAuditLog,
+)
 from mutt_app.rotation import redis_client
 from mutt_app.rule_cache import bump_rules_version
 
@@ -738,7 +744,8 @@ def _decode_cursor(raw: str) -> tuple[datetime, int]:
 def list_event_audit() -> Response:
     """The event audit, newest event first.
 
-    Filters: hostname, rule_id, handling, correlation_id, start_date/end_date (on the event's
+    Filters: hostname, rule_id, handling, held_reason (why a forwardable event was not forwarded:
+    one of models.HELD_REASONS), correlation_id, start_date/end_date (on the event's
     timestamp, ISO 8601, inclusive). Paging: ``page`` (from 1) and ``limit`` (default
     AUDIT_LOG_PAGE_SIZE, at most 500), or for deep paging the ``next_cursor`` of the previous answer
     as ``cursor`` (keyset: no cost growing with depth). No total is counted, as the table holds
@@ -748,9 +755,12 @@ def list_event_audit() -> Response:
     page = int_arg("page", 1, minimum=1)
     rule_id = int_arg("rule_id", 0, minimum=0) if request.args.get("rule_id") else None
     correlation_id = uuid_arg("correlation_id")
+    held_reason = choice_arg("held_reason", HELD_REASONS)
     start, end = date_range()
     cursor = request.args.get("cursor", "").strip()
     query = select(EventAuditLog)
+    if held_reason is not None:
+        query = query.where(EventAuditLog.held_reason == held_reason)
     if hostname := request.args.get("hostname", "").strip():
         query = query.where(EventAuditLog.hostname == hostname)
     if rule_id is not None:

@@ -14,7 +14,7 @@ from flask import Response, request
 from sqlalchemy import select
 
 from mutt_app.events import InvalidEvent
-from mutt_app.models import AlertRule
+from mutt_app.models import MAX_DEDUP_WINDOW_SECONDS, AlertRule
 from mutt_app.rule_tester import try_event
 from mutt_app.rules import (
     DEV_HANDLINGS,
@@ -42,6 +42,7 @@ from mutt_app.web.api import (
     sessions,
     settings,
 )
+from mutt_app.web.api_operations import dynamic_config
 
 TABLE = "alert_rules"
 # Checked by check_fields and described in the OpenAPI document from these same specs; the engine's
@@ -56,6 +57,9 @@ RULE_FIELDS: dict[str, FieldSpec] = {
     "dev_handling": FieldSpec(str, enum=DEV_HANDLINGS),
     "team_assignment": FieldSpec(str, min_length=1),
     "is_active": FieldSpec(bool),
+    "dedup_window_seconds": FieldSpec(
+        int, nullable=True, minimum=0, maximum=MAX_DEDUP_WINDOW_SECONDS
+    ),
 }
 REQUIRED_ON_CREATE = ("match_type", "prod_handling", "dev_handling", "team_assignment")
 READ_ONLY = ("id", "created_at", "updated_at")
@@ -65,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
     "syslog_severity": None,
     "priority": 100,
     "is_active": True,
+    "dedup_window_seconds": None,
 }
 
 
@@ -202,7 +207,12 @@ def test_rule() -> Response:
     body = json_body()
     try:
         with sessions()() as session:
-            trial = try_event(session, body, settings().unhandled_default_team)
+            trial = try_event(
+                session,
+                body,
+                settings().unhandled_default_team,
+                dedup_window=dynamic_config().get("dedup_window_seconds"),
+            )
     except InvalidEvent as exc:
         raise ApiError(422, f"not a valid event: {exc}") from None
     event = trial.event

@@ -22,7 +22,7 @@ from flask import Flask, Response, current_app
 
 from mutt_app.config import VERSION
 from mutt_app.dynamic_config import KEYS
-from mutt_app.models import CONFIG_OPERATIONS
+from mutt_app.models import CONFIG_OPERATIONS, HELD_REASONS
 from mutt_app.rules import MATCH_TYPES
 from mutt_app.web.api import (
     MAX_DB_INT,
@@ -207,12 +207,29 @@ def _schemas() -> dict[str, Any]:
                 "is_dev": BOOL,
                 "forward": BOOL,
                 "shadowed": {"type": "array", "items": engine_rule},
+                "template": {"type": "string", "description": "the message, volatile parts masked"},
+                "fingerprint": {"type": "string", "description": "dedup key: host, rule, template"},
+                "dedup_window_seconds": {
+                    "type": "integer",
+                    "description": "the dedup window that applies (0: off)",
+                },
                 "skipped_rules": {
                     "type": "array",
                     "items": _object({"id": INT, "error": STR}),
                 },
             },
-            ["matched", "rule_id", "handling", "team", "is_dev", "forward", "shadowed"],
+            [
+                "matched",
+                "rule_id",
+                "handling",
+                "team",
+                "is_dev",
+                "forward",
+                "shadowed",
+                "template",
+                "fingerprint",
+                "dedup_window_seconds",
+            ],
         ),
         "DevHost": dev_host,
         "DevHostCreate": _object(
@@ -279,6 +296,8 @@ def _schemas() -> dict[str, Any]:
                 "forwarded_to_moog": BOOL,
                 "correlation_id": UUID,
                 "raw": {"type": ["object", "null"]},
+                "held_reason": {"enum": [*HELD_REASONS, None]},
+                "duplicate_of": NULLABLE_UUID,
             },
             ["id", "event_timestamp", "hostname", "message", "handling_decision", "correlation_id"],
         ),
@@ -558,6 +577,12 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 _param("hostname", "query", QUERY_TEXT, "only this host"),
                 _param("rule_id", "query", COUNT, "only this rule"),
                 _param("handling", "query", QUERY_TEXT, "only this handling decision"),
+                _param(
+                    "held_reason",
+                    "query",
+                    {"enum": list(HELD_REASONS)},
+                    "only events held back for this reason",
+                ),
                 CORRELATION,
                 *DATES,
             ],

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mutt_app.config import Settings
 from mutt_app.deadletters import add_dead_letter
 from mutt_app.dynamic_config import PREFIX
+from mutt_app.fingerprint import fingerprint
 from mutt_app.models import AlertRule, ConfigAuditLog, DeadLetter, PoisonLetter
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
@@ -288,6 +289,10 @@ def test_the_rule_tester_shows_the_winner_its_handling_team_and_what_it_shadows(
     assert 'id="handling">Page_and_ticket<' in text and 'id="team">WAN<' in text
     shadowed = text.split('id="shadowed"', 1)[1]
     assert f"#{low}" in shadowed
+    template = "%LINK-3-UPDOWN: Gi0/1 changed state to down"  # identifiers only: nothing masked
+    assert f'id="template">{template}<' in html.unescape(text)
+    assert f'id="fingerprint">{fingerprint("r1", high, template)}<' in text
+    assert 'id="dedup-window">60 s' in text
 
     unhandled = client.post(
         "/admin/rule-tester/", data={"csrf_token": token, "event": '{"hostname": "r1"}'}

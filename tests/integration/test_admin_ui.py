@@ -246,6 +246,21 @@ def test_admin_creates_a_rule_with_a_reason_and_it_is_audited(
     assert int(redis_client.get(VERSION_KEY) or 0) == 1
 
 
+def test_a_rules_dedup_window_is_set_in_the_form_and_checked(
+    client: FlaskClient, sessions: sessionmaker
+) -> None:
+    assert _login(client, "alice") == 302
+    token = _form_token(client, "/admin/rules/new/")
+    form = {**RULE_FORM, "reason": "noisy", "csrf_token": token}
+    refused = client.post("/admin/rules/new/", data={**form, "dedup_window_seconds": "-5"})
+    assert refused.status_code == 200  # the form again, with the error
+    assert all(rule.match_string != "LINK-3-UPDOWN" for rule in _rules(sessions))
+    response = client.post("/admin/rules/new/", data={**form, "dedup_window_seconds": "300"})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    [rule] = [rule for rule in _rules(sessions) if rule.match_string == "LINK-3-UPDOWN"]
+    assert rule.dedup_window_seconds == 300
+
+
 def test_a_change_without_a_reason_is_refused(client: FlaskClient, sessions: sessionmaker) -> None:
     assert _login(client, "alice") == 302
     token = _form_token(client, "/admin/rules/new/")

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select
 
 from mutt_app.config import load_settings
 from mutt_app.db import make_engine, session_factory, upgrade
+from mutt_app.dedup import Held
 from mutt_app.event_audit import audit_row, insert_audit_rows
 from mutt_app.events import Event
 from mutt_app.models import EventAuditLog
@@ -92,3 +93,25 @@ def test_a_redelivered_batch_inserts_nothing_twice(audit_engine: Engine) -> None
 def test_an_empty_batch_writes_nothing(audit_engine: Engine) -> None:
     with session_factory(audit_engine).begin() as session:
         assert insert_audit_rows(session, []) == set()
+
+
+def test_a_held_event_is_audited_as_not_forwarded_with_its_reason(audit_engine: Engine) -> None:
+    first, repeat, quiet = _event(1), _event(2), _event(3)
+    held = Held("duplicate", first.correlation_id)
+    rows = [audit_row(first, DECISION), audit_row(repeat, DECISION, held)]
+    rows.append(audit_row(quiet, Decision(None, "Log_only", "NETO", False, False)))
+    with session_factory(audit_engine).begin() as session:
+        insert_audit_rows(session, rows)
+    with audit_engine.connect() as connection:
+        stored = connection.execute(
+            select(
+                EventAuditLog.forwarded_to_moog,
+                EventAuditLog.held_reason,
+                EventAuditLog.duplicate_of,
+            ).order_by(EventAuditLog.hostname)
+        ).all()
+    assert [tuple(r) for r in stored] == [
+        (True, None, None),
+        (False, "duplicate", uuid.UUID(first.correlation_id)),
+        (False, None, None),
+    ]

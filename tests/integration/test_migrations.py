@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 
+import pytest
 from sqlalchemy import insert, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from mutt_app.config import load_settings
 from mutt_app.db import downgrade, make_engine, upgrade
@@ -110,3 +112,49 @@ def test_a_lookup_by_correlation_id_uses_the_unique_keys_index(pg_url: str) -> N
     assert "Index Scan" in plan or "Bitmap Index Scan" in plan
     assert "correlation" in plan  # the partitions' indexes of uq_event_audit_correlation
     engine.dispose()
+
+
+def _dedup_columns_round_trip(engine, partitions: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """0006 adds held_reason/duplicate_of (to every partition) and the per-rule window, and undoes it."""
+    upgrade(engine)
+    first = uuid.uuid4()
+    row = {**_event(datetime(2026, 1, 15, tzinfo=UTC)), "held_reason": "duplicate"}
+    with engine.begin() as conn:
+        conn.execute(insert(EventAuditLog), [{**row, "duplicate_of": first}])
+        stored = conn.execute(text("SELECT held_reason, duplicate_of FROM event_audit_log")).one()
+        assert stored[0] == "duplicate"
+        assert uuid.UUID(str(stored[1])) == first
+        for table in partitions:
+            assert {"held_reason", "duplicate_of"} <= {
+                c["name"] for c in inspect(conn).get_columns(table)
+            }
+    rule = (
+        "INSERT INTO alert_rules (match_string, match_type, prod_handling, dev_handling,"
+        " team_assignment, dedup_window_seconds) VALUES ('x', 'contains', 'Ticket_only',"
+        " 'Log_only', 'NETO', {})"
+    )
+    with engine.begin() as conn:
+        conn.execute(text(rule.format(0)))
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text(rule.format(-1)))
+    downgrade(engine, "0004")
+    with engine.connect() as conn:
+        assert "held_reason" not in {
+            c["name"] for c in inspect(conn).get_columns("event_audit_log")
+        }
+        assert "dedup_window_seconds" not in {
+            c["name"] for c in inspect(conn).get_columns("alert_rules")
+        }
+    engine.dispose()
+
+
+def test_dedup_migration_on_postgres_partitions(empty_pg_url: str) -> None:
+    engine = make_engine(load_settings({"DATABASE_URL": empty_pg_url}))
+    upgrade(engine, "0004")
+    ensure_partitions(engine, date(2026, 1, 1), 0, drain_default=False)
+    _dedup_columns_round_trip(engine, ["event_audit_log_202601", "event_audit_log_default"])
+
+
+def test_dedup_migration_on_sqlite(tmp_path) -> None:
+    engine = make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)}))
+    _dedup_columns_round_trip(engine, [])

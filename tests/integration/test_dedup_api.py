@@ -1,0 +1,74 @@
+"""Deduplication as the API and the admin UI show it: the tester, the rule field, the audit filter."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from flask.testing import FlaskClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from mutt_app.fingerprint import fingerprint
+from mutt_app.models import EventAuditLog
+from tests.integration.test_api import CRITICAL, app, call, client  # noqa: F401 - fixtures
+
+
+def test_the_rule_tester_shows_template_fingerprint_and_window(client: FlaskClient) -> None:  # noqa: F811
+    rule = call(client, "POST", "/api/v2/rules", CRITICAL, status=201)["id"]
+    event = {"hostname": "R1", "message": "CRITICAL fan 3 failed at 10:15:30 (0x1f)"}
+    answer = call(client, "POST", "/api/v2/rules/test", event, reason=None, status=200)
+    assert answer["template"] == "CRITICAL fan <n> failed at <time> (<hex>)"
+    assert answer["fingerprint"] == fingerprint(
+        "r1", rule, "CRITICAL fan 9 failed at 1:02:03 (0x2)"
+    )
+    assert answer["dedup_window_seconds"] == 60  # DEDUP_WINDOW_SECONDS
+
+    call(client, "PUT", f"/api/v2/rules/{rule}", {"dedup_window_seconds": 0}, status=200)
+    answer = call(client, "POST", "/api/v2/rules/test", event, reason=None, status=200)
+    assert answer["dedup_window_seconds"] == 0
+
+
+def test_a_rules_dedup_window_is_a_checked_nullable_field(client: FlaskClient) -> None:  # noqa: F811
+    created = call(client, "POST", "/api/v2/rules", CRITICAL, status=201)
+    assert created["rule"]["dedup_window_seconds"] is None
+    rule = created["id"]
+    for bad in (-1, 86_401):
+        answer = call(
+            client, "PUT", f"/api/v2/rules/{rule}", {"dedup_window_seconds": bad}, status=422
+        )
+        assert "dedup_window_seconds" in answer["error"]
+    call(client, "PUT", f"/api/v2/rules/{rule}", {"dedup_window_seconds": 300}, status=200)
+    assert call(client, "GET", f"/api/v2/rules/{rule}")["rule"]["dedup_window_seconds"] == 300
+    call(client, "PUT", f"/api/v2/rules/{rule}", {"dedup_window_seconds": None}, status=200)
+    assert call(client, "GET", f"/api/v2/rules/{rule}")["rule"]["dedup_window_seconds"] is None
+
+
+def test_the_event_audit_shows_and_filters_by_held_reason(
+    client: FlaskClient,  # noqa: F811
+    engine: Engine,
+) -> None:
+    first, repeat = uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        for correlation_id, held in ((first, None), (repeat, "duplicate")):
+            session.add(
+                EventAuditLog(
+                    event_timestamp=now,
+                    received_at=now,
+                    hostname="sw-1",
+                    message="link down",
+                    handling_decision="Ticket_only",
+                    forwarded_to_moog=held is None,
+                    correlation_id=correlation_id,
+                    held_reason=held,
+                    duplicate_of=first if held else None,
+                )
+            )
+    held = call(client, "GET", "/api/v2/audit-logs?held_reason=duplicate", status=200)["logs"]
+    assert [(log["correlation_id"], log["duplicate_of"]) for log in held] == [
+        (str(repeat), str(first))
+    ]
+    assert len(call(client, "GET", "/api/v2/audit-logs", status=200)["logs"]) == 2
+    answer = call(client, "GET", "/api/v2/audit-logs?held_reason=bogus", status=400)
+    assert "held_reason" in answer["error"]
