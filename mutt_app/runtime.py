@@ -13,6 +13,8 @@ from functools import cached_property
 
 import redis
 import requests
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,6 +24,18 @@ from mutt_app.dynamic_config import DynamicConfig
 from mutt_app.ledger import OUTBOX, Ledger
 from mutt_app.rotation import redis_client
 from mutt_app.rule_cache import RuleCache
+
+# A Redis restart (or a Sentinel failover) takes the server away for a moment. A command that fails
+# then is tried again for a few seconds before its task sees the error: the bookkeeping after a
+# delivered alert (sent key, outbox) lost to a restart would post that alert a second time.
+# redis-py's clients made from a URL retry nothing by default.
+REDIS_RETRY_ATTEMPTS = 6  # 0.1 + 0.2 + 0.4 + 0.8 + 1.6 + 2 s at most, with jitter
+
+
+def redis_retry() -> Retry:
+    """How a worker's Redis commands ride out a restart of the server."""
+    return Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), REDIS_RETRY_ATTEMPTS)
+
 
 _LAZY = (
     "engine", "sessions", "redis", "ledger", "outbox", "rules", "dynamic_config", "_http_by_thread",
@@ -44,7 +58,9 @@ class Runtime:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis_client(self.settings, socket_timeout=30, socket_connect_timeout=5)
+        return redis_client(
+            self.settings, socket_timeout=30, socket_connect_timeout=5, retry=redis_retry()
+        )
 
     @cached_property
     def ledger(self) -> Ledger:
