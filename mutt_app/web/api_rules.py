@@ -16,7 +16,7 @@ from sqlalchemy import select
 from mutt_app.events import InvalidEvent
 from mutt_app.models import AlertRule
 from mutt_app.rule_tester import try_event
-from mutt_app.rules import MATCH_TYPES, RuleError, validate_rule_fields
+from mutt_app.rules import MATCH_TYPES, BudgetExceeded, RuleError, validate_rule_fields
 from mutt_app.web.api import (
     MAX_DB_INT,
     ApiError,
@@ -190,13 +190,19 @@ def test_rule() -> Response:
     trap_oid, ...), read by the ingest's own validation, so the answer is the pipeline's: a trap
     OID inside the message is found the same way. Only ``hostname`` is required. The rules,
     development hosts and device teams are read from the database now, not from a worker's cache.
+    A test that runs past CLASSIFY_TIME_BUDGET_SECONDS is a 422 naming it.
     """
     body = json_body()
+    config = settings()
     try:
         with sessions()() as session:
-            trial = try_event(session, body, settings().unhandled_default_team)
+            trial = try_event(
+                session, body, config.unhandled_default_team, config.classify_time_budget_seconds
+            )
     except InvalidEvent as exc:
         raise ApiError(422, f"not a valid event: {exc}") from None
+    except BudgetExceeded as exc:
+        raise ApiError(422, str(exc)) from None
     event = trial.event
     return json_response(
         {
