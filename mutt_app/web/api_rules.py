@@ -16,7 +16,15 @@ from sqlalchemy import select
 from mutt_app.events import InvalidEvent
 from mutt_app.models import AlertRule
 from mutt_app.rule_tester import try_event
-from mutt_app.rules import MATCH_TYPES, BudgetExceeded, RuleError, validate_rule_fields
+from mutt_app.rules import (
+    MATCH_TYPES,
+    MAX_CONTAINS_CHARS,
+    MAX_PATTERN_CHARS,
+    MAX_TRAP_OID_CHARS,
+    BudgetExceeded,
+    RuleError,
+    validate_rule_fields,
+)
 from mutt_app.web.api import (
     MAX_DB_INT,
     ApiError,
@@ -74,7 +82,18 @@ def _validate(fields: dict[str, Any]) -> None:
             fields["team_assignment"],
         )
     except RuleError as exc:
-        raise ApiError(422, str(exc), {"rule": fields}) from None
+        raise ApiError(422, str(exc), {"rule": _echoed(fields)}) from None
+
+
+def _echoed(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` for an error's details, a string over the rule bounds cut short (not all 5 MB)."""
+    longest = max(MAX_PATTERN_CHARS, MAX_CONTAINS_CHARS, MAX_TRAP_OID_CHARS)
+    return {
+        name: f"{value[:64]}... ({len(value):,} characters)"
+        if isinstance(value, str) and len(value) > longest
+        else value
+        for name, value in fields.items()
+    }
 
 
 def _rule_fields(body: dict[str, Any], *, required: tuple[str, ...] = ()) -> dict[str, Any]:
