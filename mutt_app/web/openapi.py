@@ -20,7 +20,14 @@ from flask import Flask, Response, current_app
 from mutt_app.config import VERSION
 from mutt_app.dynamic_config import KEYS
 from mutt_app.models import CONFIG_OPERATIONS
-from mutt_app.rules import DEV_HANDLINGS, MATCH_TYPES, PROD_HANDLINGS
+from mutt_app.rules import (
+    DEV_HANDLINGS,
+    MATCH_TYPES,
+    MAX_CONTAINS_CHARS,
+    MAX_PATTERN_CHARS,
+    MAX_TRAP_OID_CHARS,
+    PROD_HANDLINGS,
+)
 from mutt_app.web.api import MAX_LIMIT, FieldSpec, bp, json_response, public, required_role
 from mutt_app.web.api_hosts import DEV_HOST_FIELDS, TEAM_FIELDS
 from mutt_app.web.api_rules import RULE_FIELDS
@@ -69,6 +76,9 @@ def _rule_fields(*, with_constraints: bool) -> dict[str, Any]:
         fields["dev_handling"] |= {"enum": list(DEV_HANDLINGS)}
         fields["priority"] |= {"minimum": 1, "maximum": 1000}
         fields["syslog_severity"] |= {"minimum": 0, "maximum": 7}
+        # The engine's rule bounds (MAX_PATTERN_CHARS for a regex, MAX_CONTAINS_CHARS otherwise).
+        fields["match_string"] |= {"maxLength": max(MAX_PATTERN_CHARS, MAX_CONTAINS_CHARS)}
+        fields["trap_oid"] |= {"maxLength": MAX_TRAP_OID_CHARS}
     return fields
 
 
