@@ -153,3 +153,33 @@ def test_an_event_that_alone_spends_the_budget_is_dead_lettered_not_handed_on_fo
 def _audit_rows(engine: Engine) -> list[EventAuditLog]:
     with Session(engine) as session:
         return list(session.scalars(select(EventAuditLog)))
+
+
+def test_a_stored_rule_over_a_bound_is_skipped_with_an_error_and_a_metric(
+    settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_celery(settings)  # the default budget
+    app.loader.import_default_modules()
+    # Written straight to the database, as a rule stored before the bounds existed would be.
+    with engine.begin() as conn:
+        huge = conn.execute(
+            insert(AlertRule)
+            .values(**REGEX_RULE | {"match_string": "x" * 100_000, "priority": 1000})
+            .returning(AlertRule.id)
+        ).scalar_one()
+        conn.execute(insert(AlertRule).values(**RULE))
+    wire = _wire_events(2)
+
+    outcome = app.tasks[TASK_NAME].apply(args=[wire, "old-rules"]).get()
+
+    assert outcome == {"audited": 2, "duplicates": 0, "dead_lettered": 0, "deferred": 0}
+    assert metrics.RULES_SKIPPED._value.get() == 1
+    assert metrics.RULES_CACHED._value.get() == 1
+    assert any(
+        r.levelname == "ERROR"
+        and f"rule {huge} skipped" in r.getMessage()
+        and "MAX_PATTERN_CHARS" in r.getMessage()
+        for r in caplog.records
+    )
+    handling = {str(r.correlation_id): r.handling_decision for r in _audit_rows(engine)}
+    assert handling[wire[1]["correlation_id"]] == "Page_and_ticket"  # the valid rule still applies
