@@ -104,6 +104,10 @@ class Settings(BaseModel):
     classify_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
     """Most events per classify task. A task's fixed cost (broker, task events, ledger, a commit)
     is shared by its events: 500 let 100-event requests pair up (BENCHMARKS.md)."""
+    classify_time_budget_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    """Seconds one classify task may spend deciding events (also the rule tester's limit). When
+    it is spent, the events not yet decided go on in a new task (see mutt_app.tasks.classify), so
+    no rule set holds a worker much longer than this; well under the broker visibility timeout."""
     ingest_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 20.0
     """How long an ingest process holds a not-yet-full batch for more requests' events (0: never)."""
 

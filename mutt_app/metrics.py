@@ -72,6 +72,19 @@ TEAMS_CACHED = Gauge(
 RULE_RELOAD_FAILURES = Counter(
     "mutt_alerter_cache_reload_failures_total", "Failed rule cache reloads"
 )
+RULES_SKIPPED = Gauge(
+    "mutt_alerter_cache_rules_skipped_count",
+    "Active rules the last compile skipped (invalid, or over a rule bound)",
+    multiprocess_mode="max",
+)
+CLASSIFY_BUDGET_EXCEEDED = Counter(
+    "mutt_alerter_time_budget_events_total",
+    "Events a classify task left undecided when CLASSIFY_TIME_BUDGET_SECONDS ran out, by outcome"
+    " (deferred: handed on in a new task; dead_lettered: one event alone used the whole budget)",
+    ["outcome"],
+)
+for _outcome in ("deferred", "dead_lettered"):
+    CLASSIFY_BUDGET_EXCEEDED.labels(_outcome)
 DB_WRITE_LATENCY = Histogram(
     "mutt_db_write_latency_ms",
     "Audit batch insert latency in milliseconds",

@@ -6,11 +6,16 @@ the dedup window that would apply, so the normalisation can be tried on real mes
 One answer for the admin UI's tester page and ``POST /api/v2/rules/test``. The event is read by the
 ingest's own validation (a trap OID inside the message is found the same way), and the rules,
 development hosts and device teams come from the database now, not from a worker's cache.
+
+A test is bounded as classification is: the message by ingest's MAX_MESSAGE_CHARS, the rules by the
+rule bounds of :mod:`mutt_app.rules`, and the time by CLASSIFY_TIME_BUDGET_SECONDS
+(:class:`~mutt_app.rules.BudgetExceeded` when it runs out).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +26,7 @@ from mutt_app.dedup import window_for
 from mutt_app.events import Event, validate_item
 from mutt_app.fingerprint import fingerprint, template
 from mutt_app.rule_cache import load_snapshot
-from mutt_app.rules import Decision, explain
+from mutt_app.rules import BudgetExceeded, Decision, explain
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,25 +66,40 @@ class Trial:
 
 
 def try_event(
-    session: Session, body: Mapping[str, Any], default_team: str, *, dedup_window: int
+    session: Session,
+    body: Mapping[str, Any],
+    default_team: str,
+    *,
+    dedup_window: int,
+    budget_seconds: float,
 ) -> Trial:
     """Run ``body`` (an event as ingest takes it; only hostname required) past the active rules.
 
     ``dedup_window`` is the current default dedup window (the dynamic DEDUP_WINDOW_SECONDS), shown
     unless the winning rule has its own.
 
-    Raises :class:`mutt_app.events.InvalidEvent` when ingest would refuse it.
+    Raises :class:`mutt_app.events.InvalidEvent` when ingest would refuse it, and
+    :class:`~mutt_app.rules.BudgetExceeded` (its message names the budget) when matching would
+    run past ``budget_seconds``.
     """
+    deadline = time.perf_counter() + budget_seconds
     event = validate_item(dict(body), required_fields=("hostname",), received_at=datetime.now(UTC))
     snapshot = load_snapshot(session, "database")
-    answer = explain(
-        event.message,
-        event.trap_oid,
-        event.syslog_severity,
-        event.hostname,
-        snapshot,
-        default_team,
-    )
+    try:
+        answer = explain(
+            event.message,
+            event.trap_oid,
+            event.syslog_severity,
+            event.hostname,
+            snapshot,
+            default_team,
+            deadline,
+        )
+    except BudgetExceeded:
+        raise BudgetExceeded(
+            f"the rule test ran out of its {budget_seconds}s time budget"
+            " (CLASSIFY_TIME_BUDGET_SECONDS): the active rules are too slow for this message"
+        ) from None
     return Trial(
         event=event,
         decision=answer.decision,

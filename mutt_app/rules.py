@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import re2
+
+from mutt_app.events import MAX_OID_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +65,34 @@ _SET_OPTIONS = re2.Options()
 _SET_OPTIONS.log_errors = False
 _SET_OPTIONS.max_mem = 256 << 20
 
+# Bounds on one rule, so that no rule can make matching or a rules page heavy. Real rules are at
+# most a few hundred characters ("Interface.*down", a dozen alternatives); 1024 leaves room several
+# times over. The cost of a regex search grows with its compiled program (RE2 instructions), which a
+# short pattern can still blow up: ".{1000}" is 8 characters and 8,000 instructions, and a search
+# falling back from RE2's DFA to its NFA pays for every instruction at every byte. Typical rules
+# compile to under 100 instructions; 5,000 still takes two ".{0,200}" gaps. Lowering RE2's max_mem
+# instead would also shrink the DFA cache of every regex and make ordinary rules slower.
+MAX_PATTERN_CHARS = 1024
+"""Longest ``match_string`` of a regex rule, in characters."""
+MAX_REGEX_PROGRAM_SIZE = 5000
+"""Largest compiled RE2 program of a regex rule, in instructions (RE2's ``ProgramSize``)."""
+MAX_CONTAINS_CHARS = 1024
+"""Longest ``match_string`` of a contains rule, in characters."""
+MAX_TRAP_OID_CHARS = MAX_OID_CHARS
+"""Longest ``trap_oid`` (oid_prefix): an event's trap OID is no longer, so a longer one never matches."""
+
 
 class RuleError(ValueError):
     """A rule's fields are not a rule the engine can use."""
+
+
+class BudgetExceeded(Exception):
+    """Matching ran past its deadline (a ``time.perf_counter()`` value) before it could answer."""
+
+
+def _check_deadline(deadline: float | None) -> None:
+    if deadline is not None and time.perf_counter() > deadline:
+        raise BudgetExceeded("matching ran past its time budget")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +157,9 @@ def validate_rule_fields(
     """Raise :class:`RuleError` naming the first problem that keeps these fields from being a rule.
 
     Checks the same things as the database constraints, plus that a regex compiles under RE2 (no
-    backreferences, no lookaround); the message then carries RE2's own error text.
+    backreferences, no lookaround; the message then carries RE2's own error text), and the bounds
+    :data:`MAX_PATTERN_CHARS`, :data:`MAX_REGEX_PROGRAM_SIZE`, :data:`MAX_CONTAINS_CHARS` and
+    :data:`MAX_TRAP_OID_CHARS`, which the message names.
     """
     if match_type not in MATCH_TYPES:
         raise RuleError(
@@ -152,6 +182,7 @@ def validate_rule_fields(
     for name, value in (("match_string", match_string), ("trap_oid", trap_oid)):
         if value is not None and not _is_text(value):
             raise RuleError(f"{name} must be text (str, no lone surrogates), not {value!r}")
+    _check_lengths(match_type, match_string, trap_oid)
     if match_string == "":
         raise RuleError("match_string must not be empty (leave it unset instead)")
     if trap_oid is not None and not trap_oid.strip():
@@ -168,7 +199,29 @@ def validate_rule_fields(
             " match_string nor trap_oid, may leave it unset)"
         )
     if match_type == "regex" and match_string is not None:
-        _compile_regex(match_string)
+        size = _compile_regex(match_string).programsize
+        if size > MAX_REGEX_PROGRAM_SIZE:
+            raise RuleError(
+                f"regex compiles to {size:,} RE2 instructions; at most {MAX_REGEX_PROGRAM_SIZE:,}"
+                " (MAX_REGEX_PROGRAM_SIZE) are allowed: large counted repetitions such as .{1000}"
+                " make every search slow"
+            )
+
+
+def _check_lengths(match_type: str, match_string: str | None, trap_oid: str | None) -> None:
+    """RuleError if a string field is longer than its bound (checked before compiling anything)."""
+    limits = []
+    if match_type == "regex":
+        limits.append(("match_string", match_string, MAX_PATTERN_CHARS, "MAX_PATTERN_CHARS"))
+    else:  # an oid_prefix rule ignores its match_string, but it is still stored and shown
+        limits.append(("match_string", match_string, MAX_CONTAINS_CHARS, "MAX_CONTAINS_CHARS"))
+    limits.append(("trap_oid", trap_oid, MAX_TRAP_OID_CHARS, "MAX_TRAP_OID_CHARS"))
+    for name, value, limit, constant in limits:
+        if value is not None and len(value) > limit:
+            raise RuleError(
+                f"{name} is {len(value):,} characters; a {match_type} rule's {name} may have at"
+                f" most {limit:,} ({constant})"
+            )
 
 
 def _listed(names: Iterable[str]) -> str:
@@ -506,13 +559,16 @@ def _set_of(patterns: Iterable[str], anchored: bool = False) -> re2.Set | None:
     return built
 
 
-def _confirm(pending: list[_Group], key: int, best: int, data: bytes) -> int:
+def _confirm(
+    pending: list[_Group], key: int, best: int, data: bytes, deadline: float | None
+) -> int:
     """Run the queued regexes, most promising first, until one matches or none can win."""
     pending.sort(key=lambda group: group.best[key])
     for group in pending:
         rank = group.best[key]
         if rank >= best:
             break
+        _check_deadline(deadline)
         if group.check is not None and group.check(data):
             return rank
     return best
@@ -602,9 +658,18 @@ class RuleSet:
         return f"<RuleSet {len(self.rules)} rules, {len(self.errors)} skipped>"
 
     def match(
-        self, message: str, trap_oid: str | None = None, severity: int | None = None
+        self,
+        message: str,
+        trap_oid: str | None = None,
+        severity: int | None = None,
+        deadline: float | None = None,
     ) -> Rule | None:
-        """The winning rule for an event, or None when no rule matches."""
+        """The winning rule for an event, or None when no rule matches.
+
+        With a ``deadline`` (a ``time.perf_counter()`` value), raises :class:`BudgetExceeded`
+        instead of running one more regex after it. RE2 cannot be stopped mid-search, so the
+        deadline is checked between searches, which the rule bounds keep short.
+        """
         key = _NO_SEVERITY if severity is None else severity
         best = self._severity_only.best[key]
         if trap_oid and self._oids.best[key] < best:
@@ -623,21 +688,35 @@ class RuleSet:
                     else:
                         pending.append(group)
             if pending:
-                best = _confirm(pending, key, best, data)
+                best = _confirm(pending, key, best, data, deadline)
         if self._unfiltered.best[key] < best:
+            _check_deadline(deadline)
             for groups in self._unfiltered.hits(data):
                 best = min(best, groups[0].best[key])
         return None if best == _NO_RANK else self.rules[best]
 
     def candidates(
-        self, message: str, trap_oid: str | None = None, severity: int | None = None
+        self,
+        message: str,
+        trap_oid: str | None = None,
+        severity: int | None = None,
+        deadline: float | None = None,
     ) -> list[Rule]:
-        """Every rule the event matches, in winning order: the winner, then those it shadows."""
+        """Every rule the event matches, in winning order: the winner, then those it shadows.
+
+        ``deadline`` as for :meth:`match`: :class:`BudgetExceeded` rather than a search after it.
+        """
         data = _encode(message)
         found = [(self._severity_only,), *self._literals.hits(data), *self._unfiltered.hits(data)]
         if trap_oid:
             found.extend(self._oids.hits(_encode(_normalise_oid(trap_oid))))
-        matched = {g for groups in found for g in groups if g.check is None or g.check(data)}
+        matched = set()
+        for group in {g for groups in found for g in groups}:
+            if group.check is not None:
+                _check_deadline(deadline)
+                if not group.check(data):
+                    continue
+            matched.add(group)
         key = _severity_key(severity)
         ranks = sorted({rank for group in matched for rank in group.ranks})
         return [self.rules[r] for r in ranks if _passes(self.rules[r].syslog_severity, key)]
@@ -694,12 +773,15 @@ def decide(
     hostname: str,
     snapshot: RuleSnapshot,
     default_team: str,
+    deadline: float | None = None,
 ) -> Decision:
     """The handling of one event: the winning rule's prod or dev handling, and its team.
 
     Without a match the event is logged only, for the device's team or else ``default_team``.
+    Raises :class:`BudgetExceeded` if matching would run past ``deadline`` (see
+    :meth:`RuleSet.match`).
     """
-    rule = snapshot.ruleset.match(event_message, event_trap_oid, event_severity)
+    rule = snapshot.ruleset.match(event_message, event_trap_oid, event_severity, deadline)
     return _decision(rule, hostname, snapshot, default_team)
 
 
@@ -710,9 +792,10 @@ def explain(
     hostname: str,
     snapshot: RuleSnapshot,
     default_team: str,
+    deadline: float | None = None,
 ) -> Explanation:
     """:func:`decide`, plus every matching rule in winning order, for the admin rule tester."""
-    matches = snapshot.ruleset.candidates(event_message, event_trap_oid, event_severity)
+    matches = snapshot.ruleset.candidates(event_message, event_trap_oid, event_severity, deadline)
     decision = _decision(matches[0] if matches else None, hostname, snapshot, default_team)
     return Explanation(decision, tuple(matches))
 

@@ -1,9 +1,24 @@
-"""classify_event: decide each event of a batch, hand on what must reach Moog, audit all of it."""
+"""classify_event: decide each event of a batch, hand on what must reach Moog, audit all of it.
+
+A task spends at most CLASSIFY_TIME_BUDGET_SECONDS deciding events, so that no rule set, however
+slow, holds a worker for long while other batches (a CRITICAL event among them) wait. The budget is
+checked before each event and between the regex searches of one event (RE2 cannot be stopped
+mid-search; the rule bounds in :mod:`mutt_app.rules` keep each search short). When it is spent:
+
+* the events not yet decided are recorded in the ledger as a new batch and published as a new task
+  at the back of the queue; this task audits what it decided and settles its own batch. The ledger
+  entry covers a lost publish, and the idempotent audit covers a re-run, so each event is still
+  audited exactly once;
+* if the first event of a task alone spends the budget, that event is dead-lettered (error type
+  BudgetExceeded) like any event that cannot be classified, and the rest go on as above. So every
+  task settles at least one event, and a batch cannot be handed on forever.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +41,7 @@ from mutt_app.ledger import Batch
 from mutt_app.logs import correlation, log_context
 from mutt_app.moog import build_payload, unhandled_meta_alert
 from mutt_app.redis_scripts import UnhandledCounter
-from mutt_app.rules import Decision, RuleSnapshot, decide
+from mutt_app.rules import BudgetExceeded, Decision, RuleSnapshot, decide
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -92,13 +107,22 @@ def _classify_event(
 def classify_batch(
     runtime: Runtime, app: Any, wire_events: list[dict[str, Any]], replays: int = 0
 ) -> dict[str, int]:
-    """Decide, forward, audit and count one batch; returns counts by outcome."""
+    """Decide, forward, audit and count one batch; returns counts by outcome.
+
+    Events left when CLASSIFY_TIME_BUDGET_SECONDS is spent go on in a new task (module docstring).
+    """
     started = time.perf_counter()
     settings = runtime.settings
     snapshot = runtime.rules.current()
+    budget = settings.classify_time_budget_seconds
+    deadline = time.perf_counter() + budget
     decided: list[tuple[Event, Decision]] = []
     failed: list[tuple[dict[str, Any], Exception]] = []
-    for wire in wire_events:
+    deferred: list[dict[str, Any]] = []
+    for index, wire in enumerate(wire_events):
+        if index and time.perf_counter() > deadline:
+            deferred = wire_events[index:]
+            break
         try:
             event = Event.from_wire(wire)
             decision = decide(
@@ -108,7 +132,17 @@ def classify_batch(
                 event.hostname,
                 snapshot,
                 settings.unhandled_default_team,
+                deadline,
             )
+        except BudgetExceeded:
+            if index:
+                deferred = wire_events[index:]
+                break
+            # This event alone spent the whole budget: handing it on would only repeat that.
+            failed.append((wire, BudgetExceeded(_spent_alone(budget))))
+            metrics.CLASSIFY_BUDGET_EXCEEDED.labels("dead_lettered").inc()
+            log.error("one event used the whole classify time budget (%ss)", budget)
+            continue
         except Exception as exc:  # one bad event must not cost the others
             failed.append((wire, exc))
             continue
@@ -145,10 +179,13 @@ def classify_batch(
     )
     _observe(decided, failed, new, started)
     count_held(held, new)
+    if deferred:
+        _defer(runtime, app, deferred, replays, budget)
     return {
         "audited": len(new),
         "duplicates": len(decided) - len(new),
         "dead_lettered": len(failed),
+        "deferred": len(deferred),
     }
 
 
@@ -177,6 +214,34 @@ def hold_back(
     ]
     held = hold_duplicates(runtime, snapshot, candidates)
     return [alert for event, _, alert in candidates if event.correlation_id not in held], held
+
+
+def _spent_alone(budget: float) -> str:
+    return (
+        f"classifying this one event took longer than CLASSIFY_TIME_BUDGET_SECONDS ({budget}s);"
+        " a rule is too slow for its message"
+    )
+
+
+def _defer(
+    runtime: Runtime, app: Any, events: list[dict[str, Any]], replays: int, budget: float
+) -> None:
+    """Hand ``events`` on to a new classify task: in the ledger first, then on the broker."""
+    batch_id = uuid.uuid4().hex
+    runtime.ledger.record([Batch(batch_id, events)])
+    app.send_task(
+        TASK_NAME,
+        args=[events, batch_id, replays],
+        queue=QUEUE,
+        argsrepr=f"({len(events)} events, batch {batch_id})",
+    )
+    metrics.CLASSIFY_BUDGET_EXCEEDED.labels("deferred").inc(len(events))
+    log.warning(
+        "classify time budget (%ss) spent; %d events handed on in batch %s",
+        budget,
+        len(events),
+        batch_id,
+    )
 
 
 def publish_forwards(runtime: Runtime, app: Any, alerts: list[dict[str, Any]]) -> None:

@@ -19,7 +19,11 @@ from mutt_app.rule_tester import try_event
 from mutt_app.rules import (
     DEV_HANDLINGS,
     MATCH_TYPES,
+    MAX_CONTAINS_CHARS,
+    MAX_PATTERN_CHARS,
+    MAX_TRAP_OID_CHARS,
     PROD_HANDLINGS,
+    BudgetExceeded,
     RuleError,
     validate_rule_fields,
 )
@@ -48,8 +52,12 @@ TABLE = "alert_rules"
 # Checked by check_fields and described in the OpenAPI document from these same specs; the engine's
 # validate_rule_fields then checks what a field alone cannot (a regex compiles, no blank team).
 RULE_FIELDS: dict[str, FieldSpec] = {
-    "match_string": FieldSpec(str, nullable=True, min_length=1),
-    "trap_oid": FieldSpec(str, nullable=True, min_length=1),
+    # The engine's rule bounds: MAX_PATTERN_CHARS for a regex, MAX_CONTAINS_CHARS otherwise
+    # (validate_rule_fields tells which applies).
+    "match_string": FieldSpec(
+        str, nullable=True, min_length=1, max_length=max(MAX_PATTERN_CHARS, MAX_CONTAINS_CHARS)
+    ),
+    "trap_oid": FieldSpec(str, nullable=True, min_length=1, max_length=MAX_TRAP_OID_CHARS),
     "syslog_severity": FieldSpec(int, nullable=True, minimum=0, maximum=7),
     "match_type": FieldSpec(str, enum=MATCH_TYPES),
     "priority": FieldSpec(int, minimum=1, maximum=1000),
@@ -87,7 +95,18 @@ def _validate(fields: dict[str, Any]) -> None:
             fields["team_assignment"],
         )
     except RuleError as exc:
-        raise ApiError(422, str(exc), {"rule": fields}) from None
+        raise ApiError(422, str(exc), {"rule": _echoed(fields)}) from None
+
+
+def _echoed(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` for an error's details, a string over the rule bounds cut short (not all 5 MB)."""
+    longest = max(MAX_PATTERN_CHARS, MAX_CONTAINS_CHARS, MAX_TRAP_OID_CHARS)
+    return {
+        name: f"{value[:64]}... ({len(value):,} characters)"
+        if isinstance(value, str) and len(value) > longest
+        else value
+        for name, value in fields.items()
+    }
 
 
 def _rule_fields(body: dict[str, Any], *, required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -203,18 +222,23 @@ def test_rule() -> Response:
     trap_oid, ...), read by the ingest's own validation, so the answer is the pipeline's: a trap
     OID inside the message is found the same way. Only ``hostname`` is required. The rules,
     development hosts and device teams are read from the database now, not from a worker's cache.
+    A test that runs past CLASSIFY_TIME_BUDGET_SECONDS is a 422 naming it.
     """
     body = json_body()
+    config = settings()
     try:
         with sessions()() as session:
             trial = try_event(
                 session,
                 body,
-                settings().unhandled_default_team,
+                config.unhandled_default_team,
                 dedup_window=dynamic_config().get("dedup_window_seconds"),
+                budget_seconds=config.classify_time_budget_seconds,
             )
     except InvalidEvent as exc:
         raise ApiError(422, f"not a valid event: {exc}") from None
+    except BudgetExceeded as exc:
+        raise ApiError(422, str(exc)) from None
     event = trial.event
     return json_response(
         {

@@ -310,6 +310,30 @@ def test_the_rule_tester_explains_bad_input(client: FlaskClient) -> None:  # noq
         assert message in html.unescape(response.get_data(as_text=True))
 
 
+def test_the_rule_tester_page_stops_at_its_time_budget(
+    settings: Settings,
+    users: None,  # noqa: F811
+    sessions: sessionmaker[Session],  # noqa: F811
+) -> None:
+    _add_rules(sessions)  # a regex among them: a search the budget is checked before
+    web = create_app(
+        settings.model_copy(
+            update={"webui_cookie_secure": False, "classify_time_budget_seconds": 1e-6}
+        )
+    )
+    try:
+        client = web.test_client()
+        _login(client, "victor")
+        token = _form_token(client, "/admin/rule-tester/")
+        event = '{"hostname": "r1", "message": "Gi0/1 changed state to down"}'
+        response = client.post("/admin/rule-tester/", data={"csrf_token": token, "event": event})
+    finally:
+        close_web_app(web)
+    assert response.status_code == 422
+    text = html.unescape(response.get_data(as_text=True))
+    assert "ran out of its 1e-06s time budget (CLASSIFY_TIME_BUDGET_SECONDS)" in text
+
+
 # --- Flower --------------------------------------------------------------------------------------
 
 

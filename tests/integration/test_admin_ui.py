@@ -287,6 +287,35 @@ def test_a_bad_regex_is_refused_with_the_engines_message(
     assert _audit(sessions) == []
 
 
+@pytest.mark.parametrize(
+    ("match_type", "length", "limit"),
+    [
+        ("regex", 100_000, "MAX_PATTERN_CHARS"),  # the probe's rule, which stalled classification
+        ("contains", 5_000, "MAX_CONTAINS_CHARS"),
+    ],
+)
+def test_a_rule_over_a_bound_is_refused_naming_it_on_create_and_edit(
+    client: FlaskClient, sessions: sessionmaker, match_type: str, length: int, limit: str
+) -> None:
+    assert _login(client, "alice") == 302
+    token = _form_token(client, "/admin/rules/new/")
+    huge = {**RULE_FORM, "match_type": match_type, "match_string": "x" * length, "reason": "big"}
+    response = client.post("/admin/rules/new/", data={**huge, "csrf_token": token})
+    assert response.status_code == 200
+    page = html.unescape(response.get_data(as_text=True))
+    assert f"Not a valid rule: match_string is {length:,} characters" in page and limit in page
+    assert _rules(sessions) == [] and _audit(sessions) == []
+
+    data = {**RULE_FORM, "reason": "setup", "csrf_token": token}
+    assert client.post("/admin/rules/new/", data=data).status_code == 302
+    [created] = _rules(sessions)
+    response = client.post(
+        f"/admin/rules/edit/?id={created.id}", data={**huge, "csrf_token": token}
+    )
+    assert response.status_code == 200 and limit in html.unescape(response.get_data(as_text=True))
+    assert [r.match_string for r in _rules(sessions)] == ["LINK-3-UPDOWN"]
+
+
 def test_admin_edits_deletes_and_bulk_deactivates_rules(
     client: FlaskClient, sessions: sessionmaker
 ) -> None:

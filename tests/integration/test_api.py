@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from flask import Flask
@@ -307,6 +308,56 @@ def test_bad_regex_message_is_re2s(client: FlaskClient) -> None:
     )
     assert error["error"].startswith("invalid regex '(a)\\\\1': ")
     assert "backreference" in error["error"] or "escape" in error["error"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "limit"),
+    [
+        (INTERFACE | {"match_string": "x" * 100_000}, "MAX_PATTERN_CHARS"),  # the probe's rule
+        (CRITICAL | {"match_string": "y" * 5_000_000}, "MAX_CONTAINS_CHARS"),  # and its other
+        (INTERFACE | {"match_string": "a.{1000}"}, "MAX_REGEX_PROGRAM_SIZE"),  # short, huge program
+        (
+            CRITICAL | {"match_type": "oid_prefix", "match_string": None, "trap_oid": "1." * 600},
+            "MAX_TRAP_OID_CHARS",
+        ),
+    ],
+)
+def test_rules_over_a_bound_are_422_naming_it_on_create_and_update(
+    client: FlaskClient, engine: Engine, fields: dict, limit: str
+) -> None:
+    error = call(client, "POST", "/api/v2/rules", fields, status=422)
+    assert limit in error["error"] and error["error"] == engine_message(**fields)
+    assert len(orjson.dumps(error)) < 2000  # the refused string is not echoed in full
+    with Session(engine) as session:
+        assert session.scalars(select(AlertRule)).all() == []
+
+    created = call(client, "POST", "/api/v2/rules", CRITICAL, status=201)
+    error = call(client, "PUT", f"/api/v2/rules/{created['id']}", fields, status=422)
+    assert limit in error["error"]
+    assert call(client, "GET", f"/api/v2/rules/{created['id']}")["rule"]["match_string"] == (
+        "CRITICAL"
+    )
+
+
+def test_the_rule_tester_is_422_when_it_runs_out_of_its_time_budget(
+    settings: Settings, client: FlaskClient
+) -> None:
+    call(client, "POST", "/api/v2/rules", INTERFACE, status=201)
+    event = {"hostname": "router-01", "message": "Interface Gi0/1 changed state to down"}
+    assert call(client, "POST", "/api/v2/rules/test", event, reason=None, status=200)["matched"]
+
+    hurried = create_app(
+        settings.model_copy(
+            update={"webui_api_key": SecretStr(KEY), "classify_time_budget_seconds": 1e-6}
+        )
+    )
+    try:
+        error = call(
+            hurried.test_client(), "POST", "/api/v2/rules/test", event, reason=None, status=422
+        )
+    finally:
+        close_web_app(hurried)
+    assert "CLASSIFY_TIME_BUDGET_SECONDS" in error["error"] and "1e-06s" in error["error"]
 
 
 def test_a_change_needs_a_reason_and_a_json_object(client: FlaskClient, engine: Engine) -> None:

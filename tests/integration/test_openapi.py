@@ -16,6 +16,7 @@ from openapi_spec_validator import validate
 from pydantic import SecretStr
 
 from mutt_app.config import Settings
+from mutt_app.rules import MAX_CONTAINS_CHARS, MAX_PATTERN_CHARS, MAX_TRAP_OID_CHARS
 from mutt_app.web import create_app
 from mutt_app.web.openapi import to_openapi_path
 from tests.conftest import close_web_app
@@ -264,3 +265,11 @@ def test_timestamps_carry_an_offset_on_the_embedded_sqlite_database(
             assert datetime.fromisoformat(moment).utcoffset() is not None, moment
     finally:
         close_web_app(app)
+
+
+def test_rule_bodies_document_the_rule_bounds(app: Flask) -> None:
+    schemas = fetch_document(app)["components"]["schemas"]
+    for name in ("RuleCreate", "RuleUpdate"):
+        properties = schemas[name]["properties"]
+        assert properties["match_string"]["maxLength"] == MAX_PATTERN_CHARS == MAX_CONTAINS_CHARS
+        assert properties["trap_oid"]["maxLength"] == MAX_TRAP_OID_CHARS

@@ -8,6 +8,7 @@ import logging
 import random
 import re
 import string
+import time
 from collections.abc import Iterable, Iterator, Sequence
 
 import pytest
@@ -415,6 +416,78 @@ def test_compile_skips_invalid_rules_and_keeps_the_rest():
     ]
     assert len(ruleset) == 1
     assert ruleset.match("Interface a down").id == 4
+
+
+# --- bounds ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("match_type", "match_string", "trap_oid", "limit"),
+    [
+        ("regex", "x" * 100_000, None, "MAX_PATTERN_CHARS"),  # the probe's rule
+        ("regex", "a" * (engine.MAX_PATTERN_CHARS + 1), None, "MAX_PATTERN_CHARS"),
+        ("contains", "y" * 5_000_000, None, "MAX_CONTAINS_CHARS"),  # the probe's other rule
+        ("contains", "y" * (engine.MAX_CONTAINS_CHARS + 1), None, "MAX_CONTAINS_CHARS"),
+        ("oid_prefix", None, "1." * 600, "MAX_TRAP_OID_CHARS"),
+        ("oid_prefix", "x" * 5000, "1.3.6", "MAX_CONTAINS_CHARS"),  # ignored, but still stored
+    ],
+)
+def test_rules_over_a_length_bound_are_refused_naming_it(match_type, match_string, trap_oid, limit):
+    with pytest.raises(RuleError) as raised:
+        validate_rule_fields(
+            match_type, match_string, trap_oid, None, 100, "Log_only", "Log_only", "NETO"
+        )
+    message = str(raised.value)
+    assert limit in message and f"{getattr(engine, limit):,}" in message
+    assert len(message) < 200  # the message names the bound; it does not echo the string
+
+
+def test_rules_at_the_length_bounds_are_accepted():
+    for match_type, limit in (
+        ("regex", engine.MAX_PATTERN_CHARS),
+        ("contains", engine.MAX_CONTAINS_CHARS),
+    ):
+        text = "a" * limit
+        validate_rule_fields(match_type, text, None, None, 100, "Log_only", "Log_only", "NETO")
+    oid = ("1." * engine.MAX_TRAP_OID_CHARS)[: engine.MAX_TRAP_OID_CHARS - 1] + "1"
+    validate_rule_fields("oid_prefix", None, oid, None, 100, "Log_only", "Log_only", "NETO")
+
+
+def test_a_short_regex_with_a_huge_program_is_refused():
+    pattern = ".{1000}"  # 7 characters, thousands of RE2 instructions
+    assert re2.compile(pattern).programsize > engine.MAX_REGEX_PROGRAM_SIZE
+    with pytest.raises(RuleError, match="MAX_REGEX_PROGRAM_SIZE"):
+        validate_rule_fields("regex", pattern, None, None, 100, "Log_only", "Log_only", "NETO")
+    validate_rule_fields("regex", "x.{0,200}y.{0,200}z", None, None, 1, "Log_only", "Log_only", "N")
+
+
+def test_stored_rules_over_a_bound_are_skipped_not_compiled():
+    ruleset = compile_rules(
+        [
+            rule(1, "regex", "x" * 100_000, priority=1000),
+            rule(2, "contains", "y" * 5_000_000, priority=1000),
+            rule(3, "regex", ".{1000}", priority=1000),
+            rule(4, "regex", "Interface.*down", priority=10),
+        ]
+    )
+    assert [rule_id for rule_id, _ in ruleset.errors] == [1, 2, 3]
+    assert "MAX_PATTERN_CHARS" in ruleset.errors[0][1]
+    assert "MAX_CONTAINS_CHARS" in ruleset.errors[1][1]
+    assert "MAX_REGEX_PROGRAM_SIZE" in ruleset.errors[2][1]
+    assert ruleset.match("Interface a down " + "x" * 100_000).id == 4
+
+
+def test_matching_stops_at_its_deadline_between_regex_searches():
+    ruleset = compile_rules([rule(1, "regex", "Interface.*down"), rule(2, "regex", r"^\d+$")])
+    past = time.perf_counter() - 1
+    for message in ("Interface a down", "12345"):  # a filtered regex, a literal-less one
+        with pytest.raises(engine.BudgetExceeded):
+            ruleset.match(message, deadline=past)
+        with pytest.raises(engine.BudgetExceeded):
+            ruleset.candidates(message, deadline=past)
+        assert ruleset.match(message, deadline=time.perf_counter() + 60) is not None
+    # Nothing to search (no literal seen, contains only): no check, so a past deadline is moot.
+    assert compile_rules([rule(3, "contains", "CRITICAL")]).match("CRITICAL", deadline=past)
 
 
 def test_empty_rule_set_matches_nothing():
