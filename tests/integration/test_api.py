@@ -24,7 +24,13 @@ from sqlalchemy.orm import Session
 from mutt_app.config import Settings
 from mutt_app.models import AlertRule, ConfigAuditLog, DevelopmentHost, EventAuditLog
 from mutt_app.rule_cache import VERSION_KEY
-from mutt_app.rules import RuleError, validate_rule_fields
+from mutt_app.rules import (
+    MAX_CONTAINS_CHARS,
+    MAX_PATTERN_CHARS,
+    MAX_TRAP_OID_CHARS,
+    RuleError,
+    validate_rule_fields,
+)
 from mutt_app.web import create_app
 from mutt_app.web.api import constraint_error
 from tests.conftest import close_web_app
@@ -313,23 +319,24 @@ def test_bad_regex_message_is_re2s(client: FlaskClient) -> None:
 @pytest.mark.parametrize(
     ("fields", "limit"),
     [
-        (INTERFACE | {"match_string": "x" * 100_000}, "MAX_PATTERN_CHARS"),  # the probe's rule
-        (CRITICAL | {"match_string": "y" * 5_000_000}, "MAX_CONTAINS_CHARS"),  # and its other
-        (INTERFACE | {"match_string": "a.{1000}"}, "MAX_REGEX_PROGRAM_SIZE"),  # short, huge program
+        # A length over the bound is refused as the description documents it (maxLength) ...
+        (INTERFACE | {"match_string": "x" * 100_000}, f"at most {MAX_PATTERN_CHARS} characters"),
+        (CRITICAL | {"match_string": "y" * 5_000_000}, f"at most {MAX_CONTAINS_CHARS} characters"),
         (
             CRITICAL | {"match_type": "oid_prefix", "match_string": None, "trap_oid": "1." * 600},
-            "MAX_TRAP_OID_CHARS",
+            f"at most {MAX_TRAP_OID_CHARS} characters",
         ),
+        # ... and a short pattern with a huge program by the engine, which names its bound.
+        (INTERFACE | {"match_string": "a.{1000}"}, "MAX_REGEX_PROGRAM_SIZE"),
     ],
 )
 def test_rules_over_a_bound_are_422_naming_it_on_create_and_update(
-    client: FlaskClient, engine: Engine, fields: dict, limit: str
+    client: FlaskClient, fields: dict, limit: str
 ) -> None:
     error = call(client, "POST", "/api/v2/rules", fields, status=422)
-    assert limit in error["error"] and error["error"] == engine_message(**fields)
+    assert limit in error["error"]
     assert len(orjson.dumps(error)) < 2000  # the refused string is not echoed in full
-    with Session(engine) as session:
-        assert session.scalars(select(AlertRule)).all() == []
+    assert call(client, "GET", "/api/v2/rules")["rules"] == []
 
     created = call(client, "POST", "/api/v2/rules", CRITICAL, status=201)
     error = call(client, "PUT", f"/api/v2/rules/{created['id']}", fields, status=422)
