@@ -59,8 +59,6 @@ class Key:
 KEYS: dict[str, Key] = {
     k.name: k
     for k in (
-        Key("cache_reload_interval", int, 300, 1, 86_400, setting="cache_reload_interval",
-            help="seconds between full rule reloads"),
         Key("max_ingest_queue_size", int, 1_000_000, 1, setting="max_ingest_queue_size",
             help="classify queue length above which ingest answers 503"),
         Key("alerter_queue_warn_threshold", int, 1000, 1,
@@ -81,8 +79,6 @@ KEYS: dict[str, Key] = {
             setting="moog_circuit_breaker_threshold", help="consecutive failures that open it"),
         Key("moog_circuit_breaker_timeout", int, 60, 1, 3600,
             setting="moog_circuit_breaker_timeout", help="seconds it stays open"),
-        Key("unhandled_threshold", int, 100, 1, setting="unhandled_threshold",
-            help="unmatched events per host per window that raise a meta-alert"),
         Key("slo_window_hours", int, 24, 1, 720, help="SLO evaluation window"),
         Key("slo_ingest_success_target", float, 0.995, 0, 1, help="ingest availability target"),
         Key("slo_forward_success_target", float, 0.99, 0, 1, help="forward availability target"),
