@@ -36,7 +36,6 @@ from mutt_app.runtime import Runtime
 log = logging.getLogger(__name__)
 
 TASK_NAME = "mutt.forward_to_moog"
-QUEUE = lanes.TICKET_QUEUE  # the default lane; pages travel on lanes.PAGE_QUEUE
 SENT_PREFIX = "mutt:moog:sent"
 INFLIGHT_PREFIX = "mutt:moog:inflight"
 SENT_TTL_SECONDS = 7 * 86_400
