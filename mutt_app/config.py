@@ -141,6 +141,8 @@ class Settings(BaseModel):
     moog_rate_limit: Positive = 50
     moog_rate_period: PositiveFloat = 1.0
     moog_rate_limit_key: str = "mutt:rate_limit:moog"
+    moog_page_reserved_share: Annotated[float, Field(ge=0, le=0.9)] = 0.2
+    """Share of each rate-limit window only pages (Page_and_ticket) may use; tickets get the rest."""
     # Celery's per-worker ceiling on forward attempts per second (0: ten times the cluster rate).
     moog_worker_rate_limit: Annotated[float, Field(ge=0)] = 0.0
     moog_max_retries: Annotated[int, Field(ge=0)] = 5

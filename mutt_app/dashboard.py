@@ -12,7 +12,8 @@ from what the pipeline already records, not from counters of its own:
   minute every METRICS_CACHE_TTL seconds, the hour every 15 s, the day every 5 minutes.
 - events per minute over the last hour (the chart), and the top rules and top unhandled hosts
   (events that matched no rule) over that hour, from the same hourly pass;
-- queue depths: LLEN of the Celery queues ``mutt.classify`` and ``mutt.forward`` in Redis;
+- queue depths: LLEN of the Celery queues ``mutt.classify``, ``mutt.forward.page`` (the page lane)
+  and ``mutt.forward`` (tickets) in Redis;
 - DLQ depth and poison count: the ``dead_letters`` and ``poison_letters`` tables;
 - the circuit breaker's state (Redis) with its threshold and timeout (dynamic configuration).
 
@@ -37,7 +38,7 @@ from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app import deadletters, metrics
+from mutt_app import deadletters, lanes, metrics
 from mutt_app.config import Settings
 from mutt_app.dynamic_config import DynamicConfig
 from mutt_app.models import AlertRule, EventAuditLog
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 
 CACHE_KEY = "mutt:metrics:cached"
 PART_KEY = "mutt:metrics:part"
-QUEUES = ("mutt.classify", "mutt.forward")
+QUEUES = ("mutt.classify", *lanes.QUEUES)
 WINDOWS = {"1m": 60, "1h": 3600, "24h": 86_400}
 TOP_LIMIT = 10
 HOUR_MINUTES = 60

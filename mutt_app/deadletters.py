@@ -15,6 +15,7 @@ from celery import Celery
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from mutt_app.lanes import queue_for
 from mutt_app.models import DeadLetter, PoisonLetter
 
 MAX_BACKOFF_SECONDS = 3600
@@ -133,7 +134,8 @@ def replay_call(
     if not isinstance(payload, dict):
         return None
     if item.task_name == "mutt.forward_to_moog" and isinstance(payload.get("alert"), dict):
-        return "mutt.forward_to_moog", [payload["alert"]], {}, "mutt.forward"
+        alert = payload["alert"]
+        return "mutt.forward_to_moog", [alert], {}, queue_for(alert)  # a page to the page lane
     events = payload.get("events")
     if (
         item.task_name == "mutt.classify_event"

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from mutt_app import lanes
 from mutt_app.config import Settings
 
 if TYPE_CHECKING:
@@ -142,8 +143,9 @@ def plan_parts(
     worker_argv = [*celery, "worker", "-Q", "mutt.classify,mutt.maintenance", "-l", "INFO",
                    "--concurrency", "2", "-n", "mutt@%h"]  # fmt: skip
     # forward_to_moog waits on HTTP and carries Celery's rate_limit, which holds prefetched messages:
-    # it gets its own queue and its own threaded worker, so it never starves classification.
-    forwarder_argv = [*celery, "worker", "-Q", "mutt.forward", "-P", "threads", "-l", "INFO",
+    # it gets its own queues and its own threaded worker, so it never starves classification. The
+    # worker consumes both lanes, pages and tickets (mutt_app.lanes).
+    forwarder_argv = [*celery, "worker", "-Q", ",".join(lanes.QUEUES), "-P", "threads", "-l", "INFO",
                       "--concurrency", "8", "-n", "mutt-forward@%h"]  # fmt: skip
 
     # gunicorn's workers are processes too: each app's /metrics merges its own directory.

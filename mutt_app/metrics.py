@@ -104,6 +104,23 @@ DEDUP_UPDATES = Counter(
 DEAD_LETTERED = Counter(
     "mutt_dead_letters_total", "Items written to the dead-letter queue", ["task", "reason"]
 )
+ALERTER_QUEUE_DEPTH = Gauge(
+    "mutt_alerter_queue_depth",
+    "Ticket lane (mutt.forward) length as classify last read it for backpressure",
+    multiprocess_mode="max",
+)
+BACKPRESSURE_STATE = Gauge(
+    "mutt_alerter_backpressure_state",
+    "Classify backpressure: 0 normal, 1 above the warn threshold, 2 shedding",
+    multiprocess_mode="max",
+)
+SHED_EVENTS = Counter(
+    "mutt_alerter_shed_events_total",
+    "Ticket_only alerts shed by classify backpressure, by mode (dlq, defer)",
+    ["mode"],
+)
+for _mode in ("dlq", "defer"):
+    SHED_EVENTS.labels(_mode)
 LEDGER_REPUBLISHED = Counter(
     "mutt_ledger_republished_total",
     "Work the broker lost, published again by reconciliation (classify batches, forward alerts)",

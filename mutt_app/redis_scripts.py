@@ -58,31 +58,37 @@ class UnhandledCounter:
         return {host: int(n) for host, n in zip(hosts, results, strict=True) if int(n) > 0}
 
 
-# Sliding-window log. KEYS[1] the window's sorted set, KEYS[2] the waiting line's tail (ms); ARGV
-# window seconds, limit, a unique member, seconds the request may stay in flight, the longest wait to
-# hand out (seconds). Returns {1, 0} when admitted, else {0, milliseconds to wait}.
+# Sliding-window log. KEYS[1] the window's sorted set, KEYS[2] the caller's lane's waiting line tail
+# (ms); ARGV window seconds, the lane's cap (the slots of the window this request may fill), a unique
+# member, seconds the request may stay in flight, the longest wait to hand out (seconds). Returns
+# {1, 0} when admitted, else {0, milliseconds to wait}.
 # An admitted request is scored at the end of its longest possible flight; :meth:`RateLimiter.finish`
 # re-scores it when its response arrives. The window therefore counts every request that was in flight
 # at any moment of the last period, so the receiver, whatever the network delay, never sees more than
 # the limit within one period. Time comes from the Redis server: workers with skewed clocks share it.
-# A refused request joins a waiting line: each gets a turn one slot-interval (window / limit) after the
-# last, so a backlog of N comes back spread over N / limit periods instead of all at once every period.
+# Lanes share the window but not the cap: pages may fill all of it, tickets only what is not reserved
+# for pages, so tickets alone never take the pages' share.
+# A refused request joins its lane's waiting line: each gets a turn one slot-interval (window / cap)
+# after the last, so a backlog of N comes back spread over N / cap periods instead of all at once
+# every period, and a page never waits behind the tickets' line.
 _RATE_LIMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = math.floor(tonumber(ARGV[1]) * 1000)
-local limit = tonumber(ARGV[2])
+local cap = tonumber(ARGV[2])
 local flight = math.floor(tonumber(ARGV[4]) * 1000)
 local longest = math.floor(tonumber(ARGV[5]) * 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < limit then
+local count = redis.call('ZCARD', KEYS[1])
+if count < cap then
   redis.call('ZADD', KEYS[1], now + flight, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], window + flight)
   return {1, 0}
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local first = math.min(tonumber(oldest[2]) + window - now, window)
-local interval = math.max(math.floor(window / limit), 1)
+-- The lane has room again once the (count - cap + 1) oldest members have left the window.
+local leaving = redis.call('ZRANGE', KEYS[1], count - cap, count - cap, 'WITHSCORES')
+local first = math.min(tonumber(leaving[2]) + window - now, window)
+local interval = math.max(math.floor(window / cap), 1)
 local turn = math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + interval, now + first)
 if turn - now > longest then
   return {0, longest}
@@ -116,14 +122,21 @@ class RateLimiter:
         token: str,
         flight: float = 0.0,
         longest_wait: float = 60.0,
+        *,
+        reserved: int = 0,
+        page: bool = False,
     ) -> float:
         """Take a slot for a request that may last ``flight`` seconds.
 
-        Returns 0.0 when admitted, else the seconds to wait before trying again: the caller's turn
-        in the waiting line, at most ``longest_wait``.
+        ``reserved`` slots of each window are kept for pages: a page (``page=True``) may fill the
+        whole ``limit``, any other request only ``limit - reserved`` (at least one). Returns 0.0 when
+        admitted, else the seconds to wait before trying again: the caller's turn in its lane's
+        waiting line, at most ``longest_wait``.
         """
+        cap = limit if page else max(limit - reserved, 1)
+        tail = f"{self.key}:tail:page" if page else f"{self.key}:tail"
         admitted, wait_ms = self.script(
-            keys=[self.key, f"{self.key}:tail"], args=[period, limit, token, flight, longest_wait]
+            keys=[self.key, tail], args=[period, cap, token, flight, longest_wait]
         )
         return 0.0 if int(admitted) else max(int(wait_ms), 1) / 1000
 

@@ -18,6 +18,7 @@ from redis.retry import Retry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from mutt_app.backpressure import Backpressure
 from mutt_app.config import Settings
 from mutt_app.db import make_engine, session_factory
 from mutt_app.dynamic_config import DynamicConfig
@@ -38,7 +39,8 @@ def redis_retry() -> Retry:
 
 
 _LAZY = (
-    "engine", "sessions", "redis", "ledger", "outbox", "rules", "dynamic_config", "_http_by_thread",
+    "engine", "sessions", "redis", "ledger", "outbox", "rules", "dynamic_config", "backpressure",
+    "_http_by_thread",
 )  # fmt: skip
 
 
@@ -78,6 +80,11 @@ class Runtime:
     @cached_property
     def dynamic_config(self) -> DynamicConfig:
         return DynamicConfig(self.redis, self.settings)
+
+    @cached_property
+    def backpressure(self) -> Backpressure:
+        """The ticket lane's pressure as this process sees it (classify's shedding)."""
+        return Backpressure(self.redis, self.dynamic_config)
 
     @cached_property
     def _http_by_thread(self) -> threading.local:

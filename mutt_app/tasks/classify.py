@@ -31,7 +31,8 @@ from redis.exceptions import TimeoutError as RedisTimeout
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from mutt_app import metrics
+from mutt_app import lanes, metrics
+from mutt_app.backpressure import shed_verdict
 from mutt_app.celery_app import runtime_of
 from mutt_app.deadletters import add_dead_letter
 from mutt_app.dedup import Held, count_held, hold_duplicates
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 TASK_NAME = "mutt.classify_event"
 QUEUE = "mutt.classify"
 FORWARD_TASK = "mutt.forward_to_moog"
-FORWARD_QUEUE = "mutt.forward"
 # Waits before retrying a batch whose database or Redis was unreachable; all well under the
 # broker's visibility timeout (a waiting retry is an unacked message).
 INFRA_RETRY_DELAYS = (1, 2, 5, 10, 20, 30)
@@ -153,7 +153,9 @@ def classify_batch(
 
     # Forwards go out before the audit commits: a crash in between re-runs the batch, and the
     # forward's idempotency key stops a second post. The reverse order could lose an alert.
-    publish_forwards(runtime, app, forwards)
+    shed = publish_forwards(runtime, app, forwards)
+    # A dead-lettered (shed) alert waits for remediation; a deferred one is still on its way.
+    held |= {cid: Held("shed") for cid, mode in shed.items() if mode == "dlq"}
 
     write_started = time.perf_counter()
     with runtime.sessions.begin() as session:
@@ -244,27 +246,61 @@ def _defer(
     )
 
 
-def publish_forwards(runtime: Runtime, app: Any, alerts: list[dict[str, Any]]) -> None:
-    """Record ``alerts`` in the outbox, then publish one forward_to_moog task each.
+def publish_forwards(runtime: Runtime, app: Any, alerts: list[dict[str, Any]]) -> dict[str, str]:
+    """Record ``alerts`` in the outbox, then publish one forward_to_moog task each on its lane.
 
-    The outbox entry outlives a message the broker loses (kombu issue 305); reconcile_ledger
+    Under backpressure (:mod:`mutt_app.backpressure`) Ticket_only alerts are shed: dead-lettered
+    (mode ``dlq``) or published with a delay (``defer``). Returns the shed alerts' external_id ->
+    mode. The outbox entry outlives a message the broker loses (kombu issue 305); reconcile_ledger
     publishes it again.
     """
     if not alerts:
-        return
+        return {}
+    pressure = runtime.backpressure.pressure()
+    shed = {str(a["external_id"]): v for a in alerts if (v := shed_verdict(a, pressure))}
+    if shed:
+        _shed_to_dlq(runtime, [a for a in alerts if shed.get(str(a["external_id"])) == "dlq"])
+        metrics.SHED_EVENTS.labels(pressure.mode).inc(len(shed))
+        alerts = [a for a in alerts if shed.get(str(a["external_id"])) != "dlq"]
+    if not alerts:
+        return shed
     runtime.outbox.record([Batch(str(alert["external_id"]), [alert]) for alert in alerts])
     # One pooled connection and one Redis pipeline (kombu's Producer.batch) for the whole batch:
     # a round trip and a fresh redis client per message cost more than classifying the events.
     with app.producer_or_acquire() as producer, producer.batch():
         for alert in alerts:
+            deferred = str(alert["external_id"]) in shed
             app.send_task(
                 FORWARD_TASK,
                 args=[alert],
-                queue=FORWARD_QUEUE,
+                queue=lanes.queue_for(alert),  # a page never queues behind tickets
+                countdown=pressure.defer_seconds if deferred else None,
                 producer=producer,
-                declare=[],  # the forward workers declare their queue
+                declare=[],  # the forward workers declare their queues
                 argsrepr=f"(alert {alert['external_id']})",  # not a repr() of the whole payload
             )
+    return shed
+
+
+def _shed_to_dlq(runtime: Runtime, alerts: list[dict[str, Any]]) -> None:
+    """Write shed alerts as forward dead letters (error type ``shed``); remediation replays them."""
+    if not alerts:
+        return
+    depth = runtime.backpressure.pressure().depth
+    with runtime.sessions.begin() as session:
+        for alert in alerts:
+            add_dead_letter(
+                session,
+                task_name=FORWARD_TASK,
+                queue=lanes.queue_for(alert),
+                payload={"alert": alert},
+                error=f"shed: {lanes.TICKET_QUEUE} held {depth} messages",
+                error_type="shed",
+                backoff_base=runtime.settings.remediation_backoff_base,
+                attempts=0,
+                correlation_id=alert.get("external_id"),
+            )
+    log.warning("shed %d Ticket_only alerts to the dead-letter queue", len(alerts))
 
 
 def _raise_meta_alerts(runtime: Runtime, app: Any, unmatched: list[Event]) -> None:

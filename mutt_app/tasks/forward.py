@@ -5,9 +5,10 @@ Around the POST:
   replayed alert that was already delivered is not posted again;
 - a circuit breaker shared in Redis: while Moog is failing, no request reaches it;
 - a rate limit shared by every worker on every host (the one Moog sees), on top of Celery's per-worker
-  ``rate_limit``.
+  ``rate_limit``, with a share of it reserved for pages (:mod:`mutt_app.lanes`).
 A task that must wait (rate limit, open circuit, another copy in flight) is re-scheduled with a
-countdown and does not use up an attempt; no worker ever sleeps. Failures that may pass (5xx, 408,
+countdown and does not use up an attempt; no worker ever sleeps. A retry or deferral goes back to the
+alert's own lane (a page to ``mutt.forward.page``). Failures that may pass (5xx, 408,
 429, timeouts, connection errors) are retried with exponential backoff and jitter; a permanent
 rejection (other 4xx) or running out of attempts dead-letters the alert.
 """
@@ -25,7 +26,7 @@ import requests
 from celery import Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
-from mutt_app import metrics, slo
+from mutt_app import lanes, metrics, slo
 from mutt_app.celery_app import runtime_of
 from mutt_app.deadletters import add_dead_letter
 from mutt_app.logs import log_context
@@ -35,7 +36,6 @@ from mutt_app.runtime import Runtime
 log = logging.getLogger(__name__)
 
 TASK_NAME = "mutt.forward_to_moog"
-QUEUE = "mutt.forward"
 SENT_PREFIX = "mutt:moog:sent"
 INFLIGHT_PREFIX = "mutt:moog:inflight"
 SENT_TTL_SECONDS = 7 * 86_400
@@ -79,10 +79,14 @@ def _forward(
     key = outbox_key(alert)
     if outcome.status in ("deferred", "retry"):
         runtime.outbox.touch([key])  # alive: only an alert whose message was lost grows overdue
+    # Named, not left to Celery (which republishes to the queue the message came from): an alert
+    # that arrived on the wrong lane (published before lanes existed) moves to its own.
+    lane = lanes.queue_for(alert)
     if outcome.status == "deferred":
         raise self.retry(
             kwargs={"attempts": attempts, "first_failed_at": first_failed_at, "replays": replays},
             countdown=outcome.wait,
+            queue=lane,
         )
     if outcome.status == "retry":
         first_failed_at = first_failed_at or datetime.now(UTC).isoformat()
@@ -95,6 +99,7 @@ def _forward(
                     "replays": replays,
                 },
                 countdown=outcome.wait,
+                queue=lane,
             )
         outcome.error = f"gave up after {attempts + 1} attempts: {outcome.error}"
     if outcome.status in ("retry", "rejected"):
@@ -143,12 +148,15 @@ def deliver(runtime: Runtime, alert: dict[str, Any], attempts: int) -> Outcome:
 
     limiter = RateLimiter(client, settings.moog_rate_limit_key)
     slot = uuid.uuid4().hex
+    limit = config.get("moog_rate_limit")
     wait = limiter.acquire(
-        config.get("moog_rate_limit"),
+        limit,
         config.get("moog_rate_period"),
         slot,
         flight=settings.moog_webhook_timeout + 1,
         longest_wait=settings.broker_visibility_timeout / 2,
+        reserved=lanes.reserved_slots(limit, config.get("moog_page_reserved_share")),
+        page=lanes.is_page(alert),
     )
     if wait > 0:
         metrics.MOOG_RATE_LIMIT_HITS.inc()
@@ -265,7 +273,7 @@ def _dead_letter(
         add_dead_letter(
             session,
             task_name=TASK_NAME,
-            queue=QUEUE,
+            queue=lanes.queue_for(alert),
             payload={"alert": alert},
             error=outcome.error,
             error_type=outcome.error_type or "MoogError",

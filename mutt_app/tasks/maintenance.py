@@ -7,13 +7,12 @@ from datetime import UTC, datetime
 
 from celery import Task, shared_task
 
-from mutt_app import dedup, metrics, retention
+from mutt_app import dedup, lanes, metrics, retention
 from mutt_app.celery_app import runtime_of
 from mutt_app.partitions import ensure_partitions
 from mutt_app.tasks.classify import QUEUE as CLASSIFY_QUEUE
 from mutt_app.tasks.classify import TASK_NAME as CLASSIFY_TASK
 from mutt_app.tasks.classify import publish_forwards
-from mutt_app.tasks.forward import QUEUE as FORWARD_QUEUE
 from mutt_app.tasks.forward import TASK_NAME as FORWARD_TASK
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,9 @@ def reconcile_ledger(self: Task, limit: int = 500) -> int:
     runtime.ledger.touch([b.batch_id for b in batches])
     alerts = runtime.outbox.overdue(older_than, limit=limit)
     for entry in alerts:
-        self.app.send_task(FORWARD_TASK, args=entry.events, queue=FORWARD_QUEUE)
+        # An outbox entry holds the alert itself ([alert]): its lane follows from it.
+        queue = lanes.queue_for(entry.events[0]) if entry.events else lanes.TICKET_QUEUE
+        self.app.send_task(FORWARD_TASK, args=entry.events, queue=queue)
     runtime.outbox.touch([entry.batch_id for entry in alerts])
     if batches:
         metrics.LEDGER_REPUBLISHED.labels("classify").inc(len(batches))

@@ -25,7 +25,7 @@ from celery import Celery, Task, shared_task
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from mutt_app import deadletters, metrics
+from mutt_app import deadletters, lanes, metrics
 from mutt_app.celery_app import runtime_of
 from mutt_app.deadletters import replay_call
 from mutt_app.models import DeadLetter, PoisonLetter
@@ -156,7 +156,7 @@ def _sample_depths(runtime: Runtime) -> None:
         for task in TASK_SOURCES:
             metrics.DLQ_DEPTH.labels(task).set(deadletters.count(session, task_name=task))
         metrics.POISON_DEPTH.set(deadletters.count(session, poison=True))
-    for queue in ("mutt.classify", "mutt.forward"):
+    for queue in ("mutt.classify", *lanes.QUEUES):
         metrics.QUEUE_DEPTH.labels(queue).set(runtime.redis.llen(queue))
 
 

@@ -250,6 +250,7 @@ def test_the_dashboard_draws_its_charts_from_live_figures(
     ]
     _traffic(sessions, rules)
     redis_client.rpush("mutt.classify", *[f"m{i}" for i in range(12)])
+    redis_client.rpush("mutt.forward.page", "p1", "p2")
     log_in(browser, base_url, "victor")
     browser.get(f"{base_url}/")
     WebDriverWait(browser, 15).until(
@@ -268,6 +269,7 @@ def test_the_dashboard_draws_its_charts_from_live_figures(
     for canvas in ("chart-events", "chart-queues", "chart-rules"):
         assert browser.execute_script(CANVAS_INK, canvas) > 500, f"{canvas} is blank"
     assert browser.find_element(By.ID, "queue-classify").text == "12"
+    assert browser.find_element(By.ID, "queue-page").text == "2"  # the page lane
     assert browser.find_element(By.ID, "circuit-state").text == "CLOSED"
     assert float(browser.find_element(By.ID, "eps-1h").text) > 0
     assert "edge-" in browser.find_element(By.ID, "top-hosts").text

@@ -103,11 +103,17 @@ def test_config_put_audits_only_what_changes(
     same = call(client, "PUT", "/api/v2/config", {"moog_rate_limit": 7}, status=200)
     assert same == {"old": {}, "new": {}, "changed": False}
     mixed = call(
-        client, "PUT", "/api/v2/config", {"moog_rate_limit": 7, "moog_batch_size": 10}, status=200
+        client,
+        "PUT",
+        "/api/v2/config",
+        {"moog_rate_limit": 7, "alerter_defer_sleep_ms": 10},
+        status=200,
     )
-    assert mixed["new"] == {"moog_batch_size": 10} and mixed["old"] == {"moog_batch_size": 100}
+    assert mixed["new"] == {"alerter_defer_sleep_ms": 10} and mixed["old"] == {
+        "alerter_defer_sleep_ms": 250
+    }
     rows = audit_rows(engine, table_name="dynamic_config")
     assert [(r.old_values, r.new_values) for r in rows][1:] == [
-        ({"moog_batch_size": 100}, {"moog_batch_size": 10})
+        ({"alerter_defer_sleep_ms": 250}, {"alerter_defer_sleep_ms": 10})
     ]
     assert len(rows) == 2

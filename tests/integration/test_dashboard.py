@@ -131,6 +131,7 @@ def test_queues_dead_letters_poison_and_circuit(
 ) -> None:
     redis_client.rpush("mutt.classify", "a", "b", "c")
     redis_client.rpush("mutt.forward", "x")
+    redis_client.rpush("mutt.forward.page", "p", "q")
     redis_client.set("mutt:circuit:moog:state", "OPEN")
     redis_client.set(f"{PREFIX}:moog_circuit_breaker_threshold", "9")
     with sessions.begin() as session:
@@ -154,7 +155,7 @@ def test_queues_dead_letters_poison_and_circuit(
             )
         )
     body = dashboard.collect(sessions, redis_client, settings, now=NOW)
-    assert body["queues"] == {"mutt.classify": 3, "mutt.forward": 1}
+    assert body["queues"] == {"mutt.classify": 3, "mutt.forward.page": 2, "mutt.forward": 1}
     assert (body["dlq_depth"], body["poison_count"]) == (2, 1)
     assert body["circuit_breaker"] == {
         "state": "OPEN",
@@ -219,7 +220,7 @@ def test_without_the_database_the_redis_figures_still_come(
         body = dashboard.cached_metrics(session_factory(engine), redis_client, broken)
     finally:
         engine.dispose()
-    assert body["queues"] == {"mutt.classify": 0, "mutt.forward": 0}
+    assert body["queues"] == {"mutt.classify": 0, "mutt.forward.page": 0, "mutt.forward": 0}
     assert body["events_per_second"] == {"1m": None, "1h": None, "24h": None}
     assert any(e.startswith("database") for e in body["errors"])
     assert redis_client.get(dashboard.CACHE_KEY) is None  # a partial answer is not cached
@@ -265,7 +266,7 @@ def test_the_dashboard_page_and_its_json_need_a_session(app: Flask) -> None:
     assert asset.status_code == 200 and b"Chart" in asset.data
     asset.close()
     body = client.get("/dashboard/metrics").json
-    assert body["queues"] == {"mutt.classify": 0, "mutt.forward": 0}
+    assert body["queues"] == {"mutt.classify": 0, "mutt.forward.page": 0, "mutt.forward": 0}
 
 
 def test_the_embedded_sqlite_database_gives_the_same_figures(

@@ -648,7 +648,7 @@ def test_units_are_hardened_and_complete() -> None:
     assert "'mutt_app.web:create_ingest_app()'" in commands["mutt-ingest"]
     assert "'mutt_app.web:create_app()'" in commands["mutt-web"]
     assert "-Q mutt.classify,mutt.maintenance" in commands["mutt-worker-classify"]
-    assert "-Q mutt.forward --pool threads" in commands["mutt-worker-forward"]
+    assert "-Q mutt.forward.page,mutt.forward --pool threads" in commands["mutt-worker-forward"]
     # %h must reach Celery, not systemd (which would put the unit's home directory there).
     assert "@%%h" in commands["mutt-worker-classify"]
     # Through the command that refuses the shipped placeholder password.

@@ -36,10 +36,12 @@ def test_set_validates_and_types(redis_client: redis.Redis) -> None:
 
 def test_values_are_cached_for_the_ttl(redis_client: redis.Redis) -> None:
     config = DynamicConfig(redis_client, SETTINGS, cache_ttl=60)
-    assert config.get("unhandled_threshold") == 100
-    redis_client.set("mutt:config:unhandled_threshold", "7")  # behind the cache's back
-    assert config.get("unhandled_threshold") == 100
-    assert DynamicConfig(redis_client, SETTINGS, cache_ttl=0).get("unhandled_threshold") == 7
+    assert config.get("alerter_queue_warn_threshold") == 1000
+    redis_client.set("mutt:config:alerter_queue_warn_threshold", "7")  # behind the cache's back
+    assert config.get("alerter_queue_warn_threshold") == 1000
+    assert (
+        DynamicConfig(redis_client, SETTINGS, cache_ttl=0).get("alerter_queue_warn_threshold") == 7
+    )
 
 
 def test_a_change_reaches_other_processes_callbacks(redis_url: str) -> None:

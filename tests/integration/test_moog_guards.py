@@ -8,6 +8,7 @@ import uuid
 
 import redis
 
+from mutt_app.lanes import reserved_slots
 from mutt_app.redis_scripts import CircuitBreaker, RateLimiter
 
 
@@ -54,6 +55,38 @@ def test_rate_limiter_window_is_shared_between_clients(redis_url: str) -> None:
     ]
     admitted = sum(limiters[i % 2].acquire(10, 5.0, uuid.uuid4().hex) == 0.0 for i in range(30))
     assert admitted == 10
+
+
+def test_tickets_alone_never_take_the_pages_reserved_share(redis_client: redis.Redis) -> None:
+    # 50 a window, 10 kept for pages: a ticket flood fills 40, the pages still get all 10 at once.
+    limiter = RateLimiter(redis_client, "mutt:rate_limit:lanes")
+    reserved = reserved_slots(50, 0.2)
+    tickets = [limiter.acquire(50, 5.0, uuid.uuid4().hex, reserved=reserved) for _ in range(100)]
+    assert reserved == 10 and tickets.count(0.0) == 40 and tickets[:40] == [0.0] * 40
+    pages = [
+        limiter.acquire(50, 5.0, uuid.uuid4().hex, reserved=reserved, page=True) for _ in "x" * 12
+    ]
+    assert pages[:10] == [0.0] * 10  # no wait behind the 60 tickets in line
+    assert pages[10] > 0 and pages[11] > pages[10]  # the whole limit is used: pages wait too
+    assert limiter.acquire(50, 5.0, uuid.uuid4().hex, reserved=reserved) > 0
+
+
+def test_pages_wait_in_their_own_line(redis_client: redis.Redis) -> None:
+    # A full window: 40 tickets in line get turns a quarter-second apart (4 s for the last); the
+    # first page in line gets the first slot that frees, not a turn after the tickets'.
+    limiter = RateLimiter(redis_client, "mutt:rate_limit:lines")
+    for _ in range(5):
+        assert limiter.acquire(5, 1.0, uuid.uuid4().hex, page=True) == 0.0
+    tickets = [limiter.acquire(5, 1.0, uuid.uuid4().hex, reserved=1) for _ in range(40)]
+    assert tickets[-1] > 9
+    assert limiter.acquire(5, 1.0, uuid.uuid4().hex, reserved=1, page=True) <= 1.0
+
+
+def test_reserved_slots_leave_tickets_at_least_one() -> None:
+    assert reserved_slots(50, 0.2) == 10
+    assert reserved_slots(50, 0.0) == 0
+    assert reserved_slots(1, 0.5) == 0
+    assert reserved_slots(5, 0.9) == 4
 
 
 def test_circuit_opens_after_threshold_and_lets_one_probe_through(

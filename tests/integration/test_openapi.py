@@ -193,21 +193,21 @@ def test_each_setting_is_documented_and_checked_as_its_real_type(app: Flask) -> 
     for name, key in KEYS.items():
         kind = {int: "integer", float: "number", str: "string"}[key.kind]
         assert put[name]["type"] == kind == shown[name]["properties"]["value"]["type"], name
-    assert put["cache_reload_interval"] | {"description": ""} == {
+    assert put["moog_circuit_breaker_timeout"] | {"description": ""} == {
         "type": "integer",
         "minimum": 1,
-        "maximum": 86_400,
+        "maximum": 3600,
         "description": "",
     }
     client = app.test_client()
     headers = {"X-API-Key": "k" * 20, "X-Change-Reason": "test"}
     for value in (30.0, 30.5, "30", True, None):
         answer = client.put(
-            "/api/v2/config", json={"cache_reload_interval": value}, headers=headers
+            "/api/v2/config", json={"moog_circuit_breaker_timeout": value}, headers=headers
         )
         assert answer.status_code == 422, (value, answer.json)
-        assert "cache_reload_interval" in answer.json["details"], answer.json
-    for name, value in (("cache_reload_interval", 30), ("moog_rate_period", 2)):
+        assert "moog_circuit_breaker_timeout" in answer.json["details"], answer.json
+    for name, value in (("moog_circuit_breaker_timeout", 30), ("moog_rate_period", 2)):
         answer = client.put("/api/v2/config", json={name: value}, headers=headers)
         assert answer.status_code == 200 and answer.json["new"] == {name: value}, answer.json
 

@@ -94,7 +94,7 @@ def test_commands_and_ports_of_the_mutt_parts(tmp_path: Path) -> None:
     assert parts["worker"].port is None
     assert parts["worker"].needs == ("redis",)
     forwarder = list(parts["forwarder"].argv)
-    assert forwarder[forwarder.index("-Q") + 1] == "mutt.forward"
+    assert forwarder[forwarder.index("-Q") + 1] == "mutt.forward.page,mutt.forward"  # both lanes
     assert forwarder[forwarder.index("-P") + 1] == "threads"
     assert parts["forwarder"].needs == ("redis", "moog-sink")
     beat = list(parts["beat"].argv)

@@ -50,6 +50,7 @@
       data: { labels: [], datasets: [
         { label: "mutt.classify", data: [], borderColor: "#6610f2", pointRadius: 0 },
         { label: "mutt.forward", data: [], borderColor: "#20c997", pointRadius: 0 },
+        { label: "mutt.forward.page", data: [], borderColor: "#ffc107", pointRadius: 0 },
         { label: "dead letters", data: [], borderColor: "#dc3545", pointRadius: 0 },
       ] },
       options: { animation: false, maintainAspectRatio: false, scales: { y: { beginAtZero: true } } },
@@ -70,6 +71,7 @@
     const queues = m.queues || {};
     text("queue-classify", m.queues ? queues["mutt.classify"] : null);
     text("queue-forward", m.queues ? queues["mutt.forward"] : null);
+    text("queue-page", m.queues ? queues["mutt.forward.page"] : null);
     text("dlq-depth", m.dlq_depth);
     text("poison-count", m.poison_count);
     const circuit = m.circuit_breaker;
@@ -97,7 +99,8 @@
     q.data.labels.push(new Date(m.timestamp).toLocaleTimeString());
     q.data.datasets[0].data.push(m.queues ? queues["mutt.classify"] : null);
     q.data.datasets[1].data.push(m.queues ? queues["mutt.forward"] : null);
-    q.data.datasets[2].data.push(m.dlq_depth);
+    q.data.datasets[2].data.push(m.queues ? queues["mutt.forward.page"] : null);
+    q.data.datasets[3].data.push(m.dlq_depth);
     if (q.data.labels.length > keepPoints) {
       q.data.labels.shift();
       q.data.datasets.forEach(function (d) { d.data.shift(); });
