@@ -110,3 +110,40 @@ def test_a_lookup_by_correlation_id_uses_the_unique_keys_index(pg_url: str) -> N
     assert "Index Scan" in plan or "Bitmap Index Scan" in plan
     assert "correlation" in plan  # the partitions' indexes of uq_event_audit_correlation
     engine.dispose()
+
+
+def _users_0005_round_trip(engine) -> None:  # type: ignore[no-untyped-def]
+    upgrade(engine, "0004")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (username, password_hash, role, failed_logins)"
+                " VALUES ('alice', 'scrypt:x', 'admin', 3)"
+            )
+        )
+    upgrade(engine)
+    columns = {c["name"] for c in inspect(engine).get_columns("users")}
+    assert "session_generation" in columns
+    assert not columns & {"failed_logins", "locked_until"}
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT username, session_generation FROM users")).all() == [
+            ("alice", 0)
+        ]
+        conn.execute(text("UPDATE users SET session_generation = session_generation + 1"))
+    downgrade(engine, "0004")
+    columns = {c["name"] for c in inspect(engine).get_columns("users")}
+    assert {"failed_logins", "locked_until"} <= columns and "session_generation" not in columns
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT username, failed_logins FROM users")).all() == [
+            ("alice", 0)
+        ]
+    downgrade(engine, "base")
+    engine.dispose()
+
+
+def test_0005_session_generation_on_postgres(empty_pg_url: str) -> None:
+    _users_0005_round_trip(make_engine(load_settings({"DATABASE_URL": empty_pg_url})))
+
+
+def test_0005_session_generation_on_sqlite(tmp_path) -> None:
+    _users_0005_round_trip(make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)})))
