@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import uuid
 import warnings
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -31,6 +32,7 @@ from flask_admin.contrib.sqla import ModelView, tools
 from flask_admin.theme import Bootstrap4Theme
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from sqlalchemy import BigInteger
 from sqlalchemy.orm import Session, scoped_session
 from werkzeug.wrappers import Response as BaseResponse
 from wtforms import HiddenField, StringField
@@ -50,13 +52,16 @@ from mutt_app.models import (
 )
 from mutt_app.rule_cache import bump_rules_version
 from mutt_app.rules import RuleError, validate_rule_fields
-from mutt_app.web.api import redis_connection, sessions, settings
+from mutt_app.web.api import MAX_DB_INT, redis_connection, sessions, settings
 
 log = logging.getLogger(__name__)
 
 # Flask-Admin views that change data; only roles allowed to write reach them.
 WRITE_VIEWS = frozenset({"create_view", "edit_view", "delete_view", "action_view", "ajax_update"})
 MAX_REASON = 1000
+MAX_BIGINT = 2**63 - 1
+MAX_PAGE = MAX_DB_INT
+"""The last list page anyone may ask for (0-based); past it is 400, not an OFFSET the database refuses."""
 
 
 class ReasonField(StringField):
@@ -140,6 +145,33 @@ class MuttModelView(ModelView):
 
     def is_action_allowed(self, name: str) -> bool:
         return self.can_edit and super().is_action_allowed(name)
+
+    # --- hostile URLs: bad page numbers and ids are the client's error, never a 500 -------------
+
+    def _get_list_extra_args(self) -> Any:
+        args = super()._get_list_extra_args()
+        if args.page is not None and not 0 <= args.page <= MAX_PAGE:
+            log.info("refused %s: page out of range", request.full_path)
+            abort(400, description=f"page must be from 0 to {MAX_PAGE}")
+        return args
+
+    def row_key(self, id: str) -> Any:
+        """The primary key that ``id`` (from the URL) names, or None when it names none.
+
+        A single integer key, in the column's range (PostgreSQL refuses a larger number outright).
+        """
+        column = self.model.__mapper__.primary_key[0]
+        bound = MAX_BIGINT if isinstance(column.type, BigInteger) else MAX_DB_INT
+        try:
+            key = int(id)
+        except (TypeError, ValueError):
+            return None
+        return key if 0 < key <= bound else None
+
+    def get_one(self, id: Any) -> Any:
+        """The row ``id`` names, or None (Flask-Admin then says it does not exist)."""
+        key = self.row_key(id)
+        return None if key is None else self.db.get(self.model, key)
 
     # --- forms: a required reason on every change ----------------------------------------------
 
@@ -400,6 +432,27 @@ class EventAuditView(ReadOnlyView):
     )
     column_default_sort = ("event_timestamp", True)
     column_sortable_list = ("event_timestamp", "hostname")
+
+    # The primary key is (id, event_timestamp), the partitioning column; the URL carries both, so
+    # that a details page reads one partition. The timestamp goes in ISO 8601 and is parsed back to
+    # a datetime, which both databases compare correctly (SQLite refuses a string for it).
+
+    def get_pk_value(self, model: EventAuditLog) -> str:
+        return tools.iterencode((model.id, model.event_timestamp.isoformat()))
+
+    def row_key(self, id: str) -> tuple[int, datetime] | None:
+        parts = tools.iterdecode(id or "")
+        if len(parts) != 2:
+            return None
+        try:
+            key, when = int(parts[0]), datetime.fromisoformat(parts[1])
+        except ValueError:
+            return None
+        if not 0 < key <= MAX_BIGINT:
+            return None
+        # SQLite gives back naive datetimes; MUTT stores UTC everywhere.
+        return key, when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
     column_filters = (
         "hostname",
         "matched_rule_id",
