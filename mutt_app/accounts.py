@@ -199,6 +199,35 @@ def set_role(
     return user, True
 
 
+def set_active(
+    session: Session,
+    username: str,
+    active: bool,
+    *,
+    changed_by: str,
+    reason: str | None = None,
+) -> tuple[User, bool]:
+    """Enable or disable a user (audited); disabling ends their sessions. Returns it and whether
+    anything changed."""
+    user = _user_or_error(session, username)
+    if user.is_active is active:
+        return user, False
+    old = user.audit_dict()
+    user.is_active = active
+    end_sessions(session, user.id)
+    record_change(
+        session,
+        changed_by=changed_by,
+        operation="UPDATE",
+        table_name=TABLE,
+        record_id=user.id,
+        old_values=old,
+        new_values=user.audit_dict(),
+        reason=reason,
+    )
+    return user, True
+
+
 def end_sessions(session: Session, user_id: int) -> None:
     """End every web session of the user ``user_id`` when ``session``'s transaction commits.
 

@@ -534,6 +534,40 @@ def users_set_role(obj: Context, username: str, role: str, reason: str | None) -
     click.echo(f"{username} is now {role}" if changed else f"{username} already is {role}")
 
 
+@users.command("disable")
+@click.argument("username")
+@_reason
+@pass_context
+def users_disable(obj: Context, username: str, reason: str | None) -> None:
+    """Disable an account: it cannot log in, and its web sessions end at once."""
+    from mutt_app import accounts
+
+    _user, changed = _account_change(
+        obj,
+        lambda session: accounts.set_active(
+            session, username, False, changed_by=_cli_user(), reason=reason
+        ),
+    )
+    click.echo(f"{username} disabled" if changed else f"{username} already is disabled")
+
+
+@users.command("enable")
+@click.argument("username")
+@_reason
+@pass_context
+def users_enable(obj: Context, username: str, reason: str | None) -> None:
+    """Enable a disabled account again."""
+    from mutt_app import accounts
+
+    _user, changed = _account_change(
+        obj,
+        lambda session: accounts.set_active(
+            session, username, True, changed_by=_cli_user(), reason=reason
+        ),
+    )
+    click.echo(f"{username} enabled" if changed else f"{username} already is enabled")
+
+
 @users.command("list")
 @pass_context
 def users_list(obj: Context) -> None:

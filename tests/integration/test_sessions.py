@@ -1,8 +1,9 @@
-"""Web UI sessions end when they should: at log-out, and when a password or role changes.
+"""Web UI sessions end when they should: at log-out, and when a password or role changes or the
+account is disabled.
 
 Flask's session is a signed cookie, so a copy of it stays valid until it expires unless the server
 refuses it: every session carries the user's session generation, which log-out, ``mutt users
-set-password`` and ``mutt users set-role`` bump, ending every session of that user at once.
+set-password``, ``set-role`` and ``disable`` bump, ending every session of that user at once.
 """
 
 from __future__ import annotations
@@ -81,9 +82,10 @@ def test_a_copy_of_the_cookie_is_refused_after_log_out(app: Flask) -> None:
     [
         ("users", "set-password", "alice", "--password-stdin"),
         ("users", "set-role", "alice", "viewer"),
+        ("users", "disable", "alice"),
     ],
 )
-def test_a_password_or_role_change_ends_the_users_sessions(
+def test_a_password_or_role_change_or_disabling_ends_the_users_sessions(
     app: Flask, settings: Settings, command: tuple[str, ...]
 ) -> None:
     alice = _logged_in_as(app, "alice")
@@ -96,4 +98,12 @@ def test_a_password_or_role_change_ends_the_users_sessions(
 def test_setting_the_same_role_again_keeps_the_sessions(app: Flask, settings: Settings) -> None:
     alice = _logged_in_as(app, "alice")
     _mutt(settings, "users", "set-role", "alice", "admin")
+    _mutt(settings, "users", "enable", "alice")
     assert not _refused(alice)
+
+
+def test_a_disabled_account_cannot_log_in_until_enabled(app: Flask, settings: Settings) -> None:
+    _mutt(settings, "users", "disable", "alice", "--reason", "left the team")
+    assert _login(app.test_client(), "alice") == 401
+    _mutt(settings, "users", "enable", "alice")
+    assert not _refused(_logged_in_as(app, "alice"))
