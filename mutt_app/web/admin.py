@@ -33,6 +33,7 @@ from flask_admin.theme import Bootstrap4Theme
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import BigInteger
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.orm import Session, scoped_session
 from werkzeug.wrappers import Response as BaseResponse
 from wtforms import HiddenField, StringField
@@ -138,6 +139,10 @@ class MuttModelView(ModelView):
         response = super()._handle_view(name, **kwargs)
         if response is not None:
             return response
+        # PostgreSQL's text cannot hold NUL, so a search, filter or form value with one could
+        # only fail in the driver.
+        if any("\x00" in value for value in (*request.args.values(), *request.form.values())):
+            abort(400, description="a value contains a NUL character")
         # Flask-Admin would only redirect a refused change; a refusal is a 403 here.
         if name in WRITE_VIEWS and not self.can_edit:
             abort(403)
@@ -154,6 +159,21 @@ class MuttModelView(ModelView):
             log.info("refused %s: page out of range", request.full_path)
             abort(400, description=f"page must be from 0 to {MAX_PAGE}")
         return args
+
+    def get_list(self, *args: Any, **kwargs: Any) -> Any:
+        """The list page's rows; a filter or search value the database cannot take is 400.
+
+        Such values (a number past the column's range, a NUL character, a malformed date) fail
+        only when bound or run; a database that is down or broken still answers 500.
+        """
+        try:
+            return super().get_list(*args, **kwargs)
+        except (StatementError, OverflowError) as exc:
+            if isinstance(exc, DBAPIError) and not isinstance(exc, DataError):
+                raise
+            self.db.rollback()
+            log.info("refused %s: %s", request.full_path, getattr(exc, "orig", exc))
+            abort(400, description="a filter or search value the database cannot take")
 
     def row_key(self, id: str) -> Any:
         """The primary key that ``id`` (from the URL) names, or None when it names none.
