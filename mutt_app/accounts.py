@@ -6,9 +6,9 @@ no default account and no default password: the first admin is made with ``mutt 
 Wrong passwords are counted per account and client address by the web app
 (:mod:`mutt_app.web.throttle`), not here: a lock on the account itself would let anyone lock its owner
 out. Every web session carries the user's ``session_generation``; :func:`end_sessions` bumps it,
-which ends all of that user's sessions at once, and a password or role change does so. Every change to
-an account writes one ``config_audit_log`` row in the same transaction (never with the password hash
-in it).
+which ends all of that user's sessions at once; a password or role change and disabling do so.
+Every change to an account writes one ``config_audit_log`` row in the same transaction (never with
+the password hash in it).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ People log in with an account made by ``mutt users create`` (there is no default
 - The user is loaded from the database on every request, so a disabled account is out at once.
 - Sessions can be ended: each one holds the user's ``session_generation`` (Flask-Login's user id is
   ``"<id>:<generation>"``), and a session whose generation is no longer the user's is refused. Log-out,
-  a password change and a role change bump it, ending every session of that user, copies of the
-  cookie included.
+  a password or role change and disabling the account bump it, ending every session of that user,
+  copies of the cookie included. Sessions made before generations existed are refused too.
 """
 
 from __future__ import annotations
