@@ -3,20 +3,22 @@
 Passwords are kept only as werkzeug hashes (scrypt by default: salted and deliberately slow). There is
 no default account and no default password: the first admin is made with ``mutt users create``.
 
-Log-ins are throttled in the database, so the limit holds across every web process: after
-``max_failures`` consecutive wrong passwords the account is locked for ``lockout`` and even the right
-password is refused until then. Every change to an account writes one ``config_audit_log`` row in the
-same transaction (never with the password hash in it).
+Wrong passwords are counted per account and client address by the web app
+(:mod:`mutt_app.web.throttle`), not here: a lock on the account itself would let anyone lock its owner
+out. Every web session carries the user's ``session_generation``; :func:`end_sessions` bumps it,
+which ends all of that user's sessions at once; a password or role change and disabling do so.
+Every change to an account writes one ``config_audit_log`` row in the same transaction (never with
+the password hash in it).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import Enum
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -27,8 +29,6 @@ from mutt_app.models import ROLES, User
 TABLE = "users"
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # hashing is slow on purpose; a megabyte "password" would be a DoS
-DEFAULT_MAX_FAILURES = 5
-DEFAULT_LOCKOUT = timedelta(minutes=5)
 
 # Checked against when the username is unknown, so that such a log-in costs as long as a real one
 # and response times do not tell which usernames exist.
@@ -44,7 +44,6 @@ class LoginOutcome(Enum):
 
     OK = "ok"
     BAD_CREDENTIALS = "bad_credentials"
-    LOCKED = "locked"
     INACTIVE = "inactive"
 
 
@@ -54,7 +53,6 @@ class LoginResult:
 
     outcome: LoginOutcome
     user: User | None = None
-    locked_until: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -63,13 +61,6 @@ class LoginResult:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite gives back naive datetimes; MUTT stores UTC everywhere.
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 def check_role(role: str) -> str:
@@ -128,7 +119,7 @@ def create_user(
         password_hash=generate_password_hash(check_password(password)),
         role=check_role(role),
         is_active=True,
-        failed_logins=0,
+        session_generation=0,
     )
     if find_user(session, username) is not None:
         raise AccountError(f"user {username!r} already exists")
@@ -159,11 +150,10 @@ def set_password(
     changed_by: str,
     reason: str | None = None,
 ) -> User:
-    """Replace a user's password (audited, without the hash) and lift any lock-out."""
+    """Replace a user's password (audited, without the hash) and end the user's sessions."""
     user = _user_or_error(session, username)
     user.password_hash = generate_password_hash(check_password(password))
-    user.failed_logins = 0
-    user.locked_until = None
+    end_sessions(session, user.id)
     record_change(
         session,
         changed_by=changed_by,
@@ -185,13 +175,17 @@ def set_role(
     changed_by: str,
     reason: str | None = None,
 ) -> tuple[User, bool]:
-    """Give a user another role (audited); returns the user and whether anything changed."""
+    """Give a user another role (audited), ending their sessions; returns it and whether it changed.
+
+    The sessions end so that nobody keeps working under the old role's page (or a stolen cookie).
+    """
     user = _user_or_error(session, username)
     role = check_role(role)
     if user.role == role:
         return user, False
     old = user.audit_dict()
     user.role = role
+    end_sessions(session, user.id)
     record_change(
         session,
         changed_by=changed_by,
@@ -205,6 +199,47 @@ def set_role(
     return user, True
 
 
+def set_active(
+    session: Session,
+    username: str,
+    active: bool,
+    *,
+    changed_by: str,
+    reason: str | None = None,
+) -> tuple[User, bool]:
+    """Enable or disable a user (audited); disabling ends their sessions. Returns it and whether
+    anything changed."""
+    user = _user_or_error(session, username)
+    if user.is_active is active:
+        return user, False
+    old = user.audit_dict()
+    user.is_active = active
+    end_sessions(session, user.id)
+    record_change(
+        session,
+        changed_by=changed_by,
+        operation="UPDATE",
+        table_name=TABLE,
+        record_id=user.id,
+        old_values=old,
+        new_values=user.audit_dict(),
+        reason=reason,
+    )
+    return user, True
+
+
+def end_sessions(session: Session, user_id: int) -> None:
+    """End every web session of the user ``user_id`` when ``session``'s transaction commits.
+
+    The generation is bumped in SQL rather than read and written back, so concurrent bumps all count.
+    """
+    session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(session_generation=User.session_generation + 1)
+    )
+
+
 def list_users(session: Session) -> list[User]:
     """Every user, by username."""
     return list(session.scalars(select(User).order_by(User.username)))
@@ -215,35 +250,22 @@ def authenticate(
     username: str,
     password: str,
     *,
-    max_failures: int = DEFAULT_MAX_FAILURES,
-    lockout: timedelta = DEFAULT_LOCKOUT,
     now: datetime | None = None,
 ) -> LoginResult:
-    """Check a log-in and record its outcome in ``session``'s transaction (the caller commits).
+    """Check a log-in; a success stamps ``last_login_at`` in ``session``'s transaction.
 
-    A locked account is refused without looking at the password, so guessing goes no faster while
-    it is locked. The ``max_failures``-th consecutive wrong password locks it for ``lockout``; a
-    success resets the count and stamps ``last_login_at``. The row is locked for the check, so
-    concurrent guesses from several processes are all counted.
+    An unknown username costs a password check too, so response times do not tell which exist.
+    Counting failures is the web app's job (per account and client address, in
+    :mod:`mutt_app.web.throttle`).
     """
     now = now or _now()
-    user = find_user(session, username.strip(), lock=True) if username.strip() else None
+    user = find_user(session, username.strip()) if username.strip() else None
     if user is None:
         check_password_hash(_DUMMY_HASH, password)
         return LoginResult(LoginOutcome.BAD_CREDENTIALS)
-    locked_until = _aware(user.locked_until)
-    if locked_until is not None and locked_until > now:
-        return LoginResult(LoginOutcome.LOCKED, locked_until=locked_until)
     if not check_password_hash(user.password_hash, password):
-        user.failed_logins = (user.failed_logins or 0) + 1
-        if user.failed_logins >= max_failures:
-            user.failed_logins = 0
-            user.locked_until = now + lockout
-            return LoginResult(LoginOutcome.LOCKED, locked_until=user.locked_until)
         return LoginResult(LoginOutcome.BAD_CREDENTIALS)
     if not user.is_active:
         return LoginResult(LoginOutcome.INACTIVE)
-    user.failed_logins = 0
-    user.locked_until = None
     user.last_login_at = now
     return LoginResult(LoginOutcome.OK, user=user)

@@ -522,7 +522,7 @@ def users_create(
 def users_set_password(
     obj: Context, username: str, password_stdin: bool, reason: str | None
 ) -> None:
-    """Set an account's password (also lifts a log-in lock-out)."""
+    """Set an account's password (ending the account's web sessions)."""
     from mutt_app import accounts
 
     password = _read_password(password_stdin)
@@ -541,7 +541,7 @@ def users_set_password(
 @_reason
 @pass_context
 def users_set_role(obj: Context, username: str, role: str, reason: str | None) -> None:
-    """Give an account another role."""
+    """Give an account another role (ending the account's web sessions)."""
     from mutt_app import accounts
 
     _user, changed = _account_change(
@@ -551,6 +551,40 @@ def users_set_role(obj: Context, username: str, role: str, reason: str | None) -
         ),
     )
     click.echo(f"{username} is now {role}" if changed else f"{username} already is {role}")
+
+
+@users.command("disable")
+@click.argument("username")
+@_reason
+@pass_context
+def users_disable(obj: Context, username: str, reason: str | None) -> None:
+    """Disable an account: it cannot log in, and its web sessions end at once."""
+    from mutt_app import accounts
+
+    _user, changed = _account_change(
+        obj,
+        lambda session: accounts.set_active(
+            session, username, False, changed_by=_cli_user(), reason=reason
+        ),
+    )
+    click.echo(f"{username} disabled" if changed else f"{username} already is disabled")
+
+
+@users.command("enable")
+@click.argument("username")
+@_reason
+@pass_context
+def users_enable(obj: Context, username: str, reason: str | None) -> None:
+    """Enable a disabled account again."""
+    from mutt_app import accounts
+
+    _user, changed = _account_change(
+        obj,
+        lambda session: accounts.set_active(
+            session, username, True, changed_by=_cli_user(), reason=reason
+        ),
+    )
+    click.echo(f"{username} enabled" if changed else f"{username} already is enabled")
 
 
 @users.command("list")
@@ -565,16 +599,10 @@ def users_list(obj: Context) -> None:
     if not rows:
         click.echo("no users (create one with: mutt users create NAME --role admin)")
         return
-    now = datetime.now(UTC)
     for user in rows:
-        locked = user.locked_until
-        if locked is not None and locked.tzinfo is None:
-            locked = locked.replace(tzinfo=UTC)
         state = "active" if user.is_active else "disabled"
-        if locked is not None and locked > now:
-            state = f"locked until {locked.isoformat(timespec='seconds')}"
         last = user.last_login_at.isoformat(timespec="seconds") if user.last_login_at else "never"
-        click.echo(f"{user.username:<24} {user.role:<9} {state:<36} last login {last}")
+        click.echo(f"{user.username:<24} {user.role:<9} {state:<9} last login {last}")
 
 
 def _where(obj: Context) -> str:

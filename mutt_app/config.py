@@ -165,9 +165,9 @@ class Settings(BaseModel):
     webui_cookie_secure: bool = True
     """Send the session cookie only over HTTPS; ``mutt run``'s plain-HTTP local stack sets it false."""
     webui_login_max_failures: Annotated[int, Field(ge=1, le=100)] = 5
-    """Consecutive failed log-ins that lock an account ..."""
+    """Failed log-ins for one account from one client IP that refuse it from that IP ..."""
     webui_login_lockout_seconds: Annotated[int, Field(ge=1)] = 300
-    """... for this long."""
+    """... while they fall within this moving window (seconds)."""
     webui_auth_ip_max_failures: Annotated[int, Field(ge=1)] = 20
     """Failed log-ins (and, counted apart, bad API keys) from one client IP that make it wait ..."""
     webui_auth_ip_window_seconds: Annotated[int, Field(ge=1)] = 300

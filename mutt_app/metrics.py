@@ -199,7 +199,9 @@ WEBUI_AUTH_FAILURES = Counter(
     "mutt_webui_auth_failures_total", "Failed log-ins and bad API keys", ["kind"]
 )
 WEBUI_AUTH_THROTTLED = Counter(
-    "mutt_webui_auth_throttled_total", "Attempts refused 429 by the per-IP throttle", ["kind"]
+    "mutt_webui_auth_throttled_total",
+    "Attempts refused 429 by the per-IP or per-account-and-IP throttle",
+    ["kind"],
 )
 
 

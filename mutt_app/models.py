@@ -229,7 +229,6 @@ class User(Base):
         CheckConstraint(_in("role", ROLES), name="role"),
         CheckConstraint("username <> ''", name="username_nonempty"),
         CheckConstraint("password_hash <> ''", name="password_hash_nonempty"),
-        CheckConstraint("failed_logins >= 0", name="failed_logins_nonnegative"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -239,9 +238,8 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Consecutive failed log-ins; reset by a success or when the account gets locked.
-    failed_logins: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Written into every web session and checked on every request; bumped to end them all.
+    session_generation: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
     def audit_dict(self) -> dict[str, Any]:
         """The account as the config audit records it: never the password hash."""

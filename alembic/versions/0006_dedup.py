@@ -7,7 +7,7 @@ and to partitions attached later. Both are nullable without a default, so adding
 rows. alert_rules gets ``dedup_window_seconds`` (NULL: the DEDUP_WINDOW_SECONDS setting).
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-08
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

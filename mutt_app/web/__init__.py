@@ -52,11 +52,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     from mutt_app.web.auth import init_auth
     from mutt_app.web.health import bp as health_bp
     from mutt_app.web.health import metrics_bp
+    from mutt_app.web.security_headers import init_security_headers
 
     settings = resolve_settings(settings)
     configure_logging(settings, service="mutt-web")
     app = Flask("mutt_app.web")
     app.extensions["mutt_settings"] = settings
+    init_security_headers(app)  # CSP, X-Frame-Options, nosniff, Referrer-Policy on every answer
     if settings.webui_trusted_proxies:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

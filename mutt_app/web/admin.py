@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import uuid
 import warnings
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -31,6 +32,8 @@ from flask_admin.contrib.sqla import ModelView, tools
 from flask_admin.theme import Bootstrap4Theme
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from sqlalchemy import BigInteger
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.orm import Session, scoped_session
 from werkzeug.wrappers import Response as BaseResponse
 from wtforms import HiddenField, StringField
@@ -51,13 +54,16 @@ from mutt_app.models import (
 )
 from mutt_app.rule_cache import bump_rules_version
 from mutt_app.rules import RuleError, validate_rule_fields
-from mutt_app.web.api import redis_connection, sessions, settings
+from mutt_app.web.api import MAX_DB_INT, redis_connection, sessions, settings
 
 log = logging.getLogger(__name__)
 
 # Flask-Admin views that change data; only roles allowed to write reach them.
 WRITE_VIEWS = frozenset({"create_view", "edit_view", "delete_view", "action_view", "ajax_update"})
 MAX_REASON = 1000
+MAX_BIGINT = 2**63 - 1
+MAX_PAGE = MAX_DB_INT
+"""The last list page anyone may ask for (0-based); past it is 400, not an OFFSET the database refuses."""
 
 
 class ReasonField(StringField):
@@ -134,6 +140,10 @@ class MuttModelView(ModelView):
         response = super()._handle_view(name, **kwargs)
         if response is not None:
             return response
+        # PostgreSQL's text cannot hold NUL, so a search, filter or form value with one could
+        # only fail in the driver.
+        if any("\x00" in value for value in (*request.args.values(), *request.form.values())):
+            abort(400, description="a value contains a NUL character")
         # Flask-Admin would only redirect a refused change; a refusal is a 403 here.
         if name in WRITE_VIEWS and not self.can_edit:
             abort(403)
@@ -141,6 +151,48 @@ class MuttModelView(ModelView):
 
     def is_action_allowed(self, name: str) -> bool:
         return self.can_edit and super().is_action_allowed(name)
+
+    # --- hostile URLs: bad page numbers and ids are the client's error, never a 500 -------------
+
+    def _get_list_extra_args(self) -> Any:
+        args = super()._get_list_extra_args()
+        if args.page is not None and not 0 <= args.page <= MAX_PAGE:
+            log.info("refused %s: page out of range", request.full_path)
+            abort(400, description=f"page must be from 0 to {MAX_PAGE}")
+        return args
+
+    def get_list(self, *args: Any, **kwargs: Any) -> Any:
+        """The list page's rows; a filter or search value the database cannot take is 400.
+
+        Such values (a number past the column's range, a NUL character, a malformed date) fail
+        only when bound or run; a database that is down or broken still answers 500.
+        """
+        try:
+            return super().get_list(*args, **kwargs)
+        except (StatementError, OverflowError) as exc:
+            if isinstance(exc, DBAPIError) and not isinstance(exc, DataError):
+                raise
+            self.db.rollback()
+            log.info("refused %s: %s", request.full_path, getattr(exc, "orig", exc))
+            abort(400, description="a filter or search value the database cannot take")
+
+    def row_key(self, id: str) -> Any:
+        """The primary key that ``id`` (from the URL) names, or None when it names none.
+
+        A single integer key, in the column's range (PostgreSQL refuses a larger number outright).
+        """
+        column = self.model.__mapper__.primary_key[0]
+        bound = MAX_BIGINT if isinstance(column.type, BigInteger) else MAX_DB_INT
+        try:
+            key = int(id)
+        except (TypeError, ValueError):
+            return None
+        return key if 0 < key <= bound else None
+
+    def get_one(self, id: Any) -> Any:
+        """The row ``id`` names, or None (Flask-Admin then says it does not exist)."""
+        key = self.row_key(id)
+        return None if key is None else self.db.get(self.model, key)
 
     # --- forms: a required reason on every change ----------------------------------------------
 
@@ -410,6 +462,27 @@ class EventAuditView(ReadOnlyView):
     )
     column_default_sort = ("event_timestamp", True)
     column_sortable_list = ("event_timestamp", "hostname")
+
+    # The primary key is (id, event_timestamp), the partitioning column; the URL carries both, so
+    # that a details page reads one partition. The timestamp goes in ISO 8601 and is parsed back to
+    # a datetime, which both databases compare correctly (SQLite refuses a string for it).
+
+    def get_pk_value(self, model: EventAuditLog) -> str:
+        return tools.iterencode((model.id, model.event_timestamp.isoformat()))
+
+    def row_key(self, id: str) -> tuple[int, datetime] | None:
+        parts = tools.iterdecode(id or "")
+        if len(parts) != 2:
+            return None
+        try:
+            key, when = int(parts[0]), datetime.fromisoformat(parts[1])
+        except ValueError:
+            return None
+        if not 0 < key <= MAX_BIGINT:
+            return None
+        # SQLite gives back naive datetimes; MUTT stores UTC everywhere.
+        return key, when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
     column_filters = (
         "hostname",
         "matched_rule_id",

@@ -40,7 +40,7 @@ from mutt_app.events import InvalidEvent
 from mutt_app.models import DeadLetter, PoisonLetter
 from mutt_app.rule_tester import try_event
 from mutt_app.rules import BudgetExceeded
-from mutt_app.web.admin import MAX_REASON
+from mutt_app.web.admin import MAX_BIGINT, MAX_PAGE, MAX_REASON
 from mutt_app.web.api import sessions, settings
 from mutt_app.web.api_operations import _celery, dynamic_config
 
@@ -110,7 +110,8 @@ class DeadLetterView(MuttPage):
     def index(self) -> str:
         poison = self._poison()
         try:
-            page = max(int(request.args.get("page", "1")), 1)
+            # Clamped: a hostile page number gets the first or an empty page, not a database error.
+            page = min(max(int(request.args.get("page", "1")), 1), MAX_PAGE)
         except ValueError:
             page = 1
         with sessions()() as session:
@@ -132,7 +133,12 @@ class DeadLetterView(MuttPage):
         )
 
     def _item(self, session: Any, item_id: int, poison: bool) -> DeadLetter | PoisonLetter:
-        item = session.get(PoisonLetter if poison else DeadLetter, item_id)
+        # An id past 64 bits names nothing (and PostgreSQL would refuse it outright).
+        item = (
+            session.get(PoisonLetter if poison else DeadLetter, item_id)
+            if item_id <= MAX_BIGINT
+            else None
+        )
         if item is None:
             abort(404)
         return item

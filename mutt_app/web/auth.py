@@ -8,12 +8,15 @@ People log in with an account made by ``mutt users create`` (there is no default
 - The signing key is WEBUI_SECRET_KEY or, when unset, a random key generated once and kept in
   ``MUTT_DATA_DIR/webui_secret_key`` (mode 0600), so sessions survive restarts.
 - Every non-API POST/PUT/PATCH/DELETE needs a CSRF token (Flask-WTF), the log-in form included.
-- Failed log-ins are throttled per account in the database (see :func:`mutt_app.accounts.authenticate`):
-  WEBUI_LOGIN_MAX_FAILURES wrong passwords lock it for WEBUI_LOGIN_LOCKOUT_SECONDS; and per client
-  IP in Redis (:mod:`mutt_app.web.throttle`): WEBUI_AUTH_IP_MAX_FAILURES failures within
-  WEBUI_AUTH_IP_WINDOW_SECONDS answer 429 without checking the password.
-- The user is loaded from the database on every request, so a role change or a disabled account
-  takes effect at once.
+- Failed log-ins are throttled in Redis (:mod:`mutt_app.web.throttle`), per account and client IP
+  (WEBUI_LOGIN_MAX_FAILURES within WEBUI_LOGIN_LOCKOUT_SECONDS) and per client IP
+  (WEBUI_AUTH_IP_MAX_FAILURES within WEBUI_AUTH_IP_WINDOW_SECONDS); either answers 429 without
+  checking the password. No one can lock an account for its owner, who logs in from elsewhere.
+- The user is loaded from the database on every request, so a disabled account is out at once.
+- Sessions can be ended: each one holds the user's ``session_generation`` (Flask-Login's user id is
+  ``"<id>:<generation>"``), and a session whose generation is no longer the user's is refused. Log-out,
+  a password or role change and disabling the account bump it, ending every session of that user,
+  copies of the cookie included. Sessions made before generations existed are refused too.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from mutt_app import accounts
 from mutt_app.config import Settings
 from mutt_app.models import ROLES, User
 from mutt_app.web import throttle
-from mutt_app.web.api import API_PREFIXES, sessions, settings
+from mutt_app.web.api import API_PREFIXES, sessions
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +69,14 @@ class WebUser:
     id: int
     username: str
     role: str
+    generation: int
     is_active: bool = True
     is_authenticated: bool = True
     is_anonymous: bool = False
 
     def get_id(self) -> str:
-        return str(self.id)
+        """What the session keeps: the user's id and session generation (see :func:`_load_user`)."""
+        return f"{self.id}:{self.generation}"
 
     def has_role(self, role: str) -> bool:
         """Whether this user's role is ``role`` or a more privileged one."""
@@ -79,19 +84,28 @@ class WebUser:
 
     @classmethod
     def of(cls, user: User) -> WebUser:
-        return cls(id=user.id, username=user.username, role=user.role, is_active=user.is_active)
+        return cls(
+            id=user.id,
+            username=user.username,
+            role=user.role,
+            generation=user.session_generation,
+            is_active=user.is_active,
+        )
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> WebUser | None:
+def _load_user(session_id: str) -> WebUser | None:
+    """The session's user, or None (logged out) if disabled or the session was ended since."""
+    user_id, _, generation = session_id.partition(":")
     try:
-        key = int(user_id)
-    except ValueError:
+        key, issued = int(user_id), int(generation)
+    except ValueError:  # a session from before generations, or not ours
         return None
     with sessions()() as session:
         user = session.get(User, key)
-        # A disabled account is logged out on its next request, not at its session's end.
-        return WebUser.of(user) if user is not None and user.is_active else None
+        if user is None or not user.is_active or user.session_generation != issued:
+            return None
+        return WebUser.of(user)
 
 
 class LoginForm(FlaskForm):
@@ -122,43 +136,55 @@ def login() -> str | BaseResponse:
     if request.method == "POST" and (wait := throttle.retry_after(throttle.LOGIN)) is not None:
         # Checked before the password, so a throttled address learns nothing from its guesses.
         log.warning("log-in from %s throttled for %ss", request.remote_addr, wait)
-        flash(f"Too many failed log-ins from your address; try again in {wait} seconds.", "error")
-        response = make_response(render_template("auth/login.html", form=form), 429)
-        response.headers["Retry-After"] = str(wait)
-        return response
+        return _throttled(form, "Too many failed log-ins from your address", wait)
     if form.validate_on_submit():
-        config = settings()
-        with sessions().begin() as session:
-            result = accounts.authenticate(
-                session,
-                form.username.data or "",
-                form.password.data or "",
-                max_failures=config.webui_login_max_failures,
-                lockout=timedelta(seconds=config.webui_login_lockout_seconds),
+        username = (form.username.data or "").strip()
+        if (wait := throttle.retry_after(throttle.ACCOUNT, username)) is not None:
+            log.warning(
+                "log-in for %r from %s throttled for %ss", username, request.remote_addr, wait
             )
+            return _throttled(form, "Too many failed log-ins for this account", wait)
+        with sessions().begin() as session:
+            result = accounts.authenticate(session, username, form.password.data or "")
             web_user = WebUser.of(result.user) if result.user is not None else None
         if web_user is not None:
+            throttle.forget_failures(username)
             login_user(web_user)
             log.info("user %s logged in", web_user.username)
             return redirect(_safe_next(request.args.get("next")))
         log.warning(
             "failed log-in for %r from %s: %s",
-            form.username.data,
+            username,
             request.remote_addr,
             result.outcome.value,
         )
-        throttle.record_failure(throttle.LOGIN)
+        throttle.record_failure(throttle.LOGIN, username)
         # One message for every failure: the form must not tell which usernames exist.
-        flash("Invalid username or password, or the account is locked for a while.", "error")
+        flash("Invalid username or password.", "error")
         status = 401
     elif request.method == "POST":
         status = 400
     return render_template("auth/login.html", form=form), status
 
 
+def _throttled(form: LoginForm, why: str, wait: int) -> Response:
+    flash(f"{why} from your address; try again in {wait} seconds.", "error")
+    response = make_response(render_template("auth/login.html", form=form), 429)
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
 @bp.route("/logout", methods=["POST"])
 def logout() -> BaseResponse:
-    """End the session (POST, so that a link on another site cannot log anyone out)."""
+    """End every session of this user (POST, so that a link on another site cannot log anyone out).
+
+    Every one, not just this browser's: a copy of the cookie (or a session left open elsewhere)
+    would otherwise stay valid until it expires.
+    """
+    if current_user.is_authenticated:
+        with sessions().begin() as session:
+            accounts.end_sessions(session, current_user.id)
+        log.info("user %s logged out; their sessions are ended", current_user.username)
     logout_user()
     return redirect(url_for("auth.login"))
 

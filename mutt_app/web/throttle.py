@@ -1,15 +1,20 @@
-"""Failed authentication per client IP, counted in Redis: log-ins at /login, bad keys on the API.
+"""Failed authentication counted in Redis: per client IP (log-ins, bad API keys), and per account
+and client IP (log-ins).
 
-Accounts already lock after WEBUI_LOGIN_MAX_FAILURES wrong passwords; this stops one address from
-trying many accounts (or many API keys). A client with WEBUI_AUTH_IP_MAX_FAILURES failures within
-the last WEBUI_AUTH_IP_WINDOW_SECONDS (a moving window, from the ``limits`` library that
-Flask-Limiter is built on) is answered 429 with Retry-After until the oldest failure leaves the
-window. Only failures count, so people who get in are never slowed.
+- Per address: a client with WEBUI_AUTH_IP_MAX_FAILURES failures within the last
+  WEBUI_AUTH_IP_WINDOW_SECONDS is answered 429 with Retry-After; this stops one address from trying
+  many accounts (or many API keys).
+- Per account and address: WEBUI_LOGIN_MAX_FAILURES wrong passwords for one username from one address
+  within WEBUI_LOGIN_LOCKOUT_SECONDS refuse that username from that address (429) until the oldest
+  failure leaves the window. The lock is aimed at the guesser, never at the account: its owner, from
+  another address, logs in as usual. Every username counts alike, known or not, so a lock tells
+  nothing about which exist; a successful log-in clears its pair's count.
 
-Counts live in Redis (shared by every web process) under ``LIMITS:LIMITER/mutt-auth/...``. When
-Redis is unreachable the throttle fails open, logging it: log-in then still has the per-account
-lockout in the database, and refusing every log-in because Redis is down would lock people out of
-the UI they need to see the outage.
+Both are moving windows from the ``limits`` library that Flask-Limiter is built on. Only failures
+count, so people who get in are never slowed. Counts live in Redis (shared by every web process)
+under ``LIMITS:LIMITER/mutt-auth/...``. When Redis is unreachable the throttle fails open, logging
+it: refusing every log-in because Redis is down would lock people out of the UI they need to see the
+outage (password hashing, slow on purpose, still bounds guessing).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ log = logging.getLogger(__name__)
 NAMESPACE = "mutt-auth"
 LOGIN = "login"
 API_KEY = "api-key"
+ACCOUNT = "account"
+"""Wrong passwords for one username from one address (the key adds the username)."""
 
 
 def _limiter() -> MovingWindowRateLimiter:
@@ -45,8 +52,12 @@ def _limiter() -> MovingWindowRateLimiter:
     return limiter
 
 
-def _item() -> RateLimitItemPerSecond:
+def _item(kind: str) -> RateLimitItemPerSecond:
     config = settings()
+    if kind == ACCOUNT:
+        return RateLimitItemPerSecond(
+            config.webui_login_max_failures, config.webui_login_lockout_seconds, NAMESPACE
+        )
     return RateLimitItemPerSecond(
         config.webui_auth_ip_max_failures, config.webui_auth_ip_window_seconds, NAMESPACE
     )
@@ -57,26 +68,46 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def retry_after(kind: str) -> int | None:
-    """Seconds this client must wait before another ``kind`` attempt, or None when it may try now."""
-    address = client_address()
-    item = _item()
+def _keys(kind: str, account: str | None) -> tuple[str, ...]:
+    return (kind, client_address()) if account is None else (kind, client_address(), account)
+
+
+def retry_after(kind: str, account: str | None = None) -> int | None:
+    """Seconds this client must wait before another ``kind`` attempt, or None when it may try now.
+
+    ``account`` (the username, for ACCOUNT) narrows the count to that account from this client.
+    """
+    item, keys = _item(kind), _keys(kind, account)
     try:
         limiter = _limiter()
-        if limiter.test(item, kind, address):
+        if limiter.test(item, *keys):
             return None
-        reset_at, _ = limiter.get_window_stats(item, kind, address)
+        reset_at, _ = limiter.get_window_stats(item, *keys)
     except (redis.RedisError, OSError) as exc:
-        log.warning("auth throttle unavailable (Redis): %s; not throttling %s", exc, address)
+        log.warning("auth throttle unavailable (Redis): %s; not throttling %s", exc, keys[1])
         return None
     metrics.WEBUI_AUTH_THROTTLED.labels(kind).inc()
     return max(1, math.ceil(reset_at - time.time()))
 
 
-def record_failure(kind: str) -> None:
-    """Count one failed ``kind`` attempt (LOGIN or API_KEY) for this client."""
+def record_failure(kind: str, account: str | None = None) -> None:
+    """Count one failed ``kind`` attempt (LOGIN or API_KEY) for this client.
+
+    A failed log-in names its ``account``: it then counts for the address and for the pair.
+    """
     metrics.WEBUI_AUTH_FAILURES.labels(kind).inc()
     try:
-        _limiter().hit(_item(), kind, client_address())
+        limiter = _limiter()
+        limiter.hit(_item(kind), *_keys(kind, None))
+        if account is not None:
+            limiter.hit(_item(ACCOUNT), *_keys(ACCOUNT, account))
     except (redis.RedisError, OSError) as exc:
         log.warning("auth throttle unavailable (Redis): %s; failure not counted", exc)
+
+
+def forget_failures(account: str) -> None:
+    """Clear this client's count of wrong passwords for ``account`` (after it logged in)."""
+    try:
+        _limiter().clear(_item(ACCOUNT), *_keys(ACCOUNT, account))
+    except (redis.RedisError, OSError) as exc:
+        log.warning("auth throttle unavailable (Redis): %s; count not cleared", exc)

@@ -73,6 +73,8 @@ def base_url(web_app: Flask) -> Iterator[str]:
 def browser() -> Iterator[WebDriver]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    # The console, where Chromium reports what the Content-Security-Policy refused.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                      "--disable-gpu", f"--window-size={WIDTH},900", "--lang=en-GB"):  # fmt: skip
         options.add_argument(argument)

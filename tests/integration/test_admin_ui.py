@@ -173,18 +173,22 @@ def test_open_redirects_are_refused(client: FlaskClient) -> None:
     assert response.headers["Location"] == "/"
 
 
-def test_failed_logins_lock_the_account(client: FlaskClient, sessions: sessionmaker) -> None:
+def test_failed_logins_lock_the_account_from_that_address_only(client: FlaskClient) -> None:
     for _ in range(5):
         assert _login(client, "alice", "not the password") == 401
-    # Locked: even the right password is refused now.
-    assert _login(client, "alice") == 401
+    # Locked from this address: even the right password is refused now.
+    assert _login(client, "alice") == 429
     assert not _logged_in(client)
-    with sessions() as session:
-        user = accounts.find_user(session, "alice")
-        assert user is not None and user.locked_until is not None
-        assert user.locked_until > datetime.now(UTC)
-    # Another account is not affected.
+    # Another account from this address is not affected, nor alice from elsewhere.
     assert _login(client, "victor") == 302
+    elsewhere = client.application.test_client()
+    token = _token(elsewhere.get("/login").get_data(as_text=True))
+    response = elsewhere.post(
+        "/login",
+        data={"username": "alice", "password": PASSWORD, "csrf_token": token},
+        environ_base={"REMOTE_ADDR": "192.0.2.44"},
+    )
+    assert response.status_code == 302
 
 
 # --- roles --------------------------------------------------------------------------------------

@@ -137,7 +137,7 @@ def _dedup_columns_round_trip(engine, partitions: list[str]) -> None:  # type: i
         conn.execute(text(rule.format(0)))
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(text(rule.format(-1)))
-    downgrade(engine, "0004")
+    downgrade(engine, "0005")
     with engine.connect() as conn:
         assert "held_reason" not in {
             c["name"] for c in inspect(conn).get_columns("event_audit_log")
@@ -158,3 +158,40 @@ def test_dedup_migration_on_postgres_partitions(empty_pg_url: str) -> None:
 def test_dedup_migration_on_sqlite(tmp_path) -> None:
     engine = make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)}))
     _dedup_columns_round_trip(engine, [])
+
+
+def _users_0005_round_trip(engine) -> None:  # type: ignore[no-untyped-def]
+    upgrade(engine, "0004")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (username, password_hash, role, failed_logins)"
+                " VALUES ('alice', 'scrypt:x', 'admin', 3)"
+            )
+        )
+    upgrade(engine)
+    columns = {c["name"] for c in inspect(engine).get_columns("users")}
+    assert "session_generation" in columns
+    assert not columns & {"failed_logins", "locked_until"}
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT username, session_generation FROM users")).all() == [
+            ("alice", 0)
+        ]
+        conn.execute(text("UPDATE users SET session_generation = session_generation + 1"))
+    downgrade(engine, "0004")
+    columns = {c["name"] for c in inspect(engine).get_columns("users")}
+    assert {"failed_logins", "locked_until"} <= columns and "session_generation" not in columns
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT username, failed_logins FROM users")).all() == [
+            ("alice", 0)
+        ]
+    downgrade(engine, "base")
+    engine.dispose()
+
+
+def test_0005_session_generation_on_postgres(empty_pg_url: str) -> None:
+    _users_0005_round_trip(make_engine(load_settings({"DATABASE_URL": empty_pg_url})))
+
+
+def test_0005_session_generation_on_sqlite(tmp_path) -> None:
+    _users_0005_round_trip(make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)})))
