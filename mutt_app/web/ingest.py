@@ -19,6 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 import orjson
 import redis
@@ -149,17 +150,35 @@ def ingest() -> Response:
         metrics.INGEST_LATENCY.observe(time.perf_counter() - started)
 
 
+def _drain(stream: BinaryIO, budget: int) -> None:
+    """Read and drop up to ``budget`` bytes of a refused body, so that its sender gets the 413.
+
+    A server that answers while the client is still sending closes the connection, and the client
+    sees a reset, not the answer. A body longer still is left to that fate.
+    """
+    while budget > 0:
+        chunk = stream.read(min(budget, 64 * 1024))
+        if not chunk:
+            return
+        budget -= len(chunk)
+
+
 def _ingest(ingestor: Ingestor) -> Response:
     if not ingestor.authorised(request.headers.get("X-API-Key")):
         return _answer(401, {"error": "invalid or missing X-API-Key"}, "auth")
     limit = ingestor.settings.max_ingest_body_bytes
     # Werkzeug stops reading a chunked body at the limit without saying whether more followed: let
-    # it read one byte more, so that a longer body shows itself (parse_body then answers 413)
-    # instead of being cut and parsed in part.
+    # it read one byte more, so that a longer body shows itself instead of being cut and parsed in
+    # part.
     request.max_content_length = limit + 1
     try:
         body = request.get_data(cache=False)
+        too_large = len(body) > limit
     except RequestEntityTooLarge:
+        body, too_large = b"", True  # its Content-Length says so; nothing was read
+    if too_large:
+        _drain(request.environ["wsgi.input"], limit)
+        log.info("ingest body refused (413): larger than %d bytes", limit)
         return _answer(413, {"error": f"body larger than {limit} bytes"}, "too_large")
     received_at = datetime.now(UTC)
     try:
