@@ -9,12 +9,17 @@ rsyslog sends newline batches as text/plain and ``curl -d`` sends JSON as form d
 - Kafka REST records ``{"records": [{"value": {...}}, ...]}`` (rsyslog ``batch.format="kafkarest"``),
   a ``value`` being an object or a JSON string holding one;
 - any of these gzip- or deflate-compressed (``Content-Encoding``, or gzip's magic bytes), inflated
-  no further than ``max_bytes``.
+  no further than ``max_bytes`` and in time linear in the body, of at most MAX_GZIP_MEMBERS
+  concatenated gzip members.
 
 Item fields: ``timestamp`` (ISO 8601), ``message``, ``hostname`` (the required set is configurable),
 and optionally ``source``, ``syslog_severity`` (alias ``severity``, as in the rebuild guide's
 examples), ``trap_oid`` and ``correlation_id``. A field that is missing, null or ``""`` is absent.
 The whole item is kept as ``raw``, so fields MUTT does not know survive into the audit.
+An item is accepted only once its JSON for the ledger and the classify task is written
+(:attr:`Event.wire_json`): one that cannot be (nested deeper than the JSON writer goes) or that holds
+a NUL character anywhere (PostgreSQL text cannot store one; rejected, never stripped) is rejected,
+and so is a second item of a body with the same ``correlation_id`` (it would be audited only once).
 
 SNMP traps relayed by snmptrapd through syslog carry their trap OID as the ``snmpTrapOID.0`` varbind
 in the message text; see :func:`trap_oid_from_varbinds` for the snmptrapd format it expects.
@@ -22,11 +27,12 @@ in the message text; see :func:`trap_oid_from_varbinds` for the snmptrapd format
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 import zlib
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -34,6 +40,7 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "MAX_GZIP_MEMBERS",
     "MAX_HOSTNAME_CHARS",
     "MAX_MESSAGE_CHARS",
     "MAX_OID_CHARS",
@@ -55,6 +62,9 @@ MAX_HOSTNAME_CHARS = 255  # the DNS limit for a full name
 MAX_MESSAGE_CHARS = 64 * 1024
 MAX_SOURCE_CHARS = 64
 MAX_OID_CHARS = 1024  # 128 sub-identifiers (the SNMP maximum) of up to 7 digits, with dots
+MAX_GZIP_MEMBERS = 1024
+"""Concatenated gzip members a body may hold. Senders compress a batch as one member; thousands of
+tiny members are only a way to make the server work, so past this the body is refused (413)."""
 
 VARBIND_SEPARATOR = "\x1e"
 """What snmptrapd should put between varbinds (ASCII RS, set with ``%V``).
@@ -71,6 +81,11 @@ _SNMP_TRAP_OID = "1.3.6.1.6.3.1.1.4.1.0"  # snmpTrapOID.0
 _GZIP_MAGIC = b"\x1f\x8b"
 _UTF8_BOM = b"\xef\xbb\xbf"
 _INFLATE_WBITS = 32 + zlib.MAX_WBITS  # accept a gzip or a zlib header
+# Compressed input is fed to the inflater in pieces that start small and double: a member's leftover
+# input (copied by zlib as unused_data) is then never much larger than the member itself.
+_FIRST_FEED_BYTES = 256
+_MAX_FEED_BYTES = 256 * 1024
+_NUL_ESCAPE = b"\\u0000"  # how orjson writes a NUL character inside a JSON string
 _SUPPORTED_CODINGS = frozenset({"gzip", "x-gzip", "deflate"})
 # A Kafka REST v2 produce request; anything else with a "records" key is an event.
 _KAFKA_REST_KEYS = frozenset(
@@ -141,7 +156,12 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One accepted event, normalised. Timestamps are aware UTC datetimes."""
+    """One accepted event, normalised. Timestamps are aware UTC datetimes.
+
+    ``wire_json`` is :meth:`to_wire` as JSON bytes, written once by :func:`validate_item` (which
+    rejects an item that cannot be written) and reused for the ledger and the classify task; it is
+    empty for an event rebuilt by :meth:`from_wire`, and not part of equality.
+    """
 
     correlation_id: str
     timestamp: datetime
@@ -152,6 +172,7 @@ class Event:
     syslog_severity: int | None
     trap_oid: str | None
     raw: dict[str, Any]
+    wire_json: bytes = field(default=b"", compare=False, repr=False)
 
     def to_wire(self) -> dict[str, Any]:
         """This event as JSON-safe values (datetimes as ISO 8601), for task arguments and ledgers."""
@@ -229,22 +250,43 @@ def _content_codings(header: str | None) -> list[str]:
 
 
 def _inflate(data: bytes, max_bytes: int) -> bytes:
-    """Decompress gzip/zlib ``data`` (several gzip members allowed) without exceeding ``max_bytes``."""
+    """Decompress gzip/zlib ``data`` (several gzip members allowed) without exceeding ``max_bytes``.
+
+    Runs in time linear in ``data``: each member's inflater is fed pieces of ``data`` through a
+    memoryview, so what zlib copies aside at a member's end is bounded by that member's size (handing
+    it all of ``data`` would copy the whole rest once per member). At most MAX_GZIP_MEMBERS members.
+    """
+    view = memoryview(data)
     out = bytearray()
+    position = 0
+    members = 0
     while True:
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            raise BodyError(f"body has more than {MAX_GZIP_MEMBERS} gzip members", 413)
         inflater = zlib.decompressobj(_INFLATE_WBITS)
-        try:
-            # Ask for one byte more than allowed: getting it proves the body too large, and a
-            # bomb never expands past the cap in memory. (max_length 0 would mean "no limit".)
-            out += inflater.decompress(data, max_bytes + 1 - len(out))
-        except zlib.error as exc:
-            raise BodyError(f"body is not valid gzip/deflate data: {exc}") from None
-        if len(out) > max_bytes:
-            raise BodyError(f"decompressed body larger than {max_bytes} bytes", 413)
+        feed = _FIRST_FEED_BYTES
+        while not inflater.eof and position < len(view):
+            piece = view[position : position + feed]
+            position += len(piece)
+            try:
+                # Ask for one byte more than allowed: getting it proves the body too large, and a
+                # bomb never expands past the cap in memory. (max_length 0 would mean "no limit".)
+                out += inflater.decompress(piece, max_bytes + 1 - len(out))
+            except zlib.error as exc:
+                raise BodyError(f"body is not valid gzip/deflate data: {exc}") from None
+            if len(out) > max_bytes:
+                raise BodyError(f"decompressed body larger than {max_bytes} bytes", 413)
+            # Under the cap, zlib consumed all of the piece or stopped at the member's end.
+            feed = min(feed * 2, _MAX_FEED_BYTES)
         if not inflater.eof:
             raise BodyError("gzip body is truncated")
-        data = inflater.unused_data
-        if not data.strip(b"\x00"):  # some writers pad the last member with zeros
+        position -= len(inflater.unused_data)  # input past the member's end: the next member
+        if position == len(view):
+            return bytes(out)
+        # Some writers pad the last member with zeros. (No member starts with a zero byte, so the
+        # rest is copied here at most once: it is either all padding or a body error.)
+        if view[position] == 0 and not bytes(view[position:]).strip(b"\x00"):
             return bytes(out)
 
 
@@ -320,17 +362,25 @@ def validate_items(
 ) -> tuple[list[Event], list[Rejection]]:
     """Validate every item of a body: the valid ones as events, the others as rejections.
 
-    A rejection's index is the item's 0-based position in ``items`` (the body's order).
+    A rejection's index is the item's 0-based position in ``items`` (the body's order). An item
+    with the ``correlation_id`` of an earlier accepted item is rejected: the audit keeps one row
+    per correlation_id, so accepting both would count an event that is never audited.
     """
     events: list[Event] = []
     rejections: list[Rejection] = []
+    first_index: dict[str, int] = {}
     for index, item in enumerate(items):
         try:
-            events.append(
-                validate_item(item, required_fields=required_fields, received_at=received_at)
-            )
+            event = validate_item(item, required_fields=required_fields, received_at=received_at)
         except InvalidEvent as exc:
             rejections.append(Rejection(index, str(exc)))
+            continue
+        earlier = first_index.setdefault(event.correlation_id, index)
+        if earlier != index:
+            error = f"duplicate correlation_id {event.correlation_id} (also item {earlier})"
+            rejections.append(Rejection(index, error))
+            continue
+        events.append(event)
     return events, rejections
 
 
@@ -342,7 +392,9 @@ def validate_item(
     When not required, an absent ``timestamp`` becomes ``received_at``, an absent ``hostname``
     "unknown" and an absent ``message`` "". An absent, malformed or nil ``correlation_id`` is
     replaced by a new uuid4 rather than rejected; a valid one is kept in canonical form. Without a
-    ``trap_oid``, one is looked for in the message (:func:`trap_oid_from_varbinds`).
+    ``trap_oid``, one is looked for in the message (:func:`trap_oid_from_varbinds`). The event's
+    ``wire_json`` is written here; an item that cannot be written, or holds a NUL character in any
+    key or value, is invalid.
     """
     if isinstance(item, ParseFailure):
         raise InvalidEvent(item.error)
@@ -363,7 +415,7 @@ def validate_item(
         trap_oid = trap_oid_from_varbinds(message)
         if trap_oid is not None and source is None:
             source = "snmp"
-    return Event(
+    event = Event(
         correlation_id=_correlation_id(item.get("correlation_id")),
         timestamp=timestamp,
         received_at=received_at,
@@ -374,6 +426,39 @@ def validate_item(
         trap_oid=trap_oid,
         raw=item,
     )
+    return dataclasses.replace(event, wire_json=_wire_json(event))
+
+
+def _wire_json(event: Event) -> bytes:
+    """``event.to_wire()`` as JSON, or :class:`InvalidEvent` when it cannot be stored as such."""
+    wire = event.to_wire()
+    try:
+        data = orjson.dumps(wire)
+    except orjson.JSONEncodeError as exc:
+        # orjson.loads reads deeper documents than orjson.dumps writes (its recursion limit).
+        if "recursion" in str(exc).lower():
+            raise InvalidEvent("item is nested too deeply to store") from None
+        raise InvalidEvent(f"item cannot be stored as JSON: {exc}") from None
+    # The escape also appears inside an escaped backslash ("\\u0000"): walk the item to be sure.
+    if _NUL_ESCAPE in data and _holds_nul(wire):
+        raise InvalidEvent("item holds a NUL character (U+0000), which cannot be stored")
+    return data
+
+
+def _holds_nul(value: object) -> bool:
+    """Whether a NUL character is in ``value``, a decoded JSON value, or any key or string in it."""
+    stack = [value]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 def _field(item: dict[str, Any], name: str) -> Any:

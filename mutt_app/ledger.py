@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import redis
@@ -33,7 +34,7 @@ class Batch:
     """A batch of accepted events, as published to classify_event."""
 
     batch_id: str
-    events: list[dict]
+    events: list[Any]  # wire dicts, or their JSON as orjson.Fragment (see mutt_app.web.publisher)
 
     def to_json(self) -> bytes:
         return orjson.dumps({"batch_id": self.batch_id, "events": self.events})

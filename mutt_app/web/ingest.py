@@ -5,6 +5,11 @@ reason). Accepted events are recorded in the ledger and published to ``classify_
 CLASSIFY_BATCH_SIZE before the 200 goes out; concurrent requests share those writes
 (:mod:`mutt_app.web.publisher`). A body with nothing valid is answered 422, never 400:
 syslog-ng resends a 400 forever and rsyslog files it as an error, and such a body will never succeed.
+
+A body larger than MAX_INGEST_BODY_BYTES is answered 413 whatever its framing (Content-Length or
+chunked) and nothing of it is accepted. Each accepted event's JSON is written once, while it is
+validated (:attr:`Event.wire_json`), and those bytes go into the ledger and the task message as they
+are: an item that cannot be written is that request's rejection, never a failed round for others.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import BinaryIO
 
+import orjson
 import redis
 from celery import Celery
 from flask import Blueprint, Response, current_app, jsonify, request
 from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as BrokerError
+from kombu.serialization import registry as serializers
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from mutt_app import metrics, slo
@@ -40,6 +48,11 @@ bp = Blueprint("ingest", __name__)
 RETRY_AFTER_SECONDS = 5
 # Publishing must fail fast when Redis is gone, so the client gets its 503 and retries.
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
+# Classify tasks go out as JSON written by orjson, which embeds each event's already written
+# wire_json (an orjson.Fragment) instead of encoding the event again. The workers read it as any
+# "application/json" message, so only the encoder is registered.
+TASK_SERIALIZER = "mutt-json"
+serializers.register(TASK_SERIALIZER, orjson.dumps, None, "application/json", "utf-8")
 
 
 @dataclass
@@ -91,7 +104,7 @@ class Ingestor:
 
     def publish(self, events: list[Event]) -> None:
         """Return once ``events`` are in the ledger and on the broker (see :mod:`.publisher`)."""
-        self.publisher.submit([e.to_wire() for e in events])
+        self.publisher.submit([orjson.Fragment(e.wire_json) for e in events])
 
     def send(self, batches: list[Batch]) -> None:
         """Publish one classify task per batch, all in one Redis pipeline."""
@@ -102,6 +115,7 @@ class Ingestor:
                     args=[batch.events, batch.batch_id],
                     queue=QUEUE,
                     producer=producer,
+                    serializer=TASK_SERIALIZER,
                     retry_policy=PUBLISH_RETRY_POLICY,
                     # The workers declare the queue; checking it again per message costs time.
                     declare=[],
@@ -136,13 +150,35 @@ def ingest() -> Response:
         metrics.INGEST_LATENCY.observe(time.perf_counter() - started)
 
 
+def _drain(stream: BinaryIO, budget: int) -> None:
+    """Read and drop up to ``budget`` bytes of a refused body, so that its sender gets the 413.
+
+    A server that answers while the client is still sending closes the connection, and the client
+    sees a reset, not the answer. A body longer still is left to that fate.
+    """
+    while budget > 0:
+        chunk = stream.read(min(budget, 64 * 1024))
+        if not chunk:
+            return
+        budget -= len(chunk)
+
+
 def _ingest(ingestor: Ingestor) -> Response:
     if not ingestor.authorised(request.headers.get("X-API-Key")):
         return _answer(401, {"error": "invalid or missing X-API-Key"}, "auth")
+    limit = ingestor.settings.max_ingest_body_bytes
+    # Werkzeug stops reading a chunked body at the limit without saying whether more followed: let
+    # it read one byte more, so that a longer body shows itself instead of being cut and parsed in
+    # part.
+    request.max_content_length = limit + 1
     try:
         body = request.get_data(cache=False)
+        too_large = len(body) > limit
     except RequestEntityTooLarge:
-        limit = ingestor.settings.max_ingest_body_bytes
+        body, too_large = b"", True  # its Content-Length says so; nothing was read
+    if too_large:
+        _drain(request.environ["wsgi.input"], limit)
+        log.info("ingest body refused (413): larger than %d bytes", limit)
         return _answer(413, {"error": f"body larger than {limit} bytes"}, "too_large")
     received_at = datetime.now(UTC)
     try:
@@ -150,16 +186,27 @@ def _ingest(ingestor: Ingestor) -> Response:
             body,
             content_encoding=request.headers.get("Content-Encoding"),
             content_type=request.headers.get("Content-Type"),
-            max_bytes=ingestor.settings.max_ingest_body_bytes,
+            max_bytes=limit,
         )
     except BodyError as exc:
         reason = "too_large" if exc.status == 413 else "invalid_body"
+        log.info("ingest body refused (%d): %s", exc.status, exc)
         return _answer(exc.status, {"status": "rejected", "error": str(exc)}, reason)
     events, rejections = validate_items(
         items, required_fields=ingestor.settings.required_message_fields, received_at=received_at
     )
     rejected = [{"index": r.index, "error": r.error} for r in rejections]
     metrics.INGEST_EVENTS.labels("rejected").inc(len(rejected))
+    if rejections:
+        # One line per request, naming the first reason: enough to find a misbehaving sender.
+        first = rejections[0]
+        log.info(
+            "rejected %d of %d items; first: item %d: %s",
+            len(rejections),
+            len(items),
+            first.index,
+            first.error,
+        )
     if not events:
         body = {"status": "rejected", "accepted": 0, "correlation_ids": [], "rejected": rejected}
         return _answer(422, body, "no_valid_events")

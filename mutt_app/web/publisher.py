@@ -27,7 +27,11 @@ from mutt_app.ledger import Batch
 
 log = logging.getLogger(__name__)
 
-Wire = dict[str, Any]
+# An accepted event as the ledger and the task carry it: its wire dict, or (from the ingest
+# endpoint) that dict's JSON already written and checked, as an orjson.Fragment. Anything that
+# could fail to be written is refused before it is submitted, so a round fails only for reasons
+# shared by all its requests (the queue is full, Redis is down).
+Wire = Any
 
 
 class QueueFull(Exception):

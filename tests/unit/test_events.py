@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 import uuid
 import zlib
 from datetime import UTC, datetime, timedelta, timezone
@@ -13,6 +14,7 @@ import orjson
 import pytest
 
 from mutt_app.events import (
+    MAX_GZIP_MEMBERS,
     MAX_HOSTNAME_CHARS,
     MAX_MESSAGE_CHARS,
     BodyError,
@@ -238,6 +240,40 @@ def test_an_oversize_body_is_413() -> None:
     assert caught.value.status == 413
 
 
+def test_gzip_members_past_the_cap_are_413_at_once() -> None:
+    member = gzip.compress(b" ")
+    body = member * 100_000  # decompressed before in time quadratic in the members (25 s)
+    started = time.perf_counter()
+    with pytest.raises(BodyError, match=f"more than {MAX_GZIP_MEMBERS} gzip members") as caught:
+        _parse(body, encoding="gzip", max_bytes=10 * MAX)
+    assert caught.value.status == 413
+    assert time.perf_counter() - started < 1
+
+
+def test_gzip_members_up_to_the_cap_are_read() -> None:
+    lines = [orjson.dumps(_event(message=f"m{i}")) + b"\n" for i in range(MAX_GZIP_MEMBERS)]
+    body = b"".join(gzip.compress(line) for line in lines)
+    assert [item["message"] for item in _parse(body, encoding="gzip")] == [  # type: ignore[index]
+        f"m{i}" for i in range(MAX_GZIP_MEMBERS)
+    ]
+
+
+def test_gzip_decompression_is_linear_in_the_body() -> None:
+    # Many members ahead of a long rest (here zero padding): each member used to copy the rest.
+    lines = [orjson.dumps(_event(message=f"m{i}")) + b"\n" for i in range(MAX_GZIP_MEMBERS)]
+    body = b"".join(gzip.compress(line) for line in lines) + b"\x00" * (4 * MAX)
+    started = time.perf_counter()
+    assert len(_parse(body, encoding="gzip", max_bytes=10 * MAX)) == MAX_GZIP_MEMBERS
+    assert time.perf_counter() - started < 0.5
+
+
+def test_zero_padding_after_the_last_gzip_member_is_ignored() -> None:
+    body = gzip.compress(orjson.dumps(_event())) + b"\x00" * 512
+    assert _parse(body, encoding="gzip") == [_event()]
+    with pytest.raises(BodyError, match="not valid gzip"):
+        _parse(body + b"junk", encoding="gzip")
+
+
 # --- validation --------------------------------------------------------------------------------
 
 
@@ -441,6 +477,71 @@ def test_validate_items_reports_rejections_by_body_position() -> None:
         Rejection(3, "item is not a JSON object (got string)"),
         Rejection(4, "syslog_severity must be an integer 0..7, got 9"),
     ]
+
+
+# --- items that cannot be stored ----------------------------------------------------------------
+
+
+def _nested(depth: int) -> object:
+    return orjson.loads(b"[" * depth + b"]" * depth)
+
+
+def test_an_item_too_deep_to_write_is_rejected_with_its_index() -> None:
+    deep = _event(detail=_nested(300))  # orjson reads 1024 levels but writes only 254
+    body = orjson.dumps([_event(message="ok 0"), _event(message="ok 1")])[:-1]
+    body += b"," + b'{"timestamp":"2025-01-12T10:30:00Z","hostname":"h","message":"m","d":'
+    body += b"[" * 300 + b"]" * 300 + b"}]"
+    events, rejections = validate_items(
+        _parse(body), required_fields=REQUIRED, received_at=RECEIVED
+    )
+    assert [e.message for e in events] == ["ok 0", "ok 1"]
+    assert rejections == [Rejection(2, "item is nested too deeply to store")]
+    assert _error(deep) == "item is nested too deeply to store"
+
+
+def test_an_accepted_events_json_is_written_once_and_reads_back_as_its_wire_form() -> None:
+    event = _valid(_event(detail=_nested(200)))
+    assert orjson.loads(event.wire_json) == event.to_wire()
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        _event(message="link\x00down"),
+        _event(hostname="router\x00"),
+        _event(**{"vendor\x00field": 1}),
+        _event(detail={"deep": ["x", {"y": "\x00"}]}),
+    ],
+    ids=["message", "hostname", "key", "nested"],
+)
+def test_a_nul_character_anywhere_in_an_item_is_rejected(item: dict) -> None:
+    # PostgreSQL text and jsonb cannot hold U+0000: reject it the same way on every database.
+    assert _error(item) == "item holds a NUL character (U+0000), which cannot be stored"
+
+
+def test_a_backslash_u0000_written_out_is_not_a_nul() -> None:
+    event = _valid(_event(message="C:\\u0000 is not a NUL"))
+    assert event.message == "C:\\u0000 is not a NUL"
+
+
+def test_a_later_item_with_the_same_correlation_id_is_rejected() -> None:
+    cid = str(uuid.uuid4())
+    items = [
+        _event(message="first", correlation_id=cid),
+        _event(message="other"),
+        _event(message="again", correlation_id=cid.upper()),  # the same id, spelled otherwise
+    ]
+    events, rejections = validate_items(items, required_fields=REQUIRED, received_at=RECEIVED)
+    assert [e.message for e in events] == ["first", "other"]
+    assert rejections == [Rejection(2, f"duplicate correlation_id {cid} (also item 0)")]
+
+
+def test_a_rejected_item_does_not_claim_its_correlation_id() -> None:
+    cid = str(uuid.uuid4())
+    items = [_event(message="\x00", correlation_id=cid), _event(message="ok", correlation_id=cid)]
+    events, rejections = validate_items(items, required_fields=REQUIRED, received_at=RECEIVED)
+    assert [e.message for e in events] == ["ok"]
+    assert [r.index for r in rejections] == [0]
 
 
 def test_received_at_is_normalised_to_utc() -> None:
