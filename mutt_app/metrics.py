@@ -20,6 +20,8 @@ from prometheus_client import (
     start_http_server,
 )
 
+from mutt_app.models import HELD_REASONS
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 # --- ingest ---------------------------------------------------------------------------------------
@@ -98,6 +100,8 @@ ALERTS_HELD = Counter(
     "Events a rule would forward that were not sent to Moog, by reason (models.HELD_REASONS)",
     ["reason"],
 )
+for _reason in HELD_REASONS:
+    ALERTS_HELD.labels(_reason)
 DEDUP_UPDATES = Counter(
     "mutt_dedup_updates_total", "Repeat-count updates sent to Moog for closed dedup windows"
 )

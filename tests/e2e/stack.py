@@ -18,10 +18,13 @@ from typing import Any
 import requests
 from sqlalchemy import Engine, create_engine, func, select
 
+from mutt_app.lanes import QUEUES as FORWARD_LANES
 from mutt_app.models import EventAuditLog
 from tests.services import free_port, wait_for
 
 WEB_API_KEY = "e2e-web-api-key"
+# What a forward worker consumes, as `mutt run` and the deploy kit start it: both lanes.
+FORWARD_QUEUES = ",".join(FORWARD_LANES)
 
 
 class Process:
@@ -137,7 +140,7 @@ class Stack:
     def start_worker(
         self,
         name: str = "worker",
-        queues: str = "mutt.classify,mutt.forward,mutt.maintenance",
+        queues: str = f"mutt.classify,{FORWARD_QUEUES},mutt.maintenance",
         concurrency: int = 2,
         pool: str = "prefork",
     ) -> Process:

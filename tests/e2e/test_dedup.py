@@ -16,6 +16,7 @@ from sqlalchemy import insert
 
 from mutt_app.models import AlertRule
 from tests.e2e.conftest import StackFactory
+from tests.e2e.stack import FORWARD_QUEUES
 from tests.services import wait_for
 
 FLOOD = 3000
@@ -51,7 +52,7 @@ def test_a_flood_costs_moog_a_handful_of_requests_and_the_page_is_not_delayed(
     stack.start_sink()
     stack.start_ingest()
     stack.start_worker("classify", queues="mutt.classify,mutt.maintenance", concurrency=2)
-    stack.start_worker("forward", queues="mutt.forward", concurrency=4, pool="threads")
+    stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=4, pool="threads")
     stack.start_beat()
 
     message = "%LINK-3-UPDOWN: Interface Gi0/1 changed state to down (flap {})"

@@ -20,7 +20,7 @@ from mutt_app.config import load_settings
 from mutt_app.ledger import OUTBOX, Ledger
 from mutt_app.tasks.classify import publish_forwards
 from tests.e2e.conftest import StackFactory
-from tests.e2e.stack import Stack
+from tests.e2e.stack import FORWARD_QUEUES, Stack
 from tests.services import RedisServer, wait_for
 
 FAST = {
@@ -91,7 +91,7 @@ def _max_in_window(times: list[float], window: float) -> int:
 def _forward_workers(stack: Stack, count: int) -> None:
     # As `mutt run` does: forward on its own queue, in threaded workers.
     for i in range(count):
-        stack.start_worker(f"forward{i}", queues="mutt.forward", concurrency=4, pool="threads")
+        stack.start_worker(f"forward{i}", queues=FORWARD_QUEUES, concurrency=4, pool="threads")
 
 
 def _start_remediation(stack: Stack) -> None:
@@ -182,7 +182,7 @@ def test_worker_kill_and_redis_restart_lose_no_alert(make_stack: StackFactory, t
         stack = make_stack(**FAST, REDIS_URL=broker.url, MOOG_RATE_LIMIT="100")
         stack.start_sink()
         _start_remediation(stack)  # beat's reconcile_ledger republishes what the broker lost
-        worker = stack.start_worker("forward", queues="mutt.forward", concurrency=4, pool="threads")
+        worker = stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=4, pool="threads")
         alerts = _alerts(1000)
         _publish(stack, alerts)
 
@@ -194,7 +194,7 @@ def test_worker_kill_and_redis_restart_lose_no_alert(make_stack: StackFactory, t
         worker.kill()
         broker.restart()  # AOF brings the queue and the unacked set back
         workers = [
-            stack.start_worker("forward2", queues="mutt.forward", concurrency=4, pool="threads")
+            stack.start_worker("forward2", queues=FORWARD_QUEUES, concurrency=4, pool="threads")
         ]
         wait_for(lambda: arrived() >= 500, 60, "500 alerts after the restart")
         broker.restart()
@@ -208,7 +208,7 @@ def test_worker_kill_and_redis_restart_lose_no_alert(make_stack: StackFactory, t
             if not workers[-1].alive:
                 name = f"forward{len(workers) + 2}"
                 workers.append(
-                    stack.start_worker(name, queues="mutt.forward", concurrency=4, pool="threads")
+                    stack.start_worker(name, queues=FORWARD_QUEUES, concurrency=4, pool="threads")
                 )
             for part in ("maintenance", "beat"):
                 if not stack.processes[part].alive:

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import StackFactory
+from tests.e2e.stack import FORWARD_QUEUES
 from tests.e2e.test_pipeline import _event, _seed
 from tests.integration.test_deploy import _alert_rules, _dashboard_exprs, _metric_names
 from tests.services import wait_for
@@ -53,7 +54,7 @@ def test_dashboard_and_alert_metrics_are_all_served_after_traffic(
     _seed(stack.engine)
     stack.start_sink().start_ingest().start_web()
     stack.start_worker("classify", queues="mutt.classify,mutt.maintenance")
-    stack.start_worker("forward", queues="mutt.forward", concurrency=4, pool="threads")
+    stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=4, pool="threads")
     stack.start_beat()
     control = f"http://127.0.0.1:{stack.sink_port}/_control"
 
