@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -153,6 +154,27 @@ def set_password(
     """Replace a user's password (audited, without the hash) and end the user's sessions."""
     user = _user_or_error(session, username)
     user.password_hash = generate_password_hash(check_password(password))
+    _changed(
+        session,
+        user,
+        {"username": user.username, "password": "(previous)"},
+        {"username": user.username, "password": "(changed)"},
+        changed_by=changed_by,
+        reason=reason,
+    )
+    return user
+
+
+def _changed(
+    session: Session,
+    user: User,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    *,
+    changed_by: str,
+    reason: str | None,
+) -> None:
+    """A change to ``user`` was applied: end their sessions and write its audit row."""
     end_sessions(session, user.id)
     record_change(
         session,
@@ -160,11 +182,10 @@ def set_password(
         operation="UPDATE",
         table_name=TABLE,
         record_id=user.id,
-        old_values={"username": user.username, "password": "(previous)"},
-        new_values={"username": user.username, "password": "(changed)"},
+        old_values=old,
+        new_values=new,
         reason=reason,
     )
-    return user
 
 
 def set_role(
@@ -185,17 +206,7 @@ def set_role(
         return user, False
     old = user.audit_dict()
     user.role = role
-    end_sessions(session, user.id)
-    record_change(
-        session,
-        changed_by=changed_by,
-        operation="UPDATE",
-        table_name=TABLE,
-        record_id=user.id,
-        old_values=old,
-        new_values=user.audit_dict(),
-        reason=reason,
-    )
+    _changed(session, user, old, user.audit_dict(), changed_by=changed_by, reason=reason)
     return user, True
 
 
@@ -214,17 +225,7 @@ def set_active(
         return user, False
     old = user.audit_dict()
     user.is_active = active
-    end_sessions(session, user.id)
-    record_change(
-        session,
-        changed_by=changed_by,
-        operation="UPDATE",
-        table_name=TABLE,
-        record_id=user.id,
-        old_values=old,
-        new_values=user.audit_dict(),
-        reason=reason,
-    )
+    _changed(session, user, old, user.audit_dict(), changed_by=changed_by, reason=reason)
     return user, True
 
 

@@ -559,15 +559,7 @@ def users_set_role(obj: Context, username: str, role: str, reason: str | None) -
 @pass_context
 def users_disable(obj: Context, username: str, reason: str | None) -> None:
     """Disable an account: it cannot log in, and its web sessions end at once."""
-    from mutt_app import accounts
-
-    _user, changed = _account_change(
-        obj,
-        lambda session: accounts.set_active(
-            session, username, False, changed_by=_cli_user(), reason=reason
-        ),
-    )
-    click.echo(f"{username} disabled" if changed else f"{username} already is disabled")
+    _set_active(obj, username, False, reason)
 
 
 @users.command("enable")
@@ -576,15 +568,20 @@ def users_disable(obj: Context, username: str, reason: str | None) -> None:
 @pass_context
 def users_enable(obj: Context, username: str, reason: str | None) -> None:
     """Enable a disabled account again."""
+    _set_active(obj, username, True, reason)
+
+
+def _set_active(obj: Context, username: str, active: bool, reason: str | None) -> None:
     from mutt_app import accounts
 
     _user, changed = _account_change(
         obj,
         lambda session: accounts.set_active(
-            session, username, True, changed_by=_cli_user(), reason=reason
+            session, username, active, changed_by=_cli_user(), reason=reason
         ),
     )
-    click.echo(f"{username} enabled" if changed else f"{username} already is enabled")
+    state = "enabled" if active else "disabled"
+    click.echo(f"{username} {state}" if changed else f"{username} already is {state}")
 
 
 @users.command("list")
