@@ -38,11 +38,11 @@ from mutt_app.config_audit import record_change
 from mutt_app.dynamic_config import KEYS, parse_value, set_audited
 from mutt_app.events import InvalidEvent
 from mutt_app.models import DeadLetter, PoisonLetter
-from mutt_app.rule_tester import try_event
 from mutt_app.rules import BudgetExceeded
 from mutt_app.web.admin import MAX_BIGINT, MAX_PAGE, MAX_REASON
 from mutt_app.web.api import sessions, settings
 from mutt_app.web.api_operations import _celery, dynamic_config
+from mutt_app.web.api_rules import rule_trial
 
 log = logging.getLogger(__name__)
 
@@ -389,16 +389,8 @@ def test_event(text: str) -> dict[str, Any]:
         raise ValueError(f"not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ValueError("the event must be a JSON object")
-    config = settings()
     try:
-        with sessions()() as session:
-            trial = try_event(
-                session,
-                body,
-                config.unhandled_default_team,
-                dedup_window=dynamic_config().get("dedup_window_seconds"),
-                budget_seconds=config.classify_time_budget_seconds,
-            )
+        trial = rule_trial(body)
     except InvalidEvent as exc:
         raise ValueError(f"not a valid event: {exc}") from None
     except BudgetExceeded as exc:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from mutt_app.events import InvalidEvent
 from mutt_app.models import MAX_DEDUP_WINDOW_SECONDS, AlertRule
-from mutt_app.rule_tester import try_event
+from mutt_app.rule_tester import Trial, try_event
 from mutt_app.rules import (
     DEV_HANDLINGS,
     MATCH_TYPES,
@@ -213,6 +213,22 @@ def delete_rule(rule_id: int) -> Response:
     return json_response({"id": rule_id, "rule": current, **change.summary()})
 
 
+def rule_trial(body: dict[str, Any]) -> Trial:
+    """The rule tester's trial of ``body`` with this app's settings and dynamic configuration.
+
+    Shared by ``POST /rules/test`` and the admin UI's tester page, so both answer alike.
+    """
+    config = settings()
+    with sessions()() as session:
+        return try_event(
+            session,
+            body,
+            config.unhandled_default_team,
+            dedup_window=dynamic_config().get("dedup_window_seconds"),
+            budget_seconds=config.classify_time_budget_seconds,
+        )
+
+
 @bp.post("/rules/test")
 @requires("viewer")  # a question about the rules, not a change
 def test_rule() -> Response:
@@ -224,17 +240,8 @@ def test_rule() -> Response:
     development hosts and device teams are read from the database now, not from a worker's cache.
     A test that runs past CLASSIFY_TIME_BUDGET_SECONDS is a 422 naming it.
     """
-    body = json_body()
-    config = settings()
     try:
-        with sessions()() as session:
-            trial = try_event(
-                session,
-                body,
-                config.unhandled_default_team,
-                dedup_window=dynamic_config().get("dedup_window_seconds"),
-                budget_seconds=config.classify_time_budget_seconds,
-            )
+        trial = rule_trial(json_body())
     except InvalidEvent as exc:
         raise ApiError(422, f"not a valid event: {exc}") from None
     except BudgetExceeded as exc:
