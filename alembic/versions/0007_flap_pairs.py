@@ -30,5 +30,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("alert_rules") as batch:
-        batch.drop_column("clears_rule_id")
+    # SQLite drops a column whose reference and check are its own column constraints, as here.
+    op.drop_column("alert_rules", "clears_rule_id")
