@@ -498,12 +498,12 @@ class DedupWindows(ClosingWindows):
         )
 
 
-# Storm budgets. KEYS[1] this batch's answer (idempotency), KEYS[2] the closed windows' hash,
-# KEYS[3] the due set, then one window hash per scope (a device or a rule, in one lane). ARGV[1]
-# how long to remember the batch's answer (seconds), ARGV[2] the window (seconds), ARGV[3] the
-# number of scopes S, then per scope its budget and its label (JSON), then per alert, in the
-# batch's order: its device scope and its rule scope (1-based, 0: that budget is off) and its
-# message template. Returns, per alert, 'f' (forward) or 'h' (held over a budget).
+# Storm budgets. KEYS[1] this batch's answer (idempotency; kept ARGV[1] seconds from each attempt),
+# KEYS[2] the closed windows' hash, KEYS[3] the due set, then one window hash per scope (a device or
+# a rule, in one lane). ARGV[1] how long to remember the batch's answer (seconds), ARGV[2] the
+# window (seconds), ARGV[3] the number of scopes S, then per scope its budget and its label (JSON),
+# then per alert, in the batch's order: its device scope and its rule scope (1-based, 0: that budget
+# is off) and its message template. Returns, per alert, 'f' (forward) or 'h' (held over a budget).
 # An alert is forwarded while both its scopes have sent fewer than their budgets in their current
 # window, and then counts in both; a held one counts in the first scope that is full, with its
 # template (field 'm:<template>'), for the summary. A window opens at its scope's first alert and
@@ -512,6 +512,7 @@ class DedupWindows(ClosingWindows):
 _STORM = """
 local memo = redis.call('GET', KEYS[1])
 if memo then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
   return cjson.decode(memo)
 end
 local t = redis.call('TIME')
@@ -644,13 +645,14 @@ class StormBudgets(ClosingWindows):
         return [(r.decode() if isinstance(r, bytes) else r) == "h" for r in replies]
 
 
-# Flapping. KEYS[1] this batch's answer (idempotency), KEYS[2] the ended episodes' hash, KEYS[3]
-# the due set, then one state hash per pair (host and problem rule). ARGV[1] how long to remember
-# the batch's answer (seconds), ARGV[2] N transitions, ARGV[3] within M seconds, ARGV[4] quiet Q
-# seconds, ARGV[5] the number of pairs P, then P alerts (JSON: the pair's alert in this batch),
-# then per event, in order: its pair (1-based) and side ('p' problem, 'c' clear). Returns, per
-# event, 'f' (forward), 'h' (held: its pair is flapping) or 'r:<transitions>:<episode id>' (this
-# event's transition made the pair flap: hold it and raise the flapping alert).
+# Flapping. KEYS[1] this batch's answer (idempotency; kept ARGV[1] seconds from each attempt),
+# KEYS[2] the ended episodes' hash, KEYS[3] the due set, then one state hash per pair (host and
+# problem rule). ARGV[1] how long to remember the batch's answer (seconds), ARGV[2] N transitions,
+# ARGV[3] within M seconds, ARGV[4] quiet Q seconds, ARGV[5] the number of pairs P, then P alerts
+# (JSON: the pair's alert in this batch), then per event, in order: its pair (1-based) and side ('p'
+# problem, 'c' clear). Returns, per event, 'f' (forward), 'h' (held: its pair is flapping) or
+# 'r:<transitions>:<episode id>' (this event's transition made the pair flap: hold it and raise the
+# flapping alert).
 # A transition is an event whose side differs from the pair's last one. Out of flapping, the
 # transition times of the last M seconds are kept ('times'); the Nth opens an episode: 'id',
 # 'started', 'count' (events held), 'flips' (transitions), 'closes' (last event + Q), in the due
@@ -659,6 +661,7 @@ class StormBudgets(ClosingWindows):
 _FLAP = """
 local memo = redis.call('GET', KEYS[1])
 if memo then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
   return cjson.decode(memo)
 end
 local t = redis.call('TIME')

@@ -20,7 +20,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # The reference and the check go in with the column: SQLite cannot add them to an existing table.
+    # The reference and the check go in with the column: SQLite cannot add them to a table later.
     op.execute(
         "ALTER TABLE alert_rules ADD COLUMN clears_rule_id INTEGER"
         " REFERENCES alert_rules (id) ON DELETE SET NULL"

@@ -1,5 +1,5 @@
-"""Beat jobs that keep MUTT healthy: ledger reconciliation, held-back windows' alerts (dedup updates,
-storm summaries, flapping ends), partitions, retention."""
+"""Beat jobs that keep MUTT healthy: ledger reconciliation, the alerts of closed windows (dedup
+updates, storm summaries, flapping ends), partitions, retention."""
 
 from __future__ import annotations
 
