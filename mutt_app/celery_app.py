@@ -81,8 +81,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
             "task": "mutt.reconcile_ledger",
             "schedule": timedelta(seconds=max(settings.reconcile_after // 4, 5)),
         },
-        "flush-dedup": {
-            "task": "mutt.flush_dedup",
+        "flush-held": {
+            "task": "mutt.flush_held",
             "schedule": timedelta(seconds=settings.dedup_flush_interval_seconds),
         },
         "create-partitions": {

@@ -133,7 +133,20 @@ class Settings(BaseModel):
     are counted instead of forwarded; 0 turns deduplication off. A rule's own window wins; the
     dynamic key of the same name overrides this at run time."""
     dedup_flush_interval_seconds: Annotated[int, Field(ge=1, le=3600)] = 5
-    """How often beat sends the repeat-count updates of dedup windows that have closed."""
+    """How often beat sends what closed windows held: dedup repeat counts, storm-budget summaries,
+    flapping ends."""
+    storm_budget_per_device: Annotated[int, Field(ge=0, le=1_000_000)] = 100
+    """Alerts of one device (host) and lane that may reach Moog per storm window; 0: no budget."""
+    storm_budget_per_rule: Annotated[int, Field(ge=0, le=1_000_000)] = 500
+    """Alerts of one rule and lane that may reach Moog per storm window; 0: no budget."""
+    storm_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+    """The storm budgets' window; the held alerts of each get one summary when it closes."""
+    flap_transitions: Annotated[int, Field(ge=0, le=1000)] = 5
+    """Problem/clear transitions of one host and pair that make it flap; 0: no flap detection."""
+    flap_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 600
+    """The window those transitions must fall within."""
+    flap_quiet_seconds: Annotated[int, Field(ge=1, le=86_400)] = 600
+    """How long a flapping pair must stay quiet before its episode ends."""
 
     # --- Moogsoft --------------------------------------------------------------------------
     moog_webhook_url: str | None = None

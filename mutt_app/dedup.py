@@ -68,6 +68,15 @@ def windows(runtime: Runtime) -> DedupWindows:
     return DedupWindows(runtime.redis, PREFIX, 2 * runtime.settings.reconcile_after)
 
 
+def batch_digest(candidates: Sequence[Candidate]) -> str:
+    """The key a batch's answer is remembered under in Redis: a digest of its correlation_ids.
+
+    A batch redelivered after a worker was killed has the same digest, so it gets the same answer.
+    """
+    ids = "\n".join(sorted(event.correlation_id for event, _, _ in candidates))
+    return hashlib.blake2b(ids.encode(), digest_size=16).hexdigest()
+
+
 def window_for(rule_id: int | None, snapshot: RuleSnapshot, default: int) -> int:
     """The dedup window in seconds for an alert of ``rule_id``: the rule's own, else ``default``."""
     if rule_id is None:
@@ -95,9 +104,7 @@ def hold_duplicates(
         spans[key] = span
     if not groups:
         return {}
-    batch_key = hashlib.blake2b(
-        "\n".join(sorted(e.correlation_id for e, _, _ in candidates)).encode(), digest_size=16
-    ).hexdigest()
+    batch_key = batch_digest(candidates)
     repeats = []
     for key, members in groups.items():
         first, last = members[0][0], members[-1][0]
@@ -136,27 +143,23 @@ def flush(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], None]) -> 
 
     ``publish`` puts alerts in the outbox and on the forward queue (classify's publish_forwards).
     """
-    shared = windows(runtime)
-    shared.close_due()
-    closed = shared.closed()
-    if not closed:
-        return 0
-    updates = [
-        repeat_update(
-            window.alert,
-            count=window.count,
-            last_at=datetime.fromtimestamp(window.last_at_ms / 1000, UTC),
-            last_id=window.last_id,
-            window=window.window_seconds,
+    updates = windows(runtime).flush(_update, publish)
+    if updates:
+        metrics.DEDUP_UPDATES.inc(len(updates))
+        log.info(
+            "dedup: sent %d repeat-count updates (%d repeats)",
+            len(updates),
+            sum(u["custom_info"]["duplicate_count"] for u in updates),
         )
-        for window in closed
-    ]
-    publish(updates)
-    shared.forget([window.window_id for window in closed])
-    metrics.DEDUP_UPDATES.inc(len(updates))
-    log.info(
-        "dedup: sent %d repeat-count updates (%d repeats)",
-        len(updates),
-        sum(w.count for w in closed),
-    )
     return len(updates)
+
+
+def _update(window_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    window = DedupWindows.closed_window(window_id, data)
+    return repeat_update(
+        window.alert,
+        count=window.count,
+        last_at=datetime.fromtimestamp(window.last_at_ms / 1000, UTC),
+        last_id=window.last_id,
+        window=window.window_seconds,
+    )

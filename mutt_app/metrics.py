@@ -105,6 +105,16 @@ for _reason in HELD_REASONS:
 DEDUP_UPDATES = Counter(
     "mutt_dedup_updates_total", "Repeat-count updates sent to Moog for closed dedup windows"
 )
+STORM_SUMMARIES = Counter(
+    "mutt_storm_summaries_total",
+    "Summary alerts sent to Moog for storm-budget windows that held alerts, by scope",
+    ["scope"],
+)
+FLAPPING_ALERTS = Counter(
+    "mutt_flapping_alerts_total",
+    "Flapping alerts sent to Moog, by event: raised (a pair started flapping) or ended",
+    ["event"],
+)
 DEAD_LETTERED = Counter(
     "mutt_dead_letters_total", "Items written to the dead-letter queue", ["task", "reason"]
 )

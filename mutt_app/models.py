@@ -18,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -97,6 +98,7 @@ class AlertRule(Base):
             f" OR dedup_window_seconds BETWEEN 0 AND {MAX_DEDUP_WINDOW_SECONDS}",
             name="dedup_window_range",
         ),
+        CheckConstraint("clears_rule_id IS NULL OR clears_rule_id <> id", name="clears_other"),
         Index(
             "idx_alert_rules_active",
             "is_active",
@@ -118,6 +120,10 @@ class AlertRule(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     # Seconds repeats of one alert are counted instead of forwarded; NULL: DEDUP_WINDOW_SECONDS.
     dedup_window_seconds: Mapped[int | None] = mapped_column(Integer)
+    # The rule whose alerts this one's clear (LINK-UP clears LINK-DOWN): the pair flapping watches.
+    clears_rule_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("alert_rules.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # Kept current by a database trigger, so raw SQL updates are covered too.
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -21,9 +21,11 @@ __all__ = [
     "DEFAULT_SEVERITY",
     "MANAGER",
     "build_payload",
+    "flapping_alert",
     "repeat_update",
     "severity_for",
     "signature_for",
+    "storm_summary",
     "unhandled_meta_alert",
 ]
 
@@ -39,6 +41,13 @@ _SEVERITY_BY_SYSLOG = (5, 5, 5, 4, 3, 2, 1, 1)
 _SIGNATURE_TEXT_MAX = 200
 # Fixed, so that a dedup window's update always gets the same external_id.
 _REPEAT_NAMESPACE = uuid.UUID("0b6f1f52-6a4e-4d4b-9f37-3a8f4e1c5d20")
+# Likewise for a storm window's summary and a flapping episode's two alerts.
+_STORM_NAMESPACE = uuid.UUID("5d0c2a8e-1b7f-4c3e-9a61-2f4b8d7e6c10")
+_FLAP_NAMESPACE = uuid.UUID("9e3b7c41-8f2d-4a6b-b5c0-7d1e2a9f4b83")
+STORM_TYPE = "mutt.storm"
+FLAPPING_TYPE = "mutt.flapping"
+CLEAR_SEVERITY = 0
+_TOP_MESSAGES = 3
 
 
 def severity_for(syslog_severity: int | None) -> int:
@@ -162,5 +171,102 @@ def repeat_update(
             "last_occurrence": last.isoformat(),
             "last_correlation_id": last_id,
             "dedup_window_seconds": window,
+        },
+    }
+
+
+def storm_summary(
+    alert: dict[str, Any],
+    *,
+    window_id: str,
+    scope: str,
+    name: str,
+    held: int,
+    window: int,
+    top: list[tuple[str, int]],
+) -> dict[str, Any]:
+    """The one alert Moog gets for a storm-budget window that held ``held`` alerts.
+
+    ``alert`` is the window's first alert (for team, class and severity), ``scope`` ``device`` or
+    ``rule``, ``name`` the host or "rule <id>", ``top`` the held message templates with their
+    counts, most frequent first. One signature per scope, so Moog keeps one storm alert per device
+    or rule; the external_id is derived from the window's id, so a flush that ran twice is one
+    delivery.
+    """
+    external_id = str(uuid.uuid5(_STORM_NAMESPACE, window_id))
+    messages = "; ".join(f"{text} (x{count:,})" for text, count in top[:_TOP_MESSAGES])
+    custom = alert.get("custom_info", {})
+    return {
+        **alert,
+        "signature": f"{name.lower()}::storm",
+        "external_id": external_id,
+        "type": STORM_TYPE,
+        "description": f"{name}: {held:,} alerts held in {window} s; top messages: {messages}",
+        "agent_time": int(datetime.now(UTC).timestamp()),
+        "custom_info": {
+            "handling": custom.get("handling"),
+            "team": custom.get("team"),
+            "is_dev": custom.get("is_dev", False),
+            "rule_id": custom.get("rule_id") if scope == "rule" else None,
+            "correlation_id": external_id,
+            "storm_scope": scope,
+            "storm_held": held,
+            "storm_window_seconds": window,
+            "storm_top_messages": [{"template": t, "count": n} for t, n in top[:_TOP_MESSAGES]],
+        },
+    }
+
+
+def flapping_alert(
+    alert: dict[str, Any],
+    *,
+    episode: str,
+    transitions: int,
+    within: int,
+    ended: bool = False,
+    held: int = 0,
+    duration: int = 0,
+) -> dict[str, Any]:
+    """The "flapping" alert of a problem/clear pair (from ``alert``, the pair's problem or clear
+    alert), or with ``ended`` its "flapping ended" alert, which clears it in Moog (same signature,
+    severity 0) and carries the counts: ``transitions``, ``held`` events, ``duration`` seconds.
+
+    Each gets an external_id derived from the episode, so a redelivered batch or a flush run twice
+    is one delivery.
+    """
+    custom = alert.get("custom_info", {})
+    host = str(alert["source"])
+    rule = custom.get("flap_problem_rule_id", custom.get("rule_id"))
+    external_id = str(uuid.uuid5(_FLAP_NAMESPACE, f"{episode}:{'ended' if ended else 'raised'}"))
+    if ended:
+        description = (
+            f"{host}: flapping ended (rule {rule}): {transitions} transitions,"
+            f" {held} events held over {duration} s"
+        )
+    else:
+        description = (
+            f"{host}: flapping (rule {rule}): {transitions} problem/clear transitions within"
+            f" {within} s; further transitions held until it is quiet"
+        )
+    return {
+        **alert,
+        "signature": f"{host.lower()}::flapping::{rule}",
+        "external_id": external_id,
+        "type": FLAPPING_TYPE,
+        "severity": CLEAR_SEVERITY if ended else max(int(alert.get("severity", 0)), 3),
+        "description": description,
+        "agent_time": int(datetime.now(UTC).timestamp()),
+        "custom_info": {
+            "handling": custom.get("handling"),
+            "team": custom.get("team"),
+            "is_dev": custom.get("is_dev", False),
+            "rule_id": rule,
+            "correlation_id": external_id,
+            "flapping": "ended" if ended else "raised",
+            "flap_episode": episode,
+            "flap_transitions": transitions,
+            "flap_window_seconds": within,
+            "flap_held": held,
+            "flap_duration_seconds": duration,
         },
     }

@@ -6,7 +6,7 @@ the one that crossed a threshold.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -318,8 +318,8 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return results
 """
 
-# KEYS[1] the closed windows' hash, KEYS[2] the sorted set of windows with repeats, then window
-# hashes that were due. Each one that has closed moves to KEYS[1] (if it had repeats) and leaves
+# Any ClosingWindows (dedup, storm budgets, flapping). KEYS[1] the closed windows' hash, KEYS[2]
+# the sorted set of windows that held something, then window hashes that were due. Each one that has closed moves to KEYS[1] (if it had repeats) and leaves
 # KEYS[2]. Returns how many moved.
 _DEDUP_CLOSE = """
 local t = redis.call('TIME')
@@ -371,7 +371,72 @@ class ClosedWindow:
     window_seconds: int
 
 
-class DedupWindows:
+class ClosingWindows:
+    """Windows in Redis that hand what they held to the flush job when they close.
+
+    A window is a hash with at least ``id`` (unique per window), ``closes`` (epoch ms) and
+    ``count`` (what it held). One that held something is in the due set (scored by ``closes``)
+    and never expires; when it closes, its fields move, as JSON, to the closed hash under its id
+    (:meth:`close_due`, or the owning script when the next event finds it closed). The flush job
+    reads them (:meth:`pending`), publishes one alert each, then calls :meth:`forget`: a flush
+    killed in between publishes the same alerts again, with the same external_ids.
+    Deduplication, storm budgets and flapping each keep their windows this way, under their prefix.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, remember_seconds: int) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.remember = remember_seconds
+        self.closed_key = f"{prefix}:closed"
+        self.due_key = f"{prefix}:due"
+        self.close_script = client.register_script(_DEDUP_CLOSE)
+
+    def close_due(self, limit: int = 1000) -> int:
+        """Move the windows that closed with repeats to the closed set; returns how many moved."""
+        seconds, micros = self.client.time()
+        now_ms = seconds * 1000 + micros // 1000
+        due = self.client.zrangebyscore(self.due_key, "-inf", now_ms, start=0, num=limit)
+        if not due:
+            return 0
+        keys = [self.closed_key, self.due_key, *(k.decode() for k in due)]
+        return int(self.close_script(keys=keys, args=[]))
+
+    def pending(self, limit: int = 1000) -> list[tuple[str, dict[str, Any]]]:
+        """Closed windows not yet forgotten (at most about ``limit``): (id, fields)."""
+        found = []
+        for window_id, raw in self.client.hscan_iter(self.closed_key, count=limit):
+            found.append((window_id.decode(), orjson.loads(raw)))
+            if len(found) >= limit:
+                break
+        return found
+
+    def forget(self, window_ids: Sequence[str]) -> None:
+        """The alerts of these closed windows are in the outbox: drop them."""
+        if window_ids:
+            self.client.hdel(self.closed_key, *window_ids)
+
+    def flush(
+        self,
+        build: Callable[[str, dict[str, Any]], dict[str, Any]],
+        publish: Callable[[list[dict[str, Any]]], None],
+    ) -> list[dict[str, Any]]:
+        """Publish one alert, ``build(id, fields)``, per window that closed holding something,
+        then forget those windows; returns the alerts published.
+
+        The alerts are in the outbox before the windows are forgotten: a flush killed in between
+        publishes them again, with the same external_ids, which the forward task delivers once.
+        """
+        self.close_due()
+        closed = self.pending()
+        if not closed:
+            return []
+        alerts = [build(window_id, data) for window_id, data in closed]
+        publish(alerts)
+        self.forget([window_id for window_id, _ in closed])
+        return alerts
+
+
+class DedupWindows(ClosingWindows):
     """Dedup windows per fingerprint, shared by every worker on every host.
 
     :meth:`observe` decides which events of a batch repeat an alert forwarded within its window and
@@ -381,13 +446,8 @@ class DedupWindows:
     """
 
     def __init__(self, client: redis.Redis, prefix: str, remember_seconds: int) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.remember = remember_seconds
-        self.closed_key = f"{prefix}:closed"
-        self.due_key = f"{prefix}:due"
+        super().__init__(client, prefix, remember_seconds)
         self.script = client.register_script(_DEDUP)
-        self.close_script = client.register_script(_DEDUP_CLOSE)
 
     def window_key(self, fingerprint: str) -> str:
         return f"{self.prefix}:window:{fingerprint}"
@@ -421,36 +481,307 @@ class DedupWindows:
             answers[group.fingerprint] = (opened == "1", window_id)
         return answers
 
-    def close_due(self, limit: int = 1000) -> int:
-        """Move the windows that closed with repeats to the closed set; returns how many moved."""
-        seconds, micros = self.client.time()
-        now_ms = seconds * 1000 + micros // 1000
-        due = self.client.zrangebyscore(self.due_key, "-inf", now_ms, start=0, num=limit)
-        if not due:
-            return 0
-        keys = [self.closed_key, self.due_key, *(k.decode() for k in due)]
-        return int(self.close_script(keys=keys, args=[]))
-
     def closed(self, limit: int = 1000) -> list[ClosedWindow]:
         """Closed windows whose update has not been sent yet (at most about ``limit``)."""
-        found = []
-        for window_id, raw in self.client.hscan_iter(self.closed_key, count=limit):
-            data = orjson.loads(raw)
-            found.append(
-                ClosedWindow(
-                    window_id=window_id.decode(),
-                    alert=orjson.loads(data["alert"]),
-                    count=int(data["count"]),
-                    last_at_ms=int(data.get("last_at") or 0),
-                    last_id=data.get("last_id") or "",
-                    window_seconds=int(data["window"]),
-                )
-            )
-            if len(found) >= limit:
-                break
-        return found
+        return [self.closed_window(window_id, data) for window_id, data in self.pending(limit)]
 
-    def forget(self, window_ids: Sequence[str]) -> None:
-        """The updates of these closed windows are in the outbox: drop them."""
-        if window_ids:
-            self.client.hdel(self.closed_key, *window_ids)
+    @staticmethod
+    def closed_window(window_id: str, data: dict[str, Any]) -> ClosedWindow:
+        """A closed window from its id and fields (as :meth:`pending` gives them)."""
+        return ClosedWindow(
+            window_id=window_id,
+            alert=orjson.loads(data["alert"]),
+            count=int(data["count"]),
+            last_at_ms=int(data.get("last_at") or 0),
+            last_id=data.get("last_id") or "",
+            window_seconds=int(data["window"]),
+        )
+
+
+# Storm budgets. KEYS[1] this batch's answer (idempotency; kept ARGV[1] seconds from each attempt),
+# KEYS[2] the closed windows' hash, KEYS[3] the due set, then one window hash per scope (a device or
+# a rule, in one lane). ARGV[1] how long to remember the batch's answer (seconds), ARGV[2] the
+# window (seconds), ARGV[3] the number of scopes S, then per scope its budget and its label (JSON),
+# then per alert, in the batch's order: its device scope and its rule scope (1-based, 0: that budget
+# is off) and its message template. Returns, per alert, 'f' (forward) or 'h' (held over a budget).
+# An alert is forwarded while both its scopes have sent fewer than their budgets in their current
+# window, and then counts in both; a held one counts in the first scope that is full, with its
+# template (field 'm:<template>'), for the summary. A window opens at its scope's first alert and
+# closes W seconds later: one that held nothing just expires, one that held something is due and
+# stays until the flush (or the next alert after it closed) moves it to KEYS[2].
+_STORM = """
+local memo = redis.call('GET', KEYS[1])
+if memo then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  return cjson.decode(memo)
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local span = tonumber(ARGV[2]) * 1000
+local scopes = tonumber(ARGV[3])
+local budget, sent, held, ready = {}, {}, {}, {}
+local function open(i)
+  if ready[i] then return end
+  local key = KEYS[3 + i]
+  local w = redis.call('HMGET', key, 'id', 'closes', 'count', 'sent')
+  if w[1] and tonumber(w[2]) <= now then
+    if tonumber(w[3]) > 0 then
+      local fields = redis.call('HGETALL', key)
+      local data = {}
+      for j = 1, #fields, 2 do data[fields[j]] = fields[j + 1] end
+      redis.call('HSET', KEYS[2], w[1], cjson.encode(data))
+      redis.call('ZREM', KEYS[3], key)
+    end
+    redis.call('DEL', key)
+    w[1] = false
+  end
+  if not w[1] then
+    redis.call('HSET', key, 'id', key .. '@' .. now, 'opened', now, 'closes', now + span,
+      'window', ARGV[2], 'count', 0, 'sent', 0, 'label', ARGV[3 + scopes + i])
+    redis.call('PEXPIREAT', key, now + span)
+    sent[i], held[i] = 0, 0
+  else
+    sent[i], held[i] = tonumber(w[4]), tonumber(w[3])
+  end
+  ready[i] = true
+end
+local results = {}
+local base = 4 + 2 * scopes
+for a = base, #ARGV, 3 do
+  local d, r, template = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
+  local full = 0
+  for _, i in ipairs({d, r}) do
+    if i > 0 then
+      open(i)
+      if full == 0 and sent[i] >= tonumber(ARGV[3 + i]) then full = i end
+    end
+  end
+  if full == 0 then
+    for _, i in ipairs({d, r}) do
+      if i > 0 then sent[i] = sent[i] + 1 end
+    end
+    results[#results + 1] = 'f'
+  else
+    local key = KEYS[3 + full]
+    if held[full] == 0 then
+      redis.call('PERSIST', key)
+      redis.call('ZADD', KEYS[3], redis.call('HGET', key, 'closes'), key)
+    end
+    held[full] = held[full] + 1
+    redis.call('HINCRBY', key, 'm:' .. template, 1)
+    results[#results + 1] = 'h'
+  end
+end
+for i, _ in pairs(ready) do
+  redis.call('HSET', KEYS[3 + i], 'sent', sent[i], 'count', held[i])
+end
+redis.call('SET', KEYS[1], cjson.encode(results), 'EX', ARGV[1])
+return results
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Budgeted:
+    """One forwardable alert as the storm budgets see it."""
+
+    device_scope: str | None  # None: the device budget is off
+    rule_scope: str | None  # None: the rule budget is off
+    template: str  # its message template, for the summary's top messages
+
+
+class StormBudgets(ClosingWindows):
+    """At most a budget of alerts per scope (device or rule) and window reach Moog.
+
+    :meth:`observe` decides a batch atomically and idempotently (a redelivered batch gets its first
+    answer again and counts nothing twice); the windows that held alerts go to the flush job, which
+    sends one summary each.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, remember_seconds: int) -> None:
+        super().__init__(client, prefix, remember_seconds)
+        self.script = client.register_script(_STORM)
+
+    def window_key(self, scope: str) -> str:
+        return f"{self.prefix}:window:{scope}"
+
+    def observe(
+        self,
+        batch_key: str,
+        alerts: Sequence[Budgeted],
+        budgets: Mapping[str, int],
+        labels: Mapping[str, bytes],
+        window_seconds: int,
+    ) -> list[bool]:
+        """Which of ``alerts`` are held over a budget (True), in order.
+
+        ``budgets`` and ``labels`` give each scope named by the alerts its budget and its label
+        (JSON, kept in the window for the summary).
+        """
+        scopes: list[str] = []
+        index: dict[str, int] = {}
+        for alert in alerts:
+            for scope in (alert.device_scope, alert.rule_scope):
+                if scope is not None and scope not in index:
+                    scopes.append(scope)
+                    index[scope] = len(scopes)
+        if not scopes:
+            return [False] * len(alerts)
+        keys = [
+            f"{self.prefix}:batch:{batch_key}",
+            self.closed_key,
+            self.due_key,
+            *(self.window_key(s) for s in scopes),
+        ]
+        args: list[Any] = [self.remember, window_seconds, len(scopes)]
+        args += [budgets[s] for s in scopes]
+        args += [labels[s] for s in scopes]
+        for alert in alerts:
+            args += [
+                index.get(alert.device_scope or "", 0),
+                index.get(alert.rule_scope or "", 0),
+                alert.template,
+            ]
+        replies = self.script(keys=keys, args=args)
+        return [(r.decode() if isinstance(r, bytes) else r) == "h" for r in replies]
+
+
+# Flapping. KEYS[1] this batch's answer (idempotency; kept ARGV[1] seconds from each attempt),
+# KEYS[2] the ended episodes' hash, KEYS[3] the due set, then one state hash per pair (host and
+# problem rule). ARGV[1] how long to remember the batch's answer (seconds), ARGV[2] N transitions,
+# ARGV[3] within M seconds, ARGV[4] quiet Q seconds, ARGV[5] the number of pairs P, then P alerts
+# (JSON: the pair's alert in this batch), then per event, in order: its pair (1-based) and side ('p'
+# problem, 'c' clear). Returns, per event, 'f' (forward), 'h' (held: its pair is flapping) or
+# 'r:<transitions>:<episode id>' (this event's transition made the pair flap: hold it and raise the
+# flapping alert).
+# A transition is an event whose side differs from the pair's last one. Out of flapping, the
+# transition times of the last M seconds are kept ('times'); the Nth opens an episode: 'id',
+# 'started', 'count' (events held), 'flips' (transitions), 'closes' (last event + Q), in the due
+# set. Every event of a flapping pair is held and pushes 'closes' on; once Q seconds pass with none,
+# the flush (or the next event) moves the episode to KEYS[2] and the pair starts afresh.
+_FLAP = """
+local memo = redis.call('GET', KEYS[1])
+if memo then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  return cjson.decode(memo)
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n, within, quiet = tonumber(ARGV[2]), tonumber(ARGV[3]) * 1000, tonumber(ARGV[4]) * 1000
+local pairs_n = tonumber(ARGV[5])
+local results = {}
+for a = 6 + pairs_n, #ARGV, 2 do
+  local p, side = tonumber(ARGV[a]), ARGV[a + 1]
+  local key = KEYS[3 + p]
+  local s = redis.call('HMGET', key, 'id', 'closes', 'side', 'times')
+  if s[1] and tonumber(s[2]) <= now then
+    local fields = redis.call('HGETALL', key)
+    local data = {}
+    for j = 1, #fields, 2 do data[fields[j]] = fields[j + 1] end
+    redis.call('HSET', KEYS[2], s[1], cjson.encode(data))
+    redis.call('ZREM', KEYS[3], key)
+    redis.call('DEL', key)
+    s = {false, false, false, false}
+  end
+  local transition = s[3] and s[3] ~= side
+  redis.call('HSET', key, 'side', side)
+  if s[1] then
+    redis.call('HINCRBY', key, 'count', 1)
+    if transition then redis.call('HINCRBY', key, 'flips', 1) end
+    redis.call('HSET', key, 'closes', now + quiet, 'last', now)
+    redis.call('ZADD', KEYS[3], now + quiet, key)
+    results[#results + 1] = 'h'
+  else
+    local kept = {}
+    for time in string.gmatch(s[4] or '', '[^,]+') do
+      if tonumber(time) > now - within then kept[#kept + 1] = time end
+    end
+    if transition then kept[#kept + 1] = tostring(now) end
+    if #kept >= n then
+      local id = key .. '@' .. now
+      redis.call('HDEL', key, 'times')
+      redis.call('HSET', key, 'id', id, 'started', now, 'last', now, 'closes', now + quiet,
+        'count', 1, 'flips', #kept, 'window', ARGV[3], 'quiet', ARGV[4],
+        'alert', ARGV[5 + p])
+      redis.call('PERSIST', key)
+      redis.call('ZADD', KEYS[3], now + quiet, key)
+      results[#results + 1] = 'r:' .. #kept .. ':' .. id
+    else
+      redis.call('HSET', key, 'times', table.concat(kept, ','))
+      redis.call('PEXPIRE', key, within)
+      results[#results + 1] = 'f'
+    end
+  end
+end
+redis.call('SET', KEYS[1], cjson.encode(results), 'EX', ARGV[1])
+return results
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One event of a problem/clear pair as the flap detector sees it."""
+
+    pair: str  # host and problem rule, e.g. "core-sw-01:7"
+    problem: bool  # True: the problem rule matched; False: the rule that clears it
+
+
+@dataclass(frozen=True, slots=True)
+class FlapVerdict:
+    """What to do with one event: forward it, hold it, or hold it and raise the flapping alert."""
+
+    held: bool
+    raised: str | None = None  # the new episode's id
+    transitions: int = 0  # at the raise: the transitions within the window
+
+
+class FlapDetector(ClosingWindows):
+    """Problem/clear pairs per host: N transitions within M seconds make a flapping episode, which
+    holds every event of the pair until Q seconds pass without one; then the flush sends its end.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, remember_seconds: int) -> None:
+        super().__init__(client, prefix, remember_seconds)
+        self.script = client.register_script(_FLAP)
+
+    def pair_key(self, pair: str) -> str:
+        return f"{self.prefix}:pair:{pair}"
+
+    def observe(
+        self,
+        batch_key: str,
+        events: Sequence[Transition],
+        alerts: Mapping[str, bytes],
+        *,
+        transitions: int,
+        within_seconds: int,
+        quiet_seconds: int,
+    ) -> list[FlapVerdict]:
+        """The verdict for each of ``events`` (in order); ``alerts`` gives each pair's alert (JSON),
+        kept in an episode for its end."""
+        if not events:
+            return []
+        pairs: list[str] = []
+        index: dict[str, int] = {}
+        for event in events:
+            if event.pair not in index:
+                pairs.append(event.pair)
+                index[event.pair] = len(pairs)
+        keys = [
+            f"{self.prefix}:batch:{batch_key}",
+            self.closed_key,
+            self.due_key,
+            *(self.pair_key(p) for p in pairs),
+        ]
+        args: list[Any] = [self.remember, transitions, within_seconds, quiet_seconds, len(pairs)]
+        args += [alerts[p] for p in pairs]
+        for event in events:
+            args += [index[event.pair], "p" if event.problem else "c"]
+        verdicts = []
+        for reply in self.script(keys=keys, args=args):
+            text = reply.decode() if isinstance(reply, bytes) else reply
+            if text.startswith("r:"):
+                _, count, episode = text.split(":", 2)
+                verdicts.append(FlapVerdict(True, episode, int(count)))
+            else:
+                verdicts.append(FlapVerdict(text == "h"))
+        return verdicts

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 
 import redis
 from sqlalchemy import select
@@ -69,7 +70,26 @@ def load_snapshot(session: Session, version: str) -> RuleSnapshot:
         device_teams=teams,
         version=version,
         dedup_windows=windows,
+        flap_pairs=flap_pairs(rows),
     )
+
+
+def flap_pairs(rows: Sequence[AlertRule]) -> dict[int, tuple[int, bool]]:
+    """Rule id -> (problem rule id, is the problem rule) for each active clear rule and its problem.
+
+    A rule that both clears one rule and is cleared by another keeps its role as a problem rule
+    (its own pair); a clear rule naming an inactive or missing rule makes no pair.
+    """
+    active = {row.id for row in rows}
+    pairs: dict[int, tuple[int, bool]] = {}
+    for row in rows:
+        if row.clears_rule_id is not None and row.clears_rule_id in active:
+            pairs[row.clears_rule_id] = (row.clears_rule_id, True)
+    for row in rows:
+        problem = row.clears_rule_id
+        if problem is not None and problem in active and row.id not in pairs:
+            pairs[row.id] = (problem, False)
+    return pairs
 
 
 class RuleCache:

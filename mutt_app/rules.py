@@ -764,6 +764,9 @@ class RuleSnapshot:
     version: str
     dedup_windows: Mapping[int, int] = field(default_factory=dict)
     """Rule id -> its own dedup window in seconds, for rules that set one."""
+    flap_pairs: Mapping[int, tuple[int, bool]] = field(default_factory=dict)
+    """Rule id -> (the problem rule of its pair, whether it is that problem rule), for the rules
+    of a problem/clear pair (a rule whose ``clears_rule_id`` names another, and that other)."""
 
 
 def decide(

@@ -38,12 +38,14 @@ from mutt_app.deadletters import add_dead_letter
 from mutt_app.dedup import Held, count_held, hold_duplicates
 from mutt_app.event_audit import audit_row, insert_audit_rows
 from mutt_app.events import Event
+from mutt_app.flapping import hold_flapping
 from mutt_app.ledger import Batch
 from mutt_app.logs import correlation, log_context
 from mutt_app.moog import build_payload, unhandled_meta_alert
 from mutt_app.redis_scripts import UnhandledCounter
 from mutt_app.rules import BudgetExceeded, Decision, RuleSnapshot, decide
 from mutt_app.runtime import Runtime
+from mutt_app.storms import hold_over_budget
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +151,7 @@ def classify_batch(
         decided.append((event, decision))
 
     # Between the decision and the forward queue: what is held back, and why.
-    forwards, held = hold_back(runtime, snapshot, decided)
+    forwards, held, raised = hold_back(runtime, snapshot, decided)
 
     # Forwards go out before the audit commits: a crash in between re-runs the batch, and the
     # forward's idempotency key stops a second post. The reverse order could lose an alert.
@@ -181,6 +183,7 @@ def classify_batch(
     )
     _observe(decided, failed, new, started)
     count_held(held, new)
+    metrics.FLAPPING_ALERTS.labels("raised").inc(len(raised.keys() & new))
     if deferred:
         _defer(runtime, app, deferred, replays, budget)
     return {
@@ -193,11 +196,15 @@ def classify_batch(
 
 def hold_back(
     runtime: Runtime, snapshot: RuleSnapshot, decided: list[tuple[Event, Decision]]
-) -> tuple[list[dict[str, Any]], dict[str, Held]]:
-    """The storm stages: the alerts to forward now, and the held events by correlation_id.
+) -> tuple[list[dict[str, Any]], dict[str, Held], dict[str, dict[str, Any]]]:
+    """The storm stages: the alerts to forward now, the held events by correlation_id, and the
+    flapping alerts this batch raised (by the correlation_id of the event that raised each; they
+    are among the alerts to forward).
 
-    Today one stage, deduplication (:mod:`mutt_app.dedup`). The state is in Redis before the task
-    acks, and a redelivered batch gets the same verdicts.
+    In order: deduplication (:mod:`mutt_app.dedup`), flapping (:mod:`mutt_app.flapping`, which
+    also watches the duplicates: a repeated LINK-DOWN after a LINK-UP is still a transition), then
+    the storm budgets (:mod:`mutt_app.storms`), which count only what would reach Moog. Each stage
+    keeps its state in Redis before the task acks, and a redelivered batch gets the same verdicts.
     """
     candidates = [
         (
@@ -215,7 +222,11 @@ def hold_back(
         if decision.forward
     ]
     held = hold_duplicates(runtime, snapshot, candidates)
-    return [alert for event, _, alert in candidates if event.correlation_id not in held], held
+    flapping, raised = hold_flapping(runtime, snapshot, candidates, held)
+    held |= flapping
+    held |= hold_over_budget(runtime, [c for c in candidates if c[0].correlation_id not in held])
+    forwards = [alert for event, _, alert in candidates if event.correlation_id not in held]
+    return forwards + list(raised.values()), held, raised
 
 
 def _spent_alone(budget: float) -> str:

@@ -1,13 +1,15 @@
-"""Beat jobs that keep MUTT healthy: ledger reconciliation, dedup updates, partitions, retention."""
+"""Beat jobs that keep MUTT healthy: ledger reconciliation, the alerts of closed windows (dedup
+updates, storm summaries, flapping ends), partitions, retention."""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from celery import Task, shared_task
 
-from mutt_app import dedup, lanes, metrics, retention
+from mutt_app import dedup, flapping, lanes, metrics, retention, storms
 from mutt_app.celery_app import runtime_of
 from mutt_app.partitions import ensure_partitions
 from mutt_app.tasks.classify import QUEUE as CLASSIFY_QUEUE
@@ -77,8 +79,27 @@ def retention_job(self: Task) -> dict[str, object]:
     }
 
 
-@shared_task(bind=True, name="mutt.flush_dedup", ignore_result=True)
-def flush_dedup(self: Task) -> int:
-    """Send one repeat-count update per dedup window that closed with repeats (via the outbox)."""
+@shared_task(bind=True, name="mutt.flush_held", ignore_result=True)
+def flush_held(self: Task) -> dict[str, int]:
+    """Send, via the outbox, what the windows that closed held back: one repeat-count update per
+    dedup window, one summary per storm-budget window, one "flapping ended" per quiet episode.
+
+    Each is independent: one failing (it is logged) does not keep the others' alerts back.
+    """
     runtime = runtime_of(self.app)
-    return dedup.flush(runtime, lambda alerts: publish_forwards(runtime, self.app, alerts))
+
+    def publish(alerts: list[dict[str, Any]]) -> None:
+        publish_forwards(runtime, self.app, alerts)
+
+    sent = {}
+    for name, flush in (
+        ("dedup", dedup.flush),
+        ("storm", storms.flush),
+        ("flapping", flapping.flush),
+    ):
+        try:
+            sent[name] = flush(runtime, publish)
+        except Exception:
+            log.exception("flush of %s windows failed; the next run tries again", name)
+            sent[name] = -1
+    return sent

@@ -36,7 +36,7 @@ from sqlalchemy import BigInteger
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.orm import Session, scoped_session
 from werkzeug.wrappers import Response as BaseResponse
-from wtforms import HiddenField, StringField
+from wtforms import HiddenField, IntegerField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from mutt_app.config_audit import record_change
@@ -299,6 +299,7 @@ class AlertRuleView(MuttModelView):
         "team_assignment",
         "is_active",
         "dedup_window_seconds",
+        "clears_rule_id",
         "updated_at",
     )
     column_default_sort = [("priority", True), ("id", False)]
@@ -316,9 +317,11 @@ class AlertRuleView(MuttModelView):
         "team_assignment",
         "is_active",
         "dedup_window_seconds",
+        "clears_rule_id",
         "reason",
     )
     form_overrides = {
+        "clears_rule_id": IntegerField,
         "match_string": StringField,
         "trap_oid": StringField,
         "team_assignment": StringField,
@@ -338,6 +341,12 @@ class AlertRuleView(MuttModelView):
             "validators": [Optional(), NumberRange(0, MAX_DEDUP_WINDOW_SECONDS)],
             "description": "seconds repeats of an alert are counted, not forwarded; empty: the"
             " default (DEDUP_WINDOW_SECONDS), 0: off for this rule",
+        },
+        "clears_rule_id": {
+            "label": "Clears rule id",
+            "validators": [Optional(), NumberRange(1, MAX_DB_INT)],
+            "description": "the id of the rule whose alerts this one clears (LINK-UP clears"
+            " LINK-DOWN): flap detection watches the pair; empty: none",
         },
     }
     form_extra_fields = {"reason": ReasonField()}
@@ -363,6 +372,12 @@ class AlertRuleView(MuttModelView):
         except RuleError as exc:
             flash(f"Not a valid rule: {exc}", "error")
             return False
+        clears = form.clears_rule_id.data
+        if clears is not None:
+            own = request.args.get("id", type=int)
+            if clears == own or self.db.get(AlertRule, clears) is None:
+                flash(f"Not a valid rule: clears_rule_id {clears} names no other rule", "error")
+                return False
         return True
 
     def delete_model(self, model: AlertRule) -> bool:

@@ -68,6 +68,8 @@ RULE_FIELDS: dict[str, FieldSpec] = {
     "dedup_window_seconds": FieldSpec(
         int, nullable=True, minimum=0, maximum=MAX_DEDUP_WINDOW_SECONDS
     ),
+    # The rule whose alerts this one clears (LINK-UP clears LINK-DOWN): the pair flapping watches.
+    "clears_rule_id": FieldSpec(int, nullable=True, minimum=1, maximum=MAX_DB_INT),
 }
 REQUIRED_ON_CREATE = ("match_type", "prod_handling", "dev_handling", "team_assignment")
 READ_ONLY = ("id", "created_at", "updated_at")
@@ -78,6 +80,7 @@ DEFAULTS: dict[str, Any] = {
     "priority": 100,
     "is_active": True,
     "dedup_window_seconds": None,
+    "clears_rule_id": None,
 }
 
 
@@ -96,6 +99,16 @@ def _validate(fields: dict[str, Any]) -> None:
         )
     except RuleError as exc:
         raise ApiError(422, str(exc), {"rule": _echoed(fields)}) from None
+
+
+def _check_clears(session: Any, clears_rule_id: int | None, rule_id: int | None) -> None:
+    """422 unless ``clears_rule_id`` is empty or names another rule that exists."""
+    if clears_rule_id is None:
+        return
+    if clears_rule_id == rule_id:
+        raise ApiError(422, "clears_rule_id: a rule cannot clear itself")
+    if session.get(AlertRule, clears_rule_id) is None:
+        raise ApiError(422, f"clears_rule_id: no rule {clears_rule_id}")
 
 
 def _echoed(fields: dict[str, Any]) -> dict[str, Any]:
@@ -144,6 +157,7 @@ def create_rule() -> Response:
     _validate(fields)
     reason = change_reason(body)
     with config_change(reason) as change:
+        _check_clears(change.session, fields["clears_rule_id"], None)
         rule = AlertRule(**fields)
         change.session.add(rule)
         change.session.flush()
@@ -185,6 +199,8 @@ def update_rule(rule_id: int) -> Response:
         old = rule.as_dict()
         _validate({**{name: old[name] for name in RULE_FIELDS}, **fields})
         changed = {name: value for name, value in fields.items() if old[name] != value}
+        if "clears_rule_id" in changed:
+            _check_clears(change.session, changed["clears_rule_id"], rule_id)
         if changed:
             for name, value in changed.items():
                 setattr(rule, name, value)

@@ -429,3 +429,24 @@ def test_the_api_keeps_working_without_csrf_or_login(settings: Settings, users: 
         assert client.post("/api/v2/nowhere", headers={"X-API-Key": "k" * 24}).status_code == 404
     finally:
         close_web_app(app)
+
+
+def test_a_rule_names_the_rule_it_clears_in_the_form_and_it_is_checked(
+    client: FlaskClient, sessions: sessionmaker
+) -> None:
+    assert _login(client, "alice") == 302
+    token = _form_token(client, "/admin/rules/new/")
+    form = {**RULE_FORM, "reason": "pair", "csrf_token": token}
+    refused = client.post("/admin/rules/new/", data={**form, "clears_rule_id": "999"})
+    assert refused.status_code == 200  # the form again: no rule 999
+    assert all(rule.match_string != "LINK-3-UPDOWN" for rule in _rules(sessions))
+    assert client.post("/admin/rules/new/", data=form).status_code == 302
+    [down] = [rule for rule in _rules(sessions) if rule.match_string == "LINK-3-UPDOWN"]
+    up = {**form, "match_string": "LINK-UP", "clears_rule_id": str(down.id)}
+    response = client.post("/admin/rules/new/", data=up)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    [rule] = [rule for rule in _rules(sessions) if rule.match_string == "LINK-UP"]
+    assert rule.clears_rule_id == down.id
+    edit = f"/admin/rules/edit/?id={down.id}"
+    itself = {**form, "csrf_token": _form_token(client, edit), "clears_rule_id": str(down.id)}
+    assert client.post(edit, data=itself).status_code == 200  # a rule cannot clear itself

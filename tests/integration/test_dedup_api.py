@@ -72,3 +72,21 @@ def test_the_event_audit_shows_and_filters_by_held_reason(
     assert len(call(client, "GET", "/api/v2/audit-logs", status=200)["logs"]) == 2
     answer = call(client, "GET", "/api/v2/audit-logs?held_reason=bogus", status=400)
     assert "held_reason" in answer["error"]
+
+
+def test_a_rule_names_the_rule_it_clears_checked(client: FlaskClient) -> None:  # noqa: F811
+    down = call(client, "POST", "/api/v2/rules", CRITICAL, status=201)
+    assert down["rule"]["clears_rule_id"] is None
+    up = call(
+        client, "POST", "/api/v2/rules", {**CRITICAL, "clears_rule_id": down["id"]}, status=201
+    )
+    assert up["rule"]["clears_rule_id"] == down["id"]
+    missing = call(
+        client, "POST", "/api/v2/rules", {**CRITICAL, "clears_rule_id": 99999}, status=422
+    )
+    assert "no rule 99999" in missing["error"]
+    itself = {"clears_rule_id": down["id"]}
+    answer = call(client, "PUT", f"/api/v2/rules/{down['id']}", itself, status=422)
+    assert "cannot clear itself" in answer["error"]
+    call(client, "PUT", f"/api/v2/rules/{up['id']}", {"clears_rule_id": None}, status=200)
+    assert call(client, "GET", f"/api/v2/rules/{up['id']}")["rule"]["clears_rule_id"] is None

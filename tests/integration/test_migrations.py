@@ -195,3 +195,38 @@ def test_0005_session_generation_on_postgres(empty_pg_url: str) -> None:
 
 def test_0005_session_generation_on_sqlite(tmp_path) -> None:
     _users_0005_round_trip(make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)})))
+
+
+def _clears_rule_0007_round_trip(engine) -> None:  # type: ignore[no-untyped-def]
+    upgrade(engine, "0006")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO alert_rules (id, match_string, match_type, prod_handling,"
+                " dev_handling, team_assignment) VALUES"
+                " (1, 'down', 'contains', 'Ticket_only', 'Log_only', 'NETO'),"
+                " (2, 'up', 'contains', 'Ticket_only', 'Log_only', 'NETO')"
+            )
+        )
+    upgrade(engine, "0007")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alert_rules SET clears_rule_id = 1 WHERE id = 2"))
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text("UPDATE alert_rules SET clears_rule_id = 1 WHERE id = 1"))
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM alert_rules WHERE id = 1"))
+        assert conn.execute(text("SELECT id, clears_rule_id FROM alert_rules")).all() == [(2, None)]
+    downgrade(engine, "0006")
+    assert "clears_rule_id" not in {c["name"] for c in inspect(engine).get_columns("alert_rules")}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM alert_rules")).all() == [(2,)]
+    downgrade(engine, "base")
+    engine.dispose()
+
+
+def test_0007_clears_rule_on_postgres(empty_pg_url: str) -> None:
+    _clears_rule_0007_round_trip(make_engine(load_settings({"DATABASE_URL": empty_pg_url})))
+
+
+def test_0007_clears_rule_on_sqlite(tmp_path) -> None:
+    _clears_rule_0007_round_trip(make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)})))
