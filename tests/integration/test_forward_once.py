@@ -50,7 +50,7 @@ def test_racing_copies_of_an_alert_post_it_once(
     def deliver_until_settled(alert: dict, start: threading.Barrier) -> None:
         start.wait()
         # A deferred copy comes straight back (no countdown) to keep the race as tight as it gets.
-        while (status := deliver(runtime, alert, 0).status) == "deferred":
+        while (status := deliver(runtime, [alert], 0).status_of(alert)) == "deferred":
             pass
         with lock:
             outcomes.append(status)
@@ -102,10 +102,10 @@ def test_a_redis_restart_during_the_post_still_records_the_alert_as_sent(
         runtime = Runtime(load_settings({**env, "MOOG_WEBHOOK_URL": url}))
         alert = {"external_id": str(uuid.uuid4()), "signature": "restart::1", "severity": 3}
 
-        assert deliver(runtime, alert, 0).status == "delivered"
+        assert deliver(runtime, [alert], 0).status_of(alert) == "delivered"
         wait_for(broker.client().ping, 10, "Redis back")
         assert broker.client().exists(f"{SENT_PREFIX}:{alert['external_id']}")
-        assert deliver(runtime, alert, 0).status == "duplicate"  # the redelivered copy
+        assert deliver(runtime, [alert], 0).status_of(alert) == "duplicate"  # the redelivered copy
         assert len(posts) == 1
     finally:
         server.shutdown()

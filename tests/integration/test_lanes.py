@@ -42,12 +42,14 @@ def _alert(handling: str) -> dict[str, Any]:
 
 
 def _queued(client: redis.Redis, queue: str, newest: int = 0) -> list[dict[str, Any]]:
-    """Forward messages waiting in ``queue`` (all, or the ``newest`` n): {"alert", "eta"} each."""
+    """Alerts in forward messages waiting in ``queue`` (all, or the ``newest`` n messages):
+    {"alert", "eta"} each (a message carries a batch of alerts, or one)."""
     found = []
     for raw in client.lrange(queue, 0, newest - 1):
         message = orjson.loads(raw)
         args = orjson.loads(base64.b64decode(message["body"]))[0]
-        found.append({"alert": args[0], "eta": message["headers"].get("eta")})
+        batch = args[0] if isinstance(args[0], list) else [args[0]]
+        found += [{"alert": alert, "eta": message["headers"].get("eta")} for alert in batch]
     return found
 
 
