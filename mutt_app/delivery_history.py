@@ -23,9 +23,11 @@ import redis
 from redis.client import Pipeline
 
 PREFIX = "mutt:moog:history"
+# The forward task's idempotency key per alert, set when Moog took it (kept SENT_TTL_SECONDS).
+SENT_PREFIX = "mutt:moog:sent"
 MAX_ENTRIES = 50
 
-__all__ = ["MAX_ENTRIES", "PREFIX", "entry", "queue_entries", "read"]
+__all__ = ["MAX_ENTRIES", "PREFIX", "SENT_PREFIX", "entry", "queue_entries", "read", "report"]
 
 
 def entry(
@@ -60,3 +62,22 @@ def queue_entries(pipe: Pipeline, keys: Iterable[str], item: dict[str, Any], ttl
 def read(client: redis.Redis, key: str) -> list[dict[str, Any]]:
     """The alert's attempts, oldest first (empty if none, or expired)."""
     return [orjson.loads(raw) for raw in client.lrange(f"{PREFIX}:{key}", 0, -1)]
+
+
+def report(client: redis.Redis, key: str) -> dict[str, Any]:
+    """Was the alert sent, when, and what did Moog say: its sent key and its attempts.
+
+    ``sent_at`` is the time of the last delivered attempt still in the history.
+    """
+    pipe = client.pipeline(transaction=False)
+    pipe.exists(f"{SENT_PREFIX}:{key}")
+    pipe.lrange(f"{PREFIX}:{key}", 0, -1)
+    sent, raw = pipe.execute()
+    attempts = [orjson.loads(item) for item in raw]
+    delivered = [a["at"] for a in attempts if a.get("outcome") == "delivered"]
+    return {
+        "correlation_id": key,
+        "sent": bool(sent),
+        "sent_at": delivered[-1] if delivered else None,
+        "attempts": attempts,
+    }

@@ -58,7 +58,7 @@ from mutt_app.runtime import Runtime
 log = logging.getLogger(__name__)
 
 TASK_NAME = "mutt.forward_to_moog"
-SENT_PREFIX = "mutt:moog:sent"
+SENT_PREFIX = delivery_history.SENT_PREFIX
 INFLIGHT_PREFIX = "mutt:moog:inflight"
 SENT_TTL_SECONDS = 7 * 86_400
 RETRYABLE_STATUSES = {408, 429}
