@@ -110,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return proc
 
     try:
-        start(
-            ["redis-server", "--port", str(redis_port), "--save", "", "--dir", str(tmp)], "redis"
-        )
+        start(["redis-server", "--port", str(redis_port), "--save", "", "--dir", str(tmp)], "redis")
         start([sys.executable, "-m", "mutt_app.cli", "moog-sink", "--port", str(sink_port),
                "--quiet"], "sink")  # fmt: skip
         sink = f"http://127.0.0.1:{sink_port}"
