@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app.config import Settings
 from mutt_app import delivery_history
+from mutt_app.config import Settings
 from mutt_app.deadletters import add_dead_letter
 from mutt_app.dynamic_config import PREFIX
 from mutt_app.fingerprint import fingerprint

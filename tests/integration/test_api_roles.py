@@ -17,8 +17,8 @@ from flask.testing import FlaskClient
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from mutt_app.config import Settings, SettingsError, load_settings
 from mutt_app import delivery_history
+from mutt_app.config import Settings, SettingsError, load_settings
 from mutt_app.deadletters import add_dead_letter
 from mutt_app.web import create_app
 from mutt_app.web.api import API_VERSION, redis_connection
