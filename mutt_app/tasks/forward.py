@@ -149,7 +149,9 @@ def _forward(
             settled += failure.alerts
             counts["dead_lettered"] = len(failure.alerts)
     runtime.outbox.settle([outbox_key(a) for a in settled])
-    log.info("batch of %d alerts: %s", len(alerts), counts)
+    # The delivered ids in one line per batch: "was it sent, by which worker" from the logs too.
+    delivered = " ".join(outbox_key(a) for a in result.delivered)
+    log.info("batch of %d alerts: %s; delivered: %s", len(alerts), counts, delivered or "none")
     return counts
 
 

@@ -51,7 +51,10 @@ def test_a_flood_costs_moog_a_handful_of_requests_and_the_page_is_not_delayed(
     stack.start_sink()
     stack.start_ingest()
     stack.start_worker("classify", queues="mutt.classify,mutt.maintenance", concurrency=2)
-    stack.start_worker("forward", queues="mutt.forward", concurrency=4, pool="threads")
+    # Both lanes, as `mutt run` starts it: the page travels on mutt.forward.page.
+    stack.start_worker(
+        "forward", queues="mutt.forward.page,mutt.forward", concurrency=4, pool="threads"
+    )
     stack.start_beat()
 
     message = "%LINK-3-UPDOWN: Interface Gi0/1 changed state to down (flap {})"
