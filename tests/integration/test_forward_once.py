@@ -73,6 +73,38 @@ def test_racing_copies_of_an_alert_post_it_once(
     assert outcomes.count("duplicate") == ALERTS * (COPIES - 1)
 
 
+def test_racing_copies_of_overlapping_batches_post_each_alert_once(
+    pg_url: str, redis_url: str, tmp_path, sink_url: tuple[str, SinkState]
+) -> None:  # type: ignore[no-untyped-def]
+    # A redelivered batch racing its original, and a reconciled batch that overlaps both (the
+    # outbox batches again what it finds overdue): each alert still reaches Moog once.
+    url, state = sink_url
+    env = {"DATABASE_URL": pg_url, "REDIS_URL": redis_url, "MUTT_DATA_DIR": str(tmp_path)}
+    runtime = Runtime(load_settings({**env, "MOOG_WEBHOOK_URL": url, "MOOG_RATE_LIMIT": "100000"}))
+    rounds = 15
+    for i in range(rounds):
+        alerts = [
+            {"external_id": str(uuid.uuid4()), "signature": f"batch::{i}::{j}", "severity": 3}
+            for j in range(6)
+        ]
+        copies = [alerts, alerts, alerts[3:], alerts[:4], list(reversed(alerts))]
+        start = threading.Barrier(len(copies))
+
+        def deliver_until_settled(batch: list[dict], start: threading.Barrier = start) -> None:
+            start.wait()
+            while batch:
+                batch = deliver(runtime, batch, 0).deferred  # a copy in flight: ask again
+
+        threads = [threading.Thread(target=deliver_until_settled, args=(c,)) for c in copies]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+
+    posted = [event["external_id"] for event in state.events()[1]]
+    assert len(posted) == len(set(posted)) == rounds * 6
+
+
 def test_a_redis_restart_during_the_post_still_records_the_alert_as_sent(
     pg_url: str, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
