@@ -137,7 +137,7 @@ class Stack:
     def start_worker(
         self,
         name: str = "worker",
-        queues: str = "mutt.classify,mutt.forward,mutt.maintenance",
+        queues: str = "mutt.classify,mutt.forward.page,mutt.forward,mutt.maintenance",
         concurrency: int = 2,
         pool: str = "prefork",
     ) -> Process:

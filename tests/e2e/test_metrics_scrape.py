@@ -53,7 +53,9 @@ def test_dashboard_and_alert_metrics_are_all_served_after_traffic(
     _seed(stack.engine)
     stack.start_sink().start_ingest().start_web()
     stack.start_worker("classify", queues="mutt.classify,mutt.maintenance")
-    stack.start_worker("forward", queues="mutt.forward", concurrency=4, pool="threads")
+    stack.start_worker(
+        "forward", queues="mutt.forward.page,mutt.forward", concurrency=4, pool="threads"
+    )
     stack.start_beat()
     control = f"http://127.0.0.1:{stack.sink_port}/_control"
 
