@@ -27,7 +27,15 @@ PREFIX = "mutt:moog:history"
 SENT_PREFIX = "mutt:moog:sent"
 MAX_ENTRIES = 50
 
-__all__ = ["MAX_ENTRIES", "PREFIX", "SENT_PREFIX", "entry", "queue_entries", "read", "report"]
+__all__ = [
+    "MAX_ENTRIES",
+    "PREFIX",
+    "SENT_PREFIX",
+    "entry",
+    "queue_entries",
+    "read",
+    "report",
+]
 
 
 def entry(

@@ -5,7 +5,7 @@
 - ``POST /dlq/<id>/replay``: publish a dead letter (or, with ``?poison=true``, a poison item) again
   now and remove it, as ``mutt dlq replay`` does; 404 if there is no such item, 422 if its payload
   cannot be replayed (it is left in place).
-- ``GET /alerts/<correlation_id>/deliveries``: was this alert sent to Moog, when, and what did Moog
+- ``GET /alerts/<correlation_id>/deliveries`` (a UUID, else 400): was this alert sent to Moog, when, and what did Moog
   say: ``{correlation_id, sent, sent_at, attempts}``, each attempt ``{at, outcome, status, error,
   task_id, batch_size}`` (:mod:`mutt_app.delivery_history`; kept MOOG_DELIVERY_HISTORY_SECONDS).
   404 when MUTT has no trace of a delivery of that id (never forwarded, or forgotten).
@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from celery import Celery
@@ -120,8 +121,10 @@ def replay_dead_letter(item_id: int) -> Response:
 @bp.get("/alerts/<correlation_id>/deliveries")
 def alert_deliveries(correlation_id: str) -> Response:
     """The alert's delivery history: sent or not, and every attempt with Moog's answer."""
-    if len(correlation_id) > 200 or "\x00" in correlation_id:
-        raise ApiError(400, "correlation_id is not an id")
+    try:  # an alert's external_id is its event's correlation_id, a UUID
+        correlation_id = str(uuid.UUID(correlation_id))
+    except ValueError:
+        raise ApiError(400, "correlation_id must be a UUID") from None
     found = delivery_history.report(redis_connection(), correlation_id)
     if not found["sent"] and not found["attempts"]:
         raise ApiError(404, f"no delivery of {correlation_id} is known")

@@ -642,7 +642,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
         ("get", "/alerts/{correlation_id}/deliveries"): {
             "summary": "Was this alert sent to Moog, when, and what did Moog say (each attempt)",
             "parameters": [
-                _param("correlation_id", "path", QUERY_TEXT, "the alert's external_id"),
+                _param("correlation_id", "path", UUID, "the alert's external_id (a UUID)"),
             ],
             "responses": _ok("Deliveries") | _errors(400, 404),
         },
