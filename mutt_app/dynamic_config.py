@@ -78,6 +78,8 @@ KEYS: dict[str, Key] = {
             help="the rate limit's window in seconds"),
         Key("moog_page_reserved_share", float, 0.2, 0, 0.9, setting="moog_page_reserved_share",
             help="share of the rate limit only pages may use"),
+        Key("moog_batch_size", int, 50, 1, 1000, setting="moog_batch_size",
+            help="most alerts per forward task and per request to Moog"),
         Key("moog_circuit_breaker_threshold", int, 5, 1, 1000,
             setting="moog_circuit_breaker_threshold", help="consecutive failures that open it"),
         Key("moog_circuit_breaker_timeout", int, 60, 1, 3600,

@@ -12,7 +12,9 @@ The same ledger counts attempts per batch, so a batch that kills its worker ever
 The forward step has the same hole, so classify_event records each alert it publishes in a second
 ledger, the outbox (namespace ``mutt:outbox``, one "batch" per alert keyed by its external_id):
 forward_to_moog settles the entry once the alert is delivered or dead-lettered and touches it on every
-retry or deferral, so only an alert whose message was lost grows overdue.
+retry or deferral, so only an alert whose message was lost grows overdue. The entries stay one per
+alert though a forward task carries a batch: an alert settles on its own outcome, and
+reconcile_ledger batches the overdue ones again per lane.
 """
 
 from __future__ import annotations

@@ -5,6 +5,17 @@ Fields: ``signature`` (what Moog deduplicates alerts on), ``source_id``, ``exter
 1 indeterminate, 2 warning, 3 minor, 4 major, 5 critical), ``description``, ``agent_time`` (epoch
 seconds) and ``custom_info``. ``external_id`` is the event's correlation_id, which the forward task
 also uses as its idempotency key.
+
+One request carries a batch of these (:func:`request_body`), in one of two formats (MOOG_FORMAT):
+
+- ``rest_lam``: the REST LAM's ``{"events": [event, ...]}``, the events as above;
+- ``cloud``: the Moogsoft Cloud Events API's JSON array of events (:func:`cloud_event`): ``source``,
+  ``check``, ``description``, ``severity`` as a name (clear, unknown, warning, minor, major,
+  critical), ``dedupe_key`` (the signature, so Moog deduplicates as before), ``manager``, ``class``,
+  ``time`` and ``tags`` (the custom info as strings, with ``external_id``); the key goes in an
+  ``apiKey`` header.
+
+Neither API answers per event: a request is accepted or refused whole.
 """
 
 from __future__ import annotations
@@ -21,8 +32,10 @@ __all__ = [
     "DEFAULT_SEVERITY",
     "MANAGER",
     "build_payload",
+    "cloud_event",
     "flapping_alert",
     "repeat_update",
+    "request_body",
     "severity_for",
     "signature_for",
     "storm_summary",
@@ -35,6 +48,9 @@ DEFAULT_SEVERITY = 2  # warning: an event that carried no syslog severity
 META_ALERT_SEVERITY = 3  # minor: something is talking and no rule listens
 META_ALERT_TYPE = "mutt.unhandled"
 
+# Index: Moog severity 0..5, as the Cloud Events API names them.
+CLOUD_SEVERITIES = ("clear", "unknown", "warning", "minor", "major", "critical")
+FORMATS = ("rest_lam", "cloud")
 # Index: syslog severity 0 (emergency) .. 7 (debug).
 _SEVERITY_BY_SYSLOG = (5, 5, 5, 4, 3, 2, 1, 1)
 # Longer alert texts go into the signature as a digest, so it stays a sane key for Moog.
@@ -270,3 +286,34 @@ def flapping_alert(
             "flap_duration_seconds": duration,
         },
     }
+
+
+def cloud_event(alert: dict[str, Any]) -> dict[str, Any]:
+    """``alert`` (a REST LAM event) as a Moogsoft Cloud Events API event."""
+    severity = alert.get("severity")
+    name = (
+        CLOUD_SEVERITIES[severity]
+        if isinstance(severity, int) and 0 <= severity < len(CLOUD_SEVERITIES)
+        else CLOUD_SEVERITIES[DEFAULT_SEVERITY]
+    )
+    info = alert.get("custom_info") if isinstance(alert.get("custom_info"), dict) else {}
+    tags = {k: "" if v is None else str(v) for k, v in info.items()}
+    tags["external_id"] = str(alert.get("external_id", ""))
+    return {
+        "source": alert.get("source", ""),
+        "check": alert.get("type", "syslog"),
+        "description": alert.get("description", ""),
+        "severity": name,
+        "dedupe_key": alert.get("signature", ""),
+        "manager": alert.get("manager", MANAGER),
+        "class": alert.get("class", ""),
+        "time": alert.get("agent_time"),
+        "tags": tags,
+    }
+
+
+def request_body(alerts: list[dict[str, Any]], fmt: str) -> Any:
+    """The JSON body of one request carrying ``alerts`` in format ``fmt`` (MOOG_FORMAT)."""
+    if fmt == "cloud":
+        return [cloud_event(alert) for alert in alerts]
+    return {"events": alerts}

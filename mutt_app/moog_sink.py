@@ -2,19 +2,24 @@
 
 ``mutt run`` points MUTT at it when MOOG_WEBHOOK_URL is unset, and the test suite uses it as a real
 HTTP sink. It records every alert it accepts (``GET /events``) and can be told to misbehave for a
-while (``POST /_control``): answer 500, 429 with Retry-After, 400, or hang before answering.
+while (``POST /_control``): answer 500, 429 with Retry-After, 400, hang before answering, or refuse
+the requests that carry a marked event.
 
 Endpoints:
 
-- ``POST /webhook`` (alias ``POST /``): a JSON alert; 200 ``{"success": true}`` unless a fault mode
-  says otherwise (then it is counted in ``/_stats`` as rejected, not recorded).
+- ``POST /webhook`` (aliases ``POST /`` and ``POST /v1/integrations/events``): one JSON alert, a
+  REST LAM batch ``{"events": [...]}``, or a Moogsoft Cloud Events API array ``[...]``; each event is
+  recorded on its own (a batch of 50 is 50 events, one request). 200 ``{"success": true}`` unless a
+  fault mode says otherwise (then the request is counted in ``/_stats`` as rejected, and none of its
+  events is recorded: like Moog's APIs, the sink answers a request whole, never per event).
 - ``GET /events?since=<index>``: ``{"count": n, "events": [...]}``; ``count`` is the number accepted so
   far, the ``since`` of the next incremental read. Each event is the alert plus ``_index`` and
   ``_received_at`` (epoch seconds).
 - ``GET /_stats``: received, rejected by status, requests, requests_per_second_max.
 - ``GET /_arrivals``: ``{"arrivals": [...]}``, the monotonic arrival time of every request.
 - ``POST /_control``: ``{"status": 500, "retry_after": 2, "delay": 0, "for_seconds": 20}`` sets the
-  mode (each call replaces the previous one; ``for_seconds`` makes it expire); ``{"reset": true}``
+  mode; ``{"reject_marker": "text"}`` refuses (400) every request carrying an event whose
+  ``description`` contains the text, and takes the others (each call replaces the previous one; ``for_seconds`` makes it expire); ``{"reset": true}``
   goes back to normal and clears events and counters. ``GET /_control`` shows the mode.
 - ``GET /health``: 200.
 """
@@ -51,7 +56,7 @@ __all__ = [
 MAX_EVENTS = 100_000
 MAX_ARRIVALS = 1_000_000
 MAX_DELAY = 3600.0
-_CONTROL_KEYS = {"status", "retry_after", "delay", "for_seconds", "reset"}
+_CONTROL_KEYS = {"status", "retry_after", "delay", "for_seconds", "reset", "reject_marker"}
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class Mode:
     delay: float = 0.0
     expires_at: float | None = None
     """Monotonic time after which the sink answers normally again (None: until changed)."""
+    reject_marker: str | None = None
+    """A request with an event whose description contains this is refused whole (400)."""
 
     @property
     def accepts(self) -> bool:
@@ -76,6 +83,7 @@ class Mode:
             "retry_after": self.retry_after,
             "delay": self.delay,
             "remaining_seconds": left,
+            "reject_marker": self.reject_marker,
         }
 
 
@@ -100,7 +108,10 @@ def parse_mode(body: Any, now: float) -> Mode:
     if for_seconds is not None:
         for_seconds = _number(body, "for_seconds", 0, 0.001, 86_400)
     expires_at = None if for_seconds is None else now + for_seconds
-    return Mode(int(status), retry_after, delay, expires_at)
+    marker = body.get("reject_marker")
+    if marker is not None and (not isinstance(marker, str) or not marker):
+        raise ValueError("reject_marker must be a non-empty string")
+    return Mode(int(status), retry_after, delay, expires_at, marker)
 
 
 def _number(body: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
@@ -207,12 +218,29 @@ class SinkState:
 
 
 def alert_line(alert: dict[str, Any]) -> str:
-    """One line per accepted alert, for the terminal."""
+    """One line per accepted alert, for the terminal (either format)."""
+    tags = alert.get("tags") if isinstance(alert.get("tags"), dict) else {}
+    external_id = alert.get("external_id", tags.get("external_id", "-"))
     description = str(alert.get("description", ""))[:80]
     return (
-        f"alert {alert.get('external_id', '-')} {alert.get('source', '-')} "
+        f"alert {external_id} {alert.get('source', '-')} "
         f"sev={alert.get('severity', '-')} {description}"
     )
+
+
+def request_events(body: Any) -> list[dict[str, Any]] | None:
+    """The events of a request body (one event, a REST LAM batch, a Cloud array), or None."""
+    if isinstance(body, dict) and isinstance(body.get("events"), list):
+        events = body["events"]
+    elif isinstance(body, list):
+        events = body
+    elif isinstance(body, dict):
+        events = [body]
+    else:
+        return None
+    if not events or not all(isinstance(e, dict) for e in events):
+        return None
+    return events
 
 
 def create_sink_app(
@@ -233,6 +261,7 @@ def create_sink_app(
 
     @app.post("/webhook")
     @app.post("/")
+    @app.post("/v1/integrations/events")
     def webhook() -> Response:
         mode = state.arrive()
         if mode.delay:
@@ -244,13 +273,21 @@ def create_sink_app(
                 headers["Retry-After"] = f"{mode.retry_after:g}"
             body = {"success": False, "error": f"injected status {mode.status}"}
             return answer(mode.status, body, **headers)
-        alert = request.get_json(force=True, silent=True)
-        if not isinstance(alert, dict):
+        alerts = request_events(request.get_json(force=True, silent=True))
+        if alerts is None:
             state.reject(400)
-            return answer(400, {"success": False, "error": "body must be a JSON object"})
-        state.accept(alert)
-        if echo is not None:
-            echo(alert_line(alert))
+            error = 'body must be an event, {"events": [...]} or an array of events'
+            return answer(400, {"success": False, "error": error})
+        marker = mode.reject_marker
+        refused = [a for a in alerts if marker and marker in str(a.get("description", ""))]
+        if refused:
+            state.reject(400)
+            error = f"{len(refused)} of {len(alerts)} events refused: description has {marker!r}"
+            return answer(400, {"success": False, "error": error})
+        for alert in alerts:
+            state.accept(alert)
+            if echo is not None:
+                echo(alert_line(alert))
         return answer(mode.status, {"success": True})
 
     @app.get("/events")

@@ -258,12 +258,13 @@ def _defer(
 
 
 def publish_forwards(runtime: Runtime, app: Any, alerts: list[dict[str, Any]]) -> dict[str, str]:
-    """Record ``alerts`` in the outbox, then publish one forward_to_moog task each on its lane.
+    """Record ``alerts`` in the outbox, then publish them as forward_to_moog batches per lane.
 
-    Under backpressure (:mod:`mutt_app.backpressure`) Ticket_only alerts are shed: dead-lettered
-    (mode ``dlq``) or published with a delay (``defer``). Returns the shed alerts' external_id ->
-    mode. The outbox entry outlives a message the broker loses (kombu issue 305); reconcile_ledger
-    publishes it again.
+    Each task carries up to ``moog_batch_size`` alerts of one lane (:func:`forward_batches`): pages
+    batch only with pages, and go first. Under backpressure (:mod:`mutt_app.backpressure`)
+    Ticket_only alerts are shed: dead-lettered (mode ``dlq``) or published with a delay
+    (``defer``). Returns the shed alerts' external_id -> mode. The outbox entry (one per alert)
+    outlives a message the broker loses (kombu issue 305); reconcile_ledger publishes it again.
     """
     if not alerts:
         return {}
@@ -276,21 +277,38 @@ def publish_forwards(runtime: Runtime, app: Any, alerts: list[dict[str, Any]]) -
     if not alerts:
         return shed
     runtime.outbox.record([Batch(str(alert["external_id"]), [alert]) for alert in alerts])
+    size = runtime.dynamic_config.get("moog_batch_size")
+    now = [a for a in alerts if str(a["external_id"]) not in shed]
+    later = [a for a in alerts if str(a["external_id"]) in shed]
     # One pooled connection and one Redis pipeline (kombu's Producer.batch) for the whole batch:
     # a round trip and a fresh redis client per message cost more than classifying the events.
     with app.producer_or_acquire() as producer, producer.batch():
-        for alert in alerts:
-            deferred = str(alert["external_id"]) in shed
-            app.send_task(
-                FORWARD_TASK,
-                args=[alert],
-                queue=lanes.queue_for(alert),  # a page never queues behind tickets
-                countdown=pressure.defer_seconds if deferred else None,
-                producer=producer,
-                declare=[],  # the forward workers declare their queues
-                argsrepr=f"(alert {alert['external_id']})",  # not a repr() of the whole payload
-            )
+        for group, countdown in ((now, None), (later, pressure.defer_seconds)):
+            for queue, batch in forward_batches(group, size):
+                app.send_task(
+                    FORWARD_TASK,
+                    args=[batch],
+                    queue=queue,  # a page never queues behind tickets
+                    countdown=countdown,
+                    producer=producer,
+                    declare=[],  # the forward workers declare their queues
+                    argsrepr=f"({len(batch)} alerts)",  # not a repr() of the whole payload
+                )
     return shed
+
+
+def forward_batches(
+    alerts: list[dict[str, Any]], size: int
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """``alerts`` as (lane queue, up to ``size`` alerts of that lane), pages first, order kept."""
+    by_lane: dict[str, list[dict[str, Any]]] = {queue: [] for queue in lanes.QUEUES}
+    for alert in alerts:
+        by_lane[lanes.queue_for(alert)].append(alert)
+    return [
+        (queue, members[start : start + size])
+        for queue, members in by_lane.items()
+        for start in range(0, len(members), size)
+    ]
 
 
 def _shed_to_dlq(runtime: Runtime, alerts: list[dict[str, Any]]) -> None:

@@ -1,16 +1,34 @@
-"""forward_to_moog: deliver one alert to the Moogsoft webhook, at least once and in practice once.
+"""forward_to_moog: deliver a batch of alerts to Moog in one request, at least once and in practice once.
 
-Around the POST:
-- an idempotency key per alert (its external_id, the event's correlation_id): a redelivered or
-  replayed alert that was already delivered is not posted again;
-- a circuit breaker shared in Redis: while Moog is failing, no request reaches it;
-- a rate limit shared by every worker on every host (the one Moog sees), on top of Celery's per-worker
-  ``rate_limit``, with a share of it reserved for pages (:mod:`mutt_app.lanes`).
-A task that must wait (rate limit, open circuit, another copy in flight) is re-scheduled with a
-countdown and does not use up an attempt; no worker ever sleeps. A retry or deferral goes back to the
-alert's own lane (a page to ``mutt.forward.page``). Failures that may pass (5xx, 408,
-429, timeouts, connection errors) are retried with exponential backoff and jitter; a permanent
-rejection (other 4xx) or running out of attempts dead-letters the alert.
+One task carries up to ``moog_batch_size`` alerts of one lane (classify groups them,
+:func:`mutt_app.tasks.classify.publish_forwards`), and Moog gets them as one request in MOOG_FORMAT
+(:func:`mutt_app.moog.request_body`). Every guarantee stays per alert:
+
+- an idempotency key per alert (its external_id, the event's correlation_id): an alert already
+  delivered is dropped from the batch, and an alert another copy is posting right now (its in-flight
+  key) waits for it; only the alerts this task claimed go in the request;
+- one outbox entry per alert (:mod:`mutt_app.ledger`), settled when that alert is delivered or
+  dead-lettered, touched while it waits;
+- a dead letter per alert that cannot pass. Neither Moog API answers per event, so a batch refused
+  with a permanent 4xx is split in halves and each half sent again (no attempt used): the alerts Moog
+  takes go through, and each one it refuses alone is dead-lettered alone;
+- a delivery history per alert (:mod:`mutt_app.delivery_history`): each request it went in, with
+  the status or error and the task.
+
+Around the request, shared by every worker in Redis: a circuit breaker (while Moog is failing no
+request reaches it), and the cluster-wide rate limit, which counts **requests**, not events: a batch
+is one request, as Moog's API sees it (MOOG_RATE_LIMIT requests per MOOG_RATE_PERIOD), with a share
+reserved for pages (:mod:`mutt_app.lanes`). A batch is one lane, so a batch of pages takes a page slot.
+
+Retries. A batch that must wait (rate limit, open circuit, copies in flight) or that failed in a way
+that may pass (5xx, 408, 429, timeouts, connection errors) goes on as a new task with a countdown,
+on its lane; no worker sleeps. Waiting does not use up an attempt and failing does, and one task may
+end in several fates (some alerts delivered, some waiting for a copy, a refused batch split), so
+these successors are published explicitly (``apply_async`` with the attempt count in the kwargs)
+rather than with Celery's ``autoretry_for``, which retries the whole task with one counter. The
+backoff is Celery's own (``get_exponential_backoff_interval``, as ``retry_backoff`` computes it) with
+jitter. ``autoretry_for`` with ``retry_backoff`` and ``retry_jitter`` does fit the one case where
+the whole task is retried as is: Redis unreachable before anything was decided.
 """
 
 from __future__ import annotations
@@ -19,96 +37,146 @@ import logging
 import random
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
 from celery import Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
 
-from mutt_app import lanes, metrics, slo
+from mutt_app import delivery_history, lanes, metrics, slo
 from mutt_app.celery_app import runtime_of
 from mutt_app.deadletters import add_dead_letter
-from mutt_app.logs import log_context
+from mutt_app.logs import correlation, log_context
+from mutt_app.moog import request_body
 from mutt_app.redis_scripts import CIRCUIT_STATES, CircuitBreaker, RateLimiter
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 TASK_NAME = "mutt.forward_to_moog"
-SENT_PREFIX = "mutt:moog:sent"
+SENT_PREFIX = delivery_history.SENT_PREFIX
 INFLIGHT_PREFIX = "mutt:moog:inflight"
 SENT_TTL_SECONDS = 7 * 86_400
 RETRYABLE_STATUSES = {408, 429}
-
-
-class Deferred(Exception):
-    """The alert must wait (rate limit, open circuit, a copy in flight); not a failed attempt."""
+# How long a copy waits for another copy that holds an alert's in-flight key.
+INFLIGHT_WAIT = 2.0
 
 
 @shared_task(
-    bind=True, name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, max_retries=None
+    bind=True,
+    name=TASK_NAME,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+    # Redis unreachable (a restart) before anything was decided: retry the whole task, Celery's
+    # exponential backoff with jitter. Its outbox entries cover a retry that cannot be published.
+    autoretry_for=(RedisConnectionError, RedisTimeout),
+    retry_backoff=1,
+    retry_backoff_max=30,
+    retry_jitter=True,
+    retry_kwargs={"max_retries": 10},
 )
 def forward_to_moog(
     self: Task,
-    alert: dict[str, Any],
+    alerts: list[dict[str, Any]] | dict[str, Any],
     attempts: int = 0,
     first_failed_at: str | None = None,
     replays: int = 0,
-) -> str:
-    """POST ``alert`` (a Moog event payload) to MOOG_WEBHOOK_URL.
+) -> dict[str, int]:
+    """POST ``alerts`` (Moog event payloads of one lane) to MOOG_WEBHOOK_URL in one request.
 
-    ``attempts`` counts failed posts so far (Celery's own retry count also counts deferrals, which
-    must not use up attempts); ``replays`` counts remediation replays, carried into a dead letter.
+    ``alerts`` may be one alert (a dict: a dead-letter replay, or a message published before
+    batching). ``attempts`` counts failed posts of these alerts so far; ``replays`` counts
+    remediation replays, carried into a dead letter.
     """
-    with log_context(correlation_id=alert.get("external_id") if isinstance(alert, dict) else None):
-        return _forward(self, alert, attempts, first_failed_at, replays)
+    batch = [alerts] if isinstance(alerts, dict) else [a for a in alerts if isinstance(a, dict)]
+    with log_context(**correlation([outbox_key(a) for a in batch])):
+        return _forward(self, batch, attempts, first_failed_at, replays)
 
 
 def _forward(
     self: Task,
-    alert: dict[str, Any],
+    alerts: list[dict[str, Any]],
     attempts: int,
     first_failed_at: str | None,
     replays: int,
-) -> str:
+) -> dict[str, int]:
     runtime = runtime_of(self.app)
-    outcome = deliver(runtime, alert, attempts)
+    if not alerts:
+        return {}
+    result = deliver(runtime, alerts, attempts, task_id=self.request.id or "")
     # A countdown waits unacked in a worker: keep it well inside the visibility timeout.
-    outcome.wait = min(outcome.wait, runtime.settings.broker_visibility_timeout / 2)
-    key = outbox_key(alert)
-    if outcome.status in ("deferred", "retry"):
-        runtime.outbox.touch([key])  # alive: only an alert whose message was lost grows overdue
-    # Named, not left to Celery (which republishes to the queue the message came from): an alert
-    # that arrived on the wrong lane (published before lanes existed) moves to its own.
-    lane = lanes.queue_for(alert)
-    if outcome.status == "deferred":
-        raise self.retry(
-            kwargs={"attempts": attempts, "first_failed_at": first_failed_at, "replays": replays},
-            countdown=outcome.wait,
-            queue=lane,
+    cap = runtime.settings.broker_visibility_timeout / 2
+    settled = result.delivered + result.duplicate
+    counts = {"delivered": len(result.delivered), "duplicate": len(result.duplicate)}
+
+    if result.deferred:
+        _again(
+            self,
+            runtime,
+            result.deferred,
+            min(result.defer_wait, cap),
+            attempts,
+            first_failed_at,
+            replays,
         )
-    if outcome.status == "retry":
+        counts["deferred"] = len(result.deferred)
+
+    failure = result.failure
+    if failure is not None and failure.alerts:
         first_failed_at = first_failed_at or datetime.now(UTC).isoformat()
-        if attempts + 1 <= runtime.settings.moog_max_retries:
-            metrics.MOOG_RETRIES.labels(outcome.error_type or "error").inc()
-            raise self.retry(
-                kwargs={
-                    "attempts": attempts + 1,
-                    "first_failed_at": first_failed_at,
-                    "replays": replays,
-                },
-                countdown=outcome.wait,
-                queue=lane,
+        if failure.status == "rejected" and len(failure.alerts) > 1:
+            # Moog refused the request whole; find the alerts it refuses by halving the batch.
+            half = len(failure.alerts) // 2
+            for part in (failure.alerts[:half], failure.alerts[half:]):
+                _again(self, runtime, part, 0, attempts, first_failed_at, replays)
+            counts["split"] = len(failure.alerts)
+        elif failure.status == "retry" and attempts + 1 <= runtime.settings.moog_max_retries:
+            metrics.MOOG_RETRIES.labels(failure.error_type or "error").inc()
+            wait = min(failure.wait, cap)
+            _again(self, runtime, failure.alerts, wait, attempts + 1, first_failed_at, replays)
+            counts["retry"] = len(failure.alerts)
+        else:
+            if failure.status == "retry":
+                failure.error = f"gave up after {attempts + 1} attempts: {failure.error}"
+            _dead_letter(
+                runtime, self.request.id or "", failure, attempts + 1, first_failed_at, replays
             )
-        outcome.error = f"gave up after {attempts + 1} attempts: {outcome.error}"
-    if outcome.status in ("retry", "rejected"):
-        _dead_letter(runtime, alert, outcome, attempts + 1, first_failed_at, replays)
-        runtime.outbox.settle([key])
-        return "dead-lettered"
-    runtime.outbox.settle([key])
-    log.info("alert %s: %s", key, outcome.status)
-    return outcome.status
+            settled += failure.alerts
+            counts["dead_lettered"] = len(failure.alerts)
+    runtime.outbox.settle([outbox_key(a) for a in settled])
+    # The delivered ids in one line per batch: "was it sent, by which worker" from the logs too.
+    delivered = " ".join(outbox_key(a) for a in result.delivered)
+    log.info("batch of %d alerts: %s; delivered: %s", len(alerts), counts, delivered or "none")
+    return counts
+
+
+def _again(
+    self: Task,
+    runtime: Runtime,
+    alerts: list[dict[str, Any]],
+    countdown: float,
+    attempts: int,
+    first_failed_at: str | None,
+    replays: int,
+) -> None:
+    """Publish ``alerts`` as a new task on their lane after ``countdown`` seconds.
+
+    The lane is named, not left to Celery (which republishes to the queue the message came from):
+    an alert that arrived on the wrong lane (published before lanes existed) moves to its own.
+    """
+    runtime.outbox.touch([outbox_key(a) for a in alerts])  # alive: not overdue while it waits
+    self.apply_async(
+        args=[alerts],
+        kwargs={"attempts": attempts, "first_failed_at": first_failed_at, "replays": replays},
+        countdown=countdown or None,
+        queue=lanes.queue_for(alerts[0]),
+        argsrepr=f"({len(alerts)} alerts)",
+    )
 
 
 def outbox_key(alert: dict[str, Any]) -> str:
@@ -116,27 +184,58 @@ def outbox_key(alert: dict[str, Any]) -> str:
     return str(alert.get("external_id") or alert.get("signature"))
 
 
-class Outcome:
-    """What one delivery attempt came to."""
+@dataclass
+class Failure:
+    """The alerts of a request that failed: ``retry`` (may pass later) or ``rejected`` (4xx)."""
 
-    def __init__(
-        self, status: str, wait: float = 0.0, error: str = "", error_type: str = ""
-    ) -> None:
-        self.status = status  # delivered | duplicate | deferred | retry | rejected
-        self.wait = wait
-        self.error = error
-        self.error_type = error_type
+    status: str
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    wait: float = 0.0
+    error: str = ""
+    error_type: str = ""
+    http_status: int | None = None
 
 
-def deliver(runtime: Runtime, alert: dict[str, Any], attempts: int) -> Outcome:
-    """One attempt at delivering ``alert``: checks, the POST, and its classification."""
+@dataclass
+class Delivery:
+    """What one attempt at a batch came to, alert by alert."""
+
+    delivered: list[dict[str, Any]] = field(default_factory=list)
+    duplicate: list[dict[str, Any]] = field(default_factory=list)
+    deferred: list[dict[str, Any]] = field(default_factory=list)
+    defer_wait: float = 0.0
+    failure: Failure | None = None
+
+    def status_of(self, alert: dict[str, Any]) -> str:
+        """delivered | duplicate | deferred | retry | rejected, for one alert of the batch."""
+        key = outbox_key(alert)
+        for name in ("delivered", "duplicate", "deferred"):
+            if any(outbox_key(a) == key for a in getattr(self, name)):
+                return name
+        if self.failure is not None and any(outbox_key(a) == key for a in self.failure.alerts):
+            return self.failure.status
+        raise KeyError(key)
+
+
+def deliver(
+    runtime: Runtime, alerts: list[dict[str, Any]], attempts: int, task_id: str = ""
+) -> Delivery:
+    """One attempt at delivering ``alerts`` (one lane): checks, one request, its classification."""
     settings = runtime.settings
     config = runtime.dynamic_config
     client = runtime.redis
-    key = outbox_key(alert)
-    if client.exists(f"{SENT_PREFIX}:{key}"):
-        metrics.MOOG_ALERTS.labels("duplicate").inc()
-        return Outcome("duplicate")
+    result = Delivery()
+    keys = [outbox_key(a) for a in alerts]
+    check = client.pipeline(transaction=False)
+    for key in keys:
+        check.exists(f"{SENT_PREFIX}:{key}")
+    pending = []
+    for alert, sent in zip(alerts, check.execute(), strict=True):
+        (result.duplicate if sent else pending).append(alert)
+    if result.duplicate:
+        metrics.MOOG_ALERTS.labels("duplicate").inc(len(result.duplicate))
+    if not pending:
+        return result
 
     threshold = config.get("moog_circuit_breaker_threshold")
     open_seconds = config.get("moog_circuit_breaker_timeout")
@@ -144,7 +243,7 @@ def deliver(runtime: Runtime, alert: dict[str, Any], attempts: int) -> Outcome:
     allowed, wait = breaker.allow(threshold, open_seconds)
     if not allowed:
         metrics.MOOG_CIRCUIT_STATE.set(CIRCUIT_STATES["OPEN"])
-        return Outcome("deferred", wait=_jitter(wait, 0.1) + 0.05)
+        return _defer(result, pending, _jitter(wait, 0.1) + 0.05)
 
     limiter = RateLimiter(client, settings.moog_rate_limit_key)
     slot = uuid.uuid4().hex
@@ -156,85 +255,134 @@ def deliver(runtime: Runtime, alert: dict[str, Any], attempts: int) -> Outcome:
         flight=settings.moog_webhook_timeout + 1,
         longest_wait=settings.broker_visibility_timeout / 2,
         reserved=lanes.reserved_slots(limit, config.get("moog_page_reserved_share")),
-        page=lanes.is_page(alert),
+        page=lanes.is_page(pending[0]),  # a batch is one lane
     )
     if wait > 0:
         metrics.MOOG_RATE_LIMIT_HITS.inc()
         breaker.release_probe()
-        return Outcome("deferred", wait=wait + random.uniform(0, 0.05))
+        return _defer(result, pending, wait + random.uniform(0, 0.05))
 
     # Two copies of one alert (a redelivery racing its original) must not both post. The sent key
     # is read again after claiming the in-flight key: a copy that finished between the first read
     # and the claim has set it (its answer sets sent before it drops in-flight), so the second read
     # sees it. Without it, copies racing a finishing original posted again.
-    inflight = f"{INFLIGHT_PREFIX}:{key}"
     claim = client.pipeline(transaction=False)
-    claim.set(inflight, "1", nx=True, ex=int(settings.moog_webhook_timeout) + 30)
-    claim.exists(f"{SENT_PREFIX}:{key}")
-    claimed, sent = claim.execute()
-    if sent:
-        if claimed:
-            client.delete(inflight)
-        breaker.release_probe()
-        limiter.finish(slot)
-        metrics.MOOG_ALERTS.labels("duplicate").inc()
-        return Outcome("duplicate")
+    for key in (outbox_key(a) for a in pending):
+        claim.set(
+            f"{INFLIGHT_PREFIX}:{key}", "1", nx=True, ex=int(settings.moog_webhook_timeout) + 30
+        )
+        claim.exists(f"{SENT_PREFIX}:{key}")
+    answers = claim.execute()
+    claimed, busy, release, raced = [], [], [], []
+    for index, alert in enumerate(pending):
+        got, sent = answers[2 * index], answers[2 * index + 1]
+        if sent:
+            raced.append(alert)
+            if got:
+                release.append(f"{INFLIGHT_PREFIX}:{outbox_key(alert)}")
+        elif got:
+            claimed.append(alert)
+        else:
+            busy.append(alert)  # another copy is posting it: wait for its answer
+    if release:
+        client.delete(*release)
+    if raced:
+        result.duplicate += raced
+        metrics.MOOG_ALERTS.labels("duplicate").inc(len(raced))
+    if busy:
+        _defer(result, busy, INFLIGHT_WAIT)
+    inflight = [f"{INFLIGHT_PREFIX}:{outbox_key(a)}" for a in claimed]
     if not claimed:
         breaker.release_probe()
         limiter.finish(slot)
-        return Outcome("deferred", wait=2.0)
+        return result
     try:
-        outcome = _post(settings, runtime.http(), alert, attempts)
+        failure, http_status = _post(settings, runtime.http(), claimed, attempts)
     except BaseException:
-        client.delete(inflight)
+        client.delete(*inflight)
         limiter.finish(slot)
         raise
 
-    # Everything the answer settles, in one round trip instead of five (measured: 4.52 -> 4.43 ms
-    # of forward CPU per alert, within the noise; BENCHMARKS.md, second round).
+    # Everything the answer settles, in one round trip.
     pipe = client.pipeline(transaction=False)
-    slo.queue_record(pipe, "forward", outcome.status == "delivered")  # as mutt_moog_requests_total
-    if outcome.status == "delivered":
-        pipe.set(f"{SENT_PREFIX}:{key}", "1", ex=SENT_TTL_SECONDS)
-    pipe.delete(inflight)
+    slo.queue_record(pipe, "forward", failure is None)  # as mutt_moog_requests_total
+    ttl = settings.moog_delivery_history_seconds
+    claimed_keys = [outbox_key(a) for a in claimed]
+    if failure is None:
+        result.delivered = claimed
+        for key in claimed_keys:
+            pipe.set(f"{SENT_PREFIX}:{key}", "1", ex=SENT_TTL_SECONDS)
+        item = delivery_history.entry(
+            "delivered", status=http_status, task_id=task_id, batch_size=len(claimed)
+        )
+    else:
+        failure.alerts = claimed
+        result.failure = failure
+        item = delivery_history.entry(
+            failure.status,
+            status=failure.http_status,
+            error=failure.error,
+            task_id=task_id,
+            batch_size=len(claimed),
+        )
+    delivery_history.queue_entries(pipe, claimed_keys, item, ttl)
+    pipe.delete(*inflight)
     limiter.finish(slot, pipe)
-    failed = outcome.status == "retry" and outcome.error_type != "429"
+    failed = failure is not None and failure.status == "retry" and failure.error_type != "429"
     breaker.queue_verdict(pipe, failed, threshold, open_seconds)
     state = breaker.state_after(pipe.execute()[-1])
     metrics.MOOG_CIRCUIT_STATE.set(CIRCUIT_STATES[state])
-    return outcome
+    return result
 
 
-def _post(settings: Any, http: requests.Session, alert: dict[str, Any], attempts: int) -> Outcome:
+def _defer(result: Delivery, alerts: list[dict[str, Any]], wait: float) -> Delivery:
+    result.deferred += alerts
+    result.defer_wait = max(result.defer_wait, wait)
+    return result
+
+
+def _post(
+    settings: Any, http: requests.Session, alerts: list[dict[str, Any]], attempts: int
+) -> tuple[Failure | None, int | None]:
+    """One request carrying ``alerts``: (None, status) if Moog took them, else the failure."""
     headers = {"Content-Type": "application/json"}
     if settings.moog_api_key:
-        headers["X-API-Key"] = settings.moog_api_key.get_secret_value()
+        name = "apiKey" if settings.moog_format == "cloud" else "X-API-Key"
+        headers[name] = settings.moog_api_key.get_secret_value()
     started = time.perf_counter()
     try:
         response = http.post(
             settings.moog_webhook_url,
-            json=alert,
+            json=request_body(alerts, settings.moog_format),
             headers=headers,
             timeout=settings.moog_webhook_timeout,
         )
     except (requests.ConnectionError, requests.Timeout) as exc:
         reason = "timeout" if isinstance(exc, requests.Timeout) else "connection"
         metrics.MOOG_REQUESTS.labels("fail", reason).inc()
-        return Outcome("retry", _backoff(settings, attempts), f"{reason} error: {exc}", reason)
+        error = f"{reason} error: {exc}"
+        return Failure(
+            "retry", wait=_backoff(settings, attempts), error=error, error_type=reason
+        ), None
     finally:
         metrics.MOOG_LATENCY.observe(time.perf_counter() - started)
 
     status = response.status_code
     if status < 300:
         metrics.MOOG_REQUESTS.labels("success", "").inc()
-        metrics.MOOG_ALERTS.labels("success").inc()
-        return Outcome("delivered")
+        metrics.MOOG_ALERTS.labels("success").inc(len(alerts))
+        return None, status
     metrics.MOOG_REQUESTS.labels("fail", str(status)).inc()
     detail = f"Moog answered {status}: {response.text[:300]}"
     if status >= 500 or status in RETRYABLE_STATUSES:
         wait = _retry_after(response) if status == 429 else None
-        return Outcome("retry", wait or _backoff(settings, attempts), detail, str(status))
-    return Outcome("rejected", error=detail, error_type=f"HTTP{status}")
+        failure = Failure(
+            "retry", wait=wait or _backoff(settings, attempts), error=detail, error_type=str(status)
+        )
+    else:
+        failure = Failure("rejected", error=detail, error_type=f"HTTP{status}")
+    failure.http_status = status
+    return failure, status
 
 
 def _backoff(settings: Any, attempts: int) -> float:
@@ -262,34 +410,48 @@ def _retry_after(response: requests.Response) -> float | None:
 
 def _dead_letter(
     runtime: Runtime,
-    alert: dict[str, Any],
-    outcome: Outcome,
+    task_id: str,
+    failure: Failure,
     attempts: int,
     first_failed_at: str | None,
     replays: int,
 ) -> None:
+    """One dead letter per alert of ``failure``, each with its own entry in its history."""
     first = datetime.fromisoformat(first_failed_at) if first_failed_at else None
     with runtime.sessions.begin() as session:
-        add_dead_letter(
-            session,
-            task_name=TASK_NAME,
-            queue=lanes.queue_for(alert),
-            payload={"alert": alert},
-            error=outcome.error,
-            error_type=outcome.error_type or "MoogError",
-            backoff_base=runtime.settings.remediation_backoff_base,
-            attempts=attempts,
-            replays=replays,
-            correlation_id=alert.get("external_id"),
-            first_failed_at=first,
-        )
-    reason = "rejected" if outcome.status == "rejected" else "retries_exhausted"
-    metrics.MOOG_ALERTS.labels("dlq").inc()
-    metrics.DEAD_LETTERED.labels(TASK_NAME, reason).inc()
-    log.error(
-        "alert %s dead-lettered (%s): %s",
-        alert.get("external_id"),
-        reason,
-        outcome.error,
-        extra={"correlation_id": alert.get("external_id")},
+        for alert in failure.alerts:
+            add_dead_letter(
+                session,
+                task_name=TASK_NAME,
+                queue=lanes.queue_for(alert),
+                payload={"alert": alert},
+                error=failure.error,
+                error_type=failure.error_type or "MoogError",
+                backoff_base=runtime.settings.remediation_backoff_base,
+                attempts=attempts,
+                replays=replays,
+                correlation_id=alert.get("external_id"),
+                first_failed_at=first,
+            )
+    pipe = runtime.redis.pipeline(transaction=False)
+    item = delivery_history.entry(
+        "dead_lettered",
+        status=failure.http_status,
+        error=failure.error,
+        task_id=task_id,
+        batch_size=len(failure.alerts),
     )
+    keys = [outbox_key(a) for a in failure.alerts]
+    delivery_history.queue_entries(pipe, keys, item, runtime.settings.moog_delivery_history_seconds)
+    pipe.execute()
+    reason = "rejected" if failure.status == "rejected" else "retries_exhausted"
+    metrics.MOOG_ALERTS.labels("dlq").inc(len(failure.alerts))
+    metrics.DEAD_LETTERED.labels(TASK_NAME, reason).inc(len(failure.alerts))
+    for alert in failure.alerts:
+        log.error(
+            "alert %s dead-lettered (%s): %s",
+            alert.get("external_id"),
+            reason,
+            failure.error,
+            extra={"correlation_id": alert.get("external_id")},
+        )

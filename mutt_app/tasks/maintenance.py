@@ -9,12 +9,12 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from mutt_app import dedup, flapping, lanes, metrics, retention, storms
+from mutt_app import dedup, flapping, metrics, retention, storms
 from mutt_app.celery_app import runtime_of
 from mutt_app.partitions import ensure_partitions
 from mutt_app.tasks.classify import QUEUE as CLASSIFY_QUEUE
 from mutt_app.tasks.classify import TASK_NAME as CLASSIFY_TASK
-from mutt_app.tasks.classify import publish_forwards
+from mutt_app.tasks.classify import forward_batches, publish_forwards
 from mutt_app.tasks.forward import TASK_NAME as FORWARD_TASK
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,10 @@ def reconcile_ledger(self: Task, limit: int = 500) -> int:
         self.app.send_task(CLASSIFY_TASK, args=[batch.events, batch.batch_id], queue=CLASSIFY_QUEUE)
     runtime.ledger.touch([b.batch_id for b in batches])
     alerts = runtime.outbox.overdue(older_than, limit=limit)
-    for entry in alerts:
-        # An outbox entry holds the alert itself ([alert]): its lane follows from it.
-        queue = lanes.queue_for(entry.events[0]) if entry.events else lanes.TICKET_QUEUE
-        self.app.send_task(FORWARD_TASK, args=entry.events, queue=queue)
+    # An outbox entry holds the alert itself ([alert]): batched again per lane, as classify does.
+    lost = [alert for entry in alerts for alert in entry.events if isinstance(alert, dict)]
+    for queue, batch in forward_batches(lost, runtime.dynamic_config.get("moog_batch_size")):
+        self.app.send_task(FORWARD_TASK, args=[batch], queue=queue)
     runtime.outbox.touch([entry.batch_id for entry in alerts])
     if batches:
         metrics.LEDGER_REPUBLISHED.labels("classify").inc(len(batches))

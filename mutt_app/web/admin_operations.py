@@ -33,20 +33,21 @@ from flask_login import current_user
 from kombu.exceptions import KombuError
 from werkzeug.wrappers import Response as BaseResponse
 
-from mutt_app import deadletters
+from mutt_app import deadletters, delivery_history
 from mutt_app.config_audit import record_change
 from mutt_app.dynamic_config import KEYS, parse_value, set_audited
 from mutt_app.events import InvalidEvent
 from mutt_app.models import DeadLetter, PoisonLetter
 from mutt_app.rules import BudgetExceeded
 from mutt_app.web.admin import MAX_BIGINT, MAX_PAGE, MAX_REASON
-from mutt_app.web.api import sessions, settings
+from mutt_app.web.api import redis_connection, sessions, settings
 from mutt_app.web.api_operations import _celery, dynamic_config
 from mutt_app.web.api_rules import rule_trial
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
+FORWARD_TASK = "mutt.forward_to_moog"
 SAMPLE_EVENT = {
     "hostname": "router-01",
     "message": "%LINK-3-UPDOWN: Interface GigabitEthernet0/1, changed state to down",
@@ -150,12 +151,21 @@ class DeadLetterView(MuttPage):
             item = self._item(session, item_id, poison)
             payload = orjson.dumps(item.payload, option=orjson.OPT_INDENT_2).decode()
             replayable = deadletters.replay_call(item) is not None
+            deliveries = None
+            if item.task_name == FORWARD_TASK and item.correlation_id:
+                try:
+                    deliveries = delivery_history.report(
+                        redis_connection(), str(item.correlation_id)
+                    )
+                except (redis.RedisError, OSError):
+                    deliveries = {"unavailable": True}
             return self.render(
                 "admin/mutt/dlq_details.html",
                 item=item,
                 poison=poison,
                 payload=payload,
                 replayable=replayable,
+                deliveries=deliveries,
                 can_replay=_allowed(self.replay_role),
                 can_purge=_allowed(self.purge_role),
             )

@@ -5,6 +5,10 @@
 - ``POST /dlq/<id>/replay``: publish a dead letter (or, with ``?poison=true``, a poison item) again
   now and remove it, as ``mutt dlq replay`` does; 404 if there is no such item, 422 if its payload
   cannot be replayed (it is left in place).
+- ``GET /alerts/<correlation_id>/deliveries`` (a UUID, else 400): was this alert sent to Moog, when, and what did Moog
+  say: ``{correlation_id, sent, sent_at, attempts}``, each attempt ``{at, outcome, status, error,
+  task_id, batch_size}`` (:mod:`mutt_app.delivery_history`; kept MOOG_DELIVERY_HISTORY_SECONDS).
+  404 when MUTT has no trace of a delivery of that id (never forwarded, or forgotten).
 - ``GET /config``: every dynamic setting with its value, whether it is overridden, and its help.
 - ``PUT /config``: ``{"<name>": value, ..., "reason": "..."}``, each value of the setting's JSON type
   (an integer setting takes an integer, a number setting a number). Every value is checked before any is
@@ -16,12 +20,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from celery import Celery
 from flask import Response, current_app, request
 
-from mutt_app import deadletters
+from mutt_app import deadletters, delivery_history
 from mutt_app.dynamic_config import KEYS, DynamicConfig, parse_value, set_audited
 from mutt_app.models import DeadLetter, PoisonLetter
 from mutt_app.web.api import (
@@ -111,6 +116,19 @@ def replay_dead_letter(item_id: int) -> Response:
             raise ApiError(422, "the item's payload cannot be replayed; it is left in place")
         name, queue = replayed
     return json_response({"replayed": item_id, "task": name, "queue": queue})
+
+
+@bp.get("/alerts/<correlation_id>/deliveries")
+def alert_deliveries(correlation_id: str) -> Response:
+    """The alert's delivery history: sent or not, and every attempt with Moog's answer."""
+    try:  # an alert's external_id is its event's correlation_id, a UUID
+        correlation_id = str(uuid.UUID(correlation_id))
+    except ValueError:
+        raise ApiError(400, "correlation_id must be a UUID") from None
+    found = delivery_history.report(redis_connection(), correlation_id)
+    if not found["sent"] and not found["attempts"]:
+        raise ApiError(404, f"no delivery of {correlation_id} is known")
+    return json_response(found)
 
 
 @bp.get("/config")

@@ -347,6 +347,26 @@ def _schemas() -> dict[str, Any]:
             },
             ["items", "total", "limit", "offset", "poison"],
         ),
+        "DeliveryAttempt": _object(
+            {
+                "at": TIMESTAMP,
+                "outcome": {"enum": ["delivered", "retry", "rejected", "dead_lettered"]},
+                "status": NULLABLE_INT,
+                "error": STR,
+                "task_id": STR,
+                "batch_size": INT,
+            },
+            ["at", "outcome", "status", "error", "task_id", "batch_size"],
+        ),
+        "Deliveries": _object(
+            {
+                "correlation_id": STR,
+                "sent": BOOL,
+                "sent_at": NULLABLE_TIMESTAMP,
+                "attempts": {"type": "array", "items": ref("DeliveryAttempt")},
+            },
+            ["correlation_id", "sent", "sent_at", "attempts"],
+        ),
         "Replayed": _object(
             {"replayed": INT, "task": STR, "queue": STR}, ["replayed", "task", "queue"]
         ),
@@ -618,6 +638,13 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "summary": "Publish a dead letter again now and remove it",
             "parameters": [ITEM_ID, POISON],
             "responses": _ok("Replayed") | _errors(400, 404, 422),
+        },
+        ("get", "/alerts/{correlation_id}/deliveries"): {
+            "summary": "Was this alert sent to Moog, when, and what did Moog say (each attempt)",
+            "parameters": [
+                _param("correlation_id", "path", UUID, "the alert's external_id (a UUID)"),
+            ],
+            "responses": _ok("Deliveries") | _errors(400, 404),
         },
         ("get", "/config"): {
             "summary": "Every dynamic setting: value, overridden or default, help",

@@ -71,8 +71,9 @@ def test_dashboard_and_alert_metrics_are_all_served_after_traffic(
     requests.post(control, json={"status": 500, "for_seconds": 1}, timeout=5).raise_for_status()
     post("CRITICAL retried", 2)
     wait_for(lambda: len(stack.sink_events()) >= 2, 60, "retried alerts delivered")
+    post("CRITICAL retried", 2)  # the same two again: held back as duplicates
     post("nothing matches this", 3)  # unhandled
-    stack.wait_audited(7)
+    stack.wait_audited(9)
 
     # The web app: the dashboard's figures (its database queries are timed), an API request, a bad
     # key, and then a throttled one.

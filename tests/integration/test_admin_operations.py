@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mutt_app import delivery_history
 from mutt_app.config import Settings
 from mutt_app.deadletters import add_dead_letter
 from mutt_app.dynamic_config import PREFIX
@@ -92,6 +93,39 @@ def test_anyone_logged_in_inspects_payload_error_and_attempts(
     assert 'id="attempts">4<' in page
     assert "replay-form" not in page and "purge-form" not in page  # a viewer changes nothing
     assert client.get("/admin/dlq/999999/").status_code == 404
+
+
+def test_a_forward_dead_letter_shows_the_alerts_delivery_history(
+    client: FlaskClient,  # noqa: F811
+    sessions: sessionmaker[Session],  # noqa: F811
+    settings: Settings,
+) -> None:
+    with sessions.begin() as session:
+        letter = add_dead_letter(
+            session,
+            task_name="mutt.forward_to_moog",
+            queue="mutt.forward",
+            payload={"alert": ALERT},
+            error="Moog answered 400: bad severity",
+            error_type="HTTP400",
+            backoff_base=60,
+            correlation_id=ALERT["external_id"],
+        )
+        session.flush()
+        letter_id = letter.id
+    pipe = redis.Redis.from_url(settings.redis_url).pipeline()
+    for outcome, size in (("rejected", 20), ("rejected", 1), ("dead_lettered", 1)):
+        attempt = delivery_history.entry(
+            outcome, status=400, error="Moog answered 400: bad severity", task_id="t-1",
+            batch_size=size,
+        )  # fmt: skip
+        delivery_history.queue_entries(pipe, [ALERT["external_id"]], attempt, 60)
+    pipe.execute()
+    _login(client, "victor")
+    page = html.unescape(client.get(f"/admin/dlq/{letter_id}/").get_data(as_text=True))
+    assert 'id="delivery-history"' in page and "Not sent to Moog." in page
+    assert page.count("<td>rejected</td>") == 2 and "<td>dead_lettered</td>" in page
+    assert "<td>20</td>" in page and "<code>t-1</code>" in page
 
 
 def test_an_operator_replays_with_a_reason_and_the_replay_is_audited(

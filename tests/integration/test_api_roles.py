@@ -17,10 +17,11 @@ from flask.testing import FlaskClient
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
+from mutt_app import delivery_history
 from mutt_app.config import Settings, SettingsError, load_settings
 from mutt_app.deadletters import add_dead_letter
 from mutt_app.web import create_app
-from mutt_app.web.api import API_VERSION
+from mutt_app.web.api import API_VERSION, redis_connection
 from tests.conftest import close_web_app
 from tests.integration.test_api import CRITICAL, audit_rows
 from tests.integration.test_openapi import check_answer
@@ -55,6 +56,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/api/v2/config-audit", "viewer"),
     ("GET", "/api/v2/dlq", "viewer"),
     ("POST", "/api/v2/dlq/<int:item_id>/replay", "operator"),
+    ("GET", "/api/v2/alerts/<correlation_id>/deliveries", "viewer"),
     ("GET", "/api/v2/config", "viewer"),
     ("PUT", "/api/v2/config", "operator"),
     ("GET", "/api/v2/slo", "viewer"),
@@ -90,6 +92,10 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/api/v2/config-audit"): ("/api/v2/config-audit", None),
     ("GET", "/api/v2/dlq"): ("/api/v2/dlq", None),
     ("POST", "/api/v2/dlq/<int:item_id>/replay"): ("/api/v2/dlq/{letter}/replay", None),
+    ("GET", "/api/v2/alerts/<correlation_id>/deliveries"): (
+        "/api/v2/alerts/6c442ed1-19ae-4c1b-9ecf-a3d7efc6d89a/deliveries",
+        None,
+    ),
     ("GET", "/api/v2/config"): ("/api/v2/config", None),
     ("PUT", "/api/v2/config"): ("/api/v2/config", {"moog_rate_limit": 9, "reason": "r"}),
     ("GET", "/api/v2/slo"): ("/api/v2/slo", None),
@@ -142,6 +148,12 @@ def _seed(client: FlaskClient, engine: Engine) -> dict[str, int]:
         )
         session.flush()
         letter_id = letter.id
+    with client.application.app_context():
+        # The dead-lettered alert's delivery history: Moog refused it once.
+        pipe = redis_connection().pipeline()
+        attempt = delivery_history.entry("rejected", status=400, error="Moog answered 400")
+        delivery_history.queue_entries(pipe, ["6c442ed1-19ae-4c1b-9ecf-a3d7efc6d89a"], attempt, 60)
+        pipe.execute()
     return {"rule": rule.json["id"], "letter": letter_id}
 
 

@@ -50,7 +50,7 @@ def test_racing_copies_of_an_alert_post_it_once(
     def deliver_until_settled(alert: dict, start: threading.Barrier) -> None:
         start.wait()
         # A deferred copy comes straight back (no countdown) to keep the race as tight as it gets.
-        while (status := deliver(runtime, alert, 0).status) == "deferred":
+        while (status := deliver(runtime, [alert], 0).status_of(alert)) == "deferred":
             pass
         with lock:
             outcomes.append(status)
@@ -71,6 +71,38 @@ def test_racing_copies_of_an_alert_post_it_once(
     assert len(posted) == len(set(posted)) == ALERTS
     assert outcomes.count("delivered") == ALERTS
     assert outcomes.count("duplicate") == ALERTS * (COPIES - 1)
+
+
+def test_racing_copies_of_overlapping_batches_post_each_alert_once(
+    pg_url: str, redis_url: str, tmp_path, sink_url: tuple[str, SinkState]
+) -> None:  # type: ignore[no-untyped-def]
+    # A redelivered batch racing its original, and a reconciled batch that overlaps both (the
+    # outbox batches again what it finds overdue): each alert still reaches Moog once.
+    url, state = sink_url
+    env = {"DATABASE_URL": pg_url, "REDIS_URL": redis_url, "MUTT_DATA_DIR": str(tmp_path)}
+    runtime = Runtime(load_settings({**env, "MOOG_WEBHOOK_URL": url, "MOOG_RATE_LIMIT": "100000"}))
+    rounds = 15
+    for i in range(rounds):
+        alerts = [
+            {"external_id": str(uuid.uuid4()), "signature": f"batch::{i}::{j}", "severity": 3}
+            for j in range(6)
+        ]
+        copies = [alerts, alerts, alerts[3:], alerts[:4], list(reversed(alerts))]
+        start = threading.Barrier(len(copies))
+
+        def deliver_until_settled(batch: list[dict], start: threading.Barrier = start) -> None:
+            start.wait()
+            while batch:
+                batch = deliver(runtime, batch, 0).deferred  # a copy in flight: ask again
+
+        threads = [threading.Thread(target=deliver_until_settled, args=(c,)) for c in copies]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+
+    posted = [event["external_id"] for event in state.events()[1]]
+    assert len(posted) == len(set(posted)) == rounds * 6
 
 
 def test_a_redis_restart_during_the_post_still_records_the_alert_as_sent(
@@ -102,10 +134,10 @@ def test_a_redis_restart_during_the_post_still_records_the_alert_as_sent(
         runtime = Runtime(load_settings({**env, "MOOG_WEBHOOK_URL": url}))
         alert = {"external_id": str(uuid.uuid4()), "signature": "restart::1", "severity": 3}
 
-        assert deliver(runtime, alert, 0).status == "delivered"
+        assert deliver(runtime, [alert], 0).status_of(alert) == "delivered"
         wait_for(broker.client().ping, 10, "Redis back")
         assert broker.client().exists(f"{SENT_PREFIX}:{alert['external_id']}")
-        assert deliver(runtime, alert, 0).status == "duplicate"  # the redelivered copy
+        assert deliver(runtime, [alert], 0).status_of(alert) == "duplicate"  # the redelivered copy
         assert len(posts) == 1
     finally:
         server.shutdown()

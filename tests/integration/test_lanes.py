@@ -42,12 +42,14 @@ def _alert(handling: str) -> dict[str, Any]:
 
 
 def _queued(client: redis.Redis, queue: str, newest: int = 0) -> list[dict[str, Any]]:
-    """Forward messages waiting in ``queue`` (all, or the ``newest`` n): {"alert", "eta"} each."""
+    """Alerts in forward messages waiting in ``queue`` (all, or the ``newest`` n messages):
+    {"alert", "eta"} each (a message carries a batch of alerts, or one)."""
     found = []
     for raw in client.lrange(queue, 0, newest - 1):
         message = orjson.loads(raw)
         args = orjson.loads(base64.b64decode(message["body"]))[0]
-        found.append({"alert": args[0], "eta": message["headers"].get("eta")})
+        batch = args[0] if isinstance(args[0], list) else [args[0]]
+        found += [{"alert": alert, "eta": message["headers"].get("eta")} for alert in batch]
     return found
 
 
@@ -198,3 +200,24 @@ def test_the_lane_is_read_once_a_second_not_per_alert(app: Any, redis_client: re
     time.sleep(0.55)
     reading = pressure.pressure()
     assert (reading.depth, reading.level, reading.mode) == (20, 2, "dlq")
+
+
+def test_alerts_are_published_in_batches_of_one_lane_up_to_moog_batch_size(
+    app: Any, redis_client: redis.Redis
+) -> None:
+    _set(app, moog_batch_size=3)
+    tickets = [_alert("Ticket_only") for _ in range(7)]
+    pages = [_alert("Page_and_ticket") for _ in range(2)]
+    mixed = [tickets[0], pages[0], *tickets[1:5], pages[1], *tickets[5:]]
+    assert publish_forwards(runtime_of(app), app, mixed) == {}
+
+    def batches(queue: str) -> list[list[str]]:
+        raws = reversed(redis_client.lrange(queue, 0, -1))  # LPUSHed: oldest last
+        bodies = [orjson.loads(base64.b64decode(orjson.loads(r)["body"]))[0] for r in raws]
+        return [[alert["external_id"] for alert in args[0]] for args in bodies]
+
+    ids = [a["external_id"] for a in tickets]
+    assert batches(PAGE) == [[p["external_id"] for p in pages]]  # pages only with pages
+    assert batches(TICKET) == [ids[0:3], ids[3:6], ids[6:7]]  # in order, at most 3 each
+    # One outbox entry per alert, whatever the batches.
+    assert Ledger(redis_client, OUTBOX).depth() == 9

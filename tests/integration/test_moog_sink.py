@@ -99,9 +99,33 @@ def test_long_descriptions_are_cut_in_the_printed_line(sink: Sink) -> None:
 def test_a_body_that_is_not_a_json_object_is_refused(sink: Sink) -> None:
     response = requests.post(sink.url + "/webhook", data=b"not json", timeout=5)
     assert response.status_code == 400
-    assert sink.post([_alert(1)]).status_code == 400
+    assert sink.post([1, 2]).status_code == 400  # an array, but not of events
+    assert sink.post({"events": []}).status_code == 400
     assert sink.get("/events")["count"] == 0
-    assert sink.get("/_stats")["rejected"] == {"400": 2}
+    assert sink.get("/_stats")["rejected"] == {"400": 3}
+
+
+def test_a_batch_in_either_format_is_recorded_event_by_event(sink: Sink) -> None:
+    assert sink.post({"events": [_alert(1), _alert(2)]}).json() == {"success": True}
+    cloud = [{"description": "c1", "tags": {"external_id": "c-1"}}, {"description": "c2"}]
+    assert sink.post(cloud, path="/v1/integrations/events").status_code == 200
+    body = sink.get("/events")
+    assert body["count"] == 4
+    assert [e.get("external_id") for e in body["events"][:2]] == ["id-1", "id-2"]
+    assert body["events"][2]["tags"] == {"external_id": "c-1"}
+    assert sink.get("/_stats")["requests"] == 2
+    assert sink.lines[2].startswith("alert c-1 ")
+
+
+def test_a_marked_event_gets_its_whole_request_refused(sink: Sink) -> None:
+    assert sink.control(reject_marker="POISON").json()["reject_marker"] == "POISON"
+    refused = sink.post({"events": [_alert(1), _alert(2, description="a POISON pill")]})
+    assert refused.status_code == 400
+    assert "1 of 2 events refused" in refused.json()["error"]
+    assert sink.post({"events": [_alert(3)]}).status_code == 200
+    assert [e["external_id"] for e in sink.get("/events")["events"]] == ["id-3"]
+    assert sink.get("/_stats")["rejected"] == {"400": 1}
+    assert sink.control(reject_marker="").status_code == 400
 
 
 def test_an_outage_for_some_seconds_then_recovery(sink: Sink) -> None:
@@ -118,6 +142,7 @@ def test_an_outage_for_some_seconds_then_recovery(sink: Sink) -> None:
         "retry_after": None,
         "delay": 0.0,
         "remaining_seconds": None,
+        "reject_marker": None,
     }
     events = sink.get("/events")["events"]
     assert [e["external_id"] for e in events] == ["id-9"]  # refused alerts are not recorded

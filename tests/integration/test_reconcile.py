@@ -38,7 +38,9 @@ def test_overdue_batches_and_alerts_are_published_again(
     assert _queued(redis_client, "mutt.classify") == [
         ("mutt.classify_event", [[{"message": "lost"}], "lost-batch"])
     ]
-    assert _queued(redis_client, "mutt.forward") == [("mutt.forward_to_moog", [alert])]
+    assert _queued(redis_client, "mutt.forward") == [
+        ("mutt.forward_to_moog", [[alert]])
+    ]  # a batch of one
     # Republishing restarts the clock: the next run does not publish them a second time.
     assert app.tasks["mutt.reconcile_ledger"].apply().get() == 0
 

@@ -149,3 +149,22 @@ def test_unhandled_meta_alert_keeps_one_moog_alert_per_host() -> None:
     assert "100 events from Busy-Host" in first["description"]
     assert first["custom_info"]["unhandled_count"] == 100
     assert first["custom_info"]["correlation_id"] == first["external_id"]
+
+
+def test_request_body_in_either_format() -> None:
+    from mutt_app.moog import request_body
+
+    alerts = [
+        {"external_id": f"e-{i}", "signature": f"h::1::m{i}", "severity": s, "source": "h",
+         "type": "syslog", "description": f"m{i}", "agent_time": 7, "class": "NETO",
+         "custom_info": {"handling": "Ticket_only", "rule_id": None}}
+        for i, s in enumerate((0, 1, 2, 3, 4, 5, 9))
+    ]  # fmt: skip
+    assert request_body(alerts, "rest_lam") == {"events": alerts}
+    cloud = request_body(alerts, "cloud")
+    assert [e["severity"] for e in cloud] == [
+        "clear", "unknown", "warning", "minor", "major", "critical", "warning",
+    ]  # fmt: skip
+    assert cloud[0]["dedupe_key"] == "h::1::m0" and cloud[0]["check"] == "syslog"
+    assert cloud[0]["tags"] == {"handling": "Ticket_only", "rule_id": "", "external_id": "e-0"}
+    assert cloud[0]["time"] == 7 and cloud[0]["class"] == "NETO"
