@@ -1,7 +1,8 @@
 """Classify's backpressure: when the ticket lane backs up, Ticket_only alerts are shed, never pages.
 
 Before classify publishes its forwards it reads the length of the ticket lane (``LLEN mutt.forward``),
-at most once a second per process, and compares it with the dynamic settings:
+at most once a second per process, and compares it with the dynamic settings. The length counts
+forward task messages, each carrying up to ``moog_batch_size`` alerts:
 
 - at ``alerter_queue_warn_threshold`` or above: a warning in the log (when the level changes, then
   once a minute) and ``mutt_alerter_backpressure_state`` = 1;

@@ -65,7 +65,7 @@ KEYS: dict[str, Key] = {
         Key("max_ingest_queue_size", int, 1_000_000, 1, MAX_COUNT, setting="max_ingest_queue_size",
             help="classify queue length above which ingest answers 503"),
         Key("alerter_queue_warn_threshold", int, 1000, 1, MAX_COUNT,
-            help="ticket lane (mutt.forward) length at which classify warns"),
+            help="ticket lane (mutt.forward) length, in forward tasks, at which classify warns"),
         Key("alerter_queue_shed_threshold", int, 2000, 1, MAX_COUNT,
             help="ticket lane length at which classify sheds Ticket_only alerts (never pages)"),
         Key("alerter_shed_mode", str, "dlq", choices=("dlq", "defer"),

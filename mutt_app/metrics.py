@@ -110,11 +110,15 @@ STORM_SUMMARIES = Counter(
     "Summary alerts sent to Moog for storm-budget windows that held alerts, by scope",
     ["scope"],
 )
+for _scope in ("device", "rule"):
+    STORM_SUMMARIES.labels(_scope)
 FLAPPING_ALERTS = Counter(
     "mutt_flapping_alerts_total",
     "Flapping alerts sent to Moog, by event: raised (a pair started flapping) or ended",
     ["event"],
 )
+for _event in ("raised", "ended"):
+    FLAPPING_ALERTS.labels(_event)
 DEAD_LETTERED = Counter(
     "mutt_dead_letters_total", "Items written to the dead-letter queue", ["task", "reason"]
 )

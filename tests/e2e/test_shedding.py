@@ -58,6 +58,7 @@ def test_a_backed_up_ticket_lane_sheds_tickets_never_pages(
     stack = make_stack(
         MOOG_RATE_LIMIT="50",
         DEDUP_WINDOW_SECONDS="0",  # distinct alerts here; deduplication has its own tests
+        MOOG_BATCH_SIZE="1",  # the thresholds count forward messages: one alert each here
         REMEDIATION_INTERVAL_SECONDS="1",
         REMEDIATION_BACKOFF_BASE="1",
     )
