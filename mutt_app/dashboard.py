@@ -12,6 +12,12 @@ from what the pipeline already records, not from counters of its own:
   minute every METRICS_CACHE_TTL seconds, the hour every 15 s, the day every 5 minutes.
 - events per minute over the last hour (the chart), and the top rules and top unhandled hosts
   (events that matched no rule) over that hour, from the same hourly pass;
+- what was held back from Moog over that hour (``event_audit_log.held_reason``): the count per
+  reason, and the devices and rules with the most events held over a storm budget (the top
+  storming ones: ``held_reason='storm_budget'`` only, so a device whose repeats deduplication
+  folded is not called storming);
+- the problem/clear pairs flapping now, from the flap detector's state in Redis
+  (:func:`mutt_app.flapping.open_pairs`), with the rules that clear each problem rule;
 - queue depths: LLEN of the Celery queues ``mutt.classify``, ``mutt.forward.page`` (the page lane)
   and ``mutt.forward`` (tickets) in Redis;
 - DLQ depth and poison count: the ``dead_letters`` and ``poison_letters`` tables;
@@ -38,11 +44,12 @@ from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app import deadletters, lanes, metrics
+from mutt_app import deadletters, flapping, lanes, metrics
 from mutt_app.config import Settings
 from mutt_app.dynamic_config import DynamicConfig
-from mutt_app.models import AlertRule, EventAuditLog
+from mutt_app.models import HELD_REASONS, AlertRule, EventAuditLog
 from mutt_app.redis_scripts import CircuitBreaker
+from mutt_app.storms import STORM_BUDGET
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +185,95 @@ def top_unhandled_hosts(
     return [{"hostname": hostname, "events": n} for hostname, n in rows]
 
 
+def held_by_reason(session: Session, start: datetime, end: datetime) -> dict[str, int]:
+    """Events held back from Moog in (start, end], per reason (every reason named, 0 if none)."""
+    _bounded(session)
+    query = (
+        select(EventAuditLog.held_reason, func.count())
+        .where(_in_window(start, end), EventAuditLog.held_reason.is_not(None))
+        .group_by(EventAuditLog.held_reason)
+    )
+    with _timed("dashboard_held"):
+        rows = session.execute(query).all()
+    return {reason: 0 for reason in HELD_REASONS} | {reason: n for reason, n in rows}
+
+
+def top_storming_devices(
+    session: Session, start: datetime, end: datetime, limit: int = TOP_LIMIT
+) -> list[dict[str, Any]]:
+    """The devices with the most events held over a storm budget in (start, end].
+
+    Grouped by the lower-cased host name, as the device budget counts them.
+    """
+    _bounded(session)
+    host = func.lower(EventAuditLog.hostname).label("hostname")
+    held = func.count().label("held")
+    query = (
+        select(host, held)
+        .where(_in_window(start, end), EventAuditLog.held_reason == STORM_BUDGET)
+        .group_by(host)
+        .order_by(held.desc(), host)
+        .limit(limit)
+    )
+    with _timed("dashboard_storming_devices"):
+        rows = session.execute(query).all()
+    return [{"hostname": hostname, "held": n} for hostname, n in rows]
+
+
+def top_storming_rules(
+    session: Session, start: datetime, end: datetime, limit: int = TOP_LIMIT
+) -> list[dict[str, Any]]:
+    """The rules with the most events held over a storm budget in (start, end]."""
+    _bounded(session)
+    held = func.count().label("held")
+    query = (
+        select(EventAuditLog.matched_rule_id, held)
+        .where(
+            _in_window(start, end),
+            EventAuditLog.held_reason == STORM_BUDGET,
+            EventAuditLog.matched_rule_id.is_not(None),
+        )
+        .group_by(EventAuditLog.matched_rule_id)
+        .order_by(held.desc(), EventAuditLog.matched_rule_id)
+        .limit(limit)
+    )
+    with _timed("dashboard_storming_rules"):
+        rows = session.execute(query).all()
+    ids = [rule_id for rule_id, _ in rows]
+    rules = {r.id: r for r in session.scalars(select(AlertRule).where(AlertRule.id.in_(ids)))}
+    result = []
+    for rule_id, n in rows:
+        rule = rules.get(rule_id)
+        result.append(
+            {
+                "rule_id": rule_id,
+                "held": n,
+                "match_type": rule.match_type if rule else None,
+                "match_string": rule.match_string if rule else None,
+                "trap_oid": rule.trap_oid if rule else None,
+                "team": rule.team_assignment if rule else None,
+            }
+        )
+    return result
+
+
+def clearing_rules(session: Session) -> dict[str, list[int]]:
+    """Which rules clear each problem rule (``alert_rules.clears_rule_id``), by problem rule id.
+
+    Keys are strings: the answer is cached as JSON.
+    """
+    query = select(AlertRule.clears_rule_id, AlertRule.id).where(
+        AlertRule.clears_rule_id.is_not(None)
+    )
+    found: dict[str, list[int]] = {}
+    for problem, clear in session.execute(query.order_by(AlertRule.id)).all():
+        found.setdefault(str(problem), []).append(clear)
+    return found
+
+
 def hour_figures(session: Session, end: datetime) -> dict[str, Any]:
-    """The last hour: events per minute, the 1-hour rate, top rules and top unhandled hosts."""
+    """The last hour: events per minute, the 1-hour rate, top rules and top unhandled hosts, what
+    was held back and the top storming devices and rules."""
     start = end - timedelta(seconds=WINDOWS["1h"])
     per_minute = events_per_minute(session, end)
     return {
@@ -188,6 +282,9 @@ def hour_figures(session: Session, end: datetime) -> dict[str, Any]:
         "count_1h": count_events(session, start, end),
         "top_rules": top_rules(session, start, end),
         "top_unhandled_hosts": top_unhandled_hosts(session, start, end),
+        "held_by_reason": held_by_reason(session, start, end),
+        "top_storming_devices": top_storming_devices(session, start, end),
+        "top_storming_rules": top_storming_rules(session, start, end),
     }
 
 
@@ -265,11 +362,17 @@ def collect(
         "circuit_breaker": None,
         "top_rules": None,
         "top_unhandled_hosts": None,
+        "held_by_reason": None,
+        "top_storming_devices": None,
+        "top_storming_rules": None,
+        "flapping_count": None,
+        "flapping_pairs": None,
         "window_seconds": WINDOWS,
     }
     try:
         body["queues"] = queue_depths(client)
         body["circuit_breaker"] = circuit(client, settings)
+        body["flapping_count"], body["flapping_pairs"] = flapping.open_pairs(client, TOP_LIMIT)
     except (redis.RedisError, OSError) as exc:
         log.warning("dashboard: Redis unreachable: %s", exc)
         errors.append(f"redis: {exc}")
@@ -305,6 +408,15 @@ def collect(
         body["events_per_minute_end"] = hour["per_minute_end"]
         body["top_rules"] = hour["top_rules"]
         body["top_unhandled_hosts"] = hour["top_unhandled_hosts"]
+        # .get: an hour cached by a web process of the previous release lacks these for HOUR_REFRESH.
+        for name in ("held_by_reason", "top_storming_devices", "top_storming_rules"):
+            body[name] = hour.get(name)
+    if body["flapping_pairs"]:
+        clears = part("clearing_rules", HOUR_REFRESH, clearing_rules)
+        for pair in body["flapping_pairs"]:
+            pair["clear_rule_ids"] = (
+                None if clears is None else clears.get(str(pair["problem_rule_id"]), [])
+            )
     if letters is not None:
         body.update(letters)
     body["errors"] = errors

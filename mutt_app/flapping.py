@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import redis
 
 from mutt_app import metrics
 from mutt_app.dedup import Candidate, Held, batch_digest
@@ -95,6 +97,45 @@ def hold_flapping(
             )
             log.warning("flapping: %s (%d transitions)", flap.pair, verdict.transitions)
     return held, raised
+
+
+def _moment(epoch_ms: bytes) -> str:
+    return datetime.fromtimestamp(int(epoch_ms) / 1000, UTC).isoformat()
+
+
+def open_pairs(client: redis.Redis, limit: int = 10) -> tuple[int, list[dict[str, Any]]]:
+    """The pairs flapping now: how many, and the ``limit`` with the most transitions.
+
+    A pair is flapping while its episode is open and its quiet time not over (it is in the due set
+    scored by ``closes`` later than now); one whose quiet time just ended is left out even before
+    the flush job closes it. Each: ``hostname``, ``problem_rule_id``, ``transitions`` (since the
+    episode started, the ones that started it included), ``held`` (events held), ``started`` and
+    ``last_event`` (ISO timestamps). Read only: the state is the detector's, read as it keeps it.
+    """
+    state = FlapDetector(client, PREFIX, 0)
+    seconds, micros = client.time()
+    now_ms = seconds * 1000 + micros // 1000
+    keys = client.zrangebyscore(state.due_key, f"({now_ms}", "+inf")
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.hmget(key, "id", "flips", "count", "started", "last")
+    found = []
+    for key, (episode, flips, count, started, last) in zip(keys, pipe.execute(), strict=True):
+        if episode is None:  # closed between the two reads
+            continue
+        host, _, rule = key.decode().removeprefix(state.pair_key("")).rpartition(":")
+        found.append(
+            {
+                "hostname": host,
+                "problem_rule_id": int(rule),
+                "transitions": int(flips),
+                "held": int(count),
+                "started": _moment(started),
+                "last_event": _moment(last),
+            }
+        )
+    found.sort(key=lambda p: (-p["transitions"], -p["held"], p["hostname"], p["problem_rule_id"]))
+    return len(found), found[:limit]
 
 
 def ended(episode: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -14,9 +14,11 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mutt_app import flapping
 from mutt_app.deadletters import add_dead_letter
 from mutt_app.event_audit import insert_audit_rows
 from mutt_app.models import AlertRule, ConfigAuditLog, DeadLetter, EventAuditLog
+from mutt_app.redis_scripts import FlapDetector, Transition
 from tests.browser.conftest import log_in, wait_for_element
 
 Shoot = Callable[[str], Path]
@@ -204,6 +206,12 @@ def _traffic(sessions: sessionmaker[Session], rules: list[int]) -> None:
     for minute in range(60):
         for i in range(5 + (minute * 7) % 23):
             rule = rules[i % len(rules)] if i % 6 else None
+            # Some of the rules' events held back: the busiest minutes over the storm budget.
+            held = None
+            if rule is not None and i >= 14:
+                held = "storm_budget"
+            elif rule is not None and i % 5 == 1:
+                held = "duplicate"
             moment = now - timedelta(minutes=minute, seconds=i % 50)
             rows.append(
                 {
@@ -218,7 +226,8 @@ def _traffic(sessions: sessionmaker[Session], rules: list[int]) -> None:
                     "handling_decision": "Ticket_only" if rule else "unhandled",
                     "team_assignment": "NETO",
                     "is_dev": False,
-                    "forwarded_to_moog": bool(rule),
+                    "forwarded_to_moog": bool(rule) and held is None,
+                    "held_reason": held,
                     "correlation_id": str(uuid.uuid4()),
                     "raw": None,
                 }
@@ -249,6 +258,17 @@ def test_the_dashboard_draws_its_charts_from_live_figures(
         _rule(sessions, match_string="SYS-2-MALLOCFAIL", priority=700),
     ]
     _traffic(sessions, rules)
+    # A link flapping now: LINK-UP clears LINK-3-UPDOWN, and core-01 went down and up six times.
+    link_up = _rule(sessions, match_string="LINK-UP", priority=600, clears_rule_id=rules[0])
+    pair = f"core-01:{rules[0]}"
+    FlapDetector(redis_client, flapping.PREFIX, 60).observe(
+        "browser-flaps",
+        [Transition(pair, side == "p") for side in "pcpcpcpcpcpc"],
+        {pair: b'{"custom_info": {}}'},
+        transitions=5,
+        within_seconds=600,
+        quiet_seconds=600,
+    )
     redis_client.rpush("mutt.classify", *[f"m{i}" for i in range(12)])
     redis_client.rpush("mutt.forward.page", "p1", "p2")
     log_in(browser, base_url, "victor")
@@ -273,6 +293,14 @@ def test_the_dashboard_draws_its_charts_from_live_figures(
     assert browser.find_element(By.ID, "circuit-state").text == "CLOSED"
     assert float(browser.find_element(By.ID, "eps-1h").text) > 0
     assert "edge-" in browser.find_element(By.ID, "top-hosts").text
+    # The storm panel: held back by reason, who storms, what flaps.
+    held = browser.find_element(By.ID, "held-by-reason").text
+    assert "storm_budget" in held and "duplicate" in held and "shed 0" in held
+    assert "core-" in browser.find_element(By.ID, "storming-devices").text
+    assert "LINK-3-UPDOWN" in browser.find_element(By.ID, "storming-rules").text
+    assert browser.find_element(By.ID, "flapping-count").text == "1"
+    flaps = browser.find_element(By.ID, "flapping-pairs").text
+    assert "core-01" in flaps and f"#{rules[0]}" in flaps and f"#{link_up}" in flaps
     # It keeps polling: a second answer arrives without reloading the page.
     WebDriverWait(browser, 20).until(
         lambda b: b.execute_script("return window.muttDashboard.polls") >= 2

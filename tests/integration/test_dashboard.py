@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app import dashboard
+from mutt_app import dashboard, flapping
 from mutt_app.config import Settings
 from mutt_app.db import session_factory
 from mutt_app.deadletters import add_dead_letter
@@ -24,6 +24,7 @@ from mutt_app.dynamic_config import PREFIX
 from mutt_app.event_audit import insert_audit_rows
 from mutt_app.models import AlertRule, EventAuditLog, PoisonLetter
 from mutt_app.partitions import ensure_partitions
+from mutt_app.redis_scripts import FlapDetector, Transition
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
 from tests.integration.test_admin_ui import _login, users  # noqa: F401 - fixture
@@ -37,8 +38,11 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
     return session_factory(engine)
 
 
-def _row(moment: datetime, hostname: str = "r1", rule_id: int | None = None) -> dict[str, Any]:
+def _row(
+    moment: datetime, hostname: str = "r1", rule_id: int | None = None, held: str | None = None
+) -> dict[str, Any]:
     return {
+        "held_reason": held,
         "event_timestamp": moment,
         "received_at": moment,
         "hostname": hostname,
@@ -124,6 +128,77 @@ def test_top_rules_and_unhandled_hosts_over_the_last_hour(
         {"hostname": "noisy", "events": 4},
         {"hostname": "calm", "events": 1},
     ]
+
+
+def test_held_back_by_reason_and_the_top_storming_devices_and_rules_over_the_last_hour(
+    sessions: sessionmaker[Session], redis_client: redis.Redis, settings: Settings
+) -> None:
+    with sessions.begin() as session:
+        loud, other = _rule(session, "loud"), _rule(session, "other")
+    recent = NOW - timedelta(minutes=10)
+    storm = "storm_budget"
+    rows = (
+        # One device whatever the case of its name, as the device budget counts it.
+        [_row(recent, hostname="Core-SW-01", rule_id=loud, held=storm) for _ in range(3)]
+        + [_row(recent, hostname="core-sw-01", rule_id=loud, held=storm)]
+        + [_row(recent, hostname="edge-02", rule_id=other, held=storm) for _ in range(2)]
+        # Held for other reasons: counted per reason, never as storming.
+        + [_row(recent, hostname="dup-host", rule_id=other, held="duplicate") for _ in range(5)]
+        + [_row(recent, hostname="flappy", rule_id=other, held="flapping")]
+        + [_row(recent, hostname="fine", rule_id=other)]  # forwarded: not held
+        + [_row(NOW - timedelta(hours=2), hostname="old", rule_id=other, held=storm)]  # too old
+    )
+    _audit(sessions, rows)
+    body = dashboard.collect(sessions, redis_client, settings, now=NOW)
+    assert body["errors"] == []
+    assert body["held_by_reason"] == {
+        "duplicate": 5,
+        "storm_budget": 6,
+        "flapping": 1,
+        "maintenance": 0,
+        "shed": 0,
+    }
+    assert body["top_storming_devices"] == [
+        {"hostname": "core-sw-01", "held": 4},
+        {"hostname": "edge-02", "held": 2},
+    ]
+    assert [(r["rule_id"], r["held"], r["match_string"]) for r in body["top_storming_rules"]] == [
+        (loud, 4, "loud"),
+        (other, 2, "other"),
+    ]
+
+
+def test_the_pairs_flapping_now_come_from_the_flap_detectors_state(
+    sessions: sessionmaker[Session], redis_client: redis.Redis, settings: Settings
+) -> None:
+    with sessions.begin() as session:
+        down, up = _rule(session, "LINK-DOWN"), _rule(session, "LINK-UP")
+        session.get(AlertRule, up).clears_rule_id = down  # type: ignore[union-attr]
+    state = FlapDetector(redis_client, flapping.PREFIX, 60)
+    alert = b'{"custom_info": {}}'
+
+    def flips(batch: str, pair: str, sides: str, quiet: int) -> None:
+        events = [Transition(pair, side == "p") for side in sides]
+        state.observe(
+            batch, events, {pair: alert}, transitions=2, within_seconds=600, quiet_seconds=quiet
+        )
+
+    flips("b1", f"core-sw-01:{down}", "pcpcp", quiet=600)  # flapping: 4 transitions, 3 held
+    flips("b2", f"edge-02:{down}", "pcp", quiet=600)  # flapping: 2 transitions, 1 held
+    flips("b3", f"calm:{down}", "pc", quiet=600)  # one transition: not flapping
+    flips("b4", f"quiet-now:{down}", "pcp", quiet=0)  # its quiet time is already over
+    body = dashboard.collect(sessions, redis_client, settings, now=NOW)
+    assert body["errors"] == []
+    assert body["flapping_count"] == 2
+    pairs = body["flapping_pairs"]
+    assert [
+        (p["hostname"], p["problem_rule_id"], p["clear_rule_ids"], p["transitions"], p["held"])
+        for p in pairs
+    ] == [("core-sw-01", down, [up], 4, 3), ("edge-02", down, [up], 2, 1)]
+    assert all(p["started"] <= p["last_event"] for p in pairs)
+    # Reading changes nothing the detector keeps.
+    without_rules = [{k: v for k, v in p.items() if k != "clear_rule_ids"} for p in pairs]
+    assert flapping.open_pairs(redis_client) == (2, without_rules)
 
 
 def test_queues_dead_letters_poison_and_circuit(

@@ -128,6 +128,53 @@
       cell(row, h.hostname);
       cell(row, h.events);
     });
+    showStorms(m);
+  }
+
+  function ruleCell(row, id) {
+    if (id === null || id === undefined) cell(row, "");
+    else cell(row, "#" + id, ruleUrl + "?id=" + id);
+  }
+
+  function rows(selector, items, fill) {
+    const body = document.querySelector(selector + " tbody");
+    body.innerHTML = "";
+    (items || []).forEach(function (item) { fill(body.insertRow(), item); });
+  }
+
+  // Storms: held back by reason, top storming devices and rules, pairs flapping now.
+  function showStorms(m) {
+    const held = m.held_by_reason;
+    rows("#held-by-reason", held ? Object.keys(held) : [], function (row, reason) {
+      cell(row, reason);
+      cell(row, held[reason]);
+    });
+    rows("#storming-devices", m.top_storming_devices, function (row, d) {
+      cell(row, d.hostname);
+      cell(row, d.held);
+    });
+    rows("#storming-rules", m.top_storming_rules, function (row, r) {
+      ruleCell(row, r.rule_id);
+      cell(row, (r.match_type || "") + " " + (r.match_string || r.trap_oid || ""));
+      cell(row, r.team);
+      cell(row, r.held);
+    });
+    text("flapping-count", m.flapping_count);
+    rows("#flapping-pairs", m.flapping_pairs, function (row, p) {
+      cell(row, p.hostname);
+      ruleCell(row, p.problem_rule_id);
+      const clears = row.insertCell();
+      (p.clear_rule_ids || []).forEach(function (id, i) {
+        if (i) clears.appendChild(document.createTextNode(" "));
+        const a = document.createElement("a");
+        a.href = ruleUrl + "?id=" + id;
+        a.textContent = "#" + id;
+        clears.appendChild(a);
+      });
+      cell(row, p.transitions);
+      cell(row, p.held);
+      cell(row, new Date(p.started).toLocaleTimeString());
+    });
   }
 
   async function poll() {
