@@ -32,4 +32,8 @@ sleep 5  # let start-up work (imports, rule compilation) settle out of the CPU f
 events=$(awk '/^audited/ {print $2}' "$data/bench.out")
 "$python" "$here/bench/stack_cpu.py" diff "$data/before.json" "$data/after.json" "$events"
 curl -s localhost:8080/metrics | grep -E '^mutt_ingest_publish_round_requests_(sum|count)' || true
+# What reached Moog by the end of the run: alerts, and the requests that carried them.
+curl -s localhost:8099/_stats | "$python" -c \
+  'import json, sys; s = json.load(sys.stdin); print("sink          %s alerts in %s requests" % (s["received"], s["requests"]))' \
+  || true
 kill -INT "$stack"; wait "$stack" || true
