@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -148,23 +148,7 @@ def top_rules(
     )
     with _timed("dashboard_top_rules"):
         rows = session.execute(query).all()
-    ids = [rule_id for rule_id, _ in rows]
-    rules = {r.id: r for r in session.scalars(select(AlertRule).where(AlertRule.id.in_(ids)))}
-    result = []
-    for rule_id, n in rows:
-        rule = rules.get(rule_id)
-        result.append(
-            {
-                "rule_id": rule_id,
-                "events": n,
-                "match_type": rule.match_type if rule else None,
-                "match_string": rule.match_string if rule else None,
-                "trap_oid": rule.trap_oid if rule else None,
-                "team": rule.team_assignment if rule else None,
-                "is_active": rule.is_active if rule else None,
-            }
-        )
-    return result
+    return _described(session, rows, "events", with_active=True)
 
 
 def top_unhandled_hosts(
@@ -239,21 +223,29 @@ def top_storming_rules(
     )
     with _timed("dashboard_storming_rules"):
         rows = session.execute(query).all()
+    return _described(session, rows, "held")
+
+
+def _described(
+    session: Session, rows: Sequence[Any], count_field: str, *, with_active: bool = False
+) -> list[dict[str, Any]]:
+    """``rows`` of (rule id, count) with what each rule matches and its team (None: rule gone)."""
     ids = [rule_id for rule_id, _ in rows]
     rules = {r.id: r for r in session.scalars(select(AlertRule).where(AlertRule.id.in_(ids)))}
     result = []
     for rule_id, n in rows:
         rule = rules.get(rule_id)
-        result.append(
-            {
-                "rule_id": rule_id,
-                "held": n,
-                "match_type": rule.match_type if rule else None,
-                "match_string": rule.match_string if rule else None,
-                "trap_oid": rule.trap_oid if rule else None,
-                "team": rule.team_assignment if rule else None,
-            }
-        )
+        entry = {
+            "rule_id": rule_id,
+            count_field: n,
+            "match_type": rule.match_type if rule else None,
+            "match_string": rule.match_string if rule else None,
+            "trap_oid": rule.trap_oid if rule else None,
+            "team": rule.team_assignment if rule else None,
+        }
+        if with_active:
+            entry["is_active"] = rule.is_active if rule else None
+        result.append(entry)
     return result
 
 
