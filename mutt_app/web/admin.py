@@ -20,11 +20,12 @@ from __future__ import annotations
 import logging
 import uuid
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import redis
 from flask import Flask, Response, abort, flash, g, redirect, request, url_for
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.actions import action
@@ -39,7 +40,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from wtforms import HiddenField, IntegerField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
-from mutt_app.config_audit import record_change
+from mutt_app.changes import Change, audited_change
 from mutt_app.dashboard import cached_metrics
 from mutt_app.models import (
     DEV_HANDLINGS,
@@ -52,7 +53,6 @@ from mutt_app.models import (
     DeviceTeam,
     EventAuditLog,
 )
-from mutt_app.rule_cache import bump_rules_version
 from mutt_app.rules import RuleError, validate_rule_fields
 from mutt_app.web.api import MAX_DB_INT, redis_connection, sessions, settings
 
@@ -212,68 +212,68 @@ class MuttModelView(ModelView):
 
         return ActionForm
 
-    # --- audit ---------------------------------------------------------------------------------
+    # --- changes: through the audited-change service --------------------------------------------
 
     @property
     def db(self) -> Session:
         return self.session  # type: ignore[return-value]
 
-    def audit(
-        self,
-        operation: str,
-        record_id: int | None,
-        old: dict[str, Any] | None,
-        new: dict[str, Any] | None,
-    ) -> None:
-        """Add the config_audit_log row for a change to this request's transaction."""
-        record_change(
+    @contextmanager
+    def change(self) -> Iterator[Change]:
+        """One audited change in this request's session, by the logged-in person, with the form's
+        reason; a Redis failure in the bump after the commit is flashed, not raised."""
+        with audited_change(
             self.db,
+            redis_connection(),
             changed_by=current_user.username,
-            operation=operation,
-            table_name=self.model.__tablename__,
-            record_id=record_id,
-            old_values=old,
-            new_values=new,
             reason=_reason(),
             correlation_id=_correlation_id(),
-        )
-        g.mutt_changed = True
-
-    def update_model(self, form: Any, model: Any) -> bool:
-        g.mutt_old_values = model.as_dict()
-        return super().update_model(form, model)
-
-    def on_model_change(self, form: Any, model: Any, is_created: bool) -> None:
-        self.db.flush()
-        self.db.refresh(model)  # server defaults and the updated_at trigger
-        new = model.as_dict()
-        if is_created:
-            self.audit("CREATE", model.id, None, new)
-        elif new != g.get("mutt_old_values"):
-            self.audit("UPDATE", model.id, g.get("mutt_old_values"), new)
-
-    def on_model_delete(self, model: Any) -> None:
-        self.audit("DELETE", model.id, model.as_dict(), None)
-
-    def after_model_change(self, form: Any, model: Any, is_created: bool) -> None:
-        self.bump_rules_version()
-
-    def after_model_delete(self, model: Any) -> None:
-        self.bump_rules_version()
-
-    def bump_rules_version(self) -> None:
-        """After a committed change, tell the workers (once per request)."""
-        if not g.pop("mutt_changed", False):
-            return
-        try:
-            bump_rules_version(redis_connection())
-        except (redis.RedisError, OSError) as exc:
-            log.warning("change committed but the rules version was not bumped: %s", exc)
+        ) as change:
+            yield change
+        if change.warnings:
             flash(
                 "Saved, but Redis is unreachable: workers pick the change up within"
                 " CACHE_RELOAD_INTERVAL.",
                 "warning",
             )
+
+    def _failed(self, exc: Exception, what: str) -> None:
+        # Flask-Admin's own handling: an IntegrityError is flashed, anything else logged.
+        if not self.handle_view_exception(exc):
+            log.exception("failed to %s", what)
+            flash(f"Failed to {what}: {exc}", "error")
+
+    def create_model(self, form: Any) -> Any:
+        """Create a record from the form, audited."""
+        try:
+            with self.change() as change:
+                model = self.build_new_instance()
+                form.populate_obj(model)
+                change.create(model)
+        except Exception as exc:
+            self._failed(exc, "create the record")
+            return False
+        return model
+
+    def update_model(self, form: Any, model: Any) -> bool:
+        """Apply the form to ``model``, locking its row before its old values are read."""
+        try:
+            with self.change() as change:
+                change.update(model, form.populate_obj)
+        except Exception as exc:
+            self._failed(exc, "update the record")
+            return False
+        return True
+
+    def delete_model(self, model: Any) -> bool:
+        """Delete ``model``, locking its row before its last values are read."""
+        try:
+            with self.change() as change:
+                change.delete(model)
+        except Exception as exc:
+            self._failed(exc, "delete the record")
+            return False
+        return True
 
 
 class ReadOnlyView(MuttModelView):
@@ -383,43 +383,25 @@ class AlertRuleView(MuttModelView):
     def delete_model(self, model: AlertRule) -> bool:
         """Deactivate the rule (soft delete, as the API does): the event audit refers to it."""
         try:
-            old = model.as_dict()
-            if model.is_active:
-                model.is_active = False
-                self.db.flush()
-                self.db.refresh(model)
-                self.audit("DELETE", model.id, old, model.as_dict())
-            self.db.commit()
+            with self.change() as change:
+                if model.is_active:
+                    change.update(model, {"is_active": False}, operation="DELETE")
         except Exception as exc:
-            self.db.rollback()
-            if not self.handle_view_exception(exc):
-                log.exception("failed to deactivate rule %s", model.id)
-                flash(f"Failed to deactivate the rule: {exc}", "error")
+            self._failed(exc, f"deactivate rule {model.id}")
             return False
-        self.after_model_delete(model)
         return True
 
     def _set_active(self, ids: list[str], active: bool) -> None:
         query = tools.get_query_for_ids(self.get_query(), self.model, ids)
         changed = 0
         try:
-            for rule in query.all():
-                if rule.is_active is active:
-                    continue
-                old = rule.as_dict()
-                rule.is_active = active
-                self.db.flush()
-                self.db.refresh(rule)
-                self.audit("UPDATE", rule.id, old, rule.as_dict())
-                changed += 1
-            self.db.commit()
+            with self.change() as change:
+                for rule in query.all():
+                    if rule.is_active is not active and change.update(rule, {"is_active": active}):
+                        changed += 1
         except Exception as exc:
-            self.db.rollback()
-            if not self.handle_view_exception(exc):
-                log.exception("bulk (de)activation failed")
-                flash(f"Failed to change the rules: {exc}", "error")
+            self._failed(exc, "change the rules")
             return
-        self.bump_rules_version()
         flash(f"{changed} rule(s) {'activated' if active else 'deactivated'}.", "success")
 
     @action("activate", "Activate", "Activate the selected rules?")
