@@ -102,10 +102,21 @@ def _correlation_id() -> uuid.UUID:
     return g.mutt_correlation_id
 
 
+class AdminForm(FlaskForm):
+    """A Flask-WTF form (it renders the CSRF token every non-API POST needs) that keeps the edited
+    record, as Flask-Admin's own BaseForm does: Flask-Admin's Unique validator reads ``form._obj``,
+    and without it saving a host or team under its unchanged hostname fails with "Already exists".
+    """
+
+    def __init__(self, *args: Any, obj: Any = None, **kwargs: Any) -> None:
+        self._obj = obj
+        super().__init__(*args, obj=obj, **kwargs)
+
+
 class MuttModelView(ModelView):
     """A model view with MUTT's access rules, audit trail and rules-version bump."""
 
-    form_base_class = FlaskForm  # renders the CSRF token every non-API POST needs
+    form_base_class = AdminForm
     list_template = "admin/mutt/list.html"
     page_size = 50
     can_view_details = True
