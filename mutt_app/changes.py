@@ -171,7 +171,7 @@ class Change:
 @contextmanager
 def audited_change(
     transaction: Session | sessionmaker[Session],
-    redis_connection: redis.Redis,
+    redis_connection: redis.Redis | None,
     *,
     changed_by: str,
     reason: str | None,
@@ -181,7 +181,8 @@ def audited_change(
 
     ``transaction`` is a session factory (a new session, closed afterwards) or a session whose
     transaction the change joins and commits (the admin UI's request session). After the commit, if
-    the block changed anything, the rules version is bumped on ``redis_connection``.
+    the block changed anything, the rules version is bumped on ``redis_connection``; None when no
+    worker can be running yet (``mutt run`` seeding an embedded database before it starts them).
     """
     if isinstance(transaction, sessionmaker):
         with (
@@ -192,7 +193,7 @@ def audited_change(
     else:
         with _committed(transaction, changed_by, reason, correlation_id) as change:
             yield change
-    if change.changed:
+    if change.changed and redis_connection is not None:
         _bump(change, redis_connection)
 
 

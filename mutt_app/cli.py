@@ -116,11 +116,17 @@ def downgrade(obj: Context, revision: str) -> None:
 @pass_context
 def seed(obj: Context) -> None:
     """Load the default catch-all rule and the example rules (idempotent)."""
-    from mutt_app.db import session_factory, transaction
+    from mutt_app.changes import audited_change
+    from mutt_app.db import session_factory
     from mutt_app.seed import SEED_RULES, seed_rules
 
-    with transaction(session_factory(obj.engine)) as session:
-        added = seed_rules(session)
+    with audited_change(
+        session_factory(obj.engine),
+        _workers_redis(obj),
+        changed_by="mutt db seed",
+        reason="seed rules",
+    ) as change:
+        added = seed_rules(change)
     click.echo(f"seed rules: {len(added)} added, {len(SEED_RULES) - len(added)} already present")
 
 
@@ -609,17 +615,27 @@ _change_reason = click.option(
 )
 
 
+def _workers_redis(obj: Context):  # type: ignore[no-untyped-def]
+    """The Redis whose rules version tells workers of a change; None on the embedded default, whose
+    Redis ``mutt run`` starts on a port of its own (its workers reload every CACHE_RELOAD_INTERVAL).
+    """
+    if obj.settings.embedded_redis:
+        return None
+    from mutt_app.rotation import redis_client
+
+    return redis_client(obj.settings, socket_timeout=2, socket_connect_timeout=2)
+
+
 def _audited(obj: Context, reason: str):  # type: ignore[no-untyped-def]
     """One audited change by the CLI's user (:func:`mutt_app.changes.audited_change`)."""
     from mutt_app.changes import audited_change
     from mutt_app.db import session_factory
-    from mutt_app.rotation import redis_client
 
     if not reason.strip():
         raise click.ClickException("--reason must not be blank")
     return audited_change(
         session_factory(obj.engine),
-        redis_client(obj.settings, socket_timeout=2, socket_connect_timeout=2),
+        _workers_redis(obj),
         changed_by=_cli_user(),
         reason=reason.strip(),
     )
@@ -630,9 +646,8 @@ def _report(change, done: str, unchanged: str) -> None:  # type: ignore[no-untyp
     if not change.changed:
         click.echo(unchanged)
         return
-    click.echo(
-        f"{done} (rules version {change.rules_version}, correlation id {change.correlation_id})"
-    )
+    version = change.rules_version if change.rules_version is not None else "not bumped"
+    click.echo(f"{done} (rules version {version}, correlation id {change.correlation_id})")
     for warning in change.warnings:
         click.echo(f"warning: {warning}", err=True)
 
