@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app.cli import main
@@ -377,3 +377,81 @@ def test_api_admin_and_cli_changes_write_the_same_audit(
     assert len({row.correlation_id for row in rows}) == len(rows)
     assert all(isinstance(row.changed_at, datetime) for row in rows)
     assert versions == list(range(1, len(expected) + 1)), "one rules-version bump per change"
+
+
+# --- the CLI's own refusals ------------------------------------------------------------------------
+
+
+def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), env=env)
+    return result.exit_code, result.output
+
+
+def test_cli_changes_refuse_what_they_cannot_do(
+    settings: Settings, sessions: sessionmaker[Session], redis_client: redis.Redis
+) -> None:
+    env = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    rule_id = _add_rule(sessions, match_string="CLI", priority="500")
+
+    assert _cli(env, "rules", "disable", "999999", "--reason", "x") == (
+        1,
+        "Error: no rule 999999\n",
+    )
+    code, output = _cli(env, "rules", "disable", str(rule_id))
+    assert code == 2 and "Missing option '--reason'" in output
+    assert _cli(env, "rules", "disable", str(rule_id), "--reason", " ") == (
+        1,
+        "Error: --reason must not be blank\n",
+    )
+    assert _cli(env, "rules", "enable", str(rule_id), "--reason", "x") == (
+        0,
+        f"rule {rule_id} already is enabled\n",
+    )
+    assert _cli(env, "dev-hosts", "add", "lab-01", "--reason", "x")[0] == 0
+    assert _cli(env, "dev-hosts", "add", " lab-01 ", "--reason", "x") == (
+        1,
+        "Error: development host 'lab-01' already exists\n",
+    )
+    assert _cli(env, "teams", "remove", "nowhere", "--reason", "x") == (
+        1,
+        "Error: no team mapping for host 'nowhere'\n",
+    )
+    assert _cli(env, "teams", "set", "core-01", " ", "--reason", "x") == (
+        1,
+        "Error: the team must not be blank\n",
+    )
+    # Only the one change that was made is audited and announced to the workers.
+    with sessions() as session:
+        audit = session.scalars(select(ConfigAuditLog.table_name)).all()
+    assert [name for name in audit if name != "users"] == ["development_hosts"]
+    assert int(redis_client.get(VERSION_KEY) or 0) == 1
+
+
+def test_cli_changes_on_the_embedded_default(tmp_path: Any) -> None:
+    """SQLite has no row locks (no FOR UPDATE is sent): the change still applies and is audited;
+    the embedded Redis has a port only ``mutt run`` knows, so the version is not bumped there."""
+    env = {"MUTT_DATA_DIR": str(tmp_path)}
+    assert _cli(env, "db", "upgrade")[0] == 0
+    assert _cli(env, "db", "seed")[0] == 0
+    code, output = _cli(env, "rules", "disable", "1", "--reason", "noisy")
+    assert code == 0 and output.startswith("rule 1 disabled (rules version not bumped")
+    assert (
+        _cli(env, "rules", "disable", "1", "--reason", "noisy")[1] == "rule 1 already is disabled\n"
+    )
+    engine = create_engine(f"sqlite:///{tmp_path / 'mutt.db'}")
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT operation, changed_by, reason FROM config_audit_log"
+                    " WHERE table_name = 'alert_rules' AND record_id = 1 ORDER BY id"
+                )
+            ).all()
+            active = connection.execute(text("SELECT is_active FROM alert_rules WHERE id = 1"))
+            assert not active.scalar_one()
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in rows] == [
+        ("CREATE", "mutt db seed", "seed rules"),
+        ("UPDATE", f"cli:{getpass.getuser()}", "noisy"),
+    ]
