@@ -4,8 +4,9 @@ Access follows the logged-in person's role (see :mod:`mutt_app.web.auth`): a vie
 reads everything; an admin also creates, edits and deletes rules, hosts and teams. Anyone not logged
 in is sent to /login; a logged-in person without the role gets 403.
 
-Every change made here is held to the same rules as the REST API's: the form needs a reason, the
-change and its ``config_audit_log`` row (who = the username, old and new values, the reason, one
+Every change made here goes through the same service as the REST API's and the CLI's
+(:mod:`mutt_app.changes`): the form needs a reason, the row is locked before its old values are read,
+the change and its ``config_audit_log`` row (who = the username, old and new values, the reason, one
 correlation id per request) commit in one transaction, and the rules version is bumped after the
 commit so that workers reload. Deleting a rule deactivates it (as the API does), since the event
 audit keeps referring to it. Rule forms are checked with the engine's own
