@@ -249,11 +249,12 @@ class MuttModelView(ModelView):
                 "warning",
             )
 
-    def _failed(self, exc: Exception, what: str) -> None:
-        # Flask-Admin's own handling: an IntegrityError is flashed, anything else logged.
+    def _failed(self, exc: Exception, message: str) -> None:
+        # Flask-Admin's own handling and wording: an IntegrityError is flashed, anything else
+        # logged and flashed after ``message``.
         if not self.handle_view_exception(exc):
-            log.exception("failed to %s", what)
-            flash(f"Failed to {what}: {exc}", "error")
+            log.exception(message)
+            flash(f"{message} {exc}", "error")
 
     def create_model(self, form: Any) -> Any:
         """Create a record from the form, audited."""
@@ -263,7 +264,7 @@ class MuttModelView(ModelView):
                 form.populate_obj(model)
                 change.create(model)
         except Exception as exc:
-            self._failed(exc, "create the record")
+            self._failed(exc, "Failed to create record.")
             return False
         return model
 
@@ -273,7 +274,7 @@ class MuttModelView(ModelView):
             with self.change() as change:
                 change.update(model, form.populate_obj)
         except Exception as exc:
-            self._failed(exc, "update the record")
+            self._failed(exc, "Failed to update record.")
             return False
         return True
 
@@ -283,7 +284,7 @@ class MuttModelView(ModelView):
             with self.change() as change:
                 change.delete(model)
         except Exception as exc:
-            self._failed(exc, "delete the record")
+            self._failed(exc, "Failed to delete record.")
             return False
         return True
 
@@ -396,23 +397,23 @@ class AlertRuleView(MuttModelView):
         """Deactivate the rule (soft delete, as the API does): the event audit refers to it."""
         try:
             with self.change() as change:
-                if model.is_active:
-                    change.update(model, {"is_active": False}, operation="DELETE")
+                # Decided on the locked row: already inactive is no change and no audit row.
+                change.update(model, {"is_active": False}, operation="DELETE")
         except Exception as exc:
-            self._failed(exc, f"deactivate rule {model.id}")
+            self._failed(exc, "Failed to deactivate the rule:")
             return False
         return True
 
     def _set_active(self, ids: list[str], active: bool) -> None:
-        query = tools.get_query_for_ids(self.get_query(), self.model, ids)
+        # In id order, so that two bulk changes take their row locks in the same order (no deadlock).
+        query = tools.get_query_for_ids(self.get_query(), self.model, ids).order_by(AlertRule.id)
         changed = 0
         try:
             with self.change() as change:
                 for rule in query.all():
-                    if rule.is_active is not active and change.update(rule, {"is_active": active}):
-                        changed += 1
+                    changed += change.update(rule, {"is_active": active})
         except Exception as exc:
-            self._failed(exc, "change the rules")
+            self._failed(exc, "Failed to change the rules:")
             return
         flash(f"{changed} rule(s) {'activated' if active else 'deactivated'}.", "success")
 
