@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app.cli import main
 from mutt_app.config import Settings
-from mutt_app.models import AlertRule, ConfigAuditLog, DeviceTeam
+from mutt_app.models import AlertRule, ConfigAuditLog, DevelopmentHost, DeviceTeam
 from mutt_app.rule_cache import VERSION_KEY
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
@@ -183,11 +183,10 @@ class Admin(Interface):
         response = self.client.post(path, data=data)
         assert response.status_code == 302, response.get_data(as_text=True)
 
-    def _team_id(self, hostname: str) -> int:
+    def _id(self, model: type[DevelopmentHost] | type[DeviceTeam], hostname: str) -> int:
+        """The id the admin's URLs and forms name a host's row by."""
         with self.client.application.extensions["mutt_sessions"]() as session:
-            return session.scalars(
-                select(DeviceTeam.id).where(DeviceTeam.hostname == hostname)
-            ).one()
+            return session.scalars(select(model.id).where(model.hostname == hostname)).one()
 
     def disable_rule(self, rule_id: int) -> None:
         self.post("/admin/rules/action/", {"action": "deactivate", "rowid": [str(rule_id)]})
@@ -199,22 +198,17 @@ class Admin(Interface):
         self.post("/admin/hosts/new/", {"hostname": hostname, "description": ""})
 
     def remove_dev_host(self, hostname: str) -> None:
-        with self.client.application.extensions["mutt_sessions"]() as session:
-            rows = session.execute(
-                text("SELECT id FROM development_hosts WHERE hostname = :h"), {"h": hostname}
-            )
-            host_id = rows.scalar_one()
-        self.post("/admin/hosts/delete/", {"id": str(host_id)})
+        self.post("/admin/hosts/delete/", {"id": str(self._id(DevelopmentHost, hostname))})
 
     def add_team(self, hostname: str, team: str) -> None:
         self.post("/admin/teams/new/", {"hostname": hostname, "team_assignment": team})
 
     def change_team(self, hostname: str, team: str) -> None:
-        path = f"/admin/teams/edit/?id={self._team_id(hostname)}"
+        path = f"/admin/teams/edit/?id={self._id(DeviceTeam, hostname)}"
         self.post(path, {"hostname": hostname, "team_assignment": team})
 
     def remove_team(self, hostname: str) -> None:
-        self.post("/admin/teams/delete/", {"id": str(self._team_id(hostname))})
+        self.post("/admin/teams/delete/", {"id": str(self._id(DeviceTeam, hostname))})
 
 
 class Cli(Interface):
