@@ -116,11 +116,17 @@ def downgrade(obj: Context, revision: str) -> None:
 @pass_context
 def seed(obj: Context) -> None:
     """Load the default catch-all rule and the example rules (idempotent)."""
-    from mutt_app.db import session_factory, transaction
+    from mutt_app.changes import audited_change
+    from mutt_app.db import session_factory
     from mutt_app.seed import SEED_RULES, seed_rules
 
-    with transaction(session_factory(obj.engine)) as session:
-        added = seed_rules(session)
+    with audited_change(
+        session_factory(obj.engine),
+        _workers_redis(obj),
+        changed_by="mutt db seed",
+        reason="seed rules",
+    ) as change:
+        added = seed_rules(change)
     click.echo(f"seed rules: {len(added)} added, {len(SEED_RULES) - len(added)} already present")
 
 
@@ -600,6 +606,181 @@ def users_list(obj: Context) -> None:
         state = "active" if user.is_active else "disabled"
         last = user.last_login_at.isoformat(timespec="seconds") if user.last_login_at else "never"
         click.echo(f"{user.username:<24} {user.role:<9} {state:<9} last login {last}")
+
+
+# --- mutt rules / dev-hosts / teams: audited changes -------------------------------------------
+
+_change_reason = click.option(
+    "--reason", required=True, help="Why (kept in the configuration audit, as for every change)."
+)
+
+
+def _workers_redis(obj: Context):  # type: ignore[no-untyped-def]
+    """The Redis whose rules version tells workers of a change; None on the embedded default, whose
+    Redis ``mutt run`` starts on a port of its own (its workers reload every CACHE_RELOAD_INTERVAL).
+    """
+    if obj.settings.embedded_redis:
+        return None
+    from mutt_app.rotation import redis_client
+
+    return redis_client(obj.settings, socket_timeout=2, socket_connect_timeout=2)
+
+
+def _audited(obj: Context, reason: str):  # type: ignore[no-untyped-def]
+    """One audited change by the CLI's user (:func:`mutt_app.changes.audited_change`)."""
+    from mutt_app.changes import audited_change
+    from mutt_app.db import session_factory
+
+    if not reason.strip():
+        raise click.ClickException("--reason must not be blank")
+    return audited_change(
+        session_factory(obj.engine),
+        _workers_redis(obj),
+        changed_by=_cli_user(),
+        reason=reason.strip(),
+    )
+
+
+def _report(change, done: str, unchanged: str) -> None:  # type: ignore[no-untyped-def]
+    """One line on what the change did; warnings (the rules version not bumped) on stderr."""
+    if not change.changed:
+        click.echo(unchanged)
+        return
+    version = change.rules_version if change.rules_version is not None else "not bumped"
+    click.echo(f"{done} (rules version {version}, correlation id {change.correlation_id})")
+    for warning in change.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _hostname(value: str) -> str:
+    # Stripped, as ingest strips an event's hostname and the API stores it.
+    hostname = value.strip()
+    if not hostname:
+        raise click.ClickException("the hostname must not be blank")
+    return hostname
+
+
+@main.group()
+def rules() -> None:
+    """Enable or disable alert rules (audited; workers reload within seconds)."""
+
+
+@rules.command("enable")
+@click.argument("rule_id", type=click.IntRange(1, 2**31 - 1))
+@_change_reason
+@pass_context
+def rules_enable(obj: Context, rule_id: int, reason: str) -> None:
+    """Activate rule RULE_ID."""
+    _set_rule_active(obj, rule_id, True, reason)
+
+
+@rules.command("disable")
+@click.argument("rule_id", type=click.IntRange(1, 2**31 - 1))
+@_change_reason
+@pass_context
+def rules_disable(obj: Context, rule_id: int, reason: str) -> None:
+    """Deactivate rule RULE_ID (it stays, for the audit; ``enable`` brings it back)."""
+    _set_rule_active(obj, rule_id, False, reason)
+
+
+def _set_rule_active(obj: Context, rule_id: int, active: bool, reason: str) -> None:
+    from mutt_app.models import AlertRule
+
+    with _audited(obj, reason) as change:
+        rule = change.locked(AlertRule, id=rule_id)
+        if rule is None:
+            raise click.ClickException(f"no rule {rule_id}")
+        change.update(rule, {"is_active": active})
+    state = "enabled" if active else "disabled"
+    _report(change, f"rule {rule_id} {state}", f"rule {rule_id} already is {state}")
+
+
+@main.group("dev-hosts")
+def dev_hosts() -> None:
+    """Mark hosts as development (their events get the rules' dev_handling), audited."""
+
+
+@dev_hosts.command("add")
+@click.argument("hostname")
+@click.option("--description", help="What the host is.")
+@_change_reason
+@pass_context
+def dev_hosts_add(obj: Context, hostname: str, description: str | None, reason: str) -> None:
+    """Mark HOSTNAME as a development host."""
+    from sqlalchemy.exc import IntegrityError
+
+    from mutt_app.models import DevelopmentHost
+
+    hostname = _hostname(hostname)
+    try:
+        with _audited(obj, reason) as change:
+            change.create(DevelopmentHost(hostname=hostname, description=description or None))
+    except IntegrityError:  # the UNIQUE constraint decides, so two concurrent adds cannot both win
+        raise click.ClickException(f"development host {hostname!r} already exists") from None
+    _report(change, f"{hostname} is a development host", "")
+
+
+@dev_hosts.command("remove")
+@click.argument("hostname")
+@_change_reason
+@pass_context
+def dev_hosts_remove(obj: Context, hostname: str, reason: str) -> None:
+    """Make HOSTNAME a production host again."""
+    from mutt_app.models import DevelopmentHost
+
+    with _audited(obj, reason) as change:
+        host = change.locked(DevelopmentHost, hostname=hostname)
+        if host is None:
+            raise click.ClickException(f"no development host {hostname!r}")
+        change.delete(host)
+    _report(change, f"{hostname} is a production host again", "")
+
+
+@main.group()
+def teams() -> None:
+    """Map hosts to teams, overriding their rules' team (audited)."""
+
+
+@teams.command("set")
+@click.argument("hostname")
+@click.argument("team")
+@_change_reason
+@pass_context
+def teams_set(obj: Context, hostname: str, team: str, reason: str) -> None:
+    """Map HOSTNAME to TEAM (a new mapping, or a change of the existing one)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from mutt_app.models import DeviceTeam
+
+    hostname = _hostname(hostname)
+    if not team.strip():
+        raise click.ClickException("the team must not be blank")
+    try:
+        with _audited(obj, reason) as change:
+            mapping = change.locked(DeviceTeam, hostname=hostname)
+            if mapping is None:
+                change.create(DeviceTeam(hostname=hostname, team_assignment=team))
+            else:
+                change.update(mapping, {"team_assignment": team})
+    except IntegrityError:  # mapped meanwhile by someone else
+        raise click.ClickException(f"host {hostname!r} was mapped meanwhile; try again") from None
+    _report(change, f"{hostname} maps to {team}", f"{hostname} already maps to {team}")
+
+
+@teams.command("remove")
+@click.argument("hostname")
+@_change_reason
+@pass_context
+def teams_remove(obj: Context, hostname: str, reason: str) -> None:
+    """Remove HOSTNAME's team mapping (its events get their rule's team again)."""
+    from mutt_app.models import DeviceTeam
+
+    with _audited(obj, reason) as change:
+        mapping = change.locked(DeviceTeam, hostname=hostname)
+        if mapping is None:
+            raise click.ClickException(f"no team mapping for host {hostname!r}")
+        change.delete(mapping)
+    _report(change, f"{hostname} has no team mapping any more", "")
 
 
 def _where(obj: Context) -> str:

@@ -689,11 +689,11 @@ def prepare_database(engine: Engine, settings: Settings) -> str:
     from alembic.script import ScriptDirectory
     from sqlalchemy.exc import SQLAlchemyError
 
+    from mutt_app.changes import audited_change
     from mutt_app.db import (
         alembic_config,
         current_revision,
         session_factory,
-        transaction,
         upgrade,
     )
     from mutt_app.seed import seed_rules
@@ -702,8 +702,11 @@ def prepare_database(engine: Engine, settings: Settings) -> str:
     head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
     if settings.embedded_database:
         upgrade(engine)
-        with transaction(session_factory(engine)) as session:
-            added = seed_rules(session, changed_by="mutt run")
+        # No worker runs yet, so there is no rules version to bump.
+        with audited_change(
+            session_factory(engine), None, changed_by="mutt run", reason="seed rules"
+        ) as change:
+            added = seed_rules(change)
         return f"database {where} at revision {head}; seed rules: {len(added)} added"
     try:
         current = current_revision(engine)

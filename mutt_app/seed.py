@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from mutt_app.config_audit import record_change
+from mutt_app.changes import Change
 from mutt_app.models import AlertRule
 
 # The spec's catch-all (priority 1, Log_only in prod, Suppress in dev, team NETO) had no criterion at
@@ -53,12 +52,12 @@ SEED_RULES: tuple[dict[str, Any], ...] = (
 _IDENTITY = ("match_string", "trap_oid", "syslog_severity", "match_type", "priority")
 
 
-def seed_rules(session: Session, *, changed_by: str = "mutt db seed") -> list[AlertRule]:
-    """Insert the seed rules that are not there yet; returns the rules it added.
+def seed_rules(change: Change) -> list[AlertRule]:
+    """Insert, as part of ``change``, the seed rules that are not there yet; returns those it added.
 
     A rule counts as present when one with the same criteria and priority exists, active or not, so
     running it again (or after an admin deactivated a seed rule) adds nothing. Each added rule is
-    recorded in the configuration audit.
+    recorded in the configuration audit, under the change's correlation id.
     """
     added: list[AlertRule] = []
     for spec in SEED_RULES:
@@ -66,20 +65,8 @@ def seed_rules(session: Session, *, changed_by: str = "mutt db seed") -> list[Al
         criteria += [
             getattr(AlertRule, key).is_(None) for key in _IDENTITY if spec.get(key) is None
         ]
-        if session.scalars(select(AlertRule.id).where(*criteria).limit(1)).first() is None:
+        if change.session.scalars(select(AlertRule.id).where(*criteria).limit(1)).first() is None:
             rule = AlertRule(**spec)
-            session.add(rule)
+            change.create(rule)
             added.append(rule)
-    session.flush()
-    for rule in added:
-        record_change(
-            session,
-            changed_by=changed_by,
-            operation="CREATE",
-            table_name="alert_rules",
-            record_id=rule.id,
-            old_values=None,
-            new_values=rule.as_dict(),
-            reason="seed rules",
-        )
     return added

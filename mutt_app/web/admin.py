@@ -4,8 +4,9 @@ Access follows the logged-in person's role (see :mod:`mutt_app.web.auth`): a vie
 reads everything; an admin also creates, edits and deletes rules, hosts and teams. Anyone not logged
 in is sent to /login; a logged-in person without the role gets 403.
 
-Every change made here is held to the same rules as the REST API's: the form needs a reason, the
-change and its ``config_audit_log`` row (who = the username, old and new values, the reason, one
+Every change made here goes through the same service as the REST API's and the CLI's
+(:mod:`mutt_app.changes`): the form needs a reason, the row is locked before its old values are read,
+the change and its ``config_audit_log`` row (who = the username, old and new values, the reason, one
 correlation id per request) commit in one transaction, and the rules version is bumped after the
 commit so that workers reload. Deleting a rule deactivates it (as the API does), since the event
 audit keeps referring to it. Rule forms are checked with the engine's own
@@ -20,11 +21,12 @@ from __future__ import annotations
 import logging
 import uuid
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import redis
 from flask import Flask, Response, abort, flash, g, redirect, request, url_for
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.actions import action
@@ -39,7 +41,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from wtforms import HiddenField, IntegerField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
-from mutt_app.config_audit import record_change
+from mutt_app.changes import Change, audited_change
 from mutt_app.dashboard import cached_metrics
 from mutt_app.models import (
     DEV_HANDLINGS,
@@ -52,7 +54,6 @@ from mutt_app.models import (
     DeviceTeam,
     EventAuditLog,
 )
-from mutt_app.rule_cache import bump_rules_version
 from mutt_app.rules import RuleError, validate_rule_fields
 from mutt_app.web.api import MAX_DB_INT, redis_connection, sessions, settings
 
@@ -102,10 +103,21 @@ def _correlation_id() -> uuid.UUID:
     return g.mutt_correlation_id
 
 
+class AdminForm(FlaskForm):
+    """A Flask-WTF form (it renders the CSRF token every non-API POST needs) that keeps the edited
+    record, as Flask-Admin's own BaseForm does: Flask-Admin's Unique validator reads ``form._obj``,
+    and without it saving a host or team under its unchanged hostname fails with "Already exists".
+    """
+
+    def __init__(self, *args: Any, obj: Any = None, **kwargs: Any) -> None:
+        self._obj = obj
+        super().__init__(*args, obj=obj, **kwargs)
+
+
 class MuttModelView(ModelView):
     """A model view with MUTT's access rules, audit trail and rules-version bump."""
 
-    form_base_class = FlaskForm  # renders the CSRF token every non-API POST needs
+    form_base_class = AdminForm
     list_template = "admin/mutt/list.html"
     page_size = 50
     can_view_details = True
@@ -212,68 +224,69 @@ class MuttModelView(ModelView):
 
         return ActionForm
 
-    # --- audit ---------------------------------------------------------------------------------
+    # --- changes: through the audited-change service --------------------------------------------
 
     @property
     def db(self) -> Session:
         return self.session  # type: ignore[return-value]
 
-    def audit(
-        self,
-        operation: str,
-        record_id: int | None,
-        old: dict[str, Any] | None,
-        new: dict[str, Any] | None,
-    ) -> None:
-        """Add the config_audit_log row for a change to this request's transaction."""
-        record_change(
+    @contextmanager
+    def change(self) -> Iterator[Change]:
+        """One audited change in this request's session, by the logged-in person, with the form's
+        reason; a Redis failure in the bump after the commit is flashed, not raised."""
+        with audited_change(
             self.db,
+            redis_connection(),
             changed_by=current_user.username,
-            operation=operation,
-            table_name=self.model.__tablename__,
-            record_id=record_id,
-            old_values=old,
-            new_values=new,
             reason=_reason(),
             correlation_id=_correlation_id(),
-        )
-        g.mutt_changed = True
-
-    def update_model(self, form: Any, model: Any) -> bool:
-        g.mutt_old_values = model.as_dict()
-        return super().update_model(form, model)
-
-    def on_model_change(self, form: Any, model: Any, is_created: bool) -> None:
-        self.db.flush()
-        self.db.refresh(model)  # server defaults and the updated_at trigger
-        new = model.as_dict()
-        if is_created:
-            self.audit("CREATE", model.id, None, new)
-        elif new != g.get("mutt_old_values"):
-            self.audit("UPDATE", model.id, g.get("mutt_old_values"), new)
-
-    def on_model_delete(self, model: Any) -> None:
-        self.audit("DELETE", model.id, model.as_dict(), None)
-
-    def after_model_change(self, form: Any, model: Any, is_created: bool) -> None:
-        self.bump_rules_version()
-
-    def after_model_delete(self, model: Any) -> None:
-        self.bump_rules_version()
-
-    def bump_rules_version(self) -> None:
-        """After a committed change, tell the workers (once per request)."""
-        if not g.pop("mutt_changed", False):
-            return
-        try:
-            bump_rules_version(redis_connection())
-        except (redis.RedisError, OSError) as exc:
-            log.warning("change committed but the rules version was not bumped: %s", exc)
+        ) as change:
+            yield change
+        if change.warnings:
             flash(
                 "Saved, but Redis is unreachable: workers pick the change up within"
                 " CACHE_RELOAD_INTERVAL.",
                 "warning",
             )
+
+    def _failed(self, exc: Exception, message: str) -> None:
+        # Flask-Admin's own handling and wording: an IntegrityError is flashed, anything else
+        # logged and flashed after ``message``.
+        if not self.handle_view_exception(exc):
+            log.exception(message)
+            flash(f"{message} {exc}", "error")
+
+    def create_model(self, form: Any) -> Any:
+        """Create a record from the form, audited."""
+        try:
+            with self.change() as change:
+                model = self.build_new_instance()
+                form.populate_obj(model)
+                change.create(model)
+        except Exception as exc:
+            self._failed(exc, "Failed to create record.")
+            return False
+        return model
+
+    def update_model(self, form: Any, model: Any) -> bool:
+        """Apply the form to ``model``, locking its row before its old values are read."""
+        try:
+            with self.change() as change:
+                change.update(model, form.populate_obj)
+        except Exception as exc:
+            self._failed(exc, "Failed to update record.")
+            return False
+        return True
+
+    def delete_model(self, model: Any) -> bool:
+        """Delete ``model``, locking its row before its last values are read."""
+        try:
+            with self.change() as change:
+                change.delete(model)
+        except Exception as exc:
+            self._failed(exc, "Failed to delete record.")
+            return False
+        return True
 
 
 class ReadOnlyView(MuttModelView):
@@ -383,43 +396,25 @@ class AlertRuleView(MuttModelView):
     def delete_model(self, model: AlertRule) -> bool:
         """Deactivate the rule (soft delete, as the API does): the event audit refers to it."""
         try:
-            old = model.as_dict()
-            if model.is_active:
-                model.is_active = False
-                self.db.flush()
-                self.db.refresh(model)
-                self.audit("DELETE", model.id, old, model.as_dict())
-            self.db.commit()
+            with self.change() as change:
+                # Decided on the locked row: already inactive is no change and no audit row.
+                change.update(model, {"is_active": False}, operation="DELETE")
         except Exception as exc:
-            self.db.rollback()
-            if not self.handle_view_exception(exc):
-                log.exception("failed to deactivate rule %s", model.id)
-                flash(f"Failed to deactivate the rule: {exc}", "error")
+            self._failed(exc, "Failed to deactivate the rule:")
             return False
-        self.after_model_delete(model)
         return True
 
     def _set_active(self, ids: list[str], active: bool) -> None:
-        query = tools.get_query_for_ids(self.get_query(), self.model, ids)
+        # In id order, so that two bulk changes take their row locks in the same order (no deadlock).
+        query = tools.get_query_for_ids(self.get_query(), self.model, ids).order_by(AlertRule.id)
         changed = 0
         try:
-            for rule in query.all():
-                if rule.is_active is active:
-                    continue
-                old = rule.as_dict()
-                rule.is_active = active
-                self.db.flush()
-                self.db.refresh(rule)
-                self.audit("UPDATE", rule.id, old, rule.as_dict())
-                changed += 1
-            self.db.commit()
+            with self.change() as change:
+                for rule in query.all():
+                    changed += change.update(rule, {"is_active": active})
         except Exception as exc:
-            self.db.rollback()
-            if not self.handle_view_exception(exc):
-                log.exception("bulk (de)activation failed")
-                flash(f"Failed to change the rules: {exc}", "error")
+            self._failed(exc, "Failed to change the rules:")
             return
-        self.bump_rules_version()
         flash(f"{changed} rule(s) {'activated' if active else 'deactivated'}.", "success")
 
     @action("activate", "Activate", "Activate the selected rules?")

@@ -18,7 +18,8 @@ field, wrong type, invalid rule, no reason), 429 (throttled) or 503 (database un
 
 Changes (create, update, delete of rules, development hosts and device teams; PUT /config) need a
 reason, from the body's ``"reason"`` or the ``X-Change-Reason`` header, and each writes exactly one
-``config_audit_log`` row in the same transaction as the change (changed_by ``api:<key name>``, or
+``config_audit_log`` row in the same transaction as the change (rules, hosts and teams through
+:mod:`mutt_app.changes`, which locks the row first) (changed_by ``api:<key name>``, or
 ``api-key`` for WEBUI_API_KEY; old and new values; the reason; a correlation id from
 ``X-Correlation-ID`` or a new one). After the commit the rules version in Redis is bumped so that
 workers reload within seconds. A request that changes nothing (the values are already as asked)
@@ -43,7 +44,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -58,8 +59,8 @@ from werkzeug.exceptions import HTTPException
 
 from mutt_app import metrics
 from mutt_app.api_keys import UNSCOPED_CHANGED_BY, ApiKey, accepted_keys, identify
+from mutt_app.changes import Change, audited_change
 from mutt_app.config import Settings
-from mutt_app.config_audit import record_change
 from mutt_app.db import make_engine, session_factory
 from mutt_app.models import (
     CONFIG_OPERATIONS,
@@ -69,7 +70,6 @@ from mutt_app.models import (
     EventAuditLog,
 )
 from mutt_app.rotation import redis_client
-from mutt_app.rule_cache import bump_rules_version
 
 log = logging.getLogger(__name__)
 
@@ -530,82 +530,28 @@ def _correlation_id() -> uuid.UUID:
         raise ApiError(400, "X-Correlation-ID is not a UUID", raw) from None
 
 
-# --- changes: one transaction, one audit row, then the rules version ---------------------------
-
-
-@dataclass
-class ChangeScope:
-    """A configuration change in progress: its session, reason and correlation id."""
-
-    session: Session
-    reason: str
-    correlation_id: uuid.UUID
-    changed: bool = False
-    rules_version: int | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    def record(
-        self,
-        operation: str,
-        table_name: str,
-        record_id: int | None,
-        old_values: dict[str, Any] | None,
-        new_values: dict[str, Any] | None,
-    ) -> None:
-        """Write the change's config_audit_log row into the change's own transaction."""
-        assert operation in CONFIG_OPERATIONS
-        record_change(
-            self.session,
-            changed_by=current_key().changed_by,
-            operation=operation,
-            table_name=table_name,
-            record_id=record_id,
-            old_values=old_values,
-            new_values=new_values,
-            reason=self.reason,
-            correlation_id=self.correlation_id,
-        )
-        self.changed = True
-
-    def summary(self) -> dict[str, Any]:
-        """What every change answer carries besides the record itself."""
-        body: dict[str, Any] = {
-            "changed": self.changed,
-            "correlation_id": str(self.correlation_id),
-            "rules_version": self.rules_version,
-        }
-        if self.warnings:
-            body["warnings"] = self.warnings
-        return body
+# --- changes: through the audited-change service ----------------------------------------------
 
 
 @contextmanager
-def config_change(reason: str, *, conflict: str = "already exists") -> Iterator[ChangeScope]:
-    """A transaction for one configuration change, committed when the block ends without error.
+def config_change(reason: str, *, conflict: str = "already exists") -> Iterator[Change]:
+    """One configuration change by the calling key (:func:`mutt_app.changes.audited_change`).
 
-    A unique violation becomes 409 ``conflict``, any other constraint violation 422. After the
-    commit, and only if the block recorded a change, the rules version is bumped; should Redis be
-    down then, the change stands (workers also reload every CACHE_RELOAD_INTERVAL) and the answer
-    carries a warning instead of failing a change that was made.
+    Committed when the block ends without error, then the rules version is bumped if the block
+    changed anything (a Redis failure then is a warning in :meth:`Change.summary`). A unique
+    violation becomes 409 ``conflict``, any other constraint violation 422.
     """
-    correlation_id = _correlation_id()
     try:
-        with sessions().begin() as session:
-            scope = ChangeScope(session, reason, correlation_id)
-            yield scope
+        with audited_change(
+            sessions(),
+            redis_connection(),
+            changed_by=current_key().changed_by,
+            reason=reason,
+            correlation_id=_correlation_id(),
+        ) as change:
+            yield change
     except IntegrityError as exc:
         raise constraint_error(exc, conflict=conflict) from None
-    if scope.changed:
-        try:
-            scope.rules_version = bump_rules_version(redis_connection())
-        except (redis.RedisError, OSError) as exc:
-            log.warning(
-                "change %s committed but the rules version was not bumped: %s", correlation_id, exc
-            )
-            scope.warnings.append(
-                "rules version not bumped (Redis unreachable); workers pick the change up within"
-                " CACHE_RELOAD_INTERVAL"
-            )
 
 
 def constraint_error(exc: IntegrityError, *, conflict: str = "already exists") -> ApiError:

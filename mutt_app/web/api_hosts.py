@@ -13,6 +13,7 @@ from flask import Response, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mutt_app.changes import Change
 from mutt_app.events import MAX_HOSTNAME_CHARS
 from mutt_app.models import DevelopmentHost, DeviceTeam
 from mutt_app.web.api import (
@@ -81,12 +82,9 @@ def add_dev_host() -> Response:
     hostname = _hostname(fields["hostname"])
     reason = change_reason(body)
     with config_change(reason, conflict=f"development host {hostname!r} already exists") as change:
-        host = DevelopmentHost(hostname=hostname, description=fields.get("description"))
-        change.session.add(host)
-        change.session.flush()
-        change.session.refresh(host)
-        created = host.as_dict()
-        change.record("CREATE", DevelopmentHost.__tablename__, host.id, None, created)
+        created = change.create(
+            DevelopmentHost(hostname=hostname, description=fields.get("description"))
+        )
     return json_response({"id": created["id"], "dev_host": created, **change.summary()}, 201)
 
 
@@ -97,14 +95,10 @@ def remove_dev_host(hostname: str) -> Response:
     check_fields(body, {})
     reason = change_reason(body)
     with config_change(reason) as change:
-        host = change.session.scalars(
-            select(DevelopmentHost).where(DevelopmentHost.hostname == hostname).with_for_update()
-        ).first()
+        host = change.locked(DevelopmentHost, hostname=hostname)
         if host is None:
             raise ApiError(404, f"no development host {hostname!r}")
-        old = host.as_dict()
-        change.session.delete(host)
-        change.record("DELETE", DevelopmentHost.__tablename__, old["id"], old, None)
+        old = change.delete(host)
     return json_response({"hostname": hostname, "deleted": old, **change.summary()})
 
 
@@ -132,19 +126,12 @@ def add_team() -> Response:
     team = _team(fields["team_assignment"])
     reason = change_reason(body)
     with config_change(reason, conflict=f"host {hostname!r} already has a team") as change:
-        mapping = DeviceTeam(hostname=hostname, team_assignment=team)
-        change.session.add(mapping)
-        change.session.flush()
-        change.session.refresh(mapping)
-        created = mapping.as_dict()
-        change.record("CREATE", DeviceTeam.__tablename__, mapping.id, None, created)
+        created = change.create(DeviceTeam(hostname=hostname, team_assignment=team))
     return json_response({"id": created["id"], "team": created, **change.summary()}, 201)
 
 
-def _mapping_or_404(session: Session, hostname: str) -> DeviceTeam:
-    mapping = session.scalars(
-        select(DeviceTeam).where(DeviceTeam.hostname == hostname).with_for_update()
-    ).first()
+def _mapping_or_404(change: Change, hostname: str) -> DeviceTeam:
+    mapping = change.locked(DeviceTeam, hostname=hostname)
     if mapping is None:
         raise ApiError(404, f"no team mapping for host {hostname!r}")
     return mapping
@@ -162,13 +149,9 @@ def update_team(hostname: str) -> Response:
     team = _team(fields["team_assignment"])
     reason = change_reason(body)
     with config_change(reason) as change:
-        mapping = _mapping_or_404(change.session, hostname)
-        old = mapping.as_dict()
+        mapping = _mapping_or_404(change, hostname)
         if mapping.team_assignment != team:
-            mapping.team_assignment = team
-            change.session.flush()
-            change.session.refresh(mapping)  # updated_at comes from a trigger
-            change.record("UPDATE", DeviceTeam.__tablename__, mapping.id, old, mapping.as_dict())
+            change.update(mapping, {"team_assignment": team})
         current = mapping.as_dict()
     return json_response({"hostname": hostname, "team": current, **change.summary()})
 
@@ -180,8 +163,5 @@ def remove_team(hostname: str) -> Response:
     check_fields(body, {})
     reason = change_reason(body)
     with config_change(reason) as change:
-        mapping = _mapping_or_404(change.session, hostname)
-        old = mapping.as_dict()
-        change.session.delete(mapping)
-        change.record("DELETE", DeviceTeam.__tablename__, old["id"], old, None)
+        old = change.delete(_mapping_or_404(change, hostname))
     return json_response({"hostname": hostname, "deleted": old, **change.summary()})

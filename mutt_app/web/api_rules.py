@@ -13,6 +13,7 @@ from typing import Any
 from flask import Response, request
 from sqlalchemy import select
 
+from mutt_app.changes import Change
 from mutt_app.events import InvalidEvent
 from mutt_app.models import MAX_DEDUP_WINDOW_SECONDS, AlertRule
 from mutt_app.rule_tester import Trial, try_event
@@ -48,7 +49,6 @@ from mutt_app.web.api import (
 )
 from mutt_app.web.api_operations import dynamic_config
 
-TABLE = "alert_rules"
 # Checked by check_fields and described in the OpenAPI document from these same specs; the engine's
 # validate_rule_fields then checks what a field alone cannot (a regex compiles, no blank team).
 RULE_FIELDS: dict[str, FieldSpec] = {
@@ -158,12 +158,7 @@ def create_rule() -> Response:
     reason = change_reason(body)
     with config_change(reason) as change:
         _check_clears(change.session, fields["clears_rule_id"], None)
-        rule = AlertRule(**fields)
-        change.session.add(rule)
-        change.session.flush()
-        change.session.refresh(rule)  # server defaults: created_at, updated_at
-        created = rule.as_dict()
-        change.record("CREATE", TABLE, rule.id, None, created)
+        created = change.create(AlertRule(**fields))
     return json_response(
         {"id": created["id"], "rule": created, **change.summary()},
         201,
@@ -171,8 +166,16 @@ def create_rule() -> Response:
     )
 
 
-def _rule_or_404(session: Any, rule_id: int, *, lock: bool = False) -> AlertRule:
-    rule = session.get(AlertRule, rule_id, with_for_update=lock) if rule_id <= MAX_DB_INT else None
+def _rule_or_404(session: Any, rule_id: int) -> AlertRule:
+    rule = session.get(AlertRule, rule_id) if rule_id <= MAX_DB_INT else None
+    if rule is None:
+        raise ApiError(404, f"no rule {rule_id}")
+    return rule
+
+
+def _locked_rule_or_404(change: Change, rule_id: int) -> AlertRule:
+    # Locked, so that a concurrent update cannot slip between the old values and the write.
+    rule = change.locked(AlertRule, id=rule_id) if rule_id <= MAX_DB_INT else None
     if rule is None:
         raise ApiError(404, f"no rule {rule_id}")
     return rule
@@ -194,19 +197,14 @@ def update_rule(rule_id: int) -> Response:
         raise ApiError(422, "nothing to update: the body names no rule field")
     reason = change_reason(body)
     with config_change(reason) as change:
-        # Locked, so that a concurrent update cannot slip between the old values and the write.
-        rule = _rule_or_404(change.session, rule_id, lock=True)
+        rule = _locked_rule_or_404(change, rule_id)
         old = rule.as_dict()
         _validate({**{name: old[name] for name in RULE_FIELDS}, **fields})
         changed = {name: value for name, value in fields.items() if old[name] != value}
         if "clears_rule_id" in changed:
             _check_clears(change.session, changed["clears_rule_id"], rule_id)
         if changed:
-            for name, value in changed.items():
-                setattr(rule, name, value)
-            change.session.flush()
-            change.session.refresh(rule)  # updated_at comes from a trigger
-            change.record("UPDATE", TABLE, rule_id, old, rule.as_dict())
+            change.update(rule, changed)
         current = rule.as_dict()
     return json_response({"id": rule_id, "rule": current, **change.summary()})
 
@@ -218,13 +216,9 @@ def delete_rule(rule_id: int) -> Response:
     check_fields(body, {})
     reason = change_reason(body)
     with config_change(reason) as change:
-        rule = _rule_or_404(change.session, rule_id, lock=True)
-        old = rule.as_dict()
+        rule = _locked_rule_or_404(change, rule_id)
         if rule.is_active:
-            rule.is_active = False
-            change.session.flush()
-            change.session.refresh(rule)
-            change.record("DELETE", TABLE, rule_id, old, rule.as_dict())
+            change.update(rule, {"is_active": False}, operation="DELETE")
         current = rule.as_dict()
     return json_response({"id": rule_id, "rule": current, **change.summary()})
 
