@@ -6,15 +6,23 @@ and causes the failure it is about: SIGKILL of the master, a replica stopped.
 
 from __future__ import annotations
 
+import base64
+import logging
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
+import orjson
 import pytest
 import redis
 
+from mutt_app import metrics
 from mutt_app.config import SettingsError, load_settings
 from mutt_app.rotation import redis_client
 from mutt_app.runtime import redis_retry
-from tests.services import RedisSentinelCluster
+from mutt_app.tasks.classify import QUEUE
+from mutt_app.web import create_ingest_app
+from tests.services import RedisSentinelCluster, wait_for
 
 OLD, NEW = "sentinel-old-pass", "sentinel-new-pass"
 
@@ -174,9 +182,85 @@ def test_the_broker_and_redbeat_follow_a_failover(cluster: RedisSentinelCluster,
         try:
             _publish(app, "sentinel-test")
             break
-        except Exception:  # noqa: BLE001 - kombu raises several kinds while the master is gone
+        except Exception:  # kombu raises several kinds while the master is gone
             continue
     assert promoted.client().llen("sentinel-test") == 2
     assert get_redis(app).get("mutt:redbeat:probe") == "1"
     get_redis(app).set("mutt:redbeat:probe", "2")
     assert promoted.client().get("mutt:redbeat:probe") == b"2"
+
+
+# --- accepted means replicated -----------------------------------------------------------------
+
+
+def _events(tag: str, n: int = 3) -> list[dict]:
+    now = datetime.now(UTC).isoformat()
+    return [
+        {"timestamp": now, "hostname": f"{tag}-host", "message": f"{tag} {i}",
+         "correlation_id": _cid(f"{tag}-{i}")}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def _cid(name: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+def _ids(tag: str) -> set[str]:
+    return {_cid(f"{tag}-{i}") for i in range(3)}
+
+
+def _queued_ids(client: redis.Redis) -> set[str]:
+    messages = [orjson.loads(m) for m in client.lrange(QUEUE, 0, -1)]
+    batches = [orjson.loads(base64.b64decode(m["body"]))[0][0] for m in messages]
+    return {e["correlation_id"] for batch in batches for e in batch}
+
+
+def test_ingest_answers_503_until_a_replica_acknowledges_and_loses_nothing(
+    cluster: RedisSentinelCluster, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    settings = load_settings(
+        {**cluster.env(), "MUTT_DATA_DIR": str(tmp_path), "INGEST_REPLICA_TIMEOUT_MS": "300"}
+    )
+    assert settings.min_replicas == 1
+    app = create_ingest_app(settings)
+    client = app.test_client()
+    master, replica = cluster.master, cluster.replicas[0]
+    try:
+        ok = client.post("/api/v2/ingest", json=_events("first"))
+        assert ok.status_code == 200
+        # Answered 2xx: already on the replica, not only on the master.
+        assert _ids("first") <= _queued_ids(replica.client())
+
+        replica.kill()
+        shortfalls = metrics.INGEST_REPLICATION_SHORTFALL._value.get()
+        caplog.set_level(logging.WARNING, logger="mutt_app.replication")
+        refused = client.post("/api/v2/ingest", json=_events("second"))
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"].isdigit()
+        assert "replicated" in refused.get_json()["error"]
+        assert metrics.INGEST_REPLICATION_SHORTFALL._value.get() == shortfalls + 1
+        assert any("0 of 1 replicas acknowledged" in r.getMessage() for r in caplog.records)
+        # Not acknowledged, yet nothing is dropped: the round stays in the ledger and the queue on
+        # the master, and the sender keeps its events to send again.
+        assert _ids("second") <= _queued_ids(master.client())
+
+        replica.start()
+        wait_for(lambda: replica.client().info("replication")["master_link_status"] == "up", 20,
+                 "the replica to resync")  # fmt: skip
+        again = client.post("/api/v2/ingest", json=_events("second"))
+        assert again.status_code == 200
+        assert _ids("second") <= _queued_ids(replica.client())
+    finally:
+        app.extensions["mutt_ingest"].redis.close()
+
+
+def test_without_sentinel_ingest_does_not_wait(redis_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = load_settings({"REDIS_URL": redis_url, "MUTT_DATA_DIR": str(tmp_path)})
+    assert settings.min_replicas == 0
+    app = create_ingest_app(settings)
+    try:
+        # A lone Redis has no replica: with WAIT this would be a 503.
+        assert app.test_client().post("/api/v2/ingest", json=_events("lone")).status_code == 200
+    finally:
+        app.extensions["mutt_ingest"].redis.close()
