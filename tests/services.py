@@ -142,13 +142,16 @@ class RedisSentinelCluster:
         self.sentinels: list[RedisServer] = []
 
     def start(self) -> RedisSentinelCluster:
-        master = RedisServer(appendonly=True, password=self.password).start()
+        # Full syncs start at once (the default waits 5 s for more replicas to share one).
+        quick_sync = ("--repl-diskless-sync-delay", "0")
+        master = RedisServer(appendonly=True, password=self.password, extra_args=quick_sync)
+        master.start()
         self.nodes = [master]
         try:
             replica = RedisServer(
                 appendonly=True,
                 password=self.password,
-                extra_args=("--replicaof", "127.0.0.1", str(master.port)),
+                extra_args=(*quick_sync, "--replicaof", "127.0.0.1", str(master.port)),
             ).start()
             self.nodes.append(replica)
             wait_for(lambda: self._in_sync(master, replica), 15, "the replica to sync")
@@ -258,9 +261,15 @@ class RedisSentinelCluster:
     def restart_as_replica(self, node: RedisServer) -> None:
         """Start a killed node again, following the current master (as Sentinel would make it)."""
         master = self.master
-        node.extra_args = ["--replicaof", "127.0.0.1", str(master.port)]
+        node.extra_args = [
+            "--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1", str(master.port)
+        ]  # fmt: skip
         node.start()
-        wait_for(lambda: self._in_sync(master, node), 20, "the old master to resync")
+        try:
+            wait_for(lambda: self._in_sync(master, node), 60, "the old master to resync")
+        except TimeoutError as exc:
+            log = (node.dir / "redis.log").read_text(errors="replace").splitlines()[-15:]
+            raise TimeoutError(f"{exc}; its log ends:\n" + "\n".join(log)) from None
 
     def stop(self) -> None:
         for server in [*self.sentinels, *self.nodes]:
