@@ -264,3 +264,35 @@ def test_without_sentinel_ingest_does_not_wait(redis_url: str, tmp_path) -> None
         assert app.test_client().post("/api/v2/ingest", json=_events("lone")).status_code == 200
     finally:
         app.extensions["mutt_ingest"].redis.close()
+
+
+def test_a_manual_failover_is_followed_too(cluster: RedisSentinelCluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The runbook's fail-back (SENTINEL FAILOVER): the old master lives on, demoted to a replica.
+
+    Sentinel closes the demoted master's client connections, so the factory's client and the broker
+    reconnect and find the new master; a write never lands on the demoted one (it would refuse it:
+    READONLY, which the client also takes as a sign to ask again).
+    """
+    from mutt_app.celery_app import make_celery
+
+    settings = load_settings({**cluster.env(), "MUTT_DATA_DIR": str(tmp_path)})
+    client = redis_client(settings, socket_timeout=5, retry=redis_retry())
+    app = make_celery(settings)
+    try:
+        client.set("k", "before")
+        _publish(app, "failback-test")
+        old = cluster.master
+        cluster.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", "mymaster")
+        new = cluster.wait_for_new_master(old.port)
+        wait_for(lambda: old.client().info("replication")["role"] == "slave", 20, "the demotion")
+        assert client.set("k", "after")
+        for _ in range(20):
+            try:
+                _publish(app, "failback-test")
+                break
+            except Exception:  # kombu raises several kinds while it reconnects
+                continue
+        assert new.client().get("k") == b"after"
+        assert new.client().llen("failback-test") == 2
+    finally:
+        client.close()
