@@ -213,6 +213,10 @@ def plan_parts(
     for name in selected:
         parts.append(builders[name]())
         if name == "redis" and ha:
+            # The replica's first full sync starts at once (Redis waits 5 s by default), so ingest,
+            # which needs its acknowledgement, answers 2xx from its start.
+            primary = parts[-1]
+            parts[-1] = replace(primary, argv=[*primary.argv, "--repl-diskless-sync-delay", "0"])
             parts += _ha_parts(data_dir, redis_binary, redis_url, ha_ports, shared)
     # Ingest and web need Redis too: with --ha, its replica and Sentinels as well.
     return [
