@@ -74,9 +74,14 @@ def test_bad_sentinel_settings_are_refused_with_one_line(environ: dict, names: s
     assert names in message and "\n" not in message
 
 
-def test_the_sentinel_password_is_not_echoed() -> None:
+def test_the_sentinel_password_is_not_echoed_nor_logged() -> None:
+    from mutt_app.logs import secret_values
+    from mutt_app.vault import SECRET_KEYS
+
     settings = load_settings({"REDIS_SENTINEL_HOSTS": "s:1", "REDIS_SENTINEL_PASSWORD": "hush"})
     assert "hush" not in repr(settings)
+    assert "hush" in secret_values(settings)  # masked in every log line
+    assert "REDIS_SENTINEL_PASSWORD" in SECRET_KEYS  # may come from Vault like the others
 
 
 # --- the client factory ------------------------------------------------------------------------
