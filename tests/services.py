@@ -48,6 +48,41 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> No
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
+class TlsFiles:
+    """A throw-away CA and a server certificate for 127.0.0.1, made with the openssl command."""
+
+    def __init__(self) -> None:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise RuntimeError("openssl is not installed")
+        self.dir = Path(tempfile.mkdtemp(prefix="mutt-tls-"))
+        self.ca, self.cert, self.key = (
+            self.dir / n for n in ("ca.pem", "server.pem", "server.key")
+        )
+        (self.dir / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+        for argv in (
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+             "ca.pem", "-days", "2", "-subj", "/CN=mutt-test-ca"],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
+             "server.csr", "-subj", "/CN=127.0.0.1"],
+            ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"],
+        ):  # fmt: skip
+            subprocess.run([openssl, *argv], cwd=self.dir, check=True, capture_output=True)
+
+    def server_args(self, port: int) -> list[str]:
+        """redis-server options: TLS only on ``port``, replication (and Sentinel's links) too."""
+        return [
+            "--port", "0", "--tls-port", str(port),
+            "--tls-cert-file", str(self.cert), "--tls-key-file", str(self.key),
+            "--tls-ca-cert-file", str(self.ca), "--tls-auth-clients", "no",
+            "--tls-replication", "yes",
+        ]  # fmt: skip
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class RedisServer:
     """A private redis-server on a free port; restartable, optionally with AOF."""
 
@@ -57,6 +92,7 @@ class RedisServer:
         appendonly: bool = False,
         password: str | None = None,
         extra_args: tuple[str, ...] = (),
+        tls: TlsFiles | None = None,
     ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
@@ -67,12 +103,14 @@ class RedisServer:
         self.appendonly = appendonly
         self.password = password
         self.extra_args = list(extra_args)
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         args = [
@@ -89,11 +127,15 @@ class RedisServer:
         if self.password:
             args += ["--requirepass", self.password, "--masterauth", self.password]
         args += self.extra_args
+        if self.tls:
+            args += self.tls.server_args(self.port)
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: self.client().ping(), 10, f"redis-server on port {self.port}")
         return self
 
     def client(self, **options: object) -> redis.Redis:
+        if self.tls:
+            options = {"ssl_ca_certs": str(self.tls.ca), **options}
         return redis.Redis.from_url(self.url, **options)  # type: ignore[arg-type]
 
     def kill(self) -> None:
@@ -133,7 +175,9 @@ class RedisSentinelCluster:
         sentinel_password: str | None = None,
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 3000,
+        tls: bool = False,
     ) -> None:
+        self.tls = TlsFiles() if tls else None
         self.password = password
         self.sentinel_password = sentinel_password
         self.down_after_ms = down_after_ms
@@ -144,7 +188,9 @@ class RedisSentinelCluster:
     def start(self) -> RedisSentinelCluster:
         # Full syncs start at once (the default waits 5 s for more replicas to share one).
         quick_sync = ("--repl-diskless-sync-delay", "0")
-        master = RedisServer(appendonly=True, password=self.password, extra_args=quick_sync)
+        master = RedisServer(
+            appendonly=True, password=self.password, extra_args=quick_sync, tls=self.tls
+        )
         master.start()
         self.nodes = [master]
         try:
@@ -152,6 +198,7 @@ class RedisSentinelCluster:
                 appendonly=True,
                 password=self.password,
                 extra_args=(*quick_sync, "--replicaof", "127.0.0.1", str(master.port)),
+                tls=self.tls,
             ).start()
             self.nodes.append(replica)
             wait_for(lambda: self._in_sync(master, replica), 15, "the replica to sync")
@@ -164,7 +211,7 @@ class RedisSentinelCluster:
         return self
 
     def _start_sentinel(self, master_port: int) -> RedisServer:
-        sentinel = RedisServer(password=None)
+        sentinel = RedisServer(password=None, tls=self.tls)
         conf = sentinel.dir / "sentinel.conf"
         lines = [
             f"sentinel monitor {self.MASTER_NAME} 127.0.0.1 {master_port} 2",
@@ -185,6 +232,8 @@ class RedisSentinelCluster:
             "--dir", str(sentinel.dir), "--daemonize", "no",
             "--logfile", str(sentinel.dir / "sentinel.log"),
         ]  # fmt: skip
+        if self.tls:
+            args += self.tls.server_args(sentinel.port)
         sentinel.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -215,6 +264,12 @@ class RedisSentinelCluster:
             env["REDIS_PASSWORD"] = self.password
         if self.sentinel_password:
             env["REDIS_SENTINEL_PASSWORD"] = self.sentinel_password
+        if self.tls:
+            env.update(
+                REDIS_TLS_ENABLED="true",
+                REDIS_SENTINEL_TLS_ENABLED="true",
+                REDIS_CA_CERT_PATH=str(self.tls.ca),
+            )
         return env
 
     def master_port(self) -> int:
@@ -275,6 +330,8 @@ class RedisSentinelCluster:
         for server in [*self.sentinels, *self.nodes]:
             server.stop()
         self.sentinels, self.nodes = [], []
+        if self.tls:
+            self.tls.remove()
 
 
 def _pg_bindir() -> Path:

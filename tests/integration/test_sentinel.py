@@ -309,3 +309,29 @@ def test_a_manual_failover_is_followed_too(cluster: RedisSentinelCluster, tmp_pa
         assert new.client().llen("failback-test") == 2
     finally:
         client.close()
+
+
+def test_tls_to_the_master_and_the_sentinels(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """REDIS_TLS_ENABLED and REDIS_SENTINEL_TLS_ENABLED, verified against REDIS_CA_CERT_PATH: the
+    factory's client, the broker and RedBeat all reach the master over TLS through TLS Sentinels."""
+    from redbeat.schedulers import get_redis
+
+    from mutt_app.celery_app import make_celery
+
+    cluster = RedisSentinelCluster(tls=True).start()
+    try:
+        settings = load_settings({**cluster.env(), "MUTT_DATA_DIR": str(tmp_path)})
+        client = redis_client(settings, socket_timeout=5)
+        assert client.set("k", "v")
+        client.close()
+        app = make_celery(settings)
+        _publish(app, "tls-test")
+        get_redis(app).set("mutt:redbeat:tls", "1")
+        master = cluster.master.client()
+        assert master.llen("tls-test") == 1 and master.get("mutt:redbeat:tls") == b"1"
+        # Without the TLS settings nothing answers in plain text.
+        plain = {**cluster.env(), "REDIS_SENTINEL_TLS_ENABLED": "false"}
+        with pytest.raises(redis.RedisError):
+            redis_client(load_settings(plain), socket_timeout=2).ping()
+    finally:
+        cluster.stop()
