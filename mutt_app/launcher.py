@@ -315,7 +315,10 @@ def _available_parts(settings: Settings) -> set[str]:
 def _unavailable_reason(name: str) -> str:
     """Why ``name`` is not started with the current settings."""
     if name == "redis":
-        return "not started when REDIS_URL or REDIS_HOST is set (MUTT uses that Redis)"
+        return (
+            "not started when REDIS_URL, REDIS_HOST or REDIS_SENTINEL_HOSTS is set "
+            "(MUTT uses that Redis)"
+        )
     if name == "moog-sink":
         return "not started when MOOG_WEBHOOK_URL is set (MUTT forwards there)"
     return "not available"
@@ -836,7 +839,7 @@ def run(
 ) -> None:
     """Run the whole stack in the foreground (Ctrl-C stops everything).
 
-    A private Redis (unless REDIS_URL/REDIS_HOST is set), the local Moog sink (unless
+    A private Redis (unless REDIS_URL/REDIS_HOST/REDIS_SENTINEL_HOSTS is set), the local Moog sink (unless
     MOOG_WEBHOOK_URL is set), ingest, web, a classify worker, a forward worker, beat and Flower.
     Parts that die are restarted. With --ha the private Redis is a primary, a replica and three
     Sentinels on loopback ports, and every part reaches it through the Sentinels.
