@@ -8,15 +8,17 @@ any settings without touching the environment.
 from __future__ import annotations
 
 import logging
+import ssl
 from datetime import timedelta
 from functools import cache
+from urllib.parse import quote
 
 from celery import Celery
 from celery.schedules import crontab
 from celery.signals import worker_process_init, worker_ready
 
 from mutt_app.config import Settings, SettingsError, load_settings
-from mutt_app.rotation import redis_password
+from mutt_app.rotation import redis_password, sentinel_connection_options
 from mutt_app.runtime import Runtime
 
 # Beat wakes at least this often (seconds), and a standby beat takes over this long after the
@@ -37,7 +39,7 @@ def make_celery(settings: Settings) -> Celery:
     app = Celery("mutt", include=list(TASK_MODULES), set_as_current=False)
     app.config_from_object("celeryconfig")
     password = redis_password(settings) if any(settings.redis_passwords()) else None
-    app.conf.broker_url = settings.redis_dsn(password)
+    app.conf.broker_url = broker_url(settings, password)
     app.conf.broker_transport_options = {
         "visibility_timeout": settings.broker_visibility_timeout,
         # Scan for a dead worker's unacked messages every interval (throttle 1: no skipped scans),
@@ -48,6 +50,13 @@ def make_celery(settings: Settings) -> Celery:
         "socket_connect_timeout": 5,
         "health_check_interval": 10,
     }
+    if settings.sentinel:
+        app.conf.broker_transport_options.update(
+            master_name=settings.redis_sentinel_master,
+            sentinel_kwargs=sentinel_connection_options(settings),
+        )
+        if settings.redis_tls_enabled:
+            app.conf.broker_use_ssl = _master_tls(settings)
     app.conf.broker_pool_limit = settings.redis_max_connections
     # Celery's rate_limit is per worker: a ceiling, not the limit Moog sees (that one is shared
     # through Redis, see mutt_app.tasks.forward).
@@ -63,11 +72,46 @@ def make_celery(settings: Settings) -> Celery:
     app.conf.beat_scheduler = "redbeat.RedBeatScheduler"
     app.conf.redbeat_redis_url = app.conf.broker_url
     app.conf.redbeat_redis_options = {"socket_timeout": 30, "socket_connect_timeout": 5}
+    if settings.sentinel:
+        # RedBeat asks the Sentinels for the master each time it needs its client.
+        app.conf.redbeat_redis_url = "redis-sentinel://"
+        app.conf.redbeat_redis_options = {
+            "sentinels": list(settings.redis_sentinel_hosts),
+            "service_name": settings.redis_sentinel_master,
+            "password": password,
+            "db": settings.redis_db,
+            "socket_timeout": 30,
+            "sentinel_kwargs": sentinel_connection_options(settings),
+        }
+        if settings.redis_tls_enabled:
+            app.conf.redbeat_redis_use_ssl = _master_tls(settings)
     app.conf.redbeat_key_prefix = "mutt:redbeat:"
     app.conf.redbeat_lock_timeout = BEAT_LOCK_TIMEOUT
     app.conf.beat_max_loop_interval = BEAT_MAX_LOOP_INTERVAL
     app.mutt_runtime = Runtime(settings)  # type: ignore[attr-defined]
     return app
+
+
+def broker_url(settings: Settings, password: str | None) -> str:
+    """The broker URL: the Redis server, or one ``sentinel://`` URL per Sentinel joined by ``;``.
+
+    Through Sentinel, kombu asks the Sentinels for the master each time it connects, and the
+    password in the URL is the master's (the Sentinels' own goes in ``sentinel_kwargs``).
+    """
+    if not settings.sentinel:
+        return settings.redis_dsn(password)
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return ";".join(
+        f"sentinel://{auth}{host}:{port}/{settings.redis_db}"
+        for host, port in settings.redis_sentinel_hosts
+    )
+
+
+def _master_tls(settings: Settings) -> dict[str, object]:
+    options: dict[str, object] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    if settings.redis_ca_cert_path:
+        options["ssl_ca_certs"] = str(settings.redis_ca_cert_path)
+    return options
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict]:

@@ -64,6 +64,16 @@ class Settings(BaseModel):
     redis_tls_enabled: bool = False
     redis_ca_cert_path: Path | None = None
     redis_max_connections: Positive = 20
+    redis_sentinel_hosts: tuple[tuple[str, int], ...] = ()
+    """Sentinels to ask for the master, ``host:port`` separated by commas; set, every Redis client,
+    the Celery broker and RedBeat follow the master Sentinel names (REDIS_URL/REDIS_HOST must then
+    be unset). REDIS_DB, the Redis passwords and REDIS_TLS_ENABLED apply to the master."""
+    redis_sentinel_master: str = "mymaster"
+    """The name the Sentinels monitor the master under."""
+    redis_sentinel_password: SecretStr | None = None
+    """The Sentinels' own password (their ``requirepass``), when they have one."""
+    redis_sentinel_tls_enabled: bool = False
+    """Talk TLS to the Sentinels (verified against REDIS_CA_CERT_PATH, as the master)."""
 
     # --- PostgreSQL ------------------------------------------------------------------------
     database_url: str | None = None
@@ -110,6 +120,11 @@ class Settings(BaseModel):
     no rule set holds a worker much longer than this; well under the broker visibility timeout."""
     ingest_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 20.0
     """How long an ingest process holds a not-yet-full batch for more requests' events (0: never)."""
+    ingest_min_replicas: Annotated[int, Field(ge=0, le=16)] | None = None
+    """Replicas that must acknowledge a round's writes (Redis WAIT) before its requests get their
+    2xx; fewer: 503 with Retry-After. Default 1 with REDIS_SENTINEL_HOSTS, else 0 (no WAIT)."""
+    ingest_replica_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    """How long a round waits for those acknowledgements."""
 
     # --- Celery broker ---------------------------------------------------------------------
     broker_visibility_timeout: Annotated[int, Field(ge=10)] = 300
@@ -257,13 +272,41 @@ class Settings(BaseModel):
             parse_api_keys(value.get_secret_value())  # refused at start, not at the first request
         return value
 
+    @field_validator("redis_sentinel_hosts", mode="before")
+    @classmethod
+    def _sentinel_addresses(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        addresses = []
+        for item in (part.strip() for part in value.split(",")):
+            if not item:
+                continue
+            host, _, port = item.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{item!r} is not host:port (e.g. sentinel1:26379)")
+            addresses.append((host.strip("[]"), int(port)))
+        return tuple(addresses)
+
+    @field_validator("redis_sentinel_master")
+    @classmethod
+    def _master_name(cls, value: str) -> str:
+        if not value or any(c.isspace() for c in value):
+            raise ValueError("must be a non-empty name without spaces (Sentinel's master name)")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
     @field_validator(
-        "redis_url", "database_url", "redis_host", "db_host", "vault_addr", mode="before"
+        "redis_url",
+        "database_url",
+        "redis_host",
+        "db_host",
+        "vault_addr",
+        "ingest_min_replicas",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -282,6 +325,27 @@ class Settings(BaseModel):
                 "MOOG_RETRY_MAX_DELAY / MOOG_CIRCUIT_BREAKER_TIMEOUT)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _one_way_to_redis(self) -> Settings:
+        if self.redis_sentinel_hosts and (self.redis_url or self.redis_host):
+            raise ValueError(
+                "REDIS_SENTINEL_HOSTS names the Redis master through Sentinel: unset REDIS_URL "
+                "and REDIS_HOST (they would name a fixed server)"
+            )
+        return self
+
+    @property
+    def sentinel(self) -> bool:
+        """True when Redis is reached through Sentinel (REDIS_SENTINEL_HOSTS is set)."""
+        return bool(self.redis_sentinel_hosts)
+
+    @property
+    def min_replicas(self) -> int:
+        """Replicas that must acknowledge accepted events (INGEST_MIN_REPLICAS or its default)."""
+        if self.ingest_min_replicas is not None:
+            return self.ingest_min_replicas
+        return 1 if self.sentinel else 0
 
     @property
     def worker_rate_limit(self) -> str:
@@ -305,7 +369,7 @@ class Settings(BaseModel):
     @property
     def embedded_redis(self) -> bool:
         """True when no Redis was configured, so ``mutt run`` should start a private one."""
-        return self.redis_url is None and self.redis_host is None
+        return self.redis_url is None and self.redis_host is None and not self.sentinel
 
     @property
     def embedded_database(self) -> bool:
@@ -372,7 +436,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return Settings.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
-        # A cross-field check has no location: it is about the visibility timeout.
+        # A cross-field check has no location: it names its variable in its message, or it is
+        # about the visibility timeout.
+        message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"] and message.startswith("REDIS_SENTINEL_HOSTS"):
+            raise SettingsError(f"invalid setting {message}") from None
         name = str(first["loc"][0]).upper() if first["loc"] else "BROKER_VISIBILITY_TIMEOUT"
         given = values.get(name.lower())
         shown = (
@@ -380,5 +448,4 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             if given is None or "pass" in name.lower() or "key" in name.lower()
             else f"={given!r}"
         )
-        message = first["msg"].removeprefix("Value error, ")
         raise SettingsError(f"invalid setting {name}{shown}: {message}") from None

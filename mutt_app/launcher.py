@@ -24,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -57,6 +57,7 @@ PART_NAMES = ("redis", "moog-sink", "ingest", "web", "worker", "forwarder", "bea
 # Parts that read or write the database: only these make `mutt run` migrate or check it first.
 DB_PARTS = frozenset({"ingest", "web", "worker", "forwarder", "beat"})
 REDIS_PORTS = range(6380, 6400)  # next to, never on, a system Redis's 6379
+SENTINEL_PORTS = range(26380, 26400)  # next to, never on, a system Sentinel's 26379
 TAIL_LINES = 40
 
 
@@ -99,6 +100,7 @@ def plan_parts(
     *,
     python: str = sys.executable,
     redis_binary: str = "redis-server",
+    ha_ports: Sequence[int] = (),
 ) -> list[Part]:
     """The parts ``mutt run`` starts, in start order.
 
@@ -108,6 +110,10 @@ def plan_parts(
     MOOG_WEBHOOK_URL pointing at them when those parts are selected; without them they use the
     configured (or default) ones. Raises ValueError for an unknown name in ``only``/``without``, a
     part ``only`` asks for that these settings do not start, or an empty selection.
+
+    ``ha_ports`` (``mutt run --ha``: a replica's port, then three Sentinels') makes the ``redis``
+    part a primary with a replica and three Sentinels (:func:`write_sentinel_configs` writes their
+    files), and points the other children at the Sentinels instead of REDIS_URL.
     """
     for option, names in (("--only", only), ("--without", without)):
         unknown = sorted(set(names or ()) - set(PART_NAMES))
@@ -133,8 +139,13 @@ def plan_parts(
     redis_url = redis_url or "redis://127.0.0.1:6380/0"
     sink_url = sink_url or f"http://127.0.0.1:{settings.moog_sink_port}/webhook"
     shared = {"PYTHONUNBUFFERED": "1"}
-    if "redis" in selected:
+    ha = bool(ha_ports) and "redis" in selected
+    if ha:
+        shared["REDIS_SENTINEL_HOSTS"] = ",".join(f"127.0.0.1:{p}" for p in ha_ports[1:])
+        shared["REDIS_SENTINEL_MASTER"] = HA_MASTER_NAME
+    elif "redis" in selected:
         shared["REDIS_URL"] = redis_url
+    redis_needs = ("redis", *HA_PARTS) if ha else ("redis",)
     if "moog-sink" in selected:
         shared["MOOG_WEBHOOK_URL"] = sink_url
 
@@ -184,21 +195,103 @@ def plan_parts(
         "web": lambda: _gunicorn_part(
             "web", "create_app", web_port, "/", python, {**_with_samples("web"), **web_cookie}
         ),
-        "worker": lambda: Part("worker", worker_argv, workers_env, needs=("redis",)),
+        "worker": lambda: Part("worker", worker_argv, workers_env, needs=redis_needs),
         "forwarder": lambda: Part(
-            "forwarder", forwarder_argv, workers_env, needs=("redis", "moog-sink")
+            "forwarder", forwarder_argv, workers_env, needs=(*redis_needs, "moog-sink")
         ),
-        "beat": lambda: Part("beat", beat_argv, shared, needs=("redis",)),
+        "beat": lambda: Part("beat", beat_argv, shared, needs=redis_needs),
         "flower": lambda: Part(
             "flower",
             flower_argv,
             shared,
             port=flower_port,
-            needs=("redis",),
+            needs=redis_needs,
             url=f"http://127.0.0.1:{flower_port}/",
         ),
     }
-    return [builders[name]() for name in selected]
+    parts = []
+    for name in selected:
+        parts.append(builders[name]())
+        if name == "redis" and ha:
+            # The replica's first full sync starts at once (Redis waits 5 s by default), so ingest,
+            # which needs its acknowledgement, answers 2xx from its start.
+            primary = parts[-1]
+            parts[-1] = replace(primary, argv=[*primary.argv, "--repl-diskless-sync-delay", "0"])
+            parts += _ha_parts(data_dir, redis_binary, redis_url, ha_ports, shared)
+    # Ingest and web need Redis too: with --ha, its replica and Sentinels as well.
+    return [
+        replace(part, needs=redis_needs)
+        if part.needs == ("redis",) and part.name not in HA_PARTS
+        else part
+        for part in parts
+    ]
+
+
+# `mutt run --ha`: the Redis primary's companions, started after it and before everything else.
+HA_MASTER_NAME = "mymaster"
+HA_PARTS = ("redis-replica", "sentinel-1", "sentinel-2", "sentinel-3")
+HA_DOWN_AFTER_MS = 5000
+HA_FAILOVER_TIMEOUT_MS = 30000
+
+
+def _ha_parts(
+    data_dir: Path, binary: str, primary_url: str, ports: Sequence[int], env: Mapping[str, str]
+) -> list[Part]:
+    primary = urlsplit(primary_url).port or 6379
+    replica_port, *sentinel_ports = ports
+    replica_argv = [
+        binary,
+        "--port", str(replica_port),
+        "--bind", "127.0.0.1",
+        "--dir", str(data_dir / "redis-replica"),
+        "--appendonly", "yes",
+        "--save", "",
+        "--daemonize", "no",
+        "--replicaof", "127.0.0.1", str(primary),
+    ]  # fmt: skip
+    parts = [
+        Part(
+            "redis-replica",
+            replica_argv,
+            env,
+            port=replica_port,
+            needs=("redis",),
+            url=f"redis://127.0.0.1:{replica_port}/0",
+        )
+    ]
+    for number, port in enumerate(sentinel_ports, start=1):
+        name = f"sentinel-{number}"
+        argv = [binary, str(data_dir / name / "sentinel.conf"), "--sentinel",
+                "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir / name),
+                "--daemonize", "no"]  # fmt: skip
+        parts.append(
+            Part(
+                name,
+                argv,
+                env,
+                port=port,
+                needs=("redis", "redis-replica"),
+                url=f"sentinel://127.0.0.1:{port}",
+            )
+        )
+    return parts
+
+
+def write_sentinel_configs(data_dir: Path, primary_port: int, sentinels: int = 3) -> None:
+    """Fresh configuration files for ``mutt run --ha``'s Sentinels (they rewrite them as they run).
+
+    Written anew on every start: the ports are chosen per run, and what an earlier run's Sentinels
+    learned (replicas, epochs) would name servers that no longer listen there.
+    """
+    for number in range(1, sentinels + 1):
+        directory = data_dir.resolve() / f"sentinel-{number}"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "sentinel.conf").write_text(
+            f"sentinel monitor {HA_MASTER_NAME} 127.0.0.1 {primary_port} 2\n"
+            f"sentinel down-after-milliseconds {HA_MASTER_NAME} {HA_DOWN_AFTER_MS}\n"
+            f"sentinel failover-timeout {HA_MASTER_NAME} {HA_FAILOVER_TIMEOUT_MS}\n"
+            f"sentinel parallel-syncs {HA_MASTER_NAME} 1\n"
+        )
 
 
 METRICS_GROUPS = ("ingest", "web", "workers")
@@ -222,7 +315,10 @@ def _available_parts(settings: Settings) -> set[str]:
 def _unavailable_reason(name: str) -> str:
     """Why ``name`` is not started with the current settings."""
     if name == "redis":
-        return "not started when REDIS_URL or REDIS_HOST is set (MUTT uses that Redis)"
+        return (
+            "not started when REDIS_URL, REDIS_HOST or REDIS_SENTINEL_HOSTS is set "
+            "(MUTT uses that Redis)"
+        )
     if name == "moog-sink":
         return "not started when MOOG_WEBHOOK_URL is set (MUTT forwards there)"
     return "not available"
@@ -735,16 +831,36 @@ def prepare_database(engine: Engine, settings: Settings) -> str:
     show_default=True,
     help="Seconds for every part to accept connections.",
 )
+@click.option(
+    "--ha",
+    is_flag=True,
+    help="Run the private Redis as a primary, a replica and three Sentinels, to try failover.",
+)
 @click.pass_obj
-def run(obj: Context, only: str | None, without: str | None, start_timeout: float) -> None:
+def run(
+    obj: Context, only: str | None, without: str | None, start_timeout: float, ha: bool = False
+) -> None:
     """Run the whole stack in the foreground (Ctrl-C stops everything).
 
-    A private Redis (unless REDIS_URL/REDIS_HOST is set), the local Moog sink (unless
+    A private Redis (unless REDIS_URL/REDIS_HOST/REDIS_SENTINEL_HOSTS is set), the local Moog sink (unless
     MOOG_WEBHOOK_URL is set), ingest, web, a classify worker, a forward worker, beat and Flower.
-    Parts that die are restarted.
+    Parts that die are restarted. With --ha the private Redis is a primary, a replica and three
+    Sentinels on loopback ports, and every part reaches it through the Sentinels.
     """
     settings = obj.settings
-    redis_url = f"redis://127.0.0.1:{pick_port()}/0" if settings.embedded_redis else None
+    if ha and not settings.embedded_redis:
+        raise click.UsageError(
+            "--ha starts its own Redis with Sentinels: unset REDIS_URL, REDIS_HOST and "
+            "REDIS_SENTINEL_HOSTS"
+        )
+    primary = pick_port()
+    redis_url = f"redis://127.0.0.1:{primary}/0" if settings.embedded_redis else None
+    ha_ports: list[int] = []
+    if ha:
+        # Distinct ports: nothing listens on them yet, so pick_port would hand one out twice.
+        ha_ports.append(pick_port([p for p in REDIS_PORTS if p != primary]))
+        for _ in range(3):
+            ha_ports.append(pick_port([p for p in SENTINEL_PORTS if p not in ha_ports]))
     binary = find_redis_server()
     try:
         parts = plan_parts(
@@ -754,6 +870,7 @@ def run(obj: Context, only: str | None, without: str | None, start_timeout: floa
             redis_url,
             f"http://127.0.0.1:{settings.moog_sink_port}/webhook",
             redis_binary=binary or "redis-server",
+            ha_ports=ha_ports,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -764,6 +881,9 @@ def run(obj: Context, only: str | None, without: str | None, start_timeout: floa
             "or set REDIS_URL to a running Redis"
         )
     (settings.mutt_data_dir / "redis").mkdir(parents=True, exist_ok=True)
+    if "redis-replica" in names:
+        (settings.mutt_data_dir / "redis-replica").mkdir(parents=True, exist_ok=True)
+        write_sentinel_configs(settings.mutt_data_dir, primary)
     # Samples of processes from an earlier run would be merged in: start from an empty directory.
     samples = metrics_dir(settings.mutt_data_dir.resolve())
     shutil.rmtree(samples, ignore_errors=True)

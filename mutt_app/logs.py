@@ -55,6 +55,7 @@ _SECRET_FIELDS = (
     "redis_password",
     "redis_pass_current",
     "redis_pass_next",
+    "redis_sentinel_password",
     "db_pass",
     "db_pass_current",
     "db_pass_next",

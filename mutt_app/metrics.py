@@ -40,6 +40,10 @@ INGEST_PUBLISH_ROUND = Histogram(
     "Requests whose events one publishing round put in the ledger and on the broker together",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
+INGEST_REPLICATION_SHORTFALL = Counter(
+    "mutt_ingest_replication_shortfall_total",
+    "Publishing rounds answered 503 because fewer than INGEST_MIN_REPLICAS replicas acknowledged",
+)
 
 # --- classify (the v2.5 "alerter") ----------------------------------------------------------------
 EVENTS_PROCESSED = Counter(

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+import redis.sentinel
 from sqlalchemy import Engine, event
 
 from mutt_app.config import Settings
@@ -93,12 +94,13 @@ def _is_wrong_password_redis(exc: redis.RedisError) -> bool:
 def redis_password(settings: Settings, **client_options: Any) -> str | None:
     """The first of the configured Redis passwords the server accepts.
 
-    Raises :class:`NoWorkingPassword` when all are refused; connection errors pass through.
+    Through Sentinel, the server is the master Sentinel names now. Raises
+    :class:`NoWorkingPassword` when all are refused; connection errors pass through.
     """
     candidates = settings.redis_passwords()
     last_error: Exception | None = None
     for index, password in enumerate(candidates):
-        client = redis.Redis.from_url(settings.redis_dsn(password), **client_options)
+        client = _plain_client(settings, password, client_options)
         try:
             client.ping()
         except (redis.AuthenticationError, redis.ResponseError) as exc:
@@ -112,6 +114,45 @@ def redis_password(settings: Settings, **client_options: Any) -> str | None:
             log.warning("redis login succeeded with the %s password", _label(index))
         return password
     raise NoWorkingPassword("redis refused every configured password") from last_error
+
+
+def sentinel_connection_options(settings: Settings) -> dict[str, Any]:
+    """How to talk to the Sentinels themselves (redis-py's ``sentinel_kwargs``)."""
+    options: dict[str, Any] = {"socket_timeout": 2, "socket_connect_timeout": 2}
+    if settings.redis_sentinel_password is not None:
+        options["password"] = settings.redis_sentinel_password.get_secret_value()
+    if settings.redis_sentinel_tls_enabled:
+        options["ssl"] = True
+        if settings.redis_ca_cert_path:
+            options["ssl_ca_certs"] = str(settings.redis_ca_cert_path)
+    return options
+
+
+def _plain_client(settings: Settings, password: str | None, options: dict[str, Any]) -> redis.Redis:
+    """A client of the configured server, or of the master Sentinel names, with ``password``."""
+    if not settings.sentinel:
+        return redis.Redis.from_url(settings.redis_dsn(password), **options)
+    # The master's connections take the TLS options only when TLS is on (plain ones refuse them).
+    master_options = {
+        k: v
+        for k, v in options.items()
+        if k != "max_connections" and (settings.redis_tls_enabled or not k.startswith("ssl_"))
+    }
+    if settings.redis_tls_enabled:
+        master_options["ssl"] = True  # SentinelConnectionPool picks its TLS connection class
+    sentinel = redis.sentinel.Sentinel(
+        list(settings.redis_sentinel_hosts),
+        sentinel_kwargs=sentinel_connection_options(settings),
+        db=settings.redis_db,
+        password=password,
+        **master_options,
+    )
+    # Each connection asks the Sentinels for the master when it connects, and one that finds the
+    # server demoted (READONLY) drops and asks again: the client follows a failover by itself.
+    pool_options = (
+        {"max_connections": options["max_connections"]} if options.get("max_connections") else {}
+    )
+    return sentinel.master_for(settings.redis_sentinel_master, redis.Redis, **pool_options)
 
 
 class _RedisLogin:
@@ -169,7 +210,9 @@ def redis_client(settings: Settings, **client_options: Any) -> redis.Redis:
 
     Raises :class:`NoWorkingPassword` when the server refuses every password now. With a rotating
     pair (REDIS_PASS_CURRENT and REDIS_PASS_NEXT), each connection the client opens later tries them
-    again, so a long-lived client survives the server switching passwords.
+    again, so a long-lived client survives the server switching passwords. With
+    REDIS_SENTINEL_HOSTS, the client talks to the master the Sentinels name, and each new
+    connection asks them again, so it follows a failover without a restart.
     """
     options: dict[str, Any] = {"max_connections": settings.redis_max_connections}
     if settings.redis_ca_cert_path:
@@ -178,9 +221,11 @@ def redis_client(settings: Settings, **client_options: Any) -> redis.Redis:
     password = redis_password(settings, **options) if _needs_probe(settings) else None
     candidates = settings.redis_passwords()
     if len(candidates) < 2:
-        return redis.Redis.from_url(settings.redis_dsn(password), **options)
+        return _plain_client(settings, password, options)
     # The URL must carry no password: each connection sends the one _RedisLogin picks.
     options["redis_connect_func"] = _RedisLogin(candidates, preferred=candidates.index(password))
+    if settings.sentinel:
+        return _plain_client(settings, None, options)
     return redis.Redis.from_url(_without_password(settings.redis_dsn()), **options)
 
 

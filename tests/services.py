@@ -48,10 +48,52 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> No
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
+class TlsFiles:
+    """A throw-away CA and a server certificate for 127.0.0.1, made with the openssl command."""
+
+    def __init__(self) -> None:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise RuntimeError("openssl is not installed")
+        self.dir = Path(tempfile.mkdtemp(prefix="mutt-tls-"))
+        self.ca, self.cert, self.key = (
+            self.dir / n for n in ("ca.pem", "server.pem", "server.key")
+        )
+        (self.dir / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+        for argv in (
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+             "ca.pem", "-days", "2", "-subj", "/CN=mutt-test-ca"],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
+             "server.csr", "-subj", "/CN=127.0.0.1"],
+            ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"],
+        ):  # fmt: skip
+            subprocess.run([openssl, *argv], cwd=self.dir, check=True, capture_output=True)
+
+    def server_args(self, port: int) -> list[str]:
+        """redis-server options: TLS only on ``port``, replication (and Sentinel's links) too."""
+        return [
+            "--port", "0", "--tls-port", str(port),
+            "--tls-cert-file", str(self.cert), "--tls-key-file", str(self.key),
+            "--tls-ca-cert-file", str(self.ca), "--tls-auth-clients", "no",
+            "--tls-replication", "yes",
+        ]  # fmt: skip
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class RedisServer:
     """A private redis-server on a free port; restartable, optionally with AOF."""
 
-    def __init__(self, *, appendonly: bool = False, password: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        appendonly: bool = False,
+        password: str | None = None,
+        extra_args: tuple[str, ...] = (),
+        tls: TlsFiles | None = None,
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -60,12 +102,15 @@ class RedisServer:
         self.dir = Path(tempfile.mkdtemp(prefix="mutt-redis-"))
         self.appendonly = appendonly
         self.password = password
+        self.extra_args = list(extra_args)
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         args = [
@@ -80,12 +125,17 @@ class RedisServer:
             "--logfile", str(self.dir / "redis.log"),
         ]  # fmt: skip
         if self.password:
-            args += ["--requirepass", self.password]
+            args += ["--requirepass", self.password, "--masterauth", self.password]
+        args += self.extra_args
+        if self.tls:
+            args += self.tls.server_args(self.port)
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: self.client().ping(), 10, f"redis-server on port {self.port}")
         return self
 
     def client(self, **options: object) -> redis.Redis:
+        if self.tls:
+            options = {"ssl_ca_certs": str(self.tls.ca), **options}
         return redis.Redis.from_url(self.url, **options)  # type: ignore[arg-type]
 
     def kill(self) -> None:
@@ -106,6 +156,182 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisSentinelCluster:
+    """A Redis master (AOF on), one replica and three Sentinels, all on loopback ports.
+
+    Sentinels see a master down after ``down_after_ms`` and fail over with quorum 2, so a SIGKILL
+    of the master (:meth:`kill_master`) promotes the replica within a few seconds
+    (:meth:`wait_for_new_master`). :meth:`stop` removes every process and directory.
+    """
+
+    MASTER_NAME = "mymaster"
+
+    def __init__(
+        self,
+        *,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 3000,
+        tls: bool = False,
+    ) -> None:
+        self.tls = TlsFiles() if tls else None
+        self.password = password
+        self.sentinel_password = sentinel_password
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.nodes: list[RedisServer] = []
+        self.sentinels: list[RedisServer] = []
+
+    def start(self) -> RedisSentinelCluster:
+        # Full syncs start at once (the default waits 5 s for more replicas to share one).
+        quick_sync = ("--repl-diskless-sync-delay", "0")
+        master = RedisServer(
+            appendonly=True, password=self.password, extra_args=quick_sync, tls=self.tls
+        )
+        master.start()
+        self.nodes = [master]
+        try:
+            replica = RedisServer(
+                appendonly=True,
+                password=self.password,
+                extra_args=(*quick_sync, "--replicaof", "127.0.0.1", str(master.port)),
+                tls=self.tls,
+            ).start()
+            self.nodes.append(replica)
+            wait_for(lambda: self._in_sync(master, replica), 15, "the replica to sync")
+            for _ in range(3):
+                self.sentinels.append(self._start_sentinel(master.port))
+            wait_for(self._sentinels_ready, 20, "three sentinels that see the master and replica")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_sentinel(self, master_port: int) -> RedisServer:
+        sentinel = RedisServer(password=None, tls=self.tls)
+        conf = sentinel.dir / "sentinel.conf"
+        lines = [
+            f"sentinel monitor {self.MASTER_NAME} 127.0.0.1 {master_port} 2",
+            f"sentinel down-after-milliseconds {self.MASTER_NAME} {self.down_after_ms}",
+            f"sentinel failover-timeout {self.MASTER_NAME} {self.failover_timeout_ms}",
+            f"sentinel parallel-syncs {self.MASTER_NAME} 1",
+        ]
+        if self.password:
+            lines.append(f"sentinel auth-pass {self.MASTER_NAME} {self.password}")
+        if self.sentinel_password:
+            lines.append(f"requirepass {self.sentinel_password}")
+            lines.append(f"sentinel sentinel-pass {self.sentinel_password}")
+        conf.write_text("\n".join(lines) + "\n")
+        sentinel.password = self.sentinel_password
+        args = [
+            sentinel.binary, str(conf), "--sentinel",
+            "--port", str(sentinel.port), "--bind", "127.0.0.1",
+            "--dir", str(sentinel.dir), "--daemonize", "no",
+            "--logfile", str(sentinel.dir / "sentinel.log"),
+        ]  # fmt: skip
+        if self.tls:
+            args += self.tls.server_args(sentinel.port)
+        sentinel.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for(lambda: sentinel.client().ping(), 10, f"sentinel on port {sentinel.port}")
+        return sentinel
+
+    @staticmethod
+    def _in_sync(master: RedisServer, replica: RedisServer) -> bool:
+        info = replica.client().info("replication")
+        return info.get("master_link_status") == "up"
+
+    def _sentinels_ready(self) -> bool:
+        for sentinel in self.sentinels:
+            state = sentinel.client().sentinel_master(self.MASTER_NAME)
+            if state["num-slaves"] < 1 or state["num-other-sentinels"] < len(self.sentinels) - 1:
+                return False
+        return True
+
+    @property
+    def hosts(self) -> str:
+        """REDIS_SENTINEL_HOSTS for this cluster."""
+        return ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+
+    def env(self) -> dict[str, str]:
+        """The settings that point MUTT at this cluster."""
+        env = {"REDIS_SENTINEL_HOSTS": self.hosts, "REDIS_SENTINEL_MASTER": self.MASTER_NAME}
+        if self.password:
+            env["REDIS_PASSWORD"] = self.password
+        if self.sentinel_password:
+            env["REDIS_SENTINEL_PASSWORD"] = self.sentinel_password
+        if self.tls:
+            env.update(
+                REDIS_TLS_ENABLED="true",
+                REDIS_SENTINEL_TLS_ENABLED="true",
+                REDIS_CA_CERT_PATH=str(self.tls.ca),
+            )
+        return env
+
+    def master_port(self) -> int:
+        """The master's port as the first Sentinel that answers names it."""
+        for sentinel in self.sentinels:
+            with contextlib.suppress(redis.RedisError):
+                _host, port = sentinel.client().sentinel_get_master_addr_by_name(self.MASTER_NAME)
+                return int(port)
+        raise RuntimeError("no sentinel answered")
+
+    def node(self, port: int) -> RedisServer:
+        return next(n for n in self.nodes if n.port == port)
+
+    @property
+    def master(self) -> RedisServer:
+        return self.node(self.master_port())
+
+    @property
+    def replicas(self) -> list[RedisServer]:
+        port = self.master_port()
+        return [n for n in self.nodes if n.port != port]
+
+    def kill_master(self) -> RedisServer:
+        """SIGKILL the current master, as a crashed host would; returns it (now dead)."""
+        master = self.master
+        master.kill()
+        return master
+
+    def wait_for_new_master(self, old_port: int, timeout: float = 30) -> RedisServer:
+        """Wait until every Sentinel names a master other than ``old_port`` that accepts writes."""
+
+        def promoted() -> bool:
+            ports = {
+                int(s.client().sentinel_get_master_addr_by_name(self.MASTER_NAME)[1])
+                for s in self.sentinels
+            }
+            if len(ports) != 1 or old_port in ports:
+                return False
+            return self.node(ports.pop()).client().info("replication")["role"] == "master"
+
+        wait_for(promoted, timeout, f"a new master after {old_port}", interval=0.1)
+        return self.master
+
+    def restart_as_replica(self, node: RedisServer) -> None:
+        """Start a killed node again, following the current master (as Sentinel would make it)."""
+        master = self.master
+        node.extra_args = [
+            "--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1", str(master.port)
+        ]  # fmt: skip
+        node.start()
+        try:
+            wait_for(lambda: self._in_sync(master, node), 60, "the old master to resync")
+        except TimeoutError as exc:
+            log = (node.dir / "redis.log").read_text(errors="replace").splitlines()[-15:]
+            raise TimeoutError(f"{exc}; its log ends:\n" + "\n".join(log)) from None
+
+    def stop(self) -> None:
+        for server in [*self.sentinels, *self.nodes]:
+            server.stop()
+        self.sentinels, self.nodes = [], []
+        if self.tls:
+            self.tls.remove()
 
 
 def _pg_bindir() -> Path:

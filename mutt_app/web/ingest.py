@@ -3,7 +3,9 @@
 Valid events of a body are accepted even when others are not (those are listed with their index and
 reason). Accepted events are recorded in the ledger and published to ``classify_event`` in batches of
 CLASSIFY_BATCH_SIZE before the 200 goes out; concurrent requests share those writes
-(:mod:`mutt_app.web.publisher`). A body with nothing valid is answered 422, never 400:
+(:mod:`mutt_app.web.publisher`). With INGEST_MIN_REPLICAS (default 1 through Sentinel) those writes
+must also be acknowledged by that many replicas, else 503 with Retry-After
+(:mod:`mutt_app.replication`). A body with nothing valid is answered 422, never 400:
 syslog-ng resends a 400 forever and rsyslog files it as an error, and such a body will never succeed.
 
 A body larger than MAX_INGEST_BODY_BYTES is answered 413 whatever its framing (Content-Length or
@@ -37,6 +39,7 @@ from mutt_app.dynamic_config import DynamicConfig
 from mutt_app.events import BodyError, Event, parse_body, validate_items
 from mutt_app.ledger import Batch, Ledger
 from mutt_app.logs import correlation, log_context
+from mutt_app.replication import ReplicationShortfall, confirm_replicated
 from mutt_app.rotation import redis_client
 from mutt_app.tasks.classify import QUEUE, TASK_NAME
 from mutt_app.web.publisher import BatchPublisher, PublishTimeout, QueueFull
@@ -73,6 +76,9 @@ class Ingestor:
             forget=self.ledger.forget,
             send=self.send,
             published=lambda requests: slo.record(self.redis, "ingest", True, count=requests),
+            replicated=lambda: confirm_replicated(
+                self.redis, self.settings.min_replicas, self.settings.ingest_replica_timeout_ms
+            ),
             batch_size=self.settings.classify_batch_size,
             max_queue=lambda: self.dynamic_config.get("max_ingest_queue_size"),
             linger_seconds=self.settings.ingest_linger_ms / 1000,
@@ -218,6 +224,13 @@ def _ingest(ingestor: Ingestor) -> Response:
             503,
             {"error": "classify queue is full, retry later"},
             "queue_full",
+            **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    except ReplicationShortfall:
+        return _answer(
+            503,
+            {"error": "events not yet replicated, retry later"},
+            "replication_shortfall",
             **{"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     except (redis.RedisError, BrokerError, BatchPublishError, OSError, PublishTimeout) as exc:

@@ -64,7 +64,8 @@ class BatchPublisher:
     ``depth`` reads the classify queue's length and ``max_queue`` the cap it must not pass (a
     runtime setting); ``record``, ``forget`` and ``send`` are the ledger's
     and the broker's operations (``send`` publishes a list of batches, one classify task each, as
-    one pipeline); ``published`` is told how many requests each successful round published, before
+    one pipeline); ``replicated`` returns once the round's writes are on enough replicas or raises
+    (:mod:`mutt_app.replication`); ``published`` is told how many requests each successful round published, before
     they are answered (the SLO counters count them in one write per round).
     """
 
@@ -76,6 +77,7 @@ class BatchPublisher:
         forget: Callable[[list[str]], None],
         send: Callable[[list[Batch]], None],
         published: Callable[[int], object] = lambda requests: None,
+        replicated: Callable[[], object] = lambda: None,
         batch_size: int,
         max_queue: Callable[[], int],
         linger_seconds: float = 0.0,
@@ -86,6 +88,7 @@ class BatchPublisher:
         self._forget = forget
         self._send = send
         self._published = published
+        self._replicated = replicated
         self._batch_size = batch_size
         self._max_queue = max_queue
         self._linger_seconds = linger_seconds
@@ -166,6 +169,13 @@ class BatchPublisher:
             # keep their correlation_ids), and the resend adds copies with new ones unless the
             # sender set its own.
             self._forget([b.batch_id for b in batches])
+            return exc
+        try:
+            self._replicated()
+        except Exception as exc:
+            # The round is on the master, in the ledger and on the broker, and stays there: the
+            # workers audit it unless the master is lost first. The requests are told to resend;
+            # a resent event with the same correlation_id is audited once.
             return exc
         self._published(len(taken))
         return None

@@ -849,3 +849,129 @@ def test_k8s_kubeconform() -> None:
         [kubeconform, "-strict", "-summary", *files], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- (g) Redis with Sentinel ------------------------------------------------------------------------
+
+
+def _started(argv: list[str], port: int) -> subprocess.Popen[bytes]:
+    import redis as redis_py
+
+    from tests.services import wait_for
+
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: redis_py.Redis(port=port).ping(), 10, f"{argv[1]} on {port}")
+    except TimeoutError:
+        process.kill()
+        raise
+    return process
+
+
+def _sentinel_files_work(redis_conf: str, sentinel_conf: str, tmp_path: Path) -> None:
+    """A master and a replica from ``redis_conf``, a Sentinel from ``sentinel_conf``, all local."""
+    import redis as redis_py
+
+    from tests.services import free_port, wait_for
+
+    binary = _need("redis-server")
+    master_port, replica_port, sentinel_port = free_port(), free_port(), free_port()
+    processes = []
+    try:
+        for name, port, extra in (
+            ("master", master_port, []),
+            ("replica", replica_port, ["--replicaof", "127.0.0.1", str(master_port)]),
+        ):
+            conf = tmp_path / f"{name}.conf"
+            conf.write_text(redis_conf)
+            (tmp_path / name).mkdir()
+            argv = [binary, str(conf), "--port", str(port), "--bind", "127.0.0.1",
+                    "--dir", str(tmp_path / name), "--daemonize", "no", *extra]  # fmt: skip
+            processes.append(_started(argv, port))
+        master = redis_py.Redis(port=master_port)
+        assert master.config_get("appendonly")["appendonly"] == "yes"
+        assert master.config_get("min-replicas-to-write")["min-replicas-to-write"] == "1"
+        assert master.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+        wait_for(lambda: master.set("k", "v"), 15, "the master to accept writes with its replica")
+        # The file's own monitor line, pointed at this test's master.
+        monitored = re.sub(
+            r"^sentinel monitor mymaster \S+ 6379 2$",
+            f"sentinel monitor mymaster 127.0.0.1 {master_port} 2",
+            sentinel_conf,
+            flags=re.M,
+        )
+        assert monitored != sentinel_conf
+        conf = tmp_path / "sentinel.conf"
+        conf.write_text(monitored)
+        (tmp_path / "sentinel").mkdir()
+        argv = [binary, str(conf), "--sentinel", "--port", str(sentinel_port), "--bind",
+                "127.0.0.1", "--dir", str(tmp_path / "sentinel"), "--daemonize", "no"]  # fmt: skip
+        processes.append(_started(argv, sentinel_port))
+        sentinel = redis_py.Redis(port=sentinel_port, decode_responses=True)
+        wait_for(lambda: sentinel.sentinel_master("mymaster")["num-slaves"] == 1, 20,
+                 "the sentinel to find the replica")  # fmt: skip
+        assert int(sentinel.sentinel_get_master_addr_by_name("mymaster")[1]) == master_port
+        # min-replicas-to-write: a master without its replica refuses writes (no split brain).
+        processes[1].kill()
+        processes[1].wait(10)
+        master.config_set("min-replicas-max-lag", "1")
+        wait_for(lambda: _refuses_writes(master), 20, "the master to refuse writes alone")
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait(10)
+
+
+def _refuses_writes(client: Any) -> bool:
+    import redis as redis_py
+
+    try:
+        client.set("k", "v")
+    except redis_py.ResponseError as exc:
+        return "NOREPLICAS" in str(exc)
+    return False
+
+
+def test_systemd_redis_and_sentinel_files_work(tmp_path: Path) -> None:
+    directory = DEPLOY / "systemd" / "redis"
+    sentinel_conf = (directory / "sentinel.conf").read_text()
+    # Only this test's directory may be written; the file's own port and bind are overridden.
+    sentinel_conf = sentinel_conf.replace("dir /var/lib/redis-sentinel-mutt\n", "")
+    _sentinel_files_work((directory / "redis-mutt.conf").read_text(), sentinel_conf, tmp_path)
+    unit = (directory / "redis-sentinel-mutt.service").read_text()
+    assert "ExecStart=/usr/bin/redis-server /etc/redis/sentinel-mutt.conf --sentinel" in unit
+    assert re.search(r"^Restart=always$", unit, re.M)
+    assert "ReadWritePaths=/etc/redis /var/lib/redis-sentinel-mutt" in unit
+
+
+def test_k8s_redis_files_work_and_mutt_is_pointed_at_its_sentinels(tmp_path: Path) -> None:
+    from mutt_app.config import load_settings
+
+    documents = _k8s_documents()
+    files = next(d for d in documents if d.get("metadata", {}).get("name") == "mutt-redis-config")[
+        "data"
+    ]
+    pod = "mutt-redis-0"
+    redis_conf = files["redis.conf"].replace("${POD_NAME}", pod)
+    redis_conf = "\n".join(
+        line for line in redis_conf.splitlines() if not line.startswith(("port ", "dir "))
+    )
+    sentinel_conf = "\n".join(
+        line.replace("${POD_NAME}", "127.0.0.1").replace(
+            "127.0.0.1.mutt-redis.mutt.svc.cluster.local", "127.0.0.1"
+        )
+        for line in files["sentinel.conf"].splitlines()
+        if not line.startswith(("port ", "dir "))
+    )
+    _sentinel_files_work(redis_conf.replace(f"{pod}.mutt-redis.mutt.svc.cluster.local", "127.0.0.1"),
+                         sentinel_conf, tmp_path)  # fmt: skip
+    statefulset = next(d for d in documents if d["kind"] == "StatefulSet")
+    config = next(d for d in documents if d.get("metadata", {}).get("name") == "mutt-config")[
+        "data"
+    ]
+    settings = load_settings(config)
+    pods = [f"mutt-redis-{n}" for n in range(statefulset["spec"]["replicas"])]
+    assert [host for host, _ in settings.redis_sentinel_hosts] == [
+        f"{p}.mutt-redis.mutt.svc.cluster.local" for p in pods
+    ]
+    assert settings.min_replicas == 1

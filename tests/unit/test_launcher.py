@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 from click.testing import CliRunner
 
 from mutt_app import launcher
@@ -456,3 +457,75 @@ def test_an_unreachable_database_is_named(tmp_path: Path) -> None:
             prepare_database(engine, settings)
     finally:
         engine.dispose()
+
+
+HA_RUN_SCRIPT = """
+from mutt_app.cli import Context
+from mutt_app.config import load_settings
+from mutt_app.launcher import run
+
+run.main(["--ha", "--only", "redis,ingest"], obj=Context(load_settings()), prog_name="mutt run")
+"""
+
+
+def test_mutt_run_ha_starts_a_primary_a_replica_and_sentinels_and_accepts_an_event(
+    tmp_path: Path,
+) -> None:
+    if launcher.find_redis_server() is None:
+        pytest.skip("no redis-server")
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(HA_RUN_SCRIPT))
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("REDIS_", "DATABASE_", "DB_", "INGEST_"))
+    }
+    env.update(
+        MUTT_DATA_DIR=str(tmp_path / "data"),
+        PYTHONUNBUFFERED="1",
+        SERVER_PORT_INGESTOR=str(free_port()),
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    out = Output(process.stdout)
+    try:
+        ingest = out.wait(r"\[mutt\]   ingest\s+(http://\S+)", timeout=90)[0].group(1)
+        sentinel_url = out.wait(r"\[mutt\]   sentinel-1\s+sentinel://127\.0\.0\.1:(\d+)")[0]
+        sentinel = redis.Redis(port=int(sentinel_url.group(1)))
+        master = sentinel.sentinel_get_master_addr_by_name("mymaster")
+        sentinel.close()
+        event = {"timestamp": "2026-01-01T00:00:00Z", "hostname": "ha", "message": "hello"}
+        # Accepted means replicated (INGEST_MIN_REPLICAS 1 through Sentinel): a 200 needs the
+        # replica to have acknowledged the event.
+        # While the replica makes its first sync that is a 503, never anything else.
+        answers = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            answers.append(requests.post(ingest, json=[event], timeout=10))
+            if answers[-1].status_code != 503:
+                break
+            time.sleep(0.5)
+        assert answers[-1].status_code == 200, answers[-1].text
+        assert {a.status_code for a in answers[:-1]} <= {503}
+        primary = redis.Redis(host=master[0], port=int(master[1]))
+        assert primary.info("replication")["connected_slaves"] == 1
+        primary.close()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+    finally:
+        # A failed assertion leaves the launcher running: stop it as Ctrl-C does, so that it stops
+        # its children (a SIGKILL would leave them behind).
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+    out._thread.join(5)
+    assert all(_gone(pid) for pid in _pids(out.text))
