@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from mutt_app.config import Settings, load_settings
 from mutt_app.db import make_engine, upgrade
+from tests.e2e.stack import Stack, StackFactory
 from tests.services import PostgresCluster, RedisServer
 
 TEMPLATE_DB = "mutt_template"
@@ -95,6 +96,28 @@ def settings(pg_url: str, redis_url: str, tmp_path) -> Settings:  # type: ignore
     return load_settings(
         {"DATABASE_URL": pg_url, "REDIS_URL": redis_url, "MUTT_DATA_DIR": str(tmp_path)}
     )
+
+
+@pytest.fixture
+def make_stack(pg_url: str, redis_url: str, tmp_path) -> Iterator[StackFactory]:  # type: ignore[no-untyped-def]
+    """Build a :class:`Stack` of real MUTT processes with extra environment (e2e and chaos tests);
+    every stack is stopped after the test."""
+    stacks: list[Stack] = []
+
+    def build(**env: str) -> Stack:
+        base = {
+            "DATABASE_URL": pg_url,
+            "REDIS_URL": redis_url,
+            "MUTT_DATA_DIR": str(tmp_path / "data"),
+            "LOG_LEVEL": "INFO",
+        }
+        stack = Stack({**base, **env}, tmp_path)
+        stacks.append(stack)
+        return stack
+
+    yield build
+    for stack in stacks:
+        stack.stop()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +261,10 @@ class Stack:
     def settle(self, seconds: float = 1.0) -> None:
         """Give in-flight work a moment, for checks that nothing *more* arrives."""
         time.sleep(seconds)
+
+
+StackFactory = Callable[..., Stack]
+"""The ``make_stack`` fixture: builds a :class:`Stack` with extra environment (tests/conftest.py)."""
 
 
 def _answers(url: str) -> bool:
