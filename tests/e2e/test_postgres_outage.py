@@ -62,7 +62,8 @@ def _events(start: int, count: int) -> bytes:
 def test_classify_retries_through_a_database_outage(
     make_stack: StackFactory, own_cluster: PostgresCluster
 ) -> None:
-    stack = make_stack(DATABASE_URL=own_cluster.url("mutt"))
+    # One attempt allowed per batch: a retry counted as a worker loss would dead-letter the batch.
+    stack = make_stack(DATABASE_URL=own_cluster.url("mutt"), ALERTER_MAX_RETRIES="1")
     stack.start_sink().start_ingest()
     worker = stack.start_worker(concurrency=2)
 
