@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import orjson
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -74,6 +75,18 @@ def _read_only_is_a_disconnect(context: ExceptionContext) -> None:
     # makes the next checkout connect anew, and target_session_attrs picks the writable server.
     if getattr(context.original_exception, "pgcode", None) == READ_ONLY_SQL_TRANSACTION:
         context.is_disconnect = True
+
+
+def raise_dbapi_error(connection: Connection, exc: BaseException, statement: str) -> NoReturn:
+    """Raise ``exc``, a DBAPI error from a raw cursor, as SQLAlchemy raises its own statements'.
+
+    Code that drives psycopg2 directly for speed (the audit insert) is outside SQLAlchemy's error
+    handling: without this a dead or read-only connection would go back to the pool as healthy, and
+    the caller would see a bare psycopg2 error that :func:`database_unavailable` does not know.
+    SQLAlchemy has no public entry for it; ``_handle_dbapi_exception`` is what its own executes
+    call (wraps the error, runs handle_error, invalidates the connection and pool on a disconnect).
+    """
+    connection._handle_dbapi_exception(exc, statement, None, None, None)
 
 
 def database_unavailable(exc: BaseException) -> bool:

@@ -107,3 +107,44 @@ def test_classify_retries_through_a_database_outage(
     # these similar events are held back as duplicates of each other: dedup, by design.)
     forwarded = [alert["external_id"] for alert in stack.sink_events()]
     assert forwarded and len(forwarded) == len(set(forwarded))
+
+
+def test_classify_retries_while_the_database_is_read_only(
+    make_stack: StackFactory, own_cluster: PostgresCluster
+) -> None:
+    # As when the server MUTT's pooled connections point at turns into a standby (a switch-over):
+    # every write fails with SQLSTATE 25006. That is an outage, not a bad batch: retried, never
+    # dead-lettered, and the connections that met it are not used again.
+    stack = make_stack(DATABASE_URL=own_cluster.url("mutt"), ALERTER_MAX_RETRIES="1")
+    stack.start_sink().start_ingest()
+    worker = stack.start_worker(concurrency=2)
+    sent: list[str] = []
+
+    def post(start: int) -> None:
+        response = stack.post(_events(start, 200), **{"Content-Type": "application/json"})
+        assert response.status_code == 200, response.text
+        sent.extend(response.json()["correlation_ids"])
+
+    post(0)
+    stack.wait_audited(200)  # the workers' pools hold connections to the server now
+    own_cluster.query("ALTER SYSTEM SET default_transaction_read_only = on")
+    own_cluster.query("SELECT pg_reload_conf()")
+    for start in range(200, 1_200, 200):
+        post(start)
+    wait_for(
+        lambda: (
+            "database unavailable (InternalError" in worker.log_path.read_text(errors="replace")
+        ),
+        30,
+        "classify to report the read-only database unavailable",
+    )
+    assert stack.audited() == 200
+    own_cluster.query("ALTER SYSTEM RESET default_transaction_read_only")
+    own_cluster.query("SELECT pg_reload_conf()")
+
+    stack.wait_audited(1_200, timeout=90)
+    stack.settle(2)
+    ids = [str(row.correlation_id) for row in stack.audit_rows()]
+    assert len(ids) == 1_200 and set(ids) == set(sent)
+    with stack.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(DeadLetter)).scalar_one() == 0
