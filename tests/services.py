@@ -142,7 +142,14 @@ class PostgresCluster:
         command = [str(self.bindir / args[0]), *args[1:]]
         if self.as_user:
             command = ["runuser", "-u", self.as_user, "--", *command]
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if done.returncode:
+            log = self.dir / "pg.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(
+                f"{' '.join(args[:1])} failed ({done.returncode}): "
+                f"{done.stderr.decode(errors='replace')}\n{tail}"
+            )
 
     def _make_dirs(self) -> None:
         self.socket_dir.mkdir(parents=True)

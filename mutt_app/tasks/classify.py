@@ -105,7 +105,8 @@ def _classify_event(
             batch_id,
             cause,
             type(exc).__name__,
-            str(exc).partition("\n")[0][:200],
+            # libpq reports every server of a multi-host URL on a line of its own.
+            " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:500],
             delay,
         )
         raise self.retry(exc=exc, countdown=delay) from exc

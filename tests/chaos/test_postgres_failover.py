@@ -20,6 +20,7 @@ How it is survived:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -57,8 +58,11 @@ def test_postgres_primary_stopped_hard_and_standby_promoted(
 ) -> None:
     stack = chaos_stack(DATABASE_URL=pg_pair.url(DATABASE))
     with ChaosRun(stack) as run:
-        run.wait_progress(0.3)
-        run.wait_steady()
+        run.wait_progress(0.25)
+        # Fail over on a steady pipeline if it gets there soon: on a busy machine it may not
+        # before the load ends, and a failover after the load proves less.
+        with contextlib.suppress(TimeoutError):
+            run.wait_steady(timeout=8)
         before = run.load.accepted_count
         failure = run.failure("PostgreSQL primary stopped hard, standby promoted")
         pg_pair.stop_primary_hard()
