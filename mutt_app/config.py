@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 from pydantic import (
     BaseModel,
@@ -412,7 +412,7 @@ class Settings(BaseModel):
             url = self.database_url
             if url.startswith("postgresql://"):
                 url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
-            return url
+            return _one_host_per_item(url) if url.startswith("postgresql") else url
         if self.db_host is not None:
             user = quote(self.db_user, safe="")
             return f"postgresql+psycopg2://{user}@{self.db_host}:{self.db_port}/{self.db_name}"
@@ -422,6 +422,38 @@ class Settings(BaseModel):
     def archive_path(self) -> Path:
         """Where retention writes its archives (ARCHIVE_DIR, else MUTT_DATA_DIR/archive)."""
         return self.archive_dir or self.mutt_data_dir / "archive"
+
+
+def _one_host_per_item(url: str) -> str:
+    """A multi-host PostgreSQL URL in the form SQLAlchemy's psycopg2 dialect reads.
+
+    libpq names several servers (a primary and its standbys, tried in order, the first that suits
+    ``target_session_attrs`` wins) either in the authority, ``postgresql://u@a:5432,b:5433/db``,
+    which SQLAlchemy cannot parse, or as ``?host=a,b&port=5432,5433``, which it passes on as is.
+    SQLAlchemy also takes one ``host=name:port`` item per server; the authority form, and a comma
+    list of ``name:port`` in one ``host`` item, are rewritten to that. Any other URL is returned
+    unchanged.
+    """
+    scheme, _, rest = url.partition("://")
+    authority, _, tail = rest.partition("/")
+    userinfo, at, hostlist = authority.rpartition("@")
+    path, _, query = tail.partition("?")
+    items = parse_qsl(query, keep_blank_values=True)
+    has_ports = any(key == "port" for key, _ in items)
+    hosts = hostlist.split(",") if "," in hostlist else []
+    split = [
+        (key, host)
+        for key, value in items
+        for host in (
+            value.split(",") if key == "host" and "," in value and not has_ports else [value]
+        )
+    ]
+    if not hosts and split == items:
+        return url
+    if hosts:
+        authority = f"{userinfo}{at}"
+        split = [("host", host) for host in hosts if host] + split
+    return f"{scheme}://{authority}/{path}?{urlencode(split)}"
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, MetaData, Uuid
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
-from mutt_app.db import json_text
+from mutt_app.db import json_text, raise_dbapi_error
 from mutt_app.dedup import Held
 from mutt_app.events import Event
 from mutt_app.models import EventAuditLog
@@ -115,10 +115,13 @@ def _insert_postgresql(connection: Connection, rows: Sequence[dict[str, Any]]) -
         tuple(_raw_json(row[name]) if name == "raw" else row.get(name) for name in _PG_COLUMNS)
         for row in rows
     ]
-    with connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
-        returned = execute_values(
-            cursor, _PG_INSERT, values, template=_PG_TEMPLATE, page_size=len(values), fetch=True
-        )
+    try:
+        with connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+            returned = execute_values(
+                cursor, _PG_INSERT, values, template=_PG_TEMPLATE, page_size=len(values), fetch=True
+            )
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise_dbapi_error(connection, exc, _PG_INSERT)
     return {correlation_id for (correlation_id,) in returned}
 
 

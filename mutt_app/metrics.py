@@ -126,6 +126,13 @@ for _event in ("raised", "ended"):
 DEAD_LETTERED = Counter(
     "mutt_dead_letters_total", "Items written to the dead-letter queue", ["task", "reason"]
 )
+CLASSIFY_OUTAGE_RETRIES = Counter(
+    "mutt_alerter_outage_retries_total",
+    "Classify batches put off for later because the database or Redis was unavailable",
+    ["cause"],
+)
+for _cause in ("database", "redis"):
+    CLASSIFY_OUTAGE_RETRIES.labels(_cause)
 ALERTER_QUEUE_DEPTH = Gauge(
     "mutt_alerter_queue_depth",
     "Ticket lane (mutt.forward) length as classify last read it for backpressure",

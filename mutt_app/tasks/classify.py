@@ -28,12 +28,11 @@ from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from mutt_app import lanes, metrics
 from mutt_app.backpressure import shed_verdict
 from mutt_app.celery_app import runtime_of
+from mutt_app.db import database_unavailable
 from mutt_app.deadletters import add_dead_letter
 from mutt_app.dedup import Held, count_held, hold_duplicates
 from mutt_app.event_audit import audit_row, insert_audit_rows
@@ -53,7 +52,9 @@ TASK_NAME = "mutt.classify_event"
 QUEUE = "mutt.classify"
 FORWARD_TASK = "mutt.forward_to_moog"
 # Waits before retrying a batch whose database or Redis was unreachable; all well under the
-# broker's visibility timeout (a waiting retry is an unacked message).
+# broker's visibility timeout (a waiting retry is an unacked message). Retries go on without limit
+# at the last wait: a PostgreSQL promotion takes seconds to a minute, and an outage that lasts
+# longer must still not turn accepted events into dead letters.
 INFRA_RETRY_DELAYS = (1, 2, 5, 10, 20, 30)
 
 
@@ -84,26 +85,42 @@ def _classify_event(
         return _dead_letter_batch(runtime, events, batch_id, attempt, replays)
     try:
         outcome = classify_batch(runtime, self.app, events, replays)
-    except (
-        OperationalError,
-        PoolTimeout,
-        RedisConnectionError,
-        RedisTimeout,
-        BrokerError,
-        BatchPublishError,
-    ) as exc:
-        # The database or Redis is unreachable: nothing was committed, try the whole batch later.
+    except Exception as exc:
+        cause = _outage(exc)
+        if cause is None:
+            # Not an event's fault (those are isolated inside) and not an outage: a bug or a
+            # surprise. Dead-letter the batch durably now; the task would otherwise be acked as
+            # failed.
+            log.exception("batch %s failed; dead-lettering its %d events", batch_id, len(events))
+            return _dead_letter_batch(runtime, events, batch_id, attempt, replays, error=exc)
+        # The database or Redis is away (down, failing over, read-only): the transaction was
+        # rolled back, so run the whole batch again later. Not a worker loss, so the attempt is
+        # not counted against the batch; the idempotent audit insert and the forwards' sent keys
+        # make the second run harmless.
         runtime.ledger.reset_attempts(batch_id)
         delay = INFRA_RETRY_DELAYS[min(self.request.retries, len(INFRA_RETRY_DELAYS) - 1)]
-        log.warning("batch %s: %s; retrying in %ss", batch_id, type(exc).__name__, delay)
+        metrics.CLASSIFY_OUTAGE_RETRIES.labels(cause).inc()
+        log.warning(
+            "batch %s: %s unavailable (%s: %s); retrying in %ss",
+            batch_id,
+            cause,
+            type(exc).__name__,
+            # libpq reports every server of a multi-host URL on a line of its own.
+            " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:500],
+            delay,
+        )
         raise self.retry(exc=exc, countdown=delay) from exc
-    except Exception as exc:
-        # Not an event's fault (those are isolated inside) and not an outage: a bug or a surprise.
-        # Dead-letter the batch durably now; the task would otherwise be acked as failed.
-        log.exception("batch %s failed; dead-lettering its %d events", batch_id, len(events))
-        return _dead_letter_batch(runtime, events, batch_id, attempt, replays, error=exc)
     runtime.ledger.settle([batch_id])
     return outcome
+
+
+def _outage(exc: BaseException) -> str | None:
+    """Which store ``exc`` says is unavailable ("database" or "redis"), or None for other errors."""
+    if database_unavailable(exc):
+        return "database"
+    if isinstance(exc, RedisConnectionError | RedisTimeout | BrokerError | BatchPublishError):
+        return "redis"
+    return None
 
 
 def classify_batch(

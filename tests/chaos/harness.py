@@ -391,11 +391,12 @@ class Probe:
                 self.posted.append((cid, posted))
         session.close()
 
-    def recovery(self, failure: Failure) -> float | None:
-        """Seconds from ``failure`` to the first completed probe posted after it (None: none yet)."""
-        after = [(cid, at) for cid, at in list(self.posted) if at >= failure.at]
+    def completions(self, since: float = 0.0) -> list[tuple[float, float]]:
+        """(posted, complete) epoch seconds of each accepted probe posted at or after ``since``
+        that is complete (audited and at the sink); empty while the database or sink is down."""
+        after = [(cid, at) for cid, at in list(self.posted) if at >= since]
         if not after:
-            return None
+            return []
         try:
             arrived = self.sink.arrivals()
             with self.stack.engine.connect() as conn:
@@ -407,13 +408,27 @@ class Probe:
                     ).all()
                 )
         except Exception:  # the database or the sink may be the part that failed, right now
-            return None
-        done = [
-            max(arrived[cid], audited[uuid.UUID(cid)].timestamp())
-            for cid, _ in after
+            return []
+        return [
+            (at, max(arrived[cid], audited[uuid.UUID(cid)].timestamp()))
+            for cid, at in after
             if cid in arrived and uuid.UUID(cid) in audited
         ]
+
+    def recovery(self, failure: Failure) -> float | None:
+        """Seconds from ``failure`` to the first completed probe posted after it (None: none yet)."""
+        done = [complete for _, complete in self.completions(failure.at)]
         return round(min(done) - failure.at, 2) if done else None
+
+    def steady(self, max_latency: float = 1.0, within: float = 2.0) -> bool:
+        """Whether a probe posted in the last ``within`` seconds completed in ``max_latency``:
+        the pipeline has no backlog left from an earlier failure."""
+        recent = self.completions(time.time() - within)
+        return any(complete - posted <= max_latency for posted, complete in recent)
+
+    def latencies(self) -> list[float]:
+        """Seconds from post to completion of every completed probe, sorted."""
+        return sorted(complete - posted for posted, complete in self.completions())
 
     def wait_recovered(self, failure: Failure, timeout: float = 60) -> float:
         """Block until the pipeline flows again after ``failure``; its recovery seconds."""
@@ -450,8 +465,10 @@ class ChaosFigures:
     unexpected: int  # any other non-2xx answer, or a partly accepted request
     recovery: dict[str, float | None]  # failure name -> seconds
     restarts: dict[str, int]
-    seconds: float  # wall time of the run
+    seconds: float  # wall time from the first post to everything audited and forwarded
     failures: list[str] = field(default_factory=list)
+    probe_latency_p50: float | None = None  # seconds from post to audited and forwarded
+    probe_latency_max: float | None = None
 
     def problems(self) -> list[str]:
         """The checks this run failed (empty: it passed)."""
@@ -478,13 +495,13 @@ class ChaosFigures:
         return (
             f"| {self.name} | {self.events:,} | {self.lost} | {self.audited_twice} | "
             f"{self.forwarded_duplicates} of {self.forwarded:,} ({self.duplicate_share:.3%}) | "
-            f"{self.status_503} | {self.connection_errors} | {recovery} |"
+            f"{self.status_503} | {self.connection_errors} | {recovery} | {self.seconds} |"
         )
 
 
 TABLE_HEADER = (
     "| failure | events | lost | audited twice | forwarded duplicates | 503 | connection errors "
-    "| recovery (s) |\n|---|---|---|---|---|---|---|---|"
+    "| recovery (s) | run (s) |\n|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -523,7 +540,8 @@ def verify(
     """Wait (up to ``timeout``) for every accepted event to be audited and every forwardable one
     to reach the sink, then measure; with ``check``, assert the chaos checks (module docstring).
 
-    ``accepted`` maps each correlation_id answered 2xx to whether it is forwardable.
+    ``accepted`` maps each correlation_id answered 2xx to whether it is forwardable; ``seconds``
+    is the run's wall time so far (the wait for completion is added to it).
     """
     expected = {cid for cid, forwardable in accepted.items() if forwardable}
 
@@ -533,8 +551,10 @@ def verify(
     def complete() -> bool:
         return stack.audited() >= len(accepted) and expected <= arrived()
 
+    began = time.time()
     with contextlib.suppress(TimeoutError):
-        wait_for(complete, timeout, "every accepted event audited and forwarded", interval=1)
+        wait_for(complete, timeout, "every accepted event audited and forwarded", interval=0.5)
+    seconds += time.time() - began
     stack.settle(2)  # anything still in flight (a redelivered copy) shows up as a duplicate
     counts = audit_counts(stack.engine)
     received = [str(e.get("external_id")) for e in sink.refresh()]
@@ -635,6 +655,12 @@ class ChaosRun:
         self.recovery[failure.name] = seconds
         return seconds
 
+    def wait_steady(self, max_latency: float = 1.0, timeout: float = 60) -> None:
+        """Block until probes flow through in ``max_latency`` seconds again (no backlog left),
+        so that the next failure's recovery is not the last one's backlog draining."""
+        wait_for(lambda: self.probe.steady(max_latency), timeout,
+                 "the pipeline to be steady", interval=0.5)  # fmt: skip
+
     def finish(self, name: str, timeout: float = 90, check: bool = True) -> ChaosFigures:
         """Let the load end, then verify and report the run as ``name``."""
         assert self.load.join(timeout), "the senders did not finish"
@@ -656,6 +682,10 @@ class ChaosRun:
             timeout=timeout,
             check=False,
         )
+        latencies = self.probe.latencies()
+        if latencies:
+            figures.probe_latency_p50 = round(latencies[len(latencies) // 2], 2)
+            figures.probe_latency_max = round(latencies[-1], 2)
         report(name, figures)
         if check:
             problems = figures.problems()

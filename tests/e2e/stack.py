@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Engine, func, select
 
+from mutt_app.config import load_settings
+from mutt_app.db import make_engine
 from mutt_app.lanes import QUEUES as FORWARD_LANES
 from mutt_app.models import EventAuditLog
 from tests.services import free_port, wait_for
@@ -218,7 +220,9 @@ class Stack:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = create_engine(self.env["DATABASE_URL"])
+            # As MUTT builds it: a multi-host DATABASE_URL works, and the pool outlives a
+            # database restart or failover.
+            self._engine = make_engine(load_settings({"DATABASE_URL": self.env["DATABASE_URL"]}))
         return self._engine
 
     def audited(self) -> int:

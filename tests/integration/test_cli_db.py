@@ -8,6 +8,7 @@ from sqlalchemy import create_engine, func, select, text
 from mutt_app.cli import main
 from mutt_app.models import AlertRule, ConfigAuditLog
 from mutt_app.seed import SEED_RULES
+from tests.services import PostgresCluster, free_port
 
 
 def _mutt(env: dict[str, str], *args: str) -> str:
@@ -60,3 +61,16 @@ def test_invalid_setting_fails_with_one_line(tmp_path) -> None:
     assert result.output.strip() == "Error: invalid setting DB_PORT='x': " + (
         "Input should be a valid integer, unable to parse string as an integer"
     )
+
+
+def test_upgrade_through_a_multi_host_url_skips_a_dead_server(
+    empty_pg_url: str, pg_cluster: PostgresCluster
+) -> None:
+    # The first server of the list listens nowhere: libpq goes on to the next, as after losing
+    # the primary's machine; the CLI and Alembic's env build their engine from the same URL.
+    database = empty_pg_url.rsplit("/", 1)[1]
+    url = (
+        f"postgresql://postgres@127.0.0.1:{free_port()},127.0.0.1:{pg_cluster.port}/{database}"
+        "?target_session_attrs=read-write"
+    )
+    assert "database at revision 0007" in _mutt({"DATABASE_URL": url}, "db", "upgrade")

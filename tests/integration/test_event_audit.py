@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import DBAPIError
 
 from mutt_app.config import load_settings
-from mutt_app.db import make_engine, session_factory, upgrade
+from mutt_app.db import database_unavailable, make_engine, session_factory, upgrade
 from mutt_app.dedup import Held
 from mutt_app.event_audit import audit_row, insert_audit_rows
 from mutt_app.events import Event
@@ -115,3 +116,19 @@ def test_a_held_event_is_audited_as_not_forwarded_with_its_reason(audit_engine: 
         (False, "duplicate", uuid.UUID(first.correlation_id)),
         (False, None, None),
     ]
+
+
+def test_the_raw_audit_insert_reports_a_read_only_server_as_unavailable(pg_url: str) -> None:
+    # The PostgreSQL insert drives psycopg2's cursor itself, outside SQLAlchemy's error handling;
+    # a read-only server (a demoted primary) must still read as an outage to classify, and the
+    # connection that met it must not go back to the pool.
+    engine = make_engine(load_settings({"DATABASE_URL": pg_url}))
+    try:
+        with pytest.raises(DBAPIError) as caught, session_factory(engine).begin() as session:
+            session.execute(text("SET TRANSACTION READ ONLY"))
+            insert_audit_rows(session, [audit_row(_event(1), DECISION)])
+        assert getattr(caught.value.orig, "pgcode", None) == "25006"
+        assert database_unavailable(caught.value)
+        assert caught.value.connection_invalidated
+    finally:
+        engine.dispose()

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, text
 from mutt_app.config import load_settings
 from mutt_app.db import make_engine
 from mutt_app.rotation import NoWorkingPassword, redis_client, redis_password
-from tests.services import PostgresCluster, RedisServer
+from tests.services import PostgresCluster, RedisServer, free_port
 
 OLD, NEW = "old-pass", "new-pass"
 PG_CURRENT, PG_NEXT = "pw-current", "pw-next"
@@ -261,6 +261,25 @@ def test_postgres_engine_switches_to_the_next_password(
     finally:
         engine.dispose()
     assert_no_secret_logged(caplog)
+
+
+def test_postgres_rotation_through_a_multi_host_url(pg_role: PgRole) -> None:
+    # libpq reports every server it tried in one error: a dead first server and a refused
+    # password on the second must still read as "wrong password", so the next one is tried.
+    dead = free_port()
+    url = (
+        f"postgresql://{pg_role.name}@127.0.0.1:{dead},127.0.0.1:{pg_role.cluster.port}"
+        f"/{pg_role.database}?target_session_attrs=read-write"
+    )
+    settings = load_settings(
+        {"DATABASE_URL": url, "DB_PASS_CURRENT": PG_CURRENT, "DB_PASS_NEXT": PG_NEXT}
+    )
+    pg_role.set_password(PG_NEXT)
+    engine = make_engine(settings)
+    try:
+        assert select_one(engine) == 1
+    finally:
+        engine.dispose()
 
 
 def test_postgres_refusing_both_passwords_raises_no_working_password(

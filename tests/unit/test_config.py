@@ -86,3 +86,33 @@ def test_invalid_secret_is_named_but_not_echoed() -> None:
 def test_unrelated_environment_is_ignored() -> None:
     settings = load_settings({"PATH": "/bin", "HOME": "/root", "MUTT_DATA_DIR": "/tmp/m"})
     assert settings.mutt_data_dir == Path("/tmp/m")
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        # libpq's URI form: the servers in the authority (SQLAlchemy cannot parse it as such).
+        "postgresql://u@10.0.0.1:5432,10.0.0.2:5433/mutt?target_session_attrs=read-write",
+        # One host item with a comma list of name:port.
+        "postgresql://u@/mutt?host=10.0.0.1:5432,10.0.0.2:5433&target_session_attrs=read-write",
+        # SQLAlchemy's own form: one host item per server.
+        "postgresql://u@/mutt?host=10.0.0.1:5432&host=10.0.0.2:5433&target_session_attrs=read-write",
+        # libpq's keyword form: hosts and ports as parallel comma lists.
+        "postgresql://u@/mutt?host=10.0.0.1,10.0.0.2&port=5432,5433&target_session_attrs=read-write",
+    ],
+)
+def test_multi_host_database_url_reaches_libpq_as_hosts_and_ports(given: str) -> None:
+    from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
+    from sqlalchemy.engine import make_url
+
+    dsn = load_settings({"DATABASE_URL": given}).database_dsn()
+    _, params = PGDialect_psycopg2().create_connect_args(make_url(dsn))
+    assert params["host"] == "10.0.0.1,10.0.0.2"
+    assert params["port"] == "5432,5433"
+    assert params["target_session_attrs"] == "read-write"
+    assert params["dbname"] == "mutt" and params["user"] == "u"
+
+
+def test_single_host_database_url_is_left_alone() -> None:
+    given = "postgresql+psycopg2://u:p%40ss@db1:5433/x?sslmode=require"
+    assert load_settings({"DATABASE_URL": given}).database_dsn() == given
