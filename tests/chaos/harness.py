@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -469,6 +470,9 @@ class ChaosFigures:
     failures: list[str] = field(default_factory=list)
     probe_latency_p50: float | None = None  # seconds from post to audited and forwarded
     probe_latency_max: float | None = None
+    # What beat's reconcile_ledger brought back (the broker had lost it), from the workers' logs.
+    republished_batches: int = 0
+    republished_alerts: int = 0
 
     def problems(self) -> list[str]:
         """The checks this run failed (empty: it passed)."""
@@ -523,6 +527,21 @@ def audit_counts(engine: Engine) -> Counter[str]:
             )
         ).all()
     return Counter({str(cid): n for cid, n in rows})
+
+
+REPUBLISHED = re.compile(rb"republished (\d+) (accepted batches|alerts)")
+
+
+def republished(stack: Stack) -> tuple[int, int]:
+    """(classify batches, alerts) that reconcile_ledger republished, as its log lines say."""
+    batches = alerts = 0
+    for path in stack.logdir.glob("*.log"):
+        for count, what in REPUBLISHED.findall(path.read_bytes()):
+            if what == b"alerts":
+                alerts += int(count)
+            else:
+                batches += int(count)
+    return batches, alerts
 
 
 def verify(
@@ -580,6 +599,7 @@ def verify(
             seconds=round(seconds, 1),
             failures=list(tally.failures),
         )
+    figures.republished_batches, figures.republished_alerts = republished(stack)
     if check:
         problems = figures.problems()
         assert not problems, f"{name}: {problems}\n{figures}\n{stack.logs()}"
