@@ -191,7 +191,11 @@ class Supervisor:
 
 @dataclass
 class Tally:
-    """What senders saw, shared by all sender threads (and the probe)."""
+    """What senders saw, shared by all sender threads (and the probe).
+
+    ``statuses`` counts HTTP statuses, and two of the run's own failures: -1 a request only partly
+    accepted, -2 a sender thread that crashed.
+    """
 
     statuses: Counter[int] = field(default_factory=Counter)
     connection_errors: int = 0
@@ -205,8 +209,15 @@ class Tally:
                 self.failures.append(f"{status}: {text[:300]}")
 
     def connection_error(self) -> None:
+        """A connection refused, cut or timed out (the answer is unknown: the sender re-posts)."""
         with self.lock:
             self.connection_errors += 1
+
+    def crashed(self, who: str, exc: BaseException) -> None:
+        """A sender thread died: a failure of the run (its events would silently go unsent)."""
+        with self.lock:
+            self.statuses[-2] += 1
+            self.failures.append(f"{who} crashed: {exc!r}")
 
 
 class Load:
@@ -267,6 +278,12 @@ class Load:
         return len(self.accepted)
 
     def _send(self, sender: str, count: int, rate: float) -> None:
+        try:
+            self._send_all(sender, count, rate)
+        except Exception as exc:  # reported in the figures, not lost with the thread
+            self.tally.crashed(f"sender {sender}", exc)
+
+    def _send_all(self, sender: str, count: int, rate: float) -> None:
         session = requests.Session()
         next_at = time.monotonic()
         for start in range(0, count, self.per_request):
@@ -290,7 +307,7 @@ class Load:
                 response = session.post(
                     self.url, data=body, headers={"Content-Type": "application/json"}, timeout=30
                 )
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused, cut off or timed out
                 self.tally.connection_error()
                 session.close()  # the pooled connection is dead; open a new one
                 self._stop.wait(0.2)
@@ -383,7 +400,7 @@ class Probe:
             try:
                 response = session.post(self.stack.ingest_url, data=orjson.dumps(event),
                                         headers={"Content-Type": "application/json"}, timeout=5)  # fmt: skip
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused, cut off or timed out
                 self.tally.connection_error()
                 session.close()
                 continue

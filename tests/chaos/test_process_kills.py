@@ -36,14 +36,13 @@ def test_each_process_kind_killed_in_turn_loses_nothing(chaos_stack: ChaosStackF
     with ChaosRun(stack) as run:
         for share, part in KILLS:
             run.wait_progress(share)
-            # The last kill's backlog gone, this one is measured alone; a machine too busy to get
-            # there goes on after a while, so that every kill lands while the load runs.
-            run.wait_steady(max_latency=1.5, timeout=8, strict=False)
-            before = run.load.accepted_count
-            failure = run.kill(part)
-            run.wait_recovered(failure, timeout=30)
-            assert before < run.load.total, f"the {part} kill came after the load had ended"
-        figures = run.finish("process kills (ingest, classify, forward, beat)")
+            # With the last kill's backlog gone this one is measured alone; but a machine too busy
+            # to get there goes on after a few seconds, so that every kill lands mid-run. Recovery
+            # is measured afterwards, from the probes (ChaosRun.finish).
+            run.wait_steady(max_latency=1.5, timeout=3, strict=False)
+            assert run.load.accepted_count < run.load.total, f"{part}: the load had ended"
+            run.kill(part)
+        figures = run.finish("process kills (beat, ingest, classify, forward)")
     for _, part in KILLS:
         assert figures.restarts.get(part, 0) >= 1, f"{part} was not restarted"
         assert stack.processes[part].alive
