@@ -145,6 +145,7 @@ class Supervisor:
         self.restart_sec = restart_sec
         self.restarts: Counter[str] = Counter()
         self.events: list[tuple[str, float, float]] = []  # (name, noticed dead, restarted) wall
+        self.failed_starts: list[str] = []
         self._paused: set[str] = set()
         self._dead_since: dict[str, float] = {}
         self._stop = threading.Event()
@@ -180,7 +181,12 @@ class Supervisor:
                 now = time.time()
                 died = self._dead_since.setdefault(name, now)
                 if now - died >= self.restart_sec and not self._stop.is_set():
-                    process.start()
+                    try:
+                        process.start()
+                    except OSError as exc:  # as systemd would: log it and try again later
+                        self.failed_starts.append(f"{name}: {exc!r}")
+                        self._dead_since[name] = now
+                        continue
                     self._dead_since.pop(name, None)
                     self.restarts[name] += 1
                     self.events.append((name, died, time.time()))
@@ -714,9 +720,6 @@ class ChaosRun:
         """Let the load end, then verify and report the run as ``name``."""
         assert self.load.join(timeout), "the senders did not finish"
         self.probe.stop()
-        for failure in self.failures:
-            if self.recovery.get(failure.name) is None:
-                self.recovery[failure.name] = self.probe.recovery(failure)
         accepted = dict(self.load.accepted)
         accepted.update((cid, True) for cid, _ in self.probe.posted)
         figures = verify(
@@ -731,6 +734,12 @@ class ChaosRun:
             timeout=timeout,
             check=False,
         )
+        # Measured now that every accepted probe is complete (verify waited for that): a probe
+        # posted after a late failure may have been the last to come out.
+        for failure in self.failures:
+            if self.recovery.get(failure.name) is None:
+                self.recovery[failure.name] = self.probe.recovery(failure)
+        figures.recovery = dict(self.recovery)
         latencies = self.probe.latencies()
         if latencies:
             figures.probe_latency_p50 = round(latencies[len(latencies) // 2], 2)
