@@ -9,7 +9,7 @@ import pytest
 
 from tests.e2e.conftest import StackFactory
 
-RUN_SECONDS = 60
+RUN_SECONDS = 30
 
 
 def _sent(log: str, entry: str) -> int:
@@ -18,14 +18,14 @@ def _sent(log: str, entry: str) -> int:
 
 @pytest.mark.slow
 def test_two_beats_side_by_side_fire_each_schedule_once(make_stack: StackFactory) -> None:
-    # remediate-dlq every 5 s; reconcile-ledger every 10 s (a quarter of LEDGER_RECONCILE_AFTER).
-    stack = make_stack(REMEDIATION_INTERVAL_SECONDS="5", LEDGER_RECONCILE_AFTER="40")
+    # remediate-dlq every 2 s; reconcile-ledger every 5 s (a quarter of LEDGER_RECONCILE_AFTER).
+    stack = make_stack(REMEDIATION_INTERVAL_SECONDS="2", LEDGER_RECONCILE_AFTER="20")
     worker = stack.start_worker("maintenance", queues="mutt.maintenance", concurrency=1)
     beats = [stack.start_beat("beat1"), stack.start_beat("beat2")]
     time.sleep(RUN_SECONDS)
 
     logs = [beat.log_path.read_text(errors="replace") for beat in beats]
-    for entry, interval in (("remediate-dlq", 5), ("reconcile-ledger", 10)):
+    for entry, interval in (("remediate-dlq", 2), ("reconcile-ledger", 5)):
         per_beat = [_sent(log, entry) for log in logs]
         expected = RUN_SECONDS / interval
         # One beat holds the lock and sends everything; the other sends nothing.
