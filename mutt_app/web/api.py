@@ -808,6 +808,7 @@ def register_api(app: Flask) -> None:
 
 # The route modules attach to ``bp``; imported last, as they import the helpers above.
 from mutt_app.web import (  # noqa: E402, F401
+    api_heartbeats,
     api_hosts,
     api_metrics,
     api_operations,
