@@ -24,7 +24,9 @@ DB = {"name": "databases", "host": "db-*", "interval_minutes": 5}
 
 
 def test_create_list_update_delete_each_audited_once(
-    client: FlaskClient, engine: Engine, redis_client: redis.Redis
+    client: FlaskClient,  # noqa: F811
+    engine: Engine,
+    redis_client: redis.Redis,
 ) -> None:
     created = call(client, "POST", "/api/v2/heartbeats", DB, status=201)
     hb = created["heartbeat"]
@@ -85,7 +87,9 @@ def test_create_list_update_delete_each_audited_once(
 
 
 def test_the_list_shows_heartbeats_with_quiet_hosts_first(
-    client: FlaskClient, settings: Settings, redis_client: redis.Redis
+    client: FlaskClient,  # noqa: F811
+    settings: Settings,
+    redis_client: redis.Redis,
 ) -> None:
     for name in ("a", "b", "c"):
         call(client, "POST", "/api/v2/heartbeats", {**DB, "name": name, "host": f"{name}-*"})
