@@ -502,6 +502,15 @@ def _schemas() -> dict[str, Any]:
                         ],
                     ),
                 },
+                "heartbeat_quiet_count": {
+                    "type": ["integer", "null"],
+                    "description": "hosts a heartbeat watches that are quiet now",
+                },
+                "heartbeat_quiet_hosts": {
+                    "type": ["array", "null"],
+                    "description": "the hosts quiet longest (one row per heartbeat and host)",
+                    "items": ref("QuietHost"),
+                },
                 "window_seconds": {"type": "object", "additionalProperties": INT},
                 "errors": {"type": "array", "items": STR},
                 "computed_in_ms": {"type": "number", "description": "when computed, not cached"},

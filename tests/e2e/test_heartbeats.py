@@ -91,7 +91,7 @@ def test_a_quiet_host_raises_once_and_clears_once(make_stack: StackFactory) -> N
     assert len(_heartbeat_alerts(stack)) == 1, _heartbeat_alerts(stack)
 
     _talk(stack)
-    quiet, clear = _wait_alerts(stack, 2, timeout=60)
+    _, clear = _wait_alerts(stack, 2, timeout=60)
     assert clear["custom_info"]["heartbeat"] == "cleared"
     assert (clear["signature"], clear["severity"]) == (alert["signature"], 0)
     stack.settle(4 * CHECK_SECONDS)

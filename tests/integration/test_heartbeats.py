@@ -15,7 +15,7 @@ import pytest
 import redis
 from sqlalchemy import update
 
-from mutt_app import heartbeats
+from mutt_app import dashboard, heartbeats
 from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import Settings
 from mutt_app.events import validate_item
@@ -272,3 +272,20 @@ def test_the_beat_task_publishes_through_the_outbox_in_the_alerts_lane(
     entries = runtime.outbox.overdue(0, limit=10, now=time.time() + 3600)
     assert [e.events[0]["source"] for e in entries] == ["core-1"]
     assert redis_client.llen("mutt.forward.page") == 1
+
+
+def test_the_dashboard_shows_the_hosts_quiet_now(
+    runtime: Runtime, redis_client: redis.Redis
+) -> None:
+    hb = _heartbeat(runtime, host="db-*", name="databases", interval_minutes=5)
+    _heartbeat(runtime, host="db-02", name="db-02 alone", interval_minutes=5)
+    for host, minutes in (("db-01", 30), ("db-02", 10), ("db-03", 1)):
+        _seen(redis_client, host, minutes)
+    heartbeats.check(runtime, Sent())
+    body = dashboard.collect(runtime.sessions, redis_client, runtime.settings)
+    assert body["errors"] == []
+    assert body["heartbeat_quiet_count"] == 2  # db-02 is quiet for two heartbeats: one host
+    rows = [(q["host"], q["heartbeat"]) for q in body["heartbeat_quiet_hosts"]]
+    assert rows[0] == ("db-01", "databases")  # quiet longest first
+    assert sorted(rows[1:]) == [("db-02", "databases"), ("db-02", "db-02 alone")]
+    assert body["heartbeat_quiet_hosts"][0]["heartbeat_id"] == hb
