@@ -50,7 +50,6 @@ class HeartbeatView(MuttModelView):
         "handling",
         "team_assignment",
         "is_active",
-        "updated_at",
     )
     column_labels = {"quiet": "Quiet hosts now", "interval_minutes": "Every (min)"}
     column_default_sort = ("name", False)
