@@ -6,11 +6,13 @@ from __future__ import annotations
 import time
 
 import redis
+from click.testing import CliRunner
 from flask.testing import FlaskClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from mutt_app import heartbeats
 from mutt_app.celery_app import make_celery, runtime_of
+from mutt_app.cli import main
 from mutt_app.config import Settings
 from tests.integration.test_api import (  # noqa: F401 - fixtures
     app,
@@ -106,3 +108,39 @@ def test_the_list_shows_heartbeats_with_quiet_hosts_first(
     assert [h["name"] for h in only["heartbeats"]] == ["b"] and only["total"] == 1
     page = call(client, "GET", "/api/v2/heartbeats?limit=1&offset=1", status=200)
     assert [h["name"] for h in page["heartbeats"]] == ["a"] and page["total"] == 3
+
+
+def test_the_cli_adds_lists_and_removes_heartbeats_through_the_audited_service(
+    settings: Settings, engine: Engine, redis_client: redis.Redis
+) -> None:
+    env = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+
+    def mutt(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(main, list(args), env=env)
+        return result.exit_code, result.output
+
+    code, out = mutt(
+        "heartbeats", "add", "edges", "--team", "NETO", "--every", "10", "--reason", "r"
+    )
+    assert code == 0 and "heartbeat 'edges' added" in out, out
+    assert mutt("heartbeats", "add", "x", "--every", "5", "--reason", "r")[0] == 2
+    code, out = mutt("heartbeats", "add", "edges", "--host", "h", "--every", "5", "--reason", "r")
+    assert (code, out) == (1, "Error: a heartbeat named 'edges' already exists\n")
+    assert mutt("heartbeats", "add", "y", "--host", "h", "--every", "5")[0] == 2  # no reason
+
+    redis_client.set(heartbeats.SINCE_KEY, int((time.time() - 3600) * 1000))
+    with engine.begin() as conn:  # the heartbeat changed an hour ago; edge-9 never talked
+        conn.execute(text("UPDATE heartbeats SET updated_at = now() - interval '1 hour'"))
+        conn.execute(
+            text("INSERT INTO device_teams (hostname, team_assignment) VALUES ('edge-9', 'NETO')")
+        )
+    heartbeats.check(runtime_of(make_celery(settings)), lambda alerts: None)
+    code, out = mutt("heartbeats", "list")
+    assert code == 0 and "edges" in out and "team NETO" in out
+    assert "QUIET edge-9 (edges): last event never" in out, out
+
+    assert mutt("heartbeats", "remove", "edges", "--reason", "gone")[0] == 0
+    assert mutt("heartbeats", "remove", "edges", "--reason", "gone")[0] == 1
+    rows = audit_rows(engine, table_name="heartbeats")
+    assert [(r.operation, r.reason) for r in rows] == [("CREATE", "r"), ("DELETE", "gone")]
+    assert rows[0].changed_by.startswith("cli:") and rules_version(redis_client) == 2
