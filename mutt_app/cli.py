@@ -850,6 +850,8 @@ def heartbeats_add(
 
     host = (host or "").strip() or None
     team = (team or "").strip() or None
+    if not name.strip():
+        raise click.ClickException("the name must not be blank")
     if (host is None) == (team is None):
         raise click.UsageError("give exactly one of --host and --team")
     row = Heartbeat(

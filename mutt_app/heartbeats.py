@@ -142,10 +142,10 @@ class Watch:
     def glob(self) -> bool:
         return self.host is not None and is_glob(self.host)
 
-    def named_hosts(self, teams: dict[str, str]) -> list[str]:
+    def named_hosts(self, by_team: dict[str, list[str]]) -> list[str]:
         """The hosts it names (its host, or its team's hosts); none for a glob."""
         if self.team is not None:
-            return sorted(host for host, team in teams.items() if team == self.team)
+            return by_team.get(self.team, [])
         return [] if self.host is None or self.glob else [self.host]
 
     def covers(self, host: str, teams: dict[str, str]) -> bool:
@@ -258,7 +258,10 @@ def check(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], object]) -
     raw_open = {k.decode(): v for k, v in client.hgetall(QUIET_KEY).items()}
     open_states = {key: orjson.loads(raw) for key, raw in raw_open.items()}
 
-    named = {host for watch in watches.values() for host in watch.named_hosts(teams)}
+    by_team: dict[str, list[str]] = {}
+    for host, team in sorted(teams.items()):
+        by_team.setdefault(team, []).append(host)
+    named = {host for watch in watches.values() for host in watch.named_hosts(by_team)}
     named |= {state["host"] for state in open_states.values()}
     scores = last_seen(client, sorted(named))
     globs = [w for w in watches.values() if w.glob]
@@ -295,7 +298,7 @@ def check(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], object]) -
         else:
             baseline = max(watch.changed_ms, watching_since)
             candidates = []
-            for host in watch.named_hosts(teams):
+            for host in watch.named_hosts(by_team):
                 seen = scores.get(host)
                 since = seen if seen is not None else baseline
                 if since < threshold:

@@ -127,6 +127,10 @@ def test_the_cli_adds_lists_and_removes_heartbeats_through_the_audited_service(
     code, out = mutt("heartbeats", "add", "edges", "--host", "h", "--every", "5", "--reason", "r")
     assert (code, out) == (1, "Error: a heartbeat named 'edges' already exists\n")
     assert mutt("heartbeats", "add", "y", "--host", "h", "--every", "5")[0] == 2  # no reason
+    assert mutt("heartbeats", "add", " ", "--host", "h", "--every", "5", "--reason", "r") == (
+        1,
+        "Error: the name must not be blank\n",
+    )
 
     redis_client.set(heartbeats.SINCE_KEY, int((time.time() - 3600) * 1000))
     with engine.begin() as conn:  # the heartbeat changed an hour ago; edge-9 never talked
