@@ -7,6 +7,7 @@ Redis' clock), so a one-minute heartbeat is tested without waiting a minute.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -102,8 +103,9 @@ def test_classify_records_the_latest_receive_time_per_host_and_never_goes_back(
 
 
 def test_a_quiet_host_raises_once_and_clears_once_when_it_talks(
-    runtime: Runtime, redis_client: redis.Redis
+    runtime: Runtime, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="mutt_app.heartbeats")
     hb = _heartbeat(runtime, host="db-01", handling="Page_and_ticket", team_assignment="DBA")
     _seen(redis_client, "db-01", minutes_ago=0.5)
     sent = Sent()
@@ -129,6 +131,10 @@ def test_a_quiet_host_raises_once_and_clears_once_when_it_talks(
     assert heartbeats.check(runtime, sent).as_dict() == {"raised": 0, "cleared": 1, "quiet": 0}
     assert heartbeats.check(runtime, sent).as_dict() == {"raised": 0, "cleared": 0, "quiet": 0}
     assert sent.kinds() == [("db-01", "quiet"), ("db-01", "cleared")]
+    lines = [r.getMessage() for r in caplog.records if r.name == "mutt_app.heartbeats"]
+    assert len(lines) == 2, lines  # one line per transition, none for the runs that changed nothing
+    assert lines[0].startswith("heartbeat 'hb-db-01': db-01 quiet for over 1 min (last event 20")
+    assert lines[1].startswith("heartbeat 'hb-db-01': db-01 talking again (event at 20")
     clear = sent.alerts[1]
     assert (clear["signature"], clear["severity"]) == (alert["signature"], 0)
     assert clear["external_id"] != alert["external_id"]
