@@ -11,7 +11,9 @@ Last seen. classify records, per batch, each host's latest ``received_at`` in on
 ``ZADD ... GT`` (:func:`record_seen`): one round trip per batch whatever its size, and GT keeps the
 latest time when an older batch (a redelivery, a dead letter replayed hours later) arrives after a
 newer one. The check reads it with ZMSCORE for named hosts and ZRANGEBYSCORE (quiet for longer than
-the shortest interval) for globs; it never reads the event audit. A named host (or a team's host)
+the shortest interval) for globs; it never reads the event audit. Quiet is judged as of the oldest
+batch still waiting for classify (the ledger), not as of now: the last-seen times are complete only
+up to then, and a backlog must not look like silent hosts. A named host (or a team's host)
 never heard from counts as last seen when the heartbeat last changed, or when the checks started
 (:data:`SINCE_KEY`, so that a Redis that lost its data gives every host its interval again rather
 than alerting on all of them at once).
@@ -251,6 +253,14 @@ def check(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], object]) -
     docstring); ``publish`` puts alerts in the outbox (classify's ``publish_forwards``)."""
     client = runtime.redis
     now_ms = _now_ms(client)
+    # Every event received before the oldest batch still waiting for classify has been classified:
+    # last-seen times are complete up to then, so quiet is judged as of then. A classify backlog (or
+    # a database outage holding batches) is not a fleet gone silent.
+    oldest = client.zrange(runtime.ledger.index, 0, 0, withscores=True)
+    judged_ms = min(now_ms, int(oldest[0][1] * 1000)) if oldest else now_ms
+    if now_ms - judged_ms > 60_000:
+        log.info("heartbeats judged as of %s: classify is %d s behind", _iso(judged_ms),
+                 (now_ms - judged_ms) // 1000)  # fmt: skip
     client.set(SINCE_KEY, now_ms, nx=True)
     watching_since = int(client.get(SINCE_KEY) or now_ms)
     with runtime.sessions() as session:
@@ -267,7 +277,7 @@ def check(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], object]) -
     globs = [w for w in watches.values() if w.glob]
     quiet_seen: list[tuple[str, int]] = []
     if globs:
-        longest_ago = now_ms - min(w.interval_minutes for w in globs) * 60_000
+        longest_ago = judged_ms - min(w.interval_minutes for w in globs) * 60_000
         quiet_seen = [
             (member.decode(), int(score))
             for member, score in client.zrangebyscore(
@@ -288,7 +298,7 @@ def check(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], object]) -
 
     raises: list[tuple[str, dict[str, Any]]] = []
     for watch in watches.values():
-        threshold = now_ms - watch.interval_minutes * 60_000
+        threshold = judged_ms - watch.interval_minutes * 60_000
         if watch.glob:
             candidates = [
                 (host, since, True)

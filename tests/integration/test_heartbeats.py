@@ -20,6 +20,7 @@ from mutt_app import dashboard, heartbeats
 from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import Settings
 from mutt_app.events import validate_item
+from mutt_app.ledger import Batch
 from mutt_app.metrics import HEARTBEAT_ALERTS, HEARTBEAT_QUIET_HOSTS
 from mutt_app.models import DeviceTeam, Heartbeat
 from mutt_app.runtime import Runtime
@@ -295,3 +296,15 @@ def test_the_dashboard_shows_the_hosts_quiet_now(
     assert rows[0] == ("db-01", "databases")  # quiet longest first
     assert sorted(rows[1:]) == [("db-02", "databases"), ("db-02", "db-02 alone")]
     assert body["heartbeat_quiet_hosts"][0]["heartbeat_id"] == hb
+
+
+def test_a_classify_backlog_is_not_taken_for_quiet_hosts(
+    runtime: Runtime, redis_client: redis.Redis
+) -> None:
+    _heartbeat(runtime, host="db-01")
+    _seen(redis_client, "db-01", minutes_ago=5)  # quiet for a one-minute heartbeat...
+    # ...unless its events are still waiting: a batch accepted 10 minutes ago is not classified.
+    runtime.ledger.record([Batch("waiting", [_wire("db-01")])], now=time.time() - 600)
+    assert heartbeats.check(runtime, Sent()).raised == []
+    runtime.ledger.settle(["waiting"])  # classify caught up, and db-01 really sent nothing
+    assert heartbeats.check(runtime, Sent()).raised == ["1:db-01"]
