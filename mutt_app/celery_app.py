@@ -129,6 +129,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
             "task": "mutt.flush_held",
             "schedule": timedelta(seconds=settings.dedup_flush_interval_seconds),
         },
+        "check-heartbeats": {
+            "task": "mutt.check_heartbeats",
+            "schedule": timedelta(seconds=settings.heartbeat_check_interval_seconds),
+        },
         "create-partitions": {
             "task": "mutt.create_partitions",
             "schedule": crontab.from_string(settings.partition_schedule),

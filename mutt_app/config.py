@@ -162,6 +162,10 @@ class Settings(BaseModel):
     """The window those transitions must fall within."""
     flap_quiet_seconds: Annotated[int, Field(ge=1, le=86_400)] = 600
     """How long a flapping pair must stay quiet before its episode ends."""
+    heartbeat_check_interval_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    """How often beat checks the heartbeats (hosts that must send an event every N minutes). A
+    quiet host is alerted at most this long after its N minutes are up; the shortest heartbeat is
+    one minute, so once a minute by default."""
 
     # --- Moogsoft --------------------------------------------------------------------------
     moog_webhook_url: str | None = None

@@ -18,6 +18,8 @@ from what the pipeline already records, not from counters of its own:
   folded is not called storming);
 - the problem/clear pairs flapping now, from the flap detector's state in Redis
   (:func:`mutt_app.flapping.open_pairs`), with the rules that clear each problem rule;
+- the hosts quiet now, as the last heartbeat check recorded them in Redis
+  (:func:`mutt_app.heartbeats.quiet_hosts`), longest quiet first;
 - queue depths: LLEN of the Celery queues ``mutt.classify``, ``mutt.forward.page`` (the page lane)
   and ``mutt.forward`` (tickets) in Redis;
 - DLQ depth and poison count: the ``dead_letters`` and ``poison_letters`` tables;
@@ -44,7 +46,7 @@ from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app import deadletters, flapping, lanes, metrics
+from mutt_app import deadletters, flapping, heartbeats, lanes, metrics
 from mutt_app.config import Settings
 from mutt_app.dynamic_config import DynamicConfig
 from mutt_app.models import HELD_REASONS, AlertRule, EventAuditLog
@@ -359,12 +361,17 @@ def collect(
         "top_storming_rules": None,
         "flapping_count": None,
         "flapping_pairs": None,
+        "heartbeat_quiet_count": None,
+        "heartbeat_quiet_hosts": None,
         "window_seconds": WINDOWS,
     }
     try:
         body["queues"] = queue_depths(client)
         body["circuit_breaker"] = circuit(client, settings)
         body["flapping_count"], body["flapping_pairs"] = flapping.open_pairs(client, TOP_LIMIT)
+        quiet = heartbeats.quiet_hosts(client)
+        body["heartbeat_quiet_count"] = len({q["host"] for q in quiet})
+        body["heartbeat_quiet_hosts"] = quiet[:TOP_LIMIT]
     except (redis.RedisError, OSError) as exc:
         log.warning("dashboard: Redis unreachable: %s", exc)
         errors.append(f"redis: {exc}")

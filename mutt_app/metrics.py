@@ -123,6 +123,18 @@ FLAPPING_ALERTS = Counter(
 )
 for _event in ("raised", "ended"):
     FLAPPING_ALERTS.labels(_event)
+HEARTBEAT_ALERTS = Counter(
+    "mutt_heartbeat_alerts_total",
+    "Heartbeat alerts sent to Moog, by event: raised (a watched host went quiet) or cleared",
+    ["event"],
+)
+for _event in ("raised", "cleared"):
+    HEARTBEAT_ALERTS.labels(_event)
+HEARTBEAT_QUIET_HOSTS = Gauge(
+    "mutt_heartbeat_quiet_hosts",
+    "Hosts a heartbeat watches that are quiet now (an alert is open), as the last check saw them",
+    multiprocess_mode="mostrecent",
+)
 DEAD_LETTERED = Counter(
     "mutt_dead_letters_total", "Items written to the dead-letter queue", ["task", "reason"]
 )

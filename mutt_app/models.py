@@ -309,3 +309,51 @@ class PoisonLetter(_FailedWork, Base):
         DateTime(timezone=True), server_default=func.now()
     )
     reason: Mapped[str] = mapped_column(Text)
+
+
+MAX_HEARTBEAT_MINUTES = 10_080  # a week
+HEARTBEAT_GLOB_CHARS = "*?["
+"""A heartbeat's ``host`` containing one of these is a glob (fnmatch, case-insensitive)."""
+
+
+class Heartbeat(Base):
+    """ "Host X (or every host a glob matches, or every host of a device team) must send at least
+    one event every ``interval_minutes``": a quiet host raises one alert to Moog, and one clear
+    when it talks again (:mod:`mutt_app.heartbeats`)."""
+
+    __tablename__ = "heartbeats"
+    __table_args__ = (
+        CheckConstraint("(host IS NULL) <> (team IS NULL)", name="host_or_team"),
+        CheckConstraint("host IS NULL OR host <> ''", name="host_nonempty"),
+        CheckConstraint("team IS NULL OR team <> ''", name="team_nonempty"),
+        CheckConstraint("name <> ''", name="name_nonempty"),
+        CheckConstraint(
+            f"interval_minutes BETWEEN 1 AND {MAX_HEARTBEAT_MINUTES}", name="interval_range"
+        ),
+        CheckConstraint(_in("handling", PROD_HANDLINGS), name="handling"),
+        CheckConstraint(
+            "team_assignment IS NULL OR team_assignment <> ''", name="team_assignment_nonempty"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    # A host name, or a glob (db-*) over the hosts MUTT has heard from; or a device team.
+    host: Mapped[str | None] = mapped_column(Text)
+    team: Mapped[str | None] = mapped_column(Text)
+    interval_minutes: Mapped[int] = mapped_column(Integer)
+    # The alert's lane: Page_and_ticket pages, anything else is a ticket.
+    handling: Mapped[str] = mapped_column(Text, server_default=text("'Ticket_only'"))
+    # The Moog class of its alerts; NULL: the host's device team, else UNHANDLED_DEFAULT_TEAM.
+    team_assignment: Mapped[str | None] = mapped_column(Text)
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # A watched host that never sent anything is quiet from here: the heartbeat's last change.
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The heartbeat's columns as JSON-friendly values (for the API and the config audit)."""
+        return {c.name: _jsonable(getattr(self, c.key)) for c in self.__table__.columns}

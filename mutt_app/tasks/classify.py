@@ -38,6 +38,7 @@ from mutt_app.dedup import Held, count_held, hold_duplicates
 from mutt_app.event_audit import audit_row, insert_audit_rows
 from mutt_app.events import Event
 from mutt_app.flapping import hold_flapping
+from mutt_app.heartbeats import record_seen
 from mutt_app.ledger import Batch
 from mutt_app.logs import correlation, log_context
 from mutt_app.moog import build_payload, unhandled_meta_alert
@@ -166,6 +167,9 @@ def classify_batch(
             failed.append((wire, exc))
             continue
         decided.append((event, decision))
+
+    # Every event that parsed is its host talking, whatever its rule does with it.
+    record_seen(runtime.redis, [event for event, _ in decided])
 
     # Between the decision and the forward queue: what is held back, and why.
     forwards, held, raised = hold_back(runtime, snapshot, decided)

@@ -1,5 +1,5 @@
 """Beat jobs that keep MUTT healthy: ledger reconciliation, the alerts of closed windows (dedup
-updates, storm summaries, flapping ends), partitions, retention."""
+updates, storm summaries, flapping ends), heartbeats, partitions, retention."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from mutt_app import dedup, flapping, metrics, retention, storms
+from mutt_app import dedup, flapping, heartbeats, metrics, retention, storms
 from mutt_app.celery_app import runtime_of
 from mutt_app.partitions import ensure_partitions
 from mutt_app.tasks.classify import QUEUE as CLASSIFY_QUEUE
@@ -103,3 +103,15 @@ def flush_held(self: Task) -> dict[str, int]:
             log.exception("flush of %s windows failed; the next run tries again", name)
             sent[name] = -1
     return sent
+
+
+@shared_task(bind=True, name="mutt.check_heartbeats", ignore_result=True)
+def check_heartbeats(self: Task) -> dict[str, int]:
+    """Alert once for each watched host gone quiet, clear once when it talks again, via the outbox
+    (:mod:`mutt_app.heartbeats`). A failure (Redis, the database) fails this run, and the next
+    run does the same work: nothing is recorded before its alerts are in the outbox."""
+    runtime = runtime_of(self.app)
+    outcome = heartbeats.check(runtime, lambda alerts: publish_forwards(runtime, self.app, alerts))
+    if outcome.raised or outcome.cleared:
+        log.info("heartbeats: %s", outcome.as_dict())
+    return outcome.as_dict()

@@ -53,6 +53,7 @@ from mutt_app.models import (
     DevelopmentHost,
     DeviceTeam,
     EventAuditLog,
+    Heartbeat,
 )
 from mutt_app.rules import RuleError, validate_rule_fields
 from mutt_app.web.api import MAX_DB_INT, redis_connection, sessions, settings
@@ -570,6 +571,7 @@ def register_admin(app: Flask) -> Admin:
 
 def _admin(app: Flask, db: scoped_session[Session]) -> Admin:
     # Imported here: those pages import this module's helpers.
+    from mutt_app.web.admin_heartbeats import HeartbeatView
     from mutt_app.web.admin_operations import (
         DeadLetterView,
         DynamicConfigView,
@@ -592,6 +594,11 @@ def _admin(app: Flask, db: scoped_session[Session]) -> Admin:
     )
     admin.add_view(
         DeviceTeamView(DeviceTeam, db, name="Device teams", endpoint="teams", url="/admin/teams")
+    )
+    admin.add_view(
+        HeartbeatView(
+            Heartbeat, db, name="Heartbeats", endpoint="heartbeats", url="/admin/heartbeats"
+        )
     )
     admin.add_view(
         EventAuditView(

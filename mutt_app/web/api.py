@@ -16,10 +16,10 @@ role is too low), 404 (no such record, or no such route under /api), 405, 409 (d
 body not sent as application/json), 422 (JSON, but not an acceptable change: unknown or read-only
 field, wrong type, invalid rule, no reason), 429 (throttled) or 503 (database unreachable).
 
-Changes (create, update, delete of rules, development hosts and device teams; PUT /config) need a
-reason, from the body's ``"reason"`` or the ``X-Change-Reason`` header, and each writes exactly one
-``config_audit_log`` row in the same transaction as the change (rules, hosts and teams through
-:mod:`mutt_app.changes`, which locks the row first) (changed_by ``api:<key name>``, or
+Changes (create, update, delete of rules, development hosts, device teams and heartbeats; PUT
+/config) need a reason, from the body's ``"reason"`` or the ``X-Change-Reason`` header, and each
+writes exactly one ``config_audit_log`` row in the same transaction as the change (rules, hosts,
+teams and heartbeats through :mod:`mutt_app.changes`, which locks the row first) (changed_by ``api:<key name>``, or
 ``api-key`` for WEBUI_API_KEY; old and new values; the reason; a correlation id from
 ``X-Correlation-ID`` or a new one). After the commit the rules version in Redis is bumped so that
 workers reload within seconds. A request that changes nothing (the values are already as asked)
@@ -808,6 +808,7 @@ def register_api(app: Flask) -> None:
 
 # The route modules attach to ``bp``; imported last, as they import the helpers above.
 from mutt_app.web import (  # noqa: E402, F401
+    api_heartbeats,
     api_hosts,
     api_metrics,
     api_operations,

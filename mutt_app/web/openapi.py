@@ -33,6 +33,7 @@ from mutt_app.web.api import (
     public,
     required_role,
 )
+from mutt_app.web.api_heartbeats import HEARTBEAT_FIELDS
 from mutt_app.web.api_hosts import DEV_HOST_FIELDS, TEAM_FIELDS
 from mutt_app.web.api_operations import CONFIG_FIELDS
 from mutt_app.web.api_rules import RULE_FIELDS
@@ -501,6 +502,15 @@ def _schemas() -> dict[str, Any]:
                         ],
                     ),
                 },
+                "heartbeat_quiet_count": {
+                    "type": ["integer", "null"],
+                    "description": "hosts a heartbeat watches that are quiet now",
+                },
+                "heartbeat_quiet_hosts": {
+                    "type": ["array", "null"],
+                    "description": "the hosts quiet longest (one row per heartbeat and host)",
+                    "items": ref("QuietHost"),
+                },
                 "window_seconds": {"type": "object", "additionalProperties": INT},
                 "errors": {"type": "array", "items": STR},
                 "computed_in_ms": {"type": "number", "description": "when computed, not cached"},
@@ -522,7 +532,7 @@ def _schemas() -> dict[str, Any]:
                 "errors",
             ],
         ),
-    }
+    } | _heartbeat_schemas(change)
 
 
 def _param(name: str, where: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -741,6 +751,97 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                     "content": {"application/json": {"schema": {"type": "object"}}},
                 }
             },
+        },
+    } | _heartbeat_operations()
+
+
+def _heartbeat_schemas(change: dict[str, Any]) -> dict[str, Any]:
+    stored = {name: {"type": spec.json_schema()["type"]} for name, spec in HEARTBEAT_FIELDS.items()}
+    quiet = _object(
+        {
+            "heartbeat_id": INT,
+            "heartbeat": STR,
+            "host": STR,
+            "interval_minutes": INT,
+            "last_event": NULLABLE_TIMESTAMP,
+            "quiet_since": TIMESTAMP,
+            "alerted_at": TIMESTAMP,
+        },
+        ["heartbeat_id", "heartbeat", "host", "quiet_since", "alerted_at"],
+    )
+    heartbeat = _object(
+        {"id": INT, **stored, "created_at": TIMESTAMP, "updated_at": TIMESTAMP},
+        ["id", *HEARTBEAT_FIELDS, "created_at", "updated_at"],
+    )
+    listed = _object(
+        {
+            **heartbeat["properties"],
+            "quiet_hosts": {
+                "type": ["array", "null"],
+                "items": ref("QuietHost"),
+                "description": "open quiet alerts; null if Redis is unreachable",
+            },
+        },
+        [*heartbeat["required"], "quiet_hosts"],
+    )
+    return {
+        "QuietHost": quiet,
+        "Heartbeat": heartbeat,
+        "HeartbeatListed": listed,
+        "HeartbeatCreate": _object(
+            _fields(HEARTBEAT_FIELDS) | {"reason": REASON}, ["name", "interval_minutes"]
+        ),
+        "HeartbeatUpdate": _object(_fields(HEARTBEAT_FIELDS) | {"reason": REASON}),
+        "HeartbeatList": _object(
+            {
+                "heartbeats": {"type": "array", "items": ref("HeartbeatListed")},
+                "total": INT,
+                "limit": INT,
+                "offset": INT,
+            },
+            ["heartbeats", "total", "limit", "offset"],
+        ),
+        "HeartbeatChange": _object(
+            {"id": INT, "heartbeat": ref("Heartbeat"), **change}, ["id", "heartbeat", "changed"]
+        ),
+        "HeartbeatDeleted": _object(
+            {"id": INT, "deleted": ref("Heartbeat"), **change}, ["id", "deleted", "changed"]
+        ),
+    }
+
+
+def _heartbeat_operations() -> dict[tuple[str, str], dict[str, Any]]:
+    heartbeat_id = _param(
+        "heartbeat_id", "path", {"type": "integer", "minimum": 0}, "the heartbeat's id"
+    )
+    return {
+        ("get", "/heartbeats"): {
+            "summary": "List heartbeats, those with quiet hosts first, with their quiet hosts",
+            "parameters": [
+                LIMIT,
+                OFFSET,
+                _param("is_active", "query", BOOL, "only active (true) or inactive (false)"),
+                _param("quiet", "query", BOOL, "only heartbeats with quiet hosts now"),
+            ],
+            "responses": _ok("HeartbeatList") | _errors(400, 503),
+        },
+        ("post", "/heartbeats"): {
+            "summary": "Create a heartbeat: a host, glob or team must send an event every N min",
+            "parameters": CHANGE_HEADERS,
+            "requestBody": _body("HeartbeatCreate"),
+            "responses": _ok("HeartbeatChange", "201", "Created") | _errors(400, 409, 415, 422),
+        },
+        ("put", "/heartbeats/{heartbeat_id}"): {
+            "summary": "Change some of a heartbeat's fields",
+            "parameters": [heartbeat_id, *CHANGE_HEADERS],
+            "requestBody": _body("HeartbeatUpdate"),
+            "responses": _ok("HeartbeatChange") | _errors(400, 404, 409, 415, 422),
+        },
+        ("delete", "/heartbeats/{heartbeat_id}"): {
+            "summary": "Delete a heartbeat (the next check clears its open alerts)",
+            "parameters": [heartbeat_id, *CHANGE_HEADERS],
+            "requestBody": _body("Reason", required=False),
+            "responses": _ok("HeartbeatDeleted") | _errors(400, 404, 415, 422),
         },
     }
 

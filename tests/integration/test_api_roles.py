@@ -61,6 +61,10 @@ ROUTES: list[tuple[str, str, str]] = [
     ("PUT", "/api/v2/config", "operator"),
     ("GET", "/api/v2/slo", "viewer"),
     ("GET", "/api/v2/metrics", "viewer"),
+    ("GET", "/api/v2/heartbeats", "viewer"),
+    ("POST", "/api/v2/heartbeats", "admin"),
+    ("PUT", "/api/v2/heartbeats/<int:heartbeat_id>", "admin"),
+    ("DELETE", "/api/v2/heartbeats/<int:heartbeat_id>", "admin"),
 ]
 PUBLIC = {("GET", "/api/v2/openapi.json")}
 
@@ -100,6 +104,19 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
     ("PUT", "/api/v2/config"): ("/api/v2/config", {"moog_rate_limit": 9, "reason": "r"}),
     ("GET", "/api/v2/slo"): ("/api/v2/slo", None),
     ("GET", "/api/v2/metrics"): ("/api/v2/metrics", None),
+    ("GET", "/api/v2/heartbeats"): ("/api/v2/heartbeats", None),
+    ("POST", "/api/v2/heartbeats"): (
+        "/api/v2/heartbeats",
+        {"name": "new", "host": "db-*", "interval_minutes": 5, "reason": "r"},
+    ),
+    ("PUT", "/api/v2/heartbeats/<int:heartbeat_id>"): (
+        "/api/v2/heartbeats/{heartbeat}",
+        {"interval_minutes": 9, "reason": "r"},
+    ),
+    ("DELETE", "/api/v2/heartbeats/<int:heartbeat_id>"): (
+        "/api/v2/heartbeats/{heartbeat}",
+        {"reason": "r"},
+    ),
 }
 
 
@@ -135,6 +152,9 @@ def _seed(client: FlaskClient, engine: Engine) -> dict[str, int]:
     assert host.status_code == 201
     team = {"hostname": "core", "team_assignment": "WAN", "reason": "s"}
     assert client.post("/api/v2/teams", json=team, headers=admin).status_code == 201
+    beat = {"name": "core", "team": "WAN", "interval_minutes": 5, "reason": "s"}
+    heartbeat = client.post("/api/v2/heartbeats", json=beat, headers=admin)
+    assert heartbeat.status_code == 201, heartbeat.json
     from sqlalchemy.orm import Session
 
     with Session(engine) as session, session.begin():
@@ -154,7 +174,7 @@ def _seed(client: FlaskClient, engine: Engine) -> dict[str, int]:
         attempt = delivery_history.entry("rejected", status=400, error="Moog answered 400")
         delivery_history.queue_entries(pipe, ["6c442ed1-19ae-4c1b-9ecf-a3d7efc6d89a"], attempt, 60)
         pipe.execute()
-    return {"rule": rule.json["id"], "letter": letter_id}
+    return {"rule": rule.json["id"], "letter": letter_id, "heartbeat": heartbeat.json["id"]}
 
 
 def test_the_role_table_names_every_api_route(app: Flask) -> None:

@@ -230,3 +230,35 @@ def test_0007_clears_rule_on_postgres(empty_pg_url: str) -> None:
 
 def test_0007_clears_rule_on_sqlite(tmp_path) -> None:
     _clears_rule_0007_round_trip(make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)})))
+
+
+def _heartbeats_0009_round_trip(engine) -> None:  # type: ignore[no-untyped-def]
+    upgrade(engine, "0009")
+    insert_sql = (
+        "INSERT INTO heartbeats (name, host, team, interval_minutes)"
+        " VALUES (:name, :host, :team, :minutes)"
+    )
+    with engine.begin() as conn:
+        conn.execute(text(insert_sql), {"name": "db", "host": "db-*", "team": None, "minutes": 5})
+        row = conn.execute(text("SELECT handling, is_active FROM heartbeats")).one()
+        assert (row.handling, bool(row.is_active)) == ("Ticket_only", True)
+    for bad in (
+        {"name": "both", "host": "h", "team": "NETO", "minutes": 5},  # host or team, not both
+        {"name": "none", "host": None, "team": None, "minutes": 5},
+        {"name": "zero", "host": "h", "team": None, "minutes": 0},
+        {"name": "db", "host": "h", "team": None, "minutes": 5},  # duplicate name
+    ):
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(insert_sql), bad)
+    downgrade(engine, "0007")
+    assert "heartbeats" not in inspect(engine).get_table_names()
+    downgrade(engine, "base")
+    engine.dispose()
+
+
+def test_0009_heartbeats_on_postgres(empty_pg_url: str) -> None:
+    _heartbeats_0009_round_trip(make_engine(load_settings({"DATABASE_URL": empty_pg_url})))
+
+
+def test_0009_heartbeats_on_sqlite(tmp_path) -> None:
+    _heartbeats_0009_round_trip(make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)})))

@@ -129,6 +129,19 @@
       cell(row, h.events);
     });
     showStorms(m);
+    showQuietHosts(m);
+  }
+
+  // Heartbeats: the watched hosts quiet now, longest quiet first.
+  function showQuietHosts(m) {
+    text("heartbeat-quiet-count", m.heartbeat_quiet_count);
+    rows("#heartbeat-quiet", m.heartbeat_quiet_hosts, function (row, q) {
+      cell(row, q.host);
+      cell(row, q.heartbeat);
+      cell(row, q.interval_minutes);
+      cell(row, q.last_event ? new Date(q.last_event).toLocaleString() : "never");
+      cell(row, new Date(q.alerted_at).toLocaleString());
+    });
   }
 
   function ruleCell(row, id) {
