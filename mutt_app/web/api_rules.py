@@ -1,4 +1,5 @@
-"""API v2: alert rules (list, create, read, update, soft delete) and the rule tester.
+"""API v2: alert rules (list, create, read, update, soft delete), the rule tester and the backtest
+of a rule draft.
 
 A rule is validated by the engine's own :func:`~mutt_app.rules.validate_rule_fields` before it is
 written, so what the API accepts is exactly what workers can compile (a regex RE2 refuses is a 422
@@ -13,9 +14,11 @@ from typing import Any
 from flask import Response, request
 from sqlalchemy import select
 
+from mutt_app.backtest import MAX_HOURS, run_backtest
 from mutt_app.changes import Change
 from mutt_app.events import InvalidEvent
 from mutt_app.models import MAX_DEDUP_WINDOW_SECONDS, AlertRule
+from mutt_app.rule_drafts import RULE_DEFAULTS, Draft, DraftError
 from mutt_app.rule_tester import Trial, try_event
 from mutt_app.rules import (
     DEV_HANDLINGS,
@@ -39,6 +42,7 @@ from mutt_app.web.api import (
     choice_arg,
     config_change,
     count,
+    field_problem,
     int_arg,
     json_body,
     json_response,
@@ -73,15 +77,11 @@ RULE_FIELDS: dict[str, FieldSpec] = {
 }
 REQUIRED_ON_CREATE = ("match_type", "prod_handling", "dev_handling", "team_assignment")
 READ_ONLY = ("id", "created_at", "updated_at")
-DEFAULTS: dict[str, Any] = {
-    "match_string": None,
-    "trap_oid": None,
-    "syslog_severity": None,
-    "priority": 100,
-    "is_active": True,
-    "dedup_window_seconds": None,
-    "clears_rule_id": None,
-}
+DEFAULTS = RULE_DEFAULTS
+MAX_DRAFT_CHANGES = 1000
+"""Entries a draft may hold (new, changed and deactivated rules together)."""
+DRAFT_RULE_ID = FieldSpec(int, minimum=1, maximum=MAX_DB_INT)
+BACKTEST_FIELDS = {"hours": FieldSpec(int, minimum=1, maximum=MAX_HOURS)}
 
 
 def _validate(fields: dict[str, Any]) -> None:
@@ -272,3 +272,93 @@ def test_rule() -> Response:
             ],
         }
     )
+
+
+# --- drafts and the backtest ---------------------------------------------------------------------
+
+
+def _entries(document: dict[str, Any], key: str) -> list[Any]:
+    value = document.get(key, [])
+    if not isinstance(value, list):
+        raise ApiError(422, f"draft.{key} must be a list")
+    return value
+
+
+def _draft_fields(entry: Any, where: str, **kwargs: Any) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise ApiError(422, f"{where} must be an object")
+    try:
+        return check_fields(entry, RULE_FIELDS, read_only=READ_ONLY, meta=(), **kwargs)
+    except ApiError as exc:
+        raise ApiError(exc.status, f"{where}: {exc.error}", exc.details) from None
+
+
+def parse_draft(document: Any) -> Draft:
+    """A draft document (``create``, ``update``, ``deactivate``) type-checked field by field with
+    the rule API's own FieldSpecs; 422 naming the first bad entry. Whether the draft fits the live
+    rules is checked when it is used (:func:`mutt_app.rule_drafts.proposed_rules`)."""
+    if not isinstance(document, dict):
+        raise ApiError(422, "draft must be an object with create, update and deactivate lists")
+    unknown = sorted(set(document) - {"create", "update", "deactivate"})
+    if unknown:
+        raise ApiError(422, f"unknown draft field{'s' if len(unknown) > 1 else ''}: {unknown}")
+    creates, updates, deactivations = (
+        _entries(document, key) for key in ("create", "update", "deactivate")
+    )
+    if len(creates) + len(updates) + len(deactivations) > MAX_DRAFT_CHANGES:
+        raise ApiError(422, f"a draft holds at most {MAX_DRAFT_CHANGES} changes")
+    create = tuple(
+        _draft_fields(entry, f"draft.create[{i}]", required=REQUIRED_ON_CREATE)
+        for i, entry in enumerate(creates)
+    )
+    update: dict[int, dict[str, Any]] = {}
+    for i, entry in enumerate(updates):
+        where = f"draft.update[{i}]"
+        rule_id = entry.get("id") if isinstance(entry, dict) else None
+        problem = "is missing" if rule_id is None else field_problem(rule_id, DRAFT_RULE_ID)
+        if problem is not None:
+            raise ApiError(422, f"{where}.id {problem}")
+        fields = _draft_fields({k: v for k, v in entry.items() if k != "id"}, where)
+        if not fields:
+            raise ApiError(422, f"{where}: names no rule field to change")
+        if rule_id in update:
+            raise ApiError(422, f"{where}: rule {rule_id} is changed twice")
+        update[rule_id] = fields
+    for i, rule_id in enumerate(deactivations):
+        problem = field_problem(rule_id, DRAFT_RULE_ID)
+        if problem is not None:
+            raise ApiError(422, f"draft.deactivate[{i}] {problem}")
+    return Draft(create=create, update=update, deactivate=frozenset(deactivations))
+
+
+def backtest_draft(draft: Draft, hours: int) -> dict[str, Any]:
+    """The backtest of ``draft`` over the last ``hours`` with this app's settings (the API's and
+    the admin UI's answer); 422 if the draft does not fit the live rules."""
+    config = settings()
+    try:
+        with sessions()() as session:
+            result = run_backtest(
+                session,
+                draft,
+                hours,
+                default_team=config.unhandled_default_team,
+                max_rows=config.backtest_max_rows,
+                budget_seconds=config.backtest_time_budget_seconds,
+            )
+    except DraftError as exc:
+        raise ApiError(422, f"the draft does not fit the live rules: {exc}") from None
+    return result.as_dict()
+
+
+@bp.post("/rules/backtest")
+def backtest_rules() -> Response:
+    """How the audited events of the last ``hours`` would have been decided under ``draft``.
+
+    Answers the changed decisions only, counted by (old rule, new rule, old handling, new handling)
+    with sample correlation ids, and totals; ``truncated`` when BACKTEST_MAX_ROWS or
+    BACKTEST_TIME_BUDGET_SECONDS stopped the scan (see :mod:`mutt_app.backtest`). Admin only: it
+    scans up to millions of audit rows. Nothing is changed.
+    """
+    body = json_body()
+    fields = check_fields(body, BACKTEST_FIELDS, required=("hours", "draft"), meta=("draft",))
+    return json_response(backtest_draft(parse_draft(body["draft"]), fields["hours"]))

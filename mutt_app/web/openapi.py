@@ -35,7 +35,13 @@ from mutt_app.web.api import (
 )
 from mutt_app.web.api_hosts import DEV_HOST_FIELDS, TEAM_FIELDS
 from mutt_app.web.api_operations import CONFIG_FIELDS
-from mutt_app.web.api_rules import RULE_FIELDS
+from mutt_app.web.api_rules import (
+    BACKTEST_FIELDS,
+    DRAFT_RULE_ID,
+    MAX_DRAFT_CHANGES,
+    REQUIRED_ON_CREATE,
+    RULE_FIELDS,
+)
 
 
 def ref(name: str) -> dict[str, str]:
@@ -153,6 +159,7 @@ def _schemas() -> dict[str, Any]:
         ],
     )
     return {
+        **_backtest_schemas(),
         "Error": _object({"error": STR, "details": ANY}, ["error", "details"]),
         "Rule": rule,
         "RuleCreate": _object(
@@ -525,6 +532,91 @@ def _schemas() -> dict[str, Any]:
     }
 
 
+def _backtest_schemas() -> dict[str, Any]:
+    """A rule draft, the backtest request and its answer."""
+    draft = _object(
+        {
+            "create": {
+                "type": "array",
+                "items": _object(_fields(RULE_FIELDS), list(REQUIRED_ON_CREATE)),
+                "description": "new rules",
+            },
+            "update": {
+                "type": "array",
+                "items": _object(
+                    {"id": DRAFT_RULE_ID.json_schema(), **_fields(RULE_FIELDS)}, ["id"]
+                )
+                | {"minProperties": 2},
+                "description": "fields laid over a stored rule (is_active true re-activates it)",
+            },
+            "deactivate": {
+                "type": "array",
+                "items": DRAFT_RULE_ID.json_schema(),
+                "description": "ids of rules to deactivate",
+            },
+        }
+    ) | {"description": f"at most {MAX_DRAFT_CHANGES} entries in all"}
+    change = _object(
+        {
+            "old_rule_id": NULLABLE_INT,
+            "new_rule_id": {
+                "type": ["integer", "null"],
+                "description": "null when no rule matches, or when new_rule_draft_index is set",
+            },
+            "new_rule_draft_index": {
+                "type": ["integer", "null"],
+                "description": "the winner is the draft's create[i]",
+            },
+            "old_handling": STR,
+            "new_handling": STR,
+            "count": INT,
+            "sample_correlation_ids": {"type": "array", "items": UUID},
+        },
+        [
+            "old_rule_id",
+            "new_rule_id",
+            "new_rule_draft_index",
+            "old_handling",
+            "new_handling",
+            "count",
+            "sample_correlation_ids",
+        ],
+    )
+    return {
+        "RuleDraft": draft,
+        "BacktestRequest": _object(
+            {"draft": ref("RuleDraft"), **_fields(BACKTEST_FIELDS)}, ["draft", "hours"]
+        ),
+        "BacktestAnswer": _object(
+            {
+                "hours": INT,
+                "since": TIMESTAMP,
+                "rows_examined": INT,
+                "rows_changed": INT,
+                "truncated": BOOL,
+                "truncated_by": {"enum": ["rows", "time", None]},
+                "oldest_examined": NULLABLE_TIMESTAMP,
+                "seconds": {"type": "number"},
+                "changes": {"type": "array", "items": change},
+                "skipped_rules": {
+                    "type": "array",
+                    "items": _object({"id": INT, "error": STR}, ["id", "error"]),
+                },
+            },
+            [
+                "hours",
+                "since",
+                "rows_examined",
+                "rows_changed",
+                "truncated",
+                "truncated_by",
+                "oldest_examined",
+                "changes",
+            ],
+        ),
+    }
+
+
 def _param(name: str, where: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     param = {"name": name, "in": where, "schema": schema, "description": description}
     if where == "path":
@@ -607,6 +699,15 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "summary": "Which active rule would win for a sample event, and what it shadows",
             "requestBody": _body("RuleTestRequest"),
             "responses": _ok("RuleTestAnswer") | _errors(400, 415, 422),
+        },
+        ("post", "/rules/backtest"): {
+            "summary": (
+                "How the audited events of the last hours would have been decided under a rule"
+                " draft: changed decisions only, bounded by BACKTEST_MAX_ROWS and"
+                " BACKTEST_TIME_BUDGET_SECONDS (then truncated)"
+            ),
+            "requestBody": _body("BacktestRequest"),
+            "responses": _ok("BacktestAnswer") | _errors(400, 415, 422, 503),
         },
         ("get", "/dev-hosts"): {
             "summary": "List development hosts",
