@@ -31,10 +31,16 @@ def upgrade() -> None:
         sa.Column("document", sa.JSON().with_variant(JSONB(), "postgresql"), nullable=False),
         sa.Column("created_by", sa.Text, nullable=False),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("CURRENT_TIMESTAMP")
+            "created_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.text("CURRENT_TIMESTAMP"),
         ),
         sa.Column(
-            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("CURRENT_TIMESTAMP")
+            "updated_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.text("CURRENT_TIMESTAMP"),
         ),
         sa.Column("published_at", sa.DateTime(timezone=True)),
         sa.Column("published_by", sa.Text),
