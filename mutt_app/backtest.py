@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -99,7 +100,8 @@ class Backtest:
             group = self.groups[key] = Group()
         group.count += 1
         if len(group.samples) < SAMPLES_PER_GROUP:
-            group.samples.append(correlation_id)
+            # SQLite keeps a UUID as 32 hex digits: the canonical form for every database.
+            group.samples.append(str(uuid.UUID(correlation_id)))
         self.changed += 1
 
     def as_dict(self) -> dict[str, Any]:

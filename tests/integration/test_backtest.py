@@ -7,18 +7,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app.backtest import run_backtest
 from mutt_app.changes import audited_change
-from mutt_app.config import Settings
+from mutt_app.config import Settings, load_settings
+from mutt_app.db import make_engine, upgrade
 from mutt_app.event_audit import insert_audit_rows
 from mutt_app.models import AlertRule, ConfigAuditLog, DevelopmentHost
 from mutt_app.rule_drafts import Draft, DraftError, publish
@@ -58,8 +60,18 @@ RULES = {
 
 
 @pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """PostgreSQL (this test's database), or with ``indirect`` parameter "sqlite" the embedded
+    default's SQLite, both migrated."""
+    if getattr(request, "param", "postgresql") == "sqlite":
+        engine = make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)}))
+        upgrade(engine)
+    else:
+        engine = request.getfixturevalue("engine")
+    try:
+        yield sessionmaker(engine, expire_on_commit=False)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
@@ -154,6 +166,7 @@ def test_an_empty_draft_changes_nothing_of_a_history_the_live_rules_decided(
     assert answer["truncated"] is False and answer["truncated_by"] is None
 
 
+@pytest.mark.parametrize("sessions", ["postgresql", "sqlite"], indirect=True)
 def test_a_draft_reports_exactly_the_decisions_it_changes(
     sessions: sessionmaker[Session], rule_ids: dict[str, int], history: dict[str, Any]
 ) -> None:
