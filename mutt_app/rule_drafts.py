@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mutt_app.changes import Change
-from mutt_app.models import AlertRule
+from mutt_app.models import AlertRule, RuleDraft
 from mutt_app.rules import RuleError, validate_rule_fields
 
 RULE_DEFAULTS: dict[str, Any] = {
@@ -78,6 +79,18 @@ class Draft:
             ],
             "deactivate": sorted(self.deactivate),
         }
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Draft:
+        """The draft a stored document holds (checked when it was saved)."""
+        return cls(
+            create=tuple(document.get("create", ())),
+            update={
+                entry["id"]: {k: v for k, v in entry.items() if k != "id"}
+                for entry in document.get("update", ())
+            },
+            deactivate=frozenset(document.get("deactivate", ())),
+        )
 
     @property
     def empty(self) -> bool:
@@ -184,6 +197,22 @@ def publish(change: Change, draft: Draft) -> list[dict[str, Any]]:
         _check_clears(session, merged["clears_rule_id"], None)
         created.append(change.create(AlertRule(**merged)))
     return created
+
+
+def publish_stored(change: Change, draft_id: int) -> tuple[RuleDraft, list[dict[str, Any]]] | None:
+    """Publish the stored draft ``draft_id`` inside ``change`` and mark it published (its own
+    audit row); returns it and the created rules' values, or None if there is no such draft.
+
+    Raises :class:`DraftError` if it was published already or no longer fits the live rules.
+    """
+    row = change.locked(RuleDraft, id=draft_id)
+    if row is None:
+        return None
+    if row.published_at is not None:
+        raise DraftError(f"draft {draft_id} was published already ({row.published_by})")
+    created = publish(change, Draft.from_document(row.document))
+    change.update(row, {"published_at": datetime.now(UTC), "published_by": change.changed_by})
+    return row, created
 
 
 def _check_clears(session: Session, clears_rule_id: int | None, rule_id: int | None) -> None:

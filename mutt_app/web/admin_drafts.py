@@ -29,7 +29,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from mutt_app.backtest import MAX_HOURS
 from mutt_app.changes import audited_change
 from mutt_app.models import AlertRule, RuleDraft
-from mutt_app.rule_drafts import Draft, DraftError, proposed_rules, publish
+from mutt_app.rule_drafts import Draft, DraftError, proposed_rules, publish_stored
 from mutt_app.web.admin_operations import MuttPage, _allowed, _reason
 from mutt_app.web.api import ApiError, redis_connection, sessions
 from mutt_app.web.api_rules import backtest_draft, parse_draft
@@ -169,7 +169,7 @@ class RuleDraftView(MuttPage):
         with sessions()() as session:
             document = self._draft(session, draft_id).document
         try:
-            result = backtest_draft(parse_draft(document), hours)
+            result = backtest_draft(Draft.from_document(document), hours)
         except ApiError as exc:
             return self._page(draft_id, hours=hours, error=exc.error)
         return self._page(draft_id, hours=hours, result=result)
@@ -185,14 +185,11 @@ class RuleDraftView(MuttPage):
             with audited_change(
                 sessions(), redis_connection(), changed_by=current_user.username, reason=reason
             ) as change:
-                row = change.locked(RuleDraft, id=draft_id)
-                if row is None or row.published_at is not None:
-                    abort(409, "this draft was published or removed meanwhile")
-                created = publish(change, parse_draft(row.document))
-                change.update(
-                    row, {"published_at": datetime.now(UTC), "published_by": change.changed_by}
-                )
-        except (DraftError, ApiError) as exc:
+                published = publish_stored(change, draft_id)
+                if published is None:
+                    abort(404)
+                created = published[1]
+        except DraftError as exc:
             flash(f"Not published: {exc}", "error")
             return redirect(url_for(".details", draft_id=draft_id))
         flash(

@@ -534,17 +534,20 @@ def _correlation_id() -> uuid.UUID:
 
 
 @contextmanager
-def config_change(reason: str, *, conflict: str = "already exists") -> Iterator[Change]:
+def config_change(
+    reason: str, *, conflict: str = "already exists", bump: bool = True
+) -> Iterator[Change]:
     """One configuration change by the calling key (:func:`mutt_app.changes.audited_change`).
 
     Committed when the block ends without error, then the rules version is bumped if the block
-    changed anything (a Redis failure then is a warning in :meth:`Change.summary`). A unique
-    violation becomes 409 ``conflict``, any other constraint violation 422.
+    changed anything (a Redis failure then is a warning in :meth:`Change.summary`); ``bump=False``
+    for what workers do not read (a rule draft). A unique violation becomes 409 ``conflict``, any
+    other constraint violation 422.
     """
     try:
         with audited_change(
             sessions(),
-            redis_connection(),
+            redis_connection() if bump else None,
             changed_by=current_key().changed_by,
             reason=reason,
             correlation_id=_correlation_id(),

@@ -9,6 +9,7 @@ body's fields laid over it.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, request
@@ -17,8 +18,14 @@ from sqlalchemy import select
 from mutt_app.backtest import MAX_HOURS, run_backtest
 from mutt_app.changes import Change
 from mutt_app.events import InvalidEvent
-from mutt_app.models import MAX_DEDUP_WINDOW_SECONDS, AlertRule
-from mutt_app.rule_drafts import RULE_DEFAULTS, Draft, DraftError
+from mutt_app.models import MAX_DEDUP_WINDOW_SECONDS, AlertRule, RuleDraft
+from mutt_app.rule_drafts import (
+    RULE_DEFAULTS,
+    Draft,
+    DraftError,
+    proposed_rules,
+    publish_stored,
+)
 from mutt_app.rule_tester import Trial, try_event
 from mutt_app.rules import (
     DEV_HANDLINGS,
@@ -82,6 +89,8 @@ MAX_DRAFT_CHANGES = 1000
 """Entries a draft may hold (new, changed and deactivated rules together)."""
 DRAFT_RULE_ID = FieldSpec(int, minimum=1, maximum=MAX_DB_INT)
 BACKTEST_FIELDS = {"hours": FieldSpec(int, minimum=1, maximum=MAX_HOURS)}
+MAX_DRAFT_NAME = 200
+DRAFT_FIELDS = {"name": FieldSpec(str, min_length=1, max_length=MAX_DRAFT_NAME)}
 
 
 def _validate(fields: dict[str, Any]) -> None:
@@ -362,3 +371,110 @@ def backtest_rules() -> Response:
     body = json_body()
     fields = check_fields(body, BACKTEST_FIELDS, required=("hours", "draft"), meta=("draft",))
     return json_response(backtest_draft(parse_draft(body["draft"]), fields["hours"]))
+
+
+# --- stored drafts -------------------------------------------------------------------------------
+
+
+def _fitting_draft(session: Any, document: Any) -> Draft:
+    """``document`` as a draft that fits the live rules now; 422 otherwise."""
+    draft = parse_draft(document)
+    try:
+        proposed_rules(session, draft)
+    except DraftError as exc:
+        raise ApiError(422, f"the draft does not fit the live rules: {exc}") from None
+    return draft
+
+
+def _draft_or_404(session: Any, draft_id: int, *, locked: Change | None = None) -> RuleDraft:
+    row = None
+    if draft_id <= MAX_DB_INT:
+        row = locked.locked(RuleDraft, id=draft_id) if locked else session.get(RuleDraft, draft_id)
+    if row is None:
+        raise ApiError(404, f"no draft {draft_id}")
+    return row
+
+
+@bp.get("/rules/drafts")
+def list_drafts() -> Response:
+    """Rule drafts, newest first (published ones too: they record what was published)."""
+    limit = limit_arg()
+    offset = int_arg("offset", 0, minimum=0)
+    query = select(RuleDraft)
+    with sessions()() as session:
+        total = count(session, query)
+        rows = session.scalars(query.order_by(RuleDraft.id.desc()).limit(limit).offset(offset))
+        drafts = [row.as_dict() for row in rows]
+    return json_response({"drafts": drafts, "total": total, "limit": limit, "offset": offset})
+
+
+@bp.post("/rules/drafts")
+def create_draft() -> Response:
+    """Store a draft (``name``, ``draft``); 201. Audited; no rules-version bump (workers do not
+    read drafts)."""
+    body = json_body()
+    fields = check_fields(body, DRAFT_FIELDS, required=("name", "draft"), meta=("reason", "draft"))
+    reason = change_reason(body)
+    with config_change(reason, bump=False) as change:
+        draft = _fitting_draft(change.session, body["draft"])
+        created = change.create(
+            RuleDraft(name=fields["name"], document=draft.document(), created_by=change.changed_by)
+        )
+    return json_response(
+        {"id": created["id"], "draft": created, **change.summary()},
+        201,
+        {"Location": f"{request.path}/{created['id']}"},
+    )
+
+
+@bp.get("/rules/drafts/<int:draft_id>")
+def get_draft(draft_id: int) -> Response:
+    """One draft."""
+    with sessions()() as session:
+        return json_response({"draft": _draft_or_404(session, draft_id).as_dict()})
+
+
+@bp.put("/rules/drafts/<int:draft_id>")
+def update_draft(draft_id: int) -> Response:
+    """Replace a draft's ``draft`` document and/or ``name``; 409 once it is published."""
+    body = json_body()
+    fields = check_fields(body, DRAFT_FIELDS, meta=("reason", "draft"))
+    if not fields and "draft" not in body:
+        raise ApiError(422, "nothing to update: the body names neither draft nor name")
+    reason = change_reason(body)
+    with config_change(reason, bump=False) as change:
+        row = _draft_or_404(change.session, draft_id, locked=change)
+        if row.published_at is not None:
+            raise ApiError(409, f"draft {draft_id} is published; start a new one")
+        if "draft" in body:
+            document = _fitting_draft(change.session, body["draft"]).document()
+            fields["document"] = document
+        change.update(row, {**fields, "updated_at": datetime.now(UTC)})
+        current = row.as_dict()
+    return json_response({"id": draft_id, "draft": current, **change.summary()})
+
+
+@bp.post("/rules/drafts/<int:draft_id>/publish")
+def publish_draft(draft_id: int) -> Response:
+    """Apply a stored draft to the live rules: one audit row per changed rule (and one marking the
+    draft published), one reason and correlation id; then the rules version is bumped."""
+    body = json_body()
+    check_fields(body, {})
+    reason = change_reason(body)
+    try:
+        with config_change(reason) as change:
+            published = publish_stored(change, draft_id) if draft_id <= MAX_DB_INT else None
+            if published is None:
+                raise ApiError(404, f"no draft {draft_id}")
+            row, created = published
+            current = row.as_dict()
+    except DraftError as exc:
+        raise ApiError(409, f"not published: {exc}") from None
+    return json_response(
+        {
+            "id": draft_id,
+            "draft": current,
+            "created_rule_ids": [rule["id"] for rule in created],
+            **change.summary(),
+        }
+    )

@@ -37,6 +37,7 @@ from mutt_app.web.api_hosts import DEV_HOST_FIELDS, TEAM_FIELDS
 from mutt_app.web.api_operations import CONFIG_FIELDS
 from mutt_app.web.api_rules import (
     BACKTEST_FIELDS,
+    DRAFT_FIELDS,
     DRAFT_RULE_ID,
     MAX_DRAFT_CHANGES,
     REQUIRED_ON_CREATE,
@@ -582,8 +583,59 @@ def _backtest_schemas() -> dict[str, Any]:
             "sample_correlation_ids",
         ],
     )
+    change_summary = {
+        "changed": BOOL,
+        "correlation_id": UUID,
+        "rules_version": NULLABLE_INT,
+        "warnings": {"type": "array", "items": STR},
+    }
+    stored = _object(
+        {
+            "id": INT,
+            "name": STR,
+            "document": ref("RuleDraft"),
+            "created_by": STR,
+            "created_at": TIMESTAMP,
+            "updated_at": TIMESTAMP,
+            "published_at": NULLABLE_TIMESTAMP,
+            "published_by": NULLABLE_STR,
+        },
+        ["id", "name", "document", "created_by", "created_at", "updated_at", "published_at"],
+    )
     return {
         "RuleDraft": draft,
+        "StoredRuleDraft": stored,
+        "RuleDraftCreate": _object(
+            {**_fields(DRAFT_FIELDS), "draft": ref("RuleDraft"), "reason": REASON},
+            ["name", "draft"],
+        ),
+        "RuleDraftUpdate": _object(
+            {**_fields(DRAFT_FIELDS), "draft": ref("RuleDraft"), "reason": REASON}
+        )
+        | {"minProperties": 1},
+        "RuleDraftOne": _object({"draft": ref("StoredRuleDraft")}, ["draft"]),
+        "RuleDraftChange": _object(
+            {"id": INT, "draft": ref("StoredRuleDraft"), **change_summary},
+            ["id", "draft", "changed"],
+        ),
+        "RuleDraftPublished": _object(
+            {
+                "id": INT,
+                "draft": ref("StoredRuleDraft"),
+                "created_rule_ids": {"type": "array", "items": INT},
+                **change_summary,
+            },
+            ["id", "draft", "created_rule_ids", "changed"],
+        ),
+        "RuleDraftList": _object(
+            {
+                "drafts": {"type": "array", "items": ref("StoredRuleDraft")},
+                "total": INT,
+                "limit": INT,
+                "offset": INT,
+            },
+            ["drafts", "total", "limit", "offset"],
+        ),
         "BacktestRequest": _object(
             {"draft": ref("RuleDraft"), **_fields(BACKTEST_FIELDS)}, ["draft", "hours"]
         ),
@@ -635,6 +687,7 @@ DATES = [
 ]
 CORRELATION = _param("correlation_id", "query", UUID, "only this correlation id")
 RULE_ID = _param("rule_id", "path", {"type": "integer", "minimum": 0}, "the rule's id")
+DRAFT_ID = _param("draft_id", "path", {"type": "integer", "minimum": 0}, "the draft's id")
 HOSTNAME = _param("hostname", "path", QUERY_TEXT, "the host name, exactly")
 ITEM_ID = _param("item_id", "path", {"type": "integer", "minimum": 0}, "the item's id")
 POISON = _param("poison", "query", {"type": "boolean"}, "the poison store instead of the DLQ")
@@ -708,6 +761,37 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             ),
             "requestBody": _body("BacktestRequest"),
             "responses": _ok("BacktestAnswer") | _errors(400, 415, 422, 503),
+        },
+        ("get", "/rules/drafts"): {
+            "summary": "Rule drafts, newest first (published ones too)",
+            "parameters": [LIMIT, OFFSET],
+            "responses": _ok("RuleDraftList") | _errors(400),
+        },
+        ("post", "/rules/drafts"): {
+            "summary": "Store a rule draft (checked against the live rules; audited, no bump)",
+            **change,
+            "requestBody": _body("RuleDraftCreate"),
+            "responses": _ok("RuleDraftChange", "201", "Created") | _errors(400, 415, 422),
+        },
+        ("get", "/rules/drafts/{draft_id}"): {
+            "summary": "One rule draft",
+            "parameters": [DRAFT_ID],
+            "responses": _ok("RuleDraftOne") | _errors(404),
+        },
+        ("put", "/rules/drafts/{draft_id}"): {
+            "summary": "Replace a draft's document and/or name (409 once published)",
+            "parameters": [DRAFT_ID, *CHANGE_HEADERS],
+            "requestBody": _body("RuleDraftUpdate"),
+            "responses": _ok("RuleDraftChange") | _errors(400, 404, 409, 415, 422),
+        },
+        ("post", "/rules/drafts/{draft_id}/publish"): {
+            "summary": (
+                "Apply a stored draft to the live rules: one audit row per changed rule, one"
+                " reason; 409 if published already or it no longer fits the live rules"
+            ),
+            "parameters": [DRAFT_ID, *CHANGE_HEADERS],
+            "requestBody": _body("Reason", required=False),
+            "responses": _ok("RuleDraftPublished") | _errors(400, 404, 409, 415, 422),
         },
         ("get", "/dev-hosts"): {
             "summary": "List development hosts",

@@ -373,3 +373,66 @@ def test_a_bad_backtest_request_is_a_422_naming_the_problem(
     answer = client.post("/api/v2/rules/backtest", json=body, headers=AUTH)
     assert answer.status_code == 422
     assert needle in answer.json["error"]
+
+
+def test_drafts_through_the_api_are_stored_checked_and_published_rule_by_rule(
+    client: FlaskClient, rule_ids: dict[str, int], sessions: sessionmaker[Session]
+) -> None:
+    iface, bgp = rule_ids["interface"], rule_ids["bgp"]
+    viewer = {"X-API-Key": VIEWER}
+    body = {"name": "quieter", "draft": {"deactivate": [bgp]}, "reason": "INC-9"}
+    assert client.post("/api/v2/rules/drafts", json=body, headers=viewer).status_code == 403
+    bad = client.post(
+        "/api/v2/rules/drafts", json={**body, "draft": {"deactivate": [424242]}}, headers=AUTH
+    )
+    assert bad.status_code == 422 and "do not exist" in bad.json["error"]
+    created = client.post("/api/v2/rules/drafts", json=body, headers=AUTH)
+    assert created.status_code == 201, created.json
+    draft_id = created.json["id"]
+    assert created.json["rules_version"] is None  # a draft bumps nothing
+    changed = client.put(
+        f"/api/v2/rules/drafts/{draft_id}",
+        json={
+            "draft": {
+                "deactivate": [bgp],
+                "update": [{"id": iface, "prod_handling": "Ticket_only"}],
+            },
+            "reason": "INC-9: and the interface pages",
+        },
+        headers=AUTH,
+    )
+    assert changed.status_code == 200, changed.json
+    read = client.get(f"/api/v2/rules/drafts/{draft_id}", headers=viewer)
+    assert read.json["draft"]["document"]["update"] == [
+        {"id": iface, "prod_handling": "Ticket_only"}
+    ]
+    assert client.get("/api/v2/rules/drafts", headers=viewer).json["total"] == 1
+
+    published = client.post(
+        f"/api/v2/rules/drafts/{draft_id}/publish", json={"reason": "INC-9 go"}, headers=AUTH
+    )
+    assert published.status_code == 200, published.json
+    assert published.json["rules_version"] is not None
+    with sessions() as session:
+        rows = session.scalars(
+            select(ConfigAuditLog).where(
+                ConfigAuditLog.correlation_id == uuid.UUID(published.json["correlation_id"])
+            )
+        ).all()
+        assert sorted((r.table_name, r.operation, r.record_id) for r in rows) == sorted(
+            [
+                ("alert_rules", "UPDATE", iface),
+                ("alert_rules", "DELETE", bgp),
+                ("rule_drafts", "UPDATE", draft_id),
+            ]
+        )
+        assert {r.reason for r in rows} == {"INC-9 go"}
+    again = client.post(
+        f"/api/v2/rules/drafts/{draft_id}/publish", json={"reason": "again"}, headers=AUTH
+    )
+    assert again.status_code == 409
+    frozen = client.put(
+        f"/api/v2/rules/drafts/{draft_id}", json={"name": "x", "reason": "r"}, headers=AUTH
+    )
+    assert frozen.status_code == 409
+    assert client.get("/api/v2/rules/drafts/999", headers=AUTH).status_code == 404
