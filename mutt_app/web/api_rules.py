@@ -1,5 +1,5 @@
-"""API v2: alert rules (list, create, read, update, soft delete), the rule tester and the backtest
-of a rule draft.
+"""API v2: alert rules (list, create, read, update, soft delete), the rule tester, rule drafts and
+their backtest.
 
 A rule is validated by the engine's own :func:`~mutt_app.rules.validate_rule_fields` before it is
 written, so what the API accepts is exactly what workers can compile (a regex RE2 refuses is a 422
