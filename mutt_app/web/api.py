@@ -31,8 +31,8 @@ a client never silently receives fewer rows than it asked for.
 Routes: this module holds the blueprint, authentication, errors, shared helpers and the two audit
 readers; :mod:`mutt_app.web.api_rules` (rules, rule tester, rule drafts and their backtest),
 :mod:`mutt_app.web.api_operations` (dead-letter queue, dynamic configuration),
-:mod:`mutt_app.web.api_hosts` (development hosts, device teams), :mod:`mutt_app.web.api_slo` (SLO report) and :mod:`mutt_app.web.openapi` attach
-their routes to the same blueprint.
+:mod:`mutt_app.web.api_hosts` (development hosts, device teams), :mod:`mutt_app.web.api_slo`
+(SLO report) and :mod:`mutt_app.web.openapi` attach their routes to the same blueprint.
 """
 
 from __future__ import annotations
