@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mutt_app import metrics
 from mutt_app.backtest import run_backtest
 from mutt_app.changes import audited_change
 from mutt_app.config import Settings, load_settings
@@ -245,8 +246,10 @@ def test_the_row_cap_truncates_and_keeps_the_newest_rows(
                    "Page_and_ticket", age=timedelta(seconds=n + 1))
             for n in range(3)
         ]  # fmt: skip
+    counted = metrics.RULE_BACKTESTS.labels("rows")._value.get()
     answer = _backtest(sessions, draft, max_rows=3)
     assert answer["truncated"] is True and answer["truncated_by"] == "rows"
+    assert metrics.RULE_BACKTESTS.labels("rows")._value.get() == counted + 1
     assert answer["rows_examined"] == 3
     (change,) = answer["changes"]
     assert sorted(change["sample_correlation_ids"]) == sorted(newest)
@@ -258,8 +261,10 @@ def test_the_row_cap_truncates_and_keeps_the_newest_rows(
 def test_the_time_budget_truncates(
     sessions: sessionmaker[Session], rule_ids: dict[str, int], history: dict[str, Any]
 ) -> None:
+    counted = metrics.RULE_BACKTESTS.labels("time")._value.get()
     answer = _backtest(sessions, Draft(deactivate=frozenset({rule_ids["bgp"]})), budget=1e-9)
     assert answer["truncated"] is True and answer["truncated_by"] == "time"
+    assert metrics.RULE_BACKTESTS.labels("time")._value.get() == counted + 1
     assert answer["rows_examined"] == 0
 
 
