@@ -18,7 +18,9 @@ Bounded in memory and time, however large the audit:
   does not grow with the rows examined;
 * rows: at most BACKTEST_MAX_ROWS rows, newest first, are examined;
 * time: at most BACKTEST_TIME_BUDGET_SECONDS; the budget is checked before every row and between
-  the regex searches of one event (as classification's budget is).
+  the regex searches of one event (as classification's budget is), and on PostgreSQL the
+  transaction's ``statement_timeout`` is what is left of it when the scan starts, so that no
+  statement of a database slow to answer (a lock, a busy disk) runs longer than that either.
 
 When either bound stops the scan the answer says ``truncated`` (``"rows"`` or ``"time"``) and
 ``oldest_examined``, the event time the examined rows reach back to: the answer is then exact for
@@ -37,14 +39,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, cast, select
+from sqlalchemy import Result, Text, cast, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from mutt_app import metrics
 from mutt_app.models import EventAuditLog
 from mutt_app.rule_cache import load_snapshot
 from mutt_app.rule_drafts import Draft, proposed_rules
-from mutt_app.rules import BudgetExceeded, decide
+from mutt_app.rules import BudgetExceeded, RuleSnapshot, decide
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +137,54 @@ class Backtest:
         }
 
 
+QUERY_CANCELED = "57014"  # PostgreSQL's query_canceled, raised by statement_timeout
+
+
+def _bound_statements(session: Session, deadline: float) -> None:
+    """On PostgreSQL, end any statement of this transaction (the cursor's DECLARE, each FETCH)
+    that would run past ``deadline``: the per-row check cannot stop a fetch the database is slow
+    to answer."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    remaining_ms = max(1, int((deadline - time.perf_counter()) * 1000))
+    session.execute(
+        text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(remaining_ms)}
+    )
+
+
+def _scan(
+    rows: Result[Any],
+    result: Backtest,
+    snapshot: RuleSnapshot,
+    default_team: str,
+    max_rows: int,
+    deadline: float,
+) -> None:
+    """Decide each streamed row under ``snapshot`` into ``result`` until a bound stops it."""
+    try:
+        for row in rows:
+            if result.examined >= max_rows:
+                result.truncated = "rows"
+                break
+            if time.perf_counter() > deadline:
+                result.truncated = "time"
+                break
+            (cid, moment, hostname, message, severity, trap_oid, old_rule, old_handling) = row
+            try:
+                new = decide(
+                    message, trap_oid, severity, hostname, snapshot, default_team, deadline
+                )
+            except BudgetExceeded:
+                result.truncated = "time"
+                break
+            result.examined += 1
+            result.oldest_examined = moment
+            if new.rule_id != old_rule or new.handling != old_handling:
+                result.add((old_rule, new.rule_id, old_handling, new.handling), cid)
+    finally:
+        rows.close()  # ends the server-side cursor now, not when the session closes
+
+
 def run_backtest(
     session: Session,
     draft: Draft,
@@ -165,29 +216,15 @@ def run_backtest(
         .order_by(EventAuditLog.event_timestamp.desc(), EventAuditLog.id.desc())
         .execution_options(yield_per=BACKTEST_FETCH_ROWS)
     )
-    rows = session.execute(query)
     try:
-        for row in rows:
-            if result.examined >= max_rows:
-                result.truncated = "rows"
-                break
-            if time.perf_counter() > deadline:
-                result.truncated = "time"
-                break
-            (cid, moment, hostname, message, severity, trap_oid, old_rule, old_handling) = row
-            try:
-                new = decide(
-                    message, trap_oid, severity, hostname, snapshot, default_team, deadline
-                )
-            except BudgetExceeded:
-                result.truncated = "time"
-                break
-            result.examined += 1
-            result.oldest_examined = moment
-            if new.rule_id != old_rule or new.handling != old_handling:
-                result.add((old_rule, new.rule_id, old_handling, new.handling), cid)
-    finally:
-        rows.close()  # ends the server-side cursor now, not when the session closes
+        _bound_statements(session, deadline)
+        _scan(session.execute(query), result, snapshot, default_team, max_rows, deadline)
+    except OperationalError as exc:
+        if getattr(exc.orig, "pgcode", None) != QUERY_CANCELED:
+            raise
+        # statement_timeout: the database itself was slower than the budget (a lock, a busy
+        # disk). The transaction is aborted; what was decided until then stands.
+        result.truncated = "time"
     result.seconds = time.perf_counter() - started
     metrics.RULE_BACKTESTS.labels(result.truncated or "complete").inc()
     metrics.RULE_BACKTEST_ROWS.inc(result.examined)

@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app import metrics
@@ -266,6 +266,21 @@ def test_the_time_budget_truncates(
     assert answer["truncated"] is True and answer["truncated_by"] == "time"
     assert metrics.RULE_BACKTESTS.labels("time")._value.get() == counted + 1
     assert answer["rows_examined"] == 0
+
+
+def test_a_database_slower_than_the_budget_truncates_by_time(
+    sessions: sessionmaker[Session], engine: Engine, history: dict[str, Any]
+) -> None:
+    # Another transaction holds the audit locked: the scan's first statement waits on it. Its
+    # session ends itself after 20 s, so a missing statement_timeout fails this test, not hangs it.
+    with engine.connect() as holder:
+        holder.execute(text("SET idle_in_transaction_session_timeout = '20s'"))
+        holder.execute(text("LOCK TABLE event_audit_log IN ACCESS EXCLUSIVE MODE"))
+        answer = _backtest(sessions, Draft(), budget=1.0)
+        holder.rollback()
+    assert answer["truncated"] is True and answer["truncated_by"] == "time"
+    assert answer["rows_examined"] == 0
+    assert answer["seconds"] < 15
 
 
 def test_a_draft_naming_a_missing_rule_or_making_an_invalid_one_is_refused(
