@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
@@ -20,10 +22,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from mutt_app import metrics
 from mutt_app.backtest import run_backtest
 from mutt_app.changes import audited_change
+from mutt_app.cli import main
 from mutt_app.config import Settings, load_settings
 from mutt_app.db import make_engine, upgrade
 from mutt_app.event_audit import insert_audit_rows
-from mutt_app.models import AlertRule, ConfigAuditLog, DevelopmentHost
+from mutt_app.models import AlertRule, ConfigAuditLog, DevelopmentHost, RuleDraft
 from mutt_app.rule_drafts import Draft, DraftError, publish
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
@@ -456,3 +459,37 @@ def test_drafts_through_the_api_are_stored_checked_and_published_rule_by_rule(
     )
     assert frozen.status_code == 409
     assert client.get("/api/v2/rules/drafts/999", headers=AUTH).status_code == 404
+
+
+def test_the_cli_backtests_and_publishes_a_stored_draft(
+    sessions: sessionmaker[Session],
+    rule_ids: dict[str, int],
+    history: dict[str, Any],
+    pg_url: str,
+    redis_url: str,
+) -> None:
+    bgp = rule_ids["bgp"]
+    with audited_change(sessions, None, changed_by="alice", reason="draft") as change:
+        draft_id = change.create(
+            RuleDraft(name="no bgp", document={"deactivate": [bgp]}, created_by="alice")
+        )["id"]
+    env = {"DATABASE_URL": pg_url, "REDIS_URL": redis_url}
+    run = CliRunner().invoke(main, ["rules", "backtest", str(draft_id)], env=env)
+    assert run.exit_code == 0, run.output
+    answer = orjson.loads(run.stdout)  # the log line goes to stderr
+    assert (answer["rows_examined"], answer["rows_changed"]) == (7, 1)
+    assert answer["changes"][0]["sample_correlation_ids"] == [history["bgp"]]
+    run = CliRunner().invoke(
+        main, ["rules", "publish", str(draft_id), "--reason", "INC-5"], env=env
+    )
+    assert run.exit_code == 0, run.output
+    assert f"draft {draft_id} published (rules version 1" in run.output
+    with sessions() as session:
+        assert session.get(AlertRule, bgp).is_active is False
+        rows = session.scalars(select(ConfigAuditLog).where(ConfigAuditLog.reason == "INC-5"))
+        assert sorted((r.table_name, r.record_id) for r in rows) == [
+            ("alert_rules", bgp),
+            ("rule_drafts", draft_id),
+        ]
+    again = CliRunner().invoke(main, ["rules", "publish", str(draft_id), "--reason", "x"], env=env)
+    assert again.exit_code == 1 and "published already" in again.output
