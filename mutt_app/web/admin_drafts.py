@@ -31,7 +31,7 @@ from mutt_app.changes import audited_change
 from mutt_app.models import AlertRule, RuleDraft
 from mutt_app.rule_drafts import Draft, DraftError, proposed_rules, publish_stored
 from mutt_app.web.admin_operations import MuttPage, _allowed, _reason
-from mutt_app.web.api import ApiError, redis_connection, sessions
+from mutt_app.web.api import MAX_DB_INT, ApiError, redis_connection, sessions
 from mutt_app.web.api_rules import backtest_draft, parse_draft
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class RuleDraftView(MuttPage):
     """Rule drafts: the list, one draft's editor with its backtest, publishing."""
 
     def _draft(self, session: Any, draft_id: int) -> RuleDraft:
-        row = session.get(RuleDraft, draft_id) if draft_id <= 2**31 - 1 else None
+        row = session.get(RuleDraft, draft_id) if draft_id <= MAX_DB_INT else None
         if row is None:
             abort(404)
         return row
