@@ -662,7 +662,8 @@ def _hostname(value: str) -> str:
 
 @main.group()
 def rules() -> None:
-    """Enable or disable alert rules (audited; workers reload within seconds)."""
+    """Enable or disable alert rules, backtest and publish rule drafts (audited; workers reload
+    within seconds)."""
 
 
 @rules.command("enable")
@@ -693,6 +694,68 @@ def _set_rule_active(obj: Context, rule_id: int, active: bool, reason: str) -> N
         change.update(rule, {"is_active": active})
     state = "enabled" if active else "disabled"
     _report(change, f"rule {rule_id} {state}", f"rule {rule_id} already is {state}")
+
+
+@rules.command("backtest")
+@click.argument("draft_id", type=click.IntRange(1, 2**31 - 1))
+@click.option("--hours", type=click.IntRange(1, 720), default=24, show_default=True)
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to spend at most (default BACKTEST_TIME_BUDGET_SECONDS; no web timeout here).",
+)
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=1),
+    help="Audited events to decide again at most (default BACKTEST_MAX_ROWS).",
+)
+@pass_context
+def rules_backtest(
+    obj: Context, draft_id: int, hours: int, budget: float | None, max_rows: int | None
+) -> None:
+    """How the audited events of the last HOURS would be decided under stored draft DRAFT_ID:
+    the changed decisions, as JSON (the answer of POST /api/v2/rules/backtest)."""
+    import orjson
+
+    from mutt_app.backtest import run_backtest
+    from mutt_app.db import session_factory
+    from mutt_app.models import RuleDraft
+    from mutt_app.rule_drafts import Draft, DraftError
+
+    with session_factory(obj.engine)() as session:
+        row = session.get(RuleDraft, draft_id)
+        if row is None:
+            raise click.ClickException(f"no draft {draft_id}")
+        try:
+            result = run_backtest(
+                session,
+                Draft.from_document(row.document),
+                hours,
+                default_team=obj.settings.unhandled_default_team,
+                max_rows=max_rows or obj.settings.backtest_max_rows,
+                budget_seconds=budget or obj.settings.backtest_time_budget_seconds,
+            )
+        except DraftError as exc:
+            raise click.ClickException(f"the draft does not fit the live rules: {exc}") from None
+    click.echo(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_NAIVE_UTC))
+
+
+@rules.command("publish")
+@click.argument("draft_id", type=click.IntRange(1, 2**31 - 1))
+@_change_reason
+@pass_context
+def rules_publish(obj: Context, draft_id: int, reason: str) -> None:
+    """Apply stored draft DRAFT_ID to the live rules: one audit row per changed rule."""
+    from mutt_app.rule_drafts import DraftError, publish_stored
+
+    try:
+        with _audited(obj, reason) as change:
+            published = publish_stored(change, draft_id)
+            if published is None:
+                raise click.ClickException(f"no draft {draft_id}")
+    except DraftError as exc:
+        raise click.ClickException(f"not published: {exc}") from None
+    _report(change, f"draft {draft_id} published", f"draft {draft_id} changed nothing")
 
 
 @main.group("dev-hosts")

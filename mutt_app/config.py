@@ -197,6 +197,12 @@ class Settings(BaseModel):
     server_port_webui: Port = 8090
     metrics_cache_ttl: Positive = 5
     audit_log_page_size: Annotated[int, Field(ge=1, le=500)] = 50
+    backtest_max_rows: Annotated[int, Field(ge=1, le=100_000_000)] = 2_000_000
+    """Audited events a rule backtest decides again at most (newest first); past it the answer
+    says truncated."""
+    backtest_time_budget_seconds: Annotated[float, Field(gt=0, le=50)] = 30.0
+    """Seconds a rule backtest may run; then it answers with what it examined, truncated. Kept
+    under the web server's 60 s request timeout (deploy/gunicorn/web.conf.py)."""
     prometheus_url: str = "http://localhost:9090"
     webui_secret_key: SecretStr | None = None
     """Signs the web UI's session cookies. Unset: one is generated once and kept in

@@ -83,6 +83,15 @@ RULES_SKIPPED = Gauge(
     "Active rules the last compile skipped (invalid, or over a rule bound)",
     multiprocess_mode="max",
 )
+RULE_BACKTESTS = Counter(
+    "mutt_rule_backtests_total",
+    "Rule backtests run, by outcome (complete; rows or time: stopped by BACKTEST_MAX_ROWS or"
+    " BACKTEST_TIME_BUDGET_SECONDS, the answer then says truncated)",
+    ["outcome"],
+)
+RULE_BACKTEST_ROWS = Counter(
+    "mutt_rule_backtest_rows_total", "Audited events decided again by rule backtests"
+)
 CLASSIFY_BUDGET_EXCEEDED = Counter(
     "mutt_alerter_time_budget_events_total",
     "Events a classify task left undecided when CLASSIFY_TIME_BUDGET_SECONDS ran out, by outcome"

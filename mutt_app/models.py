@@ -357,3 +357,28 @@ class Heartbeat(Base):
     def as_dict(self) -> dict[str, Any]:
         """The heartbeat's columns as JSON-friendly values (for the API and the config audit)."""
         return {c.name: _jsonable(getattr(self, c.key)) for c in self.__table__.columns}
+
+
+class RuleDraft(Base):
+    """Proposed rule changes (:mod:`mutt_app.rule_drafts`), kept apart from the live rules until
+    published; a published draft stays, read-only, as the record of what was published."""
+
+    __tablename__ = "rule_drafts"
+    __table_args__ = (
+        CheckConstraint("name <> ''", name="name_nonempty"),
+        CheckConstraint("(published_at IS NULL) = (published_by IS NULL)", name="published"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    document: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    """``{"create": [...], "update": [...], "deactivate": [...]}``: :meth:`Draft.document`."""
+    created_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    published_by: Mapped[str | None] = mapped_column(Text)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The draft's columns as JSON-friendly values (for the config audit)."""
+        return {c.name: _jsonable(getattr(self, c.key)) for c in self.__table__.columns}

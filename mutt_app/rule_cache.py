@@ -34,9 +34,16 @@ def bump_rules_version(client: redis.Redis) -> int:
     return version
 
 
-def load_snapshot(session: Session, version: str) -> RuleSnapshot:
-    """Read the active rules, dev hosts and device teams, and compile them."""
-    rows = session.scalars(select(AlertRule).where(AlertRule.is_active.is_(True))).all()
+def load_snapshot(
+    session: Session, version: str, rows: Sequence[AlertRule] | None = None
+) -> RuleSnapshot:
+    """Read the active rules, dev hosts and device teams, and compile them.
+
+    ``rows``: the active rules to compile instead of those in the database (a draft's, for the
+    backtest); the development hosts and device teams are still the database's.
+    """
+    if rows is None:
+        rows = session.scalars(select(AlertRule).where(AlertRule.is_active.is_(True))).all()
     rules = [
         Rule(
             id=row.id,

@@ -571,6 +571,7 @@ def register_admin(app: Flask) -> Admin:
 
 def _admin(app: Flask, db: scoped_session[Session]) -> Admin:
     # Imported here: those pages import this module's helpers.
+    from mutt_app.web.admin_drafts import RuleDraftView
     from mutt_app.web.admin_heartbeats import HeartbeatView
     from mutt_app.web.admin_operations import (
         DeadLetterView,
@@ -613,6 +614,9 @@ def _admin(app: Flask, db: scoped_session[Session]) -> Admin:
     )
     admin.add_view(
         RuleTesterView(name="Rule tester", endpoint="rule_tester", url="/admin/rule-tester")
+    )
+    admin.add_view(
+        RuleDraftView(name="Rule drafts", endpoint="rule_drafts", url="/admin/rule-drafts")
     )
     admin.add_link(FlowerLink(name="Flower", target="_blank"))
     admin.add_view(

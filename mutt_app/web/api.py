@@ -29,10 +29,10 @@ List endpoints take ``limit`` (1..500) and refuse a larger one with 400 rather t
 a client never silently receives fewer rows than it asked for.
 
 Routes: this module holds the blueprint, authentication, errors, shared helpers and the two audit
-readers; :mod:`mutt_app.web.api_rules` (rules, rule tester), :mod:`mutt_app.web.api_operations`
-(dead-letter queue, dynamic configuration), :mod:`mutt_app.web.api_hosts` (development hosts,
-device teams), :mod:`mutt_app.web.api_slo` (SLO report) and :mod:`mutt_app.web.openapi` attach
-their routes to the same blueprint.
+readers; :mod:`mutt_app.web.api_rules` (rules, rule tester, rule drafts and their backtest),
+:mod:`mutt_app.web.api_operations` (dead-letter queue, dynamic configuration),
+:mod:`mutt_app.web.api_hosts` (development hosts, device teams), :mod:`mutt_app.web.api_slo`
+(SLO report) and :mod:`mutt_app.web.openapi` attach their routes to the same blueprint.
 """
 
 from __future__ import annotations
@@ -534,17 +534,20 @@ def _correlation_id() -> uuid.UUID:
 
 
 @contextmanager
-def config_change(reason: str, *, conflict: str = "already exists") -> Iterator[Change]:
+def config_change(
+    reason: str, *, conflict: str = "already exists", bump: bool = True
+) -> Iterator[Change]:
     """One configuration change by the calling key (:func:`mutt_app.changes.audited_change`).
 
     Committed when the block ends without error, then the rules version is bumped if the block
-    changed anything (a Redis failure then is a warning in :meth:`Change.summary`). A unique
-    violation becomes 409 ``conflict``, any other constraint violation 422.
+    changed anything (a Redis failure then is a warning in :meth:`Change.summary`); ``bump=False``
+    for what workers do not read (a rule draft). A unique violation becomes 409 ``conflict``, any
+    other constraint violation 422.
     """
     try:
         with audited_change(
             sessions(),
-            redis_connection(),
+            redis_connection() if bump else None,
             changed_by=current_key().changed_by,
             reason=reason,
             correlation_id=_correlation_id(),

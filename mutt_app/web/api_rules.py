@@ -1,4 +1,5 @@
-"""API v2: alert rules (list, create, read, update, soft delete) and the rule tester.
+"""API v2: alert rules (list, create, read, update, soft delete), the rule tester, rule drafts and
+their backtest.
 
 A rule is validated by the engine's own :func:`~mutt_app.rules.validate_rule_fields` before it is
 written, so what the API accepts is exactly what workers can compile (a regex RE2 refuses is a 422
@@ -8,14 +9,23 @@ body's fields laid over it.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, request
 from sqlalchemy import select
 
+from mutt_app.backtest import MAX_HOURS, run_backtest
 from mutt_app.changes import Change
 from mutt_app.events import InvalidEvent
-from mutt_app.models import MAX_DEDUP_WINDOW_SECONDS, AlertRule
+from mutt_app.models import MAX_DEDUP_WINDOW_SECONDS, AlertRule, RuleDraft
+from mutt_app.rule_drafts import (
+    RULE_DEFAULTS,
+    Draft,
+    DraftError,
+    proposed_rules,
+    publish_stored,
+)
 from mutt_app.rule_tester import Trial, try_event
 from mutt_app.rules import (
     DEV_HANDLINGS,
@@ -39,6 +49,7 @@ from mutt_app.web.api import (
     choice_arg,
     config_change,
     count,
+    field_problem,
     int_arg,
     json_body,
     json_response,
@@ -73,15 +84,13 @@ RULE_FIELDS: dict[str, FieldSpec] = {
 }
 REQUIRED_ON_CREATE = ("match_type", "prod_handling", "dev_handling", "team_assignment")
 READ_ONLY = ("id", "created_at", "updated_at")
-DEFAULTS: dict[str, Any] = {
-    "match_string": None,
-    "trap_oid": None,
-    "syslog_severity": None,
-    "priority": 100,
-    "is_active": True,
-    "dedup_window_seconds": None,
-    "clears_rule_id": None,
-}
+DEFAULTS = RULE_DEFAULTS
+MAX_DRAFT_CHANGES = 1000
+"""Entries a draft may hold (new, changed and deactivated rules together)."""
+DRAFT_RULE_ID = FieldSpec(int, minimum=1, maximum=MAX_DB_INT)
+BACKTEST_FIELDS = {"hours": FieldSpec(int, minimum=1, maximum=MAX_HOURS)}
+MAX_DRAFT_NAME = 200
+DRAFT_FIELDS = {"name": FieldSpec(str, min_length=1, max_length=MAX_DRAFT_NAME)}
 
 
 def _validate(fields: dict[str, Any]) -> None:
@@ -270,5 +279,202 @@ def test_rule() -> Response:
             "skipped_rules": [
                 {"id": rule_id, "error": error} for rule_id, error in trial.skipped_rules
             ],
+        }
+    )
+
+
+# --- drafts and the backtest ---------------------------------------------------------------------
+
+
+def _entries(document: dict[str, Any], key: str) -> list[Any]:
+    value = document.get(key, [])
+    if not isinstance(value, list):
+        raise ApiError(422, f"draft.{key} must be a list")
+    return value
+
+
+def _draft_fields(entry: Any, where: str, **kwargs: Any) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise ApiError(422, f"{where} must be an object")
+    try:
+        return check_fields(entry, RULE_FIELDS, read_only=READ_ONLY, meta=(), **kwargs)
+    except ApiError as exc:
+        raise ApiError(exc.status, f"{where}: {exc.error}", exc.details) from None
+
+
+def parse_draft(document: Any) -> Draft:
+    """A draft document (``create``, ``update``, ``deactivate``) type-checked field by field with
+    the rule API's own FieldSpecs; 422 naming the first bad entry. Whether the draft fits the live
+    rules is checked when it is used (:func:`mutt_app.rule_drafts.proposed_rules`)."""
+    if not isinstance(document, dict):
+        raise ApiError(422, "draft must be an object with create, update and deactivate lists")
+    unknown = sorted(set(document) - {"create", "update", "deactivate"})
+    if unknown:
+        raise ApiError(422, f"unknown draft field{'s' if len(unknown) > 1 else ''}: {unknown}")
+    creates, updates, deactivations = (
+        _entries(document, key) for key in ("create", "update", "deactivate")
+    )
+    if len(creates) + len(updates) + len(deactivations) > MAX_DRAFT_CHANGES:
+        raise ApiError(422, f"a draft holds at most {MAX_DRAFT_CHANGES} changes")
+    create = tuple(
+        _draft_fields(entry, f"draft.create[{i}]", required=REQUIRED_ON_CREATE)
+        for i, entry in enumerate(creates)
+    )
+    update: dict[int, dict[str, Any]] = {}
+    for i, entry in enumerate(updates):
+        where = f"draft.update[{i}]"
+        rule_id = entry.get("id") if isinstance(entry, dict) else None
+        problem = "is missing" if rule_id is None else field_problem(rule_id, DRAFT_RULE_ID)
+        if problem is not None:
+            raise ApiError(422, f"{where}.id {problem}")
+        fields = _draft_fields({k: v for k, v in entry.items() if k != "id"}, where)
+        if not fields:
+            raise ApiError(422, f"{where}: names no rule field to change")
+        if rule_id in update:
+            raise ApiError(422, f"{where}: rule {rule_id} is changed twice")
+        update[rule_id] = fields
+    for i, rule_id in enumerate(deactivations):
+        problem = field_problem(rule_id, DRAFT_RULE_ID)
+        if problem is not None:
+            raise ApiError(422, f"draft.deactivate[{i}] {problem}")
+    return Draft(create=create, update=update, deactivate=frozenset(deactivations))
+
+
+def backtest_draft(draft: Draft, hours: int) -> dict[str, Any]:
+    """The backtest of ``draft`` over the last ``hours`` with this app's settings (the API's and
+    the admin UI's answer); 422 if the draft does not fit the live rules."""
+    config = settings()
+    try:
+        with sessions()() as session:
+            result = run_backtest(
+                session,
+                draft,
+                hours,
+                default_team=config.unhandled_default_team,
+                max_rows=config.backtest_max_rows,
+                budget_seconds=config.backtest_time_budget_seconds,
+            )
+    except DraftError as exc:
+        raise ApiError(422, f"the draft does not fit the live rules: {exc}") from None
+    return result.as_dict()
+
+
+@bp.post("/rules/backtest")
+def backtest_rules() -> Response:
+    """How the audited events of the last ``hours`` would have been decided under ``draft``.
+
+    Answers the changed decisions only, counted by (old rule, new rule, old handling, new handling)
+    with sample correlation ids, and totals; ``truncated`` when BACKTEST_MAX_ROWS or
+    BACKTEST_TIME_BUDGET_SECONDS stopped the scan (see :mod:`mutt_app.backtest`). Admin only: it
+    scans up to millions of audit rows. Nothing is changed.
+    """
+    body = json_body()
+    fields = check_fields(body, BACKTEST_FIELDS, required=("hours", "draft"), meta=("draft",))
+    return json_response(backtest_draft(parse_draft(body["draft"]), fields["hours"]))
+
+
+# --- stored drafts -------------------------------------------------------------------------------
+
+
+def _fitting_draft(session: Any, document: Any) -> Draft:
+    """``document`` as a draft that fits the live rules now; 422 otherwise."""
+    draft = parse_draft(document)
+    try:
+        proposed_rules(session, draft)
+    except DraftError as exc:
+        raise ApiError(422, f"the draft does not fit the live rules: {exc}") from None
+    return draft
+
+
+def _draft_or_404(session: Any, draft_id: int, *, locked: Change | None = None) -> RuleDraft:
+    row = None
+    if draft_id <= MAX_DB_INT:
+        row = locked.locked(RuleDraft, id=draft_id) if locked else session.get(RuleDraft, draft_id)
+    if row is None:
+        raise ApiError(404, f"no draft {draft_id}")
+    return row
+
+
+@bp.get("/rules/drafts")
+def list_drafts() -> Response:
+    """Rule drafts, newest first (published ones too: they record what was published)."""
+    limit = limit_arg()
+    offset = int_arg("offset", 0, minimum=0)
+    query = select(RuleDraft)
+    with sessions()() as session:
+        total = count(session, query)
+        rows = session.scalars(query.order_by(RuleDraft.id.desc()).limit(limit).offset(offset))
+        drafts = [row.as_dict() for row in rows]
+    return json_response({"drafts": drafts, "total": total, "limit": limit, "offset": offset})
+
+
+@bp.post("/rules/drafts")
+def create_draft() -> Response:
+    """Store a draft (``name``, ``draft``); 201. Audited; no rules-version bump (workers do not
+    read drafts)."""
+    body = json_body()
+    fields = check_fields(body, DRAFT_FIELDS, required=("name", "draft"), meta=("reason", "draft"))
+    reason = change_reason(body)
+    with config_change(reason, bump=False) as change:
+        draft = _fitting_draft(change.session, body["draft"])
+        created = change.create(
+            RuleDraft(name=fields["name"], document=draft.document(), created_by=change.changed_by)
+        )
+    return json_response(
+        {"id": created["id"], "draft": created, **change.summary()},
+        201,
+        {"Location": f"{request.path}/{created['id']}"},
+    )
+
+
+@bp.get("/rules/drafts/<int:draft_id>")
+def get_draft(draft_id: int) -> Response:
+    """One draft."""
+    with sessions()() as session:
+        return json_response({"draft": _draft_or_404(session, draft_id).as_dict()})
+
+
+@bp.put("/rules/drafts/<int:draft_id>")
+def update_draft(draft_id: int) -> Response:
+    """Replace a draft's ``draft`` document and/or ``name``; 409 once it is published."""
+    body = json_body()
+    fields = check_fields(body, DRAFT_FIELDS, meta=("reason", "draft"))
+    if not fields and "draft" not in body:
+        raise ApiError(422, "nothing to update: the body names neither draft nor name")
+    reason = change_reason(body)
+    with config_change(reason, bump=False) as change:
+        row = _draft_or_404(change.session, draft_id, locked=change)
+        if row.published_at is not None:
+            raise ApiError(409, f"draft {draft_id} is published; start a new one")
+        if "draft" in body:
+            document = _fitting_draft(change.session, body["draft"]).document()
+            fields["document"] = document
+        change.update(row, {**fields, "updated_at": datetime.now(UTC)})
+        current = row.as_dict()
+    return json_response({"id": draft_id, "draft": current, **change.summary()})
+
+
+@bp.post("/rules/drafts/<int:draft_id>/publish")
+def publish_draft(draft_id: int) -> Response:
+    """Apply a stored draft to the live rules: one audit row per changed rule (and one marking the
+    draft published), one reason and correlation id; then the rules version is bumped."""
+    body = json_body()
+    check_fields(body, {})
+    reason = change_reason(body)
+    try:
+        with config_change(reason) as change:
+            published = publish_stored(change, draft_id) if draft_id <= MAX_DB_INT else None
+            if published is None:
+                raise ApiError(404, f"no draft {draft_id}")
+            row, created = published
+            current = row.as_dict()
+    except DraftError as exc:
+        raise ApiError(409, f"not published: {exc}") from None
+    return json_response(
+        {
+            "id": draft_id,
+            "draft": current,
+            "created_rule_ids": [rule["id"] for rule in created],
+            **change.summary(),
         }
     )

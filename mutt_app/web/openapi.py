@@ -36,7 +36,14 @@ from mutt_app.web.api import (
 from mutt_app.web.api_heartbeats import HEARTBEAT_FIELDS
 from mutt_app.web.api_hosts import DEV_HOST_FIELDS, TEAM_FIELDS
 from mutt_app.web.api_operations import CONFIG_FIELDS
-from mutt_app.web.api_rules import RULE_FIELDS
+from mutt_app.web.api_rules import (
+    BACKTEST_FIELDS,
+    DRAFT_FIELDS,
+    DRAFT_RULE_ID,
+    MAX_DRAFT_CHANGES,
+    REQUIRED_ON_CREATE,
+    RULE_FIELDS,
+)
 
 
 def ref(name: str) -> dict[str, str]:
@@ -154,6 +161,7 @@ def _schemas() -> dict[str, Any]:
         ],
     )
     return {
+        **_backtest_schemas(),
         "Error": _object({"error": STR, "details": ANY}, ["error", "details"]),
         "Rule": rule,
         "RuleCreate": _object(
@@ -535,6 +543,142 @@ def _schemas() -> dict[str, Any]:
     } | _heartbeat_schemas(change)
 
 
+def _backtest_schemas() -> dict[str, Any]:
+    """A rule draft, the backtest request and its answer."""
+    draft = _object(
+        {
+            "create": {
+                "type": "array",
+                "items": _object(_fields(RULE_FIELDS), list(REQUIRED_ON_CREATE)),
+                "description": "new rules",
+            },
+            "update": {
+                "type": "array",
+                "items": _object(
+                    {"id": DRAFT_RULE_ID.json_schema(), **_fields(RULE_FIELDS)}, ["id"]
+                )
+                | {"minProperties": 2},
+                "description": "fields laid over a stored rule (is_active true re-activates it)",
+            },
+            "deactivate": {
+                "type": "array",
+                "items": DRAFT_RULE_ID.json_schema(),
+                "description": "ids of rules to deactivate",
+            },
+        }
+    ) | {"description": f"at most {MAX_DRAFT_CHANGES} entries in all"}
+    change = _object(
+        {
+            "old_rule_id": NULLABLE_INT,
+            "new_rule_id": {
+                "type": ["integer", "null"],
+                "description": "null when no rule matches, or when new_rule_draft_index is set",
+            },
+            "new_rule_draft_index": {
+                "type": ["integer", "null"],
+                "description": "the winner is the draft's create[i]",
+            },
+            "old_handling": STR,
+            "new_handling": STR,
+            "count": INT,
+            "sample_correlation_ids": {"type": "array", "items": UUID},
+        },
+        [
+            "old_rule_id",
+            "new_rule_id",
+            "new_rule_draft_index",
+            "old_handling",
+            "new_handling",
+            "count",
+            "sample_correlation_ids",
+        ],
+    )
+    change_summary = {
+        "changed": BOOL,
+        "correlation_id": UUID,
+        "rules_version": NULLABLE_INT,
+        "warnings": {"type": "array", "items": STR},
+    }
+    stored = _object(
+        {
+            "id": INT,
+            "name": STR,
+            "document": ref("RuleDraft"),
+            "created_by": STR,
+            "created_at": TIMESTAMP,
+            "updated_at": TIMESTAMP,
+            "published_at": NULLABLE_TIMESTAMP,
+            "published_by": NULLABLE_STR,
+        },
+        ["id", "name", "document", "created_by", "created_at", "updated_at", "published_at"],
+    )
+    return {
+        "RuleDraft": draft,
+        "StoredRuleDraft": stored,
+        "RuleDraftCreate": _object(
+            {**_fields(DRAFT_FIELDS), "draft": ref("RuleDraft"), "reason": REASON},
+            ["name", "draft"],
+        ),
+        "RuleDraftUpdate": _object(
+            {**_fields(DRAFT_FIELDS), "draft": ref("RuleDraft"), "reason": REASON}
+        )
+        | {"minProperties": 1},
+        "RuleDraftOne": _object({"draft": ref("StoredRuleDraft")}, ["draft"]),
+        "RuleDraftChange": _object(
+            {"id": INT, "draft": ref("StoredRuleDraft"), **change_summary},
+            ["id", "draft", "changed"],
+        ),
+        "RuleDraftPublished": _object(
+            {
+                "id": INT,
+                "draft": ref("StoredRuleDraft"),
+                "created_rule_ids": {"type": "array", "items": INT},
+                **change_summary,
+            },
+            ["id", "draft", "created_rule_ids", "changed"],
+        ),
+        "RuleDraftList": _object(
+            {
+                "drafts": {"type": "array", "items": ref("StoredRuleDraft")},
+                "total": INT,
+                "limit": INT,
+                "offset": INT,
+            },
+            ["drafts", "total", "limit", "offset"],
+        ),
+        "BacktestRequest": _object(
+            {"draft": ref("RuleDraft"), **_fields(BACKTEST_FIELDS)}, ["draft", "hours"]
+        ),
+        "BacktestAnswer": _object(
+            {
+                "hours": INT,
+                "since": TIMESTAMP,
+                "rows_examined": INT,
+                "rows_changed": INT,
+                "truncated": BOOL,
+                "truncated_by": {"enum": ["rows", "time", None]},
+                "oldest_examined": NULLABLE_TIMESTAMP,
+                "seconds": {"type": "number"},
+                "changes": {"type": "array", "items": change},
+                "skipped_rules": {
+                    "type": "array",
+                    "items": _object({"id": INT, "error": STR}, ["id", "error"]),
+                },
+            },
+            [
+                "hours",
+                "since",
+                "rows_examined",
+                "rows_changed",
+                "truncated",
+                "truncated_by",
+                "oldest_examined",
+                "changes",
+            ],
+        ),
+    }
+
+
 def _param(name: str, where: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     param = {"name": name, "in": where, "schema": schema, "description": description}
     if where == "path":
@@ -553,6 +697,7 @@ DATES = [
 ]
 CORRELATION = _param("correlation_id", "query", UUID, "only this correlation id")
 RULE_ID = _param("rule_id", "path", {"type": "integer", "minimum": 0}, "the rule's id")
+DRAFT_ID = _param("draft_id", "path", {"type": "integer", "minimum": 0}, "the draft's id")
 HOSTNAME = _param("hostname", "path", QUERY_TEXT, "the host name, exactly")
 ITEM_ID = _param("item_id", "path", {"type": "integer", "minimum": 0}, "the item's id")
 POISON = _param("poison", "query", {"type": "boolean"}, "the poison store instead of the DLQ")
@@ -617,6 +762,46 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "summary": "Which active rule would win for a sample event, and what it shadows",
             "requestBody": _body("RuleTestRequest"),
             "responses": _ok("RuleTestAnswer") | _errors(400, 415, 422),
+        },
+        ("post", "/rules/backtest"): {
+            "summary": (
+                "How the audited events of the last hours would have been decided under a rule"
+                " draft: changed decisions only, bounded by BACKTEST_MAX_ROWS and"
+                " BACKTEST_TIME_BUDGET_SECONDS (then truncated)"
+            ),
+            "requestBody": _body("BacktestRequest"),
+            "responses": _ok("BacktestAnswer") | _errors(400, 415, 422, 503),
+        },
+        ("get", "/rules/drafts"): {
+            "summary": "Rule drafts, newest first (published ones too)",
+            "parameters": [LIMIT, OFFSET],
+            "responses": _ok("RuleDraftList") | _errors(400),
+        },
+        ("post", "/rules/drafts"): {
+            "summary": "Store a rule draft (checked against the live rules; audited, no bump)",
+            **change,
+            "requestBody": _body("RuleDraftCreate"),
+            "responses": _ok("RuleDraftChange", "201", "Created") | _errors(400, 415, 422),
+        },
+        ("get", "/rules/drafts/{draft_id}"): {
+            "summary": "One rule draft",
+            "parameters": [DRAFT_ID],
+            "responses": _ok("RuleDraftOne") | _errors(404),
+        },
+        ("put", "/rules/drafts/{draft_id}"): {
+            "summary": "Replace a draft's document and/or name (409 once published)",
+            "parameters": [DRAFT_ID, *CHANGE_HEADERS],
+            "requestBody": _body("RuleDraftUpdate"),
+            "responses": _ok("RuleDraftChange") | _errors(400, 404, 409, 415, 422),
+        },
+        ("post", "/rules/drafts/{draft_id}/publish"): {
+            "summary": (
+                "Apply a stored draft to the live rules: one audit row per changed rule, one"
+                " reason; 409 if published already or it no longer fits the live rules"
+            ),
+            "parameters": [DRAFT_ID, *CHANGE_HEADERS],
+            "requestBody": _body("Reason", required=False),
+            "responses": _ok("RuleDraftPublished") | _errors(400, 404, 409, 415, 422),
         },
         ("get", "/dev-hosts"): {
             "summary": "List development hosts",

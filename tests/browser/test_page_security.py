@@ -62,6 +62,7 @@ def test_every_page_works_under_the_policy(
         "/admin/rule-tester/",
         "/admin/heartbeats/",
         "/admin/heartbeats/new/",
+        "/admin/rule-drafts/",
     ):
         browser.get(base_url + path)
         wait_for_element(browser, "body")

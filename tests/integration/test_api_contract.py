@@ -40,9 +40,9 @@ BODY_ROUTES = [
 
 
 def _concrete(rule: str) -> str:
-    return (
-        rule.replace("<int:rule_id>", "1").replace("<int:item_id>", "1").replace("<hostname>", "h")
-    )
+    for name in ("<int:rule_id>", "<int:item_id>", "<int:draft_id>"):
+        rule = rule.replace(name, "1")
+    return rule.replace("<hostname>", "h")
 
 
 @pytest.mark.parametrize(("method", "rule", "_role"), ROUTES)

@@ -45,6 +45,12 @@ ROUTES: list[tuple[str, str, str]] = [
     ("PUT", "/api/v2/rules/<int:rule_id>", "admin"),
     ("DELETE", "/api/v2/rules/<int:rule_id>", "admin"),
     ("POST", "/api/v2/rules/test", "viewer"),
+    ("POST", "/api/v2/rules/backtest", "admin"),
+    ("GET", "/api/v2/rules/drafts", "viewer"),
+    ("POST", "/api/v2/rules/drafts", "admin"),
+    ("GET", "/api/v2/rules/drafts/<int:draft_id>", "viewer"),
+    ("PUT", "/api/v2/rules/drafts/<int:draft_id>", "admin"),
+    ("POST", "/api/v2/rules/drafts/<int:draft_id>/publish", "admin"),
     ("GET", "/api/v2/dev-hosts", "viewer"),
     ("POST", "/api/v2/dev-hosts", "admin"),
     ("DELETE", "/api/v2/dev-hosts/<hostname>", "admin"),
@@ -79,6 +85,21 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
     ),
     ("DELETE", "/api/v2/rules/<int:rule_id>"): ("/api/v2/rules/{rule}", {"reason": "r"}),
     ("POST", "/api/v2/rules/test"): ("/api/v2/rules/test", {"hostname": "h", "message": "m"}),
+    ("POST", "/api/v2/rules/backtest"): ("/api/v2/rules/backtest", {"hours": 1, "draft": {}}),
+    ("GET", "/api/v2/rules/drafts"): ("/api/v2/rules/drafts", None),
+    ("POST", "/api/v2/rules/drafts"): (
+        "/api/v2/rules/drafts",
+        {"name": "d", "draft": {"deactivate": []}, "reason": "r"},
+    ),
+    ("GET", "/api/v2/rules/drafts/<int:draft_id>"): ("/api/v2/rules/drafts/{draft}", None),
+    ("PUT", "/api/v2/rules/drafts/<int:draft_id>"): (
+        "/api/v2/rules/drafts/{draft}",
+        {"name": "renamed", "reason": "r"},
+    ),
+    ("POST", "/api/v2/rules/drafts/<int:draft_id>/publish"): (
+        "/api/v2/rules/drafts/{draft}/publish",
+        {"reason": "r"},
+    ),
     ("GET", "/api/v2/dev-hosts"): ("/api/v2/dev-hosts", None),
     ("POST", "/api/v2/dev-hosts"): ("/api/v2/dev-hosts", {"hostname": "new", "reason": "r"}),
     ("DELETE", "/api/v2/dev-hosts/<hostname>"): ("/api/v2/dev-hosts/lab", {"reason": "r"}),
@@ -174,7 +195,17 @@ def _seed(client: FlaskClient, engine: Engine) -> dict[str, int]:
         attempt = delivery_history.entry("rejected", status=400, error="Moog answered 400")
         delivery_history.queue_entries(pipe, ["6c442ed1-19ae-4c1b-9ecf-a3d7efc6d89a"], attempt, 60)
         pipe.execute()
-    return {"rule": rule.json["id"], "letter": letter_id, "heartbeat": heartbeat.json["id"]}
+    draft = {"update": [{"id": rule.json["id"], "priority": 8}]}
+    stored = client.post(
+        "/api/v2/rules/drafts", json={"name": "seed", "draft": draft, "reason": "s"}, headers=admin
+    )
+    assert stored.status_code == 201, stored.json
+    return {
+        "rule": rule.json["id"],
+        "letter": letter_id,
+        "heartbeat": heartbeat.json["id"],
+        "draft": stored.json["id"],
+    }
 
 
 def test_the_role_table_names_every_api_route(app: Flask) -> None:

@@ -1,0 +1,202 @@
+"""Admin UI: rule drafts (``/admin/rule-drafts/``): edit a draft, backtest it, publish it.
+
+A draft is its JSON document (:mod:`mutt_app.rule_drafts`), edited as text next to the live rules'
+table (for their ids) and checked on save by the rule API's own :func:`~mutt_app.web.api_rules.parse_draft`
+and against the live rules. "Backtest" runs :func:`~mutt_app.web.api_rules.backtest_draft` on the
+saved draft, the answer of ``POST /api/v2/rules/backtest``; "Publish" applies it through the
+audited-change service (:func:`mutt_app.rule_drafts.publish`): one config_audit_log row per changed
+rule plus one marking the draft published, all under the form's reason and one correlation id, and
+the rules version is bumped so that workers reload.
+
+Everyone logged in reads drafts; only an admin creates, edits, backtests (it scans up to
+BACKTEST_MAX_ROWS audit rows) and publishes them. Saving a draft changes no live rule, so it bumps
+no rules version; it is audited all the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from flask import abort, flash, redirect, request, url_for
+from flask_admin import expose
+from flask_login import current_user
+from sqlalchemy import select
+from werkzeug.wrappers import Response as BaseResponse
+
+from mutt_app.backtest import MAX_HOURS
+from mutt_app.changes import audited_change
+from mutt_app.models import AlertRule, RuleDraft
+from mutt_app.rule_drafts import Draft, DraftError, proposed_rules, publish_stored
+from mutt_app.web.admin_operations import MuttPage, _allowed, _reason
+from mutt_app.web.api import MAX_DB_INT, ApiError, redis_connection, sessions
+from mutt_app.web.api_rules import backtest_draft, parse_draft
+
+log = logging.getLogger(__name__)
+
+MAX_NAME = 200
+MAX_DOCUMENT_CHARS = 1_000_000
+DEFAULT_HOURS = 24
+EMPTY_DOCUMENT = Draft().document()
+
+
+def _document_text(document: Any) -> str:
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()
+
+
+def read_draft(text: str) -> Draft:
+    """The draft in ``text`` (JSON), checked as the API checks one and against the live rules;
+    ValueError naming the problem."""
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise ValueError(f"the draft is over {MAX_DOCUMENT_CHARS:,} characters")
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    try:
+        draft = parse_draft(document)
+        with sessions()() as session:
+            proposed_rules(session, draft)
+    except ApiError as exc:
+        raise ValueError(exc.error) from None
+    except DraftError as exc:
+        raise ValueError(f"the draft does not fit the live rules: {exc}") from None
+    return draft
+
+
+class RuleDraftView(MuttPage):
+    """Rule drafts: the list, one draft's editor with its backtest, publishing."""
+
+    def _draft(self, session: Any, draft_id: int) -> RuleDraft:
+        row = session.get(RuleDraft, draft_id) if draft_id <= MAX_DB_INT else None
+        if row is None:
+            abort(404)
+        return row
+
+    @expose("/")
+    def index(self) -> str:
+        with sessions()() as session:
+            drafts = session.scalars(select(RuleDraft).order_by(RuleDraft.id.desc())).all()
+        return self.render("admin/mutt/rule_drafts.html", drafts=drafts, can_edit=_allowed("admin"))
+
+    @expose("/new", methods=("POST",))
+    def create(self) -> BaseResponse:
+        self.require("admin")
+        name = (request.form.get("name") or "").strip()
+        reason = _reason()
+        if not name or len(name) > MAX_NAME or "\x00" in name:
+            flash(f"A draft needs a name of at most {MAX_NAME} characters.", "error")
+            return redirect(url_for(".index"))
+        if reason is None:
+            return redirect(url_for(".index"))
+        # A draft changes no live rule: no rules-version bump (no Redis), audited all the same.
+        with audited_change(sessions(), None, changed_by=current_user.username, reason=reason) as c:
+            created = c.create(
+                RuleDraft(name=name, document=EMPTY_DOCUMENT, created_by=current_user.username)
+            )
+        return redirect(url_for(".details", draft_id=created["id"]))
+
+    def _page(
+        self,
+        draft_id: int,
+        *,
+        text: str | None = None,
+        hours: int = DEFAULT_HOURS,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> Any:
+        with sessions()() as session:
+            row = self._draft(session, draft_id)
+            rules = session.scalars(
+                select(AlertRule).order_by(AlertRule.priority.desc(), AlertRule.id)
+            ).all()
+            body = self.render(
+                "admin/mutt/rule_draft.html",
+                draft=row,
+                text=_document_text(row.document) if text is None else text,
+                hours=hours,
+                max_hours=MAX_HOURS,
+                result=result,
+                error=error,
+                rules=rules,
+                can_edit=_allowed("admin"),
+                new_rules=row.document.get("create", []),
+            )
+        return body, (422 if error else 200)
+
+    @expose("/<int:draft_id>/")
+    def details(self, draft_id: int) -> Any:
+        return self._page(draft_id)
+
+    def _editable(self, session: Any, draft_id: int) -> RuleDraft:
+        self.require("admin")
+        row = self._draft(session, draft_id)
+        if row.published_at is not None:
+            abort(409, "this draft is published; start a new one")
+        return row
+
+    @expose("/<int:draft_id>/save", methods=("POST",))
+    def save(self, draft_id: int) -> Any:
+        text = request.form.get("document") or ""
+        with sessions()() as session:
+            self._editable(session, draft_id)
+        try:
+            draft = read_draft(text)
+        except ValueError as exc:
+            return self._page(draft_id, text=text, error=str(exc))
+        reason = _reason()
+        if reason is None:
+            return self._page(draft_id, text=text)
+        with audited_change(
+            sessions(), None, changed_by=current_user.username, reason=reason
+        ) as change:
+            row = change.locked(RuleDraft, id=draft_id)
+            if row is None or row.published_at is not None:
+                abort(409, "this draft was published or removed meanwhile")
+            change.update(row, {"document": draft.document(), "updated_at": datetime.now(UTC)})
+        flash("Draft saved.", "success")
+        return redirect(url_for(".details", draft_id=draft_id))
+
+    @expose("/<int:draft_id>/backtest", methods=("POST",))
+    def backtest(self, draft_id: int) -> Any:
+        self.require("admin")
+        raw = (request.form.get("hours") or "").strip()
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_HOURS:
+            return self._page(draft_id, error=f"hours must be a whole number from 1 to {MAX_HOURS}")
+        hours = int(raw)
+        with sessions()() as session:
+            document = self._draft(session, draft_id).document
+        try:
+            result = backtest_draft(Draft.from_document(document), hours)
+        except ApiError as exc:
+            return self._page(draft_id, hours=hours, error=exc.error)
+        return self._page(draft_id, hours=hours, result=result)
+
+    @expose("/<int:draft_id>/publish", methods=("POST",))
+    def publish(self, draft_id: int) -> BaseResponse:
+        with sessions()() as session:
+            self._editable(session, draft_id)
+        reason = _reason()
+        if reason is None:
+            return redirect(url_for(".details", draft_id=draft_id))
+        try:
+            with audited_change(
+                sessions(), redis_connection(), changed_by=current_user.username, reason=reason
+            ) as change:
+                published = publish_stored(change, draft_id)
+                if published is None:
+                    abort(404)
+                created = published[1]
+        except DraftError as exc:
+            flash(f"Not published: {exc}", "error")
+            return redirect(url_for(".details", draft_id=draft_id))
+        flash(
+            f"Published: {len(created)} new rule(s); every change is in the config audit under"
+            f" correlation id {change.correlation_id}.",
+            "success",
+        )
+        if change.warnings:
+            flash("Redis is unreachable: workers pick the change up within CACHE_RELOAD_INTERVAL.")
+        return redirect(url_for(".details", draft_id=draft_id))
