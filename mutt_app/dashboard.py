@@ -12,8 +12,8 @@ from what the pipeline already records, not from counters of its own:
   minute every METRICS_CACHE_TTL seconds, the hour every 15 s, the day every 5 minutes.
 - events per minute over the last hour (the chart), and the top rules and top unhandled hosts
   (events that matched no rule) over that hour, from the same hourly pass;
-- what was held back from Moog over that hour (``event_audit_log.held_reason``): the count per
-  reason, and the devices and rules with the most events held over a storm budget (the top
+- what was held back from Moog over that hour (``event_audit_log.held_reason``, the storm stages'
+  models.HELD_REASONS only): the count per reason, and the devices and rules with the most events held over a storm budget (the top
   storming ones: ``held_reason='storm_budget'`` only, so a device whose repeats deduplication
   folded is not called storming);
 - the problem/clear pairs flapping now, from the flap detector's state in Redis
@@ -170,11 +170,15 @@ def top_unhandled_hosts(
 
 
 def held_by_reason(session: Session, start: datetime, end: datetime) -> dict[str, int]:
-    """Events held back from Moog in (start, end], per reason (every reason named, 0 if none)."""
+    """Events held back from Moog in (start, end], per reason (every reason named, 0 if none).
+
+    Only the storm stages' HELD_REASONS: an event whose handling never forwards (unmatched, dev,
+    Email_only, Log_only) was not held back.
+    """
     _bounded(session)
     query = (
         select(EventAuditLog.held_reason, func.count())
-        .where(_in_window(start, end), EventAuditLog.held_reason.is_not(None))
+        .where(_in_window(start, end), EventAuditLog.held_reason.in_(HELD_REASONS))
         .group_by(EventAuditLog.held_reason)
     )
     with _timed("dashboard_held"):

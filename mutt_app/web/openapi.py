@@ -22,7 +22,7 @@ from flask import Flask, Response, current_app
 
 from mutt_app.config import VERSION
 from mutt_app.dynamic_config import KEYS
-from mutt_app.models import CONFIG_OPERATIONS, HELD_REASONS
+from mutt_app.models import CONFIG_OPERATIONS, HELD_REASONS, NOT_FORWARDED_REASONS
 from mutt_app.rules import MATCH_TYPES
 from mutt_app.web.api import (
     MAX_DB_INT,
@@ -296,8 +296,15 @@ def _schemas() -> dict[str, Any]:
                 "forwarded_to_moog": BOOL,
                 "correlation_id": UUID,
                 "raw": {"type": ["object", "null"]},
-                "held_reason": {"enum": [*HELD_REASONS, None]},
+                "held_reason": {
+                    "enum": [*NOT_FORWARDED_REASONS, None],
+                    "description": "why the event was not forwarded; null: it was",
+                },
                 "duplicate_of": NULLABLE_UUID,
+                "rules_version": {
+                    "type": ["integer", "null"],
+                    "description": "the rules version it was classified under",
+                },
             },
             ["id", "event_timestamp", "hostname", "message", "handling_decision", "correlation_id"],
         ),
@@ -660,9 +667,10 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 _param(
                     "held_reason",
                     "query",
-                    {"enum": list(HELD_REASONS)},
-                    "only events held back for this reason",
+                    {"enum": list(NOT_FORWARDED_REASONS)},
+                    "only events not forwarded for this reason",
                 ),
+                _param("rules_version", "query", COUNT, "only events classified under it"),
                 CORRELATION,
                 *DATES,
             ],
