@@ -16,6 +16,9 @@ from what the pipeline already records, not from counters of its own:
   models.HELD_REASONS only): the count per reason, and the devices and rules with the most events held over a storm budget (the top
   storming ones: ``held_reason='storm_budget'`` only, so a device whose repeats deduplication
   folded is not called storming);
+- the unhandled templates (:mod:`mutt_app.unhandled_templates`): the unmatched events of the last
+  UNHANDLED_TEMPLATES_HOURS grouped by message template, the busiest TOP_LIMIT, recomputed every
+  TEMPLATES_REFRESH seconds;
 - the problem/clear pairs flapping now, from the flap detector's state in Redis
   (:func:`mutt_app.flapping.open_pairs`), with the rules that clear each problem rule;
 - queue depths: LLEN of the Celery queues ``mutt.classify``, ``mutt.forward.page`` (the page lane)
@@ -44,7 +47,7 @@ from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app import deadletters, flapping, lanes, metrics
+from mutt_app import deadletters, flapping, lanes, metrics, unhandled_templates
 from mutt_app.config import Settings
 from mutt_app.dynamic_config import DynamicConfig
 from mutt_app.models import HELD_REASONS, AlertRule, EventAuditLog
@@ -284,6 +287,19 @@ def hour_figures(session: Session, end: datetime) -> dict[str, Any]:
     }
 
 
+def _templates(settings: Settings, end: datetime) -> Callable[[Session], dict[str, Any]]:
+    def compute(session: Session) -> dict[str, Any]:
+        return unhandled_templates.unhandled_templates(
+            session,
+            hours=settings.unhandled_templates_hours,
+            max_rows=settings.unhandled_templates_max_rows,
+            limit=TOP_LIMIT,
+            now=end,
+        )
+
+    return compute
+
+
 def dead_letter_figures(session: Session) -> dict[str, int]:
     """DLQ depth and poison count."""
     depth = deadletters.count(session)
@@ -363,6 +379,7 @@ def collect(
         "top_storming_rules": None,
         "flapping_count": None,
         "flapping_pairs": None,
+        "unhandled_templates": None,
         "window_seconds": WINDOWS,
     }
     try:
@@ -393,6 +410,9 @@ def collect(
         "24h", DAY_REFRESH, lambda s: count_events(s, end - timedelta(seconds=WINDOWS["24h"]), end)
     )
     letters = part("dead_letters", ttl, dead_letter_figures)
+    body["unhandled_templates"] = part(
+        "unhandled_templates", unhandled_templates.TEMPLATES_REFRESH, _templates(settings, end)
+    )
     rates = body["events_per_second"]
     if minute is not None:
         rates["1m"] = round(minute / WINDOWS["1m"], 3)

@@ -573,7 +573,9 @@ class DashboardView(AdminIndexView):
     @expose("/")
     def index(self) -> str:
         return self.render(
-            "admin/mutt/dashboard.html", poll_seconds=max(settings().metrics_cache_ttl, 2)
+            "admin/mutt/dashboard.html",
+            poll_seconds=max(settings().metrics_cache_ttl, 2),
+            can_create_rules=_role_allows("admin"),
         )
 
     @expose("/dashboard/metrics")

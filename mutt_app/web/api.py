@@ -31,7 +31,8 @@ a client never silently receives fewer rows than it asked for.
 Routes: this module holds the blueprint, authentication, errors, shared helpers and the two audit
 readers; :mod:`mutt_app.web.api_rules` (rules, rule tester), :mod:`mutt_app.web.api_operations`
 (dead-letter queue, dynamic configuration), :mod:`mutt_app.web.api_hosts` (development hosts,
-device teams), :mod:`mutt_app.web.api_slo` (SLO report) and :mod:`mutt_app.web.openapi` attach
+device teams), :mod:`mutt_app.web.api_slo` (SLO report), :mod:`mutt_app.web.api_unhandled`
+(unhandled templates) and :mod:`mutt_app.web.openapi` attach
 their routes to the same blueprint.
 """
 
@@ -818,6 +819,7 @@ from mutt_app.web import (  # noqa: E402, F401
     api_operations,
     api_rules,
     api_slo,
+    api_unhandled,
     openapi,
     throttle,
 )

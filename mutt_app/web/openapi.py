@@ -24,6 +24,7 @@ from mutt_app.config import VERSION
 from mutt_app.dynamic_config import KEYS
 from mutt_app.models import CONFIG_OPERATIONS, HELD_REASONS, NOT_FORWARDED_REASONS
 from mutt_app.rules import MATCH_TYPES
+from mutt_app.unhandled_templates import MAX_HOURS
 from mutt_app.web.api import (
     MAX_DB_INT,
     MAX_LIMIT,
@@ -152,7 +153,60 @@ def _schemas() -> dict[str, Any]:
             "source",
         ],
     )
+    suggested_rule = _object(
+        {
+            "match_type": {"enum": ["contains", "regex"]},
+            "match_string": STR,
+            "team_assignment": STR,
+        },
+        ["match_type", "match_string"],
+    )
+    unhandled_template = _object(
+        {
+            "template": {"type": "string", "description": "the message, volatile parts masked"},
+            "events": INT,
+            "hosts": {"type": "integer", "description": "distinct hosts"},
+            "top_hosts": {
+                "type": "array",
+                "items": _object({"hostname": STR, "events": INT}, ["hostname", "events"]),
+            },
+            "first_seen": TIMESTAMP,
+            "last_seen": TIMESTAMP,
+            "example": {"type": "string", "description": "the newest message of the template"},
+            "suggested_rule": {
+                "oneOf": [suggested_rule, {"type": "null"}],
+                "description": "fields of a rule matching the template (null: too little"
+                " literal text for a safe rule); the admin rule form takes them as query"
+                " parameters",
+            },
+        },
+        [
+            "template",
+            "events",
+            "hosts",
+            "top_hosts",
+            "first_seen",
+            "last_seen",
+            "example",
+            "suggested_rule",
+        ],
+    )
     return {
+        "UnhandledTemplates": _object(
+            {
+                "hours": INT,
+                "since": TIMESTAMP,
+                "until": TIMESTAMP,
+                "scanned": {"type": "integer", "description": "unmatched events read"},
+                "truncated": {
+                    "type": "boolean",
+                    "description": "more than max_rows unmatched events: only the newest counted",
+                },
+                "max_rows": INT,
+                "templates": {"type": "array", "items": unhandled_template},
+            },
+            ["hours", "since", "until", "scanned", "truncated", "max_rows", "templates"],
+        ),
         "Error": _object({"error": STR, "details": ANY}, ["error", "details"]),
         "Rule": rule,
         "RuleCreate": _object(
@@ -508,6 +562,11 @@ def _schemas() -> dict[str, Any]:
                         ],
                     ),
                 },
+                "unhandled_templates": {
+                    "oneOf": [ref("UnhandledTemplates"), {"type": "null"}],
+                    "description": "unmatched events of the last UNHANDLED_TEMPLATES_HOURS by"
+                    " template, the busiest ten",
+                },
                 "window_seconds": {"type": "object", "additionalProperties": INT},
                 "errors": {"type": "array", "items": STR},
                 "computed_in_ms": {"type": "number", "description": "when computed, not cached"},
@@ -735,6 +794,19 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 )
             ],
             "responses": _ok("SloReport") | _errors(400, 503),
+        },
+        ("get", "/unhandled/templates"): {
+            "summary": "Events no rule matched, grouped by message template, with a rule for each",
+            "parameters": [
+                _param(
+                    "hours",
+                    "query",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_HOURS},
+                    "the window (default: UNHANDLED_TEMPLATES_HOURS)",
+                ),
+                LIMIT,
+            ],
+            "responses": _ok("UnhandledTemplates") | _errors(400),
         },
         ("get", "/metrics"): {
             "summary": "The dashboard's numbers (events per second, queues, DLQ, circuit, top rules)",

@@ -61,6 +61,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("PUT", "/api/v2/config", "operator"),
     ("GET", "/api/v2/slo", "viewer"),
     ("GET", "/api/v2/metrics", "viewer"),
+    ("GET", "/api/v2/unhandled/templates", "viewer"),
 ]
 PUBLIC = {("GET", "/api/v2/openapi.json")}
 
@@ -100,6 +101,7 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
     ("PUT", "/api/v2/config"): ("/api/v2/config", {"moog_rate_limit": 9, "reason": "r"}),
     ("GET", "/api/v2/slo"): ("/api/v2/slo", None),
     ("GET", "/api/v2/metrics"): ("/api/v2/metrics", None),
+    ("GET", "/api/v2/unhandled/templates"): ("/api/v2/unhandled/templates", None),
 }
 
 
