@@ -22,6 +22,7 @@ literal parts, escaped, with each masked part replaced by a pattern that matches
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from mutt_app import dashboard
 from mutt_app.fingerprint import template
 from mutt_app.models import EventAuditLog
 from mutt_app.rules import MAX_PATTERN_CHARS, RuleError, validate_rule_fields
+
+log = logging.getLogger(__name__)
 
 MAX_HOURS = 168
 """The longest window one answer covers (a week)."""
@@ -127,6 +130,15 @@ def unhandled_templates(
         rows = session.execute(query).all()
     truncated = len(rows) > max_rows
     rows = rows[:max_rows]
+    if truncated:
+        # Not an error, but the counts are of part of the window: say so where operators look.
+        log.info(
+            "unhandled templates: over %d unmatched events in %d h; counting the newest %d only"
+            " (UNHANDLED_TEMPLATES_MAX_ROWS)",
+            max_rows,
+            hours,
+            max_rows,
+        )
     templates: dict[str, str] = {}  # message -> template: a repeated message is masked once
     groups: dict[str, _Group] = {}
     for hostname, message, moment, team in rows:

@@ -3,6 +3,7 @@ bounded and indexed audit query, the suggested rule, the API and the dashboard p
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -110,7 +111,9 @@ def audit(request, tmp_path) -> Engine:  # type: ignore[no-untyped-def]
     return engine
 
 
-def test_templates_group_count_and_bound_the_window(audit: Engine) -> None:
+def test_templates_group_count_and_bound_the_window(
+    audit: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
     rows = []
     for n, message in enumerate(GROUPS[0]):
         rows.append((f"edge-{n % 2}", message, NOW - timedelta(minutes=n + 1), None))
@@ -135,11 +138,13 @@ def test_templates_group_count_and_bound_the_window(audit: Engine) -> None:
     assert first["suggested_rule"]["team_assignment"] == "NETO"
     assert (second["events"], second["hosts"]) == (1, 1)
 
-    # The cap: only the newest max_rows are read, and the answer says so.
+    # The cap: only the newest max_rows are read, and the answer (and the log) says so.
+    caplog.set_level(logging.INFO, logger="mutt_app.unhandled_templates")
     with session_factory(audit)() as session:
         capped = unhandled_templates(session, hours=2, max_rows=2, limit=10, now=NOW)
     assert (capped["scanned"], capped["truncated"]) == (2, True)
     assert [t["events"] for t in capped["templates"]] == [2]
+    assert "counting the newest 2 only" in caplog.text
 
 
 def test_the_query_reads_the_unmatched_index_of_the_windows_partition(engine: Engine) -> None:
