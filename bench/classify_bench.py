@@ -33,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--forward-share", type=float, default=0.01)
+    parser.add_argument(
+        "--unmatched-share",
+        type=float,
+        default=0.0,
+        help="fraction of events no seed rule matches (audited as unmatched)",
+    )
     args = parser.parse_args(argv)
 
     settings = load_settings()
@@ -44,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         items = make_batch(
             "classify", n * args.batch_size, args.batch_size, rng, args.forward_share
         )
+        for i, item in enumerate(items):
+            if rng.random() < args.unmatched_share:
+                # No severity: the seed's catch-all rule (severity 7 and worse) passes it by.
+                item["message"] = f"widget 10.9.{i % 256}.7 lost sync after {i}ms"
+                item.pop("syslog_severity", None)
         events, _ = validate_items(
             items, required_fields=settings.required_message_fields, received_at=datetime.now(UTC)
         )

@@ -203,6 +203,12 @@ class Settings(BaseModel):
     backtest_time_budget_seconds: Annotated[float, Field(gt=0, le=50)] = 30.0
     """Seconds a rule backtest may run; then it answers with what it examined, truncated. Kept
     under the web server's 60 s request timeout (deploy/gunicorn/web.conf.py)."""
+    unhandled_templates_hours: Annotated[int, Field(ge=1, le=168)] = 24
+    """Hours of unmatched events the dashboard's unhandled-templates panel groups (the API's
+    default ``hours``)."""
+    unhandled_templates_max_rows: Annotated[int, Field(ge=100, le=1_000_000)] = 20_000
+    """Most unmatched events (the newest) one unhandled-templates answer reads; past it the answer
+    says ``truncated`` and counts only those."""
     prometheus_url: str = "http://localhost:9090"
     webui_secret_key: SecretStr | None = None
     """Signs the web UI's session cookies. Unset: one is generated once and kept in

@@ -12,10 +12,13 @@ from what the pipeline already records, not from counters of its own:
   minute every METRICS_CACHE_TTL seconds, the hour every 15 s, the day every 5 minutes.
 - events per minute over the last hour (the chart), and the top rules and top unhandled hosts
   (events that matched no rule) over that hour, from the same hourly pass;
-- what was held back from Moog over that hour (``event_audit_log.held_reason``): the count per
-  reason, and the devices and rules with the most events held over a storm budget (the top
+- what was held back from Moog over that hour (``event_audit_log.held_reason``, the storm stages'
+  models.HELD_REASONS only): the count per reason, and the devices and rules with the most events held over a storm budget (the top
   storming ones: ``held_reason='storm_budget'`` only, so a device whose repeats deduplication
   folded is not called storming);
+- the unhandled templates (:mod:`mutt_app.unhandled_templates`): the unmatched events of the last
+  UNHANDLED_TEMPLATES_HOURS grouped by message template, the busiest TOP_LIMIT, recomputed every
+  TEMPLATES_REFRESH seconds;
 - the problem/clear pairs flapping now, from the flap detector's state in Redis
   (:func:`mutt_app.flapping.open_pairs`), with the rules that clear each problem rule;
 - the hosts quiet now, as the last heartbeat check recorded them in Redis
@@ -46,7 +49,7 @@ from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app import deadletters, flapping, heartbeats, lanes, metrics
+from mutt_app import deadletters, flapping, heartbeats, lanes, metrics, unhandled_templates
 from mutt_app.config import Settings
 from mutt_app.dynamic_config import DynamicConfig
 from mutt_app.models import HELD_REASONS, AlertRule, EventAuditLog
@@ -172,11 +175,15 @@ def top_unhandled_hosts(
 
 
 def held_by_reason(session: Session, start: datetime, end: datetime) -> dict[str, int]:
-    """Events held back from Moog in (start, end], per reason (every reason named, 0 if none)."""
+    """Events held back from Moog in (start, end], per reason (every reason named, 0 if none).
+
+    Only the storm stages' HELD_REASONS: an event whose handling never forwards (unmatched, dev,
+    Email_only, Log_only) was not held back.
+    """
     _bounded(session)
     query = (
         select(EventAuditLog.held_reason, func.count())
-        .where(_in_window(start, end), EventAuditLog.held_reason.is_not(None))
+        .where(_in_window(start, end), EventAuditLog.held_reason.in_(HELD_REASONS))
         .group_by(EventAuditLog.held_reason)
     )
     with _timed("dashboard_held"):
@@ -282,6 +289,19 @@ def hour_figures(session: Session, end: datetime) -> dict[str, Any]:
     }
 
 
+def _templates(settings: Settings, end: datetime) -> Callable[[Session], dict[str, Any]]:
+    def compute(session: Session) -> dict[str, Any]:
+        return unhandled_templates.unhandled_templates(
+            session,
+            hours=settings.unhandled_templates_hours,
+            max_rows=settings.unhandled_templates_max_rows,
+            limit=TOP_LIMIT,
+            now=end,
+        )
+
+    return compute
+
+
 def dead_letter_figures(session: Session) -> dict[str, int]:
     """DLQ depth and poison count."""
     depth = deadletters.count(session)
@@ -363,6 +383,7 @@ def collect(
         "flapping_pairs": None,
         "heartbeat_quiet_count": None,
         "heartbeat_quiet_hosts": None,
+        "unhandled_templates": None,
         "window_seconds": WINDOWS,
     }
     try:
@@ -396,6 +417,9 @@ def collect(
         "24h", DAY_REFRESH, lambda s: count_events(s, end - timedelta(seconds=WINDOWS["24h"]), end)
     )
     letters = part("dead_letters", ttl, dead_letter_figures)
+    body["unhandled_templates"] = part(
+        "unhandled_templates", unhandled_templates.TEMPLATES_REFRESH, _templates(settings, end)
+    )
     rates = body["events_per_second"]
     if minute is not None:
         rates["1m"] = round(minute / WINDOWS["1m"], 3)

@@ -2,6 +2,9 @@
 
 Rows are keyed on (correlation_id, event_timestamp); a redelivered batch conflicts and inserts nothing,
 which is what makes "each accepted event is audited exactly once" hold across crashes.
+
+Each row says why the event was not forwarded (:func:`not_forwarded_reason`, in ``held_reason``;
+NULL exactly when it was) and the rules version it was classified under (``rules_version``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ from mutt_app.events import Event
 from mutt_app.models import EventAuditLog
 from mutt_app.rules import Decision
 
+# models.DECISION_REASONS, by what the decision says.
+UNMATCHED = "unmatched"
+DEV_HANDLING = "dev_handling"
+_PROD_HANDLING_REASONS = {"Email_only": "email_only", "Log_only": "log_only"}
+
 # The audit insert binds correlation_id as the text the event carries and returns it as text: turning
 # each one into a uuid.UUID and back (bind, then RETURNING) cost more than deciding the event.
 _INSERT_TABLE = EventAuditLog.__table__.to_metadata(MetaData())
@@ -27,10 +35,30 @@ _INSERT_TABLE.c.correlation_id.type = Uuid(as_uuid=False)
 _INSERT_TABLE.c.duplicate_of.type = Uuid(as_uuid=False)
 
 
-def audit_row(event: Event, decision: Decision, held: Held | None = None) -> dict[str, Any]:
+def not_forwarded_reason(decision: Decision, held: Held | None) -> str | None:
+    """Why an event with ``decision`` was not sent to Moog (models.NOT_FORWARDED_REASONS), or None.
+
+    A storm stage's verdict (``held``) comes first; otherwise the decision's handling says: no rule
+    matched, a development host's handling, or a rule whose prod handling does not forward.
+    """
+    if held is not None:
+        return held.reason
+    if decision.forward:
+        return None
+    if not decision.matched:
+        return UNMATCHED
+    if decision.is_dev:
+        return DEV_HANDLING
+    return _PROD_HANDLING_REASONS[decision.handling]
+
+
+def audit_row(
+    event: Event, decision: Decision, held: Held | None = None, rules_version: int | None = None
+) -> dict[str, Any]:
     """The event_audit_log values for one classified event (correlation_id as text).
 
-    ``held`` says why a forwardable event was not forwarded (None: it was, or it never forwards).
+    ``held`` says why a forwardable event was held back (None: it was not); ``rules_version`` is
+    the rules version the decision was made under.
     """
     return {
         "event_timestamp": event.timestamp,
@@ -47,8 +75,9 @@ def audit_row(event: Event, decision: Decision, held: Held | None = None) -> dic
         "forwarded_to_moog": decision.forward and held is None,
         "correlation_id": event.correlation_id,
         "raw": event.raw,
-        "held_reason": None if held is None else held.reason,
+        "held_reason": not_forwarded_reason(decision, held),
         "duplicate_of": None if held is None else held.duplicate_of,
+        "rules_version": rules_version,
     }
 
 
@@ -94,6 +123,7 @@ _PG_COLUMNS = (
     "raw",
     "held_reason",
     "duplicate_of",
+    "rules_version",
 )
 _PG_INSERT = (
     f"INSERT INTO {EventAuditLog.__tablename__} ({', '.join(_PG_COLUMNS)}) VALUES %s"
@@ -111,7 +141,7 @@ _PG_TEMPLATE = "({})".format(
 
 def _insert_postgresql(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
     values = [
-        # .get: held_reason and duplicate_of may be left out (None), as on the SQLite path.
+        # .get: held_reason, duplicate_of and rules_version may be left out (None).
         tuple(_raw_json(row[name]) if name == "raw" else row.get(name) for name in _PG_COLUMNS)
         for row in rows
     ]

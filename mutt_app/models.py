@@ -39,14 +39,25 @@ CONFIG_OPERATIONS = ("CREATE", "UPDATE", "DELETE")
 ROLES = ("viewer", "operator", "admin")
 """Web UI roles, least to most privileged."""
 HELD_REASONS = ("duplicate", "storm_budget", "flapping", "maintenance", "shed")
-"""Why an event that its rule would forward was not sent to Moog (``event_audit_log.held_reason``).
+"""Why an event that its rule would forward was held back from Moog (``event_audit_log.held_reason``).
 
 ``duplicate``: a repeat of an alert forwarded within its dedup window (``duplicate_of`` names that
-alert); Moog gets the repeat count in one update per window (:mod:`mutt_app.dedup`). The others are
-reserved for the storm stages planned next (issue 13) and nothing writes them yet: ``storm_budget``
-(over a device's or rule's budget), ``flapping`` (a flapping pair), ``maintenance`` (a maintenance
-window), ``shed`` (forward-queue backpressure).
+alert; :mod:`mutt_app.dedup`); ``storm_budget``: over a device's or rule's budget
+(:mod:`mutt_app.storms`); ``flapping``: a flapping problem/clear pair (:mod:`mutt_app.flapping`);
+``maintenance``: a maintenance window (written by the windows feature); ``shed``: forward-queue
+backpressure (:mod:`mutt_app.backpressure`). The dashboard's "held back" figures count these only.
 """
+DECISION_REASONS = ("unmatched", "dev_handling", "email_only", "log_only")
+"""Why an event was never meant for Moog: its decision's handling does not forward.
+
+``unmatched``: no rule matched (logged only); ``dev_handling``: a development host's event whose
+rule's dev_handling does not forward (Email_only, Log_only, Suppress); ``email_only`` and
+``log_only``: the rule's prod_handling. Ticket_only and Page_and_ticket forward, so they have no
+reason (a shed Ticket_only alert is ``shed``).
+"""
+NOT_FORWARDED_REASONS = HELD_REASONS + DECISION_REASONS
+"""Every value of ``event_audit_log.held_reason``: for rows audited since migration 0010 it is NULL
+exactly when ``forwarded_to_moog`` is true (older rows carry only the HELD_REASONS)."""
 MAX_DEDUP_WINDOW_SECONDS = 86_400
 
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
@@ -173,6 +184,13 @@ class EventAuditLog(Base):
         Index("idx_event_audit_hostname", "hostname"),
         Index("idx_event_audit_timestamp", text("event_timestamp DESC")),
         Index("idx_event_audit_rule", "matched_rule_id"),
+        # The unhandled templates and top unhandled hosts read only unmatched events, newest first.
+        Index(
+            "idx_event_audit_unmatched",
+            text("event_timestamp DESC"),
+            postgresql_where=text("matched_rule_id IS NULL"),
+            sqlite_where=text("matched_rule_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(
@@ -194,11 +212,13 @@ class EventAuditLog(Base):
     forwarded_to_moog: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     correlation_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     raw: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
-    # Why a forwardable event was not forwarded (one of HELD_REASONS); NULL when it was, or when
-    # its handling never forwards. For a duplicate, duplicate_of is the forwarded alert's
-    # correlation_id.
+    # Why the event was not forwarded (one of NOT_FORWARDED_REASONS); NULL when it was. The name
+    # predates the decision reasons (it held only HELD_REASONS before migration 0010). For a
+    # duplicate, duplicate_of is the forwarded alert's correlation_id.
     held_reason: Mapped[str | None] = mapped_column(Text)
     duplicate_of: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # The rules version (mutt:rules:version) the event was classified under; NULL before 0010.
+    rules_version: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ConfigAuditLog(Base):

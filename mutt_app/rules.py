@@ -768,6 +768,11 @@ class RuleSnapshot:
     """Rule id -> (the problem rule of its pair, whether it is that problem rule), for the rules
     of a problem/clear pair (a rule whose ``clears_rule_id`` names another, and that other)."""
 
+    @property
+    def version_number(self) -> int | None:
+        """``version`` as the integer the audit records (None for a version that is not one)."""
+        return int(self.version) if self.version.isdigit() else None
+
 
 def decide(
     event_message: str,

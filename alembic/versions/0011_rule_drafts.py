@@ -6,7 +6,7 @@ published (NULL while it is a draft). A document rather than a row per proposed 
 read, backtested and published whole, and its entries are rule fields the rule API already checks.
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0010
 Create Date: 2026-12-03
 """
 
@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -181,9 +181,10 @@ def classify_batch(
     held |= {cid: Held("shed") for cid, mode in shed.items() if mode == "dlq"}
 
     write_started = time.perf_counter()
+    version = snapshot.version_number
     with runtime.sessions.begin() as session:
         new = insert_audit_rows(
-            session, [audit_row(e, d, held.get(e.correlation_id)) for e, d in decided]
+            session, [audit_row(e, d, held.get(e.correlation_id), version) for e, d in decided]
         )
         for wire, exc in failed:
             add_dead_letter(

@@ -31,6 +31,7 @@ from flask import Flask, Response, abort, flash, g, redirect, request, url_for
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView, tools
+from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_admin.theme import Bootstrap4Theme
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -47,6 +48,7 @@ from mutt_app.models import (
     DEV_HANDLINGS,
     MATCH_TYPES,
     MAX_DEDUP_WINDOW_SECONDS,
+    NOT_FORWARDED_REASONS,
     PROD_HANDLINGS,
     AlertRule,
     ConfigAuditLog,
@@ -63,6 +65,8 @@ log = logging.getLogger(__name__)
 # Flask-Admin views that change data; only roles allowed to write reach them.
 WRITE_VIEWS = frozenset({"create_view", "edit_view", "delete_view", "action_view", "ajax_update"})
 MAX_REASON = 1000
+PREFILLED_FIELDS = ("match_type", "match_string", "team_assignment")
+"""Rule form fields a link may fill in (``/admin/rules/new/?match_type=regex&match_string=...``)."""
 MAX_BIGINT = 2**63 - 1
 MAX_PAGE = MAX_DB_INT
 """The last list page anyone may ask for (0-based); past it is 400, not an OFFSET the database refuses."""
@@ -365,6 +369,18 @@ class AlertRuleView(MuttModelView):
     }
     form_extra_fields = {"reason": ReasonField()}
 
+    def create_form(self, obj: Any = None) -> Any:
+        """The create form; shown (GET) with ``match_type``, ``match_string`` and
+        ``team_assignment`` from the query string filled in, as the unhandled templates' "create a
+        rule" link asks. Nothing is saved until the admin submits it with a reason."""
+        form = super().create_form(obj)
+        if request.method == "GET":
+            for name in PREFILLED_FIELDS:
+                value = request.args.get(name)
+                if value and (name != "match_type" or value in MATCH_TYPES):
+                    getattr(form, name).data = value
+        return form
+
     def validate_form(self, form: Any) -> bool:
         """The form's own checks, then the engine's (a regex RE2 cannot compile is refused)."""
         if not super().validate_form(form):
@@ -469,8 +485,14 @@ class EventAuditView(ReadOnlyView):
         "forwarded_to_moog",
         "held_reason",
         "duplicate_of",
+        "rules_version",
         "correlation_id",
     )
+    column_labels = {"held_reason": "Why not forwarded", "rules_version": "Rules version"}
+    column_description = {
+        "held_reason": "why the event did not reach Moog (empty: it did); see the runbook",
+        "rules_version": "the rules version the event was classified under",
+    }
     column_default_sort = ("event_timestamp", True)
     column_sortable_list = ("event_timestamp", "hostname")
 
@@ -499,7 +521,13 @@ class EventAuditView(ReadOnlyView):
         "matched_rule_id",
         "handling_decision",
         "team_assignment",
-        "held_reason",
+        # A drop-down of every reason; in the URL: flt0_why_not_forwarded_equals=unmatched.
+        FilterEqual(
+            EventAuditLog.held_reason,
+            "Why not forwarded",
+            options=[(reason, reason) for reason in NOT_FORWARDED_REASONS],
+        ),
+        "rules_version",
         "duplicate_of",
         "event_timestamp",
         "correlation_id",
@@ -546,7 +574,9 @@ class DashboardView(AdminIndexView):
     @expose("/")
     def index(self) -> str:
         return self.render(
-            "admin/mutt/dashboard.html", poll_seconds=max(settings().metrics_cache_ttl, 2)
+            "admin/mutt/dashboard.html",
+            poll_seconds=max(settings().metrics_cache_ttl, 2),
+            can_create_rules=_role_allows("admin"),
         )
 
     @expose("/dashboard/metrics")

@@ -32,7 +32,8 @@ Routes: this module holds the blueprint, authentication, errors, shared helpers 
 readers; :mod:`mutt_app.web.api_rules` (rules, rule tester, rule drafts and their backtest),
 :mod:`mutt_app.web.api_operations` (dead-letter queue, dynamic configuration),
 :mod:`mutt_app.web.api_hosts` (development hosts, device teams), :mod:`mutt_app.web.api_slo`
-(SLO report) and :mod:`mutt_app.web.openapi` attach their routes to the same blueprint.
+(SLO report), :mod:`mutt_app.web.api_unhandled` (unhandled templates) and
+:mod:`mutt_app.web.openapi` attach their routes to the same blueprint.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ from mutt_app.config import Settings
 from mutt_app.db import make_engine, session_factory
 from mutt_app.models import (
     CONFIG_OPERATIONS,
-    HELD_REASONS,
+    NOT_FORWARDED_REASONS,
     ROLES,
     ConfigAuditLog,
     EventAuditLog,
@@ -693,8 +694,8 @@ def _decode_cursor(raw: str) -> tuple[datetime, int]:
 def list_event_audit() -> Response:
     """The event audit, newest event first.
 
-    Filters: hostname, rule_id, handling, held_reason (why a forwardable event was not forwarded:
-    one of models.HELD_REASONS), correlation_id, start_date/end_date (on the event's
+    Filters: hostname, rule_id, handling, held_reason (why the event was not forwarded: one of
+    models.NOT_FORWARDED_REASONS), rules_version, correlation_id, start_date/end_date (on the event's
     timestamp, ISO 8601, inclusive). Paging: ``page`` (from 1) and ``limit`` (default
     AUDIT_LOG_PAGE_SIZE, at most 500), or for deep paging the ``next_cursor`` of the previous answer
     as ``cursor`` (keyset: no cost growing with depth). No total is counted, as the table holds
@@ -704,7 +705,10 @@ def list_event_audit() -> Response:
     page = int_arg("page", 1, minimum=1)
     rule_id = int_arg("rule_id", 0, minimum=0) if request.args.get("rule_id") else None
     correlation_id = uuid_arg("correlation_id")
-    held_reason = choice_arg("held_reason", HELD_REASONS)
+    held_reason = choice_arg("held_reason", NOT_FORWARDED_REASONS)
+    rules_version = (
+        int_arg("rules_version", 0, minimum=0) if request.args.get("rules_version") else None
+    )
     start, end = date_range()
     cursor = request.args.get("cursor", "").strip()
     query = select(EventAuditLog)
@@ -714,6 +718,8 @@ def list_event_audit() -> Response:
         query = query.where(EventAuditLog.hostname == hostname)
     if rule_id is not None:
         query = query.where(EventAuditLog.matched_rule_id == rule_id)
+    if rules_version is not None:
+        query = query.where(EventAuditLog.rules_version == rules_version)
     if handling := request.args.get("handling", "").strip():
         query = query.where(EventAuditLog.handling_decision == handling)
     if correlation_id is not None:
@@ -817,6 +823,7 @@ from mutt_app.web import (  # noqa: E402, F401
     api_operations,
     api_rules,
     api_slo,
+    api_unhandled,
     openapi,
     throttle,
 )

@@ -22,8 +22,9 @@ from flask import Flask, Response, current_app
 
 from mutt_app.config import VERSION
 from mutt_app.dynamic_config import KEYS
-from mutt_app.models import CONFIG_OPERATIONS, HELD_REASONS
+from mutt_app.models import CONFIG_OPERATIONS, HELD_REASONS, NOT_FORWARDED_REASONS
 from mutt_app.rules import MATCH_TYPES
+from mutt_app.unhandled_templates import MAX_HOURS
 from mutt_app.web.api import (
     MAX_DB_INT,
     MAX_LIMIT,
@@ -160,8 +161,61 @@ def _schemas() -> dict[str, Any]:
             "source",
         ],
     )
+    suggested_rule = _object(
+        {
+            "match_type": {"enum": ["contains", "regex"]},
+            "match_string": STR,
+            "team_assignment": STR,
+        },
+        ["match_type", "match_string"],
+    )
+    unhandled_template = _object(
+        {
+            "template": {"type": "string", "description": "the message, volatile parts masked"},
+            "events": INT,
+            "hosts": {"type": "integer", "description": "distinct hosts"},
+            "top_hosts": {
+                "type": "array",
+                "items": _object({"hostname": STR, "events": INT}, ["hostname", "events"]),
+            },
+            "first_seen": TIMESTAMP,
+            "last_seen": TIMESTAMP,
+            "example": {"type": "string", "description": "the newest message of the template"},
+            "suggested_rule": {
+                "oneOf": [suggested_rule, {"type": "null"}],
+                "description": "fields of a rule matching the template (null: too little"
+                " literal text for a safe rule); the admin rule form takes them as query"
+                " parameters",
+            },
+        },
+        [
+            "template",
+            "events",
+            "hosts",
+            "top_hosts",
+            "first_seen",
+            "last_seen",
+            "example",
+            "suggested_rule",
+        ],
+    )
     return {
         **_backtest_schemas(),
+        "UnhandledTemplates": _object(
+            {
+                "hours": INT,
+                "since": TIMESTAMP,
+                "until": TIMESTAMP,
+                "scanned": {"type": "integer", "description": "unmatched events read"},
+                "truncated": {
+                    "type": "boolean",
+                    "description": "more than max_rows unmatched events: only the newest counted",
+                },
+                "max_rows": INT,
+                "templates": {"type": "array", "items": unhandled_template},
+            },
+            ["hours", "since", "until", "scanned", "truncated", "max_rows", "templates"],
+        ),
         "Error": _object({"error": STR, "details": ANY}, ["error", "details"]),
         "Rule": rule,
         "RuleCreate": _object(
@@ -305,8 +359,15 @@ def _schemas() -> dict[str, Any]:
                 "forwarded_to_moog": BOOL,
                 "correlation_id": UUID,
                 "raw": {"type": ["object", "null"]},
-                "held_reason": {"enum": [*HELD_REASONS, None]},
+                "held_reason": {
+                    "enum": [*NOT_FORWARDED_REASONS, None],
+                    "description": "why the event was not forwarded; null: it was",
+                },
                 "duplicate_of": NULLABLE_UUID,
+                "rules_version": {
+                    "type": ["integer", "null"],
+                    "description": "the rules version it was classified under",
+                },
             },
             ["id", "event_timestamp", "hostname", "message", "handling_decision", "correlation_id"],
         ),
@@ -518,6 +579,11 @@ def _schemas() -> dict[str, Any]:
                     "type": ["array", "null"],
                     "description": "the hosts quiet longest (one row per heartbeat and host)",
                     "items": ref("QuietHost"),
+                },
+                "unhandled_templates": {
+                    "oneOf": [ref("UnhandledTemplates"), {"type": "null"}],
+                    "description": "unmatched events of the last UNHANDLED_TEMPLATES_HOURS by"
+                    " template, the busiest ten",
                 },
                 "window_seconds": {"type": "object", "additionalProperties": INT},
                 "errors": {"type": "array", "items": STR},
@@ -855,9 +921,10 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 _param(
                     "held_reason",
                     "query",
-                    {"enum": list(HELD_REASONS)},
-                    "only events held back for this reason",
+                    {"enum": list(NOT_FORWARDED_REASONS)},
+                    "only events not forwarded for this reason",
                 ),
+                _param("rules_version", "query", COUNT, "only events classified under it"),
                 CORRELATION,
                 *DATES,
             ],
@@ -922,6 +989,19 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 )
             ],
             "responses": _ok("SloReport") | _errors(400, 503),
+        },
+        ("get", "/unhandled/templates"): {
+            "summary": "Events no rule matched, grouped by message template, with a rule for each",
+            "parameters": [
+                _param(
+                    "hours",
+                    "query",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_HOURS},
+                    "the window (default: UNHANDLED_TEMPLATES_HOURS)",
+                ),
+                LIMIT,
+            ],
+            "responses": _ok("UnhandledTemplates") | _errors(400),
         },
         ("get", "/metrics"): {
             "summary": "The dashboard's numbers (events per second, queues, DLQ, circuit, top rules)",

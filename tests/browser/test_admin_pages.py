@@ -301,8 +301,72 @@ def test_the_dashboard_draws_its_charts_from_live_figures(
     assert browser.find_element(By.ID, "flapping-count").text == "1"
     flaps = browser.find_element(By.ID, "flapping-pairs").text
     assert "core-01" in flaps and f"#{rules[0]}" in flaps and f"#{link_up}" in flaps
+    # The unhandled templates panel renders for a viewer, without the admin's "create a rule".
+    templates = browser.find_element(By.ID, "unhandled-templates")
+    assert "edge-" in templates.text
+    assert templates.find_elements(By.CSS_SELECTOR, "a.create-rule") == []
     # It keeps polling: a second answer arrives without reloading the page.
     WebDriverWait(browser, 20).until(
         lambda b: b.execute_script("return window.muttDashboard.polls") >= 2
     )
     screenshot("dashboard")
+
+
+def test_an_admin_creates_a_rule_from_an_unhandled_template_on_the_dashboard(
+    browser: WebDriver, base_url: str, sessions: sessionmaker[Session], screenshot: Shoot
+) -> None:
+    now = datetime.now(UTC)
+    messages = [
+        "BGP neighbor 10.0.{n}.1 Down: hold time expired after {n}ms",
+        "Port 00:11:22:33:44:{n:02x} moved from Gi0/1 to Gi0/2",
+        "Login failed for user admin from 2001:db8::{n:x} port 4{n:04d}",
+    ]
+    rows = []
+    for n in range(1, 31):
+        kind = 0 if n <= 18 else 1 if n <= 26 else 2
+        moment = now - timedelta(minutes=n)
+        rows.append(
+            {
+                "event_timestamp": moment,
+                "received_at": moment,
+                "hostname": f"edge-{n % 4:02d}",
+                "message": messages[kind].format(n=n),
+                "source": "syslog",
+                "syslog_severity": 4,
+                "trap_oid": None,
+                "matched_rule_id": None,
+                "handling_decision": "Log_only",
+                "team_assignment": "NETO",
+                "is_dev": False,
+                "forwarded_to_moog": False,
+                "held_reason": "unmatched",
+                "correlation_id": str(uuid.uuid4()),
+                "raw": None,
+            }
+        )
+    with sessions.begin() as session:
+        insert_audit_rows(session, rows)
+    log_in(browser, base_url, "alice")
+    browser.get(f"{base_url}/")
+    panel = wait_for_element(browser, "#unhandled-templates a.create-rule", timeout=15)
+    table = browser.find_element(By.ID, "unhandled-templates").text
+    assert "BGP neighbor <ip> Down: hold time expired after <n>" in table
+    assert "Port <mac> moved from Gi0/1 to Gi0/2" in table
+    assert "Login failed for user admin from <ip> port <n>" in table
+    first_row = browser.find_element(By.CSS_SELECTOR, "#unhandled-templates tbody tr").text
+    assert first_row.startswith("BGP neighbor <ip>") and " 18 4 " in f" {first_row} "
+    screenshot("unhandled-templates")
+
+    panel.click()  # the busiest template's link: the rule form, filled in
+    WebDriverWait(browser, 10).until(lambda b: "/admin/rules/new" in b.current_url)
+    pattern = browser.find_element(By.ID, "match_string").get_attribute("value")
+    assert browser.find_element(By.ID, "match_type").get_attribute("value") == "regex"
+    assert browser.find_element(By.ID, "team_assignment").get_attribute("value") == "NETO"
+    _type(browser, "reason", "BGP session drops were unhandled")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit][value='Save']").click()
+    WebDriverWait(browser, 10).until(lambda b: "/admin/rules/new" not in b.current_url)
+    assert "successfully" in _flash(browser).lower(), _flash(browser)
+    with sessions() as session:
+        rule = session.scalars(select(AlertRule)).one()
+    assert (rule.match_type, rule.match_string) == ("regex", pattern)
+    assert pattern.startswith("^") and "BGP\\s+neighbor" in pattern

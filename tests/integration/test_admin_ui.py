@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mutt_app import accounts
 from mutt_app.config import Settings
 from mutt_app.db import session_factory
-from mutt_app.models import AlertRule, ConfigAuditLog, EventAuditLog
+from mutt_app.models import NOT_FORWARDED_REASONS, AlertRule, ConfigAuditLog, EventAuditLog
 from mutt_app.rule_cache import VERSION_KEY
 from mutt_app.rules import RuleError, validate_rule_fields
 from mutt_app.web import create_app
@@ -416,6 +416,60 @@ def test_audits_are_read_only_and_filterable(client: FlaskClient, sessions: sess
     assert "router-07" in client.get(listing.format("hostname_equals", "router-07")).get_data(
         as_text=True
     )
+
+
+def test_the_event_audit_filters_by_why_not_forwarded_and_shows_the_rules_version(
+    client: FlaskClient, sessions: sessionmaker
+) -> None:
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        for hostname, reason, version in (
+            ("quiet-01", "unmatched", 41),
+            ("lab-01", "dev_handling", 41),
+            ("core-01", None, 42),
+        ):
+            session.add(
+                EventAuditLog(
+                    event_timestamp=now,
+                    received_at=now,
+                    hostname=hostname,
+                    message="m",
+                    handling_decision="Log_only",
+                    forwarded_to_moog=reason is None,
+                    held_reason=reason,
+                    rules_version=version,
+                    correlation_id=uuid.uuid4(),
+                )
+            )
+    assert _login(client, "victor") == 302
+    page = client.get("/admin/event-audit/").get_data(as_text=True)
+    assert "Why not forwarded" in page and "Rules version" in page
+    # The filter offers every reason, as a drop-down (its options are JSON the page's script reads).
+    groups = re.search(r'id="filter-groups-data"[^>]*>([^<]*)<', page)
+    assert groups and all(f'"{reason}"' in groups.group(1) for reason in NOT_FORWARDED_REASONS)
+    listing = "/admin/event-audit/?flt0_{}={}"
+    unmatched = client.get(listing.format("why_not_forwarded_equals", "unmatched"))
+    text = unmatched.get_data(as_text=True)
+    assert "quiet-01" in text and "lab-01" not in text and "core-01" not in text
+    by_version = client.get(listing.format("rules_version_equals", 42)).get_data(as_text=True)
+    assert "core-01" in by_version and "quiet-01" not in by_version
+
+
+def test_a_link_fills_in_the_rule_form_and_nothing_is_saved_until_submitted(
+    client: FlaskClient, sessions: sessionmaker
+) -> None:
+    assert _login(client, "alice") == 302
+    query = (
+        "match_type=regex&match_string=fan%5Cs%2B%5CS%2B%5Cs%2Bfailed%22%3E&team_assignment=NETO"
+    )
+    page = client.get(f"/admin/rules/new/?{query}").get_data(as_text=True)
+    assert 'value="fan\\s+\\S+\\s+failed&#34;&gt;"' in page  # escaped, not markup
+    assert re.search(r'<option selected value="regex">|<option value="regex" selected', page)
+    assert 'value="NETO"' in page
+    # A match type that is not one is ignored, not shown.
+    page = client.get("/admin/rules/new/?match_type=bogus").get_data(as_text=True)
+    assert "bogus" not in page
+    assert _rules(sessions) == []
 
 
 def test_the_api_keeps_working_without_csrf_or_login(settings: Settings, users: None) -> None:

@@ -71,6 +71,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("POST", "/api/v2/heartbeats", "admin"),
     ("PUT", "/api/v2/heartbeats/<int:heartbeat_id>", "admin"),
     ("DELETE", "/api/v2/heartbeats/<int:heartbeat_id>", "admin"),
+    ("GET", "/api/v2/unhandled/templates", "viewer"),
 ]
 PUBLIC = {("GET", "/api/v2/openapi.json")}
 
@@ -138,6 +139,7 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
         "/api/v2/heartbeats/{heartbeat}",
         {"reason": "r"},
     ),
+    ("GET", "/api/v2/unhandled/templates"): ("/api/v2/unhandled/templates", None),
 }
 
 

@@ -99,8 +99,8 @@ def test_an_empty_batch_writes_nothing(audit_engine: Engine) -> None:
 def test_a_held_event_is_audited_as_not_forwarded_with_its_reason(audit_engine: Engine) -> None:
     first, repeat, quiet = _event(1), _event(2), _event(3)
     held = Held("duplicate", first.correlation_id)
-    rows = [audit_row(first, DECISION), audit_row(repeat, DECISION, held)]
-    rows.append(audit_row(quiet, Decision(None, "Log_only", "NETO", False, False)))
+    rows = [audit_row(first, DECISION, None, 12), audit_row(repeat, DECISION, held, 12)]
+    rows.append(audit_row(quiet, Decision(None, "Log_only", "NETO", False, False), None, 12))
     with session_factory(audit_engine).begin() as session:
         insert_audit_rows(session, rows)
     with audit_engine.connect() as connection:
@@ -109,12 +109,14 @@ def test_a_held_event_is_audited_as_not_forwarded_with_its_reason(audit_engine: 
                 EventAuditLog.forwarded_to_moog,
                 EventAuditLog.held_reason,
                 EventAuditLog.duplicate_of,
+                EventAuditLog.rules_version,
             ).order_by(EventAuditLog.hostname)
         ).all()
+    # An event no rule matched was not held back, but it has its reason too.
     assert [tuple(r) for r in stored] == [
-        (True, None, None),
-        (False, "duplicate", uuid.UUID(first.correlation_id)),
-        (False, None, None),
+        (True, None, None, 12),
+        (False, "duplicate", uuid.UUID(first.correlation_id), 12),
+        (False, "unmatched", None, 12),
     ]
 
 

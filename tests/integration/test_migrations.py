@@ -252,6 +252,36 @@ def _heartbeats_0009_round_trip(engine) -> None:  # type: ignore[no-untyped-def]
             conn.execute(text(insert_sql), bad)
     downgrade(engine, "0007")
     assert "heartbeats" not in inspect(engine).get_table_names()
+
+
+def _why_0010_round_trip(engine, partitions: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """0010 adds rules_version (to every partition) and the unmatched-events index, and undoes it."""
+    upgrade(engine, "0010")
+    row = {**_event(datetime(2026, 1, 15, tzinfo=UTC)), "rules_version": 9}
+    with engine.begin() as conn:
+        conn.execute(insert(EventAuditLog), [row])
+        assert conn.execute(text("SELECT rules_version FROM event_audit_log")).scalar_one() == 9
+    for table in ["event_audit_log", *partitions]:
+        assert "rules_version" in {c["name"] for c in inspect(engine).get_columns(table)}
+    assert "idx_event_audit_unmatched" in {
+        i["name"] for i in inspect(engine).get_indexes("event_audit_log")
+    }
+    if partitions:  # PostgreSQL built the partial index on every partition too
+        with engine.connect() as conn:
+            partial = conn.execute(
+                text(
+                    "SELECT tablename FROM pg_indexes WHERE indexdef LIKE"
+                    " '%(event_timestamp DESC) WHERE (matched_rule_id IS NULL)'"
+                )
+            ).scalars()
+            assert set(partial) >= set(partitions)
+    downgrade(engine, "0007")
+    assert "rules_version" not in {
+        c["name"] for c in inspect(engine).get_columns("event_audit_log")
+    }
+    assert "idx_event_audit_unmatched" not in {
+        i["name"] for i in inspect(engine).get_indexes("event_audit_log")
+    }
     downgrade(engine, "base")
     engine.dispose()
 
@@ -262,3 +292,14 @@ def test_0009_heartbeats_on_postgres(empty_pg_url: str) -> None:
 
 def test_0009_heartbeats_on_sqlite(tmp_path) -> None:
     _heartbeats_0009_round_trip(make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)})))
+
+
+def test_0010_rules_version_on_postgres_partitions(empty_pg_url: str) -> None:
+    engine = make_engine(load_settings({"DATABASE_URL": empty_pg_url}))
+    upgrade(engine, "0007")
+    ensure_partitions(engine, date(2026, 1, 1), 0, drain_default=False)
+    _why_0010_round_trip(engine, ["event_audit_log_202601", "event_audit_log_default"])
+
+
+def test_0010_rules_version_on_sqlite(tmp_path) -> None:
+    _why_0010_round_trip(make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)})), [])

@@ -6,6 +6,7 @@
   const script = document.getElementById("dashboard-script");
   const metricsUrl = script.dataset.metricsUrl;
   const ruleUrl = script.dataset.ruleUrl;
+  const ruleCreateUrl = script.dataset.ruleCreateUrl;  // empty: this person may not create rules
   const pollMs = Number(script.dataset.pollSeconds) * 1000;
   const keepPoints = 120;
   const state = { charts: {}, last: null, polls: 0 };
@@ -130,6 +131,7 @@
     });
     showStorms(m);
     showQuietHosts(m);
+    showTemplates(m.unhandled_templates);
   }
 
   // Heartbeats: the watched hosts quiet now, longest quiet first.
@@ -141,6 +143,29 @@
       cell(row, q.interval_minutes);
       cell(row, q.last_event ? new Date(q.last_event).toLocaleString() : "never");
       cell(row, new Date(q.alerted_at).toLocaleString());
+    });
+  }
+
+  // Unhandled templates: each with a link to the rule form, filled in from its suggested rule.
+  function showTemplates(t) {
+    text("templates-hours", t ? t.hours : null);
+    text("templates-scanned", t ? t.scanned : null);
+    document.getElementById("templates-truncated").classList.toggle("d-none", !(t && t.truncated));
+    rows("#unhandled-templates", t ? t.templates : [], function (row, item) {
+      const code = document.createElement("code");
+      code.textContent = item.template;
+      code.title = item.example;
+      row.insertCell().appendChild(code);
+      cell(row, item.events);
+      cell(row, item.hosts);
+      cell(row, item.top_hosts.map(function (h) { return h.hostname + " (" + h.events + ")"; }).join(", "));
+      cell(row, new Date(item.last_seen).toLocaleString());
+      if (ruleCreateUrl && item.suggested_rule) {
+        cell(row, "create a rule", ruleCreateUrl + "?" + new URLSearchParams(item.suggested_rule).toString());
+        row.cells[row.cells.length - 1].firstChild.className = "create-rule";
+      } else {
+        cell(row, "");
+      }
     });
   }
 
