@@ -309,3 +309,55 @@ class PoisonLetter(_FailedWork, Base):
         DateTime(timezone=True), server_default=func.now()
     )
     reason: Mapped[str] = mapped_column(Text)
+
+
+WINDOW_ACTIONS = ("suppress", "downgrade")
+"""What a maintenance window does to the forwardable alerts it scopes: ``suppress`` (audited with
+``held_reason='maintenance'``, not forwarded) or ``downgrade`` (Page_and_ticket becomes Ticket_only)."""
+
+
+class MaintenanceWindow(Base):
+    """A maintenance window: when (one-off, or an RFC 5545 RRULE with a duration in a time zone),
+    what (hosts or globs, device teams, rule ids, trap-OID prefixes) and how (``action``).
+
+    :mod:`mutt_app.maintenance_windows` validates and interprets it; the database holds the shape:
+    a one-off window has ``ends_at``, a recurring one ``rrule`` and ``duration_minutes``.
+    """
+
+    __tablename__ = "maintenance_windows"
+    __table_args__ = (
+        CheckConstraint(_in("action", WINDOW_ACTIONS), name="action"),
+        CheckConstraint("name <> ''", name="name_nonempty"),
+        CheckConstraint(
+            "(rrule IS NULL AND ends_at IS NOT NULL)"
+            " OR (rrule IS NOT NULL AND duration_minutes IS NOT NULL)",
+            name="one_off_or_recurring",
+        ),
+        CheckConstraint(
+            "duration_minutes IS NULL OR duration_minutes > 0", name="duration_positive"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rrule: Mapped[str | None] = mapped_column(Text)
+    duration_minutes: Mapped[int | None] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(Text, server_default=text("'UTC'"))
+    hosts: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
+    teams: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
+    rule_ids: Mapped[list[int]] = mapped_column(JsonDocument, default=list)
+    oid_prefixes: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
+    action: Mapped[str] = mapped_column(Text)
+    summary_alert: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # Set by "end now": the occurrence running at that moment ends then (later ones still run).
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The window's columns as JSON-friendly values (for the API and the config audit)."""
+        return {c.name: _jsonable(getattr(self, c.key)) for c in self.__table__.columns}

@@ -200,6 +200,6 @@ def test_prompted_passwords_must_match(pg_url: str) -> None:
 
 def test_no_default_user_after_upgrade_and_seed(empty_pg_url: str) -> None:
     env = {"DATABASE_URL": empty_pg_url}
-    assert "revision 0007" in _mutt(env, "db", "upgrade").output
+    assert "revision 0008" in _mutt(env, "db", "upgrade").output
     assert _mutt(env, "db", "seed").exit_code == 0
     assert "no users" in _mutt(env, "users", "list").output

@@ -18,7 +18,7 @@ def _mutt(env: dict[str, str], *args: str) -> str:
 
 def test_upgrade_seed_partitions_on_postgres(empty_pg_url: str) -> None:
     env = {"DATABASE_URL": empty_pg_url, "PARTITION_PRECREATE_MONTHS": "2"}
-    assert "database at revision 0007" in _mutt(env, "db", "upgrade")
+    assert "database at revision 0008" in _mutt(env, "db", "upgrade")
     assert f"{len(SEED_RULES)} added" in _mutt(env, "db", "seed")
     assert f"0 added, {len(SEED_RULES)} already present" in _mutt(env, "db", "seed")
     out = _mutt(env, "db", "partitions")
