@@ -572,3 +572,60 @@ def reschedule(
             closes = now
         moved += store.reschedule(key, int(closes.timestamp() * 1000))
     return moved
+
+
+# --- changes (REST API, admin UI, CLI) -------------------------------------------------------------
+
+
+def describe(row: MaintenanceWindow, now: datetime, upcoming: int = 3) -> dict[str, Any]:
+    """A stored window with what it means now: ``active``, the open ``occurrence`` (or None) and
+    the next ``upcoming`` occurrences (the open one first)."""
+    body = row.as_dict()
+    try:
+        schedule = schedule_of(row)
+    except WindowError as exc:  # a time zone the system's database lost since
+        return {
+            **body,
+            "active": False,
+            "occurrence": None,
+            "next_occurrences": [],
+            "error": str(exc),
+        }
+    current = schedule.occurrence_at(now)
+    return {
+        **body,
+        "active": current is not None,
+        "occurrence": None if current is None else _occurrence_dict(current),
+        "next_occurrences": [_occurrence_dict(o) for o in schedule.occurrences(now, upcoming)],
+    }
+
+
+def _occurrence_dict(occurrence: Occurrence) -> dict[str, str]:
+    return {"start": occurrence.start.isoformat(), "end": occurrence.end.isoformat()}
+
+
+def end_now(change: Any, row: MaintenanceWindow, now: datetime | None = None) -> Occurrence:
+    """End the occurrence of ``row`` open now, in ``change`` (an audited UPDATE of ``ended_at``);
+    returns it as it was. :class:`WindowError` if none is open."""
+    now = now or datetime.now(UTC)
+    current = schedule_of(row).occurrence_at(now)
+    if current is None:
+        raise WindowError(f"window {row.name!r} is not open now")
+    change.update(row, {"ended_at": now})
+    log.warning("maintenance window %s (%r) ended early by %s", row.id, row.name, change.changed_by)
+    return current
+
+
+def after_change(
+    client: redis.Redis | None, remember_seconds: int, window_id: int, schedule: Schedule | None
+) -> None:
+    """After a committed change of a window (``schedule`` its new one; None: deleted), move the
+    end of its counted occurrence (:func:`reschedule`); Redis being down is logged, not raised."""
+    if client is None:
+        return
+    try:
+        reschedule(client, remember_seconds, window_id, schedule)
+    except (redis.RedisError, OSError) as exc:
+        log.warning(
+            "maintenance window %s changed but its summary was not rescheduled: %s", window_id, exc
+        )
