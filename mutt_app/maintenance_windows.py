@@ -66,6 +66,8 @@ MAX_NAME_CHARS = 200
 MAX_SCOPE_ITEMS = 500
 MAX_RRULE_CHARS = 500
 _TOO_FREQUENT = (rr.MINUTELY, rr.SECONDLY)
+# Times outside these years are mistakes, and near datetime's limits arithmetic overflows.
+_EARLIEST, _LATEST = 1970, 9000
 
 
 class WindowError(ValueError):
@@ -99,7 +101,7 @@ def parse_rrule(text: str, dtstart: datetime) -> rr.rrule:
         raise WindowError(f"rrule: at most {MAX_RRULE_CHARS} characters")
     try:
         rule = rr.rrulestr(body, dtstart=dtstart)
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
+    except Exception as exc:  # dateutil's parser fails on garbage in many ways, all "invalid"
         raise WindowError(f"rrule: not a valid RFC 5545 RRULE: {exc}") from None
     if not isinstance(rule, rr.rrule):
         raise WindowError("rrule: one RRULE only")
@@ -285,6 +287,9 @@ def validate(fields: dict[str, Any], now: datetime | None = None) -> dict[str, A
     if not isinstance(starts_at, datetime):
         raise WindowError("starts_at: required (RFC 3339 with an offset)")
     ends_at, duration = fields.get("ends_at"), fields.get("duration_minutes")
+    for label, moment in (("starts_at", starts_at), ("ends_at", ends_at)):
+        if isinstance(moment, datetime) and not _EARLIEST <= _utc(moment).year <= _LATEST:
+            raise WindowError(f"{label}: a year from {_EARLIEST} to {_LATEST}")
     rrule_text = fields.get("rrule") or None
     timezone = fields.get("timezone") or "UTC"
     zone(timezone)

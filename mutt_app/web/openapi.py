@@ -34,6 +34,7 @@ from mutt_app.web.api import (
     required_role,
 )
 from mutt_app.web.api_hosts import DEV_HOST_FIELDS, TEAM_FIELDS
+from mutt_app.web.api_maintenance_windows import WINDOW_FIELDS
 from mutt_app.web.api_operations import CONFIG_FIELDS
 from mutt_app.web.api_rules import RULE_FIELDS
 
@@ -522,6 +523,53 @@ def _schemas() -> dict[str, Any]:
                 "errors",
             ],
         ),
+        **_window_schemas(change),
+    }
+
+
+def _window_schemas(change: dict[str, Any]) -> dict[str, Any]:
+    """Maintenance windows: the stored window with what it means now, and its change bodies."""
+    occurrence = _object({"start": TIMESTAMP, "end": TIMESTAMP}, ["start", "end"])
+    stored = {name: {"type": spec.json_schema()["type"]} for name, spec in WINDOW_FIELDS.items()}
+    stored["starts_at"] = TIMESTAMP
+    stored["ends_at"] = NULLABLE_TIMESTAMP
+    window = _object(
+        {
+            "id": INT,
+            **stored,
+            "ended_at": NULLABLE_TIMESTAMP,
+            "created_at": TIMESTAMP,
+            "updated_at": TIMESTAMP,
+            "active": BOOL,
+            "occurrence": {"oneOf": [occurrence, {"type": "null"}]},
+            "next_occurrences": {"type": "array", "items": occurrence},
+            "error": STR,
+        },
+        ["id", *WINDOW_FIELDS, "ended_at", "active", "occurrence", "next_occurrences"],
+    )
+    return {
+        "MaintenanceWindow": window,
+        "MaintenanceWindowCreate": _object(
+            {**_fields(WINDOW_FIELDS), "reason": REASON}, ["name", "starts_at", "action"]
+        ),
+        "MaintenanceWindowUpdate": _object({**_fields(WINDOW_FIELDS), "reason": REASON}),
+        "MaintenanceWindowOne": _object(
+            {"maintenance_window": ref("MaintenanceWindow")}, ["maintenance_window"]
+        ),
+        "MaintenanceWindowList": _object(
+            {
+                "maintenance_windows": {"type": "array", "items": ref("MaintenanceWindow")},
+                "total": INT,
+            },
+            ["maintenance_windows", "total"],
+        ),
+        "MaintenanceWindowChange": _object(
+            {"id": INT, "maintenance_window": ref("MaintenanceWindow"), **change},
+            ["id", "maintenance_window", "changed"],
+        ),
+        "MaintenanceWindowDeleted": _object(
+            {"id": INT, "deleted": ref("MaintenanceWindow"), **change}, ["id", "deleted"]
+        ),
     }
 
 
@@ -544,6 +592,7 @@ DATES = [
 CORRELATION = _param("correlation_id", "query", UUID, "only this correlation id")
 RULE_ID = _param("rule_id", "path", {"type": "integer", "minimum": 0}, "the rule's id")
 HOSTNAME = _param("hostname", "path", QUERY_TEXT, "the host name, exactly")
+WINDOW_ID = _param("window_id", "path", {"type": "integer", "minimum": 0}, "the window's id")
 ITEM_ID = _param("item_id", "path", {"type": "integer", "minimum": 0}, "the item's id")
 POISON = _param("poison", "query", {"type": "boolean"}, "the poison store instead of the DLQ")
 CHANGE_HEADERS = [
@@ -731,6 +780,43 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
         ("get", "/metrics"): {
             "summary": "The dashboard's numbers (events per second, queues, DLQ, circuit, top rules)",
             "responses": _ok("Metrics"),
+        },
+        ("get", "/maintenance-windows"): {
+            "summary": "Maintenance windows, each open or not now, with its next occurrences",
+            "parameters": [
+                _param("active", "query", BOOL, "only windows open now (true) or closed (false)")
+            ],
+            "responses": _ok("MaintenanceWindowList") | _errors(400),
+        },
+        ("post", "/maintenance-windows"): {
+            "summary": "Create a maintenance window (one-off, or an RRULE in a time zone)",
+            **change,
+            "requestBody": _body("MaintenanceWindowCreate"),
+            "responses": _ok("MaintenanceWindowChange", "201", "Created")
+            | _errors(400, 409, 415, 422),
+        },
+        ("get", "/maintenance-windows/{window_id}"): {
+            "summary": "One maintenance window",
+            "parameters": [WINDOW_ID],
+            "responses": _ok("MaintenanceWindowOne") | _errors(404),
+        },
+        ("put", "/maintenance-windows/{window_id}"): {
+            "summary": "Change some of a window's fields (the merged window must be valid)",
+            "parameters": [WINDOW_ID, *CHANGE_HEADERS],
+            "requestBody": _body("MaintenanceWindowUpdate"),
+            "responses": _ok("MaintenanceWindowChange") | _errors(400, 404, 409, 415, 422),
+        },
+        ("post", "/maintenance-windows/{window_id}/end"): {
+            "summary": "End the window's open occurrence now (409 if none is open)",
+            "parameters": [WINDOW_ID, *CHANGE_HEADERS],
+            "requestBody": _body("Reason", required=False),
+            "responses": _ok("MaintenanceWindowChange") | _errors(400, 404, 409, 415, 422),
+        },
+        ("delete", "/maintenance-windows/{window_id}"): {
+            "summary": "Delete a maintenance window",
+            "parameters": [WINDOW_ID, *CHANGE_HEADERS],
+            "requestBody": _body("Reason", required=False),
+            "responses": _ok("MaintenanceWindowDeleted") | _errors(400, 404, 415, 422),
         },
         ("get", "/openapi.json"): {
             "summary": "This description (no key needed)",
