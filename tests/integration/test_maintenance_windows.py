@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
+from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
 from mutt_app import maintenance_windows as mw
 from mutt_app.celery_app import make_celery, runtime_of
+from mutt_app.cli import main
 from mutt_app.config import Settings
 from mutt_app.events import validate_item
 from mutt_app.models import AlertRule, EventAuditLog, MaintenanceWindow
@@ -229,3 +231,51 @@ def test_ending_a_window_early_sends_its_summary_at_the_next_flush(
     assert mw.flush(redis_client, remember, sent.extend) == 0
     (summary,) = sent
     assert summary["description"] == "window 'core upgrade': 3 alerts held, 1 host"
+
+
+def _mutt(settings: Settings, *args: str) -> tuple[int, str]:
+    env = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    result = CliRunner().invoke(main, list(args), env=env)
+    return result.exit_code, result.output
+
+
+def test_cli_lists_adds_and_ends_windows_audited(
+    settings: Settings, engine: Engine, redis_client: redis.Redis
+) -> None:
+    start = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    code, out = _mutt(
+        settings, "windows", "add", "core upgrade", "--starts-at", start, "--duration", "60",
+        "--rrule", "FREQ=DAILY", "--timezone", "Europe/Berlin", "--host", "core-sw-*",
+        "--action", "suppress", "--reason", "change 4711",
+    )  # fmt: skip
+    assert code == 0, out
+    assert "'core upgrade' added (open now" in out
+    code, out = _mutt(
+        settings, "windows", "add", "bad", "--starts-at", start, "--duration", "60",
+        "--rrule", "FREQ=DAILY", "--timezone", "Nowhere/Land", "--host", "x",
+        "--action", "suppress", "--reason", "x",
+    )  # fmt: skip
+    assert (code, out) == (1, "Error: timezone: unknown IANA time zone 'Nowhere/Land'\n")
+    code, out = _mutt(
+        settings, "windows", "add", "everything", "--starts-at", start, "--duration", "60",
+        "--action", "suppress", "--reason", "x",
+    )  # fmt: skip
+    assert code == 1 and "scope: a window needs at least one" in out
+    code, out = _mutt(settings, "windows", "list", "--active")
+    assert code == 0 and "'core upgrade' suppress OPEN until" in out, out
+    code, out = _mutt(settings, "windows", "end", "core upgrade", "--reason", "done early")
+    assert code == 0 and "ended" in out, out
+    code, out = _mutt(settings, "windows", "end", "core upgrade", "--reason", "again")
+    assert (code, out) == (1, "Error: window 'core upgrade' is not open now\n")
+    code, out = _mutt(settings, "windows", "list", "--active")
+    assert (code, out) == (0, "no maintenance windows open now\n")
+    code, out = _mutt(settings, "windows", "list")
+    assert "closed" in out and "FREQ=DAILY for 60 min (Europe/Berlin); next " in out, out
+
+    audit = audit_rows(engine, table_name="maintenance_windows")
+    assert [(row.operation, row.reason) for row in audit] == [
+        ("CREATE", "change 4711"),
+        ("UPDATE", "done early"),
+    ]
+    assert all(row.changed_by.startswith("cli:") for row in audit)
+    assert int(redis_client.get(VERSION_KEY)) == 2
