@@ -258,6 +258,7 @@ def maintenance_summary(
     external_id = str(uuid.uuid5(_MAINTENANCE_NAMESPACE, occurrence_id))
     what = "held" if action == "suppress" else "downgraded to Ticket_only"
     host_word = "host" if hosts == 1 else "hosts"
+    alert_word = "alert" if count == 1 else "alerts"
     return {
         "signature": f"maintenance::{window_id}",
         "source_id": MANAGER,
@@ -269,7 +270,7 @@ def maintenance_summary(
         "agent_location": MANAGER,
         "type": MAINTENANCE_TYPE,
         "severity": DEFAULT_SEVERITY,
-        "description": f"window '{name}': {count:,} alerts {what}, {hosts:,} {host_word}",
+        "description": f"window '{name}': {count:,} {alert_word} {what}, {hosts:,} {host_word}",
         "agent_time": int(datetime.now(UTC).timestamp()),
         "custom_info": {
             "handling": "Ticket_only",
