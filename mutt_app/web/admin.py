@@ -576,6 +576,7 @@ def _admin(app: Flask, db: scoped_session[Session]) -> Admin:
         FlowerLink,
         RuleTesterView,
     )
+    from mutt_app.web.admin_windows import MaintenanceWindowView
 
     admin = Admin(
         app,
@@ -606,6 +607,11 @@ def _admin(app: Flask, db: scoped_session[Session]) -> Admin:
     )
     admin.add_view(
         RuleTesterView(name="Rule tester", endpoint="rule_tester", url="/admin/rule-tester")
+    )
+    admin.add_view(
+        MaintenanceWindowView(
+            name="Maintenance", endpoint="maintenance_windows", url="/admin/maintenance-windows"
+        )
     )
     admin.add_link(FlowerLink(name="Flower", target="_blank"))
     admin.add_view(
