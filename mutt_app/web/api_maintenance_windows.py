@@ -194,7 +194,7 @@ def update_window(window_id: int) -> Response:
     reason = change_reason(body)
     with config_change(reason, conflict="another window has that name") as change:
         row = _locked_or_404(change, window_id)
-        stored = _validated({**_api_fields(row), **fields})
+        stored = _validated(_merged(_api_fields(row), fields))
         old = row.as_dict()
         changed = {
             name: value
@@ -206,6 +206,15 @@ def update_window(window_id: int) -> Response:
         window = _described(row)
     _after(change, window_id, row)
     return json_response({"id": window_id, "maintenance_window": window, **change.summary()})
+
+
+def _merged(current: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """The body laid over the stored window. A new duration or RRULE without an ends_at replaces
+    the stored ends_at (a one-off's end, or a one-off becoming recurring), instead of clashing."""
+    merged = {**current, **fields}
+    if "ends_at" not in fields and ("duration_minutes" in fields or fields.get("rrule")):
+        merged["ends_at"] = None
+    return merged
 
 
 def _comparable(value: Any) -> Any:

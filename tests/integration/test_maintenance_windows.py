@@ -101,6 +101,30 @@ def test_create_read_list_active_update_end_and_delete_are_audited(
     assert int(redis_client.get(VERSION_KEY)) == 5  # one bump per change
 
 
+def test_an_update_is_validated_on_the_merged_window(
+    client: FlaskClient,  # noqa: F811
+) -> None:
+    start = datetime(2026, 12, 24, 22, tzinfo=UTC)
+    body = {"name": "xmas", "starts_at": _iso(start), "duration_minutes": 60, "teams": ["DBA"],
+            "action": "suppress"}  # fmt: skip
+    created = call(client, "POST", WINDOWS, body, status=201)["maintenance_window"]
+    assert created["ends_at"] == "2026-12-24T23:00:00+00:00" and created["duration_minutes"] is None
+    path = f"{WINDOWS}/{created['id']}"
+    longer = call(client, "PUT", path, {"duration_minutes": 120})["maintenance_window"]
+    assert longer["ends_at"] == "2026-12-25T00:00:00+00:00"
+    weekly = call(client, "PUT", path, {"rrule": "FREQ=WEEKLY", "duration_minutes": 30})
+    assert weekly["maintenance_window"]["ends_at"] is None
+    assert weekly["maintenance_window"]["rrule"] == "FREQ=WEEKLY"
+    refused = call(client, "PUT", path, {"teams": []}, status=422)
+    assert "scope: a window needs at least one" in refused["error"]
+    refused = call(client, "PUT", path, {"timezone": "Moon/Base"}, status=422)
+    assert refused["details"]["fields"] == {
+        "timezone": "timezone: unknown IANA time zone 'Moon/Base'"
+    }
+    unchanged = call(client, "PUT", path, {"teams": ["DBA"]})
+    assert unchanged["changed"] is False
+
+
 def test_validation_errors_are_clear_422s_and_change_nothing(
     client: FlaskClient,  # noqa: F811
     engine: Engine,
