@@ -7,6 +7,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+import pytest
 import redis
 from click.testing import CliRunner
 from flask.testing import FlaskClient
@@ -18,6 +20,7 @@ from mutt_app.cli import main
 from mutt_app.config import Settings
 from mutt_app.events import validate_item
 from mutt_app.models import AlertRule, EventAuditLog, MaintenanceWindow
+from mutt_app.redis_scripts import Windowed
 from mutt_app.rule_cache import VERSION_KEY
 from mutt_app.tasks.classify import classify_batch
 from tests.integration.test_api import (  # noqa: F401 - fixtures
@@ -303,3 +306,54 @@ def test_cli_lists_adds_and_ends_windows_audited(
     ]
     assert all(row.changed_by.startswith("cli:") for row in audit)
     assert int(redis_client.get(VERSION_KEY)) == 2
+
+
+def _windowed(correlation_id: str, closes_ms: int, host: str = "h1") -> Windowed:
+    label = orjson.dumps(
+        {"window_id": 7, "name": "w", "action": "suppress", "summary": True,
+         "start": "2026-01-01T00:00:00+00:00", "end": "2026-01-01T01:00:00+00:00", "team": "NETO"}
+    )  # fmt: skip
+    return Windowed("7:1000", closes_ms, correlation_id, host, "suppress", label)
+
+
+def test_redis_has_the_last_word_on_an_occurrence_that_has_ended(redis_client: redis.Redis) -> None:
+    counts = mw.counts(redis_client, 60)
+    seconds, _ = redis_client.time()
+    past, future = (seconds - 1) * 1000, (seconds + 60) * 1000
+    assert counts.observe("b1", [_windowed("a", past)]) == [""]  # ended: applies to nothing
+    assert counts.observe("b2", [_windowed("b", future), _windowed("c", future, "h2")]) == [
+        "suppress",
+        "suppress",
+    ]
+    # The same batch again (a redelivery) gets its answers and counts nothing twice.
+    assert counts.observe("b2", [_windowed("b", future), _windowed("c", future, "h2")]) == [
+        "suppress",
+        "suppress",
+    ]
+    assert redis_client.hget(counts.window_key("7:1000"), "count") == b"2"
+    # "End now" moved the end: later alerts of the old snapshot apply nothing.
+    assert counts.reschedule(counts.window_key("7:1000"), past) == 1
+    assert counts.observe("b3", [_windowed("d", future)]) == [""]
+
+
+def test_a_flush_that_dies_before_forgetting_publishes_the_same_external_id_again(
+    redis_client: redis.Redis,
+) -> None:
+    counts = mw.counts(redis_client, 60)
+    seconds, _ = redis_client.time()
+    counts.observe("b1", [_windowed("a", (seconds + 1) * 1000)])
+    time.sleep(1.1)
+    published: list[dict] = []
+
+    def dies_after_publishing(alerts: list[dict]) -> None:
+        published.extend(alerts)
+        raise ConnectionError("killed between the outbox and forget")
+
+    with pytest.raises(ConnectionError):
+        mw.flush(redis_client, 60, dies_after_publishing)
+    assert mw.flush(redis_client, 60, published.extend) == 1
+    assert mw.flush(redis_client, 60, published.extend) == 0
+    first, again = published
+    # Same external_id: the forward task's idempotency key delivers it once.
+    assert first["external_id"] == again["external_id"]
+    assert first["description"] == "window 'w': 1 alert held, 1 host"
