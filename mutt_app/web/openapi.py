@@ -533,13 +533,16 @@ def _window_schemas(change: dict[str, Any]) -> dict[str, Any]:
     stored = {name: {"type": spec.json_schema()["type"]} for name, spec in WINDOW_FIELDS.items()}
     stored["starts_at"] = TIMESTAMP
     stored["ends_at"] = NULLABLE_TIMESTAMP
+    columns = {
+        "id": INT,
+        **stored,
+        "ended_at": NULLABLE_TIMESTAMP,
+        "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
+    }
     window = _object(
         {
-            "id": INT,
-            **stored,
-            "ended_at": NULLABLE_TIMESTAMP,
-            "created_at": TIMESTAMP,
-            "updated_at": TIMESTAMP,
+            **columns,
             "active": BOOL,
             "occurrence": {"oneOf": [occurrence, {"type": "null"}]},
             "next_occurrences": {"type": "array", "items": occurrence},
@@ -568,7 +571,8 @@ def _window_schemas(change: dict[str, Any]) -> dict[str, Any]:
             ["id", "maintenance_window", "changed"],
         ),
         "MaintenanceWindowDeleted": _object(
-            {"id": INT, "deleted": ref("MaintenanceWindow"), **change}, ["id", "deleted"]
+            {"id": INT, "deleted": _object(columns, ["id", *WINDOW_FIELDS]), **change},
+            ["id", "deleted"],
         ),
     }
 

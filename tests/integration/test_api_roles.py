@@ -61,7 +61,21 @@ ROUTES: list[tuple[str, str, str]] = [
     ("PUT", "/api/v2/config", "operator"),
     ("GET", "/api/v2/slo", "viewer"),
     ("GET", "/api/v2/metrics", "viewer"),
+    ("GET", "/api/v2/maintenance-windows", "viewer"),
+    ("POST", "/api/v2/maintenance-windows", "admin"),
+    ("GET", "/api/v2/maintenance-windows/<int:window_id>", "viewer"),
+    ("PUT", "/api/v2/maintenance-windows/<int:window_id>", "admin"),
+    ("POST", "/api/v2/maintenance-windows/<int:window_id>/end", "admin"),
+    ("DELETE", "/api/v2/maintenance-windows/<int:window_id>", "admin"),
 ]
+WINDOW = {
+    "name": "core upgrade",
+    "starts_at": "2026-01-01T00:00:00+00:00",
+    "rrule": "FREQ=HOURLY",
+    "duration_minutes": 60,
+    "hosts": ["core-*"],
+    "action": "suppress",
+}
 PUBLIC = {("GET", "/api/v2/openapi.json")}
 
 # A request for each route that succeeds for a key with the role (after _seed).
@@ -100,6 +114,27 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
     ("PUT", "/api/v2/config"): ("/api/v2/config", {"moog_rate_limit": 9, "reason": "r"}),
     ("GET", "/api/v2/slo"): ("/api/v2/slo", None),
     ("GET", "/api/v2/metrics"): ("/api/v2/metrics", None),
+    ("GET", "/api/v2/maintenance-windows"): ("/api/v2/maintenance-windows?active=true", None),
+    ("POST", "/api/v2/maintenance-windows"): (
+        "/api/v2/maintenance-windows",
+        WINDOW | {"name": "another", "reason": "r"},
+    ),
+    ("GET", "/api/v2/maintenance-windows/<int:window_id>"): (
+        "/api/v2/maintenance-windows/{window}",
+        None,
+    ),
+    ("PUT", "/api/v2/maintenance-windows/<int:window_id>"): (
+        "/api/v2/maintenance-windows/{window}",
+        {"teams": ["WAN"], "reason": "r"},
+    ),
+    ("POST", "/api/v2/maintenance-windows/<int:window_id>/end"): (
+        "/api/v2/maintenance-windows/{window}/end",
+        {"reason": "r"},
+    ),
+    ("DELETE", "/api/v2/maintenance-windows/<int:window_id>"): (
+        "/api/v2/maintenance-windows/{window}",
+        {"reason": "r"},
+    ),
 }
 
 
@@ -127,7 +162,8 @@ def client(app: Flask) -> FlaskClient:
 
 
 def _seed(client: FlaskClient, engine: Engine) -> dict[str, int]:
-    """A rule, a development host, a team mapping and a dead letter, made with the admin key."""
+    """A rule, a development host, a team mapping, a maintenance window open now and a dead
+    letter, made with the admin key."""
     admin = {"X-API-Key": KEYS["admin"]}
     rule = client.post("/api/v2/rules", json=CRITICAL | {"reason": "seed"}, headers=admin)
     assert rule.status_code == 201, rule.json
@@ -135,6 +171,11 @@ def _seed(client: FlaskClient, engine: Engine) -> dict[str, int]:
     assert host.status_code == 201
     team = {"hostname": "core", "team_assignment": "WAN", "reason": "s"}
     assert client.post("/api/v2/teams", json=team, headers=admin).status_code == 201
+    # Hourly, an hour long: open whenever the test runs.
+    window = client.post(
+        "/api/v2/maintenance-windows", json=WINDOW | {"reason": "s"}, headers=admin
+    )
+    assert window.status_code == 201, window.json
     from sqlalchemy.orm import Session
 
     with Session(engine) as session, session.begin():
@@ -154,7 +195,7 @@ def _seed(client: FlaskClient, engine: Engine) -> dict[str, int]:
         attempt = delivery_history.entry("rejected", status=400, error="Moog answered 400")
         delivery_history.queue_entries(pipe, ["6c442ed1-19ae-4c1b-9ecf-a3d7efc6d89a"], attempt, 60)
         pipe.execute()
-    return {"rule": rule.json["id"], "letter": letter_id}
+    return {"rule": rule.json["id"], "letter": letter_id, "window": window.json["id"]}
 
 
 def test_the_role_table_names_every_api_route(app: Flask) -> None:
