@@ -60,6 +60,7 @@ def test_every_page_works_under_the_policy(
         f"/admin/dlq/{letter_id}/",
         "/admin/dynamic-config/",
         "/admin/rule-tester/",
+        "/admin/maintenance-windows/",
     ):
         browser.get(base_url + path)
         wait_for_element(browser, "body")
