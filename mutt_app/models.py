@@ -42,10 +42,10 @@ HELD_REASONS = ("duplicate", "storm_budget", "flapping", "maintenance", "shed")
 """Why an event that its rule would forward was not sent to Moog (``event_audit_log.held_reason``).
 
 ``duplicate``: a repeat of an alert forwarded within its dedup window (``duplicate_of`` names that
-alert); Moog gets the repeat count in one update per window (:mod:`mutt_app.dedup`). The others are
-reserved for the storm stages planned next (issue 13) and nothing writes them yet: ``storm_budget``
-(over a device's or rule's budget), ``flapping`` (a flapping pair), ``maintenance`` (a maintenance
-window), ``shed`` (forward-queue backpressure).
+alert); Moog gets the repeat count in one update per window (:mod:`mutt_app.dedup`).
+``storm_budget``: over a device's or rule's budget (:mod:`mutt_app.storms`); ``flapping``: a
+flapping pair (:mod:`mutt_app.flapping`); ``maintenance``: suppressed by an open maintenance window
+(:mod:`mutt_app.maintenance_windows`); ``shed``: forward-queue backpressure.
 """
 MAX_DEDUP_WINDOW_SECONDS = 86_400
 
