@@ -110,6 +110,22 @@ def parse_rrule(text: str, dtstart: datetime) -> rr.rrule:
     return rule
 
 
+def _check_recurs(rule: rr.rrule, dtstart: datetime) -> None:
+    """:class:`WindowError` for a rule whose BY parts allow no date at all
+    (``BYMONTH=2;BYMONTHDAY=30``): dateutil would search for it until the year 9999, seconds of CPU
+    at each look (an UNTIL does not stop that search, it is checked only on found dates).
+
+    Probed as a yearly rule with the same BY parts (a fraction of a second in the worst case).
+    BYSETPOS, which picks within each period, is kept to MONTHLY and YEARLY rules, where the
+    yearly probe and the rule agree closely enough.
+    """
+    if rule._bysetpos and rule._freq not in (rr.MONTHLY, rr.YEARLY):  # dateutil's attributes
+        raise WindowError("rrule: BYSETPOS only with FREQ=MONTHLY or FREQ=YEARLY")
+    yearly = rule.replace(freq=rr.YEARLY, interval=1, count=None, until=None)
+    if yearly.after(dtstart, inc=True) is None:
+        raise WindowError("rrule: its BY parts allow no date at all")
+
+
 def zone(name: str) -> ZoneInfo:
     """The IANA time zone ``name``; :class:`WindowError` for one zoneinfo does not know."""
     try:
@@ -137,9 +153,9 @@ class Schedule:
             if duration_minutes is None:
                 raise WindowError("duration_minutes: a recurring window needs a duration")
             self.duration = timedelta(minutes=duration_minutes)
-            self.rule: rr.rrule | None = parse_rrule(
-                rrule, self.starts_at.astimezone(zone(timezone))
-            )
+            dtstart = self.starts_at.astimezone(zone(timezone))
+            self.rule: rr.rrule | None = parse_rrule(rrule, dtstart)
+            _check_recurs(self.rule, dtstart)
         else:
             if ends_at is None:
                 raise WindowError("ends_at: a one-off window needs ends_at or duration_minutes")

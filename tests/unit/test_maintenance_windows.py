@@ -73,6 +73,15 @@ def test_rrule_count_ends_the_series_and_end_now_cuts_only_the_open_occurrence()
         ({"rrule": "FREQ=MINUTELY", "duration_minutes": 5}, "at most hourly"),
         ({"rrule": "DTSTART:20260101T000000\nRRULE:FREQ=DAILY", "duration_minutes": 5}, "rrule"),
         ({"rrule": "FREQ=DAILY"}, "duration_minutes: a recurring window needs a duration"),
+        # dateutil would search until the year 9999 for these: refused at once instead
+        (
+            {"rrule": "FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=30", "duration_minutes": 5},
+            "rrule: its BY parts allow no date at all",
+        ),
+        (
+            {"rrule": "FREQ=HOURLY;BYMINUTE=0;BYSETPOS=2", "duration_minutes": 5},
+            "rrule: BYSETPOS only with FREQ=MONTHLY or FREQ=YEARLY",
+        ),
         (
             {"rrule": "FREQ=DAILY", "duration_minutes": 5, "timezone": "Mars/Olympus_Mons"},
             "timezone: unknown IANA time zone 'Mars/Olympus_Mons'",
