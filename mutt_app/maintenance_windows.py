@@ -441,11 +441,11 @@ def apply(
     (one script call, only when something matched) has the last word: an occurrence that has
     ended by Redis' clock applies to nothing, and a redelivered batch gets its first answers.
     """
-    if not windows or not decided:
-        return decided, {}
     now = now or datetime.now(UTC)
     open_now = [(w, occ) for w in windows if (occ := w.schedule.occurrence_at(now)) is not None]
     metrics.MAINTENANCE_WINDOWS_OPEN.set(len(open_now))
+    if not decided:
+        return decided, {}
     if not open_now:
         return decided, {}
     matched: list[tuple[int, CompiledWindow, Occurrence]] = []
