@@ -1,7 +1,7 @@
 """Each worker's compiled copy of the rules, reloaded within seconds of a change.
 
-Every change to rules, development hosts, device teams or maintenance windows increments ``mutt:rules:version`` in Redis.
-Workers read that key once per task (one GET per batch of events) and recompile when it moved, and also
+Every change to rules, development hosts, device teams or maintenance windows increments
+``mutt:rules:version`` in Redis. Workers read that key once per task (one GET per batch of events) and recompile when it moved, and also
 every CACHE_RELOAD_INTERVAL seconds in case a change bypassed the version (a manual SQL edit).
 """
 

@@ -4,6 +4,7 @@ updates, storm summaries, flapping ends), partitions, retention."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from celery import Task, shared_task
 from mutt_app import dedup, flapping, maintenance_windows, metrics, retention, storms
 from mutt_app.celery_app import runtime_of
 from mutt_app.partitions import ensure_partitions
+from mutt_app.runtime import Runtime
 from mutt_app.tasks.classify import QUEUE as CLASSIFY_QUEUE
 from mutt_app.tasks.classify import TASK_NAME as CLASSIFY_TASK
 from mutt_app.tasks.classify import forward_batches, publish_forwards
@@ -79,7 +81,8 @@ def retention_job(self: Task) -> dict[str, object]:
     }
 
 
-def _flush_maintenance(runtime: Any, publish: Any) -> int:
+def _flush_maintenance(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], None]) -> int:
+    # Its counts are remembered as long as dedup's and the storm budgets' batch answers.
     return maintenance_windows.flush(runtime.redis, 2 * runtime.settings.reconcile_after, publish)
 
 
