@@ -1,5 +1,6 @@
 """Maintenance windows on real processes: a recurring window whose occurrence is now suppresses and
-downgrades what it scopes and nothing else, and its summary reaches Moog once after it ends.
+downgrades what it scopes and nothing else, and its summary reaches Moog once after it ends, also
+when the worker that counted was SIGKILLed and replaced before the end.
 
 Everything goes the way an operator's change goes: rules and windows through the web app's REST
 API (gunicorn), events through ingest, classify and forward workers, beat's flush_held, the sink.
@@ -100,6 +101,11 @@ def test_a_recurring_window_open_now_holds_and_downgrades_only_its_scope_and_sum
     alerts = stack.wait_sink(3, timeout=30)
     handling = {a["external_id"]: a["custom_info"]["handling"] for a in alerts}
     assert handling == {ids[2]: "Ticket_only", ids[3]: "Ticket_only", ids[4]: "Page_and_ticket"}
+
+    # The worker that classified them (and runs flush_held) dies before the window ends; the counts
+    # are in Redis, and a new worker sends the summaries.
+    stack.processes["classify"].kill()
+    stack.start_worker("classify-2", queues="mutt.classify,mutt.maintenance", concurrency=2)
 
     def summaries() -> list[dict]:
         return [a for a in stack.sink_events() if a.get("type") == "mutt.maintenance"]
