@@ -32,6 +32,7 @@ again and counts nothing twice.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import logging
 import re
 import threading
@@ -161,9 +162,12 @@ class Schedule:
                 raise WindowError("ends_at: a one-off window needs ends_at or duration_minutes")
             self.duration = _utc(ends_at) - self.starts_at
             self.rule = None
-        # (valid until, occurrence open then): occurrence_at's answer for a span of time.
+        # (from, until, occurrence open then): occurrence_at's answer for a span of time.
         self._memo: tuple[datetime, datetime, Occurrence | None] | None = None
-        self._memo_lock = threading.Lock()
+        # occurrence_at's walk: the last moment it was at, the occurrences still to come, and the
+        # first of them not ended then.
+        self._cursor: tuple[datetime, Iterator[Occurrence], Occurrence | None] | None = None
+        self._lock = threading.Lock()
 
     def _starts(self, after: datetime) -> Iterator[datetime]:
         """Occurrence starts (UTC) later than ``after``, in order."""
@@ -174,37 +178,46 @@ class Schedule:
         for local in self.rule.xafter(after, inc=False):
             yield resolve_imaginary(local).astimezone(UTC)
 
-    def occurrences(self, now: datetime, count: int) -> list[Occurrence]:
-        """The next ``count`` occurrences that have not ended by ``now`` (the open one first)."""
-        found: list[Occurrence] = []
-        for start in self._starts(_utc(now) - self.duration):
+    def _not_ended(self, now: datetime) -> Iterator[Occurrence]:
+        """The occurrences that have not ended by ``now``, in order (their ends never decrease)."""
+        for start in self._starts(now - self.duration):
             end = start + self.duration
             if self.ended_at is not None and start <= self.ended_at < end:
                 end = self.ended_at  # ended early by "end now"
             if end > now:
-                found.append(Occurrence(start, end))
-                if len(found) >= count:
-                    break
-        return found
+                yield Occurrence(start, end)
+
+    def occurrences(self, now: datetime, count: int) -> list[Occurrence]:
+        """The next ``count`` occurrences that have not ended by ``now`` (the open one first)."""
+        return list(itertools.islice(self._not_ended(_utc(now)), count))
 
     def occurrence_at(self, now: datetime) -> Occurrence | None:
         """The occurrence open at ``now``, or None.
 
         Remembered until the next boundary (this one's end, or the next start), so a classify
-        batch asks dateutil nothing between boundaries.
+        batch asks dateutil nothing between boundaries. At a boundary the walk goes on from where
+        it stopped (time only moves on), instead of dateutil walking again from ``starts_at``: a
+        window with years of hourly occurrences behind it costs that walk once per process.
         """
         now = _utc(now)
         memo = self._memo
         if memo is not None and memo[0] <= now < memo[1]:
             return memo[2]
-        upcoming = self.occurrences(now, 1)
-        if not upcoming:
-            answer, until = None, datetime.max.replace(tzinfo=UTC)
-        elif upcoming[0].start <= now:
-            answer, until = upcoming[0], upcoming[0].end
-        else:
-            answer, until = None, upcoming[0].start
-        with self._memo_lock:
+        with self._lock:
+            cursor = self._cursor
+            if cursor is None or now < cursor[0]:  # the first look, or a clock that went back
+                walk = self._not_ended(now)
+                cursor = (now, walk, next(walk, None))
+            _, walk, pending = cursor
+            while pending is not None and pending.end <= now:
+                pending = next(walk, None)
+            self._cursor = (now, walk, pending)
+            if pending is None:
+                answer, until = None, datetime.max.replace(tzinfo=UTC)
+            elif pending.start <= now:
+                answer, until = pending, pending.end
+            else:
+                answer, until = None, pending.start
             self._memo = (now, until, answer)
         return answer
 

@@ -153,3 +153,29 @@ def test_oid_prefix_scope_ignores_a_leading_dot_and_needs_an_oid() -> None:
 def test_an_empty_scope_matches_nothing() -> None:
     assert Scope.of().empty
     assert not Scope.of().matches("h", "t", 1, "1.3")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"rrule": "FREQ=WEEKLY;BYDAY=SU", "duration_minutes": 90, "timezone": "Europe/Berlin"},
+        {"rrule": "FREQ=HOURLY;BYHOUR=1,2,3", "duration_minutes": 20, "timezone": "America/New_York",
+         "ended_at": _utc(2026, 3, 8, 7, 10)},
+        {"rrule": "FREQ=DAILY;COUNT=40", "duration_minutes": 2000, "timezone": "UTC"},  # overlapping
+        {"ends_at": _utc(2026, 3, 20)},
+    ],
+)  # fmt: skip
+def test_the_walk_from_where_it_stopped_answers_as_a_fresh_look(kwargs: dict) -> None:
+    """occurrence_at goes on from its last position as time moves on; every answer, across DST
+    changes, early ends and overlaps, is the one a schedule asked for the first time gives."""
+    walking = Schedule(_utc(2026, 3, 1, 1), **kwargs)
+    moment = _utc(2026, 2, 28)
+    while moment < _utc(2026, 4, 15):
+        fresh = Schedule(_utc(2026, 3, 1, 1), **kwargs).occurrences(moment, 1)
+        expected = fresh[0] if fresh and fresh[0].start <= moment else None
+        assert walking.occurrence_at(moment) == expected, moment
+        moment += timedelta(minutes=37)
+    # A clock that goes back gets a fresh look too.
+    back = _utc(2026, 3, 8, 6, 5)
+    fresh = Schedule(_utc(2026, 3, 1, 1), **kwargs).occurrences(back, 1)
+    assert walking.occurrence_at(back) == (fresh[0] if fresh and fresh[0].start <= back else None)
