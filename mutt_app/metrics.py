@@ -125,6 +125,19 @@ STORM_SUMMARIES = Counter(
 )
 for _scope in ("device", "rule"):
     STORM_SUMMARIES.labels(_scope)
+MAINTENANCE_DOWNGRADED = Counter(
+    "mutt_maintenance_downgraded_total",
+    "Page_and_ticket alerts a maintenance window downgraded to Ticket_only",
+)
+MAINTENANCE_SUMMARIES = Counter(
+    "mutt_maintenance_summaries_total",
+    "Summary alerts sent to Moog for maintenance-window occurrences that held or downgraded alerts",
+)
+MAINTENANCE_WINDOWS_OPEN = Gauge(
+    "mutt_maintenance_windows_open",
+    "Maintenance windows open as classify last saw them",
+    multiprocess_mode="max",
+)
 FLAPPING_ALERTS = Counter(
     "mutt_flapping_alerts_total",
     "Flapping alerts sent to Moog, by event: raised (a pair started flapping) or ended",

@@ -44,7 +44,7 @@ HELD_REASONS = ("duplicate", "storm_budget", "flapping", "maintenance", "shed")
 ``duplicate``: a repeat of an alert forwarded within its dedup window (``duplicate_of`` names that
 alert; :mod:`mutt_app.dedup`); ``storm_budget``: over a device's or rule's budget
 (:mod:`mutt_app.storms`); ``flapping``: a flapping problem/clear pair (:mod:`mutt_app.flapping`);
-``maintenance``: a maintenance window (written by the windows feature); ``shed``: forward-queue
+``maintenance``: suppressed by an open maintenance window (:mod:`mutt_app.maintenance_windows`); ``shed``: forward-queue
 backpressure (:mod:`mutt_app.backpressure`). The dashboard's "held back" figures count these only.
 """
 DECISION_REASONS = ("unmatched", "dev_handling", "email_only", "log_only")
@@ -401,4 +401,56 @@ class RuleDraft(Base):
 
     def as_dict(self) -> dict[str, Any]:
         """The draft's columns as JSON-friendly values (for the config audit)."""
+        return {c.name: _jsonable(getattr(self, c.key)) for c in self.__table__.columns}
+
+
+WINDOW_ACTIONS = ("suppress", "downgrade")
+"""What a maintenance window does to the forwardable alerts it scopes: ``suppress`` (audited with
+``held_reason='maintenance'``, not forwarded) or ``downgrade`` (Page_and_ticket becomes Ticket_only)."""
+
+
+class MaintenanceWindow(Base):
+    """A maintenance window: when (one-off, or an RFC 5545 RRULE with a duration in a time zone),
+    what (hosts or globs, device teams, rule ids, trap-OID prefixes) and how (``action``).
+
+    :mod:`mutt_app.maintenance_windows` validates and interprets it; the database holds the shape:
+    a one-off window has ``ends_at``, a recurring one ``rrule`` and ``duration_minutes``.
+    """
+
+    __tablename__ = "maintenance_windows"
+    __table_args__ = (
+        CheckConstraint(_in("action", WINDOW_ACTIONS), name="action"),
+        CheckConstraint("name <> ''", name="name_nonempty"),
+        CheckConstraint(
+            "(rrule IS NULL AND ends_at IS NOT NULL)"
+            " OR (rrule IS NOT NULL AND duration_minutes IS NOT NULL)",
+            name="one_off_or_recurring",
+        ),
+        CheckConstraint(
+            "duration_minutes IS NULL OR duration_minutes > 0", name="duration_positive"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rrule: Mapped[str | None] = mapped_column(Text)
+    duration_minutes: Mapped[int | None] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(Text, server_default=text("'UTC'"))
+    hosts: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
+    teams: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
+    rule_ids: Mapped[list[int]] = mapped_column(JsonDocument, default=list)
+    oid_prefixes: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
+    action: Mapped[str] = mapped_column(Text)
+    summary_alert: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # Set by "end now": the occurrence running at that moment ends then (later ones still run).
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The window's columns as JSON-friendly values (for the API and the config audit)."""
         return {c.name: _jsonable(getattr(self, c.key)) for c in self.__table__.columns}

@@ -34,6 +34,7 @@ __all__ = [
     "build_payload",
     "cloud_event",
     "flapping_alert",
+    "maintenance_summary",
     "repeat_update",
     "request_body",
     "severity_for",
@@ -60,7 +61,9 @@ _REPEAT_NAMESPACE = uuid.UUID("0b6f1f52-6a4e-4d4b-9f37-3a8f4e1c5d20")
 # Likewise for a storm window's summary and a flapping episode's two alerts.
 _STORM_NAMESPACE = uuid.UUID("5d0c2a8e-1b7f-4c3e-9a61-2f4b8d7e6c10")
 _FLAP_NAMESPACE = uuid.UUID("9e3b7c41-8f2d-4a6b-b5c0-7d1e2a9f4b83")
+_MAINTENANCE_NAMESPACE = uuid.UUID("3c9a5e17-2d84-4b6f-8e0a-61f7b2c4d9e5")
 STORM_TYPE = "mutt.storm"
+MAINTENANCE_TYPE = "mutt.maintenance"
 FLAPPING_TYPE = "mutt.flapping"
 CLEAR_SEVERITY = 0
 _TOP_MESSAGES = 3
@@ -229,6 +232,58 @@ def storm_summary(
             "storm_held": held,
             "storm_window_seconds": window,
             "storm_top_messages": [{"template": t, "count": n} for t, n in top[:_TOP_MESSAGES]],
+        },
+    }
+
+
+def maintenance_summary(
+    *,
+    occurrence_id: str,
+    window_id: int,
+    name: str,
+    action: str,
+    count: int,
+    hosts: int,
+    start: str,
+    end: str,
+    team: str,
+) -> dict[str, Any]:
+    """The one alert Moog gets when an occurrence of a maintenance window ended having held
+    (``action`` suppress) or downgraded ``count`` alerts from ``hosts`` hosts.
+
+    A ticket, never a page. One signature per window, so Moog keeps one summary alert per window;
+    the external_id is derived from the occurrence (window id and start), so a flush run twice is
+    one delivery.
+    """
+    external_id = str(uuid.uuid5(_MAINTENANCE_NAMESPACE, occurrence_id))
+    what = "held" if action == "suppress" else "downgraded to Ticket_only"
+    host_word = "host" if hosts == 1 else "hosts"
+    alert_word = "alert" if count == 1 else "alerts"
+    return {
+        "signature": f"maintenance::{window_id}",
+        "source_id": MANAGER,
+        "external_id": external_id,
+        "manager": MANAGER,
+        "source": MANAGER,
+        "class": team,
+        "agent": AGENT,
+        "agent_location": MANAGER,
+        "type": MAINTENANCE_TYPE,
+        "severity": DEFAULT_SEVERITY,
+        "description": f"window '{name}': {count:,} {alert_word} {what}, {hosts:,} {host_word}",
+        "agent_time": int(datetime.now(UTC).timestamp()),
+        "custom_info": {
+            "handling": "Ticket_only",
+            "rule_id": None,
+            "correlation_id": external_id,
+            "team": team,
+            "is_dev": False,
+            "maintenance_window_id": window_id,
+            "maintenance_action": action,
+            "maintenance_count": count,
+            "maintenance_hosts": hosts,
+            "occurrence_start": start,
+            "occurrence_end": end,
         },
     }
 

@@ -785,3 +785,120 @@ class FlapDetector(ClosingWindows):
             else:
                 verdicts.append(FlapVerdict(text == "h"))
         return verdicts
+
+
+# Maintenance windows. KEYS[1] this batch's answers (a hash by correlation_id; kept ARGV[1] seconds
+# from each attempt), KEYS[2] the closed occurrences' hash, KEYS[3] the due set, then one hash per
+# occurrence (window id and start). ARGV[1] how long to remember the batch's answers (seconds),
+# ARGV[2] the number of occurrences W, then per occurrence its id, its end (epoch ms) and its label
+# (JSON), then per alert: its occurrence (1-based), correlation_id, host and the window's action.
+# Returns, per alert, the action applied, or '' when the occurrence has ended by Redis' clock (its
+# stored end, which "end now" may have moved earlier). An alert answered before gets that answer
+# again, so a redelivered batch counts nothing twice. An occurrence's hash counts the alerts
+# ('count') and each host ('h:<host>'); it is due at its end and stays until the flush moves it.
+_MAINTENANCE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local w = tonumber(ARGV[2])
+local results = {}
+for a = 3 + 3 * w, #ARGV, 4 do
+  local i, cid, host, action = tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local remembered = redis.call('HGET', KEYS[1], cid)
+  if remembered then
+    results[#results + 1] = remembered
+  else
+    local b = 3 + (i - 1) * 3
+    local key = KEYS[3 + i]
+    local closes = tonumber(redis.call('HGET', key, 'closes') or ARGV[b + 1])
+    local answer = ''
+    if closes > now then
+      if redis.call('HSETNX', key, 'id', ARGV[b]) == 1 then
+        redis.call('HSET', key, 'closes', ARGV[b + 1], 'label', ARGV[b + 2], 'count', 0)
+        redis.call('ZADD', KEYS[3], ARGV[b + 1], key)
+      end
+      redis.call('HINCRBY', key, 'count', 1)
+      redis.call('HINCRBY', key, 'h:' .. host, 1)
+      answer = action
+    end
+    redis.call('HSET', KEYS[1], cid, answer)
+    results[#results + 1] = answer
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return results
+"""
+
+# KEYS[1] the due set, KEYS[2] an occurrence's hash; ARGV[1] its new end (epoch ms). Only an
+# occurrence still counting is moved (one the flush took already is gone). Returns 1 if moved.
+_MAINTENANCE_RESCHEDULE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[2], 'closes', ARGV[1])
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[1], KEYS[2])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Windowed:
+    """One alert an open maintenance window applies to, as :class:`MaintenanceCounts` counts it."""
+
+    key: str  # "<window id>:<occurrence start, epoch ms>"
+    closes_ms: int  # the occurrence's end
+    correlation_id: str
+    host: str
+    action: str
+    label: bytes  # JSON kept with the occurrence for its summary
+
+
+class MaintenanceCounts(ClosingWindows):
+    """What each maintenance-window occurrence held or downgraded, shared by every worker.
+
+    :meth:`observe` records a batch's alerts atomically and idempotently; ended occurrences go to
+    the flush job like any :class:`ClosingWindows`.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, remember_seconds: int) -> None:
+        super().__init__(client, prefix, remember_seconds)
+        self.script = client.register_script(_MAINTENANCE)
+        self.reschedule_script = client.register_script(_MAINTENANCE_RESCHEDULE)
+
+    def window_key(self, occurrence: str) -> str:
+        return f"{self.prefix}:window:{occurrence}"
+
+    def observe(self, batch_key: str, alerts: Sequence[Windowed]) -> list[str]:
+        """The action applied to each of ``alerts`` ('' if its occurrence has ended), in order."""
+        if not alerts:
+            return []
+        occurrences: dict[str, int] = {}
+        args_occ: list[Any] = []
+        for alert in alerts:
+            if alert.key not in occurrences:
+                occurrences[alert.key] = len(occurrences) + 1
+                args_occ += [alert.key, alert.closes_ms, alert.label]
+        keys = [
+            f"{self.prefix}:batch:{batch_key}",
+            self.closed_key,
+            self.due_key,
+            *(self.window_key(k) for k in occurrences),
+        ]
+        args: list[Any] = [self.remember, len(occurrences), *args_occ]
+        for alert in alerts:
+            args += [occurrences[alert.key], alert.correlation_id, alert.host, alert.action]
+        replies = self.script(keys=keys, args=args)
+        return [r.decode() if isinstance(r, bytes) else r for r in replies]
+
+    def occurrences_of(self, window_id: str) -> list[tuple[str, int]]:
+        """The counting occurrences of one window: (hash key, start epoch ms)."""
+        found = []
+        for member, _ in self.client.zscan_iter(
+            self.due_key, match=self.window_key(f"{window_id}:*")
+        ):
+            key = member.decode() if isinstance(member, bytes) else member
+            found.append((key, int(key.rsplit(":", 1)[1])))
+        return found
+
+    def reschedule(self, key: str, closes_ms: int) -> int:
+        """Make the occurrence at ``key`` end at ``closes_ms``; 1 if it was still counting."""
+        return int(self.reschedule_script(keys=[self.due_key, key], args=[closes_ms]))

@@ -1,8 +1,9 @@
 """Each worker's compiled copy of the rules, reloaded within seconds of a change.
 
-Every change to rules, development hosts or device teams increments ``mutt:rules:version`` in Redis.
-Workers read that key once per task (one GET per batch of events) and recompile when it moved, and also
-every CACHE_RELOAD_INTERVAL seconds in case a change bypassed the version (a manual SQL edit).
+Every change to rules, development hosts, device teams or maintenance windows increments
+``mutt:rules:version`` in Redis. Workers read that key once per task (one GET per batch of events)
+and recompile when it moved, and also every CACHE_RELOAD_INTERVAL seconds in case a change bypassed
+the version (a manual SQL edit).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app import metrics
 from mutt_app.config import Settings
-from mutt_app.models import AlertRule, DevelopmentHost, DeviceTeam
+from mutt_app.models import AlertRule, DevelopmentHost, DeviceTeam, MaintenanceWindow
 from mutt_app.rules import Rule, RuleSnapshot, compile_rules
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,14 @@ def bump_rules_version(client: redis.Redis) -> int:
 def load_snapshot(
     session: Session, version: str, rows: Sequence[AlertRule] | None = None
 ) -> RuleSnapshot:
-    """Read the active rules, dev hosts and device teams, and compile them.
+    """Read the active rules, dev hosts, device teams and maintenance windows; compile them.
 
     ``rows``: the active rules to compile instead of those in the database (a draft's, for the
-    backtest); the development hosts and device teams are still the database's.
+    backtest); the development hosts, device teams and windows are still the database's.
     """
+    # Imported here: maintenance_windows uses dedup, which imports the runtime that imports us.
+    from mutt_app.maintenance_windows import compile_windows
+
     if rows is None:
         rows = session.scalars(select(AlertRule).where(AlertRule.is_active.is_(True))).all()
     rules = [
@@ -78,6 +82,7 @@ def load_snapshot(
         version=version,
         dedup_windows=windows,
         flap_pairs=flap_pairs(rows),
+        maintenance_windows=compile_windows(session.scalars(select(MaintenanceWindow))),
     )
 
 

@@ -33,10 +33,14 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import re2
 
 from mutt_app.events import MAX_OID_CHARS
+
+if TYPE_CHECKING:
+    from mutt_app.maintenance_windows import CompiledWindow
 
 log = logging.getLogger(__name__)
 
@@ -767,6 +771,9 @@ class RuleSnapshot:
     flap_pairs: Mapping[int, tuple[int, bool]] = field(default_factory=dict)
     """Rule id -> (the problem rule of its pair, whether it is that problem rule), for the rules
     of a problem/clear pair (a rule whose ``clears_rule_id`` names another, and that other)."""
+    maintenance_windows: tuple[CompiledWindow, ...] = ()
+    """The maintenance windows (:class:`mutt_app.maintenance_windows.CompiledWindow`), loaded with
+    the rules so that a change reaches workers the same way."""
 
     @property
     def version_number(self) -> int | None:

@@ -7,7 +7,7 @@ handling: their lane) and ``team_assignment`` (their Moog class; NULL: the host'
 are in Redis, not here (see mutt_app.heartbeats).
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-03
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

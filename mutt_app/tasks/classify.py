@@ -29,7 +29,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from mutt_app import lanes, metrics
+from mutt_app import lanes, maintenance_windows, metrics
 from mutt_app.backpressure import shed_verdict
 from mutt_app.celery_app import runtime_of
 from mutt_app.db import database_unavailable
@@ -171,8 +171,20 @@ def classify_batch(
     # Every event that parsed is its host talking, whatever its rule does with it.
     record_seen(runtime.redis, [event for event, _ in decided])
 
+    # Maintenance windows first: a suppressed alert neither opens a dedup window nor uses a
+    # budget, and a downgraded one is counted as the ticket it became.
+    classified = decided
+    decided, held = maintenance_windows.apply(
+        runtime.redis,
+        2 * settings.reconcile_after,
+        snapshot.maintenance_windows,
+        decided,
+    )
     # Between the decision and the forward queue: what is held back, and why.
-    forwards, held, raised = hold_back(runtime, snapshot, decided)
+    forwards, stormed, raised = hold_back(
+        runtime, snapshot, [d for d in decided if d[0].correlation_id not in held]
+    )
+    held |= stormed
 
     # Forwards go out before the audit commits: a crash in between re-runs the batch, and the
     # forward's idempotency key stops a second post. The reverse order could lose an alert.
@@ -205,6 +217,7 @@ def classify_batch(
     )
     _observe(decided, failed, new, started)
     count_held(held, new)
+    maintenance_windows.count_downgraded(classified, decided, new)
     metrics.FLAPPING_ALERTS.labels("raised").inc(len(raised.keys() & new))
     if deferred:
         _defer(runtime, app, deferred, replays, budget)

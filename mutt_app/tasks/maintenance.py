@@ -4,14 +4,16 @@ updates, storm summaries, flapping ends), heartbeats, partitions, retention."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from celery import Task, shared_task
 
-from mutt_app import dedup, flapping, heartbeats, metrics, retention, storms
+from mutt_app import dedup, flapping, heartbeats, maintenance_windows, metrics, retention, storms
 from mutt_app.celery_app import runtime_of
 from mutt_app.partitions import ensure_partitions
+from mutt_app.runtime import Runtime
 from mutt_app.tasks.classify import QUEUE as CLASSIFY_QUEUE
 from mutt_app.tasks.classify import TASK_NAME as CLASSIFY_TASK
 from mutt_app.tasks.classify import forward_batches, publish_forwards
@@ -79,10 +81,16 @@ def retention_job(self: Task) -> dict[str, object]:
     }
 
 
+def _flush_maintenance(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], None]) -> int:
+    # Its counts are remembered as long as dedup's and the storm budgets' batch answers.
+    return maintenance_windows.flush(runtime.redis, 2 * runtime.settings.reconcile_after, publish)
+
+
 @shared_task(bind=True, name="mutt.flush_held", ignore_result=True)
 def flush_held(self: Task) -> dict[str, int]:
     """Send, via the outbox, what the windows that closed held back: one repeat-count update per
-    dedup window, one summary per storm-budget window, one "flapping ended" per quiet episode.
+    dedup window, one summary per storm-budget window, one "flapping ended" per quiet episode,
+    one summary per ended maintenance-window occurrence that held something.
 
     Each is independent: one failing (it is logged) does not keep the others' alerts back.
     """
@@ -96,6 +104,7 @@ def flush_held(self: Task) -> dict[str, int]:
         ("dedup", dedup.flush),
         ("storm", storms.flush),
         ("flapping", flapping.flush),
+        ("maintenance", _flush_maintenance),
     ):
         try:
             sent[name] = flush(runtime, publish)

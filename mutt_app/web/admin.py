@@ -609,6 +609,7 @@ def _admin(app: Flask, db: scoped_session[Session]) -> Admin:
         FlowerLink,
         RuleTesterView,
     )
+    from mutt_app.web.admin_windows import MaintenanceWindowView
 
     admin = Admin(
         app,
@@ -647,6 +648,11 @@ def _admin(app: Flask, db: scoped_session[Session]) -> Admin:
     )
     admin.add_view(
         RuleDraftView(name="Rule drafts", endpoint="rule_drafts", url="/admin/rule-drafts")
+    )
+    admin.add_view(
+        MaintenanceWindowView(
+            name="Maintenance", endpoint="maintenance_windows", url="/admin/maintenance-windows"
+        )
     )
     admin.add_link(FlowerLink(name="Flower", target="_blank"))
     admin.add_view(

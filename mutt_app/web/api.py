@@ -385,14 +385,23 @@ class FieldSpec:
     maximum: int | float | None = None
     enum: tuple[str, ...] = ()
     description: str = ""
+    items: FieldSpec | None = None
+    """For ``kind`` list: what each item is (``max_length`` then bounds the number of items)."""
+    format: str | None = None
+    """JSON Schema format of a string (``date-time``), described; the route parses it."""
 
     def json_schema(self) -> dict[str, Any]:
         """This field as a JSON Schema (OpenAPI 3.1)."""
         kind = _TYPE_NAMES[self.kind]
         schema: dict[str, Any] = {"type": [kind, "null"] if self.nullable else kind}
+        if self.items is not None:
+            schema["items"] = self.items.json_schema()
+        if self.format:
+            schema["format"] = self.format
+        array = self.kind is list
         for keyword, value in (
-            ("minLength", self.min_length),
-            ("maxLength", self.max_length),
+            ("minItems" if array else "minLength", self.min_length),
+            ("maxItems" if array else "maxLength", self.max_length),
             ("minimum", self.minimum),
             ("maximum", self.maximum),
         ):
@@ -405,7 +414,7 @@ class FieldSpec:
         return schema
 
 
-_TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+_TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array"}
 
 
 def _json_type(value: Any) -> str:
@@ -436,6 +445,15 @@ def field_problem(value: Any, spec: FieldSpec) -> str | None:
     if not fits:
         expected = _TYPE_NAMES[spec.kind] + (" or null" if spec.nullable else "")
         return f"expected {expected}, got {_json_type(value)}"
+    if isinstance(value, list):
+        if spec.min_length is not None and len(value) < spec.min_length:
+            return f"must have at least {spec.min_length} items"
+        if spec.max_length is not None and len(value) > spec.max_length:
+            return f"must have at most {spec.max_length} items"
+        for index, item in enumerate(value):
+            if spec.items is not None and (problem := field_problem(item, spec.items)):
+                return f"item {index} {problem}"
+        return None
     if isinstance(value, str):
         # PostgreSQL text holds neither NUL nor lone surrogates; caught here they are a 422, not a 500.
         if "\x00" in value:
@@ -819,6 +837,7 @@ def register_api(app: Flask) -> None:
 from mutt_app.web import (  # noqa: E402, F401
     api_heartbeats,
     api_hosts,
+    api_maintenance_windows,
     api_metrics,
     api_operations,
     api_rules,

@@ -36,6 +36,7 @@ from mutt_app.web.api import (
 )
 from mutt_app.web.api_heartbeats import HEARTBEAT_FIELDS
 from mutt_app.web.api_hosts import DEV_HOST_FIELDS, TEAM_FIELDS
+from mutt_app.web.api_maintenance_windows import WINDOW_FIELDS
 from mutt_app.web.api_operations import CONFIG_FIELDS
 from mutt_app.web.api_rules import (
     BACKTEST_FIELDS,
@@ -199,414 +200,434 @@ def _schemas() -> dict[str, Any]:
             "suggested_rule",
         ],
     )
-    return {
-        **_backtest_schemas(),
-        "UnhandledTemplates": _object(
-            {
-                "hours": INT,
-                "since": TIMESTAMP,
-                "until": TIMESTAMP,
-                "scanned": {"type": "integer", "description": "unmatched events read"},
-                "truncated": {
-                    "type": "boolean",
-                    "description": "more than max_rows unmatched events: only the newest counted",
-                },
-                "max_rows": INT,
-                "templates": {"type": "array", "items": unhandled_template},
-            },
-            ["hours", "since", "until", "scanned", "truncated", "max_rows", "templates"],
-        ),
-        "Error": _object({"error": STR, "details": ANY}, ["error", "details"]),
-        "Rule": rule,
-        "RuleCreate": _object(
-            {**_fields(RULE_FIELDS), "reason": REASON},
-            ["match_type", "prod_handling", "dev_handling", "team_assignment"],
-        ),
-        "RuleUpdate": _object({**_fields(RULE_FIELDS), "reason": REASON}, closed=True)
-        | {"minProperties": 1},
-        "Reason": _object({"reason": REASON}),
-        "RuleOne": _object({"rule": ref("Rule")}, ["rule"]),
-        "RuleChange": _object(
-            {"id": INT, "rule": ref("Rule"), **change}, ["id", "rule", "changed"]
-        ),
-        "RuleList": _object(
-            {
-                "rules": {"type": "array", "items": ref("Rule")},
-                "total": INT,
-                "limit": INT,
-                "offset": INT,
-            },
-            ["rules", "total", "limit", "offset"],
-        ),
-        "RuleTestRequest": _object(
-            {
-                "hostname": STR,
-                "message": STR,
-                "syslog_severity": NULLABLE_INT,
-                "severity": NULLABLE_INT,
-                "trap_oid": NULLABLE_STR,
-                "source": NULLABLE_STR,
-                "timestamp": ANY,
-            },
-            ["hostname"],
-            closed=False,
-        ),
-        "RuleTestAnswer": _object(
-            {
-                "event": _object(
-                    {
-                        "hostname": STR,
-                        "message": STR,
-                        "syslog_severity": NULLABLE_INT,
-                        "trap_oid": NULLABLE_STR,
-                        "source": NULLABLE_STR,
-                    }
-                ),
-                "matched": BOOL,
-                "rule_id": NULLABLE_INT,
-                "rule": {"oneOf": [engine_rule, {"type": "null"}]},
-                "handling": STR,
-                "team": STR,
-                "is_dev": BOOL,
-                "forward": BOOL,
-                "shadowed": {"type": "array", "items": engine_rule},
-                "template": {"type": "string", "description": "the message, volatile parts masked"},
-                "fingerprint": {"type": "string", "description": "dedup key: host, rule, template"},
-                "dedup_window_seconds": {
-                    "type": "integer",
-                    "description": "the dedup window that applies (0: off)",
-                },
-                "skipped_rules": {
-                    "type": "array",
-                    "items": _object({"id": INT, "error": STR}),
-                },
-            },
-            [
-                "matched",
-                "rule_id",
-                "handling",
-                "team",
-                "is_dev",
-                "forward",
-                "shadowed",
-                "template",
-                "fingerprint",
-                "dedup_window_seconds",
-            ],
-        ),
-        "DevHost": dev_host,
-        "DevHostCreate": _object(
-            _fields(DEV_HOST_FIELDS) | {"reason": REASON},
-            ["hostname"],
-        ),
-        "DevHostList": _object(
-            {
-                "dev_hosts": {"type": "array", "items": ref("DevHost")},
-                "total": INT,
-                "limit": INT,
-                "offset": INT,
-            },
-            ["dev_hosts", "total", "limit", "offset"],
-        ),
-        "DevHostCreated": _object(
-            {"id": INT, "dev_host": ref("DevHost"), **change}, ["id", "dev_host", "changed"]
-        ),
-        "DevHostDeleted": _object(
-            {"hostname": STR, "deleted": ref("DevHost"), **change}, ["hostname", "deleted"]
-        ),
-        "Team": team,
-        "TeamCreate": _object(
-            _fields(TEAM_FIELDS) | {"reason": REASON},
-            ["hostname", "team_assignment"],
-        ),
-        "TeamUpdate": _object(
-            {"team_assignment": TEAM_FIELDS["team_assignment"].json_schema(), "reason": REASON},
-            ["team_assignment"],
-        ),
-        "TeamList": _object(
-            {
-                "teams": {"type": "array", "items": ref("Team")},
-                "total": INT,
-                "limit": INT,
-                "offset": INT,
-            },
-            ["teams", "total", "limit", "offset"],
-        ),
-        "TeamCreated": _object(
-            {"id": INT, "team": ref("Team"), **change}, ["id", "team", "changed"]
-        ),
-        "TeamChange": _object(
-            {"hostname": STR, "team": ref("Team"), **change}, ["hostname", "team", "changed"]
-        ),
-        "TeamDeleted": _object(
-            {"hostname": STR, "deleted": ref("Team"), **change}, ["hostname", "deleted"]
-        ),
-        "EventAuditRow": _object(
-            {
-                "id": INT,
-                "event_timestamp": TIMESTAMP,
-                "received_at": TIMESTAMP,
-                "audited_at": TIMESTAMP,
-                "hostname": STR,
-                "message": STR,
-                "source": NULLABLE_STR,
-                "syslog_severity": NULLABLE_INT,
-                "trap_oid": NULLABLE_STR,
-                "matched_rule_id": NULLABLE_INT,
-                "handling_decision": STR,
-                "team_assignment": NULLABLE_STR,
-                "is_dev": BOOL,
-                "forwarded_to_moog": BOOL,
-                "correlation_id": UUID,
-                "raw": {"type": ["object", "null"]},
-                "held_reason": {
-                    "enum": [*NOT_FORWARDED_REASONS, None],
-                    "description": "why the event was not forwarded; null: it was",
-                },
-                "duplicate_of": NULLABLE_UUID,
-                "rules_version": {
-                    "type": ["integer", "null"],
-                    "description": "the rules version it was classified under",
-                },
-            },
-            ["id", "event_timestamp", "hostname", "message", "handling_decision", "correlation_id"],
-        ),
-        "EventAuditPage": _object(
-            {
-                "logs": {"type": "array", "items": ref("EventAuditRow")},
-                "limit": INT,
-                "page": NULLABLE_INT,
-                "has_more": BOOL,
-                "next_cursor": NULLABLE_STR,
-            },
-            ["logs", "limit", "page", "has_more", "next_cursor"],
-        ),
-        "ConfigAuditRow": _object(
-            {
-                "id": INT,
-                "changed_at": TIMESTAMP,
-                "changed_by": STR,
-                "operation": {"enum": list(CONFIG_OPERATIONS)},
-                "table_name": STR,
-                "record_id": NULLABLE_INT,
-                "old_values": {"type": ["object", "null"]},
-                "new_values": {"type": ["object", "null"]},
-                "reason": NULLABLE_STR,
-                "correlation_id": NULLABLE_UUID,
-            },
-            ["id", "changed_at", "changed_by", "operation", "table_name"],
-        ),
-        "ConfigAuditPage": _object(
-            {
-                "logs": {"type": "array", "items": ref("ConfigAuditRow")},
-                "total": INT,
-                "limit": INT,
-                "page": INT,
-                "has_more": BOOL,
-            },
-            ["logs", "total", "limit", "page", "has_more"],
-        ),
-        "DeadLetter": _object(failed_work, ["id", "task_name", "queue", "error_message"]),
-        "DeadLetterList": _object(
-            {
-                "items": {"type": "array", "items": ref("DeadLetter")},
-                "total": INT,
-                "limit": INT,
-                "offset": INT,
-                "poison": BOOL,
-            },
-            ["items", "total", "limit", "offset", "poison"],
-        ),
-        "DeliveryAttempt": _object(
-            {
-                "at": TIMESTAMP,
-                "outcome": {"enum": ["delivered", "retry", "rejected", "dead_lettered"]},
-                "status": NULLABLE_INT,
-                "error": STR,
-                "task_id": STR,
-                "batch_size": INT,
-            },
-            ["at", "outcome", "status", "error", "task_id", "batch_size"],
-        ),
-        "Deliveries": _object(
-            {
-                "correlation_id": STR,
-                "sent": BOOL,
-                "sent_at": NULLABLE_TIMESTAMP,
-                "attempts": {"type": "array", "items": ref("DeliveryAttempt")},
-            },
-            ["correlation_id", "sent", "sent_at", "attempts"],
-        ),
-        "Replayed": _object(
-            {"replayed": INT, "task": STR, "queue": STR}, ["replayed", "task", "queue"]
-        ),
-        "DynamicConfig": _object(
-            {
-                "config": _object(
-                    {
-                        name: _object(
-                            {"value": dynamic_values[name], "overridden": BOOL, "help": STR},
-                            ["value", "overridden", "help"],
-                        )
-                        for name in KEYS
+    return (
+        {
+            **_backtest_schemas(),
+            "UnhandledTemplates": _object(
+                {
+                    "hours": INT,
+                    "since": TIMESTAMP,
+                    "until": TIMESTAMP,
+                    "scanned": {"type": "integer", "description": "unmatched events read"},
+                    "truncated": {
+                        "type": "boolean",
+                        "description": "more than max_rows unmatched events: only the newest counted",
                     },
-                    list(KEYS),
-                )
-            },
-            ["config"],
-        ),
-        "DynamicConfigPut": _object(dynamic_values | {"reason": REASON}) | {"minProperties": 1},
-        "DynamicConfigChange": _object(
-            {"old": {"type": "object"}, "new": {"type": "object"}, "changed": BOOL},
-            ["old", "new", "changed"],
-        ),
-        "SloReport": _object(
-            {
-                "timestamp": {"type": "number"},
-                "window_hours": INT,
-                "overall_compliant": BOOL,
-                "slos": _object(
-                    {"ingest_availability": objective, "forward_availability": objective},
-                    ["ingest_availability", "forward_availability"],
-                ),
-                "fallback_reasons": {"type": "object", "additionalProperties": STR},
-            },
-            ["timestamp", "window_hours", "overall_compliant", "slos", "fallback_reasons"],
-        ),
-        # GET /metrics: mutt_app.dashboard.collect's answer; a part whose store was unreachable
-        # is null and named in errors.
-        "Metrics": _object(
-            {
-                "timestamp": TIMESTAMP,
-                "events_per_second": _object(
-                    {w: {"type": ["number", "null"]} for w in ("1m", "1h", "24h")},
-                    ["1m", "1h", "24h"],
-                ),
-                "events_per_minute": {"type": ["array", "null"], "items": INT},
-                "events_per_minute_end": NULLABLE_TIMESTAMP,
-                "queues": {"type": ["object", "null"], "additionalProperties": INT},
-                "dlq_depth": NULLABLE_INT,
-                "poison_count": NULLABLE_INT,
-                "circuit_breaker": {
-                    "type": ["object", "null"],
-                    "properties": {
-                        "state": {"type": "string", "enum": ["CLOSED", "OPEN", "HALF_OPEN"]},
-                        "threshold": INT,
-                        "timeout_seconds": {"type": "number"},
-                    },
-                    "required": ["state", "threshold", "timeout_seconds"],
-                    "additionalProperties": False,
+                    "max_rows": INT,
+                    "templates": {"type": "array", "items": unhandled_template},
                 },
-                "top_rules": {
-                    "type": ["array", "null"],
-                    "items": _object(
-                        {
-                            "rule_id": INT,
-                            "events": INT,
-                            "match_type": NULLABLE_STR,
-                            "match_string": NULLABLE_STR,
-                            "trap_oid": NULLABLE_STR,
-                            "team": NULLABLE_STR,
-                            "is_active": {"type": ["boolean", "null"]},
-                        },
-                        ["rule_id", "events"],
-                    ),
+                ["hours", "since", "until", "scanned", "truncated", "max_rows", "templates"],
+            ),
+            "Error": _object({"error": STR, "details": ANY}, ["error", "details"]),
+            "Rule": rule,
+            "RuleCreate": _object(
+                {**_fields(RULE_FIELDS), "reason": REASON},
+                ["match_type", "prod_handling", "dev_handling", "team_assignment"],
+            ),
+            "RuleUpdate": _object({**_fields(RULE_FIELDS), "reason": REASON}, closed=True)
+            | {"minProperties": 1},
+            "Reason": _object({"reason": REASON}),
+            "RuleOne": _object({"rule": ref("Rule")}, ["rule"]),
+            "RuleChange": _object(
+                {"id": INT, "rule": ref("Rule"), **change}, ["id", "rule", "changed"]
+            ),
+            "RuleList": _object(
+                {
+                    "rules": {"type": "array", "items": ref("Rule")},
+                    "total": INT,
+                    "limit": INT,
+                    "offset": INT,
                 },
-                "top_unhandled_hosts": {
-                    "type": ["array", "null"],
-                    "items": _object({"hostname": STR, "events": INT}, ["hostname", "events"]),
+                ["rules", "total", "limit", "offset"],
+            ),
+            "RuleTestRequest": _object(
+                {
+                    "hostname": STR,
+                    "message": STR,
+                    "syslog_severity": NULLABLE_INT,
+                    "severity": NULLABLE_INT,
+                    "trap_oid": NULLABLE_STR,
+                    "source": NULLABLE_STR,
+                    "timestamp": ANY,
                 },
-                "held_by_reason": {
-                    "type": ["object", "null"],
-                    "description": "events held back from Moog over the last hour, per reason",
-                    "properties": {reason: INT for reason in HELD_REASONS},
-                    "required": list(HELD_REASONS),
-                    "additionalProperties": False,
-                },
-                "top_storming_devices": {
-                    "type": ["array", "null"],
-                    "description": "last hour: the devices with most events held as storm_budget",
-                    "items": _object({"hostname": STR, "held": INT}, ["hostname", "held"]),
-                },
-                "top_storming_rules": {
-                    "type": ["array", "null"],
-                    "description": "last hour: the rules with most events held as storm_budget",
-                    "items": _object(
-                        {
-                            "rule_id": INT,
-                            "held": INT,
-                            "match_type": NULLABLE_STR,
-                            "match_string": NULLABLE_STR,
-                            "trap_oid": NULLABLE_STR,
-                            "team": NULLABLE_STR,
-                        },
-                        ["rule_id", "held"],
-                    ),
-                },
-                "flapping_count": {
-                    "type": ["integer", "null"],
-                    "description": "problem/clear pairs flapping now",
-                },
-                "flapping_pairs": {
-                    "type": ["array", "null"],
-                    "description": "the pairs flapping now with the most transitions",
-                    "items": _object(
+                ["hostname"],
+                closed=False,
+            ),
+            "RuleTestAnswer": _object(
+                {
+                    "event": _object(
                         {
                             "hostname": STR,
-                            "problem_rule_id": INT,
-                            "clear_rule_ids": {"type": ["array", "null"], "items": INT},
-                            "transitions": INT,
-                            "held": INT,
-                            "started": TIMESTAMP,
-                            "last_event": TIMESTAMP,
-                        },
-                        [
-                            "hostname",
-                            "problem_rule_id",
-                            "clear_rule_ids",
-                            "transitions",
-                            "held",
-                            "started",
-                            "last_event",
-                        ],
+                            "message": STR,
+                            "syslog_severity": NULLABLE_INT,
+                            "trap_oid": NULLABLE_STR,
+                            "source": NULLABLE_STR,
+                        }
                     ),
+                    "matched": BOOL,
+                    "rule_id": NULLABLE_INT,
+                    "rule": {"oneOf": [engine_rule, {"type": "null"}]},
+                    "handling": STR,
+                    "team": STR,
+                    "is_dev": BOOL,
+                    "forward": BOOL,
+                    "shadowed": {"type": "array", "items": engine_rule},
+                    "template": {
+                        "type": "string",
+                        "description": "the message, volatile parts masked",
+                    },
+                    "fingerprint": {
+                        "type": "string",
+                        "description": "dedup key: host, rule, template",
+                    },
+                    "dedup_window_seconds": {
+                        "type": "integer",
+                        "description": "the dedup window that applies (0: off)",
+                    },
+                    "skipped_rules": {
+                        "type": "array",
+                        "items": _object({"id": INT, "error": STR}),
+                    },
                 },
-                "heartbeat_quiet_count": {
-                    "type": ["integer", "null"],
-                    "description": "hosts a heartbeat watches that are quiet now",
+                [
+                    "matched",
+                    "rule_id",
+                    "handling",
+                    "team",
+                    "is_dev",
+                    "forward",
+                    "shadowed",
+                    "template",
+                    "fingerprint",
+                    "dedup_window_seconds",
+                ],
+            ),
+            "DevHost": dev_host,
+            "DevHostCreate": _object(
+                _fields(DEV_HOST_FIELDS) | {"reason": REASON},
+                ["hostname"],
+            ),
+            "DevHostList": _object(
+                {
+                    "dev_hosts": {"type": "array", "items": ref("DevHost")},
+                    "total": INT,
+                    "limit": INT,
+                    "offset": INT,
                 },
-                "heartbeat_quiet_hosts": {
-                    "type": ["array", "null"],
-                    "description": "the hosts quiet longest (one row per heartbeat and host)",
-                    "items": ref("QuietHost"),
+                ["dev_hosts", "total", "limit", "offset"],
+            ),
+            "DevHostCreated": _object(
+                {"id": INT, "dev_host": ref("DevHost"), **change}, ["id", "dev_host", "changed"]
+            ),
+            "DevHostDeleted": _object(
+                {"hostname": STR, "deleted": ref("DevHost"), **change}, ["hostname", "deleted"]
+            ),
+            "Team": team,
+            "TeamCreate": _object(
+                _fields(TEAM_FIELDS) | {"reason": REASON},
+                ["hostname", "team_assignment"],
+            ),
+            "TeamUpdate": _object(
+                {"team_assignment": TEAM_FIELDS["team_assignment"].json_schema(), "reason": REASON},
+                ["team_assignment"],
+            ),
+            "TeamList": _object(
+                {
+                    "teams": {"type": "array", "items": ref("Team")},
+                    "total": INT,
+                    "limit": INT,
+                    "offset": INT,
                 },
-                "unhandled_templates": {
-                    "oneOf": [ref("UnhandledTemplates"), {"type": "null"}],
-                    "description": "unmatched events of the last UNHANDLED_TEMPLATES_HOURS by"
-                    " template, the busiest ten",
+                ["teams", "total", "limit", "offset"],
+            ),
+            "TeamCreated": _object(
+                {"id": INT, "team": ref("Team"), **change}, ["id", "team", "changed"]
+            ),
+            "TeamChange": _object(
+                {"hostname": STR, "team": ref("Team"), **change}, ["hostname", "team", "changed"]
+            ),
+            "TeamDeleted": _object(
+                {"hostname": STR, "deleted": ref("Team"), **change}, ["hostname", "deleted"]
+            ),
+            "EventAuditRow": _object(
+                {
+                    "id": INT,
+                    "event_timestamp": TIMESTAMP,
+                    "received_at": TIMESTAMP,
+                    "audited_at": TIMESTAMP,
+                    "hostname": STR,
+                    "message": STR,
+                    "source": NULLABLE_STR,
+                    "syslog_severity": NULLABLE_INT,
+                    "trap_oid": NULLABLE_STR,
+                    "matched_rule_id": NULLABLE_INT,
+                    "handling_decision": STR,
+                    "team_assignment": NULLABLE_STR,
+                    "is_dev": BOOL,
+                    "forwarded_to_moog": BOOL,
+                    "correlation_id": UUID,
+                    "raw": {"type": ["object", "null"]},
+                    "held_reason": {
+                        "enum": [*NOT_FORWARDED_REASONS, None],
+                        "description": "why the event was not forwarded; null: it was",
+                    },
+                    "duplicate_of": NULLABLE_UUID,
+                    "rules_version": {
+                        "type": ["integer", "null"],
+                        "description": "the rules version it was classified under",
+                    },
                 },
-                "window_seconds": {"type": "object", "additionalProperties": INT},
-                "errors": {"type": "array", "items": STR},
-                "computed_in_ms": {"type": "number", "description": "when computed, not cached"},
-            },
-            [
-                "timestamp",
-                "events_per_second",
-                "queues",
-                "dlq_depth",
-                "poison_count",
-                "circuit_breaker",
-                "top_rules",
-                "top_unhandled_hosts",
-                "held_by_reason",
-                "top_storming_devices",
-                "top_storming_rules",
-                "flapping_count",
-                "flapping_pairs",
-                "errors",
-            ],
-        ),
-    } | _heartbeat_schemas(change)
+                [
+                    "id",
+                    "event_timestamp",
+                    "hostname",
+                    "message",
+                    "handling_decision",
+                    "correlation_id",
+                ],
+            ),
+            "EventAuditPage": _object(
+                {
+                    "logs": {"type": "array", "items": ref("EventAuditRow")},
+                    "limit": INT,
+                    "page": NULLABLE_INT,
+                    "has_more": BOOL,
+                    "next_cursor": NULLABLE_STR,
+                },
+                ["logs", "limit", "page", "has_more", "next_cursor"],
+            ),
+            "ConfigAuditRow": _object(
+                {
+                    "id": INT,
+                    "changed_at": TIMESTAMP,
+                    "changed_by": STR,
+                    "operation": {"enum": list(CONFIG_OPERATIONS)},
+                    "table_name": STR,
+                    "record_id": NULLABLE_INT,
+                    "old_values": {"type": ["object", "null"]},
+                    "new_values": {"type": ["object", "null"]},
+                    "reason": NULLABLE_STR,
+                    "correlation_id": NULLABLE_UUID,
+                },
+                ["id", "changed_at", "changed_by", "operation", "table_name"],
+            ),
+            "ConfigAuditPage": _object(
+                {
+                    "logs": {"type": "array", "items": ref("ConfigAuditRow")},
+                    "total": INT,
+                    "limit": INT,
+                    "page": INT,
+                    "has_more": BOOL,
+                },
+                ["logs", "total", "limit", "page", "has_more"],
+            ),
+            "DeadLetter": _object(failed_work, ["id", "task_name", "queue", "error_message"]),
+            "DeadLetterList": _object(
+                {
+                    "items": {"type": "array", "items": ref("DeadLetter")},
+                    "total": INT,
+                    "limit": INT,
+                    "offset": INT,
+                    "poison": BOOL,
+                },
+                ["items", "total", "limit", "offset", "poison"],
+            ),
+            "DeliveryAttempt": _object(
+                {
+                    "at": TIMESTAMP,
+                    "outcome": {"enum": ["delivered", "retry", "rejected", "dead_lettered"]},
+                    "status": NULLABLE_INT,
+                    "error": STR,
+                    "task_id": STR,
+                    "batch_size": INT,
+                },
+                ["at", "outcome", "status", "error", "task_id", "batch_size"],
+            ),
+            "Deliveries": _object(
+                {
+                    "correlation_id": STR,
+                    "sent": BOOL,
+                    "sent_at": NULLABLE_TIMESTAMP,
+                    "attempts": {"type": "array", "items": ref("DeliveryAttempt")},
+                },
+                ["correlation_id", "sent", "sent_at", "attempts"],
+            ),
+            "Replayed": _object(
+                {"replayed": INT, "task": STR, "queue": STR}, ["replayed", "task", "queue"]
+            ),
+            "DynamicConfig": _object(
+                {
+                    "config": _object(
+                        {
+                            name: _object(
+                                {"value": dynamic_values[name], "overridden": BOOL, "help": STR},
+                                ["value", "overridden", "help"],
+                            )
+                            for name in KEYS
+                        },
+                        list(KEYS),
+                    )
+                },
+                ["config"],
+            ),
+            "DynamicConfigPut": _object(dynamic_values | {"reason": REASON}) | {"minProperties": 1},
+            "DynamicConfigChange": _object(
+                {"old": {"type": "object"}, "new": {"type": "object"}, "changed": BOOL},
+                ["old", "new", "changed"],
+            ),
+            "SloReport": _object(
+                {
+                    "timestamp": {"type": "number"},
+                    "window_hours": INT,
+                    "overall_compliant": BOOL,
+                    "slos": _object(
+                        {"ingest_availability": objective, "forward_availability": objective},
+                        ["ingest_availability", "forward_availability"],
+                    ),
+                    "fallback_reasons": {"type": "object", "additionalProperties": STR},
+                },
+                ["timestamp", "window_hours", "overall_compliant", "slos", "fallback_reasons"],
+            ),
+            # GET /metrics: mutt_app.dashboard.collect's answer; a part whose store was unreachable
+            # is null and named in errors.
+            "Metrics": _object(
+                {
+                    "timestamp": TIMESTAMP,
+                    "events_per_second": _object(
+                        {w: {"type": ["number", "null"]} for w in ("1m", "1h", "24h")},
+                        ["1m", "1h", "24h"],
+                    ),
+                    "events_per_minute": {"type": ["array", "null"], "items": INT},
+                    "events_per_minute_end": NULLABLE_TIMESTAMP,
+                    "queues": {"type": ["object", "null"], "additionalProperties": INT},
+                    "dlq_depth": NULLABLE_INT,
+                    "poison_count": NULLABLE_INT,
+                    "circuit_breaker": {
+                        "type": ["object", "null"],
+                        "properties": {
+                            "state": {"type": "string", "enum": ["CLOSED", "OPEN", "HALF_OPEN"]},
+                            "threshold": INT,
+                            "timeout_seconds": {"type": "number"},
+                        },
+                        "required": ["state", "threshold", "timeout_seconds"],
+                        "additionalProperties": False,
+                    },
+                    "top_rules": {
+                        "type": ["array", "null"],
+                        "items": _object(
+                            {
+                                "rule_id": INT,
+                                "events": INT,
+                                "match_type": NULLABLE_STR,
+                                "match_string": NULLABLE_STR,
+                                "trap_oid": NULLABLE_STR,
+                                "team": NULLABLE_STR,
+                                "is_active": {"type": ["boolean", "null"]},
+                            },
+                            ["rule_id", "events"],
+                        ),
+                    },
+                    "top_unhandled_hosts": {
+                        "type": ["array", "null"],
+                        "items": _object({"hostname": STR, "events": INT}, ["hostname", "events"]),
+                    },
+                    "held_by_reason": {
+                        "type": ["object", "null"],
+                        "description": "events held back from Moog over the last hour, per reason",
+                        "properties": {reason: INT for reason in HELD_REASONS},
+                        "required": list(HELD_REASONS),
+                        "additionalProperties": False,
+                    },
+                    "top_storming_devices": {
+                        "type": ["array", "null"],
+                        "description": "last hour: the devices with most events held as storm_budget",
+                        "items": _object({"hostname": STR, "held": INT}, ["hostname", "held"]),
+                    },
+                    "top_storming_rules": {
+                        "type": ["array", "null"],
+                        "description": "last hour: the rules with most events held as storm_budget",
+                        "items": _object(
+                            {
+                                "rule_id": INT,
+                                "held": INT,
+                                "match_type": NULLABLE_STR,
+                                "match_string": NULLABLE_STR,
+                                "trap_oid": NULLABLE_STR,
+                                "team": NULLABLE_STR,
+                            },
+                            ["rule_id", "held"],
+                        ),
+                    },
+                    "flapping_count": {
+                        "type": ["integer", "null"],
+                        "description": "problem/clear pairs flapping now",
+                    },
+                    "flapping_pairs": {
+                        "type": ["array", "null"],
+                        "description": "the pairs flapping now with the most transitions",
+                        "items": _object(
+                            {
+                                "hostname": STR,
+                                "problem_rule_id": INT,
+                                "clear_rule_ids": {"type": ["array", "null"], "items": INT},
+                                "transitions": INT,
+                                "held": INT,
+                                "started": TIMESTAMP,
+                                "last_event": TIMESTAMP,
+                            },
+                            [
+                                "hostname",
+                                "problem_rule_id",
+                                "clear_rule_ids",
+                                "transitions",
+                                "held",
+                                "started",
+                                "last_event",
+                            ],
+                        ),
+                    },
+                    "heartbeat_quiet_count": {
+                        "type": ["integer", "null"],
+                        "description": "hosts a heartbeat watches that are quiet now",
+                    },
+                    "heartbeat_quiet_hosts": {
+                        "type": ["array", "null"],
+                        "description": "the hosts quiet longest (one row per heartbeat and host)",
+                        "items": ref("QuietHost"),
+                    },
+                    "unhandled_templates": {
+                        "oneOf": [ref("UnhandledTemplates"), {"type": "null"}],
+                        "description": "unmatched events of the last UNHANDLED_TEMPLATES_HOURS by"
+                        " template, the busiest ten",
+                    },
+                    "window_seconds": {"type": "object", "additionalProperties": INT},
+                    "errors": {"type": "array", "items": STR},
+                    "computed_in_ms": {
+                        "type": "number",
+                        "description": "when computed, not cached",
+                    },
+                },
+                [
+                    "timestamp",
+                    "events_per_second",
+                    "queues",
+                    "dlq_depth",
+                    "poison_count",
+                    "circuit_breaker",
+                    "top_rules",
+                    "top_unhandled_hosts",
+                    "held_by_reason",
+                    "top_storming_devices",
+                    "top_storming_rules",
+                    "flapping_count",
+                    "flapping_pairs",
+                    "errors",
+                ],
+            ),
+        }
+        | _heartbeat_schemas(change)
+        | _window_schemas(change)
+    )
 
 
 def _backtest_schemas() -> dict[str, Any]:
@@ -745,6 +766,56 @@ def _backtest_schemas() -> dict[str, Any]:
     }
 
 
+def _window_schemas(change: dict[str, Any]) -> dict[str, Any]:
+    """Maintenance windows: the stored window with what it means now, and its change bodies."""
+    occurrence = _object({"start": TIMESTAMP, "end": TIMESTAMP}, ["start", "end"])
+    stored = {name: {"type": spec.json_schema()["type"]} for name, spec in WINDOW_FIELDS.items()}
+    stored["starts_at"] = TIMESTAMP
+    stored["ends_at"] = NULLABLE_TIMESTAMP
+    columns = {
+        "id": INT,
+        **stored,
+        "ended_at": NULLABLE_TIMESTAMP,
+        "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
+    }
+    window = _object(
+        {
+            **columns,
+            "active": BOOL,
+            "occurrence": {"oneOf": [occurrence, {"type": "null"}]},
+            "next_occurrences": {"type": "array", "items": occurrence},
+            "error": STR,
+        },
+        ["id", *WINDOW_FIELDS, "ended_at", "active", "occurrence", "next_occurrences"],
+    )
+    return {
+        "MaintenanceWindow": window,
+        "MaintenanceWindowCreate": _object(
+            {**_fields(WINDOW_FIELDS), "reason": REASON}, ["name", "starts_at", "action"]
+        ),
+        "MaintenanceWindowUpdate": _object({**_fields(WINDOW_FIELDS), "reason": REASON}),
+        "MaintenanceWindowOne": _object(
+            {"maintenance_window": ref("MaintenanceWindow")}, ["maintenance_window"]
+        ),
+        "MaintenanceWindowList": _object(
+            {
+                "maintenance_windows": {"type": "array", "items": ref("MaintenanceWindow")},
+                "total": INT,
+            },
+            ["maintenance_windows", "total"],
+        ),
+        "MaintenanceWindowChange": _object(
+            {"id": INT, "maintenance_window": ref("MaintenanceWindow"), **change},
+            ["id", "maintenance_window", "changed"],
+        ),
+        "MaintenanceWindowDeleted": _object(
+            {"id": INT, "deleted": _object(columns, ["id", *WINDOW_FIELDS]), **change},
+            ["id", "deleted"],
+        ),
+    }
+
+
 def _param(name: str, where: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     param = {"name": name, "in": where, "schema": schema, "description": description}
     if where == "path":
@@ -765,6 +836,7 @@ CORRELATION = _param("correlation_id", "query", UUID, "only this correlation id"
 RULE_ID = _param("rule_id", "path", {"type": "integer", "minimum": 0}, "the rule's id")
 DRAFT_ID = _param("draft_id", "path", {"type": "integer", "minimum": 0}, "the draft's id")
 HOSTNAME = _param("hostname", "path", QUERY_TEXT, "the host name, exactly")
+WINDOW_ID = _param("window_id", "path", {"type": "integer", "minimum": 0}, "the window's id")
 ITEM_ID = _param("item_id", "path", {"type": "integer", "minimum": 0}, "the item's id")
 POISON = _param("poison", "query", {"type": "boolean"}, "the poison store instead of the DLQ")
 CHANGE_HEADERS = [
@@ -1006,6 +1078,43 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
         ("get", "/metrics"): {
             "summary": "The dashboard's numbers (events per second, queues, DLQ, circuit, top rules)",
             "responses": _ok("Metrics"),
+        },
+        ("get", "/maintenance-windows"): {
+            "summary": "Maintenance windows, each open or not now, with its next occurrences",
+            "parameters": [
+                _param("active", "query", BOOL, "only windows open now (true) or closed (false)")
+            ],
+            "responses": _ok("MaintenanceWindowList") | _errors(400),
+        },
+        ("post", "/maintenance-windows"): {
+            "summary": "Create a maintenance window (one-off, or an RRULE in a time zone)",
+            **change,
+            "requestBody": _body("MaintenanceWindowCreate"),
+            "responses": _ok("MaintenanceWindowChange", "201", "Created")
+            | _errors(400, 409, 415, 422),
+        },
+        ("get", "/maintenance-windows/{window_id}"): {
+            "summary": "One maintenance window",
+            "parameters": [WINDOW_ID],
+            "responses": _ok("MaintenanceWindowOne") | _errors(404),
+        },
+        ("put", "/maintenance-windows/{window_id}"): {
+            "summary": "Change some of a window's fields (the merged window must be valid)",
+            "parameters": [WINDOW_ID, *CHANGE_HEADERS],
+            "requestBody": _body("MaintenanceWindowUpdate"),
+            "responses": _ok("MaintenanceWindowChange") | _errors(400, 404, 409, 415, 422),
+        },
+        ("post", "/maintenance-windows/{window_id}/end"): {
+            "summary": "End the window's open occurrence now (409 if none is open)",
+            "parameters": [WINDOW_ID, *CHANGE_HEADERS],
+            "requestBody": _body("Reason", required=False),
+            "responses": _ok("MaintenanceWindowChange") | _errors(400, 404, 409, 415, 422),
+        },
+        ("delete", "/maintenance-windows/{window_id}"): {
+            "summary": "Delete a maintenance window",
+            "parameters": [WINDOW_ID, *CHANGE_HEADERS],
+            "requestBody": _body("Reason", required=False),
+            "responses": _ok("MaintenanceWindowDeleted") | _errors(400, 404, 415, 422),
         },
         ("get", "/openapi.json"): {
             "summary": "This description (no key needed)",

@@ -63,6 +63,7 @@ def test_every_page_works_under_the_policy(
         "/admin/heartbeats/",
         "/admin/heartbeats/new/",
         "/admin/rule-drafts/",
+        "/admin/maintenance-windows/",
     ):
         browser.get(base_url + path)
         wait_for_element(browser, "body")

@@ -16,6 +16,7 @@ from mutt_app.accounts import AccountError, LoginOutcome
 from mutt_app.cli import main
 from mutt_app.db import session_factory
 from mutt_app.models import ConfigAuditLog, User
+from tests.integration.test_cli_db import HEAD
 
 PASSWORD = "correct horse battery staple"
 
@@ -200,6 +201,6 @@ def test_prompted_passwords_must_match(pg_url: str) -> None:
 
 def test_no_default_user_after_upgrade_and_seed(empty_pg_url: str) -> None:
     env = {"DATABASE_URL": empty_pg_url}
-    assert "revision 0011" in _mutt(env, "db", "upgrade").output
+    assert f"revision {HEAD}" in _mutt(env, "db", "upgrade").output
     assert _mutt(env, "db", "seed").exit_code == 0
     assert "no users" in _mutt(env, "users", "list").output

@@ -5,6 +5,7 @@ config audit row whose old and new values are the record before and after.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -40,9 +41,7 @@ BODY_ROUTES = [
 
 
 def _concrete(rule: str) -> str:
-    for name in ("<int:rule_id>", "<int:item_id>", "<int:draft_id>"):
-        rule = rule.replace(name, "1")
-    return rule.replace("<hostname>", "h")
+    return re.sub(r"<int:\w+>", "1", rule).replace("<hostname>", "h")
 
 
 @pytest.mark.parametrize(("method", "rule", "_role"), ROUTES)

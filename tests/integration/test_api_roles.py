@@ -72,7 +72,21 @@ ROUTES: list[tuple[str, str, str]] = [
     ("PUT", "/api/v2/heartbeats/<int:heartbeat_id>", "admin"),
     ("DELETE", "/api/v2/heartbeats/<int:heartbeat_id>", "admin"),
     ("GET", "/api/v2/unhandled/templates", "viewer"),
+    ("GET", "/api/v2/maintenance-windows", "viewer"),
+    ("POST", "/api/v2/maintenance-windows", "admin"),
+    ("GET", "/api/v2/maintenance-windows/<int:window_id>", "viewer"),
+    ("PUT", "/api/v2/maintenance-windows/<int:window_id>", "admin"),
+    ("POST", "/api/v2/maintenance-windows/<int:window_id>/end", "admin"),
+    ("DELETE", "/api/v2/maintenance-windows/<int:window_id>", "admin"),
 ]
+WINDOW = {
+    "name": "core upgrade",
+    "starts_at": "2026-01-01T00:00:00+00:00",
+    "rrule": "FREQ=HOURLY",
+    "duration_minutes": 60,
+    "hosts": ["core-*"],
+    "action": "suppress",
+}
 PUBLIC = {("GET", "/api/v2/openapi.json")}
 
 # A request for each route that succeeds for a key with the role (after _seed).
@@ -140,6 +154,27 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
         {"reason": "r"},
     ),
     ("GET", "/api/v2/unhandled/templates"): ("/api/v2/unhandled/templates", None),
+    ("GET", "/api/v2/maintenance-windows"): ("/api/v2/maintenance-windows?active=true", None),
+    ("POST", "/api/v2/maintenance-windows"): (
+        "/api/v2/maintenance-windows",
+        WINDOW | {"name": "another", "reason": "r"},
+    ),
+    ("GET", "/api/v2/maintenance-windows/<int:window_id>"): (
+        "/api/v2/maintenance-windows/{window}",
+        None,
+    ),
+    ("PUT", "/api/v2/maintenance-windows/<int:window_id>"): (
+        "/api/v2/maintenance-windows/{window}",
+        {"teams": ["WAN"], "reason": "r"},
+    ),
+    ("POST", "/api/v2/maintenance-windows/<int:window_id>/end"): (
+        "/api/v2/maintenance-windows/{window}/end",
+        {"reason": "r"},
+    ),
+    ("DELETE", "/api/v2/maintenance-windows/<int:window_id>"): (
+        "/api/v2/maintenance-windows/{window}",
+        {"reason": "r"},
+    ),
 }
 
 
@@ -167,7 +202,8 @@ def client(app: Flask) -> FlaskClient:
 
 
 def _seed(client: FlaskClient, engine: Engine) -> dict[str, int]:
-    """A rule, a development host, a team mapping and a dead letter, made with the admin key."""
+    """A rule, a development host, a team mapping, a maintenance window open now and a dead
+    letter, made with the admin key."""
     admin = {"X-API-Key": KEYS["admin"]}
     rule = client.post("/api/v2/rules", json=CRITICAL | {"reason": "seed"}, headers=admin)
     assert rule.status_code == 201, rule.json
@@ -175,6 +211,11 @@ def _seed(client: FlaskClient, engine: Engine) -> dict[str, int]:
     assert host.status_code == 201
     team = {"hostname": "core", "team_assignment": "WAN", "reason": "s"}
     assert client.post("/api/v2/teams", json=team, headers=admin).status_code == 201
+    # Hourly, an hour long: open whenever the test runs.
+    window = client.post(
+        "/api/v2/maintenance-windows", json=WINDOW | {"reason": "s"}, headers=admin
+    )
+    assert window.status_code == 201, window.json
     beat = {"name": "core", "team": "WAN", "interval_minutes": 5, "reason": "s"}
     heartbeat = client.post("/api/v2/heartbeats", json=beat, headers=admin)
     assert heartbeat.status_code == 201, heartbeat.json
@@ -205,6 +246,7 @@ def _seed(client: FlaskClient, engine: Engine) -> dict[str, int]:
     return {
         "rule": rule.json["id"],
         "letter": letter_id,
+        "window": window.json["id"],
         "heartbeat": heartbeat.json["id"],
         "draft": stored.json["id"],
     }

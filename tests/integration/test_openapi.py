@@ -167,7 +167,21 @@ def test_populated_answers_fit_the_documented_schemas(app: Flask, engine) -> Non
         headers=headers,
     )
     client.post("/api/v2/dev-hosts", json={"hostname": "h", "reason": "r"}, headers=headers)
+    window = {
+        "name": "core upgrade",
+        "starts_at": "2026-03-01T02:00:00+01:00",
+        "rrule": "FREQ=WEEKLY;BYDAY=SU",
+        "duration_minutes": 120,
+        "timezone": "Europe/Berlin",
+        "hosts": ["core-*"],
+        "action": "suppress",
+        "reason": "r",
+    }
+    created = client.post("/api/v2/maintenance-windows", json=window, headers=headers)
+    assert created.status_code == 201, created.json
+    check_answer(doc, "POST", "/api/v2/maintenance-windows", 201, created.json)
     for path in (
+        "/maintenance-windows",
         "/audit-logs",
         "/config-audit",
         "/dlq",
