@@ -201,7 +201,7 @@ def test_classify_suppresses_and_downgrades_only_what_windows_scope_and_sums_up_
         _wire("CORE-SW-02", "CRITICAL fan failed"),  # suppressed (suppress wins over downgrade)
         _wire("edge-01", "CRITICAL fan failed"),  # downgraded to a ticket
         _wire("edge-01", "Gi0/2 changed state to down"),  # a ticket already: untouched
-        _wire("core-sw-01", "nothing matches this"),  # Log_only: never forwarded, untouched
+        _wire("core-sw-01", "nothing matches this"),  # unmatched: never forwarded, untouched
     ]
     assert classify_batch(runtime, celery, batch)["audited"] == 5
     assert classify_batch(runtime, celery, batch)["audited"] == 0  # redelivered: nothing twice
@@ -223,7 +223,7 @@ def test_classify_suppresses_and_downgrades_only_what_windows_scope_and_sums_up_
         ("Page_and_ticket", False, "maintenance"),
         ("Ticket_only", True, None),
         ("Ticket_only", True, None),
-        ("Log_only", False, None),
+        ("Log_only", False, "unmatched"),  # every event not forwarded says why
     ]
     remember = 2 * settings.reconcile_after
     sent: list[dict] = []
