@@ -1,8 +1,8 @@
 """Heartbeats on real processes: ingest, classify, beat, the forward worker and the Moog sink.
 
 A host talks once; a one-minute heartbeat is created for it through the web API. When its minute is
-up, beat's check raises one alert, and no more while it stays quiet, not even from a new beat
-started after the first one is killed. The host talks again: one clear. The sink sees exactly one
+up, beat's check raises one alert, and no more while it stays quiet. The host talks again: one
+clear. The sink sees exactly one
 alert and one clear.
 """
 
@@ -55,7 +55,7 @@ def test_a_quiet_host_raises_once_and_clears_once(make_stack: StackFactory) -> N
     stack.start_web()
     stack.start_worker("classify", queues="mutt.classify,mutt.maintenance", concurrency=2)
     stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=2, pool="threads")
-    beat = stack.start_beat("beat1")
+    stack.start_beat("beat1")
 
     _talk(stack)
     stack.wait_audited(1)
@@ -79,14 +79,8 @@ def test_a_quiet_host_raises_once_and_clears_once(make_stack: StackFactory) -> N
     assert (alert["source"], alert["severity"]) == (HOST.lower(), 4)
     assert alert["custom_info"]["heartbeat"] == "quiet"
 
-    # A beat restarted while the host is quiet does not raise it again.
-    beat.kill()
-    stack.start_beat("beat2")
-    wait_for(
-        lambda: "check-heartbeats" in stack.processes["beat2"].log_path.read_text(),
-        60,
-        "the new beat to send a check",
-    )
+    # While the host stays quiet, later checks raise nothing more. (A beat killed and restarted
+    # meanwhile is tests/integration/test_heartbeats.py's: here it would wait out RedBeat's lock.)
     stack.settle(4 * CHECK_SECONDS)
     assert len(_heartbeat_alerts(stack)) == 1, _heartbeat_alerts(stack)
 
