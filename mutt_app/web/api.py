@@ -576,6 +576,20 @@ def config_change(
         raise constraint_error(exc, conflict=conflict) from None
 
 
+M = TypeVar("M")
+
+
+def locked_or_404(change: Change, model: type[M], row_id: int, what: str) -> M:
+    """Row ``row_id`` of ``model``, locked for ``change``; a 404 naming ``what`` when there is none.
+
+    Locked, so that a concurrent change cannot slip between the old values and the write.
+    """
+    row = change.locked(model, id=row_id) if row_id <= MAX_DB_INT else None
+    if row is None:
+        raise ApiError(404, f"no {what} {row_id}")
+    return row
+
+
 def constraint_error(exc: IntegrityError, *, conflict: str = "already exists") -> ApiError:
     """The API error for a database constraint violation: 409 if a duplicate, else 422."""
     orig = exc.orig

@@ -17,12 +17,10 @@ import redis
 from flask import Response, request
 from sqlalchemy import select
 
-from mutt_app.changes import Change
 from mutt_app.events import MAX_HOSTNAME_CHARS
 from mutt_app.heartbeats import quiet_hosts
 from mutt_app.models import MAX_HEARTBEAT_MINUTES, PROD_HANDLINGS, Heartbeat
 from mutt_app.web.api import (
-    MAX_DB_INT,
     ApiError,
     FieldSpec,
     bool_arg,
@@ -35,6 +33,7 @@ from mutt_app.web.api import (
     json_body,
     json_response,
     limit_arg,
+    locked_or_404,
     redis_connection,
     sessions,
 )
@@ -153,13 +152,6 @@ def create_heartbeat() -> Response:
     )
 
 
-def _locked_or_404(change: Change, heartbeat_id: int) -> Heartbeat:
-    row = change.locked(Heartbeat, id=heartbeat_id) if heartbeat_id <= MAX_DB_INT else None
-    if row is None:
-        raise ApiError(404, f"no heartbeat {heartbeat_id}")
-    return row
-
-
 @bp.put("/heartbeats/<int:heartbeat_id>")
 def update_heartbeat(heartbeat_id: int) -> Response:
     """Change some of a heartbeat's fields; the merged heartbeat must name a host or a team."""
@@ -170,7 +162,7 @@ def update_heartbeat(heartbeat_id: int) -> Response:
     fields = _stripped(fields)
     reason = change_reason(body)
     with config_change(reason, conflict="a heartbeat with that name already exists") as change:
-        row = _locked_or_404(change, heartbeat_id)
+        row = locked_or_404(change, Heartbeat, heartbeat_id, "heartbeat")
         old = row.as_dict()
         _one_target({"host": old["host"], "team": old["team"], **fields})
         changed = {name: value for name, value in fields.items() if old[name] != value}
@@ -187,5 +179,5 @@ def delete_heartbeat(heartbeat_id: int) -> Response:
     check_fields(body, {})
     reason = change_reason(body)
     with config_change(reason) as change:
-        old = change.delete(_locked_or_404(change, heartbeat_id))
+        old = change.delete(locked_or_404(change, Heartbeat, heartbeat_id, "heartbeat"))
     return json_response({"id": heartbeat_id, "deleted": old, **change.summary()})

@@ -29,6 +29,7 @@ from mutt_app.web.api import (
     config_change,
     json_body,
     json_response,
+    locked_or_404,
     redis_connection,
     sessions,
     settings,
@@ -167,13 +168,6 @@ def create_window() -> Response:
     )
 
 
-def _locked_or_404(change: Change, window_id: int) -> MaintenanceWindow:
-    row = change.locked(MaintenanceWindow, id=window_id) if window_id <= MAX_DB_INT else None
-    if row is None:
-        raise ApiError(404, f"no maintenance window {window_id}")
-    return row
-
-
 @bp.get("/maintenance-windows/<int:window_id>")
 def get_window(window_id: int) -> Response:
     """One maintenance window, with whether it is open now and its next occurrences."""
@@ -193,7 +187,7 @@ def update_window(window_id: int) -> Response:
         raise ApiError(422, "nothing to update: the body names no window field")
     reason = change_reason(body)
     with config_change(reason, conflict="another window has that name") as change:
-        row = _locked_or_404(change, window_id)
+        row = locked_or_404(change, MaintenanceWindow, window_id, "maintenance window")
         stored = _validated(_merged(_api_fields(row), fields))
         old = row.as_dict()
         changed = {
@@ -234,7 +228,7 @@ def end_window(window_id: int) -> Response:
     check_fields(body, {})
     reason = change_reason(body)
     with config_change(reason) as change:
-        row = _locked_or_404(change, window_id)
+        row = locked_or_404(change, MaintenanceWindow, window_id, "maintenance window")
         try:
             mw.end_now(change, row)
         except mw.WindowError as exc:
@@ -251,6 +245,8 @@ def delete_window(window_id: int) -> Response:
     check_fields(body, {})
     reason = change_reason(body)
     with config_change(reason) as change:
-        old = change.delete(_locked_or_404(change, window_id))
+        old = change.delete(
+            locked_or_404(change, MaintenanceWindow, window_id, "maintenance window")
+        )
     _after(change, window_id, None)
     return json_response({"id": window_id, "deleted": old, **change.summary()})

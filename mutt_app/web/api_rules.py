@@ -54,6 +54,7 @@ from mutt_app.web.api import (
     json_body,
     json_response,
     limit_arg,
+    locked_or_404,
     requires,
     sessions,
     settings,
@@ -182,14 +183,6 @@ def _rule_or_404(session: Any, rule_id: int) -> AlertRule:
     return rule
 
 
-def _locked_rule_or_404(change: Change, rule_id: int) -> AlertRule:
-    # Locked, so that a concurrent update cannot slip between the old values and the write.
-    rule = change.locked(AlertRule, id=rule_id) if rule_id <= MAX_DB_INT else None
-    if rule is None:
-        raise ApiError(404, f"no rule {rule_id}")
-    return rule
-
-
 @bp.get("/rules/<int:rule_id>")
 def get_rule(rule_id: int) -> Response:
     """One rule, active or not."""
@@ -206,7 +199,7 @@ def update_rule(rule_id: int) -> Response:
         raise ApiError(422, "nothing to update: the body names no rule field")
     reason = change_reason(body)
     with config_change(reason) as change:
-        rule = _locked_rule_or_404(change, rule_id)
+        rule = locked_or_404(change, AlertRule, rule_id, "rule")
         old = rule.as_dict()
         _validate({**{name: old[name] for name in RULE_FIELDS}, **fields})
         changed = {name: value for name, value in fields.items() if old[name] != value}
@@ -225,7 +218,7 @@ def delete_rule(rule_id: int) -> Response:
     check_fields(body, {})
     reason = change_reason(body)
     with config_change(reason) as change:
-        rule = _locked_rule_or_404(change, rule_id)
+        rule = locked_or_404(change, AlertRule, rule_id, "rule")
         if rule.is_active:
             change.update(rule, {"is_active": False}, operation="DELETE")
         current = rule.as_dict()
