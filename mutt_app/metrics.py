@@ -89,6 +89,8 @@ RULE_BACKTESTS = Counter(
     " BACKTEST_TIME_BUDGET_SECONDS, the answer then says truncated)",
     ["outcome"],
 )
+for _outcome in ("complete", "rows", "time"):
+    RULE_BACKTESTS.labels(_outcome)
 RULE_BACKTEST_ROWS = Counter(
     "mutt_rule_backtest_rows_total", "Audited events decided again by rule backtests"
 )

@@ -50,6 +50,7 @@ def test_dashboard_and_alert_metrics_are_all_served_after_traffic(
         BROKER_VISIBILITY_TIMEOUT="20",
         WEBUI_API_KEY=WEB_KEY,
         WEBUI_AUTH_IP_MAX_FAILURES="1",
+        HEARTBEAT_CHECK_INTERVAL_SECONDS="1",  # a check runs, and reports its quiet hosts
     )
     _seed(stack.engine)
     stack.start_sink().start_ingest().start_web()
