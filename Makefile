@@ -7,8 +7,9 @@ bootstrap:
 run: bootstrap
 	.venv/bin/mutt run
 
+# One pytest worker per core, each taking whole test files (module fixtures stay in one process).
 test: bootstrap
-	.venv/bin/pytest
+	.venv/bin/pytest -n auto --dist loadfile
 
 lint: bootstrap
 	.venv/bin/ruff check .
