@@ -74,7 +74,8 @@ DAY_REFRESH = 300
 
 
 @contextmanager
-def _timed(operation: str) -> Iterator[None]:
+def timed_query(operation: str) -> Iterator[None]:
+    """Time the block into the dashboard's query histogram under ``operation``."""
     # The quick reference names this histogram in milliseconds.
     started = time.perf_counter()
     try:
@@ -84,22 +85,24 @@ def _timed(operation: str) -> Iterator[None]:
         metrics.WEBUI_DB_QUERY_LATENCY.labels(operation).observe(elapsed_ms)
 
 
-def _bounded(session: Session) -> None:
+def bounded(session: Session) -> None:
+    """Give the session's transaction the dashboard's statement timeout (PostgreSQL)."""
     # A dashboard query that runs long is cancelled rather than left to compete with the workers.
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(f"SET LOCAL statement_timeout = {QUERY_TIMEOUT_MS}"))
 
 
-def _in_window(start: datetime, end: datetime) -> ColumnElement[bool]:
+def in_window(start: datetime, end: datetime) -> ColumnElement[bool]:
+    """Audited events whose timestamp is in (start, end]."""
     # Both bounds on the partition key: pruning plus an index range scan, never the whole table.
     return (EventAuditLog.event_timestamp > start) & (EventAuditLog.event_timestamp <= end)
 
 
 def count_events(session: Session, start: datetime, end: datetime) -> int:
     """Audited events whose timestamp is in (start, end]."""
-    _bounded(session)
-    with _timed("dashboard_count"):
-        query = select(func.count()).select_from(EventAuditLog).where(_in_window(start, end))
+    bounded(session)
+    with timed_query("dashboard_count"):
+        query = select(func.count()).select_from(EventAuditLog).where(in_window(start, end))
         return session.scalar(query) or 0
 
 
@@ -121,14 +124,14 @@ def events_per_minute(session: Session, end: datetime, minutes: int = HOUR_MINUT
     """
     last = end.replace(second=0, microsecond=0)
     first = last - timedelta(minutes=minutes - 1)
-    _bounded(session)
+    bounded(session)
     bucket = _minute_bucket(session).label("minute")
     query = (
         select(bucket, func.count())
-        .where(_in_window(first - timedelta(microseconds=1), end))
+        .where(in_window(first - timedelta(microseconds=1), end))
         .group_by(bucket)
     )
-    with _timed("dashboard_per_minute"):
+    with timed_query("dashboard_per_minute"):
         rows = session.execute(query).all()
     counts = [0] * minutes
     for minute, n in rows:
@@ -142,16 +145,16 @@ def top_rules(
     session: Session, start: datetime, end: datetime, limit: int = TOP_LIMIT
 ) -> list[dict[str, Any]]:
     """The rules that matched the most events in (start, end], with what each rule matches."""
-    _bounded(session)
+    bounded(session)
     hits = func.count().label("events")
     query = (
         select(EventAuditLog.matched_rule_id, hits)
-        .where(_in_window(start, end), EventAuditLog.matched_rule_id.is_not(None))
+        .where(in_window(start, end), EventAuditLog.matched_rule_id.is_not(None))
         .group_by(EventAuditLog.matched_rule_id)
         .order_by(hits.desc(), EventAuditLog.matched_rule_id)
         .limit(limit)
     )
-    with _timed("dashboard_top_rules"):
+    with timed_query("dashboard_top_rules"):
         rows = session.execute(query).all()
     return _described(session, rows, "events", with_active=True)
 
@@ -160,16 +163,16 @@ def top_unhandled_hosts(
     session: Session, start: datetime, end: datetime, limit: int = TOP_LIMIT
 ) -> list[dict[str, Any]]:
     """The hosts with the most events that matched no rule in (start, end]."""
-    _bounded(session)
+    bounded(session)
     hits = func.count().label("events")
     query = (
         select(EventAuditLog.hostname, hits)
-        .where(_in_window(start, end), EventAuditLog.matched_rule_id.is_(None))
+        .where(in_window(start, end), EventAuditLog.matched_rule_id.is_(None))
         .group_by(EventAuditLog.hostname)
         .order_by(hits.desc(), EventAuditLog.hostname)
         .limit(limit)
     )
-    with _timed("dashboard_top_hosts"):
+    with timed_query("dashboard_top_hosts"):
         rows = session.execute(query).all()
     return [{"hostname": hostname, "events": n} for hostname, n in rows]
 
@@ -180,13 +183,13 @@ def held_by_reason(session: Session, start: datetime, end: datetime) -> dict[str
     Only the storm stages' HELD_REASONS: an event whose handling never forwards (unmatched, dev,
     Email_only, Log_only) was not held back.
     """
-    _bounded(session)
+    bounded(session)
     query = (
         select(EventAuditLog.held_reason, func.count())
-        .where(_in_window(start, end), EventAuditLog.held_reason.in_(HELD_REASONS))
+        .where(in_window(start, end), EventAuditLog.held_reason.in_(HELD_REASONS))
         .group_by(EventAuditLog.held_reason)
     )
-    with _timed("dashboard_held"):
+    with timed_query("dashboard_held"):
         rows = session.execute(query).all()
     return {reason: 0 for reason in HELD_REASONS} | {reason: n for reason, n in rows}
 
@@ -198,17 +201,17 @@ def top_storming_devices(
 
     Grouped by the lower-cased host name, as the device budget counts them.
     """
-    _bounded(session)
+    bounded(session)
     host = func.lower(EventAuditLog.hostname).label("hostname")
     held = func.count().label("held")
     query = (
         select(host, held)
-        .where(_in_window(start, end), EventAuditLog.held_reason == STORM_BUDGET)
+        .where(in_window(start, end), EventAuditLog.held_reason == STORM_BUDGET)
         .group_by(host)
         .order_by(held.desc(), host)
         .limit(limit)
     )
-    with _timed("dashboard_storming_devices"):
+    with timed_query("dashboard_storming_devices"):
         rows = session.execute(query).all()
     return [{"hostname": hostname, "held": n} for hostname, n in rows]
 
@@ -217,12 +220,12 @@ def top_storming_rules(
     session: Session, start: datetime, end: datetime, limit: int = TOP_LIMIT
 ) -> list[dict[str, Any]]:
     """The rules with the most events held over a storm budget in (start, end]."""
-    _bounded(session)
+    bounded(session)
     held = func.count().label("held")
     query = (
         select(EventAuditLog.matched_rule_id, held)
         .where(
-            _in_window(start, end),
+            in_window(start, end),
             EventAuditLog.held_reason == STORM_BUDGET,
             EventAuditLog.matched_rule_id.is_not(None),
         )
@@ -230,7 +233,7 @@ def top_storming_rules(
         .order_by(held.desc(), EventAuditLog.matched_rule_id)
         .limit(limit)
     )
-    with _timed("dashboard_storming_rules"):
+    with timed_query("dashboard_storming_rules"):
         rows = session.execute(query).all()
     return _described(session, rows, "held")
 

@@ -114,7 +114,7 @@ def unhandled_templates(
     """
     end = now or datetime.now(UTC)
     start = end - timedelta(hours=hours)
-    dashboard._bounded(session)  # the dashboard's statement timeout
+    dashboard.bounded(session)  # the dashboard's statement timeout
     query = (
         select(
             EventAuditLog.hostname,
@@ -122,11 +122,11 @@ def unhandled_templates(
             EventAuditLog.event_timestamp,
             EventAuditLog.team_assignment,
         )
-        .where(EventAuditLog.matched_rule_id.is_(None), dashboard._in_window(start, end))
+        .where(EventAuditLog.matched_rule_id.is_(None), dashboard.in_window(start, end))
         .order_by(EventAuditLog.event_timestamp.desc())
         .limit(max_rows + 1)
     )
-    with dashboard._timed("unhandled_templates"):
+    with dashboard.timed_query("unhandled_templates"):
         rows = session.execute(query).all()
     truncated = len(rows) > max_rows
     rows = rows[:max_rows]

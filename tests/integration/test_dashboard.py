@@ -246,7 +246,7 @@ def test_window_counts_read_only_their_months_partitions_through_the_index(
     # default partition), read through the timestamp index rather than scanned.
     ensure_partitions(engine, date(2026, 6, 1), 7)
     query = select(func.count()).select_from(EventAuditLog)
-    query = query.where(dashboard._in_window(NOW - timedelta(days=1), NOW))
+    query = query.where(dashboard.in_window(NOW - timedelta(days=1), NOW))
     sql = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
     with engine.connect() as conn:
         # Empty tables make any plan cheap; forbid the sequential scan to see that an index serves.
