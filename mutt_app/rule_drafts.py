@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from mutt_app.changes import Change
 from mutt_app.models import AlertRule, RuleDraft
-from mutt_app.rules import RuleError, validate_rule_fields
+from mutt_app.rules import RuleError, validate_rule_mapping
 
 RULE_DEFAULTS: dict[str, Any] = {
     "match_string": None,
@@ -115,16 +115,7 @@ class Proposal:
 
 def _check(fields: Mapping[str, Any], what: str) -> None:
     try:
-        validate_rule_fields(
-            fields["match_type"],
-            fields["match_string"],
-            fields["trap_oid"],
-            fields["syslog_severity"],
-            fields["priority"],
-            fields["prod_handling"],
-            fields["dev_handling"],
-            fields["team_assignment"],
-        )
+        validate_rule_mapping(fields)
     except RuleError as exc:
         raise DraftError(f"{what}: {exc}") from None
 

@@ -33,7 +33,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import re2
 
@@ -253,6 +253,20 @@ def _compile_regex(pattern: str) -> re2._Regexp:
         return re2.compile(pattern, _OPTIONS)
     except re2.error as exc:
         raise RuleError(f"invalid regex {pattern!r}: {_re2_message(exc)}") from None
+
+
+def validate_rule_mapping(fields: Mapping[str, Any]) -> None:
+    """:func:`validate_rule_fields` on a rule's fields given by name (an API body, a draft entry)."""
+    validate_rule_fields(
+        fields["match_type"],
+        fields["match_string"],
+        fields["trap_oid"],
+        fields["syslog_severity"],
+        fields["priority"],
+        fields["prod_handling"],
+        fields["dev_handling"],
+        fields["team_assignment"],
+    )
 
 
 def _re2_message(exc: re2.error) -> str:

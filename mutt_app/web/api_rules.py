@@ -36,7 +36,7 @@ from mutt_app.rules import (
     PROD_HANDLINGS,
     BudgetExceeded,
     RuleError,
-    validate_rule_fields,
+    validate_rule_mapping,
 )
 from mutt_app.web.api import (
     MAX_DB_INT,
@@ -97,16 +97,7 @@ DRAFT_FIELDS = {"name": FieldSpec(str, min_length=1, max_length=MAX_DRAFT_NAME)}
 def _validate(fields: dict[str, Any]) -> None:
     """422 with the engine's message unless ``fields`` make a rule the engine can use."""
     try:
-        validate_rule_fields(
-            fields["match_type"],
-            fields["match_string"],
-            fields["trap_oid"],
-            fields["syslog_severity"],
-            fields["priority"],
-            fields["prod_handling"],
-            fields["dev_handling"],
-            fields["team_assignment"],
-        )
+        validate_rule_mapping(fields)
     except RuleError as exc:
         raise ApiError(422, str(exc), {"rule": _echoed(fields)}) from None
 
