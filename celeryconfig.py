@@ -11,7 +11,7 @@ from kombu import Queue
 # Classify and forward run on separate queues so that forward's rate limit and retries (which hold
 # messages) never starve classification, and each can get its own workers. Forward has two lanes:
 # pages (Page_and_ticket) on mutt.forward.page, the rest on mutt.forward; the publisher names the
-# lane (mutt_app.lanes), and every forward worker consumes both.
+# lane (mutt_app.forwarding.lanes), and every forward worker consumes both.
 task_queues = (
     Queue("mutt.classify", routing_key="mutt.classify"),
     Queue("mutt.forward.page", routing_key="mutt.forward.page"),

@@ -6,8 +6,8 @@ from logging.config import fileConfig
 
 from alembic import context
 from mutt_app.config import load_settings
-from mutt_app.db import make_engine
-from mutt_app.models import Base
+from mutt_app.db.engine import make_engine
+from mutt_app.db.models import Base
 
 config = context.config
 if config.config_file_name is not None and "engine" not in config.attributes:

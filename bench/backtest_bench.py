@@ -24,15 +24,15 @@ from pipeline_bench import MESSAGES, SEVERITIES
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from mutt_app.backtest import run_backtest
-from mutt_app.changes import audited_change
+from mutt_app.commands.changes import audited_change
+from mutt_app.commands.seed import seed_rules
 from mutt_app.config import load_settings
-from mutt_app.db import make_engine, session_factory
-from mutt_app.models import AlertRule, EventAuditLog
-from mutt_app.rule_cache import load_snapshot
-from mutt_app.rule_drafts import Draft
-from mutt_app.rules import decide
-from mutt_app.seed import seed_rules
+from mutt_app.db.engine import make_engine, session_factory
+from mutt_app.db.models import AlertRule, EventAuditLog
+from mutt_app.rules.backtest import run_backtest
+from mutt_app.rules.cache import load_snapshot
+from mutt_app.rules.drafts import Draft
+from mutt_app.rules.engine import decide
 
 BGP_RULE = {
     "match_string": "BGP neighbor .* Down",

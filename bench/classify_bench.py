@@ -23,7 +23,7 @@ from pipeline_bench import make_batch
 import mutt_app
 from mutt_app.celery_app import make_celery
 from mutt_app.config import load_settings
-from mutt_app.events import validate_items
+from mutt_app.events.schema import validate_items
 from mutt_app.tasks.classify import classify_batch
 
 

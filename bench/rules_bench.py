@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from mutt_app.rules import Rule, RuleSnapshot, compile_rules, decide
+from mutt_app.rules.engine import Rule, RuleSnapshot, compile_rules, decide
 
 SEED = 2025
 TEAMS = ("NETO", "UNIX", "DBA", "WINTEL", "STORAGE", "SECOPS", "APPS", "NOC")

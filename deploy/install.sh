@@ -75,7 +75,7 @@ if [[ -n "$wheel" ]]; then
 else
     "$VENV/bin/python" -m pip install --quiet --upgrade --no-cache-dir "$source_dir"
 fi
-# mutt_app.db looks for alembic.ini and alembic/ next to the mutt_app package, and the wheel does not
+# mutt_app.db.engine looks for alembic.ini and alembic/ next to the mutt_app package, and the wheel does not
 # carry them: put this release's migrations there, replacing the previous release's.
 site_dir=$("$VENV/bin/python" -c 'import mutt_app, pathlib; print(pathlib.Path(mutt_app.__file__).resolve().parent.parent)')
 rm -rf "$site_dir/alembic"

@@ -172,12 +172,12 @@ class Settings(BaseModel):
     moog_webhook_timeout: PositiveFloat = 10.0
     moog_format: Literal["rest_lam", "cloud"] = "rest_lam"
     """The request body: the REST LAM's ``{"events": [...]}`` batch, or the Moogsoft Cloud Events
-    API's JSON array (``dedupe_key``, severity names, ``apiKey`` header); see :mod:`mutt_app.moog`."""
+    API's JSON array (``dedupe_key``, severity names, ``apiKey`` header); see :mod:`mutt_app.forwarding.moog`."""
     moog_batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
     """Most alerts one forward task carries and one request to Moog holds (dynamic key too)."""
     moog_delivery_history_seconds: Positive = 7 * 86_400
     """How long each alert's delivery attempts are kept (Redis list per alert, see
-    :mod:`mutt_app.delivery_history`)."""
+    :mod:`mutt_app.forwarding.history`)."""
     moog_rate_limit: Positive = 50
     moog_rate_period: PositiveFloat = 1.0
     moog_rate_limit_key: str = "mutt:rate_limit:moog"

@@ -19,7 +19,7 @@ import redis
 from sqlalchemy.orm import Session
 
 from mutt_app.config import Settings
-from mutt_app.config_audit import record_change
+from mutt_app.db.config_audit import record_change
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,9 @@ class Batch:
     """A batch of accepted events, as published to classify_event."""
 
     batch_id: str
-    events: list[Any]  # wire dicts, or their JSON as orjson.Fragment (see mutt_app.web.publisher)
+    events: list[
+        Any
+    ]  # wire dicts, or their JSON as orjson.Fragment (see mutt_app.web.ingest.publisher)
 
     def to_json(self) -> bytes:
         return orjson.dumps({"batch_id": self.batch_id, "events": self.events})

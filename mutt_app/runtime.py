@@ -18,13 +18,13 @@ from redis.retry import Retry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app.backpressure import Backpressure
 from mutt_app.config import Settings
-from mutt_app.db import make_engine, session_factory
+from mutt_app.db.engine import make_engine, session_factory
 from mutt_app.dynamic_config import DynamicConfig
+from mutt_app.holdback.backpressure import Backpressure
 from mutt_app.ledger import OUTBOX, Ledger
 from mutt_app.rotation import redis_client
-from mutt_app.rule_cache import RuleCache
+from mutt_app.rules.cache import RuleCache
 
 # A Redis restart (or a Sentinel failover) takes the server away for a moment. A command that fails
 # then is tried again for a few seconds before its task sees the error: the bookkeeping after a

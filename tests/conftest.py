@@ -16,7 +16,7 @@ from flask import Flask
 from sqlalchemy import Engine
 
 from mutt_app.config import Settings, load_settings
-from mutt_app.db import make_engine, upgrade
+from mutt_app.db.engine import make_engine, upgrade
 from tests.e2e.stack import Stack, StackFactory
 from tests.services import PostgresCluster, RedisServer
 

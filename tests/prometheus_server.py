@@ -1,6 +1,6 @@
 """A small real HTTP server speaking Prometheus' instant-query API, for the SLO tests.
 
-``GET /api/v1/query?query=...`` evaluates the one query shape :mod:`mutt_app.slo` sends,
+``GET /api/v1/query?query=...`` evaluates the one query shape :mod:`mutt_app.watch.slo` sends,
 ``sum(increase(<metric>[<N>h]))`` with an optional ``{label="value",...}`` selector, over counter
 series the test sets (``series`` maps a metric name to ``[(labels, increase), ...]``), and answers in
 Prometheus' JSON: ``{"status": "success", "data": {"resultType": "vector", "result": [...]}}``; an

@@ -4,7 +4,7 @@ A new table, ``heartbeats``: a name (unique), exactly one of ``host`` (a host na
 ``team`` (a device team), ``interval_minutes`` (1 .. a week), the alerts' ``handling`` (a prod
 handling: their lane) and ``team_assignment`` (their Moog class; NULL: the host's device team),
 ``is_active``, ``description``, and the creation and last-change times. The hosts' last-seen times
-are in Redis, not here (see mutt_app.heartbeats).
+are in Redis, not here (see mutt_app.watch.heartbeats).
 
 Revision ID: 0009
 Revises: 0008

@@ -1,7 +1,7 @@
 """Rule drafts: proposed rule changes kept apart from the live rules until published.
 
 One table, ``rule_drafts``: a name, the draft as one JSON document (``create``, ``update``,
-``deactivate``; see mutt_app.rule_drafts), who made it and when, and when and by whom it was
+``deactivate``; see mutt_app.rules.drafts), who made it and when, and when and by whom it was
 published (NULL while it is a draft). A document rather than a row per proposed rule: a draft is
 read, backtested and published whole, and its entries are rule fields the rule API already checks.
 

@@ -3,7 +3,7 @@
 A task spends at most CLASSIFY_TIME_BUDGET_SECONDS deciding events, so that no rule set, however
 slow, holds a worker for long while other batches (a CRITICAL event among them) wait. The budget is
 checked before each event and between the regex searches of one event (RE2 cannot be stopped
-mid-search; the rule bounds in :mod:`mutt_app.rules` keep each search short). When it is spent:
+mid-search; the rule bounds in :mod:`mutt_app.rules.engine` keep each search short). When it is spent:
 
 * the events not yet decided are recorded in the ledger as a new batch and published as a new task
   at the back of the queue; this task audits what it decided and settles its own batch. The ledger
@@ -29,23 +29,25 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from mutt_app import lanes, maintenance_windows, metrics
-from mutt_app.backpressure import shed_verdict
+from mutt_app import metrics
 from mutt_app.celery_app import runtime_of
-from mutt_app.db import database_unavailable
-from mutt_app.deadletters import add_dead_letter
-from mutt_app.dedup import Held, count_held, hold_duplicates
-from mutt_app.event_audit import audit_row, insert_audit_rows
-from mutt_app.events import Event
-from mutt_app.flapping import hold_flapping
-from mutt_app.heartbeats import record_seen
+from mutt_app.classify.audit import audit_row, insert_audit_rows
+from mutt_app.db.engine import database_unavailable
+from mutt_app.events.schema import Event
+from mutt_app.forwarding import lanes
+from mutt_app.forwarding.deadletters import add_dead_letter
+from mutt_app.forwarding.moog import build_payload, unhandled_meta_alert
+from mutt_app.holdback import windows as maintenance_windows
+from mutt_app.holdback.backpressure import shed_verdict
+from mutt_app.holdback.dedup import Held, count_held, hold_duplicates
+from mutt_app.holdback.flapping import hold_flapping
+from mutt_app.holdback.scripts import UnhandledCounter
+from mutt_app.holdback.storms import hold_over_budget
 from mutt_app.ledger import Batch
 from mutt_app.logs import correlation, log_context
-from mutt_app.moog import build_payload, unhandled_meta_alert
-from mutt_app.redis_scripts import UnhandledCounter
-from mutt_app.rules import BudgetExceeded, Decision, RuleSnapshot, decide
+from mutt_app.rules.engine import BudgetExceeded, Decision, RuleSnapshot, decide
 from mutt_app.runtime import Runtime
-from mutt_app.storms import hold_over_budget
+from mutt_app.watch.heartbeats import record_seen
 
 log = logging.getLogger(__name__)
 
@@ -236,9 +238,9 @@ def hold_back(
     flapping alerts this batch raised (by the correlation_id of the event that raised each; they
     are among the alerts to forward).
 
-    In order: deduplication (:mod:`mutt_app.dedup`), flapping (:mod:`mutt_app.flapping`, which
+    In order: deduplication (:mod:`mutt_app.holdback.dedup`), flapping (:mod:`mutt_app.holdback.flapping`, which
     also watches the duplicates: a repeated LINK-DOWN after a LINK-UP is still a transition), then
-    the storm budgets (:mod:`mutt_app.storms`), which count only what would reach Moog. Each stage
+    the storm budgets (:mod:`mutt_app.holdback.storms`), which count only what would reach Moog. Each stage
     keeps its state in Redis before the task acks, and a redelivered batch gets the same verdicts.
     """
     candidates = [
@@ -296,7 +298,7 @@ def publish_forwards(runtime: Runtime, app: Any, alerts: list[dict[str, Any]]) -
     """Record ``alerts`` in the outbox, then publish them as forward_to_moog batches per lane.
 
     Each task carries up to ``moog_batch_size`` alerts of one lane (:func:`forward_batches`): pages
-    batch only with pages, and go first. Under backpressure (:mod:`mutt_app.backpressure`)
+    batch only with pages, and go first. Under backpressure (:mod:`mutt_app.holdback.backpressure`)
     Ticket_only alerts are shed: dead-lettered (mode ``dlq``) or published with a delay
     (``defer``). Returns the shed alerts' external_id -> mode. The outbox entry (one per alert)
     outlives a message the broker loses (kombu issue 305); reconcile_ledger publishes it again.

@@ -2,7 +2,7 @@
 
 One task carries up to ``moog_batch_size`` alerts of one lane (classify groups them,
 :func:`mutt_app.tasks.classify.publish_forwards`), and Moog gets them as one request in MOOG_FORMAT
-(:func:`mutt_app.moog.request_body`). Every guarantee stays per alert:
+(:func:`mutt_app.forwarding.moog.request_body`). Every guarantee stays per alert:
 
 - an idempotency key per alert (its external_id, the event's correlation_id): an alert already
   delivered is dropped from the batch, and an alert another copy is posting right now (its in-flight
@@ -12,13 +12,13 @@ One task carries up to ``moog_batch_size`` alerts of one lane (classify groups t
 - a dead letter per alert that cannot pass. Neither Moog API answers per event, so a batch refused
   with a permanent 4xx is split in halves and each half sent again (no attempt used): the alerts Moog
   takes go through, and each one it refuses alone is dead-lettered alone;
-- a delivery history per alert (:mod:`mutt_app.delivery_history`): each request it went in, with
+- a delivery history per alert (:mod:`mutt_app.forwarding.history`): each request it went in, with
   the status or error and the task.
 
 Around the request, shared by every worker in Redis: a circuit breaker (while Moog is failing no
 request reaches it), and the cluster-wide rate limit, which counts **requests**, not events: a batch
 is one request, as Moog's API sees it (MOOG_RATE_LIMIT requests per MOOG_RATE_PERIOD), with a share
-reserved for pages (:mod:`mutt_app.lanes`). A batch is one lane, so a batch of pages takes a page slot.
+reserved for pages (:mod:`mutt_app.forwarding.lanes`). A batch is one lane, so a batch of pages takes a page slot.
 
 Retries. A batch that must wait (rate limit, open circuit, copies in flight) or that failed in a way
 that may pass (5xx, 408, 429, timeouts, connection errors) goes on as a new task with a countdown,
@@ -47,13 +47,16 @@ from celery.utils.time import get_exponential_backoff_interval
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from mutt_app import delivery_history, lanes, metrics, slo
+from mutt_app import metrics
 from mutt_app.celery_app import runtime_of
-from mutt_app.deadletters import add_dead_letter
+from mutt_app.forwarding import history as delivery_history
+from mutt_app.forwarding import lanes
+from mutt_app.forwarding.deadletters import add_dead_letter
+from mutt_app.forwarding.moog import request_body
+from mutt_app.holdback.scripts import CIRCUIT_STATES, CircuitBreaker, RateLimiter
 from mutt_app.logs import correlation, log_context
-from mutt_app.moog import request_body
-from mutt_app.redis_scripts import CIRCUIT_STATES, CircuitBreaker, RateLimiter
 from mutt_app.runtime import Runtime
+from mutt_app.watch import slo
 
 log = logging.getLogger(__name__)
 

@@ -10,14 +10,18 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from mutt_app import dedup, flapping, heartbeats, maintenance_windows, metrics, retention, storms
+from mutt_app import metrics
 from mutt_app.celery_app import runtime_of
-from mutt_app.partitions import ensure_partitions
+from mutt_app.db import retention
+from mutt_app.db.partitions import ensure_partitions
+from mutt_app.holdback import dedup, flapping, storms
+from mutt_app.holdback import windows as maintenance_windows
 from mutt_app.runtime import Runtime
 from mutt_app.tasks.classify import QUEUE as CLASSIFY_QUEUE
 from mutt_app.tasks.classify import TASK_NAME as CLASSIFY_TASK
 from mutt_app.tasks.classify import forward_batches, publish_forwards
 from mutt_app.tasks.forward import TASK_NAME as FORWARD_TASK
+from mutt_app.watch import heartbeats
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +65,7 @@ def create_partitions(self: Task) -> list[str]:
 
 @shared_task(bind=True, name="mutt.retention", ignore_result=True)
 def retention_job(self: Task) -> dict[str, object]:
-    """Archive, verify and remove what is past retention (see :mod:`mutt_app.retention`)."""
+    """Archive, verify and remove what is past retention (see :mod:`mutt_app.db.retention`)."""
     runtime = runtime_of(self.app)
     try:
         report = retention.run(runtime.engine, runtime.settings)
@@ -117,7 +121,7 @@ def flush_held(self: Task) -> dict[str, int]:
 @shared_task(bind=True, name="mutt.check_heartbeats", ignore_result=True)
 def check_heartbeats(self: Task) -> dict[str, int]:
     """Alert once for each watched host gone quiet, clear once when it talks again, via the outbox
-    (:mod:`mutt_app.heartbeats`). A failure (Redis, the database) fails this run, and the next
+    (:mod:`mutt_app.watch.heartbeats`). A failure (Redis, the database) fails this run, and the next
     run does the same work: nothing is recorded before its alerts are in the outbox."""
     runtime = runtime_of(self.app)
     outcome = heartbeats.check(runtime, lambda alerts: publish_forwards(runtime, self.app, alerts))

@@ -25,10 +25,11 @@ from celery import Celery, Task, shared_task
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from mutt_app import deadletters, lanes, metrics
+from mutt_app import metrics
 from mutt_app.celery_app import runtime_of
-from mutt_app.deadletters import replay_call
-from mutt_app.models import DeadLetter, PoisonLetter
+from mutt_app.db.models import DeadLetter, PoisonLetter
+from mutt_app.forwarding import deadletters, lanes
+from mutt_app.forwarding.deadletters import replay_call
 from mutt_app.runtime import Runtime
 from mutt_app.tasks.classify import TASK_NAME as CLASSIFY_TASK
 from mutt_app.tasks.forward import TASK_NAME as FORWARD_TASK

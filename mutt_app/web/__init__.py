@@ -32,11 +32,11 @@ def create_ingest_app(settings: Settings | None = None) -> Flask:
     """The ingest endpoint: POST /api/v2/ingest, GET /health, GET /metrics."""
     from mutt_app.logs import configure_logging
     from mutt_app.web.health import metrics_bp
-    from mutt_app.web.ingest import Ingestor, bp
+    from mutt_app.web.ingest.endpoint import Ingestor, bp
 
     settings = resolve_settings(settings)
     configure_logging(settings, service="mutt-ingest")
-    app = Flask("mutt_app.web.ingest")
+    app = Flask("mutt_app.web.ingest.endpoint")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_ingest_body_bytes
     app.extensions["mutt_ingest"] = Ingestor.from_settings(settings)
     app.register_blueprint(bp)

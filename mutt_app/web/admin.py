@@ -5,14 +5,14 @@ reads everything; an admin also creates, edits and deletes rules, hosts and team
 in is sent to /login; a logged-in person without the role gets 403.
 
 Every change made here goes through the same service as the REST API's and the CLI's
-(:mod:`mutt_app.changes`): the form needs a reason, the row is locked before its old values are read,
+(:mod:`mutt_app.commands.changes`): the form needs a reason, the row is locked before its old values are read,
 the change and its ``config_audit_log`` row (who = the username, old and new values, the reason, one
 correlation id per request) commit in one transaction, and the rules version is bumped after the
 commit so that workers reload. Deleting a rule deactivates it (as the API does), since the event
 audit keeps referring to it. Rule forms are checked with the engine's own
-:func:`mutt_app.rules.validate_rule_fields`, so a regex RE2 refuses is refused here with RE2's message.
+:func:`mutt_app.rules.engine.validate_rule_fields`, so a regex RE2 refuses is refused here with RE2's message.
 
-The dashboard at ``/`` (:class:`DashboardView`) draws :mod:`mutt_app.dashboard`'s figures; the
+The dashboard at ``/`` (:class:`DashboardView`) draws :mod:`mutt_app.watch.dashboard`'s figures; the
 dead-letter, dynamic-configuration and rule-tester pages are in :mod:`mutt_app.web.admin_operations`.
 """
 
@@ -42,9 +42,8 @@ from werkzeug.wrappers import Response as BaseResponse
 from wtforms import HiddenField, IntegerField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
-from mutt_app.changes import Change, audited_change
-from mutt_app.dashboard import cached_metrics
-from mutt_app.models import (
+from mutt_app.commands.changes import Change, audited_change
+from mutt_app.db.models import (
     DEV_HANDLINGS,
     MATCH_TYPES,
     MAX_DEDUP_WINDOW_SECONDS,
@@ -57,7 +56,8 @@ from mutt_app.models import (
     EventAuditLog,
     Heartbeat,
 )
-from mutt_app.rules import RuleError, validate_rule_fields
+from mutt_app.rules.engine import RuleError, validate_rule_fields
+from mutt_app.watch.dashboard import cached_metrics
 from mutt_app.web.api import MAX_DB_INT, redis_connection, sessions, settings
 
 log = logging.getLogger(__name__)
@@ -561,7 +561,7 @@ class DashboardView(AdminIndexView):
     """``/``: throughput, queues, dead letters, the circuit, top rules and hosts, for anyone logged in.
 
     The page draws its charts (Chart.js, served from the app's static folder) and polls
-    ``/dashboard/metrics`` every few seconds; the figures are :func:`mutt_app.dashboard.cached_metrics`,
+    ``/dashboard/metrics`` every few seconds; the figures are :func:`mutt_app.watch.dashboard.cached_metrics`,
     the same answer as ``GET /api/v2/metrics``.
     """
 

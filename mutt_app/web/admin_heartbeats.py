@@ -2,7 +2,7 @@
 
 Changes go through the audited-change service like every admin change (:class:`MuttModelView`):
 a reason on every form, the row locked, one config_audit_log row. Which hosts are quiet is what the
-last check recorded in Redis (:func:`mutt_app.heartbeats.quiet_hosts`); if Redis cannot say, the
+last check recorded in Redis (:func:`mutt_app.watch.heartbeats.quiet_hosts`); if Redis cannot say, the
 page still lists and edits the heartbeats, and says so.
 """
 
@@ -17,8 +17,8 @@ from markupsafe import Markup, escape
 from wtforms import StringField
 from wtforms.validators import NumberRange, Optional
 
-from mutt_app.heartbeats import is_glob, quiet_hosts
-from mutt_app.models import MAX_HEARTBEAT_MINUTES, PROD_HANDLINGS
+from mutt_app.db.models import MAX_HEARTBEAT_MINUTES, PROD_HANDLINGS
+from mutt_app.watch.heartbeats import is_glob, quiet_hosts
 from mutt_app.web.admin import MuttModelView, ReasonField, _blank_is_none, _strip
 from mutt_app.web.api import redis_connection
 

@@ -4,12 +4,12 @@ Access (roles from :mod:`mutt_app.web.auth`):
 
 - Dead letters and poison (``/admin/dlq/``): everyone logged in inspects them (payload, error,
   attempts); an operator or admin replays one (published again through
-  :func:`mutt_app.deadletters.replay`, the function the CLI, the API and remediation use); only an
+  :func:`mutt_app.forwarding.deadletters.replay`, the function the CLI, the API and remediation use); only an
   admin purges one, since a purge cannot be undone (the audit row keeps the item, payload and all).
 - Dynamic configuration (``/admin/dynamic-config/``): everyone reads it with the beat schedule; an
   operator or admin changes values, checked by :func:`mutt_app.dynamic_config.parse_value` and
   stored by :func:`mutt_app.dynamic_config.set_audited`, all or none.
-- Rule tester (``/admin/rule-tester/``): everyone; :func:`mutt_app.rule_tester.try_event` over the
+- Rule tester (``/admin/rule-tester/``): everyone; :func:`mutt_app.rules.tester.try_event` over the
   rules in the database, the same answer ``POST /api/v2/rules/test`` gives.
 
 Every change needs a reason and writes one config_audit_log row (who = the username) in the same
@@ -33,12 +33,13 @@ from flask_login import current_user
 from kombu.exceptions import KombuError
 from werkzeug.wrappers import Response as BaseResponse
 
-from mutt_app import deadletters, delivery_history
-from mutt_app.config_audit import record_change
+from mutt_app.db.config_audit import record_change
+from mutt_app.db.models import DeadLetter, PoisonLetter
 from mutt_app.dynamic_config import KEYS, parse_value, set_audited
-from mutt_app.events import InvalidEvent
-from mutt_app.models import DeadLetter, PoisonLetter
-from mutt_app.rules import BudgetExceeded
+from mutt_app.events.schema import InvalidEvent
+from mutt_app.forwarding import deadletters
+from mutt_app.forwarding import history as delivery_history
+from mutt_app.rules.engine import BudgetExceeded
 from mutt_app.web.admin import MAX_BIGINT, MAX_PAGE, MAX_REASON
 from mutt_app.web.api import redis_connection, sessions, settings
 from mutt_app.web.api_operations import _celery, dynamic_config

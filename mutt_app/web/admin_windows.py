@@ -2,8 +2,8 @@
 
 Everyone logged in sees every window, whether it is open now, and its next occurrences; an admin
 (as for rules) adds one (with a preview of its next occurrences before saving), ends an open one
-now, or deletes one. Fields are checked by :func:`mutt_app.maintenance_windows.validate`, as the
-REST API and the CLI check them, and every change goes through :mod:`mutt_app.changes` with the
+now, or deletes one. Fields are checked by :func:`mutt_app.holdback.windows.validate`, as the
+REST API and the CLI check them, and every change goes through :mod:`mutt_app.commands.changes` with the
 form's reason.
 """
 
@@ -19,9 +19,9 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from mutt_app import maintenance_windows as mw
-from mutt_app.changes import audited_change
-from mutt_app.models import WINDOW_ACTIONS, MaintenanceWindow
+from mutt_app.commands.changes import audited_change
+from mutt_app.db.models import WINDOW_ACTIONS, MaintenanceWindow
+from mutt_app.holdback import windows as mw
 from mutt_app.web.admin_operations import MuttPage, _allowed, _reason
 from mutt_app.web.api import redis_connection, sessions, settings
 

@@ -19,7 +19,7 @@ field, wrong type, invalid rule, no reason), 429 (throttled) or 503 (database un
 Changes (create, update, delete of rules, development hosts, device teams and heartbeats; PUT
 /config) need a reason, from the body's ``"reason"`` or the ``X-Change-Reason`` header, and each
 writes exactly one ``config_audit_log`` row in the same transaction as the change (rules, hosts,
-teams and heartbeats through :mod:`mutt_app.changes`, which locks the row first) (changed_by ``api:<key name>``, or
+teams and heartbeats through :mod:`mutt_app.commands.changes`, which locks the row first) (changed_by ``api:<key name>``, or
 ``api-key`` for WEBUI_API_KEY; old and new values; the reason; a correlation id from
 ``X-Correlation-ID`` or a new one). After the commit the rules version in Redis is bumped so that
 workers reload within seconds. A request that changes nothing (the values are already as asked)
@@ -60,10 +60,10 @@ from werkzeug.exceptions import HTTPException
 
 from mutt_app import metrics
 from mutt_app.api_keys import UNSCOPED_CHANGED_BY, ApiKey, accepted_keys, identify
-from mutt_app.changes import Change, audited_change
+from mutt_app.commands.changes import Change, audited_change
 from mutt_app.config import Settings
-from mutt_app.db import make_engine, session_factory
-from mutt_app.models import (
+from mutt_app.db.engine import make_engine, session_factory
+from mutt_app.db.models import (
     CONFIG_OPERATIONS,
     NOT_FORWARDED_REASONS,
     ROLES,
@@ -556,7 +556,7 @@ def _correlation_id() -> uuid.UUID:
 def config_change(
     reason: str, *, conflict: str = "already exists", bump: bool = True
 ) -> Iterator[Change]:
-    """One configuration change by the calling key (:func:`mutt_app.changes.audited_change`).
+    """One configuration change by the calling key (:func:`mutt_app.commands.changes.audited_change`).
 
     Committed when the block ends without error, then the rules version is bumped if the block
     changed anything (a Redis failure then is a warning in :meth:`Change.summary`); ``bump=False``

@@ -4,7 +4,7 @@ Changes go through the audited-change service like rules (one config_audit_log r
 required, the rules version bumped after the commit); reads need viewer, changes admin. A heartbeat
 names exactly one of ``host`` (a host name, or a glob such as ``db-*`` over the hosts MUTT has heard
 from) and ``team`` (a device team): an update is checked on the merged result. The list carries
-each heartbeat's quiet hosts as the last check recorded them (:mod:`mutt_app.heartbeats`); the
+each heartbeat's quiet hosts as the last check recorded them (:mod:`mutt_app.watch.heartbeats`); the
 check itself runs in beat every HEARTBEAT_CHECK_INTERVAL_SECONDS and reads the table afresh, so a
 change applies from its next run.
 """
@@ -17,9 +17,9 @@ import redis
 from flask import Response, request
 from sqlalchemy import select
 
-from mutt_app.events import MAX_HOSTNAME_CHARS
-from mutt_app.heartbeats import quiet_hosts
-from mutt_app.models import MAX_HEARTBEAT_MINUTES, PROD_HANDLINGS, Heartbeat
+from mutt_app.db.models import MAX_HEARTBEAT_MINUTES, PROD_HANDLINGS, Heartbeat
+from mutt_app.events.schema import MAX_HOSTNAME_CHARS
+from mutt_app.watch.heartbeats import quiet_hosts
 from mutt_app.web.api import (
     ApiError,
     FieldSpec,

@@ -13,9 +13,9 @@ from flask import Response, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mutt_app.changes import Change
-from mutt_app.events import MAX_HOSTNAME_CHARS
-from mutt_app.models import DevelopmentHost, DeviceTeam
+from mutt_app.commands.changes import Change
+from mutt_app.db.models import DevelopmentHost, DeviceTeam
+from mutt_app.events.schema import MAX_HOSTNAME_CHARS
 from mutt_app.web.api import (
     ApiError,
     FieldSpec,

@@ -1,10 +1,10 @@
 """API v2: maintenance windows (list, active ones, create, read, update, end now, delete).
 
 Fields are checked by type here (the same :class:`~mutt_app.web.api.FieldSpec` objects the OpenAPI
-document describes), then by :func:`mutt_app.maintenance_windows.validate` on the merged result
+document describes), then by :func:`mutt_app.holdback.windows.validate` on the merged result
 (an update lays the body over the stored window), whose messages name the field: a bad RRULE
 carries dateutil's text, an unknown time zone its name. Roles as for rules: viewer reads, admin
-changes. Every change is audited through :mod:`mutt_app.changes`.
+changes. Every change is audited through :mod:`mutt_app.commands.changes`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 from flask import Response, request
 from sqlalchemy import select
 
-from mutt_app import maintenance_windows as mw
-from mutt_app.changes import Change
-from mutt_app.models import WINDOW_ACTIONS, MaintenanceWindow
+from mutt_app.commands.changes import Change
+from mutt_app.db.models import WINDOW_ACTIONS, MaintenanceWindow
+from mutt_app.holdback import windows as mw
 from mutt_app.web.api import (
     MAX_DB_INT,
     ApiError,

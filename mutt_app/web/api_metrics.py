@@ -1,6 +1,6 @@
 """API v2: ``GET /metrics``, the dashboard's figures for API clients (X-API-Key like every route).
 
-The answer is :func:`mutt_app.dashboard.cached_metrics`: events per second over 1 minute, 1 hour
+The answer is :func:`mutt_app.watch.dashboard.cached_metrics`: events per second over 1 minute, 1 hour
 and 24 hours, events per minute over the last hour, queue depths, DLQ depth, poison count, the
 circuit breaker, top rules and top unhandled hosts; at most METRICS_CACHE_TTL seconds old.
 Prometheus's own scrape stays at ``/metrics`` (outside the API).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Response
 
-from mutt_app.dashboard import cached_metrics
+from mutt_app.watch.dashboard import cached_metrics
 from mutt_app.web.api import bp, json_response, redis_connection, sessions, settings
 
 

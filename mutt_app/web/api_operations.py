@@ -7,7 +7,7 @@
   cannot be replayed (it is left in place).
 - ``GET /alerts/<correlation_id>/deliveries`` (a UUID, else 400): was this alert sent to Moog, when, and what did Moog
   say: ``{correlation_id, sent, sent_at, attempts}``, each attempt ``{at, outcome, status, error,
-  task_id, batch_size}`` (:mod:`mutt_app.delivery_history`; kept MOOG_DELIVERY_HISTORY_SECONDS).
+  task_id, batch_size}`` (:mod:`mutt_app.forwarding.history`; kept MOOG_DELIVERY_HISTORY_SECONDS).
   404 when MUTT has no trace of a delivery of that id (never forwarded, or forgotten).
 - ``GET /config``: every dynamic setting with its value, whether it is overridden, and its help.
 - ``PUT /config``: ``{"<name>": value, ..., "reason": "..."}``, each value of the setting's JSON type
@@ -26,9 +26,10 @@ from typing import Any
 from celery import Celery
 from flask import Response, current_app, request
 
-from mutt_app import deadletters, delivery_history
+from mutt_app.db.models import DeadLetter, PoisonLetter
 from mutt_app.dynamic_config import KEYS, DynamicConfig, parse_value, set_audited
-from mutt_app.models import DeadLetter, PoisonLetter
+from mutt_app.forwarding import deadletters
+from mutt_app.forwarding import history as delivery_history
 from mutt_app.web.api import (
     ApiError,
     FieldSpec,

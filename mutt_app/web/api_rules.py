@@ -1,7 +1,7 @@
 """API v2: alert rules (list, create, read, update, soft delete), the rule tester, rule drafts and
 their backtest.
 
-A rule is validated by the engine's own :func:`~mutt_app.rules.validate_rule_fields` before it is
+A rule is validated by the engine's own :func:`~mutt_app.rules.engine.validate_rule_fields` before it is
 written, so what the API accepts is exactly what workers can compile (a regex RE2 refuses is a 422
 carrying RE2's message). An update is validated on the merged result: the stored rule with the
 body's fields laid over it.
@@ -15,19 +15,18 @@ from typing import Any
 from flask import Response, request
 from sqlalchemy import select
 
-from mutt_app.backtest import MAX_HOURS, run_backtest
-from mutt_app.changes import Change
-from mutt_app.events import InvalidEvent
-from mutt_app.models import MAX_DEDUP_WINDOW_SECONDS, AlertRule, RuleDraft
-from mutt_app.rule_drafts import (
+from mutt_app.commands.changes import Change
+from mutt_app.db.models import MAX_DEDUP_WINDOW_SECONDS, AlertRule, RuleDraft
+from mutt_app.events.schema import InvalidEvent
+from mutt_app.rules.backtest import MAX_HOURS, run_backtest
+from mutt_app.rules.drafts import (
     RULE_DEFAULTS,
     Draft,
     DraftError,
     proposed_rules,
     publish_stored,
 )
-from mutt_app.rule_tester import Trial, try_event
-from mutt_app.rules import (
+from mutt_app.rules.engine import (
     DEV_HANDLINGS,
     MATCH_TYPES,
     MAX_CONTAINS_CHARS,
@@ -38,6 +37,7 @@ from mutt_app.rules import (
     RuleError,
     validate_rule_mapping,
 )
+from mutt_app.rules.tester import Trial, try_event
 from mutt_app.web.api import (
     MAX_DB_INT,
     ApiError,
@@ -289,7 +289,7 @@ def _draft_fields(entry: Any, where: str, **kwargs: Any) -> dict[str, Any]:
 def parse_draft(document: Any) -> Draft:
     """A draft document (``create``, ``update``, ``deactivate``) type-checked field by field with
     the rule API's own FieldSpecs; 422 naming the first bad entry. Whether the draft fits the live
-    rules is checked when it is used (:func:`mutt_app.rule_drafts.proposed_rules`)."""
+    rules is checked when it is used (:func:`mutt_app.rules.drafts.proposed_rules`)."""
     if not isinstance(document, dict):
         raise ApiError(422, "draft must be an object with create, update and deactivate lists")
     unknown = sorted(set(document) - {"create", "update", "deactivate"})
@@ -349,7 +349,7 @@ def backtest_rules() -> Response:
 
     Answers the changed decisions only, counted by (old rule, new rule, old handling, new handling)
     with sample correlation ids, and totals; ``truncated`` when BACKTEST_MAX_ROWS or
-    BACKTEST_TIME_BUDGET_SECONDS stopped the scan (see :mod:`mutt_app.backtest`). Admin only: it
+    BACKTEST_TIME_BUDGET_SECONDS stopped the scan (see :mod:`mutt_app.rules.backtest`). Admin only: it
     scans up to millions of audit rows. Nothing is changed.
     """
     body = json_body()

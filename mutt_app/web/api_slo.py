@@ -1,4 +1,4 @@
-"""API v2: ``GET /slo`` (alias ``/api/v1/slo``, the spec's path): the SLO report of :mod:`mutt_app.slo`.
+"""API v2: ``GET /slo`` (alias ``/api/v1/slo``, the spec's path): the SLO report of :mod:`mutt_app.watch.slo`.
 
 The window and targets are the dynamic settings ``slo_window_hours``, ``slo_ingest_success_target``
 and ``slo_forward_success_target``; ``?window_hours=`` (1..720) asks for another window. Each SLO
@@ -11,7 +11,7 @@ from __future__ import annotations
 import redis
 from flask import Response
 
-from mutt_app import slo
+from mutt_app.watch import slo
 from mutt_app.web.api import ApiError, bp, int_arg, json_response, redis_connection, settings
 from mutt_app.web.api_operations import dynamic_config
 

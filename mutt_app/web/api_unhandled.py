@@ -1,7 +1,7 @@
 """API v2: ``GET /unhandled/templates``, the events no rule matched, grouped by message template.
 
 Viewer role. Query: ``hours`` (1..168, default UNHANDLED_TEMPLATES_HOURS) and ``limit`` (1..500,
-default 50 templates). The answer is :func:`mutt_app.unhandled_templates.unhandled_templates`:
+default 50 templates). The answer is :func:`mutt_app.watch.unhandled.unhandled_templates`:
 each template with its event count, hosts, first and last seen, an example message and a
 suggested rule (``match_type``, ``match_string``, ``team_assignment``; null when the template has
 too little literal text for a safe rule). At most UNHANDLED_TEMPLATES_MAX_ROWS events (the newest)
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from flask import Response
 
-from mutt_app.unhandled_templates import MAX_HOURS, unhandled_templates
+from mutt_app.watch.unhandled import MAX_HOURS, unhandled_templates
 from mutt_app.web.api import bp, int_arg, json_response, limit_arg, sessions, settings
 
 DEFAULT_LIMIT = 50

@@ -47,9 +47,9 @@ from werkzeug.wrappers import Response as BaseResponse
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from mutt_app import accounts
+from mutt_app.commands import users as accounts
 from mutt_app.config import Settings
-from mutt_app.models import ROLES, User
+from mutt_app.db.models import ROLES, User
 from mutt_app.web import throttle
 from mutt_app.web.api import API_PREFIXES, sessions
 

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from mutt_app import metrics
 from mutt_app.config import VERSION
-from mutt_app.db import make_engine
+from mutt_app.db.engine import make_engine
 from mutt_app.rotation import redis_client
 
 bp = Blueprint("health", __name__)

@@ -21,10 +21,10 @@ from typing import Any
 from flask import Flask, Response, current_app
 
 from mutt_app.config import VERSION
+from mutt_app.db.models import CONFIG_OPERATIONS, HELD_REASONS, NOT_FORWARDED_REASONS
 from mutt_app.dynamic_config import KEYS
-from mutt_app.models import CONFIG_OPERATIONS, HELD_REASONS, NOT_FORWARDED_REASONS
-from mutt_app.rules import MATCH_TYPES
-from mutt_app.unhandled_templates import MAX_HOURS
+from mutt_app.rules.engine import MATCH_TYPES
+from mutt_app.watch.unhandled import MAX_HOURS
 from mutt_app.web.api import (
     MAX_DB_INT,
     MAX_LIMIT,
@@ -488,7 +488,7 @@ def _schemas() -> dict[str, Any]:
                 },
                 ["timestamp", "window_hours", "overall_compliant", "slos", "fallback_reasons"],
             ),
-            # GET /metrics: mutt_app.dashboard.collect's answer; a part whose store was unreachable
+            # GET /metrics: mutt_app.watch.dashboard.collect's answer; a part whose store was unreachable
             # is null and named in errors.
             "Metrics": _object(
                 {

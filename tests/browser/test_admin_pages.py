@@ -14,11 +14,11 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app import flapping
-from mutt_app.deadletters import add_dead_letter
-from mutt_app.event_audit import insert_audit_rows
-from mutt_app.models import AlertRule, ConfigAuditLog, DeadLetter, EventAuditLog
-from mutt_app.redis_scripts import FlapDetector, Transition
+from mutt_app.classify.audit import insert_audit_rows
+from mutt_app.db.models import AlertRule, ConfigAuditLog, DeadLetter, EventAuditLog
+from mutt_app.forwarding.deadletters import add_dead_letter
+from mutt_app.holdback import flapping
+from mutt_app.holdback.scripts import FlapDetector, Transition
 from tests.browser.conftest import log_in, wait_for_element
 
 Shoot = Callable[[str], Path]

@@ -14,10 +14,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app import heartbeats
 from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import Settings
-from mutt_app.models import ConfigAuditLog, Heartbeat
+from mutt_app.db.models import ConfigAuditLog, Heartbeat
+from mutt_app.watch import heartbeats
 from tests.browser.conftest import log_in, wait_for_element
 from tests.browser.test_admin_pages import _flash, _set, _type
 

@@ -13,7 +13,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app.models import ConfigAuditLog, MaintenanceWindow
+from mutt_app.db.models import ConfigAuditLog, MaintenanceWindow
 from tests.browser.conftest import log_in, wait_for_element
 
 Shoot = Callable[[str], Path]

@@ -14,8 +14,8 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app.deadletters import add_dead_letter
-from mutt_app.models import AlertRule, DevelopmentHost
+from mutt_app.db.models import AlertRule, DevelopmentHost
+from mutt_app.forwarding.deadletters import add_dead_letter
 from tests.browser.conftest import log_in, wait_for_element
 
 

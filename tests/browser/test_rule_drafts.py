@@ -12,7 +12,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app.models import AlertRule, RuleDraft
+from mutt_app.db.models import AlertRule, RuleDraft
 from tests.browser.conftest import log_in, wait_for_element
 from tests.browser.test_page_security import _refusals
 from tests.integration.test_backtest import RULES

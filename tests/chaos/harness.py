@@ -33,7 +33,7 @@ import orjson
 import requests
 from sqlalchemy import Engine, func, insert, select
 
-from mutt_app.models import AlertRule, EventAuditLog
+from mutt_app.db.models import AlertRule, EventAuditLog
 from tests.e2e.stack import FORWARD_QUEUES, Process, Stack
 from tests.services import wait_for
 

@@ -28,8 +28,8 @@ import pytest
 from sqlalchemy import func, select
 
 from mutt_app.config import load_settings
-from mutt_app.db import make_engine, upgrade
-from mutt_app.models import DeadLetter
+from mutt_app.db.engine import make_engine, upgrade
+from mutt_app.db.models import DeadLetter
 from tests.chaos.conftest import ChaosStackFactory
 from tests.chaos.harness import ChaosRun
 from tests.services import PostgresStandbyPair

@@ -20,9 +20,9 @@ import requests
 from sqlalchemy import Engine, func, select
 
 from mutt_app.config import load_settings
-from mutt_app.db import make_engine
-from mutt_app.lanes import QUEUES as FORWARD_LANES
-from mutt_app.models import EventAuditLog
+from mutt_app.db.engine import make_engine
+from mutt_app.db.models import EventAuditLog
+from mutt_app.forwarding.lanes import QUEUES as FORWARD_LANES
 from tests.services import free_port, wait_for
 
 WEB_API_KEY = "e2e-web-api-key"

@@ -15,7 +15,7 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mutt_app.models import EventAuditLog
+from mutt_app.db.models import EventAuditLog
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import WEB_API_KEY
 

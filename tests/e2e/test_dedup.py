@@ -14,7 +14,7 @@ import orjson
 import pytest
 from sqlalchemy import insert
 
-from mutt_app.models import AlertRule
+from mutt_app.db.models import AlertRule
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import FORWARD_QUEUES
 from tests.services import wait_for

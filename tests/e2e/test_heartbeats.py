@@ -15,7 +15,7 @@ import orjson
 import pytest
 import requests
 
-from mutt_app.heartbeats import HEARTBEAT_TYPE
+from mutt_app.watch.heartbeats import HEARTBEAT_TYPE
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import FORWARD_QUEUES, WEB_API_KEY, Stack
 from tests.services import wait_for

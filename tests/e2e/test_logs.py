@@ -63,10 +63,12 @@ def test_one_event_is_followed_by_its_correlation_id_and_no_secret_is_logged(
 
     mine = [r for r in ingest + worker if r["correlation_id"] == cid]
     by_logger = {r["logger"]: r for r in mine}
-    assert {"mutt_app.web.ingest", "mutt_app.tasks.classify", "mutt_app.tasks.forward"} <= set(
-        by_logger
-    ), mine
-    assert by_logger["mutt_app.web.ingest"]["task_id"] is None
+    assert {
+        "mutt_app.web.ingest.endpoint",
+        "mutt_app.tasks.classify",
+        "mutt_app.tasks.forward",
+    } <= set(by_logger), mine
+    assert by_logger["mutt_app.web.ingest.endpoint"]["task_id"] is None
     classify_task = by_logger["mutt_app.tasks.classify"]["task_id"]
     forward_task = by_logger["mutt_app.tasks.forward"]["task_id"]
     assert classify_task and forward_task and classify_task != forward_task
@@ -93,7 +95,7 @@ def test_plain_logs_are_readable_lines_with_the_ids(make_stack: StackFactory) ->
     assert not _json_lines(ingest)
     [line] = [x for x in ingest.splitlines() if "accepted 1 events" in x]
     assert (
-        f"mutt-ingest mutt_app.web.ingest: accepted 1 events, 0 rejected [correlation_id={cid}]"
+        f"mutt-ingest mutt_app.web.ingest.endpoint: accepted 1 events, 0 rejected [correlation_id={cid}]"
         in line
     )
     [line] = [x for x in worker.splitlines() if "mutt_app.tasks.classify: batch" in x]

@@ -12,8 +12,8 @@ import pytest
 import redis
 from sqlalchemy import insert
 
-from mutt_app import slo
-from mutt_app.models import AlertRule, DevelopmentHost, DeviceTeam
+from mutt_app.db.models import AlertRule, DevelopmentHost, DeviceTeam
+from mutt_app.watch import slo
 from tests.e2e.conftest import StackFactory
 
 NOW = datetime.now(UTC).isoformat()

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from mutt_app.config import load_settings
-from mutt_app.db import make_engine, upgrade
-from mutt_app.models import AlertRule, DeadLetter
+from mutt_app.db.engine import make_engine, upgrade
+from mutt_app.db.models import AlertRule, DeadLetter
 from tests.e2e.conftest import StackFactory
 from tests.services import PostgresCluster, wait_for
 

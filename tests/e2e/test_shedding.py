@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from sqlalchemy import insert, select
 
 from mutt_app.cli import main
-from mutt_app.lanes import PAGE_QUEUE, TICKET_QUEUE
-from mutt_app.models import AlertRule, DeadLetter, EventAuditLog
+from mutt_app.db.models import AlertRule, DeadLetter, EventAuditLog
+from mutt_app.forwarding.lanes import PAGE_QUEUE, TICKET_QUEUE
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import FORWARD_QUEUES, Stack
 from tests.services import wait_for

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from sqlalchemy import insert, select
 
-from mutt_app.models import AlertRule
+from mutt_app.db.models import AlertRule
 from tests.e2e.conftest import StackFactory
 from tests.services import wait_for
 

@@ -17,8 +17,8 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mutt_app import accounts
-from mutt_app.models import AlertRule, ConfigAuditLog, EventAuditLog
+from mutt_app.commands import users as accounts
+from mutt_app.db.models import AlertRule, ConfigAuditLog, EventAuditLog
 from tests.e2e.conftest import StackFactory
 from tests.services import wait_for
 

@@ -19,8 +19,8 @@ import redis
 import requests
 from sqlalchemy import insert
 
-from mutt_app.models import AlertRule, DevelopmentHost
-from mutt_app.rule_cache import bump_rules_version
+from mutt_app.db.models import AlertRule, DevelopmentHost
+from mutt_app.rules.cache import bump_rules_version
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import FORWARD_QUEUES, WEB_API_KEY, Stack
 

@@ -11,11 +11,11 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import check_password_hash
 
-from mutt_app import accounts
-from mutt_app.accounts import AccountError, LoginOutcome
 from mutt_app.cli import main
-from mutt_app.db import session_factory
-from mutt_app.models import ConfigAuditLog, User
+from mutt_app.commands import users as accounts
+from mutt_app.commands.users import AccountError, LoginOutcome
+from mutt_app.db.engine import session_factory
+from mutt_app.db.models import ConfigAuditLog, User
 from tests.integration.test_cli_db import HEAD
 
 PASSWORD = "correct horse battery staple"

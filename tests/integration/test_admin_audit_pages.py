@@ -12,10 +12,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
 
-from mutt_app import accounts
+from mutt_app.commands import users as accounts
 from mutt_app.config import Settings
-from mutt_app.db import make_engine, session_factory, upgrade
-from mutt_app.models import EventAuditLog
+from mutt_app.db.engine import make_engine, session_factory, upgrade
+from mutt_app.db.models import EventAuditLog
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
 from tests.integration.test_admin_ui import PASSWORD, _login

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app.config import Settings
-from mutt_app.models import AlertRule, ConfigAuditLog, RuleDraft
-from mutt_app.rule_cache import VERSION_KEY
+from mutt_app.db.models import AlertRule, ConfigAuditLog, RuleDraft
+from mutt_app.rules.cache import VERSION_KEY
 from tests.integration.test_admin_ui import (  # noqa: F401 - fixtures
     _form_token,
     _login,

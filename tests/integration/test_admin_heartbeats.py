@@ -11,10 +11,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app import heartbeats
 from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import Settings
-from mutt_app.models import ConfigAuditLog, Heartbeat
+from mutt_app.db.models import ConfigAuditLog, Heartbeat
+from mutt_app.watch import heartbeats
 from tests.integration.test_admin_ui import (  # noqa: F401 - fixtures
     _form_token,
     _login,

@@ -13,12 +13,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app import delivery_history
 from mutt_app.config import Settings
-from mutt_app.deadletters import add_dead_letter
+from mutt_app.db.models import AlertRule, ConfigAuditLog, DeadLetter, PoisonLetter
 from mutt_app.dynamic_config import PREFIX
-from mutt_app.fingerprint import fingerprint
-from mutt_app.models import AlertRule, ConfigAuditLog, DeadLetter, PoisonLetter
+from mutt_app.events.fingerprint import fingerprint
+from mutt_app.forwarding import history as delivery_history
+from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
 from tests.integration.test_admin_ui import (  # noqa: F401 - fixtures

@@ -19,12 +19,12 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app import accounts
+from mutt_app.commands import users as accounts
 from mutt_app.config import Settings
-from mutt_app.db import session_factory
-from mutt_app.models import NOT_FORWARDED_REASONS, AlertRule, ConfigAuditLog, EventAuditLog
-from mutt_app.rule_cache import VERSION_KEY
-from mutt_app.rules import RuleError, validate_rule_fields
+from mutt_app.db.engine import session_factory
+from mutt_app.db.models import NOT_FORWARDED_REASONS, AlertRule, ConfigAuditLog, EventAuditLog
+from mutt_app.rules.cache import VERSION_KEY
+from mutt_app.rules.engine import RuleError, validate_rule_fields
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
 

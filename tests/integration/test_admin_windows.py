@@ -6,7 +6,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app.models import ConfigAuditLog, MaintenanceWindow
+from mutt_app.db.models import ConfigAuditLog, MaintenanceWindow
 from tests.integration.test_admin_ui import (  # noqa: F401 - fixtures
     _form_token,
     _login,

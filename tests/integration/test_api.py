@@ -22,9 +22,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mutt_app.config import Settings
-from mutt_app.models import AlertRule, ConfigAuditLog, DevelopmentHost, EventAuditLog
-from mutt_app.rule_cache import VERSION_KEY
-from mutt_app.rules import (
+from mutt_app.db.models import AlertRule, ConfigAuditLog, DevelopmentHost, EventAuditLog
+from mutt_app.rules.cache import VERSION_KEY
+from mutt_app.rules.engine import (
     MAX_CONTAINS_CHARS,
     MAX_PATTERN_CHARS,
     MAX_TRAP_OID_CHARS,

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from mutt_app.models import PoisonLetter
+from mutt_app.db.models import PoisonLetter
 from tests.integration.test_api import (  # noqa: F401 - fixtures
     AUTH,
     CRITICAL,

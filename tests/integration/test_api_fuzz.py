@@ -30,8 +30,8 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy.orm import Session
 
 from mutt_app.config import load_settings
-from mutt_app.db import make_engine, upgrade
-from mutt_app.deadletters import add_dead_letter
+from mutt_app.db.engine import make_engine, upgrade
+from mutt_app.forwarding.deadletters import add_dead_letter
 from tests.e2e.stack import Stack
 from tests.integration.test_api import CRITICAL, _event_rows
 

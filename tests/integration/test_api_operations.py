@@ -7,8 +7,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from mutt_app.deadletters import add_dead_letter
 from mutt_app.dynamic_config import PREFIX
+from mutt_app.forwarding.deadletters import add_dead_letter
 from tests.integration.test_api import app, audit_rows, call, client  # noqa: F401 - fixtures
 
 ALERT = {"external_id": "6c442ed1-19ae-4c1b-9ecf-a3d7efc6d89a", "signature": "router-01::x"}

@@ -17,9 +17,9 @@ from flask.testing import FlaskClient
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from mutt_app import delivery_history
 from mutt_app.config import Settings, SettingsError, load_settings
-from mutt_app.deadletters import add_dead_letter
+from mutt_app.forwarding import history as delivery_history
+from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.web import create_app
 from mutt_app.web.api import API_VERSION, redis_connection
 from tests.conftest import close_web_app
@@ -356,7 +356,7 @@ def test_a_logged_in_person_may_read_but_not_change_without_a_key(
 ) -> None:
     from sqlalchemy.orm import Session
 
-    from mutt_app import accounts
+    from mutt_app.commands import users as accounts
     from tests.integration.test_admin_ui import CSRF
 
     with Session(engine) as session, session.begin():

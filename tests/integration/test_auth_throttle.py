@@ -13,9 +13,9 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from mutt_app import accounts
+from mutt_app.commands import users as accounts
 from mutt_app.config import Settings
-from mutt_app.models import User
+from mutt_app.db.models import User
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
 from tests.integration.test_admin_ui import CSRF

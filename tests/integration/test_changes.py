@@ -1,4 +1,4 @@
-"""The audited-change service (:mod:`mutt_app.changes`) as the REST API, the admin UI and the CLI use
+"""The audited-change service (:mod:`mutt_app.commands.changes`) as the REST API, the admin UI and the CLI use
 it, on a real PostgreSQL and Redis: the admin path locks the row, and all three write the same audit.
 """
 
@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app.cli import main
 from mutt_app.config import Settings
-from mutt_app.models import AlertRule, ConfigAuditLog, DevelopmentHost, DeviceTeam
-from mutt_app.rule_cache import VERSION_KEY
+from mutt_app.db.models import AlertRule, ConfigAuditLog, DevelopmentHost, DeviceTeam
+from mutt_app.rules.cache import VERSION_KEY
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
 from tests.integration.test_admin_ui import RULE_FORM, _form_token, _login, sessions, users

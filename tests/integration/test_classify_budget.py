@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 from mutt_app import metrics
 from mutt_app.celery_app import make_celery
 from mutt_app.config import Settings
-from mutt_app.events import validate_items
+from mutt_app.db.models import AlertRule, DeadLetter, EventAuditLog
+from mutt_app.events.schema import validate_items
 from mutt_app.ledger import Batch, Ledger
-from mutt_app.models import AlertRule, DeadLetter, EventAuditLog
 from mutt_app.tasks.classify import QUEUE, TASK_NAME
 
 EVENTS = 6

@@ -7,9 +7,9 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, func, select, text
 
 from mutt_app.cli import main
-from mutt_app.db import ALEMBIC_DIR
-from mutt_app.models import AlertRule, ConfigAuditLog
-from mutt_app.seed import SEED_RULES
+from mutt_app.commands.seed import SEED_RULES
+from mutt_app.db.engine import ALEMBIC_DIR
+from mutt_app.db.models import AlertRule, ConfigAuditLog
 from tests.services import PostgresCluster, free_port
 
 HEAD = ScriptDirectory(str(ALEMBIC_DIR)).get_current_head()

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from mutt_app.models import AlertRule, DevelopmentHost, DeviceTeam
+from mutt_app.db.models import AlertRule, DevelopmentHost, DeviceTeam
 
 VALID = {
     "match_string": "link down",

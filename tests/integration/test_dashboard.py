@@ -16,15 +16,16 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app import dashboard, flapping
+from mutt_app.classify.audit import insert_audit_rows
 from mutt_app.config import Settings
-from mutt_app.db import session_factory
-from mutt_app.deadletters import add_dead_letter
+from mutt_app.db.engine import session_factory
+from mutt_app.db.models import AlertRule, EventAuditLog, PoisonLetter
+from mutt_app.db.partitions import ensure_partitions
 from mutt_app.dynamic_config import PREFIX
-from mutt_app.event_audit import insert_audit_rows
-from mutt_app.models import AlertRule, EventAuditLog, PoisonLetter
-from mutt_app.partitions import ensure_partitions
-from mutt_app.redis_scripts import FlapDetector, Transition
+from mutt_app.forwarding.deadletters import add_dead_letter
+from mutt_app.holdback import flapping
+from mutt_app.holdback.scripts import FlapDetector, Transition
+from mutt_app.watch import dashboard
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
 from tests.integration.test_admin_ui import _login, users  # noqa: F401 - fixture
@@ -288,7 +289,7 @@ def test_without_the_database_the_redis_figures_still_come(
     redis_client: redis.Redis, settings: Settings
 ) -> None:
     broken = settings.model_copy(update={"database_url": "postgresql://nobody@127.0.0.1:1/none"})
-    from mutt_app.db import make_engine
+    from mutt_app.db.engine import make_engine
 
     engine = make_engine(broken)
     try:
@@ -348,7 +349,7 @@ def test_the_embedded_sqlite_database_gives_the_same_figures(
     tmp_path, redis_client: redis.Redis
 ) -> None:  # type: ignore[no-untyped-def]
     from mutt_app.config import load_settings
-    from mutt_app.db import make_engine, upgrade
+    from mutt_app.db.engine import make_engine, upgrade
 
     settings = load_settings({"MUTT_DATA_DIR": str(tmp_path)})
     engine = make_engine(settings)

@@ -9,8 +9,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from mutt_app.fingerprint import fingerprint
-from mutt_app.models import EventAuditLog
+from mutt_app.db.models import EventAuditLog
+from mutt_app.events.fingerprint import fingerprint
 from tests.integration.test_api import CRITICAL, app, call, client  # noqa: F401 - fixtures
 
 

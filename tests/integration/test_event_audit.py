@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError
 
+from mutt_app.classify.audit import audit_row, insert_audit_rows
 from mutt_app.config import load_settings
-from mutt_app.db import database_unavailable, make_engine, session_factory, upgrade
-from mutt_app.dedup import Held
-from mutt_app.event_audit import audit_row, insert_audit_rows
-from mutt_app.events import Event
-from mutt_app.models import EventAuditLog
-from mutt_app.rules import Decision
+from mutt_app.db.engine import database_unavailable, make_engine, session_factory, upgrade
+from mutt_app.db.models import EventAuditLog
+from mutt_app.events.schema import Event
+from mutt_app.holdback.dedup import Held
+from mutt_app.rules.engine import Decision
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from mutt_app.config import load_settings
-from mutt_app.moog_sink import SinkState, create_sink_app, make_sink_server
+from mutt_app.devtools.moog_sink import SinkState, create_sink_app, make_sink_server
 from mutt_app.runtime import Runtime
 from mutt_app.tasks.forward import SENT_PREFIX, deliver
 from tests.services import RedisServer, wait_for

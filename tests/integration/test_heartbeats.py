@@ -16,16 +16,16 @@ import pytest
 import redis
 from sqlalchemy import update
 
-from mutt_app import dashboard, heartbeats
 from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import Settings
-from mutt_app.events import validate_item
+from mutt_app.db.models import DeviceTeam, Heartbeat
+from mutt_app.events.schema import validate_item
 from mutt_app.ledger import Batch
 from mutt_app.metrics import HEARTBEAT_ALERTS, HEARTBEAT_QUIET_HOSTS
-from mutt_app.models import DeviceTeam, Heartbeat
 from mutt_app.runtime import Runtime
 from mutt_app.tasks.classify import classify_batch
 from mutt_app.tasks.maintenance import check_heartbeats
+from mutt_app.watch import dashboard, heartbeats
 
 
 def _wire(hostname: str, received_at: datetime | None = None) -> dict:
@@ -106,7 +106,7 @@ def test_classify_records_the_latest_receive_time_per_host_and_never_goes_back(
 def test_a_quiet_host_raises_once_and_clears_once_when_it_talks(
     runtime: Runtime, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mutt_app.heartbeats")
+    caplog.set_level(logging.INFO, logger="mutt_app.watch.heartbeats")
     hb = _heartbeat(runtime, host="db-01", handling="Page_and_ticket", team_assignment="DBA")
     _seen(redis_client, "db-01", minutes_ago=0.5)
     sent = Sent()
@@ -132,7 +132,7 @@ def test_a_quiet_host_raises_once_and_clears_once_when_it_talks(
     assert heartbeats.check(runtime, sent).as_dict() == {"raised": 0, "cleared": 1, "quiet": 0}
     assert heartbeats.check(runtime, sent).as_dict() == {"raised": 0, "cleared": 0, "quiet": 0}
     assert sent.kinds() == [("db-01", "quiet"), ("db-01", "cleared")]
-    lines = [r.getMessage() for r in caplog.records if r.name == "mutt_app.heartbeats"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "mutt_app.watch.heartbeats"]
     assert len(lines) == 2, lines  # one line per transition, none for the runs that changed nothing
     assert lines[0].startswith("heartbeat 'hb-db-01': db-01 quiet for over 1 min (last event 20")
     assert lines[1].startswith("heartbeat 'hb-db-01': db-01 talking again (event at 20")

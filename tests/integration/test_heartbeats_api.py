@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 
-from mutt_app import heartbeats
 from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.cli import main
 from mutt_app.config import Settings
+from mutt_app.watch import heartbeats
 from tests.integration.test_api import (  # noqa: F401 - fixtures
     app,
     audit_rows,

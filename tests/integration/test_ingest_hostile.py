@@ -1,6 +1,6 @@
 """The ingest app on a real Redis: one client's hostile body is that client's problem alone.
 
-Requests of one process share a publishing round (mutt_app.web.publisher); an item that cannot be
+Requests of one process share a publishing round (mutt_app.web.ingest.publisher); an item that cannot be
 written must be rejected with its index before it joins one, not fail the round for everybody.
 """
 

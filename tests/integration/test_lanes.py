@@ -19,12 +19,12 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from mutt_app import deadletters
-from mutt_app.backpressure import Backpressure
 from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import Settings
+from mutt_app.db.models import DeadLetter
+from mutt_app.forwarding import deadletters
+from mutt_app.holdback.backpressure import Backpressure
 from mutt_app.ledger import OUTBOX, Batch, Ledger
-from mutt_app.models import DeadLetter
 from mutt_app.tasks.classify import publish_forwards
 
 PAGE, TICKET = "mutt.forward.page", "mutt.forward"
@@ -183,7 +183,7 @@ def test_above_warn_classify_logs_and_sets_the_gauges_but_sheds_nothing(
     _set(app, alerter_queue_warn_threshold=5, alerter_queue_shed_threshold=10)
     _fill_ticket_lane(redis_client, 7)
     ticket = _alert("Ticket_only")
-    with caplog.at_level(logging.WARNING, logger="mutt_app.backpressure"):
+    with caplog.at_level(logging.WARNING, logger="mutt_app.holdback.backpressure"):
         assert publish_forwards(runtime_of(app), app, [ticket]) == {}
     assert "mutt.forward holds 7 messages (warn threshold 5)" in caplog.text
     assert REGISTRY.get_sample_value("mutt_alerter_backpressure_state") == 1

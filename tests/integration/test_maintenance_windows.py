@@ -14,14 +14,14 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
-from mutt_app import maintenance_windows as mw
 from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.cli import main
 from mutt_app.config import Settings
-from mutt_app.events import validate_item
-from mutt_app.models import AlertRule, EventAuditLog, MaintenanceWindow
-from mutt_app.redis_scripts import Windowed
-from mutt_app.rule_cache import VERSION_KEY
+from mutt_app.db.models import AlertRule, EventAuditLog, MaintenanceWindow
+from mutt_app.events.schema import validate_item
+from mutt_app.holdback import windows as mw
+from mutt_app.holdback.scripts import Windowed
+from mutt_app.rules.cache import VERSION_KEY
 from mutt_app.tasks.classify import classify_batch
 from tests.integration.test_api import (  # noqa: F401 - fixtures
     CRITICAL,

@@ -10,9 +10,9 @@ from sqlalchemy import insert, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from mutt_app.config import load_settings
-from mutt_app.db import downgrade, make_engine, upgrade
-from mutt_app.models import EventAuditLog
-from mutt_app.partitions import ensure_partitions, existing_partitions
+from mutt_app.db.engine import downgrade, make_engine, upgrade
+from mutt_app.db.models import EventAuditLog
+from mutt_app.db.partitions import ensure_partitions, existing_partitions
 
 TABLES = {"alert_rules", "development_hosts", "device_teams", "event_audit_log", "config_audit_log"}
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from mutt_app.moog_sink import (
+from mutt_app.devtools.moog_sink import (
     SinkState,
     create_sink_app,
     make_sink_server,
@@ -265,7 +265,7 @@ SINK_SCRIPT = """
 import sys
 from mutt_app.cli import Context
 from mutt_app.config import load_settings
-from mutt_app.moog_sink import moog_sink
+from mutt_app.devtools.moog_sink import moog_sink
 
 moog_sink.main(sys.argv[1:], obj=Context(load_settings({})), prog_name="mutt moog-sink")
 """

@@ -16,7 +16,7 @@ from openapi_spec_validator import validate
 from pydantic import SecretStr
 
 from mutt_app.config import Settings
-from mutt_app.rules import MAX_CONTAINS_CHARS, MAX_PATTERN_CHARS, MAX_TRAP_OID_CHARS
+from mutt_app.rules.engine import MAX_CONTAINS_CHARS, MAX_PATTERN_CHARS, MAX_TRAP_OID_CHARS
 from mutt_app.web import create_app
 from mutt_app.web.openapi import to_openapi_path
 from tests.conftest import close_web_app
@@ -144,7 +144,7 @@ def test_populated_answers_fit_the_documented_schemas(app: Flask, engine) -> Non
 
     from sqlalchemy.orm import Session
 
-    from mutt_app.deadletters import add_dead_letter
+    from mutt_app.forwarding.deadletters import add_dead_letter
     from tests.integration.test_api import CRITICAL, _event_rows
 
     _event_rows(engine, datetime(2026, 3, 1, 12, tzinfo=UTC))
@@ -227,7 +227,7 @@ def test_each_setting_is_documented_and_checked_as_its_real_type(app: Flask) -> 
 
 
 def test_body_fields_are_documented_with_the_bounds_the_api_checks(app: Flask) -> None:
-    from mutt_app.events import MAX_HOSTNAME_CHARS
+    from mutt_app.events.schema import MAX_HOSTNAME_CHARS
 
     schemas = fetch_document(app)["components"]["schemas"]
     for schema in ("DevHostCreate", "TeamCreate"):
@@ -254,7 +254,7 @@ def test_timestamps_carry_an_offset_on_the_embedded_sqlite_database(
     from datetime import datetime
 
     from mutt_app.config import load_settings
-    from mutt_app.db import make_engine, upgrade
+    from mutt_app.db.engine import make_engine, upgrade
 
     settings = load_settings(
         {"MUTT_DATA_DIR": str(tmp_path), "REDIS_URL": redis_url, "WEBUI_API_KEY": "k" * 20}

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from mutt_app.config import load_settings
-from mutt_app.db import database_unavailable, make_engine
+from mutt_app.db.engine import database_unavailable, make_engine
 from tests.services import PostgresCluster, PostgresStandbyPair
 
 

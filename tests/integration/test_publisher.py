@@ -14,8 +14,8 @@ import redis
 from mutt_app.config import load_settings
 from mutt_app.ledger import Batch
 from mutt_app.tasks.classify import QUEUE
-from mutt_app.web.ingest import Ingestor
-from mutt_app.web.publisher import BatchPublisher, QueueFull, plan_batches
+from mutt_app.web.ingest.endpoint import Ingestor
+from mutt_app.web.ingest.publisher import BatchPublisher, QueueFull, plan_batches
 
 
 def _wire(n: int) -> dict:

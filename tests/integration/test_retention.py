@@ -27,14 +27,19 @@ from click.testing import CliRunner
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, create_engine, func, insert, select, text
 
-from mutt_app import archive
 from mutt_app.celery_app import beat_schedule, make_celery
 from mutt_app.cli import main
 from mutt_app.config import SettingsError, load_settings
-from mutt_app.db import make_engine
-from mutt_app.models import ConfigAuditLog, DeadLetter, EventAuditLog, PoisonLetter
-from mutt_app.partitions import add_months, ensure_partitions, existing_partitions, partition_name
-from mutt_app.retention import RETIRING_PREFIX
+from mutt_app.db import archive
+from mutt_app.db.engine import make_engine
+from mutt_app.db.models import ConfigAuditLog, DeadLetter, EventAuditLog, PoisonLetter
+from mutt_app.db.partitions import (
+    add_months,
+    ensure_partitions,
+    existing_partitions,
+    partition_name,
+)
+from mutt_app.db.retention import RETIRING_PREFIX
 
 RETENTION_DAYS = 45
 # With 45 days, months -6..-4 are wholly past retention whatever today's date; -1 and 0 are not.

@@ -19,7 +19,7 @@ import sqlalchemy.exc
 from sqlalchemy import Engine, text
 
 from mutt_app.config import load_settings
-from mutt_app.db import make_engine
+from mutt_app.db.engine import make_engine
 from mutt_app.rotation import NoWorkingPassword, redis_client, redis_password
 from tests.services import PostgresCluster, RedisServer, free_port
 

@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 
 from mutt_app.cli import Context
 from mutt_app.config import load_settings
-from mutt_app.send import SendReport, parse_events, sample_events, send
+from mutt_app.devtools.send import SendReport, parse_events, sample_events, send
 from tests.services import free_port
 
 REQUIRED = ("timestamp", "message", "hostname")

@@ -240,7 +240,7 @@ def test_ingest_answers_503_until_a_replica_acknowledges_and_loses_nothing(
 
         replica.kill()
         shortfalls = metrics.INGEST_REPLICATION_SHORTFALL._value.get()
-        caplog.set_level(logging.WARNING, logger="mutt_app.replication")
+        caplog.set_level(logging.WARNING, logger="mutt_app.web.ingest.replication")
         refused = client.post("/api/v2/ingest", json=_events("second"))
         assert refused.status_code == 503
         assert refused.headers["Retry-After"].isdigit()

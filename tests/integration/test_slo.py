@@ -16,8 +16,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
 
-from mutt_app import slo
 from mutt_app.config import Settings
+from mutt_app.watch import slo
 from mutt_app.web import create_app, create_ingest_app
 from tests.conftest import close_web_app
 from tests.prometheus_server import PrometheusServer

@@ -11,12 +11,12 @@ import orjson
 import redis
 from sqlalchemy import select
 
-from mutt_app import storms
 from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import Settings
-from mutt_app.events import validate_item
-from mutt_app.models import AlertRule, EventAuditLog
-from mutt_app.redis_scripts import Budgeted, StormBudgets
+from mutt_app.db.models import AlertRule, EventAuditLog
+from mutt_app.events.schema import validate_item
+from mutt_app.holdback import storms
+from mutt_app.holdback.scripts import Budgeted, StormBudgets
 from mutt_app.tasks.classify import classify_batch
 
 PREFIX = "mutt:storm"

@@ -14,13 +14,13 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from mutt_app.config import Settings
-from mutt_app.dashboard import collect
-from mutt_app.db import session_factory
-from mutt_app.fingerprint import template
-from mutt_app.models import EventAuditLog
-from mutt_app.partitions import ensure_partitions
-from mutt_app.rules import Rule, compile_rules
-from mutt_app.unhandled_templates import suggested_rule, unhandled_templates
+from mutt_app.db.engine import session_factory
+from mutt_app.db.models import EventAuditLog
+from mutt_app.db.partitions import ensure_partitions
+from mutt_app.events.fingerprint import template
+from mutt_app.rules.engine import Rule, compile_rules
+from mutt_app.watch.dashboard import collect
+from mutt_app.watch.unhandled import suggested_rule, unhandled_templates
 from tests.integration.test_api import app, call, client  # noqa: F401 - fixtures
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -103,7 +103,7 @@ def audit(request, tmp_path) -> Engine:  # type: ignore[no-untyped-def]
     if request.param == "postgresql":
         return request.getfixturevalue("engine")
     from mutt_app.config import load_settings
-    from mutt_app.db import make_engine, upgrade
+    from mutt_app.db.engine import make_engine, upgrade
 
     engine = make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)}))
     upgrade(engine)
@@ -139,7 +139,7 @@ def test_templates_group_count_and_bound_the_window(
     assert (second["events"], second["hosts"]) == (1, 1)
 
     # The cap: only the newest max_rows are read, and the answer (and the log) says so.
-    caplog.set_level(logging.INFO, logger="mutt_app.unhandled_templates")
+    caplog.set_level(logging.INFO, logger="mutt_app.watch.unhandled")
     with session_factory(audit)() as session:
         capped = unhandled_templates(session, hours=2, max_rows=2, limit=10, now=NOW)
     assert (capped["scanned"], capped["truncated"]) == (2, True)

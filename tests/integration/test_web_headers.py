@@ -15,8 +15,8 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app.config import Settings
-from mutt_app.deadletters import add_dead_letter
-from mutt_app.models import AlertRule, DevelopmentHost, DeviceTeam
+from mutt_app.db.models import AlertRule, DevelopmentHost, DeviceTeam
+from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.web import create_app
 from mutt_app.web.security_headers import INLINE_HANDLERS
 from tests.conftest import close_web_app

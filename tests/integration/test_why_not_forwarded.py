@@ -13,17 +13,17 @@ from sqlalchemy.orm import Session
 
 from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import Settings
-from mutt_app.dashboard import held_by_reason
-from mutt_app.events import validate_item
-from mutt_app.models import (
+from mutt_app.db.models import (
     HELD_REASONS,
     NOT_FORWARDED_REASONS,
     AlertRule,
     DevelopmentHost,
     EventAuditLog,
 )
-from mutt_app.rule_cache import bump_rules_version
+from mutt_app.events.schema import validate_item
+from mutt_app.rules.cache import bump_rules_version
 from mutt_app.tasks.classify import classify_batch
+from mutt_app.watch.dashboard import held_by_reason
 from tests.integration.test_api import app, call, client  # noqa: F401 - fixtures
 
 RULES = (

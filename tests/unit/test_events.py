@@ -1,4 +1,4 @@
-"""Ingest bodies and event validation: mutt_app.events."""
+"""Ingest bodies and event validation: mutt_app.events.schema."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from mutt_app.events import (
+from mutt_app.events.schema import (
     MAX_GZIP_MEMBERS,
     MAX_HOSTNAME_CHARS,
     MAX_MESSAGE_CHARS,

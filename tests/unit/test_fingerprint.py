@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mutt_app.fingerprint import fingerprint, template
+from mutt_app.events.fingerprint import fingerprint, template
 
 
 @pytest.mark.parametrize(

@@ -19,11 +19,11 @@ import redis
 import requests
 from click.testing import CliRunner
 
-from mutt_app import launcher
 from mutt_app.cli import Context
 from mutt_app.config import Settings, load_settings
-from mutt_app.db import make_engine, upgrade
-from mutt_app.launcher import (
+from mutt_app.db.engine import make_engine, upgrade
+from mutt_app.devtools import launcher
+from mutt_app.devtools.launcher import (
     PART_NAMES,
     LaunchError,
     Part,
@@ -267,7 +267,7 @@ def _gone(pid: int) -> bool:
 
 SUPERVISOR_SCRIPT = """
 import sys
-from mutt_app.launcher import Part, RestartPolicy, Supervisor
+from mutt_app.devtools.launcher import Part, RestartPolicy, Supervisor
 
 port = int(sys.argv[1])
 env = {"PYTHONUNBUFFERED": "1"}
@@ -377,7 +377,7 @@ RUN_SCRIPT = """
 import sys
 from mutt_app.cli import Context
 from mutt_app.config import load_settings
-from mutt_app.launcher import run
+from mutt_app.devtools.launcher import run
 
 run.main(["--only", "redis"], obj=Context(load_settings()), prog_name="mutt run")
 """
@@ -462,7 +462,7 @@ def test_an_unreachable_database_is_named(tmp_path: Path) -> None:
 HA_RUN_SCRIPT = """
 from mutt_app.cli import Context
 from mutt_app.config import load_settings
-from mutt_app.launcher import run
+from mutt_app.devtools.launcher import run
 
 run.main(["--ha", "--only", "redis,ingest"], obj=Context(load_settings()), prog_name="mutt run")
 """

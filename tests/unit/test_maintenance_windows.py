@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mutt_app.maintenance_windows import Schedule, Scope, WindowError, validate
+from mutt_app.holdback.windows import Schedule, Scope, WindowError, validate
 
 
 def _utc(*args: int) -> datetime:

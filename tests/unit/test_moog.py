@@ -1,4 +1,4 @@
-"""The Moogsoft event payload: mutt_app.moog."""
+"""The Moogsoft event payload: mutt_app.forwarding.moog."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from mutt_app.events import Event, validate_item
-from mutt_app.moog import (
+from mutt_app.events.schema import Event, validate_item
+from mutt_app.forwarding.moog import (
     build_payload,
     severity_for,
     signature_for,
@@ -152,7 +152,7 @@ def test_unhandled_meta_alert_keeps_one_moog_alert_per_host() -> None:
 
 
 def test_request_body_in_either_format() -> None:
-    from mutt_app.moog import request_body
+    from mutt_app.forwarding.moog import request_body
 
     alerts = [
         {"external_id": f"e-{i}", "signature": f"h::1::m{i}", "severity": s, "source": "h",

@@ -1,4 +1,4 @@
-"""The rule engine (mutt_app.rules): matching order and semantics, decisions, validation, and the
+"""The rule engine (mutt_app.rules.engine): matching order and semantics, decisions, validation, and the
 compiled matcher's agreement with a naive rule-by-rule reference on large random rule sets."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator, Sequence
 import pytest
 import re2
 
-from mutt_app import rules as engine
-from mutt_app.rules import (
+from mutt_app.rules import engine
+from mutt_app.rules.engine import (
     Decision,
     Rule,
     RuleError,
@@ -802,7 +802,7 @@ def test_sets_that_fail_to_compile_fall_back_to_one_by_one(monkeypatch, caplog):
     monkeypatch.setattr(engine, "_SET_OPTIONS", tiny)
     rnd = random.Random(11)
     rules = [random_rule(rule_id, rnd) for rule_id in range(1, 400)]
-    with caplog.at_level(logging.WARNING, logger="mutt_app.rules"):
+    with caplog.at_level(logging.WARNING, logger="mutt_app.rules.engine"):
         ruleset = compile_rules(rules)
     assert ruleset._literals.set is None and ruleset._oids.set is None
     assert "testing them one by one" in caplog.text
@@ -818,7 +818,7 @@ def test_set_failing_at_search_time_falls_back_and_logs_once(caplog):
     rules = [rule(1, "regex", r"^\d+$"), rule(2, "contains", "link", priority=1)]
     ruleset = compile_rules(rules)
     ruleset._unfiltered.set = BrokenSet()
-    with caplog.at_level(logging.ERROR, logger="mutt_app.rules"):
+    with caplog.at_level(logging.ERROR, logger="mutt_app.rules.engine"):
         assert ruleset.match("12345").id == 1
         assert ruleset.match("link").id == 2
         assert ruleset.match("12345").id == 1

@@ -1,0 +1,159 @@
+"""The event audit trail: one row per classified event, one INSERT per batch, idempotent.
+
+Rows are keyed on (correlation_id, event_timestamp); a redelivered batch conflicts and inserts nothing,
+which is what makes "each accepted event is audited exactly once" hold across crashes.
+
+Each row says why the event was not forwarded (:func:`not_forwarded_reason`, in ``held_reason``;
+NULL exactly when it was) and the rules version it was classified under (``rules_version``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg2.extras import execute_values
+from sqlalchemy import Connection, MetaData, Uuid
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import Session
+
+from mutt_app.db.engine import json_text, raise_dbapi_error
+from mutt_app.db.models import EventAuditLog
+from mutt_app.events.schema import Event
+from mutt_app.holdback.dedup import Held
+from mutt_app.rules.engine import Decision
+
+# models.DECISION_REASONS, by what the decision says.
+UNMATCHED = "unmatched"
+DEV_HANDLING = "dev_handling"
+_PROD_HANDLING_REASONS = {"Email_only": "email_only", "Log_only": "log_only"}
+
+# The audit insert binds correlation_id as the text the event carries and returns it as text: turning
+# each one into a uuid.UUID and back (bind, then RETURNING) cost more than deciding the event.
+_INSERT_TABLE = EventAuditLog.__table__.to_metadata(MetaData())
+_INSERT_TABLE.c.correlation_id.type = Uuid(as_uuid=False)
+_INSERT_TABLE.c.duplicate_of.type = Uuid(as_uuid=False)
+
+
+def not_forwarded_reason(decision: Decision, held: Held | None) -> str | None:
+    """Why an event with ``decision`` was not sent to Moog (models.NOT_FORWARDED_REASONS), or None.
+
+    A storm stage's verdict (``held``) comes first; otherwise the decision's handling says: no rule
+    matched, a development host's handling, or a rule whose prod handling does not forward.
+    """
+    if held is not None:
+        return held.reason
+    if decision.forward:
+        return None
+    if not decision.matched:
+        return UNMATCHED
+    if decision.is_dev:
+        return DEV_HANDLING
+    return _PROD_HANDLING_REASONS[decision.handling]
+
+
+def audit_row(
+    event: Event, decision: Decision, held: Held | None = None, rules_version: int | None = None
+) -> dict[str, Any]:
+    """The event_audit_log values for one classified event (correlation_id as text).
+
+    ``held`` says why a forwardable event was held back (None: it was not); ``rules_version`` is
+    the rules version the decision was made under.
+    """
+    return {
+        "event_timestamp": event.timestamp,
+        "received_at": event.received_at,
+        "hostname": event.hostname,
+        "message": event.message,
+        "source": event.source,
+        "syslog_severity": event.syslog_severity,
+        "trap_oid": event.trap_oid,
+        "matched_rule_id": decision.rule_id,
+        "handling_decision": decision.handling,
+        "team_assignment": decision.team,
+        "is_dev": decision.is_dev,
+        "forwarded_to_moog": decision.forward and held is None,
+        "correlation_id": event.correlation_id,
+        "raw": event.raw,
+        "held_reason": not_forwarded_reason(decision, held),
+        "duplicate_of": None if held is None else held.duplicate_of,
+        "rules_version": rules_version,
+    }
+
+
+def insert_audit_rows(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert ``rows`` in one statement, skipping any already audited.
+
+    Returns the correlation_ids that were new, so side effects (counters) happen once per event.
+    """
+    if not rows:
+        return set()
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return _insert_postgresql(connection, rows)
+    # One statement with parameter sets, not .values(rows): SQLAlchemy caches its compiled form and
+    # sends the rows as multi-row VALUES pages ("insertmanyvalues").
+    table = _INSERT_TABLE
+    statement = (
+        sqlite.insert(table)
+        .on_conflict_do_nothing(index_elements=["correlation_id", "event_timestamp"])
+        .returning(table.c.correlation_id)
+    )
+    return set(connection.execute(statement, list(rows)).scalars())
+
+
+# PostgreSQL, the production path: psycopg2's execute_values renders the rows into one multi-row
+# INSERT itself, in C. SQLAlchemy's per-value bind processing cost about a third of classifying an
+# event; the columns need no processing that psycopg2's own adaptation does not do. The columns are
+# audit_row's keys (id and audited_at are filled in by the database).
+_PG_COLUMNS = (
+    "event_timestamp",
+    "received_at",
+    "hostname",
+    "message",
+    "source",
+    "syslog_severity",
+    "trap_oid",
+    "matched_rule_id",
+    "handling_decision",
+    "team_assignment",
+    "is_dev",
+    "forwarded_to_moog",
+    "correlation_id",
+    "raw",
+    "held_reason",
+    "duplicate_of",
+    "rules_version",
+)
+_PG_INSERT = (
+    f"INSERT INTO {EventAuditLog.__tablename__} ({', '.join(_PG_COLUMNS)}) VALUES %s"
+    " ON CONFLICT (correlation_id, event_timestamp) DO NOTHING RETURNING correlation_id::text"
+)
+_PG_TEMPLATE = "({})".format(
+    ", ".join(
+        {"raw": "%s::jsonb", "correlation_id": "%s::uuid", "duplicate_of": "%s::uuid"}.get(
+            name, "%s"
+        )
+        for name in _PG_COLUMNS
+    )
+)
+
+
+def _insert_postgresql(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
+    values = [
+        # .get: held_reason, duplicate_of and rules_version may be left out (None).
+        tuple(_raw_json(row[name]) if name == "raw" else row.get(name) for name in _PG_COLUMNS)
+        for row in rows
+    ]
+    try:
+        with connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+            returned = execute_values(
+                cursor, _PG_INSERT, values, template=_PG_TEMPLATE, page_size=len(values), fetch=True
+            )
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise_dbapi_error(connection, exc, _PG_INSERT)
+    return {correlation_id for (correlation_id,) in returned}
+
+
+def _raw_json(value: Any) -> str | None:
+    return None if value is None else json_text(value)

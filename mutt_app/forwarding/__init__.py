@@ -1,0 +1,1 @@
+"""Forwarding to Moog: payload formats, lanes, delivery history and dead letters."""

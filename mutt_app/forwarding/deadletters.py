@@ -1,0 +1,179 @@
+"""The dead-letter queue: work that failed for good, stored durably in the database.
+
+A dead letter is written in the failing task's own transaction or before its message is acknowledged,
+so it exists before the broker forgets the message. Remediation replays dead letters; what it gives up
+on moves to the poison table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from mutt_app.db.models import DeadLetter, PoisonLetter
+from mutt_app.forwarding.lanes import queue_for
+
+MAX_BACKOFF_SECONDS = 3600
+
+
+def add_dead_letter(
+    session: Session,
+    *,
+    task_name: str,
+    queue: str,
+    payload: Any,
+    error: BaseException | str,
+    error_type: str | None = None,
+    backoff_base: int,
+    attempts: int = 1,
+    replays: int = 0,
+    correlation_id: str | uuid.UUID | None = None,
+    first_failed_at: datetime | None = None,
+) -> DeadLetter:
+    """Add one dead letter to ``session`` (committed by the caller).
+
+    ``replays`` is how many times remediation already replayed this work; it decides both when it may
+    be replayed next and when remediation gives up on it.
+    """
+    now = datetime.now(UTC)
+    letter = DeadLetter(
+        task_name=task_name,
+        queue=queue,
+        payload=payload,
+        correlation_id=_uuid_or_none(correlation_id),
+        error_type=error_type
+        or (type(error).__name__ if isinstance(error, BaseException) else "Error"),
+        error_message=str(error)[:4000],
+        attempts=attempts,
+        replays=replays,
+        first_failed_at=first_failed_at or now,
+        last_failed_at=now,
+        next_replay_at=now + replay_backoff(replays, backoff_base),
+    )
+    session.add(letter)
+    return letter
+
+
+def replay_backoff(replays: int, base: int) -> timedelta:
+    """How long after failing a dead letter waits: REMEDIATION_BACKOFF_BASE x its replay number."""
+    return timedelta(seconds=min(base * (replays + 1), MAX_BACKOFF_SECONDS))
+
+
+def depth(session: Session, task_name: str | None = None) -> int:
+    """How many dead letters there are (for one task, or all)."""
+    query = select(func.count()).select_from(DeadLetter)
+    if task_name:
+        query = query.where(DeadLetter.task_name == task_name)
+    return session.scalar(query) or 0
+
+
+def poison_count(session: Session) -> int:
+    """How many items remediation gave up on."""
+    return session.scalar(select(func.count()).select_from(PoisonLetter)) or 0
+
+
+def _uuid_or_none(value: str | uuid.UUID | None) -> uuid.UUID | None:
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def find(
+    session: Session,
+    *,
+    poison: bool = False,
+    task_name: str | None = None,
+    older_than: timedelta | None = None,
+    limit: int | None = 50,
+    offset: int = 0,
+) -> list[DeadLetter] | list[PoisonLetter]:
+    """Dead letters (or poison), oldest first, filtered by task and age."""
+    model = PoisonLetter if poison else DeadLetter
+    query = select(model).order_by(model.id)
+    if task_name:
+        query = query.where(model.task_name == _full_task_name(task_name))
+    if older_than is not None:
+        query = query.where(model.last_failed_at < datetime.now(UTC) - older_than)
+    if offset:
+        query = query.offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def count(
+    session: Session,
+    *,
+    poison: bool = False,
+    task_name: str | None = None,
+    older_than: timedelta | None = None,
+) -> int:
+    """How many dead letters (or poison items) match the filters."""
+    model = PoisonLetter if poison else DeadLetter
+    query = select(func.count()).select_from(model)
+    if task_name:
+        query = query.where(model.task_name == _full_task_name(task_name))
+    if older_than is not None:
+        query = query.where(model.last_failed_at < datetime.now(UTC) - older_than)
+    return session.scalar(query) or 0
+
+
+def replay_call(
+    item: DeadLetter | PoisonLetter,
+) -> tuple[str, list[Any], dict[str, Any], str] | None:
+    """The task call that replays ``item``, or None when its payload is not usable."""
+    payload = item.payload
+    if not isinstance(payload, dict):
+        return None
+    if item.task_name == "mutt.forward_to_moog" and isinstance(payload.get("alert"), dict):
+        alert = payload["alert"]
+        return "mutt.forward_to_moog", [alert], {}, queue_for(alert)  # a page to the page lane
+    events = payload.get("events")
+    if (
+        item.task_name == "mutt.classify_event"
+        and isinstance(events, list)
+        and events
+        and all(isinstance(e, dict) for e in events)
+    ):
+        batch_id = f"replay-{item.id}-{uuid.uuid4().hex[:8]}"
+        return "mutt.classify_event", [events, batch_id], {}, "mutt.classify"
+    return None
+
+
+def replay(
+    session: Session, app: Celery, item: DeadLetter | PoisonLetter, replays: int | None = None
+) -> tuple[str, str] | None:
+    """Publish ``item``'s task again and delete the item; returns (task name, queue).
+
+    None, and the item left in place, when its payload cannot be replayed. ``replays``, when given,
+    is passed to the task, so a new failure carries the replay count. The task is published before
+    the delete commits: a failure in between replays twice, never zero times.
+    """
+    call = replay_call(item)
+    if call is None:
+        return None
+    name, args, kwargs, queue = call
+    if replays is not None:
+        kwargs["replays"] = replays
+    app.send_task(name, args=args, kwargs=kwargs, queue=queue)
+    model = type(item)
+    session.execute(delete(model).where(model.id == item.id))
+    return name, queue
+
+
+def purge(session: Session, item: DeadLetter | PoisonLetter) -> None:
+    """Delete ``item`` for good (the caller audits it: the audit row keeps its payload)."""
+    model = type(item)
+    session.execute(delete(model).where(model.id == item.id))
+
+
+def _full_task_name(name: str) -> str:
+    return name if name.startswith("mutt.") else f"mutt.{name}"

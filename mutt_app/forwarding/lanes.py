@@ -1,0 +1,46 @@
+"""Forward lanes: a page (Page_and_ticket) never waits behind tickets, retries or a storm.
+
+Each alert travels on the Celery queue of its lane: pages on ``mutt.forward.page``, everything else
+(Ticket_only, meta-alerts) on ``mutt.forward``. The lane is derived from the alert payload itself
+(``custom_info.handling``, set by :func:`mutt_app.forwarding.moog.build_payload`), so every path that publishes
+an alert (classify, retries and deferrals, ledger reconciliation, dead-letter replay) agrees on it
+without carrying anything else.
+
+Every forward worker consumes both lanes. Kombu's Redis transport issues one BRPOP over the worker's
+queues and moves the queue it just took a message from to the end of the list (its default
+``round_robin`` order), so a page waiting on its lane is taken at the worker's next fetch, after at
+most one ticket. Pages also hold a reserved share of the cluster-wide Moog rate limit
+(``moog_page_reserved_share``): tickets may fill only the rest of a window, so a ticket backlog never
+leaves a page without a slot.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+PAGE_QUEUE = "mutt.forward.page"
+TICKET_QUEUE = "mutt.forward"
+QUEUES = (PAGE_QUEUE, TICKET_QUEUE)
+PAGE_HANDLING = "Page_and_ticket"
+
+__all__ = ["PAGE_QUEUE", "QUEUES", "TICKET_QUEUE", "is_page", "queue_for", "reserved_slots"]
+
+
+def is_page(alert: Any) -> bool:
+    """Whether ``alert`` (a Moog payload) pages someone: its handling is Page_and_ticket."""
+    info = alert.get("custom_info") if isinstance(alert, dict) else None
+    return isinstance(info, dict) and info.get("handling") == PAGE_HANDLING
+
+
+def queue_for(alert: Any) -> str:
+    """The forward queue of ``alert``'s lane."""
+    return PAGE_QUEUE if is_page(alert) else TICKET_QUEUE
+
+
+def reserved_slots(limit: int, share: float) -> int:
+    """Slots of each rate-limit window that only pages may take: ``floor(limit x share)``.
+
+    Tickets always keep at least one slot, so a large share on a small limit cannot stop them.
+    """
+    return max(0, min(math.floor(limit * share), limit - 1))

@@ -1,0 +1,1 @@
+"""Rules: validate, compile, decide, and the tools around them (cache, tester, drafts, backtest)."""

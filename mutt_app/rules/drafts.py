@@ -1,0 +1,213 @@
+"""Rule drafts: a set of proposed rule changes (new, changed and deactivated rules) kept apart from
+the live rules until someone publishes it.
+
+A draft is a JSON document::
+
+    {"create": [{rule fields}, ...],
+     "update": [{"id": 3, "priority": 500, ...}, ...],
+     "deactivate": [7, 9]}
+
+``update`` entries lay the given fields over the stored rule (as ``PUT /api/v2/rules/<id>`` does;
+``"is_active": true`` re-activates a rule); ``deactivate`` is a soft delete. :func:`proposed_rules`
+gives the rule set the draft would make, which :mod:`mutt_app.rules.backtest` compiles with the real rule
+engine; :func:`publish` applies the draft through the audited-change service, one
+``config_audit_log`` row per changed rule, all under one reason and correlation id.
+
+A draft is checked against the live rules whenever it is used, not only when it is saved: a rule it
+changes may have been changed or deactivated since (the overlay applies to the rule as it is now).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mutt_app.commands.changes import Change
+from mutt_app.db.models import AlertRule, RuleDraft
+from mutt_app.rules.engine import RuleError, validate_rule_mapping
+
+RULE_DEFAULTS: dict[str, Any] = {
+    "match_string": None,
+    "trap_oid": None,
+    "syslog_severity": None,
+    "priority": 100,
+    "is_active": True,
+    "dedup_window_seconds": None,
+    "clears_rule_id": None,
+}
+"""A new rule's values for the optional fields it leaves out (the API's and a draft's)."""
+
+RULE_FIELD_NAMES = (
+    "match_string",
+    "trap_oid",
+    "syslog_severity",
+    "match_type",
+    "priority",
+    "prod_handling",
+    "dev_handling",
+    "team_assignment",
+    "is_active",
+    "dedup_window_seconds",
+    "clears_rule_id",
+)
+
+
+class DraftError(ValueError):
+    """The draft cannot be applied to the live rules (a rule it names is gone, a result is invalid)."""
+
+
+@dataclass(frozen=True)
+class Draft:
+    """Proposed changes to the rule set. Field values are already type-checked (by the API's
+    FieldSpecs); what only the whole rule can show is checked against the live rules on use."""
+
+    create: tuple[Mapping[str, Any], ...] = ()
+    update: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    deactivate: frozenset[int] = frozenset()
+
+    def document(self) -> dict[str, Any]:
+        """The draft as its JSON document (what is stored and what the API takes)."""
+        return {
+            "create": [dict(fields) for fields in self.create],
+            "update": [
+                {"id": rule_id, **fields} for rule_id, fields in sorted(self.update.items())
+            ],
+            "deactivate": sorted(self.deactivate),
+        }
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Draft:
+        """The draft a stored document holds (checked when it was saved)."""
+        return cls(
+            create=tuple(document.get("create", ())),
+            update={
+                entry["id"]: {k: v for k, v in entry.items() if k != "id"}
+                for entry in document.get("update", ())
+            },
+            deactivate=frozenset(document.get("deactivate", ())),
+        )
+
+    @property
+    def empty(self) -> bool:
+        """True when the draft changes nothing."""
+        return not (self.create or self.update or self.deactivate)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The rule set a draft would make: every rule row (transient, never added to a session), and
+    which of them are the draft's new rules (their ids are provisional, past every stored id, so
+    that ties in priority break as they will after publishing)."""
+
+    rows: tuple[AlertRule, ...]
+    new_rules: Mapping[int, int]
+    """Provisional id -> index of the rule in the draft's ``create`` list."""
+
+    def active(self) -> list[AlertRule]:
+        """The rows that would be active."""
+        return [row for row in self.rows if row.is_active]
+
+
+def _check(fields: Mapping[str, Any], what: str) -> None:
+    try:
+        validate_rule_mapping(fields)
+    except RuleError as exc:
+        raise DraftError(f"{what}: {exc}") from None
+
+
+def _known(draft: Draft, ids: Iterable[int]) -> None:
+    missing = sorted((set(draft.update) | draft.deactivate) - set(ids))
+    if missing:
+        raise DraftError(f"the draft names rules that do not exist: {missing}")
+    both = sorted(set(draft.update) & draft.deactivate)
+    if both:
+        raise DraftError(f"the draft both changes and deactivates rules {both}")
+
+
+def proposed_rules(session: Session, draft: Draft) -> Proposal:
+    """Every rule as it would be with ``draft`` applied; :class:`DraftError` if it cannot be."""
+    stored = session.scalars(select(AlertRule).order_by(AlertRule.id)).all()
+    _known(draft, (row.id for row in stored))
+    rows: list[AlertRule] = []
+    for row in stored:
+        fields = {name: getattr(row, name) for name in RULE_FIELD_NAMES}
+        if row.id in draft.update:
+            fields.update(draft.update[row.id])
+            _check(fields, f"rule {row.id} as changed")
+        if row.id in draft.deactivate:
+            fields["is_active"] = False
+        rows.append(AlertRule(id=row.id, **fields))
+    next_id = max((row.id for row in stored), default=0) + 1
+    new_rules: dict[int, int] = {}
+    for index, created in enumerate(draft.create):
+        fields = {**RULE_DEFAULTS, **created}
+        _check(fields, f"new rule {index + 1}")
+        rows.append(AlertRule(id=next_id + index, **fields))
+        new_rules[next_id + index] = index
+    ids = {row.id for row in rows}
+    for row in rows:
+        if row.clears_rule_id is not None and row.clears_rule_id not in ids:
+            raise DraftError(f"rule {row.id}: clears_rule_id names no rule {row.clears_rule_id}")
+    return Proposal(tuple(rows), new_rules)
+
+
+def publish(change: Change, draft: Draft) -> list[dict[str, Any]]:
+    """Apply ``draft`` to the live rules inside ``change``; returns the created rules' values.
+
+    Locks every rule it changes, in id order (two publishes never wait on each other in a cycle),
+    before reading its old values; each rule that really changes gets one audit row. Raises
+    :class:`DraftError` (the change is then rolled back by its caller) if the draft no longer fits.
+    """
+    session = change.session
+    for rule_id in sorted(set(draft.update) | draft.deactivate):
+        rule = change.locked(AlertRule, id=rule_id)
+        if rule is None:
+            raise DraftError(f"the draft names rule {rule_id}, which does not exist")
+        if rule_id in draft.deactivate:
+            if rule.is_active:
+                change.update(rule, {"is_active": False}, operation="DELETE")
+            continue
+        old = rule.as_dict()
+        merged = {**{name: old[name] for name in RULE_FIELD_NAMES}, **draft.update[rule_id]}
+        _check(merged, f"rule {rule_id} as changed")
+        changed = {
+            name: value for name, value in draft.update[rule_id].items() if old[name] != value
+        }
+        _check_clears(session, changed.get("clears_rule_id"), rule_id)
+        if changed:
+            change.update(rule, changed)
+    created = []
+    for index, fields in enumerate(draft.create):
+        merged = {**RULE_DEFAULTS, **fields}
+        _check(merged, f"new rule {index + 1}")
+        _check_clears(session, merged["clears_rule_id"], None)
+        created.append(change.create(AlertRule(**merged)))
+    return created
+
+
+def publish_stored(change: Change, draft_id: int) -> tuple[RuleDraft, list[dict[str, Any]]] | None:
+    """Publish the stored draft ``draft_id`` inside ``change`` and mark it published (its own
+    audit row); returns it and the created rules' values, or None if there is no such draft.
+
+    Raises :class:`DraftError` if it was published already or no longer fits the live rules.
+    """
+    row = change.locked(RuleDraft, id=draft_id)
+    if row is None:
+        return None
+    if row.published_at is not None:
+        raise DraftError(f"draft {draft_id} was published already ({row.published_by})")
+    created = publish(change, Draft.from_document(row.document))
+    change.update(row, {"published_at": datetime.now(UTC), "published_by": change.changed_by})
+    return row, created
+
+
+def _check_clears(session: Session, clears_rule_id: int | None, rule_id: int | None) -> None:
+    if clears_rule_id is None:
+        return
+    if clears_rule_id == rule_id or session.get(AlertRule, clears_rule_id) is None:
+        raise DraftError(f"clears_rule_id {clears_rule_id} names no other rule")

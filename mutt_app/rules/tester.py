@@ -1,0 +1,109 @@
+"""The rule tester: which active rule would win for a sample event, and which ones it shadows.
+
+It also shows the event's message template and dedup fingerprint (:mod:`mutt_app.events.fingerprint`) and
+the dedup window that would apply, so the normalisation can be tried on real messages.
+
+One answer for the admin UI's tester page and ``POST /api/v2/rules/test``. The event is read by the
+ingest's own validation (a trap OID inside the message is found the same way), and the rules,
+development hosts and device teams come from the database now, not from a worker's cache.
+
+A test is bounded as classification is: the message by ingest's MAX_MESSAGE_CHARS, the rules by the
+rule bounds of :mod:`mutt_app.rules.engine`, and the time by CLASSIFY_TIME_BUDGET_SECONDS
+(:class:`~mutt_app.rules.engine.BudgetExceeded` when it runs out).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mutt_app.events.fingerprint import fingerprint, template
+from mutt_app.events.schema import Event, validate_item
+from mutt_app.holdback.dedup import window_for
+from mutt_app.rules.cache import load_snapshot
+from mutt_app.rules.engine import BudgetExceeded, Decision, explain
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """What the rules would do with one sample event."""
+
+    event: Event
+    decision: Decision
+    matches: list[dict[str, Any]]  # every matching rule as a dict, the winner first
+    skipped_rules: list[tuple[int, str]]  # active rules the engine could not compile, and why
+    dedup_window_seconds: int  # the winning rule's own window, else the default; 0: off
+
+    @property
+    def winner(self) -> dict[str, Any] | None:
+        return self.matches[0] if self.matches else None
+
+    @property
+    def shadowed(self) -> list[dict[str, Any]]:
+        return self.matches[1:]
+
+    def outcome(self) -> dict[str, Any]:
+        """The decision as the tester shows it: winner, handling, team, and what it shadows."""
+        decision = self.decision
+        return {
+            "matched": decision.matched,
+            "rule_id": decision.rule_id,
+            "rule": self.winner,
+            "handling": decision.handling,
+            "team": decision.team,
+            "is_dev": decision.is_dev,
+            "forward": decision.forward,
+            "shadowed": self.shadowed,
+            "template": template(self.event.message),
+            "fingerprint": fingerprint(self.event.hostname, decision.rule_id, self.event.message),
+            "dedup_window_seconds": self.dedup_window_seconds,
+        }
+
+
+def try_event(
+    session: Session,
+    body: Mapping[str, Any],
+    default_team: str,
+    *,
+    dedup_window: int,
+    budget_seconds: float,
+) -> Trial:
+    """Run ``body`` (an event as ingest takes it; only hostname required) past the active rules.
+
+    ``dedup_window`` is the current default dedup window (the dynamic DEDUP_WINDOW_SECONDS), shown
+    unless the winning rule has its own.
+
+    Raises :class:`mutt_app.events.schema.InvalidEvent` when ingest would refuse it, and
+    :class:`~mutt_app.rules.engine.BudgetExceeded` (its message names the budget) when matching would
+    run past ``budget_seconds``.
+    """
+    deadline = time.perf_counter() + budget_seconds
+    event = validate_item(dict(body), required_fields=("hostname",), received_at=datetime.now(UTC))
+    snapshot = load_snapshot(session, "database")
+    try:
+        answer = explain(
+            event.message,
+            event.trap_oid,
+            event.syslog_severity,
+            event.hostname,
+            snapshot,
+            default_team,
+            deadline,
+        )
+    except BudgetExceeded:
+        raise BudgetExceeded(
+            f"the rule test ran out of its {budget_seconds}s time budget"
+            " (CLASSIFY_TIME_BUDGET_SECONDS): the active rules are too slow for this message"
+        ) from None
+    return Trial(
+        event=event,
+        decision=answer.decision,
+        matches=[dataclasses.asdict(rule) for rule in answer.matches],
+        skipped_rules=list(snapshot.ruleset.errors),
+        dedup_window_seconds=window_for(answer.decision.rule_id, snapshot, dedup_window),
+    )

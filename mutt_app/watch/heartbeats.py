@@ -1,0 +1,427 @@
+"""Heartbeats: hosts that must send at least one event every N minutes, and the alerts when not.
+
+A heartbeat (:class:`mutt_app.db.models.Heartbeat`) watches one host, every host a glob matches among
+the hosts MUTT has heard from, or every host of a device team. A watched host that sent nothing for
+its heartbeat's ``interval_minutes`` is *quiet*: Moog gets one alert, and one clear (same
+signature, severity 0) when the host talks again, or when the heartbeat stops watching it (deleted,
+deactivated, or changed so that it no longer covers the host).
+
+Last seen. classify records, per batch, each host's latest ``received_at`` in one Redis sorted set
+(:data:`LAST_SEEN_KEY`, member the lower-cased host name, score epoch milliseconds) with a single
+``ZADD ... GT`` (:func:`record_seen`): one round trip per batch whatever its size, and GT keeps the
+latest time when an older batch (a redelivery, a dead letter replayed hours later) arrives after a
+newer one. The check reads it with ZMSCORE for named hosts and ZRANGEBYSCORE (quiet for longer than
+the shortest interval) for globs; it never reads the event audit. Quiet is judged as of the oldest
+batch still waiting for classify (the ledger), not as of now: the last-seen times are complete only
+up to then, and a backlog must not look like silent hosts. A named host (or a team's host)
+never heard from counts as last seen when the heartbeat last changed, or when the checks started
+(:data:`SINCE_KEY`, so that a Redis that lost its data gives every host its interval again rather
+than alerting on all of them at once).
+
+State. An open alert is a field ``<heartbeat id>:<host>`` of the hash :data:`QUIET_KEY`, whose JSON
+value is its episode: the host's last-seen time when it went quiet, and what the clear needs (name,
+handling, team), so a clear can be sent after its heartbeat is gone.
+
+Exactly once. Each run works out the transitions, publishes their alerts through the outbox
+(:func:`mutt_app.tasks.classify.publish_forwards`: lanes, shedding, the rate limit and the forward
+task's idempotency key all apply), and only then records them: HSETNX for a raise, a
+compare-and-delete script for a clear. Each alert's external_id is derived from its episode
+(heartbeat, host, last-seen time), so a run killed between publishing and recording, two runs at
+once, or a restarted beat publish the same ids again, and the forward task delivers them once; the
+metrics and log lines count only the run whose record took.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from typing import Any
+
+import orjson
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mutt_app import metrics
+from mutt_app.db.models import HEARTBEAT_GLOB_CHARS, DeviceTeam, Heartbeat
+from mutt_app.events.schema import Event
+from mutt_app.forwarding.moog import AGENT, CLEAR_SEVERITY, MANAGER
+from mutt_app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+LAST_SEEN_KEY = "mutt:lastseen"
+QUIET_KEY = "mutt:heartbeats:quiet"
+SINCE_KEY = "mutt:heartbeats:since"
+HEARTBEAT_TYPE = "mutt.heartbeat"
+QUIET_SEVERITY = 4  # major: something that should talk has stopped
+_NAMESPACE = uuid.UUID("3c7f9a12-5e4b-4d81-a6f0-8b2e1d9c7a54")
+_ZMSCORE_CHUNK = 1000
+
+# KEYS[1] the quiet hash; ARGV field, expected value, field, expected value, ... Deletes each field
+# that still holds the value read before the alerts were published; returns 1 or 0 per field.
+_CLEAR_SCRIPT = """
+local done = {}
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    done[#done + 1] = 1
+  else
+    done[#done + 1] = 0
+  end
+end
+return done
+"""
+
+
+def is_glob(host: str) -> bool:
+    """Whether a heartbeat's ``host`` is a glob over the hosts heard from, not one host name."""
+    return any(c in host for c in HEARTBEAT_GLOB_CHARS)
+
+
+# --- last seen: written by classify ---------------------------------------------------------------
+
+
+def record_seen(client: redis.Redis | Any, events: Iterable[Event]) -> int:
+    """Record each host's latest ``received_at`` among ``events`` (one ZADD GT); returns how
+    many hosts. ``client`` may be a pipeline."""
+    latest: dict[str, int] = {}
+    for event in events:
+        host = event.hostname.lower()
+        moment = int(event.received_at.timestamp() * 1000)
+        if moment > latest.get(host, -1):
+            latest[host] = moment
+    if latest:
+        client.zadd(LAST_SEEN_KEY, latest, gt=True)  # type: ignore[arg-type]
+    return len(latest)
+
+
+def last_seen(client: redis.Redis, hosts: Sequence[str]) -> dict[str, int | None]:
+    """Each host's last event (epoch ms), None if never heard from."""
+    found: dict[str, int | None] = {}
+    for start in range(0, len(hosts), _ZMSCORE_CHUNK):
+        chunk = list(hosts[start : start + _ZMSCORE_CHUNK])
+        for host, score in zip(chunk, client.zmscore(LAST_SEEN_KEY, chunk), strict=True):
+            found[host] = None if score is None else int(score)
+    return found
+
+
+# --- what is watched ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """An active heartbeat as the check sees it."""
+
+    id: int
+    name: str
+    host: str | None  # lower-cased
+    team: str | None
+    interval_minutes: int
+    handling: str
+    team_assignment: str | None
+    changed_ms: int
+
+    @classmethod
+    def of(cls, row: Heartbeat) -> Watch:
+        changed = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
+        return cls(
+            id=row.id,
+            name=row.name,
+            host=row.host.lower() if row.host is not None else None,
+            team=row.team,
+            interval_minutes=row.interval_minutes,
+            handling=row.handling,
+            team_assignment=row.team_assignment,
+            changed_ms=int(changed.timestamp() * 1000),
+        )
+
+    @property
+    def glob(self) -> bool:
+        return self.host is not None and is_glob(self.host)
+
+    def named_hosts(self, by_team: dict[str, list[str]]) -> list[str]:
+        """The hosts it names (its host, or its team's hosts); none for a glob."""
+        if self.team is not None:
+            return by_team.get(self.team, [])
+        return [] if self.host is None or self.glob else [self.host]
+
+    def covers(self, host: str, teams: dict[str, str]) -> bool:
+        if self.team is not None:
+            return teams.get(host) == self.team
+        if self.glob:
+            return fnmatchcase(host, self.host or "")
+        return host == self.host
+
+
+def load_watches(session: Session) -> tuple[dict[int, Watch], dict[str, str]]:
+    """The active heartbeats by id, and the device teams (lower-cased host -> team)."""
+    rows = session.scalars(select(Heartbeat).where(Heartbeat.is_active.is_(True))).all()
+    teams = {
+        hostname.lower(): team
+        for hostname, team in session.execute(
+            select(DeviceTeam.hostname, DeviceTeam.team_assignment)
+        )
+    }
+    return {row.id: Watch.of(row) for row in rows}, teams
+
+
+# --- the alerts -----------------------------------------------------------------------------------
+
+
+def _iso(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat()
+
+
+def heartbeat_alert(
+    state: dict[str, Any], *, cleared: bool = False, why: str = ""
+) -> dict[str, Any]:
+    """The Moog event of a quiet host's episode (``state`` as :data:`QUIET_KEY` keeps it), or with
+    ``cleared`` its clear: same signature, severity clear. external_ids derive from the episode."""
+    host = state["host"]
+    name = state["name"]
+    interval = state["interval_minutes"]
+    external_id = str(
+        uuid.uuid5(_NAMESPACE, f"{state['episode']}:{'clear' if cleared else 'quiet'}")
+    )
+    since = _iso(state["since"])
+    if cleared:
+        description = f"{host}: heartbeat '{name}' {why or 'talking again'}"
+    elif state["seen"]:
+        description = (
+            f"{host}: no event for over {interval} min (heartbeat '{name}'); last event at {since}"
+        )
+    else:
+        description = (
+            f"{host}: no event for over {interval} min (heartbeat '{name}'); none since {since}"
+        )
+    return {
+        "signature": f"{host}::heartbeat::{state['heartbeat_id']}",
+        "source_id": host,
+        "external_id": external_id,
+        "manager": MANAGER,
+        "source": host,
+        "class": state["team"],
+        "agent": AGENT,
+        "agent_location": host,
+        "type": HEARTBEAT_TYPE,
+        "severity": CLEAR_SEVERITY if cleared else QUIET_SEVERITY,
+        "description": description,
+        "agent_time": int(datetime.now(UTC).timestamp()),
+        "custom_info": {
+            "handling": state["handling"],
+            "rule_id": None,
+            "correlation_id": external_id,
+            "team": state["team"],
+            "is_dev": False,
+            "heartbeat": "cleared" if cleared else "quiet",
+            "heartbeat_id": state["heartbeat_id"],
+            "heartbeat_name": name,
+            "heartbeat_episode": state["episode"],
+            "interval_minutes": interval,
+            "last_event": since if state["seen"] else None,
+        },
+    }
+
+
+# --- the check ------------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckOutcome:
+    """What one check did: alerts raised and cleared (recorded by this run), quiet hosts after."""
+
+    raised: list[str] = field(default_factory=list)  # "<heartbeat id>:<host>"
+    cleared: list[str] = field(default_factory=list)
+    quiet: int = 0  # distinct hosts with an open quiet alert
+
+    def as_dict(self) -> dict[str, int]:
+        return {"raised": len(self.raised), "cleared": len(self.cleared), "quiet": self.quiet}
+
+
+def _now_ms(client: redis.Redis) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def check(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], object]) -> CheckOutcome:
+    """Raise an alert for each newly quiet host and clear each that talked again (module
+    docstring); ``publish`` puts alerts in the outbox (classify's ``publish_forwards``)."""
+    client = runtime.redis
+    now_ms = _now_ms(client)
+    # Every event received before the oldest batch still waiting for classify has been classified:
+    # last-seen times are complete up to then, so quiet is judged as of then. A classify backlog (or
+    # a database outage holding batches) is not a fleet gone silent.
+    oldest = client.zrange(runtime.ledger.index, 0, 0, withscores=True)
+    judged_ms = min(now_ms, int(oldest[0][1] * 1000)) if oldest else now_ms
+    if now_ms - judged_ms > 60_000:
+        log.info("heartbeats judged as of %s: classify is %d s behind", _iso(judged_ms),
+                 (now_ms - judged_ms) // 1000)  # fmt: skip
+    client.set(SINCE_KEY, now_ms, nx=True)
+    watching_since = int(client.get(SINCE_KEY) or now_ms)
+    with runtime.sessions() as session:
+        watches, teams = load_watches(session)
+    raw_open = {k.decode(): v for k, v in client.hgetall(QUIET_KEY).items()}
+    open_states = {key: orjson.loads(raw) for key, raw in raw_open.items()}
+
+    by_team: dict[str, list[str]] = {}
+    for host, team in sorted(teams.items()):
+        by_team.setdefault(team, []).append(host)
+    named = {host for watch in watches.values() for host in watch.named_hosts(by_team)}
+    named |= {state["host"] for state in open_states.values()}
+    scores = last_seen(client, sorted(named))
+    globs = [w for w in watches.values() if w.glob]
+    quiet_seen: list[tuple[str, int]] = []
+    if globs:
+        longest_ago = judged_ms - min(w.interval_minutes for w in globs) * 60_000
+        quiet_seen = [
+            (member.decode(), int(score))
+            for member, score in client.zrangebyscore(
+                LAST_SEEN_KEY, "-inf", f"({longest_ago}", withscores=True
+            )
+        ]
+        scores.update(quiet_seen)
+
+    clears: list[tuple[str, dict[str, Any], str]] = []
+    for key, state in open_states.items():
+        watch = watches.get(state["heartbeat_id"])
+        current = scores.get(state["host"])
+        if watch is None or not watch.covers(state["host"], teams):
+            clears.append((key, state, "no longer watches this host"))
+        elif current is not None and current > state["since"]:
+            clears.append((key, state, f"talking again (event at {_iso(current)})"))
+    still_open = open_states.keys() - {key for key, _, _ in clears}
+
+    raises: list[tuple[str, dict[str, Any]]] = []
+    for watch in watches.values():
+        threshold = judged_ms - watch.interval_minutes * 60_000
+        if watch.glob:
+            candidates = [
+                (host, since, True)
+                for host, since in quiet_seen
+                if since < threshold and fnmatchcase(host, watch.host or "")
+            ]
+        else:
+            baseline = max(watch.changed_ms, watching_since)
+            candidates = []
+            for host in watch.named_hosts(by_team):
+                seen = scores.get(host)
+                since = seen if seen is not None else baseline
+                if since < threshold:
+                    candidates.append((host, since, seen is not None))
+        for host, since, seen in candidates:
+            key = f"{watch.id}:{host}"
+            if key in still_open:
+                continue
+            raises.append((key, _episode(watch, host, since, seen, teams, runtime, now_ms)))
+
+    alerts = [heartbeat_alert(state, cleared=True, why=why) for _, state, why in clears]
+    alerts += [heartbeat_alert(state) for _, state in raises]
+    if alerts:
+        publish(alerts)
+    outcome = _record(client, raw_open, clears, raises)
+    outcome.quiet = len({q["host"] for q in quiet_hosts(client)})
+    _observe(outcome, clears, raises)
+    return outcome
+
+
+def _episode(
+    watch: Watch,
+    host: str,
+    since: int,
+    seen: bool,
+    teams: dict[str, str],
+    runtime: Runtime,
+    now_ms: int,
+) -> dict[str, Any]:
+    return {
+        "episode": str(uuid.uuid5(_NAMESPACE, f"{watch.id}:{host}:{since}")),
+        "heartbeat_id": watch.id,
+        "name": watch.name,
+        "host": host,
+        "since": since,
+        "seen": seen,
+        "interval_minutes": watch.interval_minutes,
+        "handling": watch.handling,
+        "team": watch.team_assignment
+        or teams.get(host)
+        or watch.team
+        or runtime.settings.unhandled_default_team,
+        "raised_at": now_ms,
+    }
+
+
+def _record(
+    client: redis.Redis,
+    raw_open: dict[str, bytes],
+    clears: list[tuple[str, dict[str, Any], str]],
+    raises: list[tuple[str, dict[str, Any]]],
+) -> CheckOutcome:
+    """Record the published transitions: clears first (a host that talked and went quiet again
+    in one interval gets its new episode in the same run)."""
+    outcome = CheckOutcome()
+    if clears:
+        args: list[Any] = []
+        for key, _, _ in clears:
+            args += [key, raw_open[key]]
+        done = client.register_script(_CLEAR_SCRIPT)(keys=[QUIET_KEY], args=args)
+        outcome.cleared = [key for (key, _, _), ok in zip(clears, done, strict=True) if ok]
+    if raises:
+        pipe = client.pipeline(transaction=False)
+        for key, state in raises:
+            pipe.hsetnx(QUIET_KEY, key, orjson.dumps(state))
+        done = pipe.execute()
+        outcome.raised = [key for (key, _), ok in zip(raises, done, strict=True) if ok]
+    return outcome
+
+
+def _observe(
+    outcome: CheckOutcome,
+    clears: list[tuple[str, dict[str, Any], str]],
+    raises: list[tuple[str, dict[str, Any]]],
+) -> None:
+    raised, cleared = set(outcome.raised), set(outcome.cleared)
+    for key, state, why in clears:
+        if key in cleared:
+            log.info("heartbeat %r: %s %s", state["name"], state["host"], why)
+    for key, state in raises:
+        if key in raised:
+            log.warning(
+                "heartbeat %r: %s quiet for over %d min (last event %s)",
+                state["name"],
+                state["host"],
+                state["interval_minutes"],
+                _iso(state["since"]) if state["seen"] else "never",
+            )
+    metrics.HEARTBEAT_ALERTS.labels("raised").inc(len(raised))
+    metrics.HEARTBEAT_ALERTS.labels("cleared").inc(len(cleared))
+    metrics.HEARTBEAT_QUIET_HOSTS.set(outcome.quiet)
+
+
+# --- reading the state (admin view, dashboard, API) -----------------------------------------------
+
+
+def quiet_hosts(client: redis.Redis) -> list[dict[str, Any]]:
+    """The open quiet alerts, longest quiet first: heartbeat id and name, host, last event (ISO,
+    None if never heard from), quiet since (ISO: the last event, or when watching began) and
+    when the alert was raised."""
+    found = []
+    for raw in client.hvals(QUIET_KEY):
+        state = orjson.loads(raw)
+        found.append(
+            {
+                "heartbeat_id": state["heartbeat_id"],
+                "heartbeat": state["name"],
+                "host": state["host"],
+                "interval_minutes": state["interval_minutes"],
+                "last_event": _iso(state["since"]) if state["seen"] else None,
+                "quiet_since": _iso(state["since"]),
+                "alerted_at": _iso(state["raised_at"]),
+            }
+        )
+    found.sort(key=lambda q: (q["quiet_since"], q["heartbeat_id"], q["host"]))
+    return found

@@ -1,0 +1,1 @@
+"""The ingest endpoint and the publishing of accepted events."""

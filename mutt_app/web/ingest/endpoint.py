@@ -1,0 +1,285 @@
+"""POST /api/v2/ingest: accept events from rsyslog, syslog-ng, snmptrapd relays and scripts.
+
+Valid events of a body are accepted even when others are not (those are listed with their index and
+reason). Accepted events are recorded in the ledger and published to ``classify_event`` in batches of
+CLASSIFY_BATCH_SIZE before the 200 goes out; concurrent requests share those writes
+(:mod:`mutt_app.web.ingest.publisher`). With INGEST_MIN_REPLICAS (default 1 through Sentinel) those writes
+must also be acknowledged by that many replicas, else 503 with Retry-After
+(:mod:`mutt_app.web.ingest.replication`). A body with nothing valid is answered 422, never 400:
+syslog-ng resends a 400 forever and rsyslog files it as an error, and such a body will never succeed.
+
+A body larger than MAX_INGEST_BODY_BYTES is answered 413 whatever its framing (Content-Length or
+chunked) and nothing of it is accepted. Each accepted event's JSON is written once, while it is
+validated (:attr:`Event.wire_json`), and those bytes go into the ledger and the task message as they
+are: an item that cannot be written is that request's rejection, never a failed round for others.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+import orjson
+import redis
+from celery import Celery
+from flask import Blueprint, Response, current_app, jsonify, request
+from kombu.exceptions import BatchPublishError
+from kombu.exceptions import OperationalError as BrokerError
+from kombu.serialization import registry as serializers
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from mutt_app import metrics
+from mutt_app.celery_app import make_celery
+from mutt_app.config import VERSION, Settings
+from mutt_app.dynamic_config import DynamicConfig
+from mutt_app.events.schema import BodyError, Event, parse_body, validate_items
+from mutt_app.ledger import Batch, Ledger
+from mutt_app.logs import correlation, log_context
+from mutt_app.rotation import redis_client
+from mutt_app.tasks.classify import QUEUE, TASK_NAME
+from mutt_app.watch import slo
+from mutt_app.web.ingest.publisher import BatchPublisher, PublishTimeout, QueueFull
+from mutt_app.web.ingest.replication import ReplicationShortfall, confirm_replicated
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("ingest", __name__)
+
+RETRY_AFTER_SECONDS = 5
+# Publishing must fail fast when Redis is gone, so the client gets its 503 and retries.
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
+# Classify tasks go out as JSON written by orjson, which embeds each event's already written
+# wire_json (an orjson.Fragment) instead of encoding the event again. The workers read it as any
+# "application/json" message, so only the encoder is registered.
+TASK_SERIALIZER = "mutt-json"
+serializers.register(TASK_SERIALIZER, orjson.dumps, None, "application/json", "utf-8")
+
+
+@dataclass
+class Ingestor:
+    """What the ingest endpoint needs, built once per process."""
+
+    settings: Settings
+    celery: Celery
+    redis: redis.Redis
+    ledger: Ledger
+    dynamic_config: DynamicConfig
+    publisher: BatchPublisher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.publisher = BatchPublisher(
+            depth=self.queue_depth,
+            record=self.ledger.record,
+            forget=self.ledger.forget,
+            send=self.send,
+            published=lambda requests: slo.record(self.redis, "ingest", True, count=requests),
+            replicated=lambda: confirm_replicated(
+                self.redis, self.settings.min_replicas, self.settings.ingest_replica_timeout_ms
+            ),
+            batch_size=self.settings.classify_batch_size,
+            max_queue=lambda: self.dynamic_config.get("max_ingest_queue_size"),
+            linger_seconds=self.settings.ingest_linger_ms / 1000,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Ingestor:
+        client = redis_client(settings, socket_timeout=5, socket_connect_timeout=2)
+        if settings.ingest_api_key is None:
+            log.warning(
+                "INGEST_API_KEY is not set: the ingest endpoint accepts unauthenticated posts"
+            )
+        return cls(
+            settings, make_celery(settings), client, Ledger(client), DynamicConfig(client, settings)
+        )
+
+    def authorised(self, given: str | None) -> bool:
+        expected = self.settings.ingest_api_key
+        if expected is None:
+            return True
+        return given is not None and hmac.compare_digest(
+            given.encode(), expected.get_secret_value().encode()
+        )
+
+    def queue_depth(self) -> int:
+        depth = int(self.redis.llen(QUEUE))
+        metrics.INGEST_QUEUE_DEPTH.set(depth)
+        return depth
+
+    def publish(self, events: list[Event]) -> None:
+        """Return once ``events`` are in the ledger and on the broker (see :mod:`.publisher`)."""
+        self.publisher.submit([orjson.Fragment(e.wire_json) for e in events])
+
+    def send(self, batches: list[Batch]) -> None:
+        """Publish one classify task per batch, all in one Redis pipeline."""
+        with self.celery.producer_or_acquire() as producer, producer.batch():
+            for batch in batches:
+                self.celery.send_task(
+                    TASK_NAME,
+                    args=[batch.events, batch.batch_id],
+                    queue=QUEUE,
+                    producer=producer,
+                    serializer=TASK_SERIALIZER,
+                    retry_policy=PUBLISH_RETRY_POLICY,
+                    # The workers declare the queue; checking it again per message costs time.
+                    declare=[],
+                    # Celery would repr() every event for Flower; a summary is cheaper and clearer.
+                    argsrepr=f"({len(batch.events)} events, batch {batch.batch_id})",
+                )
+
+
+def _ingestor() -> Ingestor:
+    return current_app.extensions["mutt_ingest"]
+
+
+def _answer(status: int, body: dict, reason: str, **headers: str) -> Response:
+    metrics.INGEST_REQUESTS.labels("success" if status < 300 else "fail", reason).inc()
+    # Accepted requests are counted by the publisher, one write per round; a Redis failure cannot
+    # be counted in Redis (see mutt_app.watch.slo).
+    if status >= 300 and reason != "redis_unavailable":
+        slo.record(_ingestor().redis, "ingest", False)
+    response = jsonify(body)
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+@bp.post("/api/v2/ingest")
+@bp.post("/ingest")
+def ingest() -> Response:
+    started = time.perf_counter()
+    try:
+        return _ingest(_ingestor())
+    finally:
+        metrics.INGEST_LATENCY.observe(time.perf_counter() - started)
+
+
+def _drain(stream: BinaryIO, budget: int) -> None:
+    """Read and drop up to ``budget`` bytes of a refused body, so that its sender gets the 413.
+
+    A server that answers while the client is still sending closes the connection, and the client
+    sees a reset, not the answer. A body longer still is left to that fate.
+    """
+    while budget > 0:
+        chunk = stream.read(min(budget, 64 * 1024))
+        if not chunk:
+            return
+        budget -= len(chunk)
+
+
+def _ingest(ingestor: Ingestor) -> Response:
+    if not ingestor.authorised(request.headers.get("X-API-Key")):
+        return _answer(401, {"error": "invalid or missing X-API-Key"}, "auth")
+    limit = ingestor.settings.max_ingest_body_bytes
+    # Werkzeug stops reading a chunked body at the limit without saying whether more followed: let
+    # it read one byte more, so that a longer body shows itself instead of being cut and parsed in
+    # part.
+    request.max_content_length = limit + 1
+    try:
+        body = request.get_data(cache=False)
+        too_large = len(body) > limit
+    except RequestEntityTooLarge:
+        body, too_large = b"", True  # its Content-Length says so; nothing was read
+    if too_large:
+        _drain(request.environ["wsgi.input"], limit)
+        log.info("ingest body refused (413): larger than %d bytes", limit)
+        return _answer(413, {"error": f"body larger than {limit} bytes"}, "too_large")
+    received_at = datetime.now(UTC)
+    try:
+        items = parse_body(
+            body,
+            content_encoding=request.headers.get("Content-Encoding"),
+            content_type=request.headers.get("Content-Type"),
+            max_bytes=limit,
+        )
+    except BodyError as exc:
+        reason = "too_large" if exc.status == 413 else "invalid_body"
+        log.info("ingest body refused (%d): %s", exc.status, exc)
+        return _answer(exc.status, {"status": "rejected", "error": str(exc)}, reason)
+    events, rejections = validate_items(
+        items, required_fields=ingestor.settings.required_message_fields, received_at=received_at
+    )
+    rejected = [{"index": r.index, "error": r.error} for r in rejections]
+    metrics.INGEST_EVENTS.labels("rejected").inc(len(rejected))
+    if rejections:
+        # One line per request, naming the first reason: enough to find a misbehaving sender.
+        first = rejections[0]
+        log.info(
+            "rejected %d of %d items; first: item %d: %s",
+            len(rejections),
+            len(items),
+            first.index,
+            first.error,
+        )
+    if not events:
+        body = {"status": "rejected", "accepted": 0, "correlation_ids": [], "rejected": rejected}
+        return _answer(422, body, "no_valid_events")
+
+    try:
+        ingestor.publish(events)
+    except QueueFull:
+        return _answer(
+            503,
+            {"error": "classify queue is full, retry later"},
+            "queue_full",
+            **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    except ReplicationShortfall:
+        return _answer(
+            503,
+            {"error": "events not yet replicated, retry later"},
+            "replication_shortfall",
+            **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    except (redis.RedisError, BrokerError, BatchPublishError, OSError, PublishTimeout) as exc:
+        log.error(
+            "cannot enqueue %d events: %s: %s",
+            len(events),
+            type(exc).__name__,
+            exc,
+            extra=correlation([e.correlation_id for e in events]),
+        )
+        return _answer(
+            503,
+            {"error": "queue unavailable, retry later"},
+            "redis_unavailable",
+            **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    metrics.INGEST_EVENTS.labels("accepted").inc(len(events))
+    # DEBUG: at thousands of requests a second a line per request would flood the journal; the
+    # mutt_ingest_* metrics count them, and classify logs each batch with its correlation_ids.
+    with log_context(**correlation([e.correlation_id for e in events])):
+        log.debug("accepted %d events, %d rejected", len(events), len(rejected))
+    return _answer(
+        200,
+        {
+            "status": "accepted",
+            "accepted": len(events),
+            "correlation_ids": [e.correlation_id for e in events],
+            "rejected": rejected,
+        },
+        "",
+    )
+
+
+@bp.get("/health")
+def health() -> Response:
+    ingestor = _ingestor()
+    body: dict = {
+        "service": "mutt-ingest",
+        "version": VERSION,
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
+    try:
+        ingestor.redis.ping()
+        body.update(status="healthy", redis="connected", queue_depth=ingestor.queue_depth())
+        status = 200
+    except redis.RedisError as exc:
+        body.update(status="unhealthy", redis=f"unreachable: {type(exc).__name__}")
+        status = 503
+    response = jsonify(body)
+    response.status_code = status
+    return response
