@@ -21,9 +21,9 @@ from pathlib import Path
 from pipeline_bench import make_batch
 
 import mutt_app
-from mutt_app.celery_app import make_celery
 from mutt_app.config import load_settings
 from mutt_app.events.schema import validate_items
+from mutt_app.runtime import Runtime
 from mutt_app.tasks.classify import classify_batch
 
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = load_settings()
-    app = make_celery(settings)
+    app = Runtime(settings).celery
     runtime = app.mutt_runtime  # type: ignore[attr-defined]
     rng = random.Random(1)
     batches = []

@@ -10,16 +10,14 @@ from __future__ import annotations
 import logging
 import ssl
 from datetime import timedelta
-from functools import cache
 from urllib.parse import quote
 
-from celery import Celery
+from celery import Celery, Task
 from celery.schedules import crontab
-from celery.signals import worker_process_init, worker_ready
 
-from mutt_app.config import Settings, SettingsError, load_settings
+from mutt_app import metrics
+from mutt_app.config import Settings
 from mutt_app.rotation import redis_password, sentinel_connection_options
-from mutt_app.runtime import Runtime
 
 # Beat wakes at least this often (seconds), and a standby beat takes over this long after the
 # active one stopped renewing its lock.
@@ -34,9 +32,12 @@ TASK_MODULES = (
 )
 
 
-def make_celery(settings: Settings) -> Celery:
-    """A Celery app configured from ``celeryconfig`` and ``settings``, with a :class:`Runtime`."""
-    app = Celery("mutt", include=list(TASK_MODULES), set_as_current=False)
+def make_celery(settings: Settings, task_cls: type[Task] = Task) -> Celery:
+    """A Celery app configured from ``celeryconfig`` and ``settings``; its tasks derive ``task_cls``.
+
+    Build it through :attr:`mutt_app.runtime.Runtime.celery`, whose task class carries the Runtime.
+    """
+    app = Celery("mutt", include=list(TASK_MODULES), set_as_current=False, task_cls=task_cls)
     app.config_from_object("celeryconfig")
     password = redis_password(settings) if any(settings.redis_passwords()) else None
     app.conf.broker_url = broker_url(settings, password)
@@ -88,7 +89,6 @@ def make_celery(settings: Settings) -> Celery:
     app.conf.redbeat_key_prefix = "mutt:redbeat:"
     app.conf.redbeat_lock_timeout = BEAT_LOCK_TIMEOUT
     app.conf.beat_max_loop_interval = BEAT_MAX_LOOP_INTERVAL
-    app.mutt_runtime = Runtime(settings)  # type: ignore[attr-defined]
     return app
 
 
@@ -144,55 +144,15 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
     }
 
 
-def runtime_of(app: Celery) -> Runtime:
-    """The :class:`Runtime` of ``app`` (built from the environment for a foreign app)."""
-    runtime = getattr(app, "mutt_runtime", None)
-    if runtime is None:
-        runtime = app.mutt_runtime = Runtime(load_settings())  # type: ignore[attr-defined]
-    return runtime
+def serve_worker_metrics(port: int) -> None:
+    """Serve the worker host's metrics on ``port`` (0: not at all), once per host.
 
-
-@worker_ready.connect
-def _serve_worker_metrics(sender: object = None, **_: object) -> None:
-    # One HTTP server per worker host, in the main process, merging the pool processes' samples
-    # (prometheus_client multiprocess mode, switched on by PROMETHEUS_MULTIPROC_DIR).
-    from celery import current_app
-
-    runtime = getattr(current_app, "mutt_runtime", None)
-    port = runtime.settings.metrics_port_worker if runtime else 0
+    One HTTP server per worker host, in the main process, merging the pool processes' samples
+    (prometheus_client multiprocess mode, switched on by PROMETHEUS_MULTIPROC_DIR).
+    """
     if not port:
         return
-    from mutt_app.metrics import serve_metrics
-
     try:
-        serve_metrics(port)
+        metrics.serve_metrics(port)
     except OSError as exc:  # another worker on this host already serves the merged metrics
         logging.getLogger(__name__).info("worker metrics port %d not opened: %s", port, exc)
-
-
-@worker_process_init.connect
-def _fresh_connections_after_fork(**_: object) -> None:
-    # The parent may have opened connections (e.g. while importing); children must not share them.
-    from celery import current_app
-
-    runtime = getattr(current_app, "mutt_runtime", None)
-    if runtime is not None:
-        runtime.reset()
-
-
-@cache
-def default_app() -> Celery:
-    """The app for ``celery -A mutt_app``: settings from the environment (and Vault), read once."""
-    from mutt_app.logs import configure_logging
-    from mutt_app.vault import VaultError, settings_for_service
-
-    try:
-        settings = settings_for_service(load_settings())
-    except (SettingsError, VaultError) as exc:
-        # One clear line instead of a traceback, and a non-zero exit for systemd to see.
-        raise SystemExit(f"mutt: {exc}") from None
-    configure_logging(settings, service="mutt-worker")
-    app = make_celery(settings)
-    app.set_current()
-    app.set_default()
-    return app

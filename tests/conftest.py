@@ -130,10 +130,7 @@ def engine(settings: Settings) -> Iterator[Engine]:
 
 
 def close_web_app(app: Flask) -> None:
-    """Dispose what a web app opened on first use (its engine and Redis client)."""
-    engine = app.extensions.get("mutt_engine")
-    if engine is not None:
-        engine.dispose()
-    client = app.extensions.get("mutt_redis")
-    if client is not None:
-        client.close()
+    """Close what a web app's Runtime opened on first use (its engine and Redis client)."""
+    runtime = app.extensions.get("mutt")
+    if runtime is not None:
+        runtime.close()

@@ -272,15 +272,15 @@ def dlq_replay(
 ) -> None:
     """Publish items again now (by id, or --all matching the filters) and remove them."""
 
-    from mutt_app.celery_app import make_celery
     from mutt_app.db.engine import session_factory
     from mutt_app.db.models import DeadLetter, PoisonLetter
     from mutt_app.forwarding import deadletters
+    from mutt_app.runtime import Runtime
 
     if not item_ids and not everything:
         raise click.UsageError("name item ids, or --all")
     model = PoisonLetter if poison else DeadLetter
-    app = make_celery(obj.settings)
+    app = Runtime(obj.settings).celery
     replayed = skipped = 0
     with session_factory(obj.engine).begin() as session:
         if item_ids:

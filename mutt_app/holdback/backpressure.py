@@ -29,6 +29,7 @@ import redis
 from mutt_app import metrics
 from mutt_app.dynamic_config import DynamicConfig
 from mutt_app.forwarding import lanes
+from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,11 @@ class Backpressure:
         self._lock = threading.Lock()
         self._reading: tuple[float, Pressure] | None = None
         self._logged: tuple[float, int] = (0.0, NORMAL)
+
+    @classmethod
+    def of(cls, runtime: Runtime) -> Backpressure:
+        """The ticket lane's pressure as ``runtime``'s process sees it (a Runtime component)."""
+        return cls(runtime.redis, runtime.dynamic_config)
 
     def pressure(self) -> Pressure:
         """The current reading; Redis errors propagate (classify retries its batch on them)."""

@@ -21,6 +21,7 @@ from mutt_app import metrics
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, DevelopmentHost, DeviceTeam, MaintenanceWindow
 from mutt_app.rules.engine import Rule, RuleSnapshot, compile_rules
+from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def flap_pairs(rows: Sequence[AlertRule]) -> dict[int, tuple[int, bool]]:
 
 
 class RuleCache:
-    """The current :class:`RuleSnapshot` of one process."""
+    """The current :class:`RuleSnapshot` of one process (``runtime.component(RuleCache.of)``)."""
 
     def __init__(
         self, sessions: sessionmaker[Session], client: redis.Redis, settings: Settings
@@ -116,6 +117,11 @@ class RuleCache:
         self._snapshot: RuleSnapshot | None = None
         self._loaded_at = 0.0
         self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, runtime: Runtime) -> RuleCache:
+        """The rule cache of ``runtime`` (a Runtime component)."""
+        return cls(runtime.sessions, runtime.redis, runtime.settings)
 
     def current(self) -> RuleSnapshot:
         """The snapshot for the rules version in Redis, recompiled if it changed.

@@ -23,14 +23,13 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from celery import Task, shared_task
+from celery import shared_task
 from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from mutt_app import metrics
-from mutt_app.celery_app import runtime_of
 from mutt_app.classify.audit import audit_row, insert_audit_rows
 from mutt_app.db.engine import database_unavailable
 from mutt_app.events.schema import Event
@@ -38,15 +37,16 @@ from mutt_app.forwarding import lanes
 from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.forwarding.moog import build_payload, unhandled_meta_alert
 from mutt_app.holdback import windows as maintenance_windows
-from mutt_app.holdback.backpressure import shed_verdict
+from mutt_app.holdback.backpressure import Backpressure, shed_verdict
 from mutt_app.holdback.dedup import Held, count_held, hold_duplicates
 from mutt_app.holdback.flapping import hold_flapping
 from mutt_app.holdback.scripts import UnhandledCounter
 from mutt_app.holdback.storms import hold_over_budget
 from mutt_app.ledger import Batch
 from mutt_app.logs import correlation, log_context
+from mutt_app.rules.cache import RuleCache
 from mutt_app.rules.engine import BudgetExceeded, Decision, RuleSnapshot, decide
-from mutt_app.runtime import Runtime
+from mutt_app.runtime import Runtime, RuntimeTask
 from mutt_app.watch.heartbeats import record_seen
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ INFRA_RETRY_DELAYS = (1, 2, 5, 10, 20, 30)
     bind=True, name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, max_retries=None
 )
 def classify_event(
-    self: Task, events: list[dict[str, Any]], batch_id: str, replays: int = 0
+    self: RuntimeTask, events: list[dict[str, Any]], batch_id: str, replays: int = 0
 ) -> dict[str, int]:
     """Classify a batch of accepted events (``Event.to_wire`` dicts) and audit them.
 
@@ -79,9 +79,9 @@ def classify_event(
 
 
 def _classify_event(
-    self: Task, events: list[dict[str, Any]], batch_id: str, replays: int
+    self: RuntimeTask, events: list[dict[str, Any]], batch_id: str, replays: int
 ) -> dict[str, int]:
-    runtime = runtime_of(self.app)
+    runtime = self.runtime
     attempt = runtime.ledger.start_attempt(batch_id)
     if attempt > runtime.settings.alerter_max_retries:
         # Every earlier attempt died mid-run (worker lost): stop feeding this batch to workers.
@@ -135,7 +135,7 @@ def classify_batch(
     """
     started = time.perf_counter()
     settings = runtime.settings
-    snapshot = runtime.rules.current()
+    snapshot = runtime.component(RuleCache.of).current()
     budget = settings.classify_time_budget_seconds
     deadline = time.perf_counter() + budget
     decided: list[tuple[Event, Decision]] = []
@@ -305,7 +305,7 @@ def publish_forwards(runtime: Runtime, app: Any, alerts: list[dict[str, Any]]) -
     """
     if not alerts:
         return {}
-    pressure = runtime.backpressure.pressure()
+    pressure = runtime.component(Backpressure.of).pressure()
     shed = {str(a["external_id"]): v for a in alerts if (v := shed_verdict(a, pressure))}
     if shed:
         _shed_to_dlq(runtime, [a for a in alerts if shed.get(str(a["external_id"])) == "dlq"])
@@ -352,7 +352,7 @@ def _shed_to_dlq(runtime: Runtime, alerts: list[dict[str, Any]]) -> None:
     """Write shed alerts as forward dead letters (error type ``shed``); remediation replays them."""
     if not alerts:
         return
-    depth = runtime.backpressure.pressure().depth
+    depth = runtime.component(Backpressure.of).pressure().depth
     with runtime.sessions.begin() as session:
         for alert in alerts:
             add_dead_letter(

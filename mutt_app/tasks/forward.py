@@ -42,20 +42,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from celery import Task, shared_task
+from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from mutt_app import metrics
-from mutt_app.celery_app import runtime_of
 from mutt_app.forwarding import history as delivery_history
 from mutt_app.forwarding import lanes
 from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.forwarding.moog import request_body
 from mutt_app.holdback.scripts import CIRCUIT_STATES, CircuitBreaker, RateLimiter
 from mutt_app.logs import correlation, log_context
-from mutt_app.runtime import Runtime
+from mutt_app.runtime import Runtime, RuntimeTask
 from mutt_app.watch import slo
 
 log = logging.getLogger(__name__)
@@ -84,7 +83,7 @@ INFLIGHT_WAIT = 2.0
     retry_kwargs={"max_retries": 10},
 )
 def forward_to_moog(
-    self: Task,
+    self: RuntimeTask,
     alerts: list[dict[str, Any]] | dict[str, Any],
     attempts: int = 0,
     first_failed_at: str | None = None,
@@ -102,13 +101,13 @@ def forward_to_moog(
 
 
 def _forward(
-    self: Task,
+    self: RuntimeTask,
     alerts: list[dict[str, Any]],
     attempts: int,
     first_failed_at: str | None,
     replays: int,
 ) -> dict[str, int]:
-    runtime = runtime_of(self.app)
+    runtime = self.runtime
     if not alerts:
         return {}
     result = deliver(runtime, alerts, attempts, task_id=self.request.id or "")
@@ -159,7 +158,7 @@ def _forward(
 
 
 def _again(
-    self: Task,
+    self: RuntimeTask,
     runtime: Runtime,
     alerts: list[dict[str, Any]],
     countdown: float,

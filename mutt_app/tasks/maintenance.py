@@ -8,15 +8,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from celery import Task, shared_task
+from celery import shared_task
 
 from mutt_app import metrics
-from mutt_app.celery_app import runtime_of
 from mutt_app.db import retention
 from mutt_app.db.partitions import ensure_partitions
 from mutt_app.holdback import dedup, flapping, storms
 from mutt_app.holdback import windows as maintenance_windows
-from mutt_app.runtime import Runtime
+from mutt_app.runtime import Runtime, RuntimeTask
 from mutt_app.tasks.classify import QUEUE as CLASSIFY_QUEUE
 from mutt_app.tasks.classify import TASK_NAME as CLASSIFY_TASK
 from mutt_app.tasks.classify import forward_batches, publish_forwards
@@ -27,9 +26,9 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, name="mutt.reconcile_ledger", ignore_result=True)
-def reconcile_ledger(self: Task, limit: int = 500) -> int:
+def reconcile_ledger(self: RuntimeTask, limit: int = 500) -> int:
     """Publish again what the broker lost: accepted batches never audited, alerts never finished."""
-    runtime = runtime_of(self.app)
+    runtime = self.runtime
     older_than = runtime.settings.reconcile_after
     batches = runtime.ledger.overdue(older_than, limit=limit)
     for batch in batches:
@@ -51,9 +50,9 @@ def reconcile_ledger(self: Task, limit: int = 500) -> int:
 
 
 @shared_task(bind=True, name="mutt.create_partitions", ignore_result=True)
-def create_partitions(self: Task) -> list[str]:
+def create_partitions(self: RuntimeTask) -> list[str]:
     """Ensure this month's and the next PARTITION_PRECREATE_MONTHS' audit partitions exist."""
-    runtime = runtime_of(self.app)
+    runtime = self.runtime
     results = ensure_partitions(
         runtime.engine, datetime.now(UTC).date(), runtime.settings.partition_precreate_months
     )
@@ -64,9 +63,9 @@ def create_partitions(self: Task) -> list[str]:
 
 
 @shared_task(bind=True, name="mutt.retention", ignore_result=True)
-def retention_job(self: Task) -> dict[str, object]:
+def retention_job(self: RuntimeTask) -> dict[str, object]:
     """Archive, verify and remove what is past retention (see :mod:`mutt_app.db.retention`)."""
-    runtime = runtime_of(self.app)
+    runtime = self.runtime
     try:
         report = retention.run(runtime.engine, runtime.settings)
     except retention.RetentionBusy as exc:
@@ -91,14 +90,14 @@ def _flush_maintenance(runtime: Runtime, publish: Callable[[list[dict[str, Any]]
 
 
 @shared_task(bind=True, name="mutt.flush_held", ignore_result=True)
-def flush_held(self: Task) -> dict[str, int]:
+def flush_held(self: RuntimeTask) -> dict[str, int]:
     """Send, via the outbox, what the windows that closed held back: one repeat-count update per
     dedup window, one summary per storm-budget window, one "flapping ended" per quiet episode,
     one summary per ended maintenance-window occurrence that held something.
 
     Each is independent: one failing (it is logged) does not keep the others' alerts back.
     """
-    runtime = runtime_of(self.app)
+    runtime = self.runtime
 
     def publish(alerts: list[dict[str, Any]]) -> None:
         publish_forwards(runtime, self.app, alerts)
@@ -119,11 +118,11 @@ def flush_held(self: Task) -> dict[str, int]:
 
 
 @shared_task(bind=True, name="mutt.check_heartbeats", ignore_result=True)
-def check_heartbeats(self: Task) -> dict[str, int]:
+def check_heartbeats(self: RuntimeTask) -> dict[str, int]:
     """Alert once for each watched host gone quiet, clear once when it talks again, via the outbox
     (:mod:`mutt_app.watch.heartbeats`). A failure (Redis, the database) fails this run, and the next
     run does the same work: nothing is recorded before its alerts are in the outbox."""
-    runtime = runtime_of(self.app)
+    runtime = self.runtime
     outcome = heartbeats.check(runtime, lambda alerts: publish_forwards(runtime, self.app, alerts))
     if outcome.raised or outcome.cleared:
         log.info("heartbeats: %s", outcome.as_dict())

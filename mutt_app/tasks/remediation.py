@@ -21,16 +21,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from celery import Celery, Task, shared_task
+from celery import Celery, shared_task
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from mutt_app import metrics
-from mutt_app.celery_app import runtime_of
 from mutt_app.db.models import DeadLetter, PoisonLetter
 from mutt_app.forwarding import deadletters, lanes
 from mutt_app.forwarding.deadletters import replay_call
-from mutt_app.runtime import Runtime
+from mutt_app.runtime import Runtime, RuntimeTask
 from mutt_app.tasks.classify import TASK_NAME as CLASSIFY_TASK
 from mutt_app.tasks.forward import TASK_NAME as FORWARD_TASK
 
@@ -51,9 +50,9 @@ class RunReport:
 
 
 @shared_task(bind=True, name="mutt.remediate_dlq", ignore_result=True)
-def remediate_dlq(self: Task) -> dict[str, Any]:
+def remediate_dlq(self: RuntimeTask) -> dict[str, Any]:
     """Replay due dead letters (see the module docstring)."""
-    report = run_remediation(runtime_of(self.app), self.app)
+    report = run_remediation(self.runtime, self.app)
     return report.__dict__
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import Flask
 
 from mutt_app.config import Settings, SettingsError, load_settings
+from mutt_app.web.context import install
 
 
 def resolve_settings(settings: Settings | None) -> Settings:
@@ -38,7 +39,7 @@ def create_ingest_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings, service="mutt-ingest")
     app = Flask("mutt_app.web.ingest.endpoint")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_ingest_body_bytes
-    app.extensions["mutt_ingest"] = Ingestor.from_settings(settings)
+    app.extensions["mutt_ingest"] = Ingestor(install(app, settings))
     app.register_blueprint(bp)
     app.register_blueprint(metrics_bp)
     return app
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = resolve_settings(settings)
     configure_logging(settings, service="mutt-web")
     app = Flask("mutt_app.web")
-    app.extensions["mutt_settings"] = settings
+    install(app, settings)
     init_security_headers(app)  # CSP, X-Frame-Options, nosniff, Referrer-Policy on every answer
     if settings.webui_trusted_proxies:
         from werkzeug.middleware.proxy_fix import ProxyFix

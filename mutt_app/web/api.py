@@ -61,8 +61,6 @@ from werkzeug.exceptions import HTTPException
 from mutt_app import metrics
 from mutt_app.api_keys import UNSCOPED_CHANGED_BY, ApiKey, accepted_keys, identify
 from mutt_app.commands.changes import Change, audited_change
-from mutt_app.config import Settings
-from mutt_app.db.engine import make_engine, session_factory
 from mutt_app.db.models import (
     CONFIG_OPERATIONS,
     NOT_FORWARDED_REASONS,
@@ -70,7 +68,7 @@ from mutt_app.db.models import (
     ConfigAuditLog,
     EventAuditLog,
 )
-from mutt_app.rotation import redis_client
+from mutt_app.web.context import runtime, settings
 
 log = logging.getLogger(__name__)
 
@@ -316,30 +314,14 @@ def _logged_in_person() -> ApiKey | None:
 # --- app resources -----------------------------------------------------------------------------
 
 
-def settings() -> Settings:
-    """The app's settings."""
-    return current_app.extensions["mutt_settings"]
-
-
 def sessions() -> sessionmaker[Session]:
-    """The app's session factory, made on first use (sharing the engine /health uses)."""
-    extensions = current_app.extensions
-    factory = extensions.get("mutt_sessions")
-    if factory is None:
-        engine = extensions.get("mutt_engine")
-        if engine is None:
-            engine = extensions.setdefault("mutt_engine", make_engine(settings()))
-        factory = extensions.setdefault("mutt_sessions", session_factory(engine))
-    return factory
+    """The app's session factory (its Runtime's)."""
+    return runtime().sessions
 
 
 def redis_connection() -> redis.Redis:
-    """The app's Redis client, made on first use (shared with /health)."""
-    client = current_app.extensions.get("mutt_redis")
-    if client is None:
-        client = redis_client(settings(), socket_timeout=2, socket_connect_timeout=2)
-        client = current_app.extensions.setdefault("mutt_redis", client)
-    return client
+    """The app's Redis client (its Runtime's, shared with /health)."""
+    return runtime().redis
 
 
 # --- request bodies ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import uuid
 from typing import Any
 
 from celery import Celery
-from flask import Response, current_app, request
+from flask import Response, request
 
 from mutt_app.db.models import DeadLetter, PoisonLetter
 from mutt_app.dynamic_config import KEYS, DynamicConfig, parse_value, set_audited
@@ -46,8 +46,8 @@ from mutt_app.web.api import (
     requires,
     row_dict,
     sessions,
-    settings,
 )
+from mutt_app.web.context import runtime
 
 REASON_FIELD = "reason"
 # The dynamic settings as body fields, typed by their real type (an integer setting takes a JSON
@@ -61,24 +61,13 @@ CONFIG_FIELDS: dict[str, FieldSpec] = {
 
 
 def _celery() -> Celery:
-    """The app's Celery client for publishing replays, made on first use."""
-    app = current_app.extensions.get("mutt_celery")
-    if app is None:
-        from mutt_app.celery_app import make_celery
-
-        app = current_app.extensions.setdefault("mutt_celery", make_celery(settings()))
-    return app
+    """The app's Celery client for publishing replays."""
+    return runtime().celery
 
 
 def dynamic_config() -> DynamicConfig:
-    """The app's dynamic configuration (Redis-backed), made on first use."""
-    config = current_app.extensions.get("mutt_dynamic_config")
-    if config is None:
-        # No local cache: several web processes share Redis, and a change made through one must
-        # be what the next request to another reads (the audit's old values, the SLO targets).
-        config = DynamicConfig(redis_connection(), settings(), cache_ttl=0)
-        config = current_app.extensions.setdefault("mutt_dynamic_config", config)
-    return config
+    """The app's dynamic configuration (Redis-backed, read afresh on every request)."""
+    return runtime().dynamic_config
 
 
 @bp.get("/dlq")

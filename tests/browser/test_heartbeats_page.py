@@ -14,9 +14,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import Settings
 from mutt_app.db.models import ConfigAuditLog, Heartbeat
+from mutt_app.runtime import Runtime
 from mutt_app.watch import heartbeats
 from tests.browser.conftest import log_in, wait_for_element
 from tests.browser.test_admin_pages import _flash, _set, _type
@@ -61,7 +61,7 @@ def test_an_admin_adds_a_heartbeat_and_sees_the_quiet_hosts_first(
     assert audit.reason == "edge switches go silent when their uplink dies"
 
     # The check beat runs: core-rtr-02 has been quiet for over half an hour.
-    heartbeats.check(runtime_of(make_celery(settings)), lambda alerts: None)
+    heartbeats.check(Runtime(settings), lambda alerts: None)
     browser.get(f"{base_url}/admin/heartbeats/")
     quiet = wait_for_element(browser, "#quiet-hosts").text
     assert "core-rtr-02" in quiet and "core routers" in quiet and "core-rtr-01" not in quiet

@@ -16,11 +16,11 @@ import requests
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.cli import main
 from mutt_app.config import load_settings
 from mutt_app.db.models import DeadLetter
 from mutt_app.ledger import OUTBOX, Ledger
+from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.classify import publish_forwards
 from mutt_app.watch import slo
 from tests.e2e.conftest import StackFactory
@@ -64,7 +64,7 @@ def _alerts(n: int) -> list[dict]:
 
 def _publish(stack: Stack, alerts: list[dict]) -> None:
     # As classify_event does: recorded in the outbox, then published.
-    app = make_celery(load_settings(stack.env))
+    app = Runtime(load_settings(stack.env)).celery
     publish_forwards(runtime_of(app), app, alerts)
 
 

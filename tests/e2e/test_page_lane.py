@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import load_settings
+from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.classify import publish_forwards
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import Stack
@@ -46,7 +46,7 @@ def _alert(host: str, handling: str, severity: int, text: str) -> dict:
 
 
 def _publish(stack: Stack, alerts: list[dict]) -> None:
-    app = make_celery(load_settings(stack.env))
+    app = Runtime(load_settings(stack.env)).celery
     publish_forwards(runtime_of(app), app, alerts)
 
 
@@ -113,7 +113,7 @@ def test_a_deferred_page_stays_in_the_page_lane(make_stack: StackFactory) -> Non
     stack.start_worker("tickets", queues="mutt.forward", concurrency=4, pool="threads")
     pages = [_alert(f"rtr-{i}", "Page_and_ticket", 5, "BGP neighbour down") for i in range(15)]
     old = [_alert(f"old-{i}", "Page_and_ticket", 5, "BGP neighbour down") for i in range(10)]
-    app = make_celery(load_settings(stack.env))
+    app = Runtime(load_settings(stack.env)).celery
     for alert in old:  # as classify published every alert before lanes existed
         app.send_task("mutt.forward_to_moog", args=[alert], queue="mutt.forward")
     _publish(stack, pages)

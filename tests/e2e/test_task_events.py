@@ -9,8 +9,8 @@ from types import TracebackType
 
 import pytest
 
-from mutt_app.celery_app import make_celery
 from mutt_app.config import load_settings
+from mutt_app.runtime import Runtime
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import Stack
 from tests.e2e.test_pipeline import _seed
@@ -21,7 +21,7 @@ class ReceivedTasks:
     """Listens to the broker's task events, as Flower does; ``names`` of the tasks received."""
 
     def __init__(self, stack: Stack) -> None:
-        self.app = make_celery(load_settings(stack.env))
+        self.app = Runtime(load_settings(stack.env)).celery
         self.names: set[str] = set()
         self._listening, self._stop = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._listen, daemon=True)

@@ -11,9 +11,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import Settings
 from mutt_app.db.models import ConfigAuditLog, Heartbeat
+from mutt_app.runtime import Runtime
 from mutt_app.watch import heartbeats
 from tests.integration.test_admin_ui import (  # noqa: F401 - fixtures
     _form_token,
@@ -81,7 +81,7 @@ def test_the_page_lists_quiet_hosts_first_and_viewers_cannot_change(
             session.add(Heartbeat(name=name, host=f"{name}-*", interval_minutes=5))
     redis_client.set(heartbeats.SINCE_KEY, int((time.time() - 3600) * 1000))
     redis_client.zadd(heartbeats.LAST_SEEN_KEY, {"charlie-9": (time.time() - 600) * 1000})
-    heartbeats.check(runtime_of(make_celery(settings)), lambda alerts: None)
+    heartbeats.check(Runtime(settings), lambda alerts: None)
 
     assert _login(client, "victor") == 302
     page = client.get("/admin/heartbeats/").get_data(as_text=True)

@@ -185,7 +185,7 @@ class Admin(Interface):
 
     def _id(self, model: type[DevelopmentHost] | type[DeviceTeam], hostname: str) -> int:
         """The id the admin's URLs and forms name a host's row by."""
-        with self.client.application.extensions["mutt_sessions"]() as session:
+        with self.client.application.extensions["mutt"].sessions() as session:
             return session.scalars(select(model.id).where(model.hostname == hostname)).one()
 
     def disable_rule(self, rule_id: int) -> None:

@@ -19,11 +19,11 @@ from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
 from mutt_app import metrics
-from mutt_app.celery_app import make_celery
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, DeadLetter, EventAuditLog
 from mutt_app.events.schema import validate_items
 from mutt_app.ledger import Batch, Ledger
+from mutt_app.runtime import Runtime
 from mutt_app.tasks.classify import QUEUE, TASK_NAME
 
 EVENTS = 6
@@ -41,7 +41,7 @@ REGEX_RULE = RULE | {"match_type": "regex", "match_string": "CRITICAL.*failed"}
 
 @pytest.fixture
 def app(settings: Settings) -> Celery:
-    app = make_celery(settings.model_copy(update={"classify_time_budget_seconds": 1e-6}))
+    app = Runtime(settings.model_copy(update={"classify_time_budget_seconds": 1e-6})).celery
     app.loader.import_default_modules()  # the task modules, as a worker imports them
     return app
 
@@ -158,7 +158,7 @@ def _audit_rows(engine: Engine) -> list[EventAuditLog]:
 def test_a_stored_rule_over_a_bound_is_skipped_with_an_error_and_a_metric(
     settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = make_celery(settings)  # the default budget
+    app = Runtime(settings).celery  # the default budget
     app.loader.import_default_modules()
     # Written straight to the database, as a rule stored before the bounds existed would be.
     with engine.begin() as conn:

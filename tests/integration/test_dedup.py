@@ -11,12 +11,12 @@ import orjson
 import redis
 from sqlalchemy import select
 
-from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog
 from mutt_app.events.schema import validate_item
 from mutt_app.holdback import dedup
 from mutt_app.holdback.scripts import DedupWindows, Repeats
+from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.classify import classify_batch
 
 PREFIX = "mutt:dedup"
@@ -139,7 +139,7 @@ def _wire(hostname: str, message: str) -> dict:
 def test_classify_holds_repeats_audits_each_once_and_flush_sends_one_update(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    app = make_celery(settings)
+    app = Runtime(settings).celery
     runtime = runtime_of(app)
     with runtime.sessions.begin() as session:
         rule = AlertRule(

@@ -9,12 +9,12 @@ import orjson
 import redis
 from sqlalchemy import select
 
-from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog
 from mutt_app.events.schema import validate_item
 from mutt_app.holdback import flapping
 from mutt_app.holdback.scripts import FlapDetector, FlapVerdict, Transition
+from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.classify import classify_batch
 
 PREFIX = "mutt:flap"
@@ -168,7 +168,7 @@ def _reasons(runtime, batch: list[dict]) -> list[str | None]:  # type: ignore[no
 def test_classify_raises_once_holds_as_flapping_and_flush_ends_it(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    app = make_celery(settings)
+    app = Runtime(settings).celery
     runtime = runtime_of(app)
     runtime.dynamic_config.set("flap_transitions", 3)
     runtime.dynamic_config.set("flap_quiet_seconds", 1)
@@ -196,7 +196,7 @@ def test_classify_raises_once_holds_as_flapping_and_flush_ends_it(
 def test_duplicates_still_count_as_transitions_and_keep_their_reason(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    app = make_celery(settings)
+    app = Runtime(settings).celery
     runtime = runtime_of(app)
     runtime.dynamic_config.set("flap_transitions", 3)
     _pair(runtime)

@@ -16,13 +16,12 @@ import pytest
 import redis
 from sqlalchemy import update
 
-from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import Settings
 from mutt_app.db.models import DeviceTeam, Heartbeat
 from mutt_app.events.schema import validate_item
 from mutt_app.ledger import Batch
 from mutt_app.metrics import HEARTBEAT_ALERTS, HEARTBEAT_QUIET_HOSTS
-from mutt_app.runtime import Runtime
+from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.classify import classify_batch
 from mutt_app.tasks.maintenance import check_heartbeats
 from mutt_app.watch import dashboard, heartbeats
@@ -70,7 +69,7 @@ def _start_watching_long_ago(client: redis.Redis) -> None:
 @pytest.fixture
 def runtime(settings: Settings, redis_client: redis.Redis) -> Runtime:
     _start_watching_long_ago(redis_client)
-    return runtime_of(make_celery(settings))
+    return Runtime(settings)
 
 
 class Sent:
@@ -89,7 +88,7 @@ class Sent:
 def test_classify_records_the_latest_receive_time_per_host_and_never_goes_back(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    app = make_celery(settings)
+    app = Runtime(settings).celery
     runtime = runtime_of(app)
     now = datetime.now(UTC)
     classify_batch(
@@ -127,8 +126,8 @@ def test_a_quiet_host_raises_once_and_clears_once_when_it_talks(
     (quiet,) = heartbeats.quiet_hosts(redis_client)
     assert (quiet["host"], quiet["heartbeat_id"]) == ("db-01", hb)
 
-    classify = runtime_of(make_celery(runtime.settings))
-    classify_batch(classify, make_celery(runtime.settings), [_wire("DB-01")])  # it talks again
+    classify = Runtime(runtime.settings)
+    classify_batch(classify, classify.celery, [_wire("DB-01")])  # it talks again
     assert heartbeats.check(runtime, sent).as_dict() == {"raised": 0, "cleared": 1, "quiet": 0}
     assert heartbeats.check(runtime, sent).as_dict() == {"raised": 0, "cleared": 0, "quiet": 0}
     assert sent.kinds() == [("db-01", "quiet"), ("db-01", "cleared")]
@@ -270,7 +269,7 @@ def test_the_beat_task_publishes_through_the_outbox_in_the_alerts_lane(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
     _start_watching_long_ago(redis_client)
-    app = make_celery(settings)
+    app = Runtime(settings).celery
     runtime = runtime_of(app)
     _heartbeat(runtime, host="core-1", handling="Page_and_ticket")
     _seen(redis_client, "core-1", 5)

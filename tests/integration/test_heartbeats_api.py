@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 
-from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.cli import main
 from mutt_app.config import Settings
+from mutt_app.runtime import Runtime
 from mutt_app.watch import heartbeats
 from tests.integration.test_api import (  # noqa: F401 - fixtures
     app,
@@ -97,7 +97,7 @@ def test_the_list_shows_heartbeats_with_quiet_hosts_first(
         call(client, "POST", "/api/v2/heartbeats", {**DB, "name": name, "host": f"{name}-*"})
     redis_client.set(heartbeats.SINCE_KEY, int((time.time() - 3600) * 1000))
     redis_client.zadd(heartbeats.LAST_SEEN_KEY, {"b-1": (time.time() - 600) * 1000})
-    runtime = runtime_of(make_celery(settings))
+    runtime = Runtime(settings)
     assert heartbeats.check(runtime, lambda alerts: None).raised == ["2:b-1"]
 
     listed = call(client, "GET", "/api/v2/heartbeats", status=200)
@@ -138,7 +138,7 @@ def test_the_cli_adds_lists_and_removes_heartbeats_through_the_audited_service(
         conn.execute(
             text("INSERT INTO device_teams (hostname, team_assignment) VALUES ('edge-9', 'NETO')")
         )
-    heartbeats.check(runtime_of(make_celery(settings)), lambda alerts: None)
+    heartbeats.check(Runtime(settings), lambda alerts: None)
     code, out = mutt("heartbeats", "list")
     assert code == 0 and "edges" in out and "team NETO" in out
     assert "QUIET edge-9 (edges): last event never" in out, out

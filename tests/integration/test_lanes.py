@@ -19,12 +19,12 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import Settings
 from mutt_app.db.models import DeadLetter
 from mutt_app.forwarding import deadletters
 from mutt_app.holdback.backpressure import Backpressure
 from mutt_app.ledger import OUTBOX, Batch, Ledger
+from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.classify import publish_forwards
 
 PAGE, TICKET = "mutt.forward.page", "mutt.forward"
@@ -63,7 +63,7 @@ def _shed(mode: str) -> float:
 
 @pytest.fixture
 def app(settings: Settings) -> Any:
-    app = make_celery(settings)
+    app = Runtime(settings).celery
     app.loader.import_default_modules()
     return app
 

@@ -14,7 +14,6 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
-from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.cli import main
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog, MaintenanceWindow
@@ -22,6 +21,7 @@ from mutt_app.events.schema import validate_item
 from mutt_app.holdback import windows as mw
 from mutt_app.holdback.scripts import Windowed
 from mutt_app.rules.cache import VERSION_KEY
+from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.classify import classify_batch
 from tests.integration.test_api import (  # noqa: F401 - fixtures
     CRITICAL,
@@ -166,7 +166,7 @@ def _wire(hostname: str, message: str, trap_oid: str | None = None) -> dict:
 def test_classify_suppresses_and_downgrades_only_what_windows_scope_and_sums_up_once(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    celery = make_celery(settings)
+    celery = Runtime(settings).celery
     runtime = runtime_of(celery)
     runtime.dynamic_config.set("dedup_window_seconds", 0)
     now = datetime.now(UTC)
@@ -244,7 +244,7 @@ def test_ending_a_window_early_sends_its_summary_at_the_next_flush(
 ) -> None:
     call(client, "POST", "/api/v2/rules", CRITICAL, status=201)
     window_id = call(client, "POST", WINDOWS, _recurring(), status=201)["id"]
-    celery = make_celery(settings)
+    celery = Runtime(settings).celery
     runtime = runtime_of(celery)
     runtime.dynamic_config.set("dedup_window_seconds", 0)
     batch = [_wire("core-sw-09", f"CRITICAL link {i} down") for i in range(3)]

@@ -8,9 +8,9 @@ import time
 import orjson
 import redis
 
-from mutt_app.celery_app import make_celery
 from mutt_app.config import Settings
 from mutt_app.ledger import OUTBOX, Batch, Ledger
+from mutt_app.runtime import Runtime
 
 
 def _queued(client: redis.Redis, queue: str) -> list[tuple[str, list]]:
@@ -23,7 +23,7 @@ def _queued(client: redis.Redis, queue: str) -> list[tuple[str, list]]:
 def test_overdue_batches_and_alerts_are_published_again(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    app = make_celery(settings)
+    app = Runtime(settings).celery
     app.loader.import_default_modules()  # the task modules, as a worker imports them
     long_ago = time.time() - settings.reconcile_after - 60
     Ledger(redis_client).record([Batch("lost-batch", [{"message": "lost"}])], now=long_ago)

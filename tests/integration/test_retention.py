@@ -27,7 +27,6 @@ from click.testing import CliRunner
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, create_engine, func, insert, select, text
 
-from mutt_app.celery_app import beat_schedule, make_celery
 from mutt_app.cli import main
 from mutt_app.config import SettingsError, load_settings
 from mutt_app.db import archive
@@ -40,6 +39,7 @@ from mutt_app.db.partitions import (
     partition_name,
 )
 from mutt_app.db.retention import RETIRING_PREFIX
+from mutt_app.runtime import Runtime, beat_schedule
 
 RETENTION_DAYS = 45
 # With 45 days, months -6..-4 are wholly past retention whatever today's date; -1 and 0 are not.
@@ -518,7 +518,7 @@ def test_retention_task_archives_through_the_celery_app(
 ) -> None:
     engine = _partitioned_db(pg_url, rows=5)
     settings = load_settings(_env(pg_url, tmp_path, REDIS_URL=redis_url))
-    app = make_celery(settings)
+    app = Runtime(settings).celery
     app.loader.import_default_modules()  # the task modules, as a worker imports them
     result = app.tasks["mutt.retention"].apply().get()
     assert not result["failures"]

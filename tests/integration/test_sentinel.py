@@ -169,10 +169,10 @@ def _publish(app, queue: str) -> None:  # type: ignore[no-untyped-def]
 def test_the_broker_and_redbeat_follow_a_failover(cluster: RedisSentinelCluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from redbeat.schedulers import get_redis
 
-    from mutt_app.celery_app import make_celery
+    from mutt_app.runtime import Runtime
 
     settings = load_settings({**cluster.env(), "MUTT_DATA_DIR": str(tmp_path)})
-    app = make_celery(settings)
+    app = Runtime(settings).celery
     assert app.conf.broker_url.count("sentinel://") == 3
     _publish(app, "sentinel-test")
     get_redis(app).set("mutt:redbeat:probe", "1")
@@ -286,11 +286,11 @@ def test_a_manual_failover_is_followed_too(cluster: RedisSentinelCluster, tmp_pa
     reconnect and find the new master; a write never lands on the demoted one (it would refuse it:
     READONLY, which the client also takes as a sign to ask again).
     """
-    from mutt_app.celery_app import make_celery
+    from mutt_app.runtime import Runtime
 
     settings = load_settings({**cluster.env(), "MUTT_DATA_DIR": str(tmp_path)})
     client = redis_client(settings, socket_timeout=5, retry=redis_retry())
-    app = make_celery(settings)
+    app = Runtime(settings).celery
     try:
         client.set("k", "before")
         _publish(app, "failback-test")
@@ -316,7 +316,7 @@ def test_tls_to_the_master_and_the_sentinels(tmp_path) -> None:  # type: ignore[
     factory's client, the broker and RedBeat all reach the master over TLS through TLS Sentinels."""
     from redbeat.schedulers import get_redis
 
-    from mutt_app.celery_app import make_celery
+    from mutt_app.runtime import Runtime
 
     cluster = RedisSentinelCluster(tls=True).start()
     try:
@@ -324,7 +324,7 @@ def test_tls_to_the_master_and_the_sentinels(tmp_path) -> None:  # type: ignore[
         client = redis_client(settings, socket_timeout=5)
         assert client.set("k", "v")
         client.close()
-        app = make_celery(settings)
+        app = Runtime(settings).celery
         _publish(app, "tls-test")
         get_redis(app).set("mutt:redbeat:tls", "1")
         master = cluster.master.client()

@@ -11,12 +11,12 @@ import orjson
 import redis
 from sqlalchemy import select
 
-from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog
 from mutt_app.events.schema import validate_item
 from mutt_app.holdback import storms
 from mutt_app.holdback.scripts import Budgeted, StormBudgets
+from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.classify import classify_batch
 
 PREFIX = "mutt:storm"
@@ -176,7 +176,7 @@ def _wire(hostname: str, message: str) -> dict:
 def test_classify_holds_past_the_budget_audits_each_once_and_pages_keep_their_own_budget(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    app = make_celery(settings)
+    app = Runtime(settings).celery
     runtime = runtime_of(app)
     runtime.dynamic_config.set("storm_budget_per_device", 3)
     runtime.dynamic_config.set("storm_budget_per_rule", 0)

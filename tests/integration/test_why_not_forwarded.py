@@ -11,7 +11,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from mutt_app.celery_app import make_celery, runtime_of
 from mutt_app.config import Settings
 from mutt_app.db.models import (
     HELD_REASONS,
@@ -22,6 +21,7 @@ from mutt_app.db.models import (
 )
 from mutt_app.events.schema import validate_item
 from mutt_app.rules.cache import bump_rules_version
+from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.classify import classify_batch
 from mutt_app.watch.dashboard import held_by_reason
 from tests.integration.test_api import app, call, client  # noqa: F401 - fixtures
@@ -65,7 +65,7 @@ def test_every_event_not_forwarded_has_its_reason_and_every_event_its_rules_vers
     _seed(engine)
     for _ in range(3):
         bump_rules_version(redis_client)  # the rules version is now 3
-    celery = make_celery(settings)
+    celery = Runtime(settings).celery
     runtime = runtime_of(celery)
     expected = [
         (_wire("core-1", "LINK-DOWN Gi0/1 (flap 1)"), None),  # forwarded

@@ -19,13 +19,11 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import BinaryIO
 
 import orjson
 import redis
-from celery import Celery
 from flask import Blueprint, Response, current_app, jsonify, request
 from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as BrokerError
@@ -33,13 +31,11 @@ from kombu.serialization import registry as serializers
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from mutt_app import metrics
-from mutt_app.celery_app import make_celery
-from mutt_app.config import VERSION, Settings
-from mutt_app.dynamic_config import DynamicConfig
+from mutt_app.config import VERSION
 from mutt_app.events.schema import BodyError, Event, parse_body, validate_items
-from mutt_app.ledger import Batch, Ledger
+from mutt_app.ledger import Batch
 from mutt_app.logs import correlation, log_context
-from mutt_app.rotation import redis_client
+from mutt_app.runtime import Runtime
 from mutt_app.tasks.classify import QUEUE, TASK_NAME
 from mutt_app.watch import slo
 from mutt_app.web.ingest.publisher import BatchPublisher, PublishTimeout, QueueFull
@@ -59,18 +55,19 @@ TASK_SERIALIZER = "mutt-json"
 serializers.register(TASK_SERIALIZER, orjson.dumps, None, "application/json", "utf-8")
 
 
-@dataclass
 class Ingestor:
-    """What the ingest endpoint needs, built once per process."""
+    """What the ingest endpoint needs, built once per process from its :class:`Runtime`."""
 
-    settings: Settings
-    celery: Celery
-    redis: redis.Redis
-    ledger: Ledger
-    dynamic_config: DynamicConfig
-    publisher: BatchPublisher = field(init=False)
-
-    def __post_init__(self) -> None:
+    def __init__(self, runtime: Runtime) -> None:
+        self.settings = settings = runtime.settings
+        self.celery = runtime.celery
+        self.redis = runtime.redis
+        self.ledger = runtime.ledger
+        self.dynamic_config = runtime.dynamic_config
+        if settings.ingest_api_key is None:
+            log.warning(
+                "INGEST_API_KEY is not set: the ingest endpoint accepts unauthenticated posts"
+            )
         self.publisher = BatchPublisher(
             depth=self.queue_depth,
             record=self.ledger.record,
@@ -83,17 +80,6 @@ class Ingestor:
             batch_size=self.settings.classify_batch_size,
             max_queue=lambda: self.dynamic_config.get("max_ingest_queue_size"),
             linger_seconds=self.settings.ingest_linger_ms / 1000,
-        )
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Ingestor:
-        client = redis_client(settings, socket_timeout=5, socket_connect_timeout=2)
-        if settings.ingest_api_key is None:
-            log.warning(
-                "INGEST_API_KEY is not set: the ingest endpoint accepts unauthenticated posts"
-            )
-        return cls(
-            settings, make_celery(settings), client, Ledger(client), DynamicConfig(client, settings)
         )
 
     def authorised(self, given: str | None) -> bool:

@@ -1,0 +1,1 @@
+"""Names MUTT shares across layers: tasks, queues, lanes, held reasons, roles."""
