@@ -1098,7 +1098,3 @@ def windows_end(obj: Context, window: str, reason: str) -> None:
 
 def _where(obj: Context) -> str:
     return obj.engine.url.render_as_string(hide_password=True)
-
-
-if __name__ == "__main__":
-    main()
