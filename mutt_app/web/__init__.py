@@ -51,9 +51,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from mutt_app.web.admin import register_admin
     from mutt_app.web.api import register_api
     from mutt_app.web.auth import init_auth
+    from mutt_app.web.headers import init_security_headers
     from mutt_app.web.health import bp as health_bp
     from mutt_app.web.health import metrics_bp
-    from mutt_app.web.security_headers import init_security_headers
 
     settings = resolve_settings(settings)
     configure_logging(settings, service="mutt-web")

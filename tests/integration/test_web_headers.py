@@ -18,7 +18,7 @@ from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, DevelopmentHost, DeviceTeam
 from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.web import create_app
-from mutt_app.web.security_headers import INLINE_HANDLERS
+from mutt_app.web.headers import INLINE_HANDLERS
 from tests.conftest import close_web_app
 from tests.integration.test_admin_ui import _login, sessions, users  # noqa: F401
 

@@ -34,11 +34,10 @@ from mutt_app.web.api import (
     public,
     required_role,
 )
-from mutt_app.web.api_heartbeats import HEARTBEAT_FIELDS
-from mutt_app.web.api_hosts import DEV_HOST_FIELDS, TEAM_FIELDS
-from mutt_app.web.api_maintenance_windows import WINDOW_FIELDS
-from mutt_app.web.api_operations import CONFIG_FIELDS
-from mutt_app.web.api_rules import (
+from mutt_app.web.api.heartbeats import HEARTBEAT_FIELDS
+from mutt_app.web.api.hosts import DEV_HOST_FIELDS, TEAM_FIELDS
+from mutt_app.web.api.operations import CONFIG_FIELDS
+from mutt_app.web.api.rules import (
     BACKTEST_FIELDS,
     DRAFT_FIELDS,
     DRAFT_RULE_ID,
@@ -46,6 +45,7 @@ from mutt_app.web.api_rules import (
     REQUIRED_ON_CREATE,
     RULE_FIELDS,
 )
+from mutt_app.web.api.windows import WINDOW_FIELDS
 
 
 def ref(name: str) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """Admin UI: rule drafts (``/admin/rule-drafts/``): edit a draft, backtest it, publish it.
 
 A draft is its JSON document (:mod:`mutt_app.rules.drafts`), edited as text next to the live rules'
-table (for their ids) and checked on save by the rule API's own :func:`~mutt_app.web.api_rules.parse_draft`
-and against the live rules. "Backtest" runs :func:`~mutt_app.web.api_rules.backtest_draft` on the
+table (for their ids) and checked on save by the rule API's own :func:`~mutt_app.web.api.rules.parse_draft`
+and against the live rules. "Backtest" runs :func:`~mutt_app.web.api.rules.backtest_draft` on the
 saved draft, the answer of ``POST /api/v2/rules/backtest``; "Publish" applies it through the
 audited-change service (:func:`mutt_app.rules.drafts.publish`): one config_audit_log row per changed
 rule plus one marking the draft published, all under the form's reason and one correlation id, and
@@ -30,9 +30,9 @@ from mutt_app.commands.changes import audited_change
 from mutt_app.db.models import AlertRule, RuleDraft
 from mutt_app.rules.backtest import MAX_HOURS
 from mutt_app.rules.drafts import Draft, DraftError, proposed_rules, publish_stored
-from mutt_app.web.admin_operations import MuttPage, _allowed, _reason
+from mutt_app.web.admin.operations import MuttPage, _allowed, _reason
 from mutt_app.web.api import MAX_DB_INT, ApiError, redis_connection, sessions
-from mutt_app.web.api_rules import backtest_draft, parse_draft
+from mutt_app.web.api.rules import backtest_draft, parse_draft
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from mutt_app.commands.changes import audited_change
 from mutt_app.db.models import WINDOW_ACTIONS, MaintenanceWindow
 from mutt_app.holdback import windows as mw
-from mutt_app.web.admin_operations import MuttPage, _allowed, _reason
+from mutt_app.web.admin.operations import MuttPage, _allowed, _reason
 from mutt_app.web.api import redis_connection, sessions, settings
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ audit keeps referring to it. Rule forms are checked with the engine's own
 :func:`mutt_app.rules.engine.validate_rule_fields`, so a regex RE2 refuses is refused here with RE2's message.
 
 The dashboard at ``/`` (:class:`DashboardView`) draws :mod:`mutt_app.watch.dashboard`'s figures; the
-dead-letter, dynamic-configuration and rule-tester pages are in :mod:`mutt_app.web.admin_operations`.
+dead-letter, dynamic-configuration and rule-tester pages are in :mod:`mutt_app.web.admin.operations`.
 """
 
 from __future__ import annotations
@@ -601,15 +601,15 @@ def register_admin(app: Flask) -> Admin:
 
 def _admin(app: Flask, db: scoped_session[Session]) -> Admin:
     # Imported here: those pages import this module's helpers.
-    from mutt_app.web.admin_drafts import RuleDraftView
-    from mutt_app.web.admin_heartbeats import HeartbeatView
-    from mutt_app.web.admin_operations import (
+    from mutt_app.web.admin.drafts import RuleDraftView
+    from mutt_app.web.admin.heartbeats import HeartbeatView
+    from mutt_app.web.admin.operations import (
         DeadLetterView,
         DynamicConfigView,
         FlowerLink,
         RuleTesterView,
     )
-    from mutt_app.web.admin_windows import MaintenanceWindowView
+    from mutt_app.web.admin.windows import MaintenanceWindowView
 
     admin = Admin(
         app,

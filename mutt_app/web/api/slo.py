@@ -13,7 +13,7 @@ from flask import Response
 
 from mutt_app.watch import slo
 from mutt_app.web.api import ApiError, bp, int_arg, json_response, redis_connection, settings
-from mutt_app.web.api_operations import dynamic_config
+from mutt_app.web.api.operations import dynamic_config
 
 MAX_WINDOW_HOURS = 720
 

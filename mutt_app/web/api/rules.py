@@ -59,7 +59,7 @@ from mutt_app.web.api import (
     sessions,
     settings,
 )
-from mutt_app.web.api_operations import dynamic_config
+from mutt_app.web.api.operations import dynamic_config
 
 # Checked by check_fields and described in the OpenAPI document from these same specs; the engine's
 # validate_rule_fields then checks what a field alone cannot (a regex compiles, no blank team).

@@ -8,7 +8,7 @@ unmarked writes admin): viewer reads and uses the rule tester, operator also rep
 and changes the dynamic configuration, admin changes rules, development hosts and device teams.
 Bad keys are counted per client IP (:mod:`mutt_app.web.throttle`); too many answer 429. A person
 logged in to the UI (session cookie, no key) may use what needs only the viewer role, as themselves.
-Only ``GET /openapi.json`` (:mod:`mutt_app.web.openapi`, the OpenAPI 3.1 description) needs no key.
+Only ``GET /openapi.json`` (:mod:`mutt_app.web.api.openapi`, the OpenAPI 3.1 description) needs no key.
 
 Every response carries ``X-API-Version: 2``; every error is JSON ``{"error": "...", "details": ...}``
 with status 400 (malformed query parameter, header or JSON), 401 (no or unknown key), 403 (the key's
@@ -29,11 +29,11 @@ List endpoints take ``limit`` (1..500) and refuse a larger one with 400 rather t
 a client never silently receives fewer rows than it asked for.
 
 Routes: this module holds the blueprint, authentication, errors, shared helpers and the two audit
-readers; :mod:`mutt_app.web.api_rules` (rules, rule tester, rule drafts and their backtest),
-:mod:`mutt_app.web.api_operations` (dead-letter queue, dynamic configuration),
-:mod:`mutt_app.web.api_hosts` (development hosts, device teams), :mod:`mutt_app.web.api_slo`
-(SLO report), :mod:`mutt_app.web.api_unhandled` (unhandled templates) and
-:mod:`mutt_app.web.openapi` attach their routes to the same blueprint.
+readers; :mod:`mutt_app.web.api.rules` (rules, rule tester, rule drafts and their backtest),
+:mod:`mutt_app.web.api.operations` (dead-letter queue, dynamic configuration),
+:mod:`mutt_app.web.api.hosts` (development hosts, device teams), :mod:`mutt_app.web.api.slo`
+(SLO report), :mod:`mutt_app.web.api.unhandled` (unhandled templates) and
+:mod:`mutt_app.web.api.openapi` attach their routes to the same blueprint.
 """
 
 from __future__ import annotations
@@ -830,15 +830,15 @@ def register_api(app: Flask) -> None:
 
 
 # The route modules attach to ``bp``; imported last, as they import the helpers above.
-from mutt_app.web import (  # noqa: E402, F401
-    api_heartbeats,
-    api_hosts,
-    api_maintenance_windows,
-    api_metrics,
-    api_operations,
-    api_rules,
-    api_slo,
-    api_unhandled,
-    openapi,
-    throttle,
-)
+from mutt_app.web import throttle  # noqa: E402
+from mutt_app.web.api import dashboard as _dashboard_routes  # noqa: E402, F401
+
+# The route modules register on bp when imported.
+from mutt_app.web.api import heartbeats as _heartbeats_routes  # noqa: E402, F401
+from mutt_app.web.api import hosts as _hosts_routes  # noqa: E402, F401
+from mutt_app.web.api import openapi as _openapi_routes  # noqa: E402, F401
+from mutt_app.web.api import operations as _operations_routes  # noqa: E402, F401
+from mutt_app.web.api import rules as _rules_routes  # noqa: E402, F401
+from mutt_app.web.api import slo as _slo_routes  # noqa: E402, F401
+from mutt_app.web.api import unhandled as _unhandled_routes  # noqa: E402, F401
+from mutt_app.web.api import windows as _windows_routes  # noqa: E402, F401
