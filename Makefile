@@ -14,6 +14,7 @@ test: bootstrap
 lint: bootstrap
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports
 
 format: bootstrap
 	.venv/bin/ruff format .
