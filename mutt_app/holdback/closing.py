@@ -8,7 +8,7 @@ event finds a window closed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -38,6 +38,12 @@ class ClosingWindows:
         self.closed_key = f"{prefix}:closed"
         self.due_key = f"{prefix}:due"
         self.close_script = CLOSE_WINDOWS_LUA.register(client)
+
+    def batch_keys(self, batch_key: str, windows: Iterable[str]) -> list[str]:
+        """The KEYS of a script that records one batch in these windows: the batch's memo (the
+        prelude's batch memos: what a redelivered batch is answered), the closed hash, the due
+        set, then ``windows``."""
+        return [f"{self.prefix}:batch:{batch_key}", self.closed_key, self.due_key, *windows]
 
     def close_due(self, limit: int = 1000) -> int:
         """Move the windows that closed with repeats to the closed set; returns how many moved."""

@@ -218,10 +218,9 @@ class DedupWindows(ClosingWindows):
         """
         if not groups:
             return {}
-        keys = [f"{self.prefix}:batch:{batch_key}", self.closed_key, self.due_key]
+        keys = self.batch_keys(batch_key, (self.window_key(g.fingerprint) for g in groups))
         args: list[Any] = [self.remember]
         for group in groups:
-            keys.append(self.window_key(group.fingerprint))
             args += [
                 group.first_id,
                 group.count,

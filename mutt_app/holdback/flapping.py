@@ -213,12 +213,7 @@ class FlapDetector(ClosingWindows):
             if event.pair not in index:
                 pairs.append(event.pair)
                 index[event.pair] = len(pairs)
-        keys = [
-            f"{self.prefix}:batch:{batch_key}",
-            self.closed_key,
-            self.due_key,
-            *(self.pair_key(p) for p in pairs),
-        ]
+        keys = self.batch_keys(batch_key, (self.pair_key(p) for p in pairs))
         args: list[Any] = [self.remember, transitions, within_seconds, quiet_seconds, len(pairs)]
         args += [alerts[p] for p in pairs]
         for event in events:

@@ -170,12 +170,7 @@ class StormBudgets(ClosingWindows):
                     index[scope] = len(scopes)
         if not scopes:
             return [False] * len(alerts)
-        keys = [
-            f"{self.prefix}:batch:{batch_key}",
-            self.closed_key,
-            self.due_key,
-            *(self.window_key(s) for s in scopes),
-        ]
+        keys = self.batch_keys(batch_key, (self.window_key(s) for s in scopes))
         args: list[Any] = [self.remember, window_seconds, len(scopes)]
         args += [budgets[s] for s in scopes]
         args += [labels[s] for s in scopes]

@@ -57,12 +57,7 @@ class MaintenanceCounts(ClosingWindows):
             if alert.key not in occurrences:
                 occurrences[alert.key] = len(occurrences) + 1
                 args_occ += [alert.key, alert.closes_ms, alert.label]
-        keys = [
-            f"{self.prefix}:batch:{batch_key}",
-            self.closed_key,
-            self.due_key,
-            *(self.window_key(k) for k in occurrences),
-        ]
+        keys = self.batch_keys(batch_key, (self.window_key(k) for k in occurrences))
         args: list[Any] = [self.remember, len(occurrences), *args_occ]
         for alert in alerts:
             args += [occurrences[alert.key], alert.correlation_id, alert.host, alert.action]

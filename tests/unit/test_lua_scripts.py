@@ -31,9 +31,7 @@ def test_the_scripts_are_found() -> None:
 
 
 @pytest.mark.parametrize("relative", SCRIPTS)
-def test_each_script_compiles_with_the_prelude(
-    redis_client: redis.Redis, relative: str
-) -> None:
+def test_each_script_compiles_with_the_prelude(redis_client: redis.Redis, relative: str) -> None:
     script = _script(relative)
     assert script.source.startswith(PRELUDE)
     # SCRIPT LOAD compiles without running: a syntax error in the prelude or the file fails here.
