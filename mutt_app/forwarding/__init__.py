@@ -1,1 +1,2 @@
-"""Forwarding to Moog: payload formats, lanes, delivery history and dead letters."""
+"""Forwarding to Moog: payload formats, lanes, the rate limit and circuit breaker, delivery history
+and dead letters."""

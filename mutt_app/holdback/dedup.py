@@ -11,7 +11,7 @@ alert. The next alert after a window closed is forwarded and opens the next wind
 
 Guarantees:
 - any number of workers agree: the windows live in Redis and one Lua script decides and counts a
-  whole batch atomically (:class:`mutt_app.holdback.scripts.DedupWindows`);
+  whole batch atomically (:class:`DedupWindows`);
 - the count is in Redis before the classify task acks, and the script remembers each batch's answer
   (keyed by a digest of its correlation_ids), so a batch redelivered after a worker was killed gets
   the same verdicts and counts nothing twice;
@@ -30,16 +30,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import redis
 
 from mutt_app import metrics
 from mutt_app.events.fingerprint import fingerprint
 from mutt_app.events.schema import Event
 from mutt_app.forwarding.moog import repeat_update
-from mutt_app.holdback.scripts import DedupWindows, Repeats
+from mutt_app.holdback.closing import ClosingWindows
+from mutt_app.lua.loader import LuaScript
 from mutt_app.rules.engine import Decision, RuleSnapshot
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+DEDUP_LUA = LuaScript("mutt_app.holdback", "dedup")
 
 PREFIX = "mutt:dedup"
 DUPLICATE = "duplicate"  # models.HELD_REASONS
@@ -163,3 +167,89 @@ def _update(window_id: str, data: dict[str, Any]) -> dict[str, Any]:
         last_id=window.last_id,
         window=window.window_seconds,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Repeats:
+    """The events of one batch that share a fingerprint, as :class:`DedupWindows` counts them."""
+
+    fingerprint: str
+    first_id: str  # correlation_id of the group's first event
+    count: int
+    last_at_ms: int  # the last event's time
+    last_id: str
+    window_seconds: int
+    alert: bytes  # the first event's Moog payload, JSON
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedWindow:
+    """A dedup window that closed with repeats: what its one update to Moog must carry."""
+
+    window_id: str  # the forwarded alert's correlation_id
+    alert: dict[str, Any]
+    count: int
+    last_at_ms: int
+    last_id: str
+    window_seconds: int
+
+
+class DedupWindows(ClosingWindows):
+    """Dedup windows per fingerprint, shared by every worker on every host.
+
+    :meth:`observe` decides which events of a batch repeat an alert forwarded within its window and
+    counts them, atomically and idempotently per batch; :meth:`close_due` and :meth:`closed` hand
+    the windows that closed with repeats to the flush job, which sends one update each and then
+    calls :meth:`forget`.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, remember_seconds: int) -> None:
+        super().__init__(client, prefix, remember_seconds)
+        self.script = DEDUP_LUA.register(client)
+
+    def window_key(self, fingerprint: str) -> str:
+        return f"{self.prefix}:window:{fingerprint}"
+
+    def observe(self, batch_key: str, groups: Sequence[Repeats]) -> dict[str, tuple[bool, str]]:
+        """Count ``groups`` (one per fingerprint) of the batch identified by ``batch_key``.
+
+        Returns, per fingerprint, (opened, window id): opened means the group's first event opened
+        a new window and is to be forwarded; every other event repeats the window id's alert.
+        """
+        if not groups:
+            return {}
+        keys = self.batch_keys(batch_key, (self.window_key(g.fingerprint) for g in groups))
+        args: list[Any] = [self.remember]
+        for group in groups:
+            args += [
+                group.first_id,
+                group.count,
+                group.last_at_ms,
+                group.last_id,
+                group.window_seconds,
+                group.alert,
+            ]
+        replies = self.script(keys=keys, args=args)
+        answers = {}
+        for group, reply in zip(groups, replies, strict=True):
+            opened, _, window_id = (
+                reply.decode() if isinstance(reply, bytes) else reply
+            ).partition(":")
+            answers[group.fingerprint] = (opened == "1", window_id)
+        return answers
+
+    def closed(self, limit: int = 1000) -> list[ClosedWindow]:
+        """Closed windows whose update has not been sent yet (at most about ``limit``)."""
+        return [self.closed_window(window_id, data) for window_id, data in self.pending(limit)]
+
+    @staticmethod
+    def closed_window(window_id: str, data: dict[str, Any]) -> ClosedWindow:
+        """A closed window from its id and fields (as :meth:`pending` gives them)."""
+        return ClosedWindow(
+            window_id=window_id,
+            alert=orjson.loads(data["alert"]),
+            count=int(data["count"]),
+            last_at_ms=int(data.get("last_at") or 0),
+            last_id=data.get("last_id") or "",
+            window_seconds=int(data["window"]),
+        )

@@ -17,14 +17,15 @@ Flap detection sees the events deduplication held too (a LINK-DOWN repeated with
 window is still a state change after a LINK-UP), but such an event keeps its first reason,
 ``duplicate``: every event is audited with one reason.
 
-The state is in Redis, one Lua script per batch (:class:`mutt_app.holdback.scripts.FlapDetector`),
+The state is in Redis, one Lua script per batch (:class:`FlapDetector`),
 atomic and idempotent per batch like deduplication's.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,12 +34,15 @@ import redis
 
 from mutt_app import metrics
 from mutt_app.forwarding.moog import flapping_alert
+from mutt_app.holdback.closing import ClosingWindows
 from mutt_app.holdback.dedup import Candidate, Held, batch_digest
-from mutt_app.holdback.scripts import FlapDetector, Transition
+from mutt_app.lua.loader import LuaScript
 from mutt_app.rules.engine import RuleSnapshot
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+FLAPPING_LUA = LuaScript("mutt_app.holdback", "flapping")
 
 PREFIX = "mutt:flap"
 FLAPPING = "flapping"  # models.HELD_REASONS
@@ -158,3 +162,68 @@ def flush(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], None]) -> 
         metrics.FLAPPING_ALERTS.labels("ended").inc(len(sent))
         log.warning("flapping: %d episodes ended", len(sent))
     return len(sent)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One event of a problem/clear pair as the flap detector sees it."""
+
+    pair: str  # host and problem rule, e.g. "core-sw-01:7"
+    problem: bool  # True: the problem rule matched; False: the rule that clears it
+
+
+@dataclass(frozen=True, slots=True)
+class FlapVerdict:
+    """What to do with one event: forward it, hold it, or hold it and raise the flapping alert."""
+
+    held: bool
+    raised: str | None = None  # the new episode's id
+    transitions: int = 0  # at the raise: the transitions within the window
+
+
+class FlapDetector(ClosingWindows):
+    """Problem/clear pairs per host: N transitions within M seconds make a flapping episode, which
+    holds every event of the pair until Q seconds pass without one; then the flush sends its end.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, remember_seconds: int) -> None:
+        super().__init__(client, prefix, remember_seconds)
+        self.script = FLAPPING_LUA.register(client)
+
+    def pair_key(self, pair: str) -> str:
+        return f"{self.prefix}:pair:{pair}"
+
+    def observe(
+        self,
+        batch_key: str,
+        events: Sequence[Transition],
+        alerts: Mapping[str, bytes],
+        *,
+        transitions: int,
+        within_seconds: int,
+        quiet_seconds: int,
+    ) -> list[FlapVerdict]:
+        """The verdict for each of ``events`` (in order); ``alerts`` gives each pair's alert (JSON),
+        kept in an episode for its end."""
+        if not events:
+            return []
+        pairs: list[str] = []
+        index: dict[str, int] = {}
+        for event in events:
+            if event.pair not in index:
+                pairs.append(event.pair)
+                index[event.pair] = len(pairs)
+        keys = self.batch_keys(batch_key, (self.pair_key(p) for p in pairs))
+        args: list[Any] = [self.remember, transitions, within_seconds, quiet_seconds, len(pairs)]
+        args += [alerts[p] for p in pairs]
+        for event in events:
+            args += [index[event.pair], "p" if event.problem else "c"]
+        verdicts = []
+        for reply in self.script(keys=keys, args=args):
+            text = reply.decode() if isinstance(reply, bytes) else reply
+            if text.startswith("r:"):
+                _, count, episode = text.split(":", 2)
+                verdicts.append(FlapVerdict(True, episode, int(count)))
+            else:
+                verdicts.append(FlapVerdict(text == "h"))
+        return verdicts

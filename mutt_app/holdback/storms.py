@@ -18,7 +18,7 @@ single noisy device or rule cannot starve the rest, while a burst that one incid
 on one device (tens of alerts, most of them already folded by deduplication) passes untouched.
 
 Guarantees, as for deduplication: one Lua script decides and counts a whole batch atomically
-(:class:`mutt_app.holdback.scripts.StormBudgets`), and remembers its answer by a digest of the batch's
+(:class:`StormBudgets`), and remembers its answer by a digest of the batch's
 correlation_ids, so a redelivered batch gets the same verdicts and counts nothing twice; a window
 that held alerts stays in Redis until its summary is in the outbox.
 """
@@ -26,20 +26,25 @@ that held alerts stays in Redis until its summary is in the outbox.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import redis
 
 from mutt_app import metrics
 from mutt_app.events.fingerprint import template
 from mutt_app.forwarding import lanes
 from mutt_app.forwarding.moog import storm_summary
+from mutt_app.holdback.closing import ClosingWindows
 from mutt_app.holdback.dedup import Candidate, Held, batch_digest
-from mutt_app.holdback.scripts import Budgeted, StormBudgets
+from mutt_app.lua.loader import LuaScript
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+STORMS_LUA = LuaScript("mutt_app.holdback", "storms")
 
 PREFIX = "mutt:storm"
 STORM_BUDGET = "storm_budget"  # models.HELD_REASONS
@@ -117,3 +122,63 @@ def flush(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], None]) -> 
             sum(a["custom_info"]["storm_held"] for a in sent),
         )
     return len(sent)
+
+
+@dataclass(frozen=True, slots=True)
+class Budgeted:
+    """One forwardable alert as the storm budgets see it."""
+
+    device_scope: str | None  # None: the device budget is off
+    rule_scope: str | None  # None: the rule budget is off
+    template: str  # its message template, for the summary's top messages
+
+
+class StormBudgets(ClosingWindows):
+    """At most a budget of alerts per scope (device or rule) and window reach Moog.
+
+    :meth:`observe` decides a batch atomically and idempotently (a redelivered batch gets its first
+    answer again and counts nothing twice); the windows that held alerts go to the flush job, which
+    sends one summary each.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, remember_seconds: int) -> None:
+        super().__init__(client, prefix, remember_seconds)
+        self.script = STORMS_LUA.register(client)
+
+    def window_key(self, scope: str) -> str:
+        return f"{self.prefix}:window:{scope}"
+
+    def observe(
+        self,
+        batch_key: str,
+        alerts: Sequence[Budgeted],
+        budgets: Mapping[str, int],
+        labels: Mapping[str, bytes],
+        window_seconds: int,
+    ) -> list[bool]:
+        """Which of ``alerts`` are held over a budget (True), in order.
+
+        ``budgets`` and ``labels`` give each scope named by the alerts its budget and its label
+        (JSON, kept in the window for the summary).
+        """
+        scopes: list[str] = []
+        index: dict[str, int] = {}
+        for alert in alerts:
+            for scope in (alert.device_scope, alert.rule_scope):
+                if scope is not None and scope not in index:
+                    scopes.append(scope)
+                    index[scope] = len(scopes)
+        if not scopes:
+            return [False] * len(alerts)
+        keys = self.batch_keys(batch_key, (self.window_key(s) for s in scopes))
+        args: list[Any] = [self.remember, window_seconds, len(scopes)]
+        args += [budgets[s] for s in scopes]
+        args += [labels[s] for s in scopes]
+        for alert in alerts:
+            args += [
+                index.get(alert.device_scope or "", 0),
+                index.get(alert.rule_scope or "", 0),
+                alert.template,
+            ]
+        replies = self.script(keys=keys, args=args)
+        return [(r.decode() if isinstance(r, bytes) else r) == "h" for r in replies]

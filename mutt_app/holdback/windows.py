@@ -21,7 +21,7 @@ the ticket lane). Only forwardable alerts are touched; where windows overlap, a 
 wins over a downgrading one, then the lowest id.
 
 Summary: each occurrence that held or downgraded anything is counted in Redis (one hash per window
-id and occurrence start, the :class:`~mutt_app.holdback.scripts.ClosingWindows` machinery of storms and
+id and occurrence start, the :class:`~mutt_app.holdback.closing.ClosingWindows` machinery of storms and
 deduplication). When it ends, the flush_held beat job sends Moog one summary alert ("window 'core
 upgrade': 412 alerts held, 9 hosts") if the window has ``summary_alert``, through the outbox and the
 forward lanes. Its external_id is derived from the window id and occurrence start, so a flush run
@@ -52,7 +52,7 @@ from mutt_app.db.models import WINDOW_ACTIONS, MaintenanceWindow
 from mutt_app.events.schema import Event
 from mutt_app.forwarding.moog import maintenance_summary
 from mutt_app.holdback.dedup import Held, batch_digest
-from mutt_app.holdback.scripts import MaintenanceCounts, Windowed
+from mutt_app.holdback.window_counts import MaintenanceCounts, Windowed
 from mutt_app.rules.engine import Decision
 
 log = logging.getLogger(__name__)

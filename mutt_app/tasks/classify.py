@@ -40,7 +40,6 @@ from mutt_app.holdback import windows as maintenance_windows
 from mutt_app.holdback.backpressure import Backpressure, shed_verdict
 from mutt_app.holdback.dedup import Held, count_held, hold_duplicates
 from mutt_app.holdback.flapping import hold_flapping
-from mutt_app.holdback.scripts import UnhandledCounter
 from mutt_app.holdback.storms import hold_over_budget
 from mutt_app.ledger import Batch
 from mutt_app.logs import correlation, log_context
@@ -48,6 +47,7 @@ from mutt_app.rules.cache import RuleCache
 from mutt_app.rules.engine import BudgetExceeded, Decision, RuleSnapshot, decide
 from mutt_app.runtime import Runtime, RuntimeTask
 from mutt_app.watch.heartbeats import record_seen
+from mutt_app.watch.unhandled_hosts import UnhandledCounter
 
 log = logging.getLogger(__name__)
 

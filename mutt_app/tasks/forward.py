@@ -50,9 +50,10 @@ from redis.exceptions import TimeoutError as RedisTimeout
 from mutt_app import metrics
 from mutt_app.forwarding import history as delivery_history
 from mutt_app.forwarding import lanes
+from mutt_app.forwarding.breaker import CIRCUIT_STATES, CircuitBreaker
 from mutt_app.forwarding.deadletters import add_dead_letter
+from mutt_app.forwarding.limiter import RateLimiter
 from mutt_app.forwarding.moog import request_body
-from mutt_app.holdback.scripts import CIRCUIT_STATES, CircuitBreaker, RateLimiter
 from mutt_app.logs import correlation, log_context
 from mutt_app.runtime import Runtime, RuntimeTask
 from mutt_app.watch import slo

@@ -54,8 +54,8 @@ from mutt_app.config import Settings
 from mutt_app.db.models import HELD_REASONS, AlertRule, EventAuditLog
 from mutt_app.dynamic_config import DynamicConfig
 from mutt_app.forwarding import deadletters, lanes
+from mutt_app.forwarding.breaker import CircuitBreaker
 from mutt_app.holdback import flapping
-from mutt_app.holdback.scripts import CircuitBreaker
 from mutt_app.holdback.storms import STORM_BUDGET
 from mutt_app.watch import heartbeats
 from mutt_app.watch import unhandled as unhandled_templates

@@ -18,7 +18,7 @@ from mutt_app.classify.audit import insert_audit_rows
 from mutt_app.db.models import AlertRule, ConfigAuditLog, DeadLetter, EventAuditLog
 from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.holdback import flapping
-from mutt_app.holdback.scripts import FlapDetector, Transition
+from mutt_app.holdback.flapping import FlapDetector, Transition
 from tests.browser.conftest import log_in, wait_for_element
 
 Shoot = Callable[[str], Path]

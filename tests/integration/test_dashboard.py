@@ -24,7 +24,7 @@ from mutt_app.db.partitions import ensure_partitions
 from mutt_app.dynamic_config import PREFIX
 from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.holdback import flapping
-from mutt_app.holdback.scripts import FlapDetector, Transition
+from mutt_app.holdback.flapping import FlapDetector, Transition
 from mutt_app.watch import dashboard
 from mutt_app.web import create_app
 from tests.conftest import close_web_app

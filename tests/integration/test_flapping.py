@@ -13,7 +13,7 @@ from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog
 from mutt_app.events.schema import validate_item
 from mutt_app.holdback import flapping
-from mutt_app.holdback.scripts import FlapDetector, FlapVerdict, Transition
+from mutt_app.holdback.flapping import FlapDetector, FlapVerdict, Transition
 from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.classify import classify_batch
 

@@ -19,7 +19,7 @@ from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog, MaintenanceWindow
 from mutt_app.events.schema import validate_item
 from mutt_app.holdback import windows as mw
-from mutt_app.holdback.scripts import Windowed
+from mutt_app.holdback.window_counts import Windowed
 from mutt_app.rules.cache import VERSION_KEY
 from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.classify import classify_batch

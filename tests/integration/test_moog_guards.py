@@ -8,8 +8,9 @@ import uuid
 
 import redis
 
+from mutt_app.forwarding.breaker import CircuitBreaker
 from mutt_app.forwarding.lanes import reserved_slots
-from mutt_app.holdback.scripts import CircuitBreaker, RateLimiter
+from mutt_app.forwarding.limiter import RateLimiter
 
 
 def test_rate_limiter_admits_limit_then_says_how_long_to_wait(redis_client: redis.Redis) -> None:

@@ -6,7 +6,7 @@ import multiprocessing
 
 import redis
 
-from mutt_app.holdback.scripts import UnhandledCounter
+from mutt_app.watch.unhandled_hosts import UnhandledCounter
 
 
 def _count(url: str, host: str, times: int, threshold: int, results) -> None:  # type: ignore[no-untyped-def]
