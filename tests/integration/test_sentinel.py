@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import orjson
@@ -20,7 +21,7 @@ import redis
 from mutt_app import metrics
 from mutt_app.config import SettingsError, load_settings
 from mutt_app.rotation import redis_client
-from mutt_app.runtime import redis_retry
+from mutt_app.runtime import WORKER
 from mutt_app.tasks.classify import QUEUE
 from mutt_app.web import create_ingest_app
 from tests.services import RedisSentinelCluster, wait_for
@@ -84,6 +85,10 @@ def test_the_sentinel_password_is_not_echoed_nor_logged() -> None:
     assert "REDIS_SENTINEL_PASSWORD" in SECRET_KEYS  # may come from Vault like the others
 
 
+# A worker's retries with a shorter socket timeout, so a test waits less on a dead master.
+_PATIENT = replace(WORKER, socket_timeout=5, connect_timeout=2)
+
+
 # --- the client factory ------------------------------------------------------------------------
 
 
@@ -91,7 +96,7 @@ def test_the_factory_client_follows_a_failover_without_being_rebuilt(
     cluster: RedisSentinelCluster,
 ) -> None:
     settings = load_settings(cluster.env())
-    client = redis_client(settings, socket_timeout=5, socket_connect_timeout=2, retry=redis_retry())
+    client = redis_client(settings, **_PATIENT.client_options())
     try:
         client.set("before", "1")
         first = cluster.master.port
@@ -289,7 +294,7 @@ def test_a_manual_failover_is_followed_too(cluster: RedisSentinelCluster, tmp_pa
     from mutt_app.runtime import Runtime
 
     settings = load_settings({**cluster.env(), "MUTT_DATA_DIR": str(tmp_path)})
-    client = redis_client(settings, socket_timeout=5, retry=redis_retry())
+    client = redis_client(settings, **_PATIENT.client_options())
     app = Runtime(settings).celery
     try:
         client.set("k", "before")
