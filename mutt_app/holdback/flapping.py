@@ -35,7 +35,7 @@ from mutt_app import metrics
 from mutt_app.forwarding.moog import flapping_alert
 from mutt_app.holdback.dedup import Candidate, Held, batch_digest
 from mutt_app.holdback.scripts import FlapDetector, Transition
-from mutt_app.rules.engine import RuleSnapshot
+from mutt_app.rules.snapshot import RuleSnapshot
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
