@@ -30,7 +30,7 @@ from psycopg2.extras import execute_values
 import mutt_app
 from mutt_app.classify import audit as event_audit
 from mutt_app.events.schema import Event
-from mutt_app.rules.engine import Decision
+from mutt_app.rules.decide import Decision
 
 UNMATCHED = Decision(None, "Log_only", "NETO", False, False)
 MATCHED = Decision(1, "Log_only", "NETO", False, True)

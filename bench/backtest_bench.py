@@ -30,9 +30,9 @@ from mutt_app.config import load_settings
 from mutt_app.db.engine import make_engine, session_factory
 from mutt_app.db.models import AlertRule, EventAuditLog
 from mutt_app.rules.backtest import run_backtest
-from mutt_app.rules.cache import load_snapshot
+from mutt_app.rules.decide import decide
 from mutt_app.rules.drafts import Draft
-from mutt_app.rules.engine import decide
+from mutt_app.rules.snapshot import load_snapshot
 
 BGP_RULE = {
     "match_string": "BGP neighbor .* Down",

@@ -16,7 +16,10 @@ import random
 import time
 from dataclasses import dataclass
 
-from mutt_app.rules.engine import Rule, RuleSnapshot, compile_rules, decide
+from mutt_app.rules.compile import compile_rules
+from mutt_app.rules.decide import decide
+from mutt_app.rules.snapshot import RuleSnapshot
+from mutt_app.rules.validate import Rule
 
 SEED = 2025
 TEAMS = ("NETO", "UNIX", "DBA", "WINTEL", "STORAGE", "SECOPS", "APPS", "NOC")

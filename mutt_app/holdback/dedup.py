@@ -38,7 +38,8 @@ from mutt_app.events.schema import Event
 from mutt_app.forwarding.moog import repeat_update
 from mutt_app.holdback.closing import ClosingWindows
 from mutt_app.lua.loader import LuaScript
-from mutt_app.rules.engine import Decision, RuleSnapshot
+from mutt_app.rules.decide import Decision
+from mutt_app.rules.snapshot import RuleSnapshot
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,7 @@ def batch_digest(candidates: Sequence[Candidate]) -> str:
 
 def window_for(rule_id: int | None, snapshot: RuleSnapshot, default: int) -> int:
     """The dedup window in seconds for an alert of ``rule_id``: the rule's own, else ``default``."""
-    if rule_id is None:
-        return default
-    return snapshot.dedup_windows.get(rule_id, default)
+    return snapshot.dedup_window(rule_id, default)
 
 
 def hold_duplicates(

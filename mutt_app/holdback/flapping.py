@@ -37,7 +37,7 @@ from mutt_app.forwarding.moog import flapping_alert
 from mutt_app.holdback.closing import ClosingWindows
 from mutt_app.holdback.dedup import Candidate, Held, batch_digest
 from mutt_app.lua.loader import LuaScript
-from mutt_app.rules.engine import RuleSnapshot
+from mutt_app.rules.snapshot import RuleSnapshot
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)

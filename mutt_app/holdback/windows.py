@@ -53,7 +53,7 @@ from mutt_app.events.schema import Event
 from mutt_app.forwarding.moog import maintenance_summary
 from mutt_app.holdback.dedup import Held, batch_digest
 from mutt_app.holdback.window_counts import MaintenanceCounts, Windowed
-from mutt_app.rules.engine import Decision
+from mutt_app.rules.decide import Decision
 
 log = logging.getLogger(__name__)
 
@@ -404,7 +404,7 @@ def _ints(value: Any) -> list[int]:
 
 @dataclass(frozen=True)
 class CompiledWindow:
-    """A window as workers use it (part of the rules snapshot)."""
+    """A window as workers use it (loaded with each rules version: :mod:`mutt_app.holdback.window_cache`)."""
 
     id: int
     name: str

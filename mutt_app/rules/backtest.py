@@ -2,8 +2,8 @@
 
 Each event_audit_log row keeps what classification read from the event (hostname, message,
 syslog_severity, trap_oid, the OID found inside a message included), so the event is decided again
-by the real engine (:func:`mutt_app.rules.engine.decide`) with the draft's rule set compiled as workers
-compile theirs (:func:`mutt_app.rules.cache.load_snapshot`), and the development hosts and device
+by the real engine (:func:`mutt_app.rules.decide.decide`) with the draft's rule set compiled as workers
+compile theirs (:func:`mutt_app.rules.snapshot.load_snapshot`), and the development hosts and device
 teams as they are now. The *old* decision is the one the audit recorded (``matched_rule_id``,
 ``handling_decision``). Only changed decisions are reported, counted by (old rule, new rule, old
 handling, new handling) with a few sample correlation ids each. An event recorded under an older
@@ -45,9 +45,10 @@ from sqlalchemy.orm import Session
 
 from mutt_app import metrics
 from mutt_app.db.models import EventAuditLog
-from mutt_app.rules.cache import load_snapshot
+from mutt_app.rules.compile import BudgetExceeded
+from mutt_app.rules.decide import decide
 from mutt_app.rules.drafts import Draft, proposed_rules
-from mutt_app.rules.engine import BudgetExceeded, RuleSnapshot, decide
+from mutt_app.rules.snapshot import RuleSnapshot, load_snapshot
 
 log = logging.getLogger(__name__)
 

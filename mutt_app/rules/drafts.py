@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from mutt_app.commands.changes import Change
 from mutt_app.db.models import AlertRule, RuleDraft
-from mutt_app.rules.engine import RuleError, validate_rule_mapping
+from mutt_app.rules.validate import RuleError, validate_rule_mapping
 
 RULE_DEFAULTS: dict[str, Any] = {
     "match_string": None,

@@ -1,15 +1,18 @@
 """The rule tester: which active rule would win for a sample event, and which ones it shadows.
 
 It also shows the event's message template and dedup fingerprint (:mod:`mutt_app.events.fingerprint`) and
-the dedup window that would apply, so the normalisation can be tried on real messages.
+the dedup window that would apply, so the normalisation can be tried on real messages. Both come from
+below the rules: the fingerprint from the events package, the window from the snapshot's own
+:meth:`~mutt_app.rules.snapshot.RuleSnapshot.dedup_window` (which holdback's deduplication uses too),
+so the tester needs nothing from holdback, which sits above the rules.
 
 One answer for the admin UI's tester page and ``POST /api/v2/rules/test``. The event is read by the
 ingest's own validation (a trap OID inside the message is found the same way), and the rules,
 development hosts and device teams come from the database now, not from a worker's cache.
 
 A test is bounded as classification is: the message by ingest's MAX_MESSAGE_CHARS, the rules by the
-rule bounds of :mod:`mutt_app.rules.engine`, and the time by CLASSIFY_TIME_BUDGET_SECONDS
-(:class:`~mutt_app.rules.engine.BudgetExceeded` when it runs out).
+rule bounds of :mod:`mutt_app.rules.validate`, and the time by CLASSIFY_TIME_BUDGET_SECONDS
+(:class:`~mutt_app.rules.compile.BudgetExceeded` when it runs out).
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from sqlalchemy.orm import Session
 
 from mutt_app.events.fingerprint import fingerprint, template
 from mutt_app.events.schema import Event, validate_item
-from mutt_app.holdback.dedup import window_for
-from mutt_app.rules.cache import load_snapshot
-from mutt_app.rules.engine import BudgetExceeded, Decision, explain
+from mutt_app.rules.compile import BudgetExceeded
+from mutt_app.rules.decide import Decision, explain
+from mutt_app.rules.snapshot import load_snapshot
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +82,7 @@ def try_event(
     unless the winning rule has its own.
 
     Raises :class:`mutt_app.events.schema.InvalidEvent` when ingest would refuse it, and
-    :class:`~mutt_app.rules.engine.BudgetExceeded` (its message names the budget) when matching would
+    :class:`~mutt_app.rules.compile.BudgetExceeded` (its message names the budget) when matching would
     run past ``budget_seconds``.
     """
     deadline = time.perf_counter() + budget_seconds
@@ -105,5 +108,5 @@ def try_event(
         decision=answer.decision,
         matches=[dataclasses.asdict(rule) for rule in answer.matches],
         skipped_rules=list(snapshot.ruleset.errors),
-        dedup_window_seconds=window_for(answer.decision.rule_id, snapshot, dedup_window),
+        dedup_window_seconds=snapshot.dedup_window(answer.decision.rule_id, dedup_window),
     )

@@ -3,7 +3,7 @@
 A task spends at most CLASSIFY_TIME_BUDGET_SECONDS deciding events, so that no rule set, however
 slow, holds a worker for long while other batches (a CRITICAL event among them) wait. The budget is
 checked before each event and between the regex searches of one event (RE2 cannot be stopped
-mid-search; the rule bounds in :mod:`mutt_app.rules.engine` keep each search short). When it is spent:
+mid-search; the rule bounds in :mod:`mutt_app.rules.validate` keep each search short). When it is spent:
 
 * the events not yet decided are recorded in the ledger as a new batch and published as a new task
   at the back of the queue; this task audits what it decided and settles its own batch. The ledger
@@ -41,10 +41,13 @@ from mutt_app.holdback.backpressure import Backpressure, shed_verdict
 from mutt_app.holdback.dedup import Held, count_held, hold_duplicates
 from mutt_app.holdback.flapping import hold_flapping
 from mutt_app.holdback.storms import hold_over_budget
+from mutt_app.holdback.window_cache import WindowCache
 from mutt_app.ledger import Batch
 from mutt_app.logs import correlation, log_context
 from mutt_app.rules.cache import RuleCache
-from mutt_app.rules.engine import BudgetExceeded, Decision, RuleSnapshot, decide
+from mutt_app.rules.compile import BudgetExceeded
+from mutt_app.rules.decide import Decision, decide
+from mutt_app.rules.snapshot import RuleSnapshot
 from mutt_app.runtime import Runtime, RuntimeTask
 from mutt_app.watch.heartbeats import record_seen
 from mutt_app.watch.unhandled_hosts import UnhandledCounter
@@ -179,7 +182,7 @@ def classify_batch(
     decided, held = maintenance_windows.apply(
         runtime.redis,
         2 * settings.reconcile_after,
-        snapshot.maintenance_windows,
+        runtime.component(WindowCache.of).current(snapshot),
         decided,
     )
     # Between the decision and the forward queue: what is held back, and why.

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from mutt_app.db.models import EventAuditLog
 from mutt_app.events.fingerprint import template
-from mutt_app.rules.engine import MAX_PATTERN_CHARS, RuleError, validate_rule_fields
+from mutt_app.rules.validate import MAX_PATTERN_CHARS, RuleError, validate_rule_fields
 
 # The module, not its names: the dashboard imports this module for its panel.
 from mutt_app.watch import dashboard
@@ -74,7 +74,7 @@ def suggested_rule(text: str) -> dict[str, str] | None:
     same way), each blank ``\\s+`` (the template collapsed runs of blanks), each masked part a
     pattern matching what the mask hid. None when the template has fewer than
     :data:`MIN_LITERAL_CHARS` literal characters, or the regex is not one the rule engine takes
-    (over :data:`mutt_app.rules.engine.MAX_PATTERN_CHARS`, or too large a program).
+    (over :data:`mutt_app.rules.validate.MAX_PATTERN_CHARS`, or too large a program).
     """
     pieces = _MASK.split(text)
     literal = "".join(pieces[0::2])

@@ -24,7 +24,7 @@ from mutt_app.config import Settings
 from mutt_app.db.engine import session_factory
 from mutt_app.db.models import NOT_FORWARDED_REASONS, AlertRule, ConfigAuditLog, EventAuditLog
 from mutt_app.rules.cache import VERSION_KEY
-from mutt_app.rules.engine import RuleError, validate_rule_fields
+from mutt_app.rules.validate import RuleError, validate_rule_fields
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
 

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, ConfigAuditLog, DevelopmentHost, EventAuditLog
 from mutt_app.rules.cache import VERSION_KEY
-from mutt_app.rules.engine import (
+from mutt_app.rules.validate import (
     MAX_CONTAINS_CHARS,
     MAX_PATTERN_CHARS,
     MAX_TRAP_OID_CHARS,

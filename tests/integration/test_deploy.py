@@ -29,7 +29,8 @@ from prometheus_client import REGISTRY
 
 from mutt_app import metrics
 from mutt_app.config import Settings
-from mutt_app.events.schema import VARBIND_SEPARATOR, Event, parse_body, validate_items
+from mutt_app.events.body import parse_body
+from mutt_app.events.schema import VARBIND_SEPARATOR, Event, validate_items
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

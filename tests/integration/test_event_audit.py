@@ -16,7 +16,7 @@ from mutt_app.db.engine import database_unavailable, make_engine, session_factor
 from mutt_app.db.models import EventAuditLog
 from mutt_app.events.schema import Event
 from mutt_app.holdback.dedup import Held
-from mutt_app.rules.engine import Decision
+from mutt_app.rules.decide import Decision
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

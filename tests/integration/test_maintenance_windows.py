@@ -12,15 +12,18 @@ import pytest
 import redis
 from click.testing import CliRunner
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 
+from mutt_app import metrics
 from mutt_app.cli import main
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog, MaintenanceWindow
 from mutt_app.events.schema import validate_item
+from mutt_app.holdback import window_cache
 from mutt_app.holdback import windows as mw
+from mutt_app.holdback.window_cache import WindowCache
 from mutt_app.holdback.window_counts import Windowed
-from mutt_app.rules.cache import VERSION_KEY
+from mutt_app.rules.cache import VERSION_KEY, RuleCache, bump_rules_version
 from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.classify import classify_batch
 from tests.integration.test_api import (  # noqa: F401 - fixtures
@@ -235,6 +238,39 @@ def test_classify_suppresses_and_downgrades_only_what_windows_scope_and_sums_up_
     assert summary["description"] == "window 'core upgrade': 2 alerts held, 2 hosts"
     assert summary["custom_info"]["handling"] == "Ticket_only"
     assert summary["custom_info"]["maintenance_count"] == 2
+
+
+def test_windows_reload_with_each_new_rules_snapshot_and_a_failed_read_keeps_the_old(
+    settings: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = runtime_of(Runtime(settings).celery)
+    rules, windows = runtime.component(RuleCache.of), runtime.component(WindowCache.of)
+    first = rules.current()
+    assert windows.current(first) == ()
+    now = datetime.now(UTC)
+    with runtime.sessions.begin() as session:
+        session.add(MaintenanceWindow(name="core upgrade", starts_at=now,
+                                      ends_at=now + timedelta(hours=1), hosts=["core-sw-*"],
+                                      teams=[], rule_ids=[], oid_prefixes=[], action="suppress",
+                                      summary_alert=True))  # fmt: skip
+    assert windows.current(first) == ()  # same snapshot: no database read per task
+    bump_rules_version(redis_client)
+    second = rules.current()
+    assert [w.name for w in windows.current(second)] == ["core upgrade"]
+
+    def unreachable(session: object) -> None:
+        raise OSError("database unreachable")
+
+    monkeypatch.setattr(window_cache, "load_windows", unreachable)
+    failures = metrics.RULE_RELOAD_FAILURES._value.get()
+    bump_rules_version(redis_client)
+    third = rules.current()
+    assert [w.name for w in windows.current(third)] == ["core upgrade"]  # kept
+    assert metrics.RULE_RELOAD_FAILURES._value.get() == failures + 1
+    monkeypatch.undo()
+    with runtime.sessions.begin() as session:
+        session.execute(delete(MaintenanceWindow))
+    assert windows.current(third) == ()  # tried again at the next task
 
 
 def test_ending_a_window_early_sends_its_summary_at_the_next_flush(

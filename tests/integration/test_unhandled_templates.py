@@ -18,7 +18,8 @@ from mutt_app.db.engine import session_factory
 from mutt_app.db.models import EventAuditLog
 from mutt_app.db.partitions import ensure_partitions
 from mutt_app.events.fingerprint import template
-from mutt_app.rules.engine import Rule, compile_rules
+from mutt_app.rules.compile import compile_rules
+from mutt_app.rules.validate import Rule
 from mutt_app.watch.dashboard import collect
 from mutt_app.watch.unhandled import suggested_rule, unhandled_templates
 from tests.integration.test_api import app, call, client  # noqa: F401 - fixtures

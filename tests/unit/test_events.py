@@ -1,4 +1,4 @@
-"""Ingest bodies and event validation: mutt_app.events.schema."""
+"""Ingest bodies and event validation: mutt_app.events.body and mutt_app.events.schema."""
 
 from __future__ import annotations
 
@@ -13,16 +13,13 @@ from typing import Any
 import orjson
 import pytest
 
+from mutt_app.events.body import MAX_GZIP_MEMBERS, BodyError, ParseFailure, parse_body
 from mutt_app.events.schema import (
-    MAX_GZIP_MEMBERS,
     MAX_HOSTNAME_CHARS,
     MAX_MESSAGE_CHARS,
-    BodyError,
     Event,
     InvalidEvent,
-    ParseFailure,
     Rejection,
-    parse_body,
     trap_oid_from_varbinds,
     validate_item,
     validate_items,

@@ -1,4 +1,5 @@
-"""Property-based tests of the ingest body parser and validator (mutt_app.events.schema), with hypothesis.
+"""Property-based tests of the ingest body parser and validator (mutt_app.events.body and
+mutt_app.events.schema), with hypothesis.
 
 Whatever a sender posts, every item of the body is either accepted or rejected with its index, and
 the parser raises nothing but :class:`BodyError` for a body it cannot read as a whole.
@@ -15,7 +16,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mutt_app.events.schema import BodyError, parse_body, validate_items
+from mutt_app.events.body import BodyError, parse_body
+from mutt_app.events.schema import validate_items
 
 REQUIRED = ("timestamp", "message", "hostname")
 RECEIVED = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)

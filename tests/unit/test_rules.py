@@ -1,5 +1,6 @@
-"""The rule engine (mutt_app.rules.engine): matching order and semantics, decisions, validation, and the
-compiled matcher's agreement with a naive rule-by-rule reference on large random rule sets."""
+"""The rule engine (mutt_app.rules: validate, literals, compile, decide): matching order and
+semantics, decisions, validation, and the compiled matcher's agreement with a naive rule-by-rule
+reference on large random rule sets."""
 
 from __future__ import annotations
 
@@ -14,17 +15,12 @@ from collections.abc import Iterable, Iterator, Sequence
 import pytest
 import re2
 
-from mutt_app.rules import engine
-from mutt_app.rules.engine import (
-    Decision,
-    Rule,
-    RuleError,
-    RuleSnapshot,
-    compile_rules,
-    decide,
-    explain,
-    validate_rule_fields,
-)
+from mutt_app.rules import compile as rules_compile
+from mutt_app.rules import literals, validate
+from mutt_app.rules.compile import compile_rules
+from mutt_app.rules.decide import Decision, decide, explain
+from mutt_app.rules.snapshot import RuleSnapshot
+from mutt_app.rules.validate import Rule, RuleError, validate_rule_fields
 
 DEFAULT_TEAM = "OPS"
 
@@ -425,9 +421,9 @@ def test_compile_skips_invalid_rules_and_keeps_the_rest():
     ("match_type", "match_string", "trap_oid", "limit"),
     [
         ("regex", "x" * 100_000, None, "MAX_PATTERN_CHARS"),  # the probe's rule
-        ("regex", "a" * (engine.MAX_PATTERN_CHARS + 1), None, "MAX_PATTERN_CHARS"),
+        ("regex", "a" * (validate.MAX_PATTERN_CHARS + 1), None, "MAX_PATTERN_CHARS"),
         ("contains", "y" * 5_000_000, None, "MAX_CONTAINS_CHARS"),  # the probe's other rule
-        ("contains", "y" * (engine.MAX_CONTAINS_CHARS + 1), None, "MAX_CONTAINS_CHARS"),
+        ("contains", "y" * (validate.MAX_CONTAINS_CHARS + 1), None, "MAX_CONTAINS_CHARS"),
         ("oid_prefix", None, "1." * 600, "MAX_TRAP_OID_CHARS"),
         ("oid_prefix", "x" * 5000, "1.3.6", "MAX_CONTAINS_CHARS"),  # ignored, but still stored
     ],
@@ -438,24 +434,24 @@ def test_rules_over_a_length_bound_are_refused_naming_it(match_type, match_strin
             match_type, match_string, trap_oid, None, 100, "Log_only", "Log_only", "NETO"
         )
     message = str(raised.value)
-    assert limit in message and f"{getattr(engine, limit):,}" in message
+    assert limit in message and f"{getattr(validate, limit):,}" in message
     assert len(message) < 200  # the message names the bound; it does not echo the string
 
 
 def test_rules_at_the_length_bounds_are_accepted():
     for match_type, limit in (
-        ("regex", engine.MAX_PATTERN_CHARS),
-        ("contains", engine.MAX_CONTAINS_CHARS),
+        ("regex", validate.MAX_PATTERN_CHARS),
+        ("contains", validate.MAX_CONTAINS_CHARS),
     ):
         text = "a" * limit
         validate_rule_fields(match_type, text, None, None, 100, "Log_only", "Log_only", "NETO")
-    oid = ("1." * engine.MAX_TRAP_OID_CHARS)[: engine.MAX_TRAP_OID_CHARS - 1] + "1"
+    oid = ("1." * validate.MAX_TRAP_OID_CHARS)[: validate.MAX_TRAP_OID_CHARS - 1] + "1"
     validate_rule_fields("oid_prefix", None, oid, None, 100, "Log_only", "Log_only", "NETO")
 
 
 def test_a_short_regex_with_a_huge_program_is_refused():
     pattern = ".{1000}"  # 7 characters, thousands of RE2 instructions
-    assert re2.compile(pattern).programsize > engine.MAX_REGEX_PROGRAM_SIZE
+    assert re2.compile(pattern).programsize > validate.MAX_REGEX_PROGRAM_SIZE
     with pytest.raises(RuleError, match="MAX_REGEX_PROGRAM_SIZE"):
         validate_rule_fields("regex", pattern, None, None, 100, "Log_only", "Log_only", "NETO")
     validate_rule_fields("regex", "x.{0,200}y.{0,200}z", None, None, 1, "Log_only", "Log_only", "N")
@@ -481,9 +477,9 @@ def test_matching_stops_at_its_deadline_between_regex_searches():
     ruleset = compile_rules([rule(1, "regex", "Interface.*down"), rule(2, "regex", r"^\d+$")])
     past = time.perf_counter() - 1
     for message in ("Interface a down", "12345"):  # a filtered regex, a literal-less one
-        with pytest.raises(engine.BudgetExceeded):
+        with pytest.raises(rules_compile.BudgetExceeded):
             ruleset.match(message, deadline=past)
-        with pytest.raises(engine.BudgetExceeded):
+        with pytest.raises(rules_compile.BudgetExceeded):
             ruleset.candidates(message, deadline=past)
         assert ruleset.match(message, deadline=time.perf_counter() + 60) is not None
     # Nothing to search (no literal seen, contains only): no check, so a past deadline is moot.
@@ -518,7 +514,7 @@ def test_empty_rule_set_matches_nothing():
     ],
 )
 def test_literal_runs(pattern, expected):
-    runs = engine._literal_runs(pattern)
+    runs = literals.literal_runs(pattern)
     assert runs == tuple(tuple(branch) for branch in expected)
 
 
@@ -526,7 +522,7 @@ def test_literal_runs(pattern, expected):
     "pattern", [r"^\d+$", "fo|barbaz", "ab(c|d)ef", r"\QA|B\E", "(?i)", "a.b.c", "[abc]{3}"]
 )
 def test_regex_without_usable_literal(pattern):
-    assert engine._literal_runs(pattern) is None
+    assert literals.literal_runs(pattern) is None
 
 
 def test_escapes_read_as_literals_are_literal_in_re2():
@@ -536,7 +532,7 @@ def test_escapes_read_as_literals_are_literal_in_re2():
             re2.compile(pattern)
         except re2.error:
             continue
-        char, end = engine._escape(pattern, 0)
+        char, end = literals._escape(pattern, 0)
         assert end == 2
         if char is not None:
             assert re2.fullmatch(pattern, char), pattern
@@ -609,7 +605,7 @@ def test_literal_runs_are_in_every_match():
             continue  # the generator can stack quantifiers, say; validation refuses those
         if not compiled.search(text):
             continue  # anchors placed mid-pattern
-        runs = engine._literal_runs(pattern)
+        runs = literals.literal_runs(pattern)
         if runs is None:
             continue
         checked += 1
@@ -799,10 +795,10 @@ def test_sets_that_fail_to_compile_fall_back_to_one_by_one(monkeypatch, caplog):
     tiny = re2.Options()
     tiny.log_errors = False
     tiny.max_mem = 1 << 10  # far too small for any Set
-    monkeypatch.setattr(engine, "_SET_OPTIONS", tiny)
+    monkeypatch.setattr(rules_compile, "_SET_OPTIONS", tiny)
     rnd = random.Random(11)
     rules = [random_rule(rule_id, rnd) for rule_id in range(1, 400)]
-    with caplog.at_level(logging.WARNING, logger="mutt_app.rules.engine"):
+    with caplog.at_level(logging.WARNING, logger="mutt_app.rules.compile"):
         ruleset = compile_rules(rules)
     assert ruleset._literals.set is None and ruleset._oids.set is None
     assert "testing them one by one" in caplog.text
@@ -818,7 +814,7 @@ def test_set_failing_at_search_time_falls_back_and_logs_once(caplog):
     rules = [rule(1, "regex", r"^\d+$"), rule(2, "contains", "link", priority=1)]
     ruleset = compile_rules(rules)
     ruleset._unfiltered.set = BrokenSet()
-    with caplog.at_level(logging.ERROR, logger="mutt_app.rules.engine"):
+    with caplog.at_level(logging.ERROR, logger="mutt_app.rules.compile"):
         assert ruleset.match("12345").id == 1
         assert ruleset.match("link").id == 2
         assert ruleset.match("12345").id == 1

@@ -10,7 +10,7 @@ the change and its ``config_audit_log`` row (who = the username, old and new val
 correlation id per request) commit in one transaction, and the rules version is bumped after the
 commit so that workers reload. Deleting a rule deactivates it (as the API does), since the event
 audit keeps referring to it. Rule forms are checked with the engine's own
-:func:`mutt_app.rules.engine.validate_rule_fields`, so a regex RE2 refuses is refused here with RE2's message.
+:func:`mutt_app.rules.validate.validate_rule_fields`, so a regex RE2 refuses is refused here with RE2's message.
 
 The dashboard at ``/`` (:class:`DashboardView`) draws :mod:`mutt_app.watch.dashboard`'s figures; the
 dead-letter, dynamic-configuration and rule-tester pages are in :mod:`mutt_app.web.admin.operations`.
@@ -56,7 +56,7 @@ from mutt_app.db.models import (
     EventAuditLog,
     Heartbeat,
 )
-from mutt_app.rules.engine import RuleError, validate_rule_fields
+from mutt_app.rules.validate import RuleError, validate_rule_fields
 from mutt_app.watch.dashboard import cached_metrics
 from mutt_app.web.api import MAX_DB_INT, redis_connection, sessions, settings
 

@@ -39,7 +39,7 @@ from mutt_app.dynamic_config import KEYS, parse_value, set_audited
 from mutt_app.events.schema import InvalidEvent
 from mutt_app.forwarding import deadletters
 from mutt_app.forwarding import history as delivery_history
-from mutt_app.rules.engine import BudgetExceeded
+from mutt_app.rules.compile import BudgetExceeded
 from mutt_app.web.admin import MAX_BIGINT, MAX_PAGE, MAX_REASON
 from mutt_app.web.api import redis_connection, sessions, settings
 from mutt_app.web.api.operations import _celery, dynamic_config

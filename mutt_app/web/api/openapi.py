@@ -23,7 +23,7 @@ from flask import Flask, Response, current_app
 from mutt_app.config import VERSION
 from mutt_app.db.models import CONFIG_OPERATIONS, HELD_REASONS, NOT_FORWARDED_REASONS
 from mutt_app.dynamic_config import KEYS
-from mutt_app.rules.engine import MATCH_TYPES
+from mutt_app.rules.validate import MATCH_TYPES
 from mutt_app.watch.unhandled import MAX_HOURS
 from mutt_app.web.api import (
     MAX_DB_INT,

@@ -1,7 +1,7 @@
 """API v2: alert rules (list, create, read, update, soft delete), the rule tester, rule drafts and
 their backtest.
 
-A rule is validated by the engine's own :func:`~mutt_app.rules.engine.validate_rule_fields` before it is
+A rule is validated by the engine's own :func:`~mutt_app.rules.validate.validate_rule_fields` before it is
 written, so what the API accepts is exactly what workers can compile (a regex RE2 refuses is a 422
 carrying RE2's message). An update is validated on the merged result: the stored rule with the
 body's fields laid over it.
@@ -19,6 +19,7 @@ from mutt_app.commands.changes import Change
 from mutt_app.db.models import MAX_DEDUP_WINDOW_SECONDS, AlertRule, RuleDraft
 from mutt_app.events.schema import InvalidEvent
 from mutt_app.rules.backtest import MAX_HOURS, run_backtest
+from mutt_app.rules.compile import BudgetExceeded
 from mutt_app.rules.drafts import (
     RULE_DEFAULTS,
     Draft,
@@ -26,18 +27,17 @@ from mutt_app.rules.drafts import (
     proposed_rules,
     publish_stored,
 )
-from mutt_app.rules.engine import (
+from mutt_app.rules.tester import Trial, try_event
+from mutt_app.rules.validate import (
     DEV_HANDLINGS,
     MATCH_TYPES,
     MAX_CONTAINS_CHARS,
     MAX_PATTERN_CHARS,
     MAX_TRAP_OID_CHARS,
     PROD_HANDLINGS,
-    BudgetExceeded,
     RuleError,
     validate_rule_mapping,
 )
-from mutt_app.rules.tester import Trial, try_event
 from mutt_app.web.api import (
     MAX_DB_INT,
     ApiError,

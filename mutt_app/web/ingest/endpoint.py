@@ -32,7 +32,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from mutt_app import metrics
 from mutt_app.config import VERSION
-from mutt_app.events.schema import BodyError, Event, parse_body, validate_items
+from mutt_app.events.body import BodyError, parse_body
+from mutt_app.events.schema import Event, validate_items
 from mutt_app.ledger import Batch
 from mutt_app.logs import correlation, log_context
 from mutt_app.runtime import Runtime

@@ -1,0 +1,115 @@
+"""The rule snapshot: the rules' own data as of one rules version, read from the database and compiled.
+
+A snapshot holds what belongs to the rules: the compiled rule set, the development hosts, the device
+teams, each rule's own dedup window and the problem/clear pairs. It holds no maintenance windows:
+windows are a hold-back stage, and rules sit below holdback in the layers, so
+:class:`mutt_app.holdback.window_cache.WindowCache` loads them on the same rules version (it reloads
+whenever the rule cache has loaded a new snapshot), and a window change still reaches every worker
+within seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mutt_app.db.models import AlertRule, DevelopmentHost, DeviceTeam
+from mutt_app.rules.compile import RuleSet, compile_rules
+from mutt_app.rules.validate import Rule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSnapshot:
+    """Everything a decision needs, as of one rules version."""
+
+    ruleset: RuleSet
+    dev_hosts: frozenset[str]
+    device_teams: Mapping[str, str]
+    version: str
+    dedup_windows: Mapping[int, int] = field(default_factory=dict)
+    """Rule id -> its own dedup window in seconds, for rules that set one."""
+    flap_pairs: Mapping[int, tuple[int, bool]] = field(default_factory=dict)
+    """Rule id -> (the problem rule of its pair, whether it is that problem rule), for the rules
+    of a problem/clear pair (a rule whose ``clears_rule_id`` names another, and that other)."""
+
+    @property
+    def version_number(self) -> int | None:
+        """``version`` as the integer the audit records (None for a version that is not one)."""
+        return int(self.version) if self.version.isdigit() else None
+
+    def dedup_window(self, rule_id: int | None, default: int) -> int:
+        """The dedup window in seconds for an alert of ``rule_id``: the rule's own, else ``default``."""
+        if rule_id is None:
+            return default
+        return self.dedup_windows.get(rule_id, default)
+
+
+def load_snapshot(
+    session: Session, version: str, rows: Sequence[AlertRule] | None = None
+) -> RuleSnapshot:
+    """Read the active rules, dev hosts and device teams; compile them.
+
+    ``rows``: the active rules to compile instead of those in the database (a draft's, for the
+    backtest); the development hosts and device teams are still the database's.
+    """
+    if rows is None:
+        rows = session.scalars(select(AlertRule).where(AlertRule.is_active.is_(True))).all()
+    rules = [
+        Rule(
+            id=row.id,
+            match_type=row.match_type,
+            match_string=row.match_string,
+            trap_oid=row.trap_oid,
+            syslog_severity=row.syslog_severity,
+            priority=row.priority,
+            prod_handling=row.prod_handling,
+            dev_handling=row.dev_handling,
+            team_assignment=row.team_assignment,
+        )
+        for row in rows
+    ]
+    dev_hosts = frozenset(session.scalars(select(DevelopmentHost.hostname)))
+    teams = {
+        hostname: team
+        for hostname, team in session.execute(
+            select(DeviceTeam.hostname, DeviceTeam.team_assignment)
+        )
+    }
+    ruleset = compile_rules(rules)
+    for rule_id, error in ruleset.errors:
+        log.error("rule %s skipped: %s", rule_id, error)
+    windows = {
+        row.id: row.dedup_window_seconds for row in rows if row.dedup_window_seconds is not None
+    }
+    return RuleSnapshot(
+        ruleset=ruleset,
+        dev_hosts=dev_hosts,
+        device_teams=teams,
+        version=version,
+        dedup_windows=windows,
+        flap_pairs=flap_pairs(rows),
+    )
+
+
+def flap_pairs(rows: Sequence[AlertRule]) -> dict[int, tuple[int, bool]]:
+    """Rule id -> (problem rule id, is the problem rule) for each active clear rule and its problem.
+
+    A rule that both clears one rule and is cleared by another keeps its role as a problem rule
+    (its own pair); a clear rule naming an inactive or missing rule makes no pair.
+    """
+    active = {row.id for row in rows}
+    pairs: dict[int, tuple[int, bool]] = {}
+    for row in rows:
+        if row.clears_rule_id is not None and row.clears_rule_id in active:
+            pairs[row.clears_rule_id] = (row.clears_rule_id, True)
+    for row in rows:
+        problem = row.clears_rule_id
+        if problem is not None and problem in active and row.id not in pairs:
+            pairs[row.id] = (problem, False)
+    return pairs
