@@ -23,7 +23,7 @@ value is its episode: the host's last-seen time when it went quiet, and what the
 handling, team), so a clear can be sent after its heartbeat is gone.
 
 Exactly once. Each run works out the transitions, publishes their alerts through the outbox
-(:func:`mutt_app.tasks.classify.publish_forwards`: lanes, shedding, the rate limit and the forward
+(:func:`mutt_app.holdback.pipeline.publish_forwards`: lanes, shedding, the rate limit and the forward
 task's idempotency key all apply), and only then records them: HSETNX for a raise, a
 compare-and-delete script for a clear. Each alert's external_id is derived from its episode
 (heartbeat, host, last-seen time), so a run killed between publishing and recording, two runs at
@@ -250,7 +250,7 @@ def _now_ms(client: redis.Redis) -> int:
 
 def check(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], object]) -> CheckOutcome:
     """Raise an alert for each newly quiet host and clear each that talked again (module
-    docstring); ``publish`` puts alerts in the outbox (classify's ``publish_forwards``)."""
+    docstring); ``publish`` puts alerts in the outbox (``publish_forwards``)."""
     client = runtime.redis
     now_ms = _now_ms(client)
     # Every event received before the oldest batch still waiting for classify has been classified:

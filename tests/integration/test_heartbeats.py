@@ -22,7 +22,7 @@ from mutt_app.events.schema import validate_item
 from mutt_app.ledger import Batch
 from mutt_app.metrics import HEARTBEAT_ALERTS, HEARTBEAT_QUIET_HOSTS
 from mutt_app.runtime import Runtime, runtime_of
-from mutt_app.tasks.classify import classify_batch
+from mutt_app.classify.batch import classify_batch
 from mutt_app.tasks.maintenance import check_heartbeats
 from mutt_app.watch import dashboard, heartbeats
 

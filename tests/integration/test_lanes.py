@@ -25,7 +25,7 @@ from mutt_app.forwarding import deadletters
 from mutt_app.holdback.backpressure import Backpressure
 from mutt_app.ledger import OUTBOX, Batch, Ledger
 from mutt_app.runtime import Runtime, runtime_of
-from mutt_app.tasks.classify import publish_forwards
+from mutt_app.holdback.pipeline import publish_forwards
 
 PAGE, TICKET = "mutt.forward.page", "mutt.forward"
 

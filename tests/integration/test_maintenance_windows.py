@@ -22,7 +22,7 @@ from mutt_app.holdback import windows as mw
 from mutt_app.holdback.scripts import Windowed
 from mutt_app.rules.cache import VERSION_KEY
 from mutt_app.runtime import Runtime, runtime_of
-from mutt_app.tasks.classify import classify_batch
+from mutt_app.classify.batch import classify_batch
 from tests.integration.test_api import (  # noqa: F401 - fixtures
     CRITICAL,
     app,
