@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
+from mutt_app.classify.batch import classify_batch
 from mutt_app.cli import main
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog, MaintenanceWindow
@@ -22,7 +23,6 @@ from mutt_app.holdback import windows as mw
 from mutt_app.holdback.scripts import Windowed
 from mutt_app.rules.cache import VERSION_KEY
 from mutt_app.runtime import Runtime, runtime_of
-from mutt_app.classify.batch import classify_batch
 from tests.integration.test_api import (  # noqa: F401 - fixtures
     CRITICAL,
     app,

@@ -11,13 +11,13 @@ import orjson
 import redis
 from sqlalchemy import select
 
+from mutt_app.classify.batch import classify_batch
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog
 from mutt_app.events.schema import validate_item
 from mutt_app.holdback import storms
 from mutt_app.holdback.scripts import Budgeted, StormBudgets
 from mutt_app.runtime import Runtime, runtime_of
-from mutt_app.classify.batch import classify_batch
 
 PREFIX = "mutt:storm"
 LABEL = orjson.dumps({"scope": "device", "name": "core-sw-01", "alert": {"source": "core-sw-01"}})
