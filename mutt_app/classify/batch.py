@@ -28,8 +28,8 @@ from mutt_app.classify.audit import audit_row, insert_audit_rows
 from mutt_app.events.schema import Event
 from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.forwarding.moog import build_payload
-from mutt_app.holdback.base import Candidate, Held, count_held
-from mutt_app.holdback.pipeline import hold_back, publish_forwards
+from mutt_app.holdback.base import META_ALERT, Candidate, count_held
+from mutt_app.holdback.pipeline import hand_on, to_moog
 from mutt_app.holdback.windows import count_downgraded
 from mutt_app.ledger import Batch
 from mutt_app.rules.cache import RuleCache
@@ -93,15 +93,12 @@ def classify_batch(
 
     # Between the decision and the forward queue: what is held back, and why
     # (:mod:`mutt_app.holdback.pipeline`). A maintenance downgrade changes the decision itself.
-    passage = hold_back(runtime, snapshot, candidates_of(decided))
-    held = dict(passage.held)
-    decided = [(e, _decision_after(passage.changed.get(e.correlation_id), d)) for e, d in decided]
-
     # Forwards go out before the audit commits: a crash in between re-runs the batch, and the
     # forward's idempotency key stops a second post. The reverse order could lose an alert.
-    shed = publish_forwards(runtime, app, [c.alert for c in passage.forwards])
     # A dead-lettered (shed) alert waits for remediation; a deferred one is still on its way.
-    held |= {cid: Held("shed") for cid, mode in shed.items() if mode == "dlq"}
+    passage = hand_on(runtime, app, candidates_of(decided), snapshot)
+    held = passage.held
+    decided = [(e, _decision_after(passage.changed.get(e.correlation_id), d)) for e, d in decided]
 
     write_started = time.perf_counter()
     version = snapshot.version_number
@@ -126,7 +123,7 @@ def classify_batch(
     raise_meta_alerts(
         runtime,
         [e for e, d in decided if not d.matched and e.correlation_id in new],
-        lambda alerts: publish_forwards(runtime, app, alerts),
+        lambda alerts: to_moog(runtime, app, alerts, META_ALERT),
     )
     _observe(decided, failed, new, started)
     count_held(held, new)

@@ -146,7 +146,7 @@ class Shedding:
 
     name = SHED_REASON
     watches_held: frozenset[str] = frozenset()
-    skips: frozenset[str] = frozenset()
+    events_only = False
 
     def hold(
         self,

@@ -22,7 +22,10 @@ from mutt_app.rules.engine import Decision, RuleSnapshot
 from mutt_app.runtime import Runtime
 
 EVENT = "event"
-"""The origin of an alert classify made from an event; other alerts name their producer."""
+"""The origin of an alert classify made from an event; other alerts name their producer: a
+stage (its name), or one of these."""
+HEARTBEAT = "heartbeat"
+META_ALERT = "meta_alert"
 
 Publish = Callable[[list[dict[str, Any]]], None]
 """Hands alerts on towards Moog (what a stage's flush sends its closed windows' alerts to)."""
@@ -43,7 +46,9 @@ class Candidate:
 
     ``alert`` is the Moog payload; ``event`` and ``decision`` are set for an alert classify made
     from an event (``origin`` :data:`EVENT`), None for the others (heartbeats, meta-alerts, the
-    stages' own updates and summaries), whose ``origin`` names their producer.
+    stages' own updates and summaries), whose ``origin`` names their producer. ``scope`` is
+    the storm budget such an alert counts in where a rule's would be: its producer's (a
+    heartbeat's, the meta-alerts', a stage's).
     """
 
     alert: dict[str, Any]
@@ -54,6 +59,7 @@ class Candidate:
     team: str | None = None
     trap_oid: str | None = None
     origin: str = EVENT
+    scope: str | None = None
     event: Event | None = field(default=None, compare=False)
     decision: Decision | None = field(default=None, compare=False)
 
@@ -89,6 +95,9 @@ class Candidate:
         info = alert.get("custom_info") if isinstance(alert.get("custom_info"), dict) else {}
         rule_id = info.get("rule_id")
         moment = alert.get("agent_time")
+        # A heartbeat's alerts share one budget, so one wide glob cannot flood Moog.
+        heartbeat = info.get("heartbeat_id")
+        scope = f"{HEARTBEAT} {heartbeat}" if heartbeat is not None else origin
         return cls(
             alert=alert,
             hostname=str(alert.get("source") or ""),
@@ -102,6 +111,7 @@ class Candidate:
             team=alert.get("class") or info.get("team"),
             trap_oid=None,
             origin=origin,
+            scope=None if isinstance(rule_id, int) else scope,
         )
 
     def with_handling(self, handling: str) -> Candidate:
@@ -126,14 +136,15 @@ class Verdicts:
 class Stage(Protocol):
     """One hold-back stage: judge a batch, and later flush the alerts of its closed windows.
 
-    ``name`` names the stage (its held reason, and its entry in flush_held's answer);
+    ``name`` names the stage (its held reason, and the origin of the alerts it raises);
     ``watches_held`` are the held reasons whose candidates it still sees (flapping watches the
-    duplicates); ``skips`` the origins it lets pass untouched.
+    duplicates); ``events_only`` says it judges only alerts made from events (repeats and state
+    changes are events'; every other producer makes one alert per episode or window).
     """
 
     name: str
     watches_held: frozenset[str]
-    skips: frozenset[str]
+    events_only: bool
 
     def hold(
         self,

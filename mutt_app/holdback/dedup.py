@@ -65,7 +65,7 @@ class Dedup:
 
     name = DUPLICATE
     watches_held: frozenset[str] = frozenset()
-    skips: frozenset[str] = frozenset()
+    events_only = True
 
     def hold(
         self,

@@ -55,7 +55,7 @@ class Flapping:
 
     name = FLAPPING
     watches_held: frozenset[str] = frozenset({DUPLICATE})
-    skips: frozenset[str] = frozenset()
+    events_only = True
 
     def hold(
         self,

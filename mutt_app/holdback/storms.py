@@ -56,7 +56,7 @@ class Storms:
 
     name = STORM_BUDGET
     watches_held: frozenset[str] = frozenset()
-    skips: frozenset[str] = frozenset()
+    events_only = False
 
     def hold(
         self,
@@ -86,6 +86,11 @@ class Storms:
                 rule = f"rule:{lane}:{candidate.rule_id}"
                 scopes[rule] = per_rule
                 labels.setdefault(rule, _label("rule", f"rule {candidate.rule_id}", alert))
+            elif per_rule > 0 and candidate.scope is not None:
+                # An alert no rule made counts in its producer's budget, of the rule's size.
+                rule = f"source:{lane}:{candidate.scope}"
+                scopes[rule] = per_rule
+                labels.setdefault(rule, _label("source", candidate.scope, alert))
             alerts.append(Budgeted(device, rule, template(candidate.message)))
         found = budgets(runtime).observe(
             batch_digest(candidates), alerts, scopes, labels, config.get("storm_window_seconds")

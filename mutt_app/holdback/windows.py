@@ -136,7 +136,7 @@ class Maintenance:
 
     name = MAINTENANCE
     watches_held: frozenset[str] = frozenset()
-    skips: frozenset[str] = frozenset()
+    events_only = False
 
     def hold(
         self,

@@ -15,7 +15,7 @@ from mutt_app.db import retention
 from mutt_app.db.partitions import ensure_partitions
 from mutt_app.forwarding.lanes import FORWARD_TASK, forward_batches
 from mutt_app.holdback import pipeline
-from mutt_app.holdback.pipeline import publish_forwards
+from mutt_app.holdback.base import HEARTBEAT
 from mutt_app.runtime import RuntimeTask
 from mutt_app.watch import heartbeats
 
@@ -85,8 +85,7 @@ def retention_job(self: RuntimeTask) -> dict[str, object]:
 def flush_held(self: RuntimeTask) -> dict[str, int]:
     """Send, via the outbox, what the hold-back windows that closed held back
     (:func:`mutt_app.holdback.pipeline.flush`)."""
-    runtime = self.runtime
-    return pipeline.flush(runtime, lambda alerts: publish_forwards(runtime, self.app, alerts))
+    return pipeline.flush(self.runtime, self.app)
 
 
 @shared_task(bind=True, name="mutt.check_heartbeats", ignore_result=True)
@@ -95,7 +94,9 @@ def check_heartbeats(self: RuntimeTask) -> dict[str, int]:
     (:mod:`mutt_app.watch.heartbeats`). A failure (Redis, the database) fails this run, and the next
     run does the same work: nothing is recorded before its alerts are in the outbox."""
     runtime = self.runtime
-    outcome = heartbeats.check(runtime, lambda alerts: publish_forwards(runtime, self.app, alerts))
+    outcome = heartbeats.check(
+        runtime, lambda alerts: pipeline.to_moog(runtime, self.app, alerts, HEARTBEAT)
+    )
     if outcome.raised or outcome.cleared:
         log.info("heartbeats: %s", outcome.as_dict())
     return outcome.as_dict()
