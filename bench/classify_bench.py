@@ -21,10 +21,10 @@ from pathlib import Path
 from pipeline_bench import make_batch
 
 import mutt_app
+from mutt_app.classify.batch import classify_batch
 from mutt_app.config import load_settings
 from mutt_app.events.schema import validate_items
 from mutt_app.runtime import Runtime
-from mutt_app.tasks.classify import classify_batch
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         # Imported here, after PYTHONPATH decided which tree this is.
         import mutt_app
         from mutt_app.config import load_settings
+        from mutt_app.holdback.pipeline import publish_forwards
         from mutt_app.runtime import Runtime, runtime_of
-        from mutt_app.tasks.classify import publish_forwards
 
         app = Runtime(load_settings(env)).celery
         runtime = runtime_of(app)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from mutt_app.db.engine import json_text, raise_dbapi_error
 from mutt_app.db.models import EventAuditLog
 from mutt_app.events.schema import Event
-from mutt_app.holdback.dedup import Held
+from mutt_app.holdback.base import Held
 from mutt_app.rules.decide import Decision
 
 # models.DECISION_REASONS, by what the decision says.

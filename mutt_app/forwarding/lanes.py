@@ -19,12 +19,26 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from mutt_app.ledger import Batch
+from mutt_app.runtime import Runtime
+
 PAGE_QUEUE = "mutt.forward.page"
 TICKET_QUEUE = "mutt.forward"
 QUEUES = (PAGE_QUEUE, TICKET_QUEUE)
 PAGE_HANDLING = "Page_and_ticket"
+FORWARD_TASK = "mutt.forward_to_moog"
 
-__all__ = ["PAGE_QUEUE", "QUEUES", "TICKET_QUEUE", "is_page", "queue_for", "reserved_slots"]
+__all__ = [
+    "FORWARD_TASK",
+    "PAGE_QUEUE",
+    "QUEUES",
+    "TICKET_QUEUE",
+    "forward_batches",
+    "is_page",
+    "queue_for",
+    "reserved_slots",
+    "send",
+]
 
 
 def is_page(alert: Any) -> bool:
@@ -44,3 +58,45 @@ def reserved_slots(limit: int, share: float) -> int:
     Tickets always keep at least one slot, so a large share on a small limit cannot stop them.
     """
     return max(0, min(math.floor(limit * share), limit - 1))
+
+
+def forward_batches(
+    alerts: list[dict[str, Any]], size: int
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """``alerts`` as (lane queue, up to ``size`` alerts of that lane), pages first, order kept."""
+    by_lane: dict[str, list[dict[str, Any]]] = {queue: [] for queue in QUEUES}
+    for alert in alerts:
+        by_lane[queue_for(alert)].append(alert)
+    return [
+        (queue, members[start : start + size])
+        for queue, members in by_lane.items()
+        for start in range(0, len(members), size)
+    ]
+
+
+def send(
+    runtime: Runtime, app: Any, alerts: list[dict[str, Any]], later: float | None = None
+) -> None:
+    """Record ``alerts`` in the outbox, then publish them as forward_to_moog batches per lane.
+
+    Each task carries up to ``moog_batch_size`` alerts of one lane: pages batch only with pages,
+    and go first. ``later`` delays them that many seconds. The outbox entry (one per alert)
+    outlives a message the broker loses (kombu issue 305); reconcile_ledger publishes it again.
+    """
+    if not alerts:
+        return
+    runtime.outbox.record([Batch(str(alert["external_id"]), [alert]) for alert in alerts])
+    size = runtime.dynamic_config.get("moog_batch_size")
+    # One pooled connection and one Redis pipeline (kombu's Producer.batch) for the whole batch:
+    # a round trip and a fresh redis client per message cost more than classifying the events.
+    with app.producer_or_acquire() as producer, producer.batch():
+        for queue, batch in forward_batches(alerts, size):
+            app.send_task(
+                FORWARD_TASK,
+                args=[batch],
+                queue=queue,  # a page never queues behind tickets
+                countdown=later,
+                producer=producer,
+                declare=[],  # the forward workers declare their queues
+                argsrepr=f"({len(batch)} alerts)",  # not a repr() of the whole payload
+            )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +30,15 @@ import redis
 from mutt_app import metrics
 from mutt_app.dynamic_config import DynamicConfig
 from mutt_app.forwarding import lanes
+from mutt_app.forwarding.deadletters import add_dead_letter
+from mutt_app.holdback.base import Candidate, Held, Publish, Verdicts
+from mutt_app.rules.snapshot import RuleSnapshot
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 NORMAL, WARN, SHED = 0, 1, 2
+SHED_REASON = "shed"  # models.HELD_REASONS
 SHED_HANDLING = "Ticket_only"
 # Seconds one process reuses a reading: one LLEN per second per worker, not one per alert.
 READ_EVERY = 1.0
@@ -129,3 +134,62 @@ class Backpressure:
             log.info(
                 "%s holds %d messages: below the warn threshold again", self.queue, reading.depth
             )
+
+
+class Shedding:
+    """The last stage, just before the lanes: under backpressure, Ticket_only alerts are shed.
+
+    Mode ``dlq``: held (reason ``shed``) and written as forward dead letters (error type ``shed``)
+    that remediation replays; mode ``defer``: published later (``Verdicts.delay``). Nothing to
+    flush: remediation sends what it sheds.
+    """
+
+    name = SHED_REASON
+    watches_held: frozenset[str] = frozenset()
+    events_only = False
+
+    def hold(
+        self,
+        runtime: Runtime,
+        snapshot: RuleSnapshot | None,
+        candidates: Sequence[Candidate],
+        held: Mapping[str, Held],
+    ) -> Verdicts:
+        """Shed the Ticket_only alerts among ``candidates`` if the ticket lane is backed up."""
+        verdicts = Verdicts()
+        if not candidates:
+            return verdicts
+        pressure = runtime.component(Backpressure.of).pressure()
+        shed = [(c, mode) for c in candidates if (mode := shed_verdict(c.alert, pressure))]
+        if not shed:
+            return verdicts
+        dropped = [c.alert for c, mode in shed if mode == "dlq"]
+        _shed_to_dlq(runtime, dropped, pressure.depth)
+        verdicts.held = {c.id: Held(SHED_REASON) for c, mode in shed if mode == "dlq"}
+        verdicts.delay = {c.id: pressure.defer_seconds for c, mode in shed if mode != "dlq"}
+        metrics.SHED_EVENTS.labels(pressure.mode).inc(len(shed))
+        return verdicts
+
+    def flush(self, runtime: Runtime, publish: Publish) -> int:
+        """Nothing: what is shed is a dead letter (remediation) or already on its way."""
+        return 0
+
+
+def _shed_to_dlq(runtime: Runtime, alerts: list[dict[str, Any]], depth: int) -> None:
+    """Write shed alerts as forward dead letters (error type ``shed``); remediation replays them."""
+    if not alerts:
+        return
+    with runtime.sessions.begin() as session:
+        for alert in alerts:
+            add_dead_letter(
+                session,
+                task_name=lanes.FORWARD_TASK,
+                queue=lanes.queue_for(alert),
+                payload={"alert": alert},
+                error=f"shed: {lanes.TICKET_QUEUE} held {depth} messages",
+                error_type="shed",
+                backoff_base=runtime.settings.remediation_backoff_base,
+                attempts=0,
+                correlation_id=alert.get("external_id"),
+            )
+    log.warning("shed %d Ticket_only alerts to the dead-letter queue", len(alerts))

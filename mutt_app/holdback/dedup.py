@@ -22,9 +22,8 @@ Guarantees:
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,11 +33,10 @@ import redis
 
 from mutt_app import metrics
 from mutt_app.events.fingerprint import fingerprint
-from mutt_app.events.schema import Event
 from mutt_app.forwarding.moog import repeat_update
+from mutt_app.holdback.base import Candidate, Held, Publish, Verdicts, batch_digest
 from mutt_app.holdback.closing import ClosingWindows
 from mutt_app.lua.loader import LuaScript
-from mutt_app.rules.decide import Decision
 from mutt_app.rules.snapshot import RuleSnapshot
 from mutt_app.runtime import Runtime
 
@@ -48,19 +46,6 @@ DEDUP_LUA = LuaScript("mutt_app.holdback", "dedup")
 
 PREFIX = "mutt:dedup"
 DUPLICATE = "duplicate"  # models.HELD_REASONS
-
-
-@dataclass(frozen=True, slots=True)
-class Held:
-    """Why one event was not forwarded: ``reason`` (models.HELD_REASONS) and, for a duplicate,
-    the correlation_id of the alert it repeats."""
-
-    reason: str
-    duplicate_of: str | None = None
-
-
-Candidate = tuple[Event, Decision, dict[str, Any]]
-"""A forwardable event, its decision and its Moog payload."""
 
 
 def windows(runtime: Runtime) -> DedupWindows:
@@ -73,88 +58,74 @@ def windows(runtime: Runtime) -> DedupWindows:
     return DedupWindows(runtime.redis, PREFIX, 2 * runtime.settings.reconcile_after)
 
 
-def batch_digest(candidates: Sequence[Candidate]) -> str:
-    """The key a batch's answer is remembered under in Redis: a digest of its correlation_ids.
-
-    A batch redelivered after a worker was killed has the same digest, so it gets the same answer.
-    """
-    ids = "\n".join(sorted(event.correlation_id for event, _, _ in candidates))
-    return hashlib.blake2b(ids.encode(), digest_size=16).hexdigest()
-
-
 def window_for(rule_id: int | None, snapshot: RuleSnapshot, default: int) -> int:
     """The dedup window in seconds for an alert of ``rule_id``: the rule's own, else ``default``."""
     return snapshot.dedup_window(rule_id, default)
 
 
-def hold_duplicates(
-    runtime: Runtime, snapshot: RuleSnapshot, candidates: Sequence[Candidate]
-) -> dict[str, Held]:
-    """Count the repeats among ``candidates`` (one batch); returns the held ones by correlation_id.
+class Dedup:
+    """The deduplication stage (module docstring)."""
 
-    Every candidate not returned is to be forwarded now.
-    """
-    default = runtime.dynamic_config.get("dedup_window_seconds")
-    groups: dict[str, list[Candidate]] = {}
-    spans: dict[str, int] = {}
-    for candidate in candidates:
-        event, decision, _ = candidate
-        span = window_for(decision.rule_id, snapshot, default)
-        if span <= 0:
-            continue
-        key = fingerprint(event.hostname, decision.rule_id, event.message)
-        groups.setdefault(key, []).append(candidate)
-        spans[key] = span
-    if not groups:
-        return {}
-    batch_key = batch_digest(candidates)
-    repeats = []
-    for key, members in groups.items():
-        first, last = members[0][0], members[-1][0]
-        repeats.append(
-            Repeats(
-                fingerprint=key,
-                first_id=first.correlation_id,
-                count=len(members),
-                last_at_ms=int(last.timestamp.timestamp() * 1000),
-                last_id=last.correlation_id,
-                window_seconds=spans[key],
-                alert=orjson.dumps(members[0][2]),
+    name = DUPLICATE
+    watches_held: frozenset[str] = frozenset()
+    events_only = True
+
+    def hold(
+        self,
+        runtime: Runtime,
+        snapshot: RuleSnapshot,
+        candidates: Sequence[Candidate],
+        held: Mapping[str, Held],
+    ) -> Verdicts:
+        """Count the repeats among ``candidates`` (one batch); holds the repeats.
+
+        Every candidate not held is to be forwarded now.
+        """
+        default = runtime.dynamic_config.get("dedup_window_seconds")
+        groups: dict[str, list[Candidate]] = {}
+        spans: dict[str, int] = {}
+        for candidate in candidates:
+            span = window_for(candidate.rule_id, snapshot, default)
+            if span <= 0:
+                continue
+            key = fingerprint(candidate.hostname, candidate.rule_id, candidate.message)
+            groups.setdefault(key, []).append(candidate)
+            spans[key] = span
+        if not groups:
+            return Verdicts()
+        repeats = []
+        for key, members in groups.items():
+            first, last = members[0], members[-1]
+            repeats.append(
+                Repeats(
+                    fingerprint=key,
+                    first_id=first.id,
+                    count=len(members),
+                    last_at_ms=int(last.timestamp.timestamp() * 1000),
+                    last_id=last.id,
+                    window_seconds=spans[key],
+                    alert=orjson.dumps(first.alert),
+                )
             )
-        )
-    answers = windows(runtime).observe(batch_key, repeats)
-    held: dict[str, Held] = {}
-    for key, members in groups.items():
-        opened, window_id = answers[key]
-        for event, _, _ in members[1:] if opened else members:
-            held[event.correlation_id] = Held(DUPLICATE, window_id)
-    return held
+        answers = windows(runtime).observe(batch_digest(candidates), repeats)
+        verdicts = Verdicts()
+        for key, members in groups.items():
+            opened, window_id = answers[key]
+            for candidate in members[1:] if opened else members:
+                verdicts.held[candidate.id] = Held(DUPLICATE, window_id)
+        return verdicts
 
-
-def count_held(held: dict[str, Held], audited: set[str]) -> None:
-    """Count held events in ``mutt_alerts_held_total``, once each: only those audited just now."""
-    reasons: dict[str, int] = {}
-    for correlation_id, reason in held.items():
-        if correlation_id in audited:
-            reasons[reason.reason] = reasons.get(reason.reason, 0) + 1
-    for reason, n in reasons.items():
-        metrics.ALERTS_HELD.labels(reason).inc(n)
-
-
-def flush(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], None]) -> int:
-    """Send one update for every dedup window that closed with repeats; returns how many.
-
-    ``publish`` puts alerts in the outbox and on the forward queue (classify's publish_forwards).
-    """
-    updates = windows(runtime).flush(_update, publish)
-    if updates:
-        metrics.DEDUP_UPDATES.inc(len(updates))
-        log.info(
-            "dedup: sent %d repeat-count updates (%d repeats)",
-            len(updates),
-            sum(u["custom_info"]["duplicate_count"] for u in updates),
-        )
-    return len(updates)
+    def flush(self, runtime: Runtime, publish: Publish) -> int:
+        """Send one update for every dedup window that closed with repeats; returns how many."""
+        updates = windows(runtime).flush(_update, publish)
+        if updates:
+            metrics.DEDUP_UPDATES.inc(len(updates))
+            log.info(
+                "dedup: sent %d repeat-count updates (%d repeats)",
+                len(updates),
+                sum(u["custom_info"]["duplicate_count"] for u in updates),
+            )
+        return len(updates)
 
 
 def _update(window_id: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ atomic and idempotent per batch like deduplication's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,8 +34,9 @@ import redis
 
 from mutt_app import metrics
 from mutt_app.forwarding.moog import flapping_alert
+from mutt_app.holdback.base import Candidate, Held, Publish, Verdicts, batch_digest
 from mutt_app.holdback.closing import ClosingWindows
-from mutt_app.holdback.dedup import Candidate, Held, batch_digest
+from mutt_app.holdback.dedup import DUPLICATE
 from mutt_app.lua.loader import LuaScript
 from mutt_app.rules.snapshot import RuleSnapshot
 from mutt_app.runtime import Runtime
@@ -53,54 +54,71 @@ def detector(runtime: Runtime) -> FlapDetector:
     return FlapDetector(runtime.redis, PREFIX, 2 * runtime.settings.reconcile_after)
 
 
-def hold_flapping(
-    runtime: Runtime,
-    snapshot: RuleSnapshot,
-    candidates: Sequence[Candidate],
-    already_held: Collection[str],
-) -> tuple[dict[str, Held], dict[str, dict[str, Any]]]:
-    """Watch the pairs' events among ``candidates`` (one batch, in order).
+class Flapping:
+    """The flapping stage (module docstring). It watches the duplicates too."""
 
-    Returns the events to hold as flapping (none of ``already_held``) and the flapping alerts
-    raised by this batch, by the correlation_id of the event that raised each.
-    """
-    config = runtime.dynamic_config
-    transitions = config.get("flap_transitions")
-    paired = [c for c in candidates if c[1].rule_id in snapshot.flap_pairs]
-    if transitions <= 0 or not paired:
-        return {}, {}
-    events = []
-    alerts: dict[str, bytes] = {}
-    for event, decision, alert in paired:
-        problem_rule, is_problem = snapshot.flap_pairs[decision.rule_id]  # type: ignore[index]
-        pair = f"{event.hostname.lower()}:{problem_rule}"
-        events.append(Transition(pair, is_problem))
-        if pair not in alerts:
-            info = {**alert.get("custom_info", {}), "flap_problem_rule_id": problem_rule}
-            alerts[pair] = orjson.dumps({**alert, "custom_info": info})
-    within = config.get("flap_window_seconds")
-    verdicts = detector(runtime).observe(
-        batch_digest(paired),
-        events,
-        alerts,
-        transitions=transitions,
-        within_seconds=within,
-        quiet_seconds=config.get("flap_quiet_seconds"),
-    )
-    held: dict[str, Held] = {}
-    raised: dict[str, dict[str, Any]] = {}
-    for (event, _, _), flap, verdict in zip(paired, events, verdicts, strict=True):
-        if verdict.held and event.correlation_id not in already_held:
-            held[event.correlation_id] = Held(FLAPPING)
-        if verdict.raised is not None:
-            raised[event.correlation_id] = flapping_alert(
-                orjson.loads(alerts[flap.pair]),
-                episode=verdict.raised,
-                transitions=verdict.transitions,
-                within=within,
-            )
-            log.warning("flapping: %s (%d transitions)", flap.pair, verdict.transitions)
-    return held, raised
+    name = FLAPPING
+    watches_held: frozenset[str] = frozenset({DUPLICATE})
+    events_only = True
+
+    def hold(
+        self,
+        runtime: Runtime,
+        snapshot: RuleSnapshot,
+        candidates: Sequence[Candidate],
+        held: Mapping[str, Held],
+    ) -> Verdicts:
+        """Watch the pairs' alerts among ``candidates`` (one batch, in order).
+
+        Holds as flapping the events of an episode (none already ``held``), and raises the
+        flapping alerts of this batch, by the id of the candidate that raised each.
+        """
+        config = runtime.dynamic_config
+        transitions = config.get("flap_transitions")
+        paired = [c for c in candidates if c.rule_id in snapshot.flap_pairs]
+        if transitions <= 0 or not paired:
+            return Verdicts()
+        events = []
+        alerts: dict[str, bytes] = {}
+        for candidate in paired:
+            problem_rule, is_problem = snapshot.flap_pairs[candidate.rule_id]  # type: ignore[index]
+            pair = f"{candidate.hostname.lower()}:{problem_rule}"
+            events.append(Transition(pair, is_problem))
+            if pair not in alerts:
+                alert = candidate.alert
+                info = {**alert.get("custom_info", {}), "flap_problem_rule_id": problem_rule}
+                alerts[pair] = orjson.dumps({**alert, "custom_info": info})
+        within = config.get("flap_window_seconds")
+        found = detector(runtime).observe(
+            batch_digest(paired),
+            events,
+            alerts,
+            transitions=transitions,
+            within_seconds=within,
+            quiet_seconds=config.get("flap_quiet_seconds"),
+        )
+        verdicts = Verdicts()
+        for candidate, flap, verdict in zip(paired, events, found, strict=True):
+            if verdict.held and candidate.id not in held:
+                verdicts.held[candidate.id] = Held(FLAPPING)
+            if verdict.raised is not None:
+                alert = flapping_alert(
+                    orjson.loads(alerts[flap.pair]),
+                    episode=verdict.raised,
+                    transitions=verdict.transitions,
+                    within=within,
+                )
+                verdicts.raised[candidate.id] = Candidate.of_alert(alert, FLAPPING)
+                log.warning("flapping: %s (%d transitions)", flap.pair, verdict.transitions)
+        return verdicts
+
+    def flush(self, runtime: Runtime, publish: Publish) -> int:
+        """Send one "flapping ended" alert per episode that went quiet; returns how many."""
+        sent = detector(runtime).flush(ended, publish)
+        if sent:
+            metrics.FLAPPING_ALERTS.labels("ended").inc(len(sent))
+            log.warning("flapping: %d episodes ended", len(sent))
+        return len(sent)
 
 
 def _moment(epoch_ms: bytes) -> str:
@@ -153,15 +171,6 @@ def ended(episode: str, data: dict[str, Any]) -> dict[str, Any]:
         held=int(data["count"]),
         duration=(int(data["last"]) - int(data["started"])) // 1000,
     )
-
-
-def flush(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], None]) -> int:
-    """Send one "flapping ended" alert per episode that went quiet; returns how many."""
-    sent = detector(runtime).flush(ended, publish)
-    if sent:
-        metrics.FLAPPING_ALERTS.labels("ended").inc(len(sent))
-        log.warning("flapping: %d episodes ended", len(sent))
-    return len(sent)
 
 
 @dataclass(frozen=True, slots=True)

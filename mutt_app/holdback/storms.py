@@ -26,7 +26,7 @@ that held alerts stays in Redis until its summary is in the outbox.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +37,10 @@ from mutt_app import metrics
 from mutt_app.events.fingerprint import template
 from mutt_app.forwarding import lanes
 from mutt_app.forwarding.moog import storm_summary
+from mutt_app.holdback.base import Candidate, Held, Publish, Verdicts, batch_digest
 from mutt_app.holdback.closing import ClosingWindows
-from mutt_app.holdback.dedup import Candidate, Held, batch_digest
 from mutt_app.lua.loader import LuaScript
+from mutt_app.rules.snapshot import RuleSnapshot
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -55,37 +56,70 @@ def budgets(runtime: Runtime) -> StormBudgets:
     return StormBudgets(runtime.redis, PREFIX, 2 * runtime.settings.reconcile_after)
 
 
-def hold_over_budget(runtime: Runtime, candidates: Sequence[Candidate]) -> dict[str, Held]:
-    """Count ``candidates`` (one batch, in order) against the budgets; returns the held ones."""
-    config = runtime.dynamic_config
-    per_device = config.get("storm_budget_per_device")
-    per_rule = config.get("storm_budget_per_rule")
-    if not candidates or (per_device <= 0 and per_rule <= 0):
-        return {}
-    scopes: dict[str, int] = {}
-    labels: dict[str, bytes] = {}
-    alerts = []
-    for event, decision, alert in candidates:
-        lane = "page" if lanes.is_page(alert) else "ticket"
-        device = rule = None
-        if per_device > 0:
-            host = event.hostname.lower()
-            device = f"device:{lane}:{host}"
-            scopes[device] = per_device
-            labels.setdefault(device, _label("device", event.hostname, alert))
-        if per_rule > 0 and decision.rule_id is not None:
-            rule = f"rule:{lane}:{decision.rule_id}"
-            scopes[rule] = per_rule
-            labels.setdefault(rule, _label("rule", f"rule {decision.rule_id}", alert))
-        alerts.append(Budgeted(device, rule, template(event.message)))
-    verdicts = budgets(runtime).observe(
-        batch_digest(candidates), alerts, scopes, labels, config.get("storm_window_seconds")
-    )
-    return {
-        event.correlation_id: Held(STORM_BUDGET)
-        for (event, _, _), held in zip(candidates, verdicts, strict=True)
-        if held
-    }
+class Storms:
+    """The storm-budget stage (module docstring)."""
+
+    name = STORM_BUDGET
+    watches_held: frozenset[str] = frozenset()
+    events_only = False
+
+    def hold(
+        self,
+        runtime: Runtime,
+        snapshot: RuleSnapshot,
+        candidates: Sequence[Candidate],
+        held: Mapping[str, Held],
+    ) -> Verdicts:
+        """Count ``candidates`` (one batch, in order) against the budgets; holds those past one."""
+        config = runtime.dynamic_config
+        per_device = config.get("storm_budget_per_device")
+        per_rule = config.get("storm_budget_per_rule")
+        if not candidates or (per_device <= 0 and per_rule <= 0):
+            return Verdicts()
+        scopes: dict[str, int] = {}
+        labels: dict[str, bytes] = {}
+        alerts = []
+        for candidate in candidates:
+            alert = candidate.alert
+            lane = "page" if lanes.is_page(alert) else "ticket"
+            device = rule = None
+            if per_device > 0:
+                device = f"device:{lane}:{candidate.hostname.lower()}"
+                scopes[device] = per_device
+                labels.setdefault(device, _label("device", candidate.hostname, alert))
+            if per_rule > 0 and candidate.rule_id is not None:
+                rule = f"rule:{lane}:{candidate.rule_id}"
+                scopes[rule] = per_rule
+                labels.setdefault(rule, _label("rule", f"rule {candidate.rule_id}", alert))
+            elif per_rule > 0 and candidate.scope is not None:
+                # An alert no rule made counts in its producer's budget, of the rule's size.
+                rule = f"source:{lane}:{candidate.scope}"
+                scopes[rule] = per_rule
+                labels.setdefault(rule, _label("source", candidate.scope, alert))
+            alerts.append(Budgeted(device, rule, template(candidate.message)))
+        found = budgets(runtime).observe(
+            batch_digest(candidates), alerts, scopes, labels, config.get("storm_window_seconds")
+        )
+        return Verdicts(
+            held={
+                candidate.id: Held(STORM_BUDGET)
+                for candidate, over in zip(candidates, found, strict=True)
+                if over
+            }
+        )
+
+    def flush(self, runtime: Runtime, publish: Publish) -> int:
+        """Send one summary per storm window that closed with held alerts; returns how many."""
+        sent = budgets(runtime).flush(summary, publish)
+        for alert in sent:
+            metrics.STORM_SUMMARIES.labels(alert["custom_info"]["storm_scope"]).inc()
+        if sent:
+            log.warning(
+                "storm budgets: sent %d summaries (%d alerts held)",
+                len(sent),
+                sum(a["custom_info"]["storm_held"] for a in sent),
+            )
+        return len(sent)
 
 
 def _label(scope: str, name: str, alert: dict[str, Any]) -> bytes:
@@ -108,20 +142,6 @@ def summary(window_id: str, data: dict[str, Any]) -> dict[str, Any]:
         window=int(data["window"]),
         top=top,
     )
-
-
-def flush(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], None]) -> int:
-    """Send one summary per storm window that closed with held alerts; returns how many."""
-    sent = budgets(runtime).flush(summary, publish)
-    for alert in sent:
-        metrics.STORM_SUMMARIES.labels(alert["custom_info"]["storm_scope"]).inc()
-    if sent:
-        log.warning(
-            "storm budgets: sent %d summaries (%d alerts held)",
-            len(sent),
-            sum(a["custom_info"]["storm_held"] for a in sent),
-        )
-    return len(sent)
 
 
 @dataclass(frozen=True, slots=True)

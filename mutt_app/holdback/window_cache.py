@@ -13,17 +13,55 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app import metrics
-from mutt_app.db.models import MaintenanceWindow
-from mutt_app.holdback.windows import CompiledWindow, compile_windows
+from mutt_app.db.models import WINDOW_ACTIONS, MaintenanceWindow
+from mutt_app.holdback.schedule import Schedule, WindowError, schedule_of
+from mutt_app.holdback.window_fields import Scope
 from mutt_app.rules.snapshot import RuleSnapshot
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+SUPPRESS = WINDOW_ACTIONS[0]
+
+
+@dataclass(frozen=True)
+class CompiledWindow:
+    """A window as workers use it (loaded with each rules version, below)."""
+
+    id: int
+    name: str
+    action: str
+    summary_alert: bool
+    scope: Scope
+    schedule: Schedule
+
+
+def compile_windows(rows: Iterable[MaintenanceWindow]) -> tuple[CompiledWindow, ...]:
+    """The stored windows, suppressing ones first, then by id; a window that no longer compiles
+    (a time zone gone from the system's tz database) is logged and skipped."""
+    compiled = []
+    for row in rows:
+        try:
+            compiled.append(
+                CompiledWindow(
+                    row.id,
+                    row.name,
+                    row.action,
+                    row.summary_alert,
+                    Scope.of(row.hosts, row.teams, row.rule_ids, row.oid_prefixes),
+                    schedule_of(row),
+                )
+            )
+        except WindowError as exc:
+            log.error("maintenance window %s skipped: %s", row.id, exc)
+    return tuple(sorted(compiled, key=lambda w: (w.action != SUPPRESS, w.id)))
 
 
 def load_windows(session: Session) -> tuple[CompiledWindow, ...]:

@@ -1,7 +1,7 @@
 """forward_to_moog: deliver a batch of alerts to Moog in one request, at least once and in practice once.
 
 One task carries up to ``moog_batch_size`` alerts of one lane (classify groups them,
-:func:`mutt_app.tasks.classify.publish_forwards`), and Moog gets them as one request in MOOG_FORMAT
+:func:`mutt_app.holdback.pipeline.publish_forwards`), and Moog gets them as one request in MOOG_FORMAT
 (:func:`mutt_app.forwarding.moog.request_body`). Every guarantee stays per alert:
 
 - an idempotency key per alert (its external_id, the event's correlation_id): an alert already

@@ -4,22 +4,19 @@ updates, storm summaries, flapping ends), heartbeats, partitions, retention."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from celery import shared_task
 
 from mutt_app import metrics
+from mutt_app.classify.batch import QUEUE as CLASSIFY_QUEUE
+from mutt_app.classify.batch import TASK_NAME as CLASSIFY_TASK
 from mutt_app.db import retention
 from mutt_app.db.partitions import ensure_partitions
-from mutt_app.holdback import dedup, flapping, storms
-from mutt_app.holdback import windows as maintenance_windows
-from mutt_app.runtime import Runtime, RuntimeTask
-from mutt_app.tasks.classify import QUEUE as CLASSIFY_QUEUE
-from mutt_app.tasks.classify import TASK_NAME as CLASSIFY_TASK
-from mutt_app.tasks.classify import forward_batches, publish_forwards
-from mutt_app.tasks.forward import TASK_NAME as FORWARD_TASK
+from mutt_app.forwarding.lanes import FORWARD_TASK, forward_batches
+from mutt_app.holdback import pipeline
+from mutt_app.holdback.base import HEARTBEAT
+from mutt_app.runtime import RuntimeTask
 from mutt_app.watch import heartbeats
 
 log = logging.getLogger(__name__)
@@ -84,37 +81,11 @@ def retention_job(self: RuntimeTask) -> dict[str, object]:
     }
 
 
-def _flush_maintenance(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], None]) -> int:
-    # Its counts are remembered as long as dedup's and the storm budgets' batch answers.
-    return maintenance_windows.flush(runtime.redis, 2 * runtime.settings.reconcile_after, publish)
-
-
 @shared_task(bind=True, name="mutt.flush_held", ignore_result=True)
 def flush_held(self: RuntimeTask) -> dict[str, int]:
-    """Send, via the outbox, what the windows that closed held back: one repeat-count update per
-    dedup window, one summary per storm-budget window, one "flapping ended" per quiet episode,
-    one summary per ended maintenance-window occurrence that held something.
-
-    Each is independent: one failing (it is logged) does not keep the others' alerts back.
-    """
-    runtime = self.runtime
-
-    def publish(alerts: list[dict[str, Any]]) -> None:
-        publish_forwards(runtime, self.app, alerts)
-
-    sent = {}
-    for name, flush in (
-        ("dedup", dedup.flush),
-        ("storm", storms.flush),
-        ("flapping", flapping.flush),
-        ("maintenance", _flush_maintenance),
-    ):
-        try:
-            sent[name] = flush(runtime, publish)
-        except Exception:
-            log.exception("flush of %s windows failed; the next run tries again", name)
-            sent[name] = -1
-    return sent
+    """Send, via the outbox, what the hold-back windows that closed held back
+    (:func:`mutt_app.holdback.pipeline.flush`)."""
+    return pipeline.flush(self.runtime, self.app)
 
 
 @shared_task(bind=True, name="mutt.check_heartbeats", ignore_result=True)
@@ -123,7 +94,9 @@ def check_heartbeats(self: RuntimeTask) -> dict[str, int]:
     (:mod:`mutt_app.watch.heartbeats`). A failure (Redis, the database) fails this run, and the next
     run does the same work: nothing is recorded before its alerts are in the outbox."""
     runtime = self.runtime
-    outcome = heartbeats.check(runtime, lambda alerts: publish_forwards(runtime, self.app, alerts))
+    outcome = heartbeats.check(
+        runtime, lambda alerts: pipeline.to_moog(runtime, self.app, alerts, HEARTBEAT)
+    )
     if outcome.raised or outcome.cleared:
         log.info("heartbeats: %s", outcome.as_dict())
     return outcome.as_dict()

@@ -22,10 +22,12 @@ State. An open alert is a field ``<heartbeat id>:<host>`` of the hash :data:`QUI
 value is its episode: the host's last-seen time when it went quiet, and what the clear needs (name,
 handling, team), so a clear can be sent after its heartbeat is gone.
 
-Exactly once. Each run works out the transitions, publishes their alerts through the outbox
-(:func:`mutt_app.tasks.classify.publish_forwards`: lanes, shedding, the rate limit and the forward
-task's idempotency key all apply), and only then records them: HSETNX for a raise, a
-compare-and-delete script for a clear. Each alert's external_id is derived from its episode
+Exactly once. Each run works out the transitions, hands their alerts to the one path to Moog
+(:func:`mutt_app.holdback.pipeline.to_moog`: maintenance windows, storm budgets, shedding, the
+lanes, the rate limit and the forward task's idempotency key all apply), and only then records
+them: HSETNX for a raise, a compare-and-delete script for a clear. An alert the pipeline held
+(a host in a suppressing window, a glob past its budget) is recorded like a sent one: its
+episode is open, and the storm or window summary tells Moog about it. Each alert's external_id is derived from its episode
 (heartbeat, host, last-seen time), so a run killed between publishing and recording, two runs at
 once, or a restarted beat publish the same ids again, and the forward task delivers them once; the
 metrics and log lines count only the run whose record took.
@@ -250,7 +252,7 @@ def _now_ms(client: redis.Redis) -> int:
 
 def check(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], object]) -> CheckOutcome:
     """Raise an alert for each newly quiet host and clear each that talked again (module
-    docstring); ``publish`` puts alerts in the outbox (classify's ``publish_forwards``)."""
+    docstring); ``publish`` puts alerts in the outbox (``publish_forwards``)."""
     client = runtime.redis
     now_ms = _now_ms(client)
     # Every event received before the oldest batch still waiting for classify has been classified:

@@ -1,4 +1,9 @@
-"""Unhandled templates: the events no rule matched, grouped by message template, with a rule to match each.
+"""Unhandled events: the meta-alert for a host whose events no rule matches, and the templates of
+those events, grouped, with a rule to match each.
+
+Meta-alerts (:func:`raise_meta_alerts`): classify counts each host's unmatched events in Redis
+(one atomic counter per host, UNHANDLED_EXPIRY_SECONDS long); the batch that takes a host to
+UNHANDLED_THRESHOLD raises one meta-alert for it (:func:`mutt_app.forwarding.moog.unhandled_meta_alert`).
 
 Events that differ only in numbers, addresses, ids and times are one template: the grouping key is
 :func:`mutt_app.events.fingerprint.template`, the same normaliser deduplication uses, so "what repeats"
@@ -25,6 +30,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,12 +38,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mutt_app import metrics
 from mutt_app.db.models import EventAuditLog
 from mutt_app.events.fingerprint import template
+from mutt_app.events.schema import Event
+from mutt_app.forwarding.moog import unhandled_meta_alert
+from mutt_app.holdback.base import Publish
 from mutt_app.rules.validate import MAX_PATTERN_CHARS, RuleError, validate_rule_fields
+from mutt_app.runtime import Runtime
 
 # The module, not its names: the dashboard imports this module for its panel.
 from mutt_app.watch import dashboard
+from mutt_app.watch.unhandled_hosts import UnhandledCounter
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +66,30 @@ _MASK = re.compile(r"<(uuid|ts|time|mac|ip|hex|n)>")
 # What each mask hid, as RE2: a time stamp may hold spaces ("Dec  1 10:15:30"); the rest never do.
 _MASKED = {"ts": r".+?"}
 _ANY_TOKEN = r"\S+"
+
+
+def raise_meta_alerts(runtime: Runtime, unmatched: Sequence[Event], publish: Publish) -> int:
+    """Count ``unmatched`` (events audited just now) per host, and hand ``publish`` one meta-alert
+    for each host this batch took to the threshold; returns how many."""
+    settings = runtime.settings
+    counter = UnhandledCounter(
+        runtime.redis,
+        settings.unhandled_prefix,
+        settings.unhandled_threshold,
+        settings.unhandled_expiry_seconds,
+    )
+    crossed = counter.add(Counter(e.hostname for e in unmatched))
+    for hostname, count in crossed.items():
+        payload = unhandled_meta_alert(
+            hostname,
+            count,
+            team=settings.unhandled_default_team,
+            window=settings.unhandled_expiry_seconds,
+        )
+        publish([payload])
+        metrics.META_ALERTS.inc()
+        log.warning("meta-alert: %d unhandled events from %s", count, hostname)
+    return len(crossed)
 
 
 @dataclass

@@ -19,9 +19,9 @@ from sqlalchemy import select
 from mutt_app.cli import main
 from mutt_app.config import load_settings
 from mutt_app.db.models import DeadLetter
+from mutt_app.holdback.pipeline import publish_forwards
 from mutt_app.ledger import OUTBOX, Ledger
 from mutt_app.runtime import Runtime, runtime_of
-from mutt_app.tasks.classify import publish_forwards
 from mutt_app.watch import slo
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import FORWARD_QUEUES, WEB_API_KEY, Stack

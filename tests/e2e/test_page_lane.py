@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 import pytest
 
 from mutt_app.config import load_settings
+from mutt_app.holdback.pipeline import publish_forwards
 from mutt_app.runtime import Runtime, runtime_of
-from mutt_app.tasks.classify import publish_forwards
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import Stack
 from tests.services import wait_for

@@ -11,13 +11,13 @@ import orjson
 import redis
 from sqlalchemy import select
 
+from mutt_app.classify.batch import classify_batch
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog
 from mutt_app.events.schema import validate_item
 from mutt_app.holdback import dedup
 from mutt_app.holdback.dedup import DedupWindows, Repeats
 from mutt_app.runtime import Runtime, runtime_of
-from mutt_app.tasks.classify import classify_batch
 
 PREFIX = "mutt:dedup"
 
@@ -175,8 +175,8 @@ def test_classify_holds_repeats_audits_each_once_and_flush_sends_one_update(
 
     time.sleep(1.1)
     sent: list[dict] = []
-    assert dedup.flush(runtime, sent.extend) == 1
-    assert dedup.flush(runtime, sent.extend) == 0
+    assert dedup.Dedup().flush(runtime, sent.extend) == 1
+    assert dedup.Dedup().flush(runtime, sent.extend) == 0
     (update,) = sent
     assert update["signature"].startswith("sw-1::")
     assert update["custom_info"]["duplicate_count"] == 4

@@ -15,7 +15,7 @@ from mutt_app.config import load_settings
 from mutt_app.db.engine import database_unavailable, make_engine, session_factory, upgrade
 from mutt_app.db.models import EventAuditLog
 from mutt_app.events.schema import Event
-from mutt_app.holdback.dedup import Held
+from mutt_app.holdback.base import Held
 from mutt_app.rules.decide import Decision
 
 

@@ -9,13 +9,13 @@ import orjson
 import redis
 from sqlalchemy import select
 
+from mutt_app.classify.batch import classify_batch
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog
 from mutt_app.events.schema import validate_item
 from mutt_app.holdback import flapping
 from mutt_app.holdback.flapping import FlapDetector, FlapVerdict, Transition
 from mutt_app.runtime import Runtime, runtime_of
-from mutt_app.tasks.classify import classify_batch
 
 PREFIX = "mutt:flap"
 PAIR = "core-sw-01:7"
@@ -185,8 +185,8 @@ def test_classify_raises_once_holds_as_flapping_and_flush_ends_it(
 
     time.sleep(1.1)
     sent: list[dict] = []
-    assert flapping.flush(runtime, sent.extend) == 1
-    assert flapping.flush(runtime, sent.extend) == 0
+    assert flapping.Flapping().flush(runtime, sent.extend) == 1
+    assert flapping.Flapping().flush(runtime, sent.extend) == 0
     assert (sent[0]["custom_info"]["flap_held"], sent[0]["custom_info"]["flap_transitions"]) == (
         3,
         5,

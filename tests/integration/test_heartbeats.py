@@ -16,13 +16,13 @@ import pytest
 import redis
 from sqlalchemy import update
 
+from mutt_app.classify.batch import classify_batch
 from mutt_app.config import Settings
 from mutt_app.db.models import DeviceTeam, Heartbeat
 from mutt_app.events.schema import validate_item
 from mutt_app.ledger import Batch
 from mutt_app.metrics import HEARTBEAT_ALERTS, HEARTBEAT_QUIET_HOSTS
 from mutt_app.runtime import Runtime, runtime_of
-from mutt_app.tasks.classify import classify_batch
 from mutt_app.tasks.maintenance import check_heartbeats
 from mutt_app.watch import dashboard, heartbeats
 

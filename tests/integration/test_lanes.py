@@ -23,9 +23,9 @@ from mutt_app.config import Settings
 from mutt_app.db.models import DeadLetter
 from mutt_app.forwarding import deadletters
 from mutt_app.holdback.backpressure import Backpressure
+from mutt_app.holdback.pipeline import publish_forwards
 from mutt_app.ledger import OUTBOX, Batch, Ledger
 from mutt_app.runtime import Runtime, runtime_of
-from mutt_app.tasks.classify import publish_forwards
 
 PAGE, TICKET = "mutt.forward.page", "mutt.forward"
 

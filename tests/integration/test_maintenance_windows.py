@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, delete, select
 
 from mutt_app import metrics
+from mutt_app.classify.batch import classify_batch
 from mutt_app.cli import main
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog, MaintenanceWindow
@@ -25,7 +26,6 @@ from mutt_app.holdback.window_cache import WindowCache
 from mutt_app.holdback.window_counts import Windowed
 from mutt_app.rules.cache import VERSION_KEY, RuleCache, bump_rules_version
 from mutt_app.runtime import Runtime, runtime_of
-from mutt_app.tasks.classify import classify_batch
 from tests.integration.test_api import (  # noqa: F401 - fixtures
     CRITICAL,
     app,

@@ -11,13 +11,13 @@ import orjson
 import redis
 from sqlalchemy import select
 
+from mutt_app.classify.batch import classify_batch
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog
 from mutt_app.events.schema import validate_item
 from mutt_app.holdback import storms
 from mutt_app.holdback.storms import Budgeted, StormBudgets
 from mutt_app.runtime import Runtime, runtime_of
-from mutt_app.tasks.classify import classify_batch
 
 PREFIX = "mutt:storm"
 LABEL = orjson.dumps({"scope": "device", "name": "core-sw-01", "alert": {"source": "core-sw-01"}})
@@ -212,8 +212,8 @@ def test_classify_holds_past_the_budget_audits_each_once_and_pages_keep_their_ow
 
     time.sleep(1.1)
     sent: list[dict] = []
-    assert storms.flush(runtime, sent.extend) == 1
-    assert storms.flush(runtime, sent.extend) == 0
+    assert storms.Storms().flush(runtime, sent.extend) == 1
+    assert storms.Storms().flush(runtime, sent.extend) == 0
     (summary,) = sent
     assert summary["source"] == "core-sw-01"
     assert summary["custom_info"]["storm_held"] == 3

@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from mutt_app.classify.batch import classify_batch
 from mutt_app.config import Settings
 from mutt_app.db.models import (
     HELD_REASONS,
@@ -22,7 +23,6 @@ from mutt_app.db.models import (
 from mutt_app.events.schema import validate_item
 from mutt_app.rules.cache import bump_rules_version
 from mutt_app.runtime import Runtime, runtime_of
-from mutt_app.tasks.classify import classify_batch
 from mutt_app.watch.dashboard import held_by_reason
 from tests.integration.test_api import app, call, client  # noqa: F401 - fixtures
 

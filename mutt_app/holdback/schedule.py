@@ -1,0 +1,195 @@
+"""When a maintenance window runs: its schedule, one-off or an RFC 5545 RRULE in its time zone.
+
+A one-off window runs from ``starts_at`` to ``ends_at``; a recurring one runs for
+``duration_minutes`` from each occurrence of an RRULE (python-dateutil's ``rrulestr``), whose
+DTSTART is ``starts_at`` seen in the window's IANA ``timezone`` (zoneinfo). The rule recurs in
+wall-clock time; an occurrence in a spring-forward gap is moved forward by the gap, one that
+happens twice (fall back) is the first of the two; recurrence is at most hourly. "End now" sets
+``ended_at``: the occurrence running then ends at once. :mod:`mutt_app.holdback.windows` says what a
+window does while open.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dateutil import rrule as rr
+from dateutil.tz import resolve_imaginary
+
+from mutt_app.db.models import MaintenanceWindow
+
+MAX_RRULE_CHARS = 500
+_TOO_FREQUENT = (rr.MINUTELY, rr.SECONDLY)
+
+
+class WindowError(ValueError):
+    """Why some fields do not make a maintenance window (the message names the field)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One run of a window, in UTC: from ``start`` until (not including) ``end``."""
+
+    start: datetime
+    end: datetime
+
+
+# --- when --------------------------------------------------------------------------------------
+
+
+def parse_rrule(text: str, dtstart: datetime) -> rr.rrule:
+    """The dateutil rule of ``text`` (``FREQ=...`` with or without ``RRULE:``) from ``dtstart``.
+
+    Raises :class:`WindowError` with dateutil's own message for a rule it cannot read, and for
+    what a window must not be: several rules or a DTSTART of its own (``starts_at`` is the start),
+    or a recurrence more often than hourly.
+    """
+    body = text.strip()
+    if body.upper().startswith("RRULE:"):
+        body = body[6:]
+    if not body or "\n" in body or ":" in body:
+        raise WindowError("rrule: one RRULE value (FREQ=...), without DTSTART or other lines")
+    if len(body) > MAX_RRULE_CHARS:
+        raise WindowError(f"rrule: at most {MAX_RRULE_CHARS} characters")
+    try:
+        rule = rr.rrulestr(body, dtstart=dtstart)
+    except Exception as exc:  # dateutil's parser fails on garbage in many ways, all "invalid"
+        raise WindowError(f"rrule: not a valid RFC 5545 RRULE: {exc}") from None
+    if not isinstance(rule, rr.rrule):
+        raise WindowError("rrule: one RRULE only")
+    if rule._freq in _TOO_FREQUENT:  # dateutil keeps the frequency only there
+        raise WindowError("rrule: a maintenance window recurs at most hourly (FREQ=HOURLY)")
+    return rule
+
+
+def _check_recurs(rule: rr.rrule, dtstart: datetime) -> None:
+    """:class:`WindowError` for a rule whose BY parts allow no date at all
+    (``BYMONTH=2;BYMONTHDAY=30``): dateutil would search for it until the year 9999, seconds of CPU
+    at each look (an UNTIL does not stop that search, it is checked only on found dates).
+
+    Probed as a yearly rule with the same BY parts (a fraction of a second in the worst case).
+    BYSETPOS, which picks within each period, is kept to MONTHLY and YEARLY rules, where the
+    yearly probe and the rule agree closely enough.
+    """
+    if rule._bysetpos and rule._freq not in (rr.MONTHLY, rr.YEARLY):  # dateutil's attributes
+        raise WindowError("rrule: BYSETPOS only with FREQ=MONTHLY or FREQ=YEARLY")
+    yearly = rule.replace(freq=rr.YEARLY, interval=1, count=None, until=None)
+    if yearly.after(dtstart, inc=True) is None:
+        raise WindowError("rrule: its BY parts allow no date at all")
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA time zone ``name``; :class:`WindowError` for one zoneinfo does not know."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise WindowError(f"timezone: unknown IANA time zone {name!r}") from None
+
+
+class Schedule:
+    """When a window runs: its occurrences, and the one open at a given moment."""
+
+    def __init__(
+        self,
+        starts_at: datetime,
+        *,
+        ends_at: datetime | None = None,
+        rrule: str | None = None,
+        duration_minutes: int | None = None,
+        timezone: str = "UTC",
+        ended_at: datetime | None = None,
+    ) -> None:
+        self.starts_at = utc(starts_at)
+        self.ended_at = None if ended_at is None else utc(ended_at)
+        if rrule:
+            if duration_minutes is None:
+                raise WindowError("duration_minutes: a recurring window needs a duration")
+            self.duration = timedelta(minutes=duration_minutes)
+            dtstart = self.starts_at.astimezone(zone(timezone))
+            self.rule: rr.rrule | None = parse_rrule(rrule, dtstart)
+            _check_recurs(self.rule, dtstart)
+        else:
+            if ends_at is None:
+                raise WindowError("ends_at: a one-off window needs ends_at or duration_minutes")
+            self.duration = utc(ends_at) - self.starts_at
+            self.rule = None
+        # (from, until, occurrence open then): occurrence_at's answer for a span of time.
+        self._memo: tuple[datetime, datetime, Occurrence | None] | None = None
+        # occurrence_at's walk: the last moment it was at, the occurrences still to come, and the
+        # first of them not ended then.
+        self._cursor: tuple[datetime, Iterator[Occurrence], Occurrence | None] | None = None
+        self._lock = threading.Lock()
+
+    def _starts(self, after: datetime) -> Iterator[datetime]:
+        """Occurrence starts (UTC) later than ``after``, in order."""
+        if self.rule is None:
+            if self.starts_at > after:
+                yield self.starts_at
+            return
+        for local in self.rule.xafter(after, inc=False):
+            yield resolve_imaginary(local).astimezone(UTC)
+
+    def _not_ended(self, now: datetime) -> Iterator[Occurrence]:
+        """The occurrences that have not ended by ``now``, in order (their ends never decrease)."""
+        for start in self._starts(now - self.duration):
+            end = start + self.duration
+            if self.ended_at is not None and start <= self.ended_at < end:
+                end = self.ended_at  # ended early by "end now"
+            if end > now:
+                yield Occurrence(start, end)
+
+    def occurrences(self, now: datetime, count: int) -> list[Occurrence]:
+        """The next ``count`` occurrences that have not ended by ``now`` (the open one first)."""
+        return list(itertools.islice(self._not_ended(utc(now)), count))
+
+    def occurrence_at(self, now: datetime) -> Occurrence | None:
+        """The occurrence open at ``now``, or None.
+
+        Remembered until the next boundary (this one's end, or the next start), so a classify
+        batch asks dateutil nothing between boundaries. At a boundary the walk goes on from where
+        it stopped (time only moves on), instead of dateutil walking again from ``starts_at``: a
+        window with years of hourly occurrences behind it costs that walk once per process.
+        """
+        now = utc(now)
+        memo = self._memo
+        if memo is not None and memo[0] <= now < memo[1]:
+            return memo[2]
+        with self._lock:
+            cursor = self._cursor
+            if cursor is None or now < cursor[0]:  # the first look, or a clock that went back
+                walk = self._not_ended(now)
+                cursor = (now, walk, next(walk, None))
+            _, walk, pending = cursor
+            while pending is not None and pending.end <= now:
+                pending = next(walk, None)
+            self._cursor = (now, walk, pending)
+            if pending is None:
+                answer, until = None, datetime.max.replace(tzinfo=UTC)
+            elif pending.start <= now:
+                answer, until = pending, pending.end
+            else:
+                answer, until = None, pending.start
+            self._memo = (now, until, answer)
+        return answer
+
+
+def schedule_of(row: MaintenanceWindow) -> Schedule:
+    """The :class:`Schedule` of a stored window."""
+    return Schedule(
+        row.starts_at,
+        ends_at=row.ends_at,
+        rrule=row.rrule,
+        duration_minutes=row.duration_minutes,
+        timezone=row.timezone,
+        ended_at=row.ended_at,
+    )
+
+
+def utc(value: datetime) -> datetime:
+    # SQLite gives naive datetimes back; every stored time is UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
