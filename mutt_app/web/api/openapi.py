@@ -25,18 +25,14 @@ from mutt_app.db.models import CONFIG_OPERATIONS, HELD_REASONS, NOT_FORWARDED_RE
 from mutt_app.dynamic_config import KEYS
 from mutt_app.rules.engine import MATCH_TYPES
 from mutt_app.watch.unhandled import MAX_HOURS
-from mutt_app.web.api import (
-    MAX_DB_INT,
-    MAX_LIMIT,
-    FieldSpec,
-    bp,
-    json_response,
-    public,
-    required_role,
-)
+from mutt_app.web.api.blueprint import bp
+from mutt_app.web.api.fields import FieldSpec
 from mutt_app.web.api.heartbeats import HEARTBEAT_FIELDS
 from mutt_app.web.api.hosts import DEV_HOST_FIELDS, TEAM_FIELDS
+from mutt_app.web.api.keys import public, required_role
 from mutt_app.web.api.operations import CONFIG_FIELDS
+from mutt_app.web.api.params import MAX_DB_INT, MAX_LIMIT
+from mutt_app.web.api.responses import json_response
 from mutt_app.web.api.rules import (
     BACKTEST_FIELDS,
     DRAFT_FIELDS,
