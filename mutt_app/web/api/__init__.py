@@ -39,7 +39,7 @@ skeleton; a module per resource attaches its routes to the blueprint: :mod:`~mut
 hosts, device teams), :mod:`~mutt_app.web.api.heartbeats`, :mod:`~mutt_app.web.api.windows`
 (maintenance windows), :mod:`~mutt_app.web.api.audit` (the event and configuration audits),
 :mod:`~mutt_app.web.api.slo`, :mod:`~mutt_app.web.api.unhandled` (unhandled templates),
-:mod:`~mutt_app.web.api.dashboard` and :mod:`~mutt_app.web.api.openapi` (the description).
+:mod:`~mutt_app.web.api.dashboard` and :mod:`~mutt_app.web.api.openapi.document` (the description).
 This module is the one place that imports them all, to mount the API.
 """
 
@@ -53,7 +53,6 @@ from mutt_app.web.api import (  # noqa: F401 (imported to attach their views)
     dashboard,
     heartbeats,
     hosts,
-    openapi,
     operations,
     rules,
     slo,
@@ -61,6 +60,7 @@ from mutt_app.web.api import (  # noqa: F401 (imported to attach their views)
     windows,
 )
 from mutt_app.web.api.blueprint import bp, routing_error
+from mutt_app.web.api.openapi import document  # noqa: F401 (GET /openapi.json)
 
 
 def register_api(app: Flask) -> None:
