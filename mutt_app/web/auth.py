@@ -51,7 +51,8 @@ from mutt_app.commands import users as accounts
 from mutt_app.config import Settings
 from mutt_app.db.models import ROLES, User
 from mutt_app.web import throttle
-from mutt_app.web.api import API_PREFIXES, sessions
+from mutt_app.web.api.blueprint import API_PREFIXES
+from mutt_app.web.api.resources import sessions
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from mutt_app import metrics
-from mutt_app.web.api import redis_connection, settings
+from mutt_app.web.context import runtime, settings
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _limiter() -> MovingWindowRateLimiter:
     """The app's limiter on the app's own Redis client (its passwords, TLS and timeouts)."""
     limiter = current_app.extensions.get("mutt_auth_limiter")
     if limiter is None:
-        storage = RedisStorage("redis://", connection_pool=redis_connection().connection_pool)
+        storage = RedisStorage("redis://", connection_pool=runtime().redis.connection_pool)
         limiter = current_app.extensions.setdefault(
             "mutt_auth_limiter", MovingWindowRateLimiter(storage)
         )

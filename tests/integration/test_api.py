@@ -32,7 +32,7 @@ from mutt_app.rules.validate import (
     validate_rule_fields,
 )
 from mutt_app.web import create_app
-from mutt_app.web.api import constraint_error
+from mutt_app.web.api.errors import constraint_error
 from tests.conftest import close_web_app
 
 KEY = "test-api-key-0123456789"

@@ -21,7 +21,8 @@ from mutt_app.config import Settings, SettingsError, load_settings
 from mutt_app.forwarding import history as delivery_history
 from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.web import create_app
-from mutt_app.web.api import API_VERSION, redis_connection
+from mutt_app.web.api.resources import redis_connection
+from mutt_app.web.api.responses import API_VERSION
 from tests.conftest import close_web_app
 from tests.integration.test_api import CRITICAL, audit_rows
 from tests.integration.test_openapi import check_answer

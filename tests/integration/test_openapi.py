@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from mutt_app.config import Settings
 from mutt_app.rules.validate import MAX_CONTAINS_CHARS, MAX_PATTERN_CHARS, MAX_TRAP_OID_CHARS
 from mutt_app.web import create_app
-from mutt_app.web.api.openapi import to_openapi_path
+from mutt_app.web.api.openapi.document import to_openapi_path
 from tests.conftest import close_web_app
 
 METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH"}

@@ -58,7 +58,9 @@ from mutt_app.db.models import (
 )
 from mutt_app.rules.validate import RuleError, validate_rule_fields
 from mutt_app.watch.dashboard import cached_metrics
-from mutt_app.web.api import MAX_DB_INT, redis_connection, sessions, settings
+from mutt_app.web.api.params import MAX_DB_INT
+from mutt_app.web.api.resources import redis_connection, sessions
+from mutt_app.web.context import settings
 
 log = logging.getLogger(__name__)
 

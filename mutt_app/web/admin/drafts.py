@@ -31,7 +31,9 @@ from mutt_app.db.models import AlertRule, RuleDraft
 from mutt_app.rules.backtest import MAX_HOURS
 from mutt_app.rules.drafts import Draft, DraftError, proposed_rules, publish_stored
 from mutt_app.web.admin.operations import MuttPage, _allowed, _reason
-from mutt_app.web.api import MAX_DB_INT, ApiError, redis_connection, sessions
+from mutt_app.web.api.errors import ApiError
+from mutt_app.web.api.params import MAX_DB_INT
+from mutt_app.web.api.resources import redis_connection, sessions
 from mutt_app.web.api.rules import backtest_draft, parse_draft
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from wtforms.validators import NumberRange, Optional
 from mutt_app.db.models import MAX_HEARTBEAT_MINUTES, PROD_HANDLINGS
 from mutt_app.watch.heartbeats import is_glob, quiet_hosts
 from mutt_app.web.admin import MuttModelView, ReasonField, _blank_is_none, _strip
-from mutt_app.web.api import redis_connection
+from mutt_app.web.api.resources import redis_connection
 
 log = logging.getLogger(__name__)
 

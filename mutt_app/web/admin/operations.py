@@ -41,9 +41,10 @@ from mutt_app.forwarding import deadletters
 from mutt_app.forwarding import history as delivery_history
 from mutt_app.rules.compile import BudgetExceeded
 from mutt_app.web.admin import MAX_BIGINT, MAX_PAGE, MAX_REASON
-from mutt_app.web.api import redis_connection, sessions, settings
 from mutt_app.web.api.operations import _celery, dynamic_config
+from mutt_app.web.api.resources import redis_connection, sessions
 from mutt_app.web.api.rules import rule_trial
+from mutt_app.web.context import settings
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ from mutt_app.commands.changes import audited_change
 from mutt_app.db.models import WINDOW_ACTIONS, MaintenanceWindow
 from mutt_app.holdback import windows as mw
 from mutt_app.web.admin.operations import MuttPage, _allowed, _reason
-from mutt_app.web.api import redis_connection, sessions, settings
+from mutt_app.web.api.resources import redis_connection, sessions
+from mutt_app.web.context import settings
 
 log = logging.getLogger(__name__)
 

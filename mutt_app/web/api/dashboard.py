@@ -11,7 +11,10 @@ from __future__ import annotations
 from flask import Response
 
 from mutt_app.watch.dashboard import cached_metrics
-from mutt_app.web.api import bp, json_response, redis_connection, sessions, settings
+from mutt_app.web.api.blueprint import bp
+from mutt_app.web.api.resources import redis_connection, sessions
+from mutt_app.web.api.responses import json_response
+from mutt_app.web.context import settings
 
 
 @bp.get("/metrics")

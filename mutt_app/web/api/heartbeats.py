@@ -20,23 +20,14 @@ from sqlalchemy import select
 from mutt_app.db.models import MAX_HEARTBEAT_MINUTES, PROD_HANDLINGS, Heartbeat
 from mutt_app.events.schema import MAX_HOSTNAME_CHARS
 from mutt_app.watch.heartbeats import quiet_hosts
-from mutt_app.web.api import (
-    ApiError,
-    FieldSpec,
-    bool_arg,
-    bp,
-    change_reason,
-    check_fields,
-    config_change,
-    count,
-    int_arg,
-    json_body,
-    json_response,
-    limit_arg,
-    locked_or_404,
-    redis_connection,
-    sessions,
-)
+from mutt_app.web.api.blueprint import bp
+from mutt_app.web.api.changes import config_change, locked_or_404
+from mutt_app.web.api.errors import ApiError
+from mutt_app.web.api.fields import FieldSpec, change_reason, check_fields, json_body
+from mutt_app.web.api.params import bool_arg, int_arg, limit_arg
+from mutt_app.web.api.resources import redis_connection, sessions
+from mutt_app.web.api.responses import json_response
+from mutt_app.web.api.rows import count
 
 MAX_NAME_CHARS = 200
 # Checked by check_fields and described in the OpenAPI document from these same specs.

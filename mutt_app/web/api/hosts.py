@@ -16,20 +16,14 @@ from sqlalchemy.orm import Session
 from mutt_app.commands.changes import Change
 from mutt_app.db.models import DevelopmentHost, DeviceTeam
 from mutt_app.events.schema import MAX_HOSTNAME_CHARS
-from mutt_app.web.api import (
-    ApiError,
-    FieldSpec,
-    bp,
-    change_reason,
-    check_fields,
-    config_change,
-    count,
-    int_arg,
-    json_body,
-    json_response,
-    limit_arg,
-    sessions,
-)
+from mutt_app.web.api.blueprint import bp
+from mutt_app.web.api.changes import config_change
+from mutt_app.web.api.errors import ApiError
+from mutt_app.web.api.fields import FieldSpec, change_reason, check_fields, json_body
+from mutt_app.web.api.params import int_arg, limit_arg
+from mutt_app.web.api.resources import sessions
+from mutt_app.web.api.responses import json_response
+from mutt_app.web.api.rows import count
 
 # Checked by check_fields and described in the OpenAPI document from these same specs.
 HOSTNAME_FIELD = FieldSpec(str, min_length=1, max_length=MAX_HOSTNAME_CHARS)

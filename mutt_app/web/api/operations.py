@@ -30,23 +30,14 @@ from mutt_app.db.models import DeadLetter, PoisonLetter
 from mutt_app.dynamic_config import KEYS, DynamicConfig, parse_value, set_audited
 from mutt_app.forwarding import deadletters
 from mutt_app.forwarding import history as delivery_history
-from mutt_app.web.api import (
-    ApiError,
-    FieldSpec,
-    bool_arg,
-    bp,
-    change_reason,
-    current_key,
-    field_problem,
-    int_arg,
-    json_body,
-    json_response,
-    limit_arg,
-    redis_connection,
-    requires,
-    row_dict,
-    sessions,
-)
+from mutt_app.web.api.blueprint import bp
+from mutt_app.web.api.errors import ApiError
+from mutt_app.web.api.fields import FieldSpec, change_reason, field_problem, json_body
+from mutt_app.web.api.keys import current_key, requires
+from mutt_app.web.api.params import bool_arg, int_arg, limit_arg
+from mutt_app.web.api.resources import redis_connection, sessions
+from mutt_app.web.api.responses import json_response
+from mutt_app.web.api.rows import row_dict
 from mutt_app.web.context import runtime
 
 REASON_FIELD = "reason"

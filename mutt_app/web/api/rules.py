@@ -38,28 +38,17 @@ from mutt_app.rules.validate import (
     RuleError,
     validate_rule_mapping,
 )
-from mutt_app.web.api import (
-    MAX_DB_INT,
-    ApiError,
-    FieldSpec,
-    bool_arg,
-    bp,
-    change_reason,
-    check_fields,
-    choice_arg,
-    config_change,
-    count,
-    field_problem,
-    int_arg,
-    json_body,
-    json_response,
-    limit_arg,
-    locked_or_404,
-    requires,
-    sessions,
-    settings,
-)
+from mutt_app.web.api.blueprint import bp
+from mutt_app.web.api.changes import config_change, locked_or_404
+from mutt_app.web.api.errors import ApiError
+from mutt_app.web.api.fields import FieldSpec, change_reason, check_fields, field_problem, json_body
+from mutt_app.web.api.keys import requires
 from mutt_app.web.api.operations import dynamic_config
+from mutt_app.web.api.params import MAX_DB_INT, bool_arg, choice_arg, int_arg, limit_arg
+from mutt_app.web.api.resources import sessions
+from mutt_app.web.api.responses import json_response
+from mutt_app.web.api.rows import count
+from mutt_app.web.context import settings
 
 # Checked by check_fields and described in the OpenAPI document from these same specs; the engine's
 # validate_rule_fields then checks what a field alone cannot (a regex compiles, no blank team).

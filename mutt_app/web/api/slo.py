@@ -12,8 +12,13 @@ import redis
 from flask import Response
 
 from mutt_app.watch import slo
-from mutt_app.web.api import ApiError, bp, int_arg, json_response, redis_connection, settings
+from mutt_app.web.api.blueprint import bp
+from mutt_app.web.api.errors import ApiError
 from mutt_app.web.api.operations import dynamic_config
+from mutt_app.web.api.params import int_arg
+from mutt_app.web.api.resources import redis_connection
+from mutt_app.web.api.responses import json_response
+from mutt_app.web.context import settings
 
 MAX_WINDOW_HOURS = 720
 

@@ -13,7 +13,11 @@ from __future__ import annotations
 from flask import Response
 
 from mutt_app.watch.unhandled import MAX_HOURS, unhandled_templates
-from mutt_app.web.api import bp, int_arg, json_response, limit_arg, sessions, settings
+from mutt_app.web.api.blueprint import bp
+from mutt_app.web.api.params import int_arg, limit_arg
+from mutt_app.web.api.resources import sessions
+from mutt_app.web.api.responses import json_response
+from mutt_app.web.context import settings
 
 DEFAULT_LIMIT = 50
 

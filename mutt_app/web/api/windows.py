@@ -18,22 +18,14 @@ from sqlalchemy import select
 from mutt_app.commands.changes import Change
 from mutt_app.db.models import WINDOW_ACTIONS, MaintenanceWindow
 from mutt_app.holdback import windows as mw
-from mutt_app.web.api import (
-    MAX_DB_INT,
-    ApiError,
-    FieldSpec,
-    bool_arg,
-    bp,
-    change_reason,
-    check_fields,
-    config_change,
-    json_body,
-    json_response,
-    locked_or_404,
-    redis_connection,
-    sessions,
-    settings,
-)
+from mutt_app.web.api.blueprint import bp
+from mutt_app.web.api.changes import config_change, locked_or_404
+from mutt_app.web.api.errors import ApiError
+from mutt_app.web.api.fields import FieldSpec, change_reason, check_fields, json_body
+from mutt_app.web.api.params import MAX_DB_INT, bool_arg
+from mutt_app.web.api.resources import redis_connection, sessions
+from mutt_app.web.api.responses import json_response
+from mutt_app.web.context import settings
 
 _TEXT = FieldSpec(str, min_length=1, max_length=mw.MAX_NAME_CHARS)
 WINDOW_FIELDS: dict[str, FieldSpec] = {
