@@ -19,10 +19,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-PAGE_QUEUE = "mutt.forward.page"
-TICKET_QUEUE = "mutt.forward"
-QUEUES = (PAGE_QUEUE, TICKET_QUEUE)
-PAGE_HANDLING = "Page_and_ticket"
+from mutt_app.names import FORWARD_QUEUES as QUEUES
+from mutt_app.names import PAGE_HANDLING, PAGE_QUEUE, TICKET_QUEUE
 
 __all__ = ["PAGE_QUEUE", "QUEUES", "TICKET_QUEUE", "is_page", "queue_for", "reserved_slots"]
 
