@@ -44,6 +44,9 @@ from mutt_app.holdback.scripts import UnhandledCounter
 from mutt_app.holdback.storms import hold_over_budget
 from mutt_app.ledger import Batch
 from mutt_app.logs import correlation, log_context
+from mutt_app.names import CLASSIFY_QUEUE as QUEUE
+from mutt_app.names import CLASSIFY_TASK as TASK_NAME
+from mutt_app.names import FORWARD_TASK
 from mutt_app.rules.cache import RuleCache
 from mutt_app.rules.engine import BudgetExceeded, Decision, RuleSnapshot, decide
 from mutt_app.runtime import Runtime, RuntimeTask
@@ -51,9 +54,6 @@ from mutt_app.watch.heartbeats import record_seen
 
 log = logging.getLogger(__name__)
 
-TASK_NAME = "mutt.classify_event"
-QUEUE = "mutt.classify"
-FORWARD_TASK = "mutt.forward_to_moog"
 # Waits before retrying a batch whose database or Redis was unreachable; all well under the
 # broker's visibility timeout (a waiting retry is an unacked message). Retries go on without limit
 # at the last wait: a PostgreSQL promotion takes seconds to a minute, and an outage that lasts
@@ -282,7 +282,6 @@ def _defer(
     app.send_task(
         TASK_NAME,
         args=[events, batch_id, replays],
-        queue=QUEUE,
         argsrepr=f"({len(events)} events, batch {batch_id})",
     )
     metrics.CLASSIFY_BUDGET_EXCEEDED.labels("deferred").inc(len(events))

@@ -51,12 +51,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app import metrics
 from mutt_app.config import Settings
-from mutt_app.db.models import HELD_REASONS, AlertRule, EventAuditLog
+from mutt_app.db.models import AlertRule, EventAuditLog
 from mutt_app.dynamic_config import DynamicConfig
-from mutt_app.forwarding import deadletters, lanes
+from mutt_app.forwarding import deadletters
 from mutt_app.holdback import flapping
 from mutt_app.holdback.scripts import CircuitBreaker
 from mutt_app.holdback.storms import STORM_BUDGET
+from mutt_app.names import HELD_REASONS, WORK_QUEUES
 from mutt_app.watch import heartbeats
 from mutt_app.watch import unhandled as unhandled_templates
 
@@ -64,7 +65,6 @@ log = logging.getLogger(__name__)
 
 CACHE_KEY = "mutt:metrics:cached"
 PART_KEY = "mutt:metrics:part"
-QUEUES = ("mutt.classify", *lanes.QUEUES)
 WINDOWS = {"1m": 60, "1h": 3600, "24h": 86_400}
 TOP_LIMIT = 10
 HOUR_MINUTES = 60
@@ -323,9 +323,9 @@ def dead_letter_figures(session: Session) -> dict[str, int]:
 def queue_depths(client: redis.Redis) -> dict[str, int]:
     """Messages waiting in each Celery queue (LLEN of its Redis list)."""
     pipe = client.pipeline(transaction=False)
-    for queue in QUEUES:
+    for queue in WORK_QUEUES:
         pipe.llen(queue)
-    depths = {queue: int(n) for queue, n in zip(QUEUES, pipe.execute(), strict=True)}
+    depths = {queue: int(n) for queue, n in zip(WORK_QUEUES, pipe.execute(), strict=True)}
     for queue, n in depths.items():
         metrics.QUEUE_DEPTH.labels(queue).set(n)
     return depths
