@@ -38,14 +38,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import redis
-from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -60,6 +60,7 @@ from mutt_app.holdback.storms import STORM_BUDGET
 from mutt_app.names import HELD_REASONS, WORK_QUEUES
 from mutt_app.watch import heartbeats
 from mutt_app.watch import unhandled as unhandled_templates
+from mutt_app.watch.queries import bounded, in_window, timed_query
 
 log = logging.getLogger(__name__)
 
@@ -68,38 +69,12 @@ PART_KEY = "mutt:metrics:part"
 WINDOWS = {"1m": 60, "1h": 3600, "24h": 86_400}
 TOP_LIMIT = 10
 HOUR_MINUTES = 60
-QUERY_TIMEOUT_MS = 5000
 # How often each part is recomputed at most (seconds); never more often than METRICS_CACHE_TTL.
 HOUR_REFRESH = 15
 DAY_REFRESH = 300
 
 
 # --- database figures --------------------------------------------------------------------------
-
-
-@contextmanager
-def timed_query(operation: str) -> Iterator[None]:
-    """Time the block into the dashboard's query histogram under ``operation``."""
-    # The quick reference names this histogram in milliseconds.
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        metrics.WEBUI_DB_QUERY_LATENCY.labels(operation).observe(elapsed_ms)
-
-
-def bounded(session: Session) -> None:
-    """Give the session's transaction the dashboard's statement timeout (PostgreSQL)."""
-    # A dashboard query that runs long is cancelled rather than left to compete with the workers.
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"SET LOCAL statement_timeout = {QUERY_TIMEOUT_MS}"))
-
-
-def in_window(start: datetime, end: datetime) -> ColumnElement[bool]:
-    """Audited events whose timestamp is in (start, end]."""
-    # Both bounds on the partition key: pruning plus an index range scan, never the whole table.
-    return (EventAuditLog.event_timestamp > start) & (EventAuditLog.event_timestamp <= end)
 
 
 def count_events(session: Session, start: datetime, end: datetime) -> int:

@@ -35,9 +35,7 @@ from sqlalchemy.orm import Session
 from mutt_app.db.models import EventAuditLog
 from mutt_app.events.fingerprint import template
 from mutt_app.rules.engine import MAX_PATTERN_CHARS, RuleError, validate_rule_fields
-
-# The module, not its names: the dashboard imports this module for its panel.
-from mutt_app.watch import dashboard
+from mutt_app.watch.queries import bounded, in_window, timed_query
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +113,7 @@ def unhandled_templates(
     """
     end = now or datetime.now(UTC)
     start = end - timedelta(hours=hours)
-    dashboard.bounded(session)  # the dashboard's statement timeout
+    bounded(session)  # the dashboard's statement timeout
     query = (
         select(
             EventAuditLog.hostname,
@@ -123,11 +121,11 @@ def unhandled_templates(
             EventAuditLog.event_timestamp,
             EventAuditLog.team_assignment,
         )
-        .where(EventAuditLog.matched_rule_id.is_(None), dashboard.in_window(start, end))
+        .where(EventAuditLog.matched_rule_id.is_(None), in_window(start, end))
         .order_by(EventAuditLog.event_timestamp.desc())
         .limit(max_rows + 1)
     )
-    with dashboard.timed_query("unhandled_templates"):
+    with timed_query("unhandled_templates"):
         rows = session.execute(query).all()
     truncated = len(rows) > max_rows
     rows = rows[:max_rows]
