@@ -65,19 +65,6 @@ def replay_backoff(replays: int, base: int) -> timedelta:
     return timedelta(seconds=min(base * (replays + 1), MAX_BACKOFF_SECONDS))
 
 
-def depth(session: Session, task_name: str | None = None) -> int:
-    """How many dead letters there are (for one task, or all)."""
-    query = select(func.count()).select_from(DeadLetter)
-    if task_name:
-        query = query.where(DeadLetter.task_name == task_name)
-    return session.scalar(query) or 0
-
-
-def poison_count(session: Session) -> int:
-    """How many items remediation gave up on."""
-    return session.scalar(select(func.count()).select_from(PoisonLetter)) or 0
-
-
 def _uuid_or_none(value: str | uuid.UUID | None) -> uuid.UUID | None:
     if value is None or isinstance(value, uuid.UUID):
         return value
