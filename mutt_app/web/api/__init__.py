@@ -59,7 +59,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
 from mutt_app import metrics
-from mutt_app.api_keys import UNSCOPED_CHANGED_BY, ApiKey, accepted_keys, identify
+from mutt_app.api_keys import ApiKey, accepted_keys, identify
 from mutt_app.commands.changes import Change, audited_change
 from mutt_app.db.models import (
     CONFIG_OPERATIONS,
@@ -74,7 +74,6 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "2"
 API_PREFIXES = ("/api/v2", "/api/v1")
-CHANGED_BY = UNSCOPED_CHANGED_BY  # changed_by of WEBUI_API_KEY; a scoped key's is api:<name>
 MAX_LIMIT = 500
 MAX_DB_INT = 2**31 - 1  # PostgreSQL integer: larger ids or offsets could only fail in the driver
 
