@@ -61,8 +61,8 @@ task_ignore_result = True
 
 # --- events for Flower ----------------------------------------------------------------------------
 worker_send_task_events = True
-# A "task-sent" event is a second Redis publish for every task sent: it halved classify's publishing
-# throughput (bench/pipeline_bench.py) for a state Flower shows as "received" a moment later anyway.
+# A "task-sent" event is a second Redis publish for every task sent, for a state Flower shows as
+# "received" a moment later anyway (BENCHMARKS.md).
 task_send_sent_event = False
 
 # --- housekeeping --------------------------------------------------------------------------------------

@@ -346,8 +346,8 @@ def _sink_part(url: str, python: str, env: Mapping[str, str]) -> Part:
 
 
 # Each request holds a thread for its publishing round (up to INGEST_LINGER_MS and a Redis round trip):
-# 2 processes x 32 threads let about 1,000 single-event requests/s through (BENCHMARKS.md), the same
-# 64 slots as deploy/gunicorn/ingest.conf.py's 4 x 16.
+# 2 processes x 32 threads, the same 64 slots as deploy/gunicorn/ingest.conf.py's 4 x 16 (what they
+# let through: BENCHMARKS.md).
 INGEST_THREADS = 32
 
 
