@@ -33,6 +33,7 @@ import click
 
 from mutt_app.config import Settings
 from mutt_app.forwarding import lanes
+from mutt_app.names import CLASSIFY_QUEUE, MAINTENANCE_QUEUE
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -151,7 +152,7 @@ def plan_parts(
 
     data_dir = settings.mutt_data_dir.resolve()
     celery = [python, "-m", "celery", "-A", "mutt_app"]
-    worker_argv = [*celery, "worker", "-Q", "mutt.classify,mutt.maintenance", "-l", "INFO",
+    worker_argv = [*celery, "worker", "-Q", f"{CLASSIFY_QUEUE},{MAINTENANCE_QUEUE}", "-l", "INFO",
                    "--concurrency", "2", "-n", "mutt@%h"]  # fmt: skip
     # forward_to_moog waits on HTTP and carries Celery's rate_limit, which holds prefetched messages:
     # it gets its own queues and its own threaded worker, so it never starves classification. The
