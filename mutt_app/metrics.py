@@ -169,7 +169,7 @@ CLASSIFY_OUTAGE_RETRIES = Counter(
 )
 for _cause in ("database", "redis"):
     CLASSIFY_OUTAGE_RETRIES.labels(_cause)
-ALERTER_QUEUE_DEPTH = Gauge(
+TICKET_LANE_DEPTH = Gauge(
     "mutt_alerter_queue_depth",
     "Ticket lane (mutt.forward) length as classify last read it for backpressure",
     multiprocess_mode="max",

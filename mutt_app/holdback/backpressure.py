@@ -103,7 +103,7 @@ class Backpressure:
             mode=self.config.get("alerter_shed_mode"),
             defer_seconds=self.config.get("alerter_defer_sleep_ms") / 1000,
         )
-        metrics.ALERTER_QUEUE_DEPTH.set(depth)
+        metrics.TICKET_LANE_DEPTH.set(depth)
         metrics.BACKPRESSURE_STATE.set(level)
         with self._lock:
             self._reading = (now, reading)
