@@ -13,10 +13,13 @@ __all__ = [
     "CLASSIFY_QUEUE",
     "CLASSIFY_TASK",
     "CREATE_PARTITIONS_TASK",
+    "DUPLICATE",
+    "FLAPPING",
     "FLUSH_HELD_TASK",
     "FORWARD_QUEUES",
     "FORWARD_TASK",
     "HELD_REASONS",
+    "MAINTENANCE",
     "MAINTENANCE_QUEUE",
     "PAGE_HANDLING",
     "PAGE_QUEUE",
@@ -25,6 +28,8 @@ __all__ = [
     "REMEDIATE_DLQ_TASK",
     "RETENTION_TASK",
     "ROLES",
+    "SHED",
+    "STORM_BUDGET",
     "TASK_PREFIX",
     "TICKET_QUEUE",
     "WORK_QUEUES",
@@ -62,7 +67,12 @@ PAGE_HANDLING = "Page_and_ticket"
 # --- vocabularies stored in the database ------------------------------------------------------
 ROLES = ("viewer", "operator", "admin")
 """Web UI and API key roles, least to most privileged."""
-HELD_REASONS = ("duplicate", "storm_budget", "flapping", "maintenance", "shed")
+DUPLICATE = "duplicate"
+STORM_BUDGET = "storm_budget"
+FLAPPING = "flapping"
+MAINTENANCE = "maintenance"
+SHED = "shed"
+HELD_REASONS = (DUPLICATE, STORM_BUDGET, FLAPPING, MAINTENANCE, SHED)
 """Why an event that its rule would forward was held back from Moog (``event_audit_log.held_reason``).
 
 ``duplicate``: a repeat of an alert forwarded within its dedup window (``duplicate_of`` names that

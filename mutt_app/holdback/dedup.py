@@ -36,13 +36,13 @@ from mutt_app.events.fingerprint import fingerprint
 from mutt_app.events.schema import Event
 from mutt_app.forwarding.moog import repeat_update
 from mutt_app.holdback.scripts import DedupWindows, Repeats
+from mutt_app.names import DUPLICATE
 from mutt_app.rules.engine import Decision, RuleSnapshot
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 PREFIX = "mutt:dedup"
-DUPLICATE = "duplicate"  # models.HELD_REASONS
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,13 +35,13 @@ from mutt_app import metrics
 from mutt_app.forwarding.moog import flapping_alert
 from mutt_app.holdback.dedup import Candidate, Held, batch_digest
 from mutt_app.holdback.scripts import FlapDetector, Transition
+from mutt_app.names import FLAPPING
 from mutt_app.rules.engine import RuleSnapshot
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 PREFIX = "mutt:flap"
-FLAPPING = "flapping"  # models.HELD_REASONS
 
 
 def detector(runtime: Runtime) -> FlapDetector:

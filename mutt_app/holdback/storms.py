@@ -37,12 +37,12 @@ from mutt_app.forwarding import lanes
 from mutt_app.forwarding.moog import storm_summary
 from mutt_app.holdback.dedup import Candidate, Held, batch_digest
 from mutt_app.holdback.scripts import Budgeted, StormBudgets
+from mutt_app.names import STORM_BUDGET
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 PREFIX = "mutt:storm"
-STORM_BUDGET = "storm_budget"  # models.HELD_REASONS
 
 
 def budgets(runtime: Runtime) -> StormBudgets:

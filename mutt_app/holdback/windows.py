@@ -53,12 +53,12 @@ from mutt_app.events.schema import Event
 from mutt_app.forwarding.moog import maintenance_summary
 from mutt_app.holdback.dedup import Held, batch_digest
 from mutt_app.holdback.scripts import MaintenanceCounts, Windowed
+from mutt_app.names import MAINTENANCE
 from mutt_app.rules.engine import Decision
 
 log = logging.getLogger(__name__)
 
 PREFIX = "mutt:maint"
-MAINTENANCE = "maintenance"  # models.HELD_REASONS
 SUPPRESS, DOWNGRADE = WINDOW_ACTIONS
 PAGE = "Page_and_ticket"
 TICKET = "Ticket_only"

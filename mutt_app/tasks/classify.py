@@ -46,7 +46,7 @@ from mutt_app.ledger import Batch
 from mutt_app.logs import correlation, log_context
 from mutt_app.names import CLASSIFY_QUEUE as QUEUE
 from mutt_app.names import CLASSIFY_TASK as TASK_NAME
-from mutt_app.names import FORWARD_TASK
+from mutt_app.names import FORWARD_TASK, SHED
 from mutt_app.rules.cache import RuleCache
 from mutt_app.rules.engine import BudgetExceeded, Decision, RuleSnapshot, decide
 from mutt_app.runtime import Runtime, RuntimeTask
@@ -192,7 +192,7 @@ def classify_batch(
     # forward's idempotency key stops a second post. The reverse order could lose an alert.
     shed = publish_forwards(runtime, app, forwards)
     # A dead-lettered (shed) alert waits for remediation; a deferred one is still on its way.
-    held |= {cid: Held("shed") for cid, mode in shed.items() if mode == "dlq"}
+    held |= {cid: Held(SHED) for cid, mode in shed.items() if mode == "dlq"}
 
     write_started = time.perf_counter()
     version = snapshot.version_number
