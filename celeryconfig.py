@@ -7,22 +7,30 @@ environment. See https://docs.celeryq.dev/en/stable/userguide/configuration.html
 
 from kombu import Queue
 
+from mutt_app.names import (
+    CLASSIFY_QUEUE,
+    CLASSIFY_TASK,
+    FORWARD_TASK,
+    MAINTENANCE_QUEUE,
+    PAGE_QUEUE,
+    TASK_PREFIX,
+    TICKET_QUEUE,
+)
+
 # --- queues ---------------------------------------------------------------------------------
 # Classify and forward run on separate queues so that forward's rate limit and retries (which hold
 # messages) never starve classification, and each can get its own workers. Forward has two lanes:
 # pages (Page_and_ticket) on mutt.forward.page, the rest on mutt.forward; the publisher names the
 # lane (mutt_app.forwarding.lanes), and every forward worker consumes both.
-task_queues = (
-    Queue("mutt.classify", routing_key="mutt.classify"),
-    Queue("mutt.forward.page", routing_key="mutt.forward.page"),
-    Queue("mutt.forward", routing_key="mutt.forward"),
-    Queue("mutt.maintenance", routing_key="mutt.maintenance"),
+task_queues = tuple(
+    Queue(name, routing_key=name)
+    for name in (CLASSIFY_QUEUE, PAGE_QUEUE, TICKET_QUEUE, MAINTENANCE_QUEUE)
 )
-task_default_queue = "mutt.classify"
+task_default_queue = CLASSIFY_QUEUE
 task_routes = {
-    "mutt.classify_event": {"queue": "mutt.classify"},
-    "mutt.forward_to_moog": {"queue": "mutt.forward"},
-    "mutt.*": {"queue": "mutt.maintenance"},
+    CLASSIFY_TASK: {"queue": CLASSIFY_QUEUE},
+    FORWARD_TASK: {"queue": TICKET_QUEUE},
+    f"{TASK_PREFIX}*": {"queue": MAINTENANCE_QUEUE},
 }
 
 # --- serialisation ----------------------------------------------------------------------------
@@ -53,8 +61,8 @@ task_ignore_result = True
 
 # --- events for Flower ----------------------------------------------------------------------------
 worker_send_task_events = True
-# A "task-sent" event is a second Redis publish for every task sent: it halved classify's publishing
-# throughput (bench/pipeline_bench.py) for a state Flower shows as "received" a moment later anyway.
+# A "task-sent" event is a second Redis publish for every task sent, for a state Flower shows as
+# "received" a moment later anyway (BENCHMARKS.md).
 task_send_sent_event = False
 
 # --- housekeeping --------------------------------------------------------------------------------------

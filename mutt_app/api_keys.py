@@ -18,7 +18,7 @@ import hmac
 import re
 from dataclasses import dataclass, field
 
-from mutt_app.db.models import ROLES
+from mutt_app.names import ROLES
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MIN_KEY_CHARS = 16

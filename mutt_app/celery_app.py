@@ -17,6 +17,16 @@ from celery.schedules import crontab
 
 from mutt_app import metrics
 from mutt_app.config import Settings
+from mutt_app.names import (
+    CHECK_HEARTBEATS_TASK,
+    CLASSIFY_TASK,
+    CREATE_PARTITIONS_TASK,
+    FLUSH_HELD_TASK,
+    FORWARD_TASK,
+    RECONCILE_LEDGER_TASK,
+    REMEDIATE_DLQ_TASK,
+    RETENTION_TASK,
+)
 from mutt_app.rotation import redis_password, sentinel_connection_options
 
 # Beat wakes at least this often (seconds), and a standby beat takes over this long after the
@@ -62,10 +72,9 @@ def make_celery(settings: Settings, task_cls: type[Task] = Task) -> Celery:
     # Celery's rate_limit is per worker: a ceiling, not the limit Moog sees (that one is shared
     # through Redis, see mutt_app.tasks.forward).
     app.conf.task_annotations = {
-        "mutt.forward_to_moog": {"rate_limit": settings.worker_rate_limit},
-        # Three task events (received, started, succeeded) per classify task are about 40 % of the
-        # prefork parent's work; a host at high volume may do without them in Flower.
-        "mutt.classify_event": {"send_events": settings.classify_task_events},
+        FORWARD_TASK: {"rate_limit": settings.worker_rate_limit},
+        # CLASSIFY_TASK_EVENTS off: Flower does without classify's task events (it declutters Flower).
+        CLASSIFY_TASK: {"send_events": settings.classify_task_events},
     }
     app.conf.beat_schedule = beat_schedule(settings)
     # RedBeat keeps the schedule in Redis behind a lock: two beat processes can run for high
@@ -118,27 +127,27 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
     """Periodic jobs; each interval comes from the settings."""
     return {
         "remediate-dlq": {
-            "task": "mutt.remediate_dlq",
+            "task": REMEDIATE_DLQ_TASK,
             "schedule": timedelta(seconds=settings.remediation_interval_seconds),
         },
         "reconcile-ledger": {
-            "task": "mutt.reconcile_ledger",
+            "task": RECONCILE_LEDGER_TASK,
             "schedule": timedelta(seconds=max(settings.reconcile_after // 4, 5)),
         },
         "flush-held": {
-            "task": "mutt.flush_held",
+            "task": FLUSH_HELD_TASK,
             "schedule": timedelta(seconds=settings.dedup_flush_interval_seconds),
         },
         "check-heartbeats": {
-            "task": "mutt.check_heartbeats",
+            "task": CHECK_HEARTBEATS_TASK,
             "schedule": timedelta(seconds=settings.heartbeat_check_interval_seconds),
         },
         "create-partitions": {
-            "task": "mutt.create_partitions",
+            "task": CREATE_PARTITIONS_TASK,
             "schedule": crontab.from_string(settings.partition_schedule),
         },
         "retention": {
-            "task": "mutt.retention",
+            "task": RETENTION_TASK,
             "schedule": crontab.from_string(settings.retention_schedule),
         },
     }

@@ -1,5 +1,7 @@
 """MUTT settings: one object, read once from the environment, passed to whatever needs it.
 
+pydantic-settings maps the environment onto :class:`Settings` (variable ``FOO_BAR``, any case, is
+field ``foo_bar``); what is MUTT's own is here: defaults, bounds, derived values, one-line errors.
 Names follow the v2.5 quick reference (REDIS_HOST, DB_NAME, MOOG_RATE_LIMIT, ...). The URL forms
 ``REDIS_URL`` and ``DATABASE_URL`` win over the host/port parts when set. With no settings at all MUTT
 runs on the *embedded default*: a SQLite file under ``MUTT_DATA_DIR`` and a Redis that ``mutt run``
@@ -15,17 +17,20 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import quote
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
+from celery.schedules import crontab
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
 )
+
+from mutt_app.api_keys import parse_api_keys
+from mutt_app.connection_urls import one_host_per_item, with_password
 
 __all__ = ["Settings", "SettingsError", "load_settings"]
 
@@ -34,16 +39,25 @@ VERSION = "2.5.0"
 Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[int, Field(ge=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+CommaList = Annotated[tuple[str, ...], NoDecode]
+"""Comma-separated in the environment (NoDecode: not JSON, see ``_split_commas``)."""
 
 
 class SettingsError(ValueError):
     """A setting is missing or invalid; the message is one line naming the variable."""
 
 
-class Settings(BaseModel):
-    """Every setting MUTT reads. Field ``foo_bar`` is the environment variable ``FOO_BAR``."""
+class Settings(BaseSettings):
+    """Every setting MUTT reads. Field ``foo_bar`` is the environment variable ``FOO_BAR``.
 
-    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+    Read it with :func:`load_settings` (the process environment or a given mapping); built
+    directly, it holds the values given and the defaults, whatever the environment says.
+    """
+
+    # Defaults are MUTT's own and known good: not validated again (validate_default).
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", str_strip_whitespace=True, validate_default=False
+    )
 
     # --- general ---------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -64,7 +78,7 @@ class Settings(BaseModel):
     redis_tls_enabled: bool = False
     redis_ca_cert_path: Path | None = None
     redis_max_connections: Positive = 20
-    redis_sentinel_hosts: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_hosts: Annotated[tuple[tuple[str, int], ...], NoDecode] = ()
     """Sentinels to ask for the master, ``host:port`` separated by commas; set, every Redis client,
     the Celery broker and RedBeat follow the master Sentinel names (REDIS_URL/REDIS_HOST must then
     be unset). REDIS_DB, the Redis passwords and REDIS_TLS_ENABLED apply to the master."""
@@ -110,7 +124,7 @@ class Settings(BaseModel):
     server_port_ingestor: Port = 8080
     max_ingest_queue_size: Positive = 1_000_000
     max_ingest_body_bytes: Positive = 10 * 1024 * 1024
-    required_message_fields: tuple[str, ...] = ("timestamp", "message", "hostname")
+    required_message_fields: CommaList = ("timestamp", "message", "hostname")
     classify_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
     """Most events per classify task. A task's fixed cost (broker, task events, ledger, a commit)
     is shared by its events: 500 let 100-event requests pair up (BENCHMARKS.md)."""
@@ -261,6 +275,17 @@ class Settings(BaseModel):
     retention_schedule: str = "37 1 * * *"
     """When beat runs retention: a crontab line (UTC)."""
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        **_environment_and_files: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the values given: :func:`load_settings` chooses the environment it reads, so a
+        copy through the model (:mod:`mutt_app.vault`) never picks up the process's variables."""
+        return (init_settings,)
+
     @field_validator("required_message_fields", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -271,8 +296,6 @@ class Settings(BaseModel):
     @field_validator("partition_schedule", "retention_schedule")
     @classmethod
     def _crontab_line(cls, value: str) -> str:
-        from celery.schedules import crontab
-
         try:
             crontab.from_string(value)
         except (ValueError, IndexError) as exc:
@@ -282,8 +305,6 @@ class Settings(BaseModel):
     @field_validator("webui_api_keys")
     @classmethod
     def _scoped_api_keys(cls, value: SecretStr | None) -> SecretStr | None:
-        from mutt_app.api_keys import parse_api_keys
-
         if value is not None and value.get_secret_value():
             parse_api_keys(value.get_secret_value())  # refused at start, not at the first request
         return value
@@ -394,29 +415,16 @@ class Settings(BaseModel):
 
     def redis_passwords(self) -> list[str | None]:
         """Passwords to try in order: the rotating pair from Vault, else REDIS_PASSWORD."""
-        candidates = [self.redis_pass_current, self.redis_pass_next]
-        found = [c.get_secret_value() for c in candidates if c is not None]
-        if found:
-            return list(dict.fromkeys(found))
-        return [self.redis_password.get_secret_value() if self.redis_password else None]
+        return _to_try(self.redis_pass_current, self.redis_pass_next, self.redis_password)
 
     def db_passwords(self) -> list[str | None]:
         """Passwords to try in order: the rotating pair from Vault, else DB_PASS."""
-        candidates = [self.db_pass_current, self.db_pass_next]
-        found = [c.get_secret_value() for c in candidates if c is not None]
-        if found:
-            return list(dict.fromkeys(found))
-        return [self.db_pass.get_secret_value() if self.db_pass else None]
+        return _to_try(self.db_pass_current, self.db_pass_next, self.db_pass)
 
     def redis_dsn(self, password: str | None = None) -> str:
         """The Redis URL, with ``password`` (when given) in place of any in the URL."""
         if self.redis_url is not None:
-            url = self.redis_url
-            if password is None:
-                return url
-            scheme, rest = url.split("://", 1)
-            rest = rest.rsplit("@", 1)[-1]
-            return f"{scheme}://:{quote(password, safe='')}@{rest}"
+            return self.redis_url if password is None else with_password(self.redis_url, password)
         scheme = "rediss" if self.redis_tls_enabled else "redis"
         host = self.redis_host or "127.0.0.1"
         auth = f":{quote(password, safe='')}@" if password else ""
@@ -428,7 +436,7 @@ class Settings(BaseModel):
             url = self.database_url
             if url.startswith("postgresql://"):
                 url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
-            return _one_host_per_item(url) if url.startswith("postgresql") else url
+            return one_host_per_item(url) if url.startswith("postgresql") else url
         if self.db_host is not None:
             user = quote(self.db_user, safe="")
             return f"postgresql+psycopg2://{user}@{self.db_host}:{self.db_port}/{self.db_name}"
@@ -440,36 +448,25 @@ class Settings(BaseModel):
         return self.archive_dir or self.mutt_data_dir / "archive"
 
 
-def _one_host_per_item(url: str) -> str:
-    """A multi-host PostgreSQL URL in the form SQLAlchemy's psycopg2 dialect reads.
+def _to_try(
+    current: SecretStr | None, next_: SecretStr | None, plain: SecretStr | None
+) -> list[str | None]:
+    # Both of a rotating pair (current first, no repeat) while a rotation is under way.
+    found = [c.get_secret_value() for c in (current, next_) if c is not None]
+    if found:
+        return list(dict.fromkeys(found))
+    return [plain.get_secret_value() if plain else None]
 
-    libpq names several servers (a primary and its standbys, tried in order, the first that suits
-    ``target_session_attrs`` wins) either in the authority, ``postgresql://u@a:5432,b:5433/db``,
-    which SQLAlchemy cannot parse, or as ``?host=a,b&port=5432,5433``, which it passes on as is.
-    SQLAlchemy also takes one ``host=name:port`` item per server; the authority form, and a comma
-    list of ``name:port`` in one ``host`` item, are rewritten to that. Any other URL is returned
-    unchanged.
-    """
-    scheme, _, rest = url.partition("://")
-    authority, _, tail = rest.partition("/")
-    userinfo, at, hostlist = authority.rpartition("@")
-    path, _, query = tail.partition("?")
-    items = parse_qsl(query, keep_blank_values=True)
-    has_ports = any(key == "port" for key, _ in items)
-    hosts = hostlist.split(",") if "," in hostlist else []
-    split = [
-        (key, host)
-        for key, value in items
-        for host in (
-            value.split(",") if key == "host" and "," in value and not has_ports else [value]
-        )
-    ]
-    if not hosts and split == items:
-        return url
-    if hosts:
-        authority = f"{userinfo}{at}"
-        split = [("host", host) for host in hosts if host] + split
-    return f"{scheme}://{authority}/{path}?{urlencode(split)}"
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of ``os.environ``."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {key.lower(): value for key, value in self._environ.items()}
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -477,11 +474,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     Raises :class:`SettingsError` with one line naming the offending variable.
     """
-    environ = os.environ if environ is None else environ
-    fields = Settings.model_fields
-    values = {key.lower(): value for key, value in environ.items() if key.lower() in fields}
+    values = _Environment(os.environ if environ is None else environ)()
     try:
-        return Settings.model_validate(values)
+        return Settings(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
         # A cross-field check has no location: it names its variable in its message, or it is

@@ -1,9 +1,8 @@
 """Operational settings that change at runtime, without a restart.
 
 Values live in Redis under ``mutt:config:<key>``; a change is announced on ``mutt:config:updates``.
-Each process keeps a 5-second local cache, so a hot path reads Redis at most every few seconds, and
-a watcher thread (pub/sub) drops the cached value and runs registered callbacks as soon as a change is
-announced. A key that was never set falls back to the process's settings (the environment).
+Each process keeps a 5-second local cache, so a hot path reads Redis at most every few seconds and a
+change reaches every process within that time. A key that was never set falls back to the process's settings (the environment).
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,21 +104,15 @@ KEYS: dict[str, Key] = {
 }  # fmt: skip
 
 
-Callback = Callable[[str, Any], None]
-
-
 class DynamicConfig:
-    """Typed runtime settings backed by Redis, with a short local cache and change callbacks."""
+    """Typed runtime settings backed by Redis, with a short local cache."""
 
     def __init__(self, client: redis.Redis, settings: Settings, cache_ttl: float = 5.0) -> None:
         self.client = client
         self.settings = settings
         self.cache_ttl = cache_ttl
         self._cache: dict[str, tuple[float, Any]] = {}
-        self._callbacks: dict[str, list[Callback]] = {}
         self._lock = threading.Lock()
-        self._watcher: threading.Thread | None = None
-        self._stop = threading.Event()
 
     def default(self, name: str) -> Any:
         """The value when Redis has none: the static setting, else the key's own default."""
@@ -176,51 +169,6 @@ class DynamicConfig:
                 value = self.default(name)
             result[name] = {"value": value, "overridden": raw is not None, "help": key.help}
         return result
-
-    def register_callback(self, name: str, callback: Callback) -> None:
-        """Run ``callback(name, new_value)`` whenever ``name`` changes (from the watcher thread)."""
-        _key(name)
-        self._callbacks.setdefault(name, []).append(callback)
-
-    def start_watcher(self) -> None:
-        """Listen on the updates channel in a daemon thread."""
-        if self._watcher is not None:
-            return
-        self._stop.clear()
-        self._watcher = threading.Thread(target=self._watch, name="mutt-config-watch", daemon=True)
-        self._watcher.start()
-
-    def stop_watcher(self) -> None:
-        self._stop.set()
-        if self._watcher is not None:
-            self._watcher.join(5)
-            self._watcher = None
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(UPDATES_CHANNEL)
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=0.5)
-                    if message is not None:
-                        self._changed(message["data"].decode())
-            except redis.RedisError as exc:
-                log.warning("dynamic config watcher: %s; reconnecting", exc)
-                self._stop.wait(1)
-            finally:
-                pubsub.close()
-
-    def _changed(self, name: str) -> None:
-        if name not in KEYS:
-            return
-        self._forget(name)
-        value = self.get(name)
-        for callback in self._callbacks.get(name, []):
-            try:
-                callback(name, value)
-            except Exception:
-                log.exception("dynamic config callback for %s failed", name)
 
     def _forget(self, name: str) -> None:
         with self._lock:

@@ -28,6 +28,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from mutt_app.api_keys import parse_api_keys
 from mutt_app.config import VERSION, Settings
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)-7s %(service)s %(name)s: %(message)s"
@@ -82,8 +83,6 @@ def secret_values(settings: Settings) -> list[str]:
         if secret is not None and len(secret.get_secret_value()) >= 4:
             values.append(secret.get_secret_value())
     if settings.webui_api_keys is not None and settings.webui_api_keys.get_secret_value():
-        from mutt_app.api_keys import parse_api_keys
-
         # Each scoped key on its own too: a log line may carry one key, never the whole list.
         values += [key.secret for key in parse_api_keys(settings.webui_api_keys.get_secret_value())]
     return sorted(set(values), key=len, reverse=True)

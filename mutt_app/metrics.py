@@ -20,7 +20,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from mutt_app.db.models import HELD_REASONS
+from mutt_app.names import HELD_REASONS
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -112,7 +112,7 @@ META_ALERTS = Counter(
 )
 ALERTS_HELD = Counter(
     "mutt_alerts_held_total",
-    "Events a rule would forward that were not sent to Moog, by reason (models.HELD_REASONS)",
+    "Events a rule would forward that were not sent to Moog, by reason (names.HELD_REASONS)",
     ["reason"],
 )
 for _reason in HELD_REASONS:
@@ -169,7 +169,7 @@ CLASSIFY_OUTAGE_RETRIES = Counter(
 )
 for _cause in ("database", "redis"):
     CLASSIFY_OUTAGE_RETRIES.labels(_cause)
-ALERTER_QUEUE_DEPTH = Gauge(
+TICKET_LANE_DEPTH = Gauge(
     "mutt_alerter_queue_depth",
     "Ticket lane (mutt.forward) length as classify last read it for backpressure",
     multiprocess_mode="max",

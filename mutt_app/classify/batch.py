@@ -32,6 +32,7 @@ from mutt_app.holdback.base import META_ALERT, Candidate, count_held
 from mutt_app.holdback.pipeline import hand_on, to_moog
 from mutt_app.holdback.windows import count_downgraded
 from mutt_app.ledger import Batch
+from mutt_app.names import CLASSIFY_QUEUE, CLASSIFY_TASK
 from mutt_app.rules.cache import RuleCache
 from mutt_app.rules.compile import BudgetExceeded
 from mutt_app.rules.decide import Decision, decide
@@ -40,9 +41,6 @@ from mutt_app.watch.heartbeats import record_seen
 from mutt_app.watch.unhandled import raise_meta_alerts
 
 log = logging.getLogger(__name__)
-
-TASK_NAME = "mutt.classify_event"
-QUEUE = "mutt.classify"
 
 
 def classify_batch(
@@ -110,8 +108,8 @@ def classify_batch(
         for wire, exc in failed:
             add_dead_letter(
                 session,
-                task_name=TASK_NAME,
-                queue=QUEUE,
+                task_name=CLASSIFY_TASK,
+                queue=CLASSIFY_QUEUE,
                 payload={"events": [wire]},
                 error=exc,
                 backoff_base=settings.remediation_backoff_base,
@@ -177,9 +175,8 @@ def _defer(
     batch_id = uuid.uuid4().hex
     runtime.ledger.record([Batch(batch_id, events)])
     app.send_task(
-        TASK_NAME,
+        CLASSIFY_TASK,
         args=[events, batch_id, replays],
-        queue=QUEUE,
         argsrepr=f"({len(events)} events, batch {batch_id})",
     )
     metrics.CLASSIFY_BUDGET_EXCEEDED.labels("deferred").inc(len(events))
@@ -214,7 +211,7 @@ def _observe(
         metrics.END_TO_END_LATENCY.observe((now - event.received_at).total_seconds())
     if failed:
         metrics.EVENTS_PROCESSED.labels("poison", "none").inc(len(failed))
-        metrics.DEAD_LETTERED.labels(TASK_NAME, "classify_error").inc(len(failed))
+        metrics.DEAD_LETTERED.labels(CLASSIFY_TASK, "classify_error").inc(len(failed))
         for wire, exc in failed:
             log.error(
                 "event dead-lettered: %s: %s (%r)",

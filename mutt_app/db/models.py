@@ -32,21 +32,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from mutt_app.names import HELD_REASONS, ROLES
+
 MATCH_TYPES = ("contains", "regex", "oid_prefix")
 PROD_HANDLINGS = ("Page_and_ticket", "Ticket_only", "Email_only", "Log_only")
 DEV_HANDLINGS = ("Ticket_only", "Email_only", "Log_only", "Suppress")
 CONFIG_OPERATIONS = ("CREATE", "UPDATE", "DELETE")
-ROLES = ("viewer", "operator", "admin")
-"""Web UI roles, least to most privileged."""
-HELD_REASONS = ("duplicate", "storm_budget", "flapping", "maintenance", "shed")
-"""Why an event that its rule would forward was held back from Moog (``event_audit_log.held_reason``).
-
-``duplicate``: a repeat of an alert forwarded within its dedup window (``duplicate_of`` names that
-alert; :mod:`mutt_app.holdback.dedup`); ``storm_budget``: over a device's or rule's budget
-(:mod:`mutt_app.holdback.storms`); ``flapping``: a flapping problem/clear pair (:mod:`mutt_app.holdback.flapping`);
-``maintenance``: suppressed by an open maintenance window (:mod:`mutt_app.holdback.windows`); ``shed``: forward-queue
-backpressure (:mod:`mutt_app.holdback.backpressure`). The dashboard's "held back" figures count these only.
-"""
 DECISION_REASONS = ("unmatched", "dev_handling", "email_only", "log_only")
 """Why an event was never meant for Moog: its decision's handling does not forward.
 

@@ -33,6 +33,7 @@ import click
 
 from mutt_app.config import Settings
 from mutt_app.forwarding import lanes
+from mutt_app.names import CLASSIFY_QUEUE, MAINTENANCE_QUEUE
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -151,7 +152,7 @@ def plan_parts(
 
     data_dir = settings.mutt_data_dir.resolve()
     celery = [python, "-m", "celery", "-A", "mutt_app"]
-    worker_argv = [*celery, "worker", "-Q", "mutt.classify,mutt.maintenance", "-l", "INFO",
+    worker_argv = [*celery, "worker", "-Q", f"{CLASSIFY_QUEUE},{MAINTENANCE_QUEUE}", "-l", "INFO",
                    "--concurrency", "2", "-n", "mutt@%h"]  # fmt: skip
     # forward_to_moog waits on HTTP and carries Celery's rate_limit, which holds prefetched messages:
     # it gets its own queues and its own threaded worker, so it never starves classification. The
@@ -346,8 +347,8 @@ def _sink_part(url: str, python: str, env: Mapping[str, str]) -> Part:
 
 
 # Each request holds a thread for its publishing round (up to INGEST_LINGER_MS and a Redis round trip):
-# 2 processes x 32 threads let about 1,000 single-event requests/s through (BENCHMARKS.md), the same
-# 64 slots as deploy/gunicorn/ingest.conf.py's 4 x 16.
+# 2 processes x 32 threads, the same 64 slots as deploy/gunicorn/ingest.conf.py's 4 x 16 (what they
+# let through: BENCHMARKS.md).
 INGEST_THREADS = 32
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from mutt_app.db.models import DeadLetter, PoisonLetter
 from mutt_app.forwarding.lanes import queue_for
+from mutt_app.names import CLASSIFY_QUEUE, CLASSIFY_TASK, FORWARD_TASK, TASK_PREFIX
 
 MAX_BACKOFF_SECONDS = 3600
 
@@ -62,19 +63,6 @@ def add_dead_letter(
 def replay_backoff(replays: int, base: int) -> timedelta:
     """How long after failing a dead letter waits: REMEDIATION_BACKOFF_BASE x its replay number."""
     return timedelta(seconds=min(base * (replays + 1), MAX_BACKOFF_SECONDS))
-
-
-def depth(session: Session, task_name: str | None = None) -> int:
-    """How many dead letters there are (for one task, or all)."""
-    query = select(func.count()).select_from(DeadLetter)
-    if task_name:
-        query = query.where(DeadLetter.task_name == task_name)
-    return session.scalar(query) or 0
-
-
-def poison_count(session: Session) -> int:
-    """How many items remediation gave up on."""
-    return session.scalar(select(func.count()).select_from(PoisonLetter)) or 0
 
 
 def _uuid_or_none(value: str | uuid.UUID | None) -> uuid.UUID | None:
@@ -133,18 +121,18 @@ def replay_call(
     payload = item.payload
     if not isinstance(payload, dict):
         return None
-    if item.task_name == "mutt.forward_to_moog" and isinstance(payload.get("alert"), dict):
+    if item.task_name == FORWARD_TASK and isinstance(payload.get("alert"), dict):
         alert = payload["alert"]
-        return "mutt.forward_to_moog", [alert], {}, queue_for(alert)  # a page to the page lane
+        return FORWARD_TASK, [alert], {}, queue_for(alert)  # a page to the page lane
     events = payload.get("events")
     if (
-        item.task_name == "mutt.classify_event"
+        item.task_name == CLASSIFY_TASK
         and isinstance(events, list)
         and events
         and all(isinstance(e, dict) for e in events)
     ):
         batch_id = f"replay-{item.id}-{uuid.uuid4().hex[:8]}"
-        return "mutt.classify_event", [events, batch_id], {}, "mutt.classify"
+        return CLASSIFY_TASK, [events, batch_id], {}, CLASSIFY_QUEUE
     return None
 
 
@@ -176,4 +164,4 @@ def purge(session: Session, item: DeadLetter | PoisonLetter) -> None:
 
 
 def _full_task_name(name: str) -> str:
-    return name if name.startswith("mutt.") else f"mutt.{name}"
+    return name if name.startswith(TASK_PREFIX) else f"{TASK_PREFIX}{name}"

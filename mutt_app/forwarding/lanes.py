@@ -20,13 +20,9 @@ import math
 from typing import Any
 
 from mutt_app.ledger import Batch
+from mutt_app.names import FORWARD_QUEUES as QUEUES
+from mutt_app.names import FORWARD_TASK, PAGE_HANDLING, PAGE_QUEUE, TICKET_QUEUE
 from mutt_app.runtime import Runtime
-
-PAGE_QUEUE = "mutt.forward.page"
-TICKET_QUEUE = "mutt.forward"
-QUEUES = (PAGE_QUEUE, TICKET_QUEUE)
-PAGE_HANDLING = "Page_and_ticket"
-FORWARD_TASK = "mutt.forward_to_moog"
 
 __all__ = [
     "FORWARD_TASK",

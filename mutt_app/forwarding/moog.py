@@ -51,7 +51,6 @@ META_ALERT_TYPE = "mutt.unhandled"
 
 # Index: Moog severity 0..5, as the Cloud Events API names them.
 CLOUD_SEVERITIES = ("clear", "unknown", "warning", "minor", "major", "critical")
-FORMATS = ("rest_lam", "cloud")
 # Index: syslog severity 0 (emergency) .. 7 (debug).
 _SEVERITY_BY_SYSLOG = (5, 5, 5, 4, 3, 2, 1, 1)
 # Longer alert texts go into the signature as a digest, so it stays a sane key for Moog.

@@ -32,13 +32,13 @@ from mutt_app.dynamic_config import DynamicConfig
 from mutt_app.forwarding import lanes
 from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.holdback.base import Candidate, Held, Publish, Verdicts
+from mutt_app.names import SHED as SHED_REASON
 from mutt_app.rules.snapshot import RuleSnapshot
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 NORMAL, WARN, SHED = 0, 1, 2
-SHED_REASON = "shed"  # models.HELD_REASONS
 SHED_HANDLING = "Ticket_only"
 # Seconds one process reuses a reading: one LLEN per second per worker, not one per alert.
 READ_EVERY = 1.0
@@ -108,7 +108,7 @@ class Backpressure:
             mode=self.config.get("alerter_shed_mode"),
             defer_seconds=self.config.get("alerter_defer_sleep_ms") / 1000,
         )
-        metrics.ALERTER_QUEUE_DEPTH.set(depth)
+        metrics.TICKET_LANE_DEPTH.set(depth)
         metrics.BACKPRESSURE_STATE.set(level)
         with self._lock:
             self._reading = (now, reading)

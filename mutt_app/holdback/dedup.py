@@ -37,6 +37,7 @@ from mutt_app.forwarding.moog import repeat_update
 from mutt_app.holdback.base import Candidate, Held, Publish, Verdicts, batch_digest
 from mutt_app.holdback.closing import ClosingWindows
 from mutt_app.lua.loader import LuaScript
+from mutt_app.names import DUPLICATE
 from mutt_app.rules.snapshot import RuleSnapshot
 from mutt_app.runtime import Runtime
 
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 DEDUP_LUA = LuaScript("mutt_app.holdback", "dedup")
 
 PREFIX = "mutt:dedup"
-DUPLICATE = "duplicate"  # models.HELD_REASONS
 
 
 def windows(runtime: Runtime) -> DedupWindows:

@@ -38,6 +38,7 @@ from mutt_app.holdback.base import Candidate, Held, Publish, Verdicts, batch_dig
 from mutt_app.holdback.closing import ClosingWindows
 from mutt_app.holdback.dedup import DUPLICATE
 from mutt_app.lua.loader import LuaScript
+from mutt_app.names import FLAPPING
 from mutt_app.rules.snapshot import RuleSnapshot
 from mutt_app.runtime import Runtime
 
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 FLAPPING_LUA = LuaScript("mutt_app.holdback", "flapping")
 
 PREFIX = "mutt:flap"
-FLAPPING = "flapping"  # models.HELD_REASONS
 
 
 def detector(runtime: Runtime) -> FlapDetector:

@@ -40,6 +40,7 @@ from mutt_app.forwarding.moog import storm_summary
 from mutt_app.holdback.base import Candidate, Held, Publish, Verdicts, batch_digest
 from mutt_app.holdback.closing import ClosingWindows
 from mutt_app.lua.loader import LuaScript
+from mutt_app.names import STORM_BUDGET
 from mutt_app.rules.snapshot import RuleSnapshot
 from mutt_app.runtime import Runtime
 
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 STORMS_LUA = LuaScript("mutt_app.holdback", "storms")
 
 PREFIX = "mutt:storm"
-STORM_BUDGET = "storm_budget"  # models.HELD_REASONS
 
 
 def budgets(runtime: Runtime) -> StormBudgets:

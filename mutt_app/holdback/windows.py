@@ -52,6 +52,7 @@ from mutt_app.holdback.window_fields import (
     Scope,
     validate,
 )
+from mutt_app.names import MAINTENANCE
 from mutt_app.rules.snapshot import RuleSnapshot
 from mutt_app.runtime import Runtime
 
@@ -85,7 +86,6 @@ __all__ = [
 ]
 
 PREFIX = "mutt:maint"
-MAINTENANCE = "maintenance"  # models.HELD_REASONS
 SUPPRESS, DOWNGRADE = WINDOW_ACTIONS
 PAGE = "Page_and_ticket"
 TICKET = "Ticket_only"

@@ -17,10 +17,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from mutt_app import metrics
-from mutt_app.classify.batch import QUEUE, TASK_NAME, classify_batch
+from mutt_app.classify.batch import classify_batch
 from mutt_app.db.engine import database_unavailable
 from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.logs import correlation, log_context
+from mutt_app.names import CLASSIFY_QUEUE as QUEUE
+from mutt_app.names import CLASSIFY_TASK as TASK_NAME
 from mutt_app.runtime import Runtime, RuntimeTask
 
 log = logging.getLogger(__name__)

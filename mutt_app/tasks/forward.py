@@ -55,12 +55,12 @@ from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.forwarding.limiter import RateLimiter
 from mutt_app.forwarding.moog import request_body
 from mutt_app.logs import correlation, log_context
+from mutt_app.names import FORWARD_TASK as TASK_NAME
 from mutt_app.runtime import Runtime, RuntimeTask
 from mutt_app.watch import slo
 
 log = logging.getLogger(__name__)
 
-TASK_NAME = "mutt.forward_to_moog"
 SENT_PREFIX = delivery_history.SENT_PREFIX
 INFLIGHT_PREFIX = "mutt:moog:inflight"
 SENT_TTL_SECONDS = 7 * 86_400

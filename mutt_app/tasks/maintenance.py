@@ -9,27 +9,34 @@ from datetime import UTC, datetime
 from celery import shared_task
 
 from mutt_app import metrics
-from mutt_app.classify.batch import QUEUE as CLASSIFY_QUEUE
-from mutt_app.classify.batch import TASK_NAME as CLASSIFY_TASK
 from mutt_app.db import retention
 from mutt_app.db.partitions import ensure_partitions
-from mutt_app.forwarding.lanes import FORWARD_TASK, forward_batches
+from mutt_app.forwarding.lanes import forward_batches
 from mutt_app.holdback import pipeline
 from mutt_app.holdback.base import HEARTBEAT
+from mutt_app.names import (
+    CHECK_HEARTBEATS_TASK,
+    CLASSIFY_TASK,
+    CREATE_PARTITIONS_TASK,
+    FLUSH_HELD_TASK,
+    FORWARD_TASK,
+    RECONCILE_LEDGER_TASK,
+    RETENTION_TASK,
+)
 from mutt_app.runtime import RuntimeTask
 from mutt_app.watch import heartbeats
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, name="mutt.reconcile_ledger", ignore_result=True)
+@shared_task(bind=True, name=RECONCILE_LEDGER_TASK, ignore_result=True)
 def reconcile_ledger(self: RuntimeTask, limit: int = 500) -> int:
     """Publish again what the broker lost: accepted batches never audited, alerts never finished."""
     runtime = self.runtime
     older_than = runtime.settings.reconcile_after
     batches = runtime.ledger.overdue(older_than, limit=limit)
     for batch in batches:
-        self.app.send_task(CLASSIFY_TASK, args=[batch.events, batch.batch_id], queue=CLASSIFY_QUEUE)
+        self.app.send_task(CLASSIFY_TASK, args=[batch.events, batch.batch_id])
     runtime.ledger.touch([b.batch_id for b in batches])
     alerts = runtime.outbox.overdue(older_than, limit=limit)
     # An outbox entry holds the alert itself ([alert]): batched again per lane, as classify does.
@@ -46,7 +53,7 @@ def reconcile_ledger(self: RuntimeTask, limit: int = 500) -> int:
     return len(batches) + len(alerts)
 
 
-@shared_task(bind=True, name="mutt.create_partitions", ignore_result=True)
+@shared_task(bind=True, name=CREATE_PARTITIONS_TASK, ignore_result=True)
 def create_partitions(self: RuntimeTask) -> list[str]:
     """Ensure this month's and the next PARTITION_PRECREATE_MONTHS' audit partitions exist."""
     runtime = self.runtime
@@ -59,7 +66,7 @@ def create_partitions(self: RuntimeTask) -> list[str]:
     return created
 
 
-@shared_task(bind=True, name="mutt.retention", ignore_result=True)
+@shared_task(bind=True, name=RETENTION_TASK, ignore_result=True)
 def retention_job(self: RuntimeTask) -> dict[str, object]:
     """Archive, verify and remove what is past retention (see :mod:`mutt_app.db.retention`)."""
     runtime = self.runtime
@@ -81,14 +88,14 @@ def retention_job(self: RuntimeTask) -> dict[str, object]:
     }
 
 
-@shared_task(bind=True, name="mutt.flush_held", ignore_result=True)
+@shared_task(bind=True, name=FLUSH_HELD_TASK, ignore_result=True)
 def flush_held(self: RuntimeTask) -> dict[str, int]:
     """Send, via the outbox, what the hold-back windows that closed held back
     (:func:`mutt_app.holdback.pipeline.flush`)."""
     return pipeline.flush(self.runtime, self.app)
 
 
-@shared_task(bind=True, name="mutt.check_heartbeats", ignore_result=True)
+@shared_task(bind=True, name=CHECK_HEARTBEATS_TASK, ignore_result=True)
 def check_heartbeats(self: RuntimeTask) -> dict[str, int]:
     """Alert once for each watched host gone quiet, clear once when it talks again, via the outbox
     (:mod:`mutt_app.watch.heartbeats`). A failure (Redis, the database) fails this run, and the next

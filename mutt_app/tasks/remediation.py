@@ -27,11 +27,10 @@ from sqlalchemy.orm import Session
 
 from mutt_app import metrics
 from mutt_app.db.models import DeadLetter, PoisonLetter
-from mutt_app.forwarding import deadletters, lanes
+from mutt_app.forwarding import deadletters
 from mutt_app.forwarding.deadletters import replay_call
+from mutt_app.names import CLASSIFY_TASK, FORWARD_TASK, REMEDIATE_DLQ_TASK, WORK_QUEUES
 from mutt_app.runtime import Runtime, RuntimeTask
-from mutt_app.tasks.classify import TASK_NAME as CLASSIFY_TASK
-from mutt_app.tasks.forward import TASK_NAME as FORWARD_TASK
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class RunReport:
     locked_out: bool = False
 
 
-@shared_task(bind=True, name="mutt.remediate_dlq", ignore_result=True)
+@shared_task(bind=True, name=REMEDIATE_DLQ_TASK, ignore_result=True)
 def remediate_dlq(self: RuntimeTask) -> dict[str, Any]:
     """Replay due dead letters (see the module docstring)."""
     report = run_remediation(self.runtime, self.app)
@@ -156,7 +155,7 @@ def _sample_depths(runtime: Runtime) -> None:
         for task in TASK_SOURCES:
             metrics.DLQ_DEPTH.labels(task).set(deadletters.count(session, task_name=task))
         metrics.POISON_DEPTH.set(deadletters.count(session, poison=True))
-    for queue in ("mutt.classify", *lanes.QUEUES):
+    for queue in WORK_QUEUES:
         metrics.QUEUE_DEPTH.labels(queue).set(runtime.redis.llen(queue))
 
 

@@ -38,68 +38,43 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import redis
-from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app import metrics
 from mutt_app.config import Settings
-from mutt_app.db.models import HELD_REASONS, AlertRule, EventAuditLog
+from mutt_app.db.models import AlertRule, EventAuditLog
 from mutt_app.dynamic_config import DynamicConfig
-from mutt_app.forwarding import deadletters, lanes
+from mutt_app.forwarding import deadletters
 from mutt_app.forwarding.breaker import CircuitBreaker
 from mutt_app.holdback import flapping
 from mutt_app.holdback.storms import STORM_BUDGET
+from mutt_app.names import HELD_REASONS, WORK_QUEUES
 from mutt_app.watch import heartbeats
 from mutt_app.watch import unhandled as unhandled_templates
+from mutt_app.watch.queries import bounded, in_window, timed_query
 
 log = logging.getLogger(__name__)
 
 CACHE_KEY = "mutt:metrics:cached"
 PART_KEY = "mutt:metrics:part"
-QUEUES = ("mutt.classify", *lanes.QUEUES)
 WINDOWS = {"1m": 60, "1h": 3600, "24h": 86_400}
 TOP_LIMIT = 10
 HOUR_MINUTES = 60
-QUERY_TIMEOUT_MS = 5000
 # How often each part is recomputed at most (seconds); never more often than METRICS_CACHE_TTL.
 HOUR_REFRESH = 15
 DAY_REFRESH = 300
 
 
 # --- database figures --------------------------------------------------------------------------
-
-
-@contextmanager
-def timed_query(operation: str) -> Iterator[None]:
-    """Time the block into the dashboard's query histogram under ``operation``."""
-    # The quick reference names this histogram in milliseconds.
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        metrics.WEBUI_DB_QUERY_LATENCY.labels(operation).observe(elapsed_ms)
-
-
-def bounded(session: Session) -> None:
-    """Give the session's transaction the dashboard's statement timeout (PostgreSQL)."""
-    # A dashboard query that runs long is cancelled rather than left to compete with the workers.
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"SET LOCAL statement_timeout = {QUERY_TIMEOUT_MS}"))
-
-
-def in_window(start: datetime, end: datetime) -> ColumnElement[bool]:
-    """Audited events whose timestamp is in (start, end]."""
-    # Both bounds on the partition key: pruning plus an index range scan, never the whole table.
-    return (EventAuditLog.event_timestamp > start) & (EventAuditLog.event_timestamp <= end)
 
 
 def count_events(session: Session, start: datetime, end: datetime) -> int:
@@ -323,9 +298,9 @@ def dead_letter_figures(session: Session) -> dict[str, int]:
 def queue_depths(client: redis.Redis) -> dict[str, int]:
     """Messages waiting in each Celery queue (LLEN of its Redis list)."""
     pipe = client.pipeline(transaction=False)
-    for queue in QUEUES:
+    for queue in WORK_QUEUES:
         pipe.llen(queue)
-    depths = {queue: int(n) for queue, n in zip(QUEUES, pipe.execute(), strict=True)}
+    depths = {queue: int(n) for queue, n in zip(WORK_QUEUES, pipe.execute(), strict=True)}
     for queue, n in depths.items():
         metrics.QUEUE_DEPTH.labels(queue).set(n)
     return depths

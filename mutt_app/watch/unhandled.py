@@ -46,9 +46,7 @@ from mutt_app.forwarding.moog import unhandled_meta_alert
 from mutt_app.holdback.base import Publish
 from mutt_app.rules.validate import MAX_PATTERN_CHARS, RuleError, validate_rule_fields
 from mutt_app.runtime import Runtime
-
-# The module, not its names: the dashboard imports this module for its panel.
-from mutt_app.watch import dashboard
+from mutt_app.watch.queries import bounded, in_window, timed_query
 from mutt_app.watch.unhandled_hosts import UnhandledCounter
 
 log = logging.getLogger(__name__)
@@ -151,7 +149,7 @@ def unhandled_templates(
     """
     end = now or datetime.now(UTC)
     start = end - timedelta(hours=hours)
-    dashboard.bounded(session)  # the dashboard's statement timeout
+    bounded(session)  # the dashboard's statement timeout
     query = (
         select(
             EventAuditLog.hostname,
@@ -159,11 +157,11 @@ def unhandled_templates(
             EventAuditLog.event_timestamp,
             EventAuditLog.team_assignment,
         )
-        .where(EventAuditLog.matched_rule_id.is_(None), dashboard.in_window(start, end))
+        .where(EventAuditLog.matched_rule_id.is_(None), in_window(start, end))
         .order_by(EventAuditLog.event_timestamp.desc())
         .limit(max_rows + 1)
     )
-    with dashboard.timed_query("unhandled_templates"):
+    with timed_query("unhandled_templates"):
         rows = session.execute(query).all()
     truncated = len(rows) > max_rows
     rows = rows[:max_rows]

@@ -13,6 +13,7 @@ import redis
 
 from mutt_app.config import load_settings
 from mutt_app.ledger import Batch
+from mutt_app.runtime import Runtime
 from mutt_app.tasks.classify import QUEUE
 from mutt_app.web.ingest.endpoint import Ingestor
 from mutt_app.web.ingest.publisher import BatchPublisher, QueueFull, plan_batches
@@ -32,7 +33,7 @@ def ingestor(redis_url: str, tmp_path) -> Iterator[Ingestor]:  # type: ignore[no
             "MAX_INGEST_QUEUE_SIZE": "3",
         }
     )
-    ingestor = Ingestor.from_settings(settings)
+    ingestor = Ingestor(Runtime(settings))
     yield ingestor
     ingestor.redis.close()
 

@@ -27,6 +27,7 @@ from click.testing import CliRunner
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, create_engine, func, insert, select, text
 
+from mutt_app.celery_app import beat_schedule
 from mutt_app.cli import main
 from mutt_app.config import SettingsError, load_settings
 from mutt_app.db import archive
@@ -39,7 +40,7 @@ from mutt_app.db.partitions import (
     partition_name,
 )
 from mutt_app.db.retention import RETIRING_PREFIX
-from mutt_app.runtime import Runtime, beat_schedule
+from mutt_app.runtime import Runtime, runtime_of
 
 RETENTION_DAYS = 45
 # With 45 days, months -6..-4 are wholly past retention whatever today's date; -1 and 0 are not.
@@ -524,5 +525,5 @@ def test_retention_task_archives_through_the_celery_app(
     assert not result["failures"]
     assert {partition_name(_month(o)) for o in OLD_MONTHS} <= set(result["partitions_dropped"])
     assert result["rows_archived"] == {"event_audit_log": 15}
-    app.mutt_runtime.reset()  # type: ignore[attr-defined]
+    runtime_of(app).close()
     engine.dispose()

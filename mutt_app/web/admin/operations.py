@@ -39,6 +39,7 @@ from mutt_app.dynamic_config import KEYS, parse_value, set_audited
 from mutt_app.events.schema import InvalidEvent
 from mutt_app.forwarding import deadletters
 from mutt_app.forwarding import history as delivery_history
+from mutt_app.names import FORWARD_TASK
 from mutt_app.rules.compile import BudgetExceeded
 from mutt_app.web.admin import MAX_BIGINT, MAX_PAGE, MAX_REASON
 from mutt_app.web.api.operations import _celery, dynamic_config
@@ -49,7 +50,6 @@ from mutt_app.web.context import settings
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
-FORWARD_TASK = "mutt.forward_to_moog"
 SAMPLE_EVENT = {
     "hostname": "router-01",
     "message": "%LINK-3-UPDOWN: Interface GigabitEthernet0/1, changed state to down",

@@ -36,8 +36,8 @@ from mutt_app.events.body import BodyError, parse_body
 from mutt_app.events.schema import Event, validate_items
 from mutt_app.ledger import Batch
 from mutt_app.logs import correlation, log_context
+from mutt_app.names import CLASSIFY_QUEUE, CLASSIFY_TASK
 from mutt_app.runtime import Runtime
-from mutt_app.tasks.classify import QUEUE, TASK_NAME
 from mutt_app.watch import slo
 from mutt_app.web.ingest.publisher import BatchPublisher, PublishTimeout, QueueFull
 from mutt_app.web.ingest.replication import ReplicationShortfall, confirm_replicated
@@ -92,7 +92,7 @@ class Ingestor:
         )
 
     def queue_depth(self) -> int:
-        depth = int(self.redis.llen(QUEUE))
+        depth = int(self.redis.llen(CLASSIFY_QUEUE))
         metrics.INGEST_QUEUE_DEPTH.set(depth)
         return depth
 
@@ -105,9 +105,8 @@ class Ingestor:
         with self.celery.producer_or_acquire() as producer, producer.batch():
             for batch in batches:
                 self.celery.send_task(
-                    TASK_NAME,
+                    CLASSIFY_TASK,
                     args=[batch.events, batch.batch_id],
-                    queue=QUEUE,
                     producer=producer,
                     serializer=TASK_SERIALIZER,
                     retry_policy=PUBLISH_RETRY_POLICY,

@@ -7,8 +7,8 @@ publishing thread takes everything handed in since its last round, records it in
 transaction and publishes it as classify tasks of up to CLASSIFY_BATCH_SIZE events in one Redis
 pipeline, then wakes the requests (group commit). A round that would not fill a batch waits up to
 INGEST_LINGER_MS after its first request for more, as Kafka's producers do with ``linger.ms``: a few
-milliseconds more per request turn a stream of single-event requests into tasks of many events, and
-a classify task costs the workers about as much for one event as for twenty.
+little more wait per request turns a stream of single-event requests into tasks of many events, which
+share a classify task's fixed cost (BENCHMARKS.md).
 """
 
 from __future__ import annotations
