@@ -20,8 +20,22 @@ from mutt_app.config import SettingsError, load_settings
 from mutt_app.logs import configure_logging
 from mutt_app.vault import VaultError, overlay_secrets
 
+PRODUCTION_COMMANDS = (
+    config_group,
+    db,
+    dev_hosts,
+    dlq,
+    flower,
+    heartbeats,
+    retention,
+    rules,
+    teams,
+    users,
+    windows,
+)
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(commands=PRODUCTION_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mutt")
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -38,22 +52,6 @@ def main(ctx: click.Context) -> None:
     configure_logging(settings, service="mutt-cli")
     ctx.obj = Context(settings)
     ctx.call_on_close(ctx.obj.close)
-
-
-for _command in (
-    config_group,
-    db,
-    dev_hosts,
-    dlq,
-    flower,
-    heartbeats,
-    retention,
-    rules,
-    teams,
-    users,
-    windows,
-):
-    main.add_command(_command)
 
 
 def with_commands(*commands: click.Command) -> click.Group:
