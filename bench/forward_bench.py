@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         start(["redis-server", "--port", str(redis_port), "--save", "", "--dir", str(tmp)], "redis")
-        start([sys.executable, "-m", "mutt_app.cli", "moog-sink", "--port", str(sink_port),
+        start([sys.executable, "-m", "mutt_app.devtools", "moog-sink", "--port", str(sink_port),
                "--quiet"], "sink")  # fmt: skip
         sink = f"http://127.0.0.1:{sink_port}"
         _wait(lambda: _answers(f"{sink}/health"), 60, "the sink")

@@ -8,7 +8,12 @@ otherwise becomes ``celery -A mutt_app flower`` with the given arguments.
 
 from __future__ import annotations
 
+import os
 import sys
+
+import click
+
+from mutt_app.cli.context import Context, pass_context
 
 # The passwords the deployment kit ships as placeholders, compared case-insensitively.
 PLACEHOLDER_PASSWORDS = frozenset({"change-me"})
@@ -37,3 +42,19 @@ def login_problem(basic_auth: str | None) -> str | None:
 def flower_argv(args: tuple[str, ...] | list[str]) -> list[str]:
     """The command that runs Flower for MUTT's Celery app with ``args``."""
     return [sys.executable, "-m", "celery", "-A", "mutt_app", "flower", *args]
+
+
+@click.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    add_help_option=False,
+)
+@click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
+@pass_context
+def flower(obj: Context, flower_args: tuple[str, ...]) -> None:
+    """Start Flower (``celery -A mutt_app flower FLOWER_ARGS...``), unless its login is a placeholder."""
+    login = obj.settings.flower_basic_auth
+    problem = login_problem(login.get_secret_value() if login else None)
+    if problem is not None:
+        raise click.ClickException(f"Flower not started: {problem}")
+    argv = flower_argv(flower_args)
+    os.execv(argv[0], argv)

@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from mutt_app.cli.context import Context
+
 if TYPE_CHECKING:
     from flask import Flask
     from werkzeug.serving import BaseWSGIServer
-
-    from mutt_app.cli import Context
 
 __all__ = [
     "Mode",

@@ -18,10 +18,10 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 import orjson
 
+from mutt_app.cli.context import Context
+
 if TYPE_CHECKING:
     import requests
-
-    from mutt_app.cli import Context
 
 __all__ = [
     "BatchResult",

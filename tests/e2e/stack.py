@@ -106,7 +106,8 @@ class Stack:
     # --- parts ------------------------------------------------------------------------------------
 
     def start_sink(self) -> Stack:
-        argv = [sys.executable, "-m", "mutt_app.cli", "moog-sink", "--port", str(self.sink_port)]
+        argv = [sys.executable, "-m", "mutt_app.devtools", "moog-sink"]
+        argv += ["--port", str(self.sink_port)]
         self._start("sink", argv, f"http://127.0.0.1:{self.sink_port}/health")
         return self
 

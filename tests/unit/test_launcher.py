@@ -22,17 +22,10 @@ from click.testing import CliRunner
 from mutt_app.cli import Context
 from mutt_app.config import Settings, load_settings
 from mutt_app.db.engine import make_engine, upgrade
-from mutt_app.devtools import launcher
-from mutt_app.devtools.launcher import (
-    PART_NAMES,
-    LaunchError,
-    Part,
-    RestartPolicy,
-    Supervisor,
-    plan_parts,
-    prepare_database,
-    split_names,
-)
+from mutt_app.devtools import embedded_redis, launcher
+from mutt_app.devtools.database import LaunchError, prepare_database
+from mutt_app.devtools.parts import PART_NAMES, plan_parts, split_names
+from mutt_app.devtools.supervisor import Part, RestartPolicy, Supervisor
 from tests.services import free_port, wait_for
 
 REDIS_URL = "redis://127.0.0.1:6391/0"
@@ -67,7 +60,7 @@ def test_the_embedded_default_runs_every_part_in_start_order(tmp_path: Path) -> 
     sink = parts["moog-sink"]
     assert sink.port == 8099
     assert list(sink.argv) == [
-        "py", "-m", "mutt_app.cli", "moog-sink", "--host", "127.0.0.1", "--port", "8099",
+        "py", "-m", "mutt_app.devtools", "moog-sink", "--host", "127.0.0.1", "--port", "8099",
     ]  # fmt: skip
     for name in ("ingest", "web", "worker", "forwarder", "beat", "flower"):
         assert parts[name].env["REDIS_URL"] == REDIS_URL
@@ -156,8 +149,8 @@ def test_pick_port_takes_the_first_free_preferred_port() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken, free = busy.getsockname()[1], free_port()
-        assert launcher.pick_port([taken, free]) == free
-        assert launcher.pick_port([taken]) not in (taken, 0)
+        assert embedded_redis.pick_port([taken, free]) == free
+        assert embedded_redis.pick_port([taken]) not in (taken, 0)
 
 
 def test_split_names() -> None:
@@ -267,7 +260,7 @@ def _gone(pid: int) -> bool:
 
 SUPERVISOR_SCRIPT = """
 import sys
-from mutt_app.devtools.launcher import Part, RestartPolicy, Supervisor
+from mutt_app.devtools.supervisor import Part, RestartPolicy, Supervisor
 
 port = int(sys.argv[1])
 env = {"PYTHONUNBUFFERED": "1"}
@@ -384,7 +377,7 @@ run.main(["--only", "redis"], obj=Context(load_settings()), prog_name="mutt run"
 
 
 def test_mutt_run_only_redis_starts_a_private_persistent_redis(tmp_path: Path) -> None:
-    if launcher.find_redis_server() is None:
+    if embedded_redis.find_redis_server() is None:
         pytest.skip("no redis-server")
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(RUN_SCRIPT))
@@ -471,7 +464,7 @@ run.main(["--ha", "--only", "redis,ingest"], obj=Context(load_settings()), prog_
 def test_mutt_run_ha_starts_a_primary_a_replica_and_sentinels_and_accepts_an_event(
     tmp_path: Path,
 ) -> None:
-    if launcher.find_redis_server() is None:
+    if embedded_redis.find_redis_server() is None:
         pytest.skip("no redis-server")
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(HA_RUN_SCRIPT))
