@@ -15,8 +15,8 @@ from typing import Any
 from celery import Celery
 from sqlalchemy.orm import Session
 
+from mutt_app.commands.changes import Change
 from mutt_app.commands.errors import Invalid, NotFound
-from mutt_app.db.config_audit import record_change
 from mutt_app.db.models import DeadLetter, PoisonLetter
 from mutt_app.forwarding import deadletters
 
@@ -47,16 +47,8 @@ def _audit(
     changed_by: str,
     reason: str | None,
 ) -> None:
-    record_change(
-        session,
-        changed_by=changed_by,
-        operation="DELETE",
-        table_name=row.__tablename__,
-        record_id=row.id,
-        old_values=old,
-        new_values=new,
-        reason=reason,
-    )
+    # The caller's transaction is the change: one row, operation DELETE (the item leaves the store).
+    Change(session, changed_by, reason).record("DELETE", row.__tablename__, row.id, old, new)
 
 
 def replay(

@@ -103,6 +103,8 @@ class MuttModelView(ModelView):
     read_role = "viewer"
     write_role: str | None = "admin"
     """The role that may create, edit and delete here; None: nobody (read-only view)."""
+    delete_failed = "Failed to delete record."
+    """What a failed delete flashes before the error."""
 
     # --- access ------------------------------------------------------------------------------
 
@@ -272,7 +274,7 @@ class MuttModelView(ModelView):
             with self.change() as change:
                 self.delete_record(change, model)
         except Exception as exc:
-            self._failed(exc, "Failed to delete record.")
+            self._failed(exc, self.delete_failed)
             return False
         return True
 

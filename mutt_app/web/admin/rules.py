@@ -17,7 +17,7 @@ from wtforms import IntegerField, StringField
 from wtforms.validators import NumberRange, Optional
 
 from mutt_app.commands import rules
-from mutt_app.commands.changes import MAX_DB_INT
+from mutt_app.commands.changes import MAX_DB_INT, Change
 from mutt_app.commands.errors import Invalid
 from mutt_app.db.models import (
     DEV_HANDLINGS,
@@ -51,6 +51,7 @@ class AlertRuleView(MuttModelView):
         "clears_rule_id",
         "updated_at",
     )
+    delete_failed = "Failed to deactivate the rule:"
     column_default_sort = [("priority", True), ("id", False)]
     column_filters = ("team_assignment", "match_type", "prod_handling", "dev_handling", "is_active")
     column_searchable_list = ("match_string",)
@@ -121,15 +122,9 @@ class AlertRuleView(MuttModelView):
             return False
         return True
 
-    def delete_model(self, model: AlertRule) -> bool:
+    def delete_record(self, change: Change, model: AlertRule) -> None:
         """Deactivate the rule (soft delete, as the API does): the event audit refers to it."""
-        try:
-            with self.change() as change:
-                rules.deactivate(change, model)
-        except Exception as exc:
-            self._failed(exc, "Failed to deactivate the rule:")
-            return False
-        return True
+        rules.deactivate(change, model)
 
     def _set_active(self, ids: list[str], active: bool) -> None:
         # In id order, so that two bulk changes take their row locks in the same order (no deadlock).
