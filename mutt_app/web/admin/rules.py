@@ -36,22 +36,14 @@ PREFILLED_FIELDS = ("match_type", "match_string", "team_assignment")
 class AlertRuleView(MuttModelView):
     """Alert rules, highest priority first; delete deactivates; bulk (de)activation."""
 
+    delete_failed = "Failed to deactivate the rule:"
+    # The priority first, then the rule's other fields in form order.
     column_list = (
         "id",
         "priority",
-        "match_type",
-        "match_string",
-        "trap_oid",
-        "syslog_severity",
-        "prod_handling",
-        "dev_handling",
-        "team_assignment",
-        "is_active",
-        "dedup_window_seconds",
-        "clears_rule_id",
+        *(name for name in RULE_FIELD_NAMES if name != "priority"),
         "updated_at",
     )
-    delete_failed = "Failed to deactivate the rule:"
     column_default_sort = [("priority", True), ("id", False)]
     column_filters = ("team_assignment", "match_type", "prod_handling", "dev_handling", "is_active")
     column_searchable_list = ("match_string",)
