@@ -112,8 +112,10 @@ class HeartbeatView(MuttModelView):
             return True
         try:
             commands.check_target({"host": form.host.data, "team": form.team.data})
-        except Invalid as exc:
-            flash(f"Not a valid heartbeat: {exc.message}", "error")
+        except Invalid:
+            flash(
+                "A heartbeat watches a host (or glob) or a device team: give exactly one.", "error"
+            )
             return False
         return True
 

@@ -108,9 +108,14 @@ class AlertRuleView(MuttModelView):
         )
         try:
             rules.check_rule(fields)
-            rules.check_clears(self.db, form.clears_rule_id.data, request.args.get("id", type=int))
         except Invalid as exc:
             flash(f"Not a valid rule: {exc.message}", "error")
+            return False
+        clears = form.clears_rule_id.data
+        try:
+            rules.check_clears(self.db, clears, request.args.get("id", type=int))
+        except Invalid:
+            flash(f"Not a valid rule: clears_rule_id {clears} names no other rule", "error")
             return False
         return True
 
