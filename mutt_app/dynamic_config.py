@@ -10,15 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-from sqlalchemy.orm import Session
 
 from mutt_app.config import Settings
-from mutt_app.db.config_audit import record_change
 
 log = logging.getLogger(__name__)
 
@@ -175,42 +172,9 @@ class DynamicConfig:
             self._cache.pop(name, None)
 
 
-AUDIT_TABLE = "dynamic_config"
-
-
 def parse_value(name: str, raw: str | bytes | int | float) -> Any:
     """``raw`` as the value of setting ``name``; ValueError naming the problem (or unknown name)."""
     return _key(name).parse(raw)
-
-
-def set_audited(
-    config: DynamicConfig,
-    session: Session,
-    values: Mapping[str, Any],
-    *,
-    changed_by: str,
-    reason: str | None,
-) -> dict[str, Any]:
-    """Store checked ``values`` with one config_audit_log row in ``session``; returns the old values.
-
-    The audit row is added before Redis is written, so if Redis refuses, the caller's transaction
-    rolls the row back with it.
-    """
-    old = {name: config.get(name) for name in values}
-    record_change(
-        session,
-        changed_by=changed_by,
-        operation="UPDATE",
-        table_name=AUDIT_TABLE,
-        record_id=None,
-        old_values=old,
-        new_values=dict(values),
-        reason=reason,
-    )
-    session.flush()
-    for name, value in values.items():
-        config.set(name, value)
-    return old
 
 
 def _key(name: str) -> Key:

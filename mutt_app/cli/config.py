@@ -6,7 +6,8 @@ import click
 
 from mutt_app.cli.audited import cli_user
 from mutt_app.cli.context import Context, pass_context
-from mutt_app.dynamic_config import parse_value, set_audited
+from mutt_app.commands.dynamic_config import set_values
+from mutt_app.dynamic_config import parse_value
 
 
 @click.group("config")
@@ -47,7 +48,7 @@ def config_set(obj: Context, name: str, value: str, reason: str | None) -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     with obj.sessions.begin() as session:
-        old = set_audited(
+        old = set_values(
             obj.dynamic_config, session, {name: new}, changed_by=cli_user(), reason=reason
         )[name]
     click.echo(f"{name}: {old} -> {new}")

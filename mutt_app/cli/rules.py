@@ -7,9 +7,11 @@ import orjson
 
 from mutt_app.cli.audited import audited, change_reason, report
 from mutt_app.cli.context import Context, pass_context
+from mutt_app.commands.drafts import publish_stored
+from mutt_app.commands.errors import Conflict, NotFound
 from mutt_app.db.models import AlertRule, RuleDraft
 from mutt_app.rules.backtest import run_backtest
-from mutt_app.rules.drafts import Draft, DraftError, publish_stored
+from mutt_app.rules.drafts import Draft, DraftError
 
 _RULE_ID = click.IntRange(1, 2**31 - 1)
 
@@ -93,9 +95,9 @@ def rules_publish(obj: Context, draft_id: int, reason: str) -> None:
     """Apply stored draft DRAFT_ID to the live rules: one audit row per changed rule."""
     try:
         with audited(obj, reason) as change:
-            published = publish_stored(change, draft_id)
-            if published is None:
-                raise click.ClickException(f"no draft {draft_id}")
-    except DraftError as exc:
-        raise click.ClickException(f"not published: {exc}") from None
+            publish_stored(change, draft_id)
+    except NotFound:
+        raise click.ClickException(f"no draft {draft_id}") from None
+    except Conflict as exc:
+        raise click.ClickException(f"not published: {exc.message}") from None
     report(change, f"draft {draft_id} published", f"draft {draft_id} changed nothing")

@@ -33,11 +33,14 @@ import redis
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mutt_app.commands.errors import NotFound
 from mutt_app.db.config_audit import record_change
 from mutt_app.rules.cache import bump_rules_version
 
 log = logging.getLogger(__name__)
 
+MAX_DB_INT = 2**31 - 1
+"""The largest PostgreSQL integer: a larger id names no row (and the driver would refuse it)."""
 NOT_BUMPED_WARNING = (
     "rules version not bumped (Redis unreachable); workers pick the change up within"
     " CACHE_RELOAD_INTERVAL"
@@ -56,6 +59,7 @@ class Audited(Protocol):
 
 
 R = TypeVar("R", bound=Audited)
+M = TypeVar("M")
 Edit = Mapping[str, Any] | Callable[[Any], object]
 """Field values to set, or a function that sets them on the row (a form's ``populate_obj``)."""
 
@@ -84,6 +88,14 @@ class Change:
         if row is not None:
             self._locked.add(inspect(row).identity_key)
         return row
+
+    def found(self, model: type[M], row_id: int, what: str) -> M:
+        """Row ``row_id`` of ``model``, locked for the rest of the change; :class:`NotFound`
+        naming ``what`` ("no rule 3") when there is none."""
+        row = self.locked(model, id=row_id) if row_id <= MAX_DB_INT else None  # type: ignore[type-var]
+        if row is None:
+            raise NotFound(f"no {what} {row_id}")
+        return row  # type: ignore[return-value]
 
     def _lock(self, row: Audited) -> None:
         """Lock ``row`` (read earlier without a lock) and reload its values as they are now."""

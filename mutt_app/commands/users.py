@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from mutt_app.commands.errors import Invalid
 from mutt_app.db.config_audit import record_change
 from mutt_app.db.models import ROLES, User
 
@@ -36,8 +37,9 @@ MAX_PASSWORD_LENGTH = 1024  # hashing is slow on purpose; a megabyte "password" 
 _DUMMY_HASH = generate_password_hash("mutt-no-such-user")
 
 
-class AccountError(ValueError):
-    """A request about an account that cannot be done (unknown user, bad role, weak password)."""
+class AccountError(Invalid, ValueError):
+    """A request about an account that cannot be done (unknown user, bad role, weak password);
+    a ValueError too, as it always was."""
 
 
 class LoginOutcome(Enum):

@@ -10,8 +10,8 @@ A draft is a JSON document::
 ``update`` entries lay the given fields over the stored rule (as ``PUT /api/v2/rules/<id>`` does;
 ``"is_active": true`` re-activates a rule); ``deactivate`` is a soft delete. :func:`proposed_rules`
 gives the rule set the draft would make, which :mod:`mutt_app.rules.backtest` compiles with the real rule
-engine; :func:`publish` applies the draft through the audited-change service, one
-``config_audit_log`` row per changed rule, all under one reason and correlation id.
+engine; publishing it is a command (:mod:`mutt_app.commands.drafts`): one ``config_audit_log`` row
+per changed rule, all under one reason and correlation id.
 
 A draft is checked against the live rules whenever it is used, not only when it is saved: a rule it
 changes may have been changed or deactivated since (the overlay applies to the rule as it is now).
@@ -21,14 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mutt_app.commands.changes import Change
-from mutt_app.db.models import AlertRule, RuleDraft
+from mutt_app.db.models import AlertRule
 from mutt_app.rules.validate import RuleError, validate_rule_mapping
 
 RULE_DEFAULTS: dict[str, Any] = {
@@ -43,10 +41,10 @@ RULE_DEFAULTS: dict[str, Any] = {
 """A new rule's values for the optional fields it leaves out (the API's and a draft's)."""
 
 RULE_FIELD_NAMES = (
+    "match_type",
     "match_string",
     "trap_oid",
     "syslog_severity",
-    "match_type",
     "priority",
     "prod_handling",
     "dev_handling",
@@ -55,6 +53,8 @@ RULE_FIELD_NAMES = (
     "dedup_window_seconds",
     "clears_rule_id",
 )
+"""A rule's own fields, the ones a person sets (the API's body fields, a draft entry's, the admin
+form's), in the order a form shows them."""
 
 
 class DraftError(ValueError):
@@ -113,7 +113,8 @@ class Proposal:
         return [row for row in self.rows if row.is_active]
 
 
-def _check(fields: Mapping[str, Any], what: str) -> None:
+def check_entry(fields: Mapping[str, Any], what: str) -> None:
+    """:class:`DraftError` naming ``what`` unless ``fields`` make a rule the engine can use."""
     try:
         validate_rule_mapping(fields)
     except RuleError as exc:
@@ -138,7 +139,7 @@ def proposed_rules(session: Session, draft: Draft) -> Proposal:
         fields = {name: getattr(row, name) for name in RULE_FIELD_NAMES}
         if row.id in draft.update:
             fields.update(draft.update[row.id])
-            _check(fields, f"rule {row.id} as changed")
+            check_entry(fields, f"rule {row.id} as changed")
         if row.id in draft.deactivate:
             fields["is_active"] = False
         rows.append(AlertRule(id=row.id, **fields))
@@ -146,7 +147,7 @@ def proposed_rules(session: Session, draft: Draft) -> Proposal:
     new_rules: dict[int, int] = {}
     for index, created in enumerate(draft.create):
         fields = {**RULE_DEFAULTS, **created}
-        _check(fields, f"new rule {index + 1}")
+        check_entry(fields, f"new rule {index + 1}")
         rows.append(AlertRule(id=next_id + index, **fields))
         new_rules[next_id + index] = index
     ids = {row.id for row in rows}
@@ -154,60 +155,3 @@ def proposed_rules(session: Session, draft: Draft) -> Proposal:
         if row.clears_rule_id is not None and row.clears_rule_id not in ids:
             raise DraftError(f"rule {row.id}: clears_rule_id names no rule {row.clears_rule_id}")
     return Proposal(tuple(rows), new_rules)
-
-
-def publish(change: Change, draft: Draft) -> list[dict[str, Any]]:
-    """Apply ``draft`` to the live rules inside ``change``; returns the created rules' values.
-
-    Locks every rule it changes, in id order (two publishes never wait on each other in a cycle),
-    before reading its old values; each rule that really changes gets one audit row. Raises
-    :class:`DraftError` (the change is then rolled back by its caller) if the draft no longer fits.
-    """
-    session = change.session
-    for rule_id in sorted(set(draft.update) | draft.deactivate):
-        rule = change.locked(AlertRule, id=rule_id)
-        if rule is None:
-            raise DraftError(f"the draft names rule {rule_id}, which does not exist")
-        if rule_id in draft.deactivate:
-            if rule.is_active:
-                change.update(rule, {"is_active": False}, operation="DELETE")
-            continue
-        old = rule.as_dict()
-        merged = {**{name: old[name] for name in RULE_FIELD_NAMES}, **draft.update[rule_id]}
-        _check(merged, f"rule {rule_id} as changed")
-        changed = {
-            name: value for name, value in draft.update[rule_id].items() if old[name] != value
-        }
-        _check_clears(session, changed.get("clears_rule_id"), rule_id)
-        if changed:
-            change.update(rule, changed)
-    created = []
-    for index, fields in enumerate(draft.create):
-        merged = {**RULE_DEFAULTS, **fields}
-        _check(merged, f"new rule {index + 1}")
-        _check_clears(session, merged["clears_rule_id"], None)
-        created.append(change.create(AlertRule(**merged)))
-    return created
-
-
-def publish_stored(change: Change, draft_id: int) -> tuple[RuleDraft, list[dict[str, Any]]] | None:
-    """Publish the stored draft ``draft_id`` inside ``change`` and mark it published (its own
-    audit row); returns it and the created rules' values, or None if there is no such draft.
-
-    Raises :class:`DraftError` if it was published already or no longer fits the live rules.
-    """
-    row = change.locked(RuleDraft, id=draft_id)
-    if row is None:
-        return None
-    if row.published_at is not None:
-        raise DraftError(f"draft {draft_id} was published already ({row.published_by})")
-    created = publish(change, Draft.from_document(row.document))
-    change.update(row, {"published_at": datetime.now(UTC), "published_by": change.changed_by})
-    return row, created
-
-
-def _check_clears(session: Session, clears_rule_id: int | None, rule_id: int | None) -> None:
-    if clears_rule_id is None:
-        return
-    if clears_rule_id == rule_id or session.get(AlertRule, clears_rule_id) is None:
-        raise DraftError(f"clears_rule_id {clears_rule_id} names no other rule")

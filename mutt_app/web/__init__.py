@@ -9,9 +9,20 @@ Both take a Settings object; without one they read the environment (and Vault) o
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mutt_app.config import Settings, SettingsError, load_settings
+from mutt_app.logs import configure_logging
+from mutt_app.vault import VaultError, settings_for_service
+from mutt_app.web.admin import register_admin
+from mutt_app.web.api import register_api
+from mutt_app.web.auth import init_auth
 from mutt_app.web.context import install
+from mutt_app.web.headers import init_security_headers
+from mutt_app.web.health import bp as health_bp
+from mutt_app.web.health import metrics_bp
+from mutt_app.web.ingest.endpoint import Ingestor
+from mutt_app.web.ingest.endpoint import bp as ingest_bp
 
 
 def resolve_settings(settings: Settings | None) -> Settings:
@@ -21,8 +32,6 @@ def resolve_settings(settings: Settings | None) -> Settings:
     """
     if settings is not None:
         return settings
-    from mutt_app.vault import VaultError, settings_for_service
-
     try:
         return settings_for_service(load_settings())
     except (SettingsError, VaultError) as exc:
@@ -31,38 +40,24 @@ def resolve_settings(settings: Settings | None) -> Settings:
 
 def create_ingest_app(settings: Settings | None = None) -> Flask:
     """The ingest endpoint: POST /api/v2/ingest, GET /health, GET /metrics."""
-    from mutt_app.logs import configure_logging
-    from mutt_app.web.health import metrics_bp
-    from mutt_app.web.ingest.endpoint import Ingestor, bp
-
     settings = resolve_settings(settings)
     configure_logging(settings, service="mutt-ingest")
     app = Flask("mutt_app.web.ingest.endpoint")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_ingest_body_bytes
     app.extensions["mutt_ingest"] = Ingestor(install(app, settings))
-    app.register_blueprint(bp)
+    app.register_blueprint(ingest_bp)
     app.register_blueprint(metrics_bp)
     return app
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """The admin UI (log-in at /login, dashboard at /), REST API (/api/v2, alias /api/v1), health, metrics."""
-    from mutt_app.logs import configure_logging
-    from mutt_app.web.admin import register_admin
-    from mutt_app.web.api import register_api
-    from mutt_app.web.auth import init_auth
-    from mutt_app.web.headers import init_security_headers
-    from mutt_app.web.health import bp as health_bp
-    from mutt_app.web.health import metrics_bp
-
     settings = resolve_settings(settings)
     configure_logging(settings, service="mutt-web")
     app = Flask("mutt_app.web")
     install(app, settings)
     init_security_headers(app)  # CSP, X-Frame-Options, nosniff, Referrer-Policy on every answer
     if settings.webui_trusted_proxies:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         # The client's address from X-Forwarded-For, as appended by this many trusted proxies.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.webui_trusted_proxies)  # type: ignore[method-assign]
     app.register_blueprint(health_bp)

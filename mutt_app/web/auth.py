@@ -52,7 +52,7 @@ from mutt_app.config import Settings
 from mutt_app.db.models import ROLES, User
 from mutt_app.web import throttle
 from mutt_app.web.api.blueprint import API_PREFIXES
-from mutt_app.web.api.resources import sessions
+from mutt_app.web.context import runtime
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def _load_user(session_id: str) -> WebUser | None:
         key, issued = int(user_id), int(generation)
     except ValueError:  # a session from before generations, or not ours
         return None
-    with sessions()() as session:
+    with runtime().sessions() as session:
         user = session.get(User, key)
         if user is None or not user.is_active or user.session_generation != issued:
             return None
@@ -145,7 +145,7 @@ def login() -> str | BaseResponse:
                 "log-in for %r from %s throttled for %ss", username, request.remote_addr, wait
             )
             return _throttled(form, "Too many failed log-ins for this account", wait)
-        with sessions().begin() as session:
+        with runtime().sessions.begin() as session:
             result = accounts.authenticate(session, username, form.password.data or "")
             web_user = WebUser.of(result.user) if result.user is not None else None
         if web_user is not None:
@@ -183,7 +183,7 @@ def logout() -> BaseResponse:
     would otherwise stay valid until it expires.
     """
     if current_user.is_authenticated:
-        with sessions().begin() as session:
+        with runtime().sessions.begin() as session:
             accounts.end_sessions(session, current_user.id)
         log.info("user %s logged out; their sessions are ended", current_user.username)
     logout_user()

@@ -23,11 +23,12 @@ from mutt_app import metrics
 from mutt_app.classify.audit import insert_audit_rows
 from mutt_app.cli import main
 from mutt_app.commands.changes import audited_change
+from mutt_app.commands.drafts import publish
 from mutt_app.config import Settings, load_settings
 from mutt_app.db.engine import make_engine, upgrade
 from mutt_app.db.models import AlertRule, ConfigAuditLog, DevelopmentHost, RuleDraft
 from mutt_app.rules.backtest import run_backtest
-from mutt_app.rules.drafts import Draft, DraftError, publish
+from mutt_app.rules.drafts import Draft, DraftError
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
 

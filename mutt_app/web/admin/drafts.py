@@ -2,11 +2,11 @@
 
 A draft is its JSON document (:mod:`mutt_app.rules.drafts`), edited as text next to the live rules'
 table (for their ids) and checked on save by the rule API's own :func:`~mutt_app.web.api.rules.parse_draft`
-and against the live rules. "Backtest" runs :func:`~mutt_app.web.api.rules.backtest_draft` on the
-saved draft, the answer of ``POST /api/v2/rules/backtest``; "Publish" applies it through the
-audited-change service (:func:`mutt_app.rules.drafts.publish`): one config_audit_log row per changed
-rule plus one marking the draft published, all under the form's reason and one correlation id, and
-the rules version is bumped so that workers reload.
+and against the live rules. Saving, the backtest and publishing are the commands of
+:mod:`mutt_app.commands.drafts` the REST API runs too: "Backtest" answers what ``POST
+/api/v2/rules/backtest`` answers; "Publish" writes one config_audit_log row per changed rule plus one
+marking the draft published, all under the form's reason and one correlation id, and the rules
+version is bumped so that workers reload.
 
 Everyone logged in reads drafts; only an admin creates, edits, backtests (it scans up to
 BACKTEST_MAX_ROWS audit rows) and publishes them. Saving a draft changes no live rule, so it bumps
@@ -16,7 +16,6 @@ no rules version; it is audited all the same.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -26,22 +25,22 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
-from mutt_app.commands.changes import audited_change
+from mutt_app.commands import drafts as commands
+from mutt_app.commands.changes import MAX_DB_INT, audited_change
+from mutt_app.commands.errors import Conflict, Invalid, NotFound
 from mutt_app.db.models import AlertRule, RuleDraft
 from mutt_app.rules.backtest import MAX_HOURS
-from mutt_app.rules.drafts import Draft, DraftError, proposed_rules, publish_stored
-from mutt_app.web.admin.operations import MuttPage, _allowed, _reason
+from mutt_app.rules.drafts import Draft
+from mutt_app.web.admin.base import MuttPage, form_reason, role_allows
 from mutt_app.web.api.errors import ApiError
-from mutt_app.web.api.params import MAX_DB_INT
-from mutt_app.web.api.resources import redis_connection, sessions
-from mutt_app.web.api.rules import backtest_draft, parse_draft
+from mutt_app.web.api.rules import parse_draft
+from mutt_app.web.context import runtime
 
 log = logging.getLogger(__name__)
 
-MAX_NAME = 200
+MAX_NAME = commands.MAX_NAME
 MAX_DOCUMENT_CHARS = 1_000_000
 DEFAULT_HOURS = 24
-EMPTY_DOCUMENT = Draft().document()
 
 
 def _document_text(document: Any) -> str:
@@ -59,12 +58,12 @@ def read_draft(text: str) -> Draft:
         raise ValueError(f"not valid JSON: {exc}") from None
     try:
         draft = parse_draft(document)
-        with sessions()() as session:
-            proposed_rules(session, draft)
+        with runtime().sessions() as session:
+            commands.check_fits(session, draft)
     except ApiError as exc:
         raise ValueError(exc.error) from None
-    except DraftError as exc:
-        raise ValueError(f"the draft does not fit the live rules: {exc}") from None
+    except Invalid as exc:
+        raise ValueError(exc.message) from None
     return draft
 
 
@@ -79,25 +78,27 @@ class RuleDraftView(MuttPage):
 
     @expose("/")
     def index(self) -> str:
-        with sessions()() as session:
+        with runtime().sessions() as session:
             drafts = session.scalars(select(RuleDraft).order_by(RuleDraft.id.desc())).all()
-        return self.render("admin/mutt/rule_drafts.html", drafts=drafts, can_edit=_allowed("admin"))
+        return self.render(
+            "admin/mutt/rule_drafts.html", drafts=drafts, can_edit=role_allows("admin")
+        )
 
     @expose("/new", methods=("POST",))
     def create(self) -> BaseResponse:
         self.require("admin")
         name = (request.form.get("name") or "").strip()
-        reason = _reason()
+        reason = form_reason()
         if not name or len(name) > MAX_NAME or "\x00" in name:
             flash(f"A draft needs a name of at most {MAX_NAME} characters.", "error")
             return redirect(url_for(".index"))
         if reason is None:
             return redirect(url_for(".index"))
         # A draft changes no live rule: no rules-version bump (no Redis), audited all the same.
-        with audited_change(sessions(), None, changed_by=current_user.username, reason=reason) as c:
-            created = c.create(
-                RuleDraft(name=name, document=EMPTY_DOCUMENT, created_by=current_user.username)
-            )
+        with audited_change(
+            runtime().sessions, None, changed_by=current_user.username, reason=reason
+        ) as change:
+            created = commands.create(change, name, Draft())
         return redirect(url_for(".details", draft_id=created["id"]))
 
     def _page(
@@ -109,7 +110,7 @@ class RuleDraftView(MuttPage):
         result: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> Any:
-        with sessions()() as session:
+        with runtime().sessions() as session:
             row = self._draft(session, draft_id)
             rules = session.scalars(
                 select(AlertRule).order_by(AlertRule.priority.desc(), AlertRule.id)
@@ -123,7 +124,7 @@ class RuleDraftView(MuttPage):
                 result=result,
                 error=error,
                 rules=rules,
-                can_edit=_allowed("admin"),
+                can_edit=role_allows("admin"),
                 new_rules=row.document.get("create", []),
             )
         return body, (422 if error else 200)
@@ -142,22 +143,24 @@ class RuleDraftView(MuttPage):
     @expose("/<int:draft_id>/save", methods=("POST",))
     def save(self, draft_id: int) -> Any:
         text = request.form.get("document") or ""
-        with sessions()() as session:
+        with runtime().sessions() as session:
             self._editable(session, draft_id)
         try:
             draft = read_draft(text)
         except ValueError as exc:
             return self._page(draft_id, text=text, error=str(exc))
-        reason = _reason()
+        reason = form_reason()
         if reason is None:
             return self._page(draft_id, text=text)
-        with audited_change(
-            sessions(), None, changed_by=current_user.username, reason=reason
-        ) as change:
-            row = change.locked(RuleDraft, id=draft_id)
-            if row is None or row.published_at is not None:
-                abort(409, "this draft was published or removed meanwhile")
-            change.update(row, {"document": draft.document(), "updated_at": datetime.now(UTC)})
+        try:
+            with audited_change(
+                runtime().sessions, None, changed_by=current_user.username, reason=reason
+            ) as change:
+                commands.save(change, draft_id, read=lambda: draft)
+        except (NotFound, Conflict):
+            abort(409, "this draft was published or removed meanwhile")
+        except Invalid as exc:  # the live rules changed since the draft was read
+            return self._page(draft_id, text=text, error=exc.message)
         flash("Draft saved.", "success")
         return redirect(url_for(".details", draft_id=draft_id))
 
@@ -168,31 +171,33 @@ class RuleDraftView(MuttPage):
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_HOURS:
             return self._page(draft_id, error=f"hours must be a whole number from 1 to {MAX_HOURS}")
         hours = int(raw)
-        with sessions()() as session:
+        with runtime().sessions() as session:
             document = self._draft(session, draft_id).document
         try:
-            result = backtest_draft(Draft.from_document(document), hours)
-        except ApiError as exc:
-            return self._page(draft_id, hours=hours, error=exc.error)
+            result = commands.backtest(runtime(), Draft.from_document(document), hours)
+        except Invalid as exc:
+            return self._page(draft_id, hours=hours, error=exc.message)
         return self._page(draft_id, hours=hours, result=result)
 
     @expose("/<int:draft_id>/publish", methods=("POST",))
     def publish(self, draft_id: int) -> BaseResponse:
-        with sessions()() as session:
+        with runtime().sessions() as session:
             self._editable(session, draft_id)
-        reason = _reason()
+        reason = form_reason()
         if reason is None:
             return redirect(url_for(".details", draft_id=draft_id))
         try:
             with audited_change(
-                sessions(), redis_connection(), changed_by=current_user.username, reason=reason
+                runtime().sessions,
+                runtime().redis,
+                changed_by=current_user.username,
+                reason=reason,
             ) as change:
-                published = publish_stored(change, draft_id)
-                if published is None:
-                    abort(404)
-                created = published[1]
-        except DraftError as exc:
-            flash(f"Not published: {exc}", "error")
+                created = commands.publish_stored(change, draft_id)[1]
+        except NotFound:
+            abort(404)
+        except Conflict as exc:
+            flash(f"Not published: {exc.message}", "error")
             return redirect(url_for(".details", draft_id=draft_id))
         flash(
             f"Published: {len(created)} new rule(s); every change is in the config audit under"

@@ -1,7 +1,8 @@
 """The admin UI's heartbeats page: the hosts quiet now first, then the heartbeats, quiet ones first.
 
 Changes go through the audited-change service like every admin change (:class:`MuttModelView`):
-a reason on every form, the row locked, one config_audit_log row. Which hosts are quiet is what the
+a reason on every form, the row locked, one config_audit_log row; a heartbeat must name exactly one
+of host and team (:func:`mutt_app.commands.heartbeats.check_target`). Which hosts are quiet is what the
 last check recorded in Redis (:func:`mutt_app.watch.heartbeats.quiet_hosts`); if Redis cannot say, the
 page still lists and edits the heartbeats, and says so.
 """
@@ -17,10 +18,12 @@ from markupsafe import Markup, escape
 from wtforms import StringField
 from wtforms.validators import NumberRange, Optional
 
+from mutt_app.commands import heartbeats as commands
+from mutt_app.commands.errors import Invalid
 from mutt_app.db.models import MAX_HEARTBEAT_MINUTES, PROD_HANDLINGS
 from mutt_app.watch.heartbeats import is_glob, quiet_hosts
-from mutt_app.web.admin import MuttModelView, ReasonField, _blank_is_none, _strip
-from mutt_app.web.api.resources import redis_connection
+from mutt_app.web.admin.base import MuttModelView, ReasonField, blank_is_none, strip
+from mutt_app.web.context import runtime
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,7 @@ def _quiet_now() -> list[dict[str, Any]] | None:
     unreachable."""
     if "mutt_quiet_hosts" not in g:
         try:
-            g.mutt_quiet_hosts = quiet_hosts(redis_connection())
+            g.mutt_quiet_hosts = quiet_hosts(runtime().redis)
         except (redis.RedisError, OSError) as exc:
             log.warning("heartbeats page: quiet hosts unknown: %s", exc)
             g.mutt_quiet_hosts = None
@@ -75,14 +78,14 @@ class HeartbeatView(MuttModelView):
     }
     form_choices = {"handling": [(value, value) for value in PROD_HANDLINGS]}
     form_args = {
-        "name": {"filters": [_strip]},
+        "name": {"filters": [strip]},
         "host": {
-            "filters": [_strip, _blank_is_none],
+            "filters": [strip, blank_is_none],
             "description": "a host name, or a glob (db-*) over the hosts MUTT has heard from;"
             " or leave empty and give a team",
         },
         "team": {
-            "filters": [_strip, _blank_is_none],
+            "filters": [strip, blank_is_none],
             "description": "a device team: every host mapped to it must talk",
         },
         "interval_minutes": {
@@ -92,12 +95,12 @@ class HeartbeatView(MuttModelView):
         },
         "handling": {"default": "Ticket_only", "description": "the alert's lane"},
         "team_assignment": {
-            "filters": [_strip, _blank_is_none],
+            "filters": [strip, blank_is_none],
             "validators": [Optional()],
             "description": "the alert's Moog class; empty: the host's device team",
         },
         "is_active": {"default": True},
-        "description": {"filters": [_blank_is_none]},
+        "description": {"filters": [blank_is_none]},
     }
     form_extra_fields = {"reason": ReasonField()}
 
@@ -107,7 +110,9 @@ class HeartbeatView(MuttModelView):
             return False
         if not hasattr(form, "host"):  # the delete form
             return True
-        if (form.host.data is None) == (form.team.data is None):
+        try:
+            commands.check_target({"host": form.host.data, "team": form.team.data})
+        except Invalid:
             flash(
                 "A heartbeat watches a host (or glob) or a device team: give exactly one.", "error"
             )

@@ -2,9 +2,8 @@
 
 Everyone logged in sees every window, whether it is open now, and its next occurrences; an admin
 (as for rules) adds one (with a preview of its next occurrences before saving), ends an open one
-now, or deletes one. Fields are checked by :func:`mutt_app.holdback.windows.validate`, as the
-REST API and the CLI check them, and every change goes through :mod:`mutt_app.commands.changes` with the
-form's reason.
+now, or deletes one. Every change is a command of :mod:`mutt_app.commands.windows` (the checks
+the REST API's changes pass too), run with the form's reason.
 """
 
 from __future__ import annotations
@@ -19,12 +18,13 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from mutt_app.commands import windows as commands
 from mutt_app.commands.changes import audited_change
+from mutt_app.commands.errors import Conflict, Invalid, NotFound
 from mutt_app.db.models import WINDOW_ACTIONS, MaintenanceWindow
 from mutt_app.holdback import windows as mw
-from mutt_app.web.admin.operations import MuttPage, _allowed, _reason
-from mutt_app.web.api.resources import redis_connection, sessions
-from mutt_app.web.context import settings
+from mutt_app.web.admin.base import MuttPage, form_reason, role_allows
+from mutt_app.web.context import runtime
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class MaintenanceWindowView(MuttPage):
 
     def _page(self, preview: list[dict[str, str]] | None = None, problem: str | None = None) -> str:
         now = datetime.now(UTC)
-        with sessions()() as session:
+        with runtime().sessions() as session:
             rows = session.scalars(select(MaintenanceWindow)).all()
             windows = [mw.describe(row, now, upcoming=PREVIEW_OCCURRENCES) for row in rows]
         # Open windows first, then the next to open.
@@ -90,7 +90,7 @@ class MaintenanceWindowView(MuttPage):
         return self.render(
             "admin/mutt/maintenance_windows.html",
             windows=windows,
-            can_edit=_allowed(self.write_role),
+            can_edit=role_allows(self.write_role),
             actions=WINDOW_ACTIONS,
             form=request.form,
             preview=preview,
@@ -103,20 +103,22 @@ class MaintenanceWindowView(MuttPage):
 
     def _change(self, reason: str) -> Any:
         return audited_change(
-            sessions(), redis_connection(), changed_by=current_user.username, reason=reason
+            runtime().sessions, runtime().redis, changed_by=current_user.username, reason=reason
         )
 
     def _rescheduled(self, window_id: int, schedule: mw.Schedule | None) -> None:
-        mw.after_change(redis_connection(), 2 * settings().reconcile_after, window_id, schedule)
+        commands.rescheduled(runtime(), window_id, schedule)
 
     @expose("/new", methods=("POST",))
     def create(self) -> Any:
         """Preview the next occurrences of the form's window, or add it."""
         self.require(self.write_role)
         try:
-            stored = mw.validate(_form_fields(request.form))
-        except mw.WindowError as exc:
+            stored = commands.checked(_form_fields(request.form))
+        except mw.WindowError as exc:  # the form's own reading
             return self._page(problem=str(exc)), 422
+        except Invalid as exc:
+            return self._page(problem=exc.message), 422
         schedule = mw.Schedule(
             stored["starts_at"],
             ends_at=stored["ends_at"],
@@ -128,14 +130,12 @@ class MaintenanceWindowView(MuttPage):
         if request.form.get("preview"):
             shown = [{"start": o.start.isoformat(), "end": o.end.isoformat()} for o in upcoming]
             return self._page(preview=shown)
-        reason = _reason()
+        reason = form_reason()
         if reason is None:
             return self._page(), 422  # _reason flashed why
         try:
             with self._change(reason) as change:
-                row = MaintenanceWindow(**stored)
-                change.create(row)
-                window_id = row.id
+                window_id = commands.create(change, stored).id
         except IntegrityError:
             return self._page(problem=f"A window named {stored['name']!r} exists."), 409
         self._rescheduled(window_id, schedule)
@@ -146,18 +146,15 @@ class MaintenanceWindowView(MuttPage):
     def end(self, window_id: int) -> Any:
         """End the window's open occurrence now."""
         self.require(self.write_role)
-        reason = _reason()
+        reason = form_reason()
         if reason is None:
             return redirect(url_for(".index"))
         try:
             with self._change(reason) as change:
-                row = change.locked(MaintenanceWindow, id=window_id)
-                if row is None:
-                    raise mw.WindowError(f"no maintenance window {window_id}")
-                mw.end_now(change, row)
+                row = commands.end(change, window_id)
                 name, schedule = row.name, mw.schedule_of(row)
-        except mw.WindowError as exc:
-            flash(str(exc), "error")
+        except (NotFound, Conflict) as exc:
+            flash(exc.message, "error")
             return redirect(url_for(".index"))
         self._rescheduled(window_id, schedule)
         flash(f"Window {name!r} ended now.", "success")
@@ -167,15 +164,15 @@ class MaintenanceWindowView(MuttPage):
     def delete(self, window_id: int) -> Any:
         """Delete the window (an open occurrence ends at once)."""
         self.require(self.write_role)
-        reason = _reason()
+        reason = form_reason()
         if reason is None:
             return redirect(url_for(".index"))
-        with self._change(reason) as change:
-            row = change.locked(MaintenanceWindow, id=window_id)
-            if row is None:
-                flash(f"No maintenance window {window_id}.", "error")
-                return redirect(url_for(".index"))
-            old = change.delete(row)
+        try:
+            with self._change(reason) as change:
+                old = commands.delete(change, window_id)
+        except NotFound:
+            flash(f"No maintenance window {window_id}.", "error")
+            return redirect(url_for(".index"))
         self._rescheduled(window_id, None)
         flash(f"Window {old['name']!r} deleted.", "success")
         return redirect(url_for(".index"))

@@ -54,6 +54,7 @@ from mutt_app.web.api import (  # noqa: F401 (imported to attach their views)
     heartbeats,
     hosts,
     operations,
+    refusals,
     rules,
     slo,
     unhandled,

@@ -1,9 +1,9 @@
 """API v2: heartbeats ("host X, or a glob, or a device team, must send an event every N minutes").
 
-Changes go through the audited-change service like rules (one config_audit_log row each, a reason
-required, the rules version bumped after the commit); reads need viewer, changes admin. A heartbeat
-names exactly one of ``host`` (a host name, or a glob such as ``db-*`` over the hosts MUTT has heard
-from) and ``team`` (a device team): an update is checked on the merged result. The list carries
+Changes are the commands of :mod:`mutt_app.commands.heartbeats` (one config_audit_log row each, a
+reason required, the rules version bumped after the commit); reads need viewer, changes admin. A
+heartbeat names exactly one of ``host`` (a host name, or a glob such as ``db-*`` over the hosts MUTT
+has heard from) and ``team`` (a device team). The list carries
 each heartbeat's quiet hosts as the last check recorded them (:mod:`mutt_app.watch.heartbeats`); the
 check itself runs in beat every HEARTBEAT_CHECK_INTERVAL_SECONDS and reads the table afresh, so a
 change applies from its next run.
@@ -17,11 +17,12 @@ import redis
 from flask import Response, request
 from sqlalchemy import select
 
+from mutt_app.commands import heartbeats as heartbeat_commands
 from mutt_app.db.models import MAX_HEARTBEAT_MINUTES, PROD_HANDLINGS, Heartbeat
 from mutt_app.events.schema import MAX_HOSTNAME_CHARS
 from mutt_app.watch.heartbeats import quiet_hosts
 from mutt_app.web.api.blueprint import bp
-from mutt_app.web.api.changes import config_change, locked_or_404
+from mutt_app.web.api.changes import config_change
 from mutt_app.web.api.errors import ApiError
 from mutt_app.web.api.fields import FieldSpec, change_reason, check_fields, json_body
 from mutt_app.web.api.params import bool_arg, int_arg, limit_arg
@@ -51,35 +52,6 @@ HEARTBEAT_FIELDS: dict[str, FieldSpec] = {
 }
 REQUIRED_ON_CREATE = ("name", "interval_minutes")
 READ_ONLY = ("id", "created_at", "updated_at")
-DEFAULTS: dict[str, Any] = {
-    "host": None,
-    "team": None,
-    "handling": "Ticket_only",
-    "team_assignment": None,
-    "is_active": True,
-    "description": None,
-}
-
-
-def _stripped(fields: dict[str, Any]) -> dict[str, Any]:
-    """``fields`` with surrounding blanks stripped (as ingest strips a hostname); 422 if blank."""
-    for name in ("name", "host", "team", "team_assignment"):
-        value = fields.get(name)
-        if isinstance(value, str):
-            fields[name] = value.strip()
-            if not fields[name]:
-                raise ApiError(422, f"{name} must not be blank", {"fields": {name: "blank"}})
-    return fields
-
-
-def _one_target(fields: dict[str, Any]) -> None:
-    """422 unless exactly one of host and team is set in ``fields`` (a whole heartbeat)."""
-    if (fields.get("host") is None) == (fields.get("team") is None):
-        raise ApiError(
-            422,
-            "a heartbeat watches a host (or glob) or a team: give exactly one of host and team",
-            {"fields": {"host": fields.get("host"), "team": fields.get("team")}},
-        )
 
 
 def _quiet_by_heartbeat() -> dict[int, list[dict[str, Any]]] | None:
@@ -130,12 +102,11 @@ def create_heartbeat() -> Response:
     """Create a heartbeat; 201 with its id, 409 if the name is taken."""
     body = json_body()
     fields = check_fields(body, HEARTBEAT_FIELDS, required=REQUIRED_ON_CREATE, read_only=READ_ONLY)
-    fields = _stripped({**DEFAULTS, **fields})
-    _one_target(fields)
+    fields = heartbeat_commands.new_heartbeat(fields)
     reason = change_reason(body)
     conflict = f"a heartbeat named {fields['name']!r} already exists"
     with config_change(reason, conflict=conflict) as change:
-        created = change.create(Heartbeat(**fields))
+        created = heartbeat_commands.create(change, fields)
     return json_response(
         {"id": created["id"], "heartbeat": created, **change.summary()},
         201,
@@ -150,16 +121,10 @@ def update_heartbeat(heartbeat_id: int) -> Response:
     fields = check_fields(body, HEARTBEAT_FIELDS, read_only=READ_ONLY)
     if not fields:
         raise ApiError(422, "nothing to update: the body names no heartbeat field")
-    fields = _stripped(fields)
+    fields = heartbeat_commands.stripped(fields)
     reason = change_reason(body)
     with config_change(reason, conflict="a heartbeat with that name already exists") as change:
-        row = locked_or_404(change, Heartbeat, heartbeat_id, "heartbeat")
-        old = row.as_dict()
-        _one_target({"host": old["host"], "team": old["team"], **fields})
-        changed = {name: value for name, value in fields.items() if old[name] != value}
-        if changed:
-            change.update(row, changed)
-        current = row.as_dict()
+        current = heartbeat_commands.update(change, heartbeat_id, fields).as_dict()
     return json_response({"id": heartbeat_id, "heartbeat": current, **change.summary()})
 
 
@@ -170,5 +135,5 @@ def delete_heartbeat(heartbeat_id: int) -> Response:
     check_fields(body, {})
     reason = change_reason(body)
     with config_change(reason) as change:
-        old = change.delete(locked_or_404(change, Heartbeat, heartbeat_id, "heartbeat"))
+        old = heartbeat_commands.delete(change, heartbeat_id)
     return json_response({"id": heartbeat_id, "deleted": old, **change.summary()})

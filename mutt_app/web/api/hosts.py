@@ -1,8 +1,8 @@
 """API v2: development hosts and device teams.
 
-Hostnames are stripped of surrounding blanks, as ingest strips an event's hostname; otherwise they
-are matched exactly, as the rule engine matches them. A duplicate hostname is a 409, decided by the
-table's UNIQUE constraint so that two concurrent requests cannot both succeed.
+The changes are the commands of :mod:`mutt_app.commands.hosts` and :mod:`mutt_app.commands.teams`
+(hostnames stripped; a duplicate hostname is a 409, decided by the table's UNIQUE constraint so that
+two concurrent requests cannot both succeed).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from flask import Response, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mutt_app.commands.changes import Change
+from mutt_app.commands import hosts, teams
 from mutt_app.db.models import DevelopmentHost, DeviceTeam
 from mutt_app.events.schema import MAX_HOSTNAME_CHARS
 from mutt_app.web.api.blueprint import bp
@@ -29,21 +29,6 @@ from mutt_app.web.api.rows import count
 HOSTNAME_FIELD = FieldSpec(str, min_length=1, max_length=MAX_HOSTNAME_CHARS)
 DEV_HOST_FIELDS = {"hostname": HOSTNAME_FIELD, "description": FieldSpec(str, nullable=True)}
 TEAM_FIELDS = {"hostname": HOSTNAME_FIELD, "team_assignment": FieldSpec(str, min_length=1)}
-
-
-def _hostname(value: str) -> str:
-    hostname = value.strip()
-    if not hostname:
-        raise ApiError(422, "hostname must not be blank", {"fields": {"hostname": "blank"}})
-    return hostname
-
-
-def _team(value: str) -> str:
-    if not value.strip():
-        raise ApiError(
-            422, "team_assignment must not be blank", {"fields": {"team_assignment": "blank"}}
-        )
-    return value
 
 
 def _page(session: Session, query: Any, order: Any) -> tuple[list[Any], int, int, int]:
@@ -73,12 +58,10 @@ def add_dev_host() -> Response:
     """Mark a host as development (its events get the rules' dev_handling); 409 if it is already."""
     body = json_body()
     fields = check_fields(body, DEV_HOST_FIELDS, required=("hostname",))
-    hostname = _hostname(fields["hostname"])
+    hostname = hosts.hostname(fields["hostname"])
     reason = change_reason(body)
     with config_change(reason, conflict=f"development host {hostname!r} already exists") as change:
-        created = change.create(
-            DevelopmentHost(hostname=hostname, description=fields.get("description"))
-        )
+        created = hosts.add(change, hostname, fields.get("description"))
     return json_response({"id": created["id"], "dev_host": created, **change.summary()}, 201)
 
 
@@ -89,10 +72,7 @@ def remove_dev_host(hostname: str) -> Response:
     check_fields(body, {})
     reason = change_reason(body)
     with config_change(reason) as change:
-        host = change.locked(DevelopmentHost, hostname=hostname)
-        if host is None:
-            raise ApiError(404, f"no development host {hostname!r}")
-        old = change.delete(host)
+        old = hosts.remove(change, hostname)
     return json_response({"hostname": hostname, "deleted": old, **change.summary()})
 
 
@@ -116,19 +96,12 @@ def add_team() -> Response:
     """Map a host to a team (overriding its rules' team); 409 if the host is mapped already."""
     body = json_body()
     fields = check_fields(body, TEAM_FIELDS, required=("hostname", "team_assignment"))
-    hostname = _hostname(fields["hostname"])
-    team = _team(fields["team_assignment"])
+    hostname = hosts.hostname(fields["hostname"])
+    team = teams.team(fields["team_assignment"])
     reason = change_reason(body)
     with config_change(reason, conflict=f"host {hostname!r} already has a team") as change:
-        created = change.create(DeviceTeam(hostname=hostname, team_assignment=team))
+        created = teams.add(change, hostname, team)
     return json_response({"id": created["id"], "team": created, **change.summary()}, 201)
-
-
-def _mapping_or_404(change: Change, hostname: str) -> DeviceTeam:
-    mapping = change.locked(DeviceTeam, hostname=hostname)
-    if mapping is None:
-        raise ApiError(404, f"no team mapping for host {hostname!r}")
-    return mapping
 
 
 @bp.put("/teams/<hostname>")
@@ -140,13 +113,10 @@ def update_team(hostname: str) -> Response:
         raise ApiError(
             422, "missing required field: team_assignment", {"missing_fields": ["team_assignment"]}
         )
-    team = _team(fields["team_assignment"])
+    team = teams.team(fields["team_assignment"])
     reason = change_reason(body)
     with config_change(reason) as change:
-        mapping = _mapping_or_404(change, hostname)
-        if mapping.team_assignment != team:
-            change.update(mapping, {"team_assignment": team})
-        current = mapping.as_dict()
+        current = teams.set_team(change, hostname, team).as_dict()
     return json_response({"hostname": hostname, "team": current, **change.summary()})
 
 
@@ -157,5 +127,5 @@ def remove_team(hostname: str) -> Response:
     check_fields(body, {})
     reason = change_reason(body)
     with config_change(reason) as change:
-        old = change.delete(_mapping_or_404(change, hostname))
+        old = teams.remove(change, hostname)
     return json_response({"hostname": hostname, "deleted": old, **change.summary()})

@@ -23,11 +23,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from celery import Celery
 from flask import Response, request
 
-from mutt_app.db.models import DeadLetter, PoisonLetter
-from mutt_app.dynamic_config import KEYS, DynamicConfig, parse_value, set_audited
+from mutt_app.commands import deadletters as dead_letter_commands
+from mutt_app.commands import dynamic_config as config_commands
+from mutt_app.dynamic_config import KEYS, DynamicConfig, parse_value
 from mutt_app.forwarding import deadletters
 from mutt_app.forwarding import history as delivery_history
 from mutt_app.web.api.blueprint import bp
@@ -49,11 +49,6 @@ CONFIG_FIELDS: dict[str, FieldSpec] = {
     )
     for name, key in KEYS.items()
 }
-
-
-def _celery() -> Celery:
-    """The app's Celery client for publishing replays."""
-    return runtime().celery
 
 
 def dynamic_config() -> DynamicConfig:
@@ -86,16 +81,8 @@ def list_dead_letters() -> Response:
 def replay_dead_letter(item_id: int) -> Response:
     """Publish one item again now and remove it from the store."""
     poison = bool_arg("poison") or False
-    model = PoisonLetter if poison else DeadLetter
     with sessions().begin() as session:
-        item = session.get(model, item_id)
-        if item is None:
-            store = "poison store" if poison else "dead-letter queue"
-            raise ApiError(404, f"no item {item_id} in the {store}")
-        replayed = deadletters.replay(session, _celery(), item)
-        if replayed is None:
-            raise ApiError(422, "the item's payload cannot be replayed; it is left in place")
-        name, queue = replayed
+        name, queue = dead_letter_commands.replay(session, runtime().celery, item_id, poison=poison)
     return json_response({"replayed": item_id, "task": name, "queue": queue})
 
 
@@ -144,13 +131,11 @@ def put_dynamic_config() -> Response:
         raise ApiError(422, "invalid values", problems)
 
     config = dynamic_config()
-    # Only what differs from the current value is a change: asking for what is already set writes
-    # no audit row (as for rules and hosts) and answers changed: false.
-    changing = {name: value for name, value in parsed.items() if config.get(name) != value}
+    changing = config_commands.differing(config, parsed)
     old: dict[str, Any] = {}
     if changing:
         with sessions().begin() as session:
-            old = set_audited(
+            old = config_commands.set_values(
                 config, session, changing, changed_by=current_key().changed_by, reason=reason
             )
     return json_response({"old": old, "new": changing, "changed": bool(changing)})

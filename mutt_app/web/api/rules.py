@@ -1,33 +1,28 @@
 """API v2: alert rules (list, create, read, update, soft delete), the rule tester, rule drafts and
 their backtest.
 
-A rule is validated by the engine's own :func:`~mutt_app.rules.validate.validate_rule_fields` before it is
-written, so what the API accepts is exactly what workers can compile (a regex RE2 refuses is a 422
-carrying RE2's message). An update is validated on the merged result: the stored rule with the
-body's fields laid over it.
+The routes check the body's fields by type (FieldSpecs, also the OpenAPI description) and run the
+commands of :mod:`mutt_app.commands.rules` and :mod:`mutt_app.commands.drafts`, which check the rest
+once for every caller (a regex RE2 refuses is a 422 carrying RE2's message; an update is checked on
+the merged rule) and write the audit.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, request
 from sqlalchemy import select
 
-from mutt_app.commands.changes import Change
+from mutt_app.commands import drafts as draft_commands
+from mutt_app.commands import rules as rule_commands
+from mutt_app.commands.changes import MAX_DB_INT
+from mutt_app.commands.errors import Conflict
 from mutt_app.db.models import MAX_DEDUP_WINDOW_SECONDS, AlertRule, RuleDraft
 from mutt_app.events.schema import InvalidEvent
-from mutt_app.rules.backtest import MAX_HOURS, run_backtest
+from mutt_app.rules.backtest import MAX_HOURS
 from mutt_app.rules.compile import BudgetExceeded
-from mutt_app.rules.drafts import (
-    RULE_DEFAULTS,
-    Draft,
-    DraftError,
-    proposed_rules,
-    publish_stored,
-)
-from mutt_app.rules.tester import Trial, try_event
+from mutt_app.rules.drafts import RULE_FIELD_NAMES, Draft
 from mutt_app.rules.validate import (
     DEV_HANDLINGS,
     MATCH_TYPES,
@@ -35,24 +30,21 @@ from mutt_app.rules.validate import (
     MAX_PATTERN_CHARS,
     MAX_TRAP_OID_CHARS,
     PROD_HANDLINGS,
-    RuleError,
-    validate_rule_mapping,
 )
 from mutt_app.web.api.blueprint import bp
-from mutt_app.web.api.changes import config_change, locked_or_404
+from mutt_app.web.api.changes import config_change
 from mutt_app.web.api.errors import ApiError
 from mutt_app.web.api.fields import FieldSpec, change_reason, check_fields, field_problem, json_body
 from mutt_app.web.api.keys import requires
-from mutt_app.web.api.operations import dynamic_config
-from mutt_app.web.api.params import MAX_DB_INT, bool_arg, choice_arg, int_arg, limit_arg
+from mutt_app.web.api.params import bool_arg, choice_arg, int_arg, limit_arg
 from mutt_app.web.api.resources import sessions
 from mutt_app.web.api.responses import json_response
 from mutt_app.web.api.rows import count
-from mutt_app.web.context import settings
+from mutt_app.web.context import runtime
 
 # Checked by check_fields and described in the OpenAPI document from these same specs; the engine's
 # validate_rule_fields then checks what a field alone cannot (a regex compiles, no blank team).
-RULE_FIELDS: dict[str, FieldSpec] = {
+_RULE_SPECS: dict[str, FieldSpec] = {
     # The engine's rule bounds: MAX_PATTERN_CHARS for a regex, MAX_CONTAINS_CHARS otherwise
     # (validate_rule_fields tells which applies).
     "match_string": FieldSpec(
@@ -72,44 +64,14 @@ RULE_FIELDS: dict[str, FieldSpec] = {
     # The rule whose alerts this one clears (LINK-UP clears LINK-DOWN): the pair flapping watches.
     "clears_rule_id": FieldSpec(int, nullable=True, minimum=1, maximum=MAX_DB_INT),
 }
+RULE_FIELDS = {name: _RULE_SPECS[name] for name in RULE_FIELD_NAMES}
+"""The rule's own fields (:data:`~mutt_app.rules.drafts.RULE_FIELD_NAMES`) with their specs."""
 REQUIRED_ON_CREATE = ("match_type", "prod_handling", "dev_handling", "team_assignment")
 READ_ONLY = ("id", "created_at", "updated_at")
-DEFAULTS = RULE_DEFAULTS
-MAX_DRAFT_CHANGES = 1000
-"""Entries a draft may hold (new, changed and deactivated rules together)."""
+MAX_DRAFT_CHANGES = draft_commands.MAX_CHANGES
 DRAFT_RULE_ID = FieldSpec(int, minimum=1, maximum=MAX_DB_INT)
 BACKTEST_FIELDS = {"hours": FieldSpec(int, minimum=1, maximum=MAX_HOURS)}
-MAX_DRAFT_NAME = 200
-DRAFT_FIELDS = {"name": FieldSpec(str, min_length=1, max_length=MAX_DRAFT_NAME)}
-
-
-def _validate(fields: dict[str, Any]) -> None:
-    """422 with the engine's message unless ``fields`` make a rule the engine can use."""
-    try:
-        validate_rule_mapping(fields)
-    except RuleError as exc:
-        raise ApiError(422, str(exc), {"rule": _echoed(fields)}) from None
-
-
-def _check_clears(session: Any, clears_rule_id: int | None, rule_id: int | None) -> None:
-    """422 unless ``clears_rule_id`` is empty or names another rule that exists."""
-    if clears_rule_id is None:
-        return
-    if clears_rule_id == rule_id:
-        raise ApiError(422, "clears_rule_id: a rule cannot clear itself")
-    if session.get(AlertRule, clears_rule_id) is None:
-        raise ApiError(422, f"clears_rule_id: no rule {clears_rule_id}")
-
-
-def _echoed(fields: dict[str, Any]) -> dict[str, Any]:
-    """``fields`` for an error's details, a string over the rule bounds cut short (not all 5 MB)."""
-    longest = max(MAX_PATTERN_CHARS, MAX_CONTAINS_CHARS, MAX_TRAP_OID_CHARS)
-    return {
-        name: f"{value[:64]}... ({len(value):,} characters)"
-        if isinstance(value, str) and len(value) > longest
-        else value
-        for name, value in fields.items()
-    }
+DRAFT_FIELDS = {"name": FieldSpec(str, min_length=1, max_length=draft_commands.MAX_NAME)}
 
 
 def _rule_fields(body: dict[str, Any], *, required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -143,12 +105,10 @@ def list_rules() -> Response:
 def create_rule() -> Response:
     """Create a rule (active unless ``is_active`` is false); 201 with its id."""
     body = json_body()
-    fields = {**DEFAULTS, **_rule_fields(body, required=REQUIRED_ON_CREATE)}
-    _validate(fields)
+    fields = rule_commands.new_rule(_rule_fields(body, required=REQUIRED_ON_CREATE))
     reason = change_reason(body)
     with config_change(reason) as change:
-        _check_clears(change.session, fields["clears_rule_id"], None)
-        created = change.create(AlertRule(**fields))
+        created = rule_commands.create(change, fields)
     return json_response(
         {"id": created["id"], "rule": created, **change.summary()},
         201,
@@ -179,15 +139,7 @@ def update_rule(rule_id: int) -> Response:
         raise ApiError(422, "nothing to update: the body names no rule field")
     reason = change_reason(body)
     with config_change(reason) as change:
-        rule = locked_or_404(change, AlertRule, rule_id, "rule")
-        old = rule.as_dict()
-        _validate({**{name: old[name] for name in RULE_FIELDS}, **fields})
-        changed = {name: value for name, value in fields.items() if old[name] != value}
-        if "clears_rule_id" in changed:
-            _check_clears(change.session, changed["clears_rule_id"], rule_id)
-        if changed:
-            change.update(rule, changed)
-        current = rule.as_dict()
+        current = rule_commands.update(change, rule_id, fields).as_dict()
     return json_response({"id": rule_id, "rule": current, **change.summary()})
 
 
@@ -198,27 +150,8 @@ def delete_rule(rule_id: int) -> Response:
     check_fields(body, {})
     reason = change_reason(body)
     with config_change(reason) as change:
-        rule = locked_or_404(change, AlertRule, rule_id, "rule")
-        if rule.is_active:
-            change.update(rule, {"is_active": False}, operation="DELETE")
-        current = rule.as_dict()
+        current = rule_commands.deactivate_id(change, rule_id).as_dict()
     return json_response({"id": rule_id, "rule": current, **change.summary()})
-
-
-def rule_trial(body: dict[str, Any]) -> Trial:
-    """The rule tester's trial of ``body`` with this app's settings and dynamic configuration.
-
-    Shared by ``POST /rules/test`` and the admin UI's tester page, so both answer alike.
-    """
-    config = settings()
-    with sessions()() as session:
-        return try_event(
-            session,
-            body,
-            config.unhandled_default_team,
-            dedup_window=dynamic_config().get("dedup_window_seconds"),
-            budget_seconds=config.classify_time_budget_seconds,
-        )
 
 
 @bp.post("/rules/test")
@@ -233,7 +166,7 @@ def test_rule() -> Response:
     A test that runs past CLASSIFY_TIME_BUDGET_SECONDS is a 422 naming it.
     """
     try:
-        trial = rule_trial(json_body())
+        trial = rule_commands.trial(runtime(), json_body())
     except InvalidEvent as exc:
         raise ApiError(422, f"not a valid event: {exc}") from None
     except BudgetExceeded as exc:
@@ -313,25 +246,6 @@ def parse_draft(document: Any) -> Draft:
     return Draft(create=create, update=update, deactivate=frozenset(deactivations))
 
 
-def backtest_draft(draft: Draft, hours: int) -> dict[str, Any]:
-    """The backtest of ``draft`` over the last ``hours`` with this app's settings (the API's and
-    the admin UI's answer); 422 if the draft does not fit the live rules."""
-    config = settings()
-    try:
-        with sessions()() as session:
-            result = run_backtest(
-                session,
-                draft,
-                hours,
-                default_team=config.unhandled_default_team,
-                max_rows=config.backtest_max_rows,
-                budget_seconds=config.backtest_time_budget_seconds,
-            )
-    except DraftError as exc:
-        raise ApiError(422, f"the draft does not fit the live rules: {exc}") from None
-    return result.as_dict()
-
-
 @bp.post("/rules/backtest")
 def backtest_rules() -> Response:
     """How the audited events of the last ``hours`` would have been decided under ``draft``.
@@ -343,26 +257,15 @@ def backtest_rules() -> Response:
     """
     body = json_body()
     fields = check_fields(body, BACKTEST_FIELDS, required=("hours", "draft"), meta=("draft",))
-    return json_response(backtest_draft(parse_draft(body["draft"]), fields["hours"]))
+    draft = parse_draft(body["draft"])
+    return json_response(draft_commands.backtest(runtime(), draft, fields["hours"]))
 
 
 # --- stored drafts -------------------------------------------------------------------------------
 
 
-def _fitting_draft(session: Any, document: Any) -> Draft:
-    """``document`` as a draft that fits the live rules now; 422 otherwise."""
-    draft = parse_draft(document)
-    try:
-        proposed_rules(session, draft)
-    except DraftError as exc:
-        raise ApiError(422, f"the draft does not fit the live rules: {exc}") from None
-    return draft
-
-
-def _draft_or_404(session: Any, draft_id: int, *, locked: Change | None = None) -> RuleDraft:
-    row = None
-    if draft_id <= MAX_DB_INT:
-        row = locked.locked(RuleDraft, id=draft_id) if locked else session.get(RuleDraft, draft_id)
+def _draft_or_404(session: Any, draft_id: int) -> RuleDraft:
+    row = session.get(RuleDraft, draft_id) if draft_id <= MAX_DB_INT else None
     if row is None:
         raise ApiError(404, f"no draft {draft_id}")
     return row
@@ -389,10 +292,7 @@ def create_draft() -> Response:
     fields = check_fields(body, DRAFT_FIELDS, required=("name", "draft"), meta=("reason", "draft"))
     reason = change_reason(body)
     with config_change(reason, bump=False) as change:
-        draft = _fitting_draft(change.session, body["draft"])
-        created = change.create(
-            RuleDraft(name=fields["name"], document=draft.document(), created_by=change.changed_by)
-        )
+        created = draft_commands.create(change, fields["name"], parse_draft(body["draft"]))
     return json_response(
         {"id": created["id"], "draft": created, **change.summary()},
         201,
@@ -415,14 +315,9 @@ def update_draft(draft_id: int) -> Response:
     if not fields and "draft" not in body:
         raise ApiError(422, "nothing to update: the body names neither draft nor name")
     reason = change_reason(body)
+    read = (lambda: parse_draft(body["draft"])) if "draft" in body else None
     with config_change(reason, bump=False) as change:
-        row = _draft_or_404(change.session, draft_id, locked=change)
-        if row.published_at is not None:
-            raise ApiError(409, f"draft {draft_id} is published; start a new one")
-        if "draft" in body:
-            document = _fitting_draft(change.session, body["draft"]).document()
-            fields["document"] = document
-        change.update(row, {**fields, "updated_at": datetime.now(UTC)})
+        row = draft_commands.save(change, draft_id, name=fields.get("name"), read=read)
         current = row.as_dict()
     return json_response({"id": draft_id, "draft": current, **change.summary()})
 
@@ -436,13 +331,10 @@ def publish_draft(draft_id: int) -> Response:
     reason = change_reason(body)
     try:
         with config_change(reason) as change:
-            published = publish_stored(change, draft_id) if draft_id <= MAX_DB_INT else None
-            if published is None:
-                raise ApiError(404, f"no draft {draft_id}")
-            row, created = published
+            row, created = draft_commands.publish_stored(change, draft_id)
             current = row.as_dict()
-    except DraftError as exc:
-        raise ApiError(409, f"not published: {exc}") from None
+    except Conflict as exc:
+        raise ApiError(409, f"not published: {exc.message}") from None
     return json_response(
         {
             "id": draft_id,

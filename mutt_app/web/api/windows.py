@@ -1,10 +1,9 @@
 """API v2: maintenance windows (list, active ones, create, read, update, end now, delete).
 
 Fields are checked by type here (the same :class:`~mutt_app.web.api.FieldSpec` objects the OpenAPI
-document describes), then by :func:`mutt_app.holdback.windows.validate` on the merged result
-(an update lays the body over the stored window), whose messages name the field: a bad RRULE
-carries dateutil's text, an unknown time zone its name. Roles as for rules: viewer reads, admin
-changes. Every change is audited through :mod:`mutt_app.commands.changes`.
+document describes), then by the commands of :mod:`mutt_app.commands.windows` (on the merged
+result for an update), whose messages name the field. Roles as for rules: viewer reads, admin
+changes. Every change is audited.
 """
 
 from __future__ import annotations
@@ -15,20 +14,21 @@ from typing import Any
 from flask import Response, request
 from sqlalchemy import select
 
-from mutt_app.commands.changes import Change
+from mutt_app.commands import windows as window_commands
+from mutt_app.commands.changes import MAX_DB_INT, Change
 from mutt_app.db.models import WINDOW_ACTIONS, MaintenanceWindow
 from mutt_app.holdback import windows as mw
 from mutt_app.web.api.blueprint import bp
-from mutt_app.web.api.changes import config_change, locked_or_404
+from mutt_app.web.api.changes import config_change
 from mutt_app.web.api.errors import ApiError
 from mutt_app.web.api.fields import FieldSpec, change_reason, check_fields, json_body
-from mutt_app.web.api.params import MAX_DB_INT, bool_arg
-from mutt_app.web.api.resources import redis_connection, sessions
+from mutt_app.web.api.params import bool_arg
+from mutt_app.web.api.resources import sessions
 from mutt_app.web.api.responses import json_response
-from mutt_app.web.context import settings
+from mutt_app.web.context import runtime
 
 _TEXT = FieldSpec(str, min_length=1, max_length=mw.MAX_NAME_CHARS)
-WINDOW_FIELDS: dict[str, FieldSpec] = {
+_WINDOW_SPECS: dict[str, FieldSpec] = {
     "name": FieldSpec(str, min_length=1, max_length=mw.MAX_NAME_CHARS),
     "starts_at": FieldSpec(
         str, format="date-time", description="RFC 3339 with an offset; a recurring window's DTSTART"
@@ -75,57 +75,19 @@ WINDOW_FIELDS: dict[str, FieldSpec] = {
     "action": FieldSpec(str, enum=WINDOW_ACTIONS),
     "summary_alert": FieldSpec(bool),
 }
+WINDOW_FIELDS = {name: _WINDOW_SPECS[name] for name in window_commands.FIELD_NAMES}
 REQUIRED_ON_CREATE = ("name", "starts_at", "action")
 READ_ONLY = ("id", "ended_at", "created_at", "updated_at")
-_TIMES = ("starts_at", "ends_at")
-
-
-def _parsed(fields: dict[str, Any]) -> dict[str, Any]:
-    """``fields`` with starts_at and ends_at as datetimes; 422 unless RFC 3339 with an offset."""
-    out = dict(fields)
-    for name in _TIMES:
-        value = out.get(name)
-        if isinstance(value, str):
-            try:
-                moment = datetime.fromisoformat(value)
-            except ValueError:
-                moment = None
-            if moment is None or moment.tzinfo is None:
-                raise ApiError(
-                    422,
-                    f"{name}: an RFC 3339 date-time with an offset, got {value[:64]!r}",
-                    {"fields": {name: "not a date-time with an offset"}},
-                )
-            out[name] = moment
-    return out
-
-
-def _validated(fields: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return mw.validate(_parsed(fields))
-    except mw.WindowError as exc:
-        field = str(exc).split(":", 1)[0]
-        raise ApiError(422, str(exc), {"fields": {field: str(exc)}}) from None
-
-
-def _api_fields(row: MaintenanceWindow) -> dict[str, Any]:
-    """A stored window as the body fields that would make it."""
-    stored = row.as_dict()
-    return {name: stored[name] for name in WINDOW_FIELDS}
 
 
 def _described(row: MaintenanceWindow) -> dict[str, Any]:
     return mw.describe(row, datetime.now(UTC))
 
 
-def _remember() -> int:
-    return 2 * settings().reconcile_after
-
-
 def _after(change: Change, window_id: int, row: MaintenanceWindow | None) -> None:
     if change.changed:
         schedule = None if row is None else mw.schedule_of(row)
-        mw.after_change(redis_connection(), _remember(), window_id, schedule)
+        window_commands.rescheduled(runtime(), window_id, schedule)
 
 
 @bp.get("/maintenance-windows")
@@ -146,11 +108,10 @@ def create_window() -> Response:
     """Create a maintenance window; 201 with its id. 409 if the name is taken."""
     body = json_body()
     fields = check_fields(body, WINDOW_FIELDS, required=REQUIRED_ON_CREATE, read_only=READ_ONLY)
-    stored = _validated(fields)
+    stored = window_commands.checked(fields)
     reason = change_reason(body)
     with config_change(reason, conflict=f"a window named {stored['name']!r} exists") as change:
-        row = MaintenanceWindow(**stored)
-        change.create(row)
+        row = window_commands.create(change, stored)
         window = _described(row)
     _after(change, window["id"], row)
     return json_response(
@@ -179,37 +140,10 @@ def update_window(window_id: int) -> Response:
         raise ApiError(422, "nothing to update: the body names no window field")
     reason = change_reason(body)
     with config_change(reason, conflict="another window has that name") as change:
-        row = locked_or_404(change, MaintenanceWindow, window_id, "maintenance window")
-        stored = _validated(_merged(_api_fields(row), fields))
-        old = row.as_dict()
-        changed = {
-            name: value
-            for name, value in stored.items()
-            if _comparable(old[name]) != _comparable(value)
-        }
-        if changed:
-            change.update(row, changed)
+        row = window_commands.update(change, window_id, fields)
         window = _described(row)
     _after(change, window_id, row)
     return json_response({"id": window_id, "maintenance_window": window, **change.summary()})
-
-
-def _merged(current: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
-    """The body laid over the stored window. A new duration or RRULE without an ends_at replaces
-    the stored ends_at (a one-off's end, or a one-off becoming recurring), instead of clashing."""
-    merged = {**current, **fields}
-    if "ends_at" not in fields and ("duration_minutes" in fields or fields.get("rrule")):
-        merged["ends_at"] = None
-    return merged
-
-
-def _comparable(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    return value
 
 
 @bp.post("/maintenance-windows/<int:window_id>/end")
@@ -220,11 +154,7 @@ def end_window(window_id: int) -> Response:
     check_fields(body, {})
     reason = change_reason(body)
     with config_change(reason) as change:
-        row = locked_or_404(change, MaintenanceWindow, window_id, "maintenance window")
-        try:
-            mw.end_now(change, row)
-        except mw.WindowError as exc:
-            raise ApiError(409, str(exc)) from None
+        row = window_commands.end(change, window_id)
         window = _described(row)
     _after(change, window_id, row)
     return json_response({"id": window_id, "maintenance_window": window, **change.summary()})
@@ -237,8 +167,6 @@ def delete_window(window_id: int) -> Response:
     check_fields(body, {})
     reason = change_reason(body)
     with config_change(reason) as change:
-        old = change.delete(
-            locked_or_404(change, MaintenanceWindow, window_id, "maintenance window")
-        )
+        old = window_commands.delete(change, window_id)
     _after(change, window_id, None)
     return json_response({"id": window_id, "deleted": old, **change.summary()})

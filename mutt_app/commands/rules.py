@@ -1,0 +1,126 @@
+"""Commands on alert rules: create, update, deactivate, (de)activate in bulk, and the rule tester.
+
+A rule is checked by the engine's own :func:`~mutt_app.rules.engine.validate_rule_mapping` before
+it is written, so what is accepted is exactly what workers can compile (a regex RE2 refuses is
+:class:`~mutt_app.commands.errors.Invalid` carrying RE2's message). An update is checked on the
+merged result: the stored rule with the new fields laid over it. ``clears_rule_id`` must name
+another rule that exists (:func:`check_clears`, the one place that says so).
+
+Every change runs inside an audited change (:mod:`mutt_app.commands.changes`) that the caller opens
+with its identity and reason; deleting a rule deactivates it (a soft delete), since the event audit
+keeps referring to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mutt_app.commands.changes import Change
+from mutt_app.commands.errors import Invalid
+from mutt_app.db.models import AlertRule
+from mutt_app.rules.drafts import RULE_DEFAULTS, RULE_FIELD_NAMES
+from mutt_app.rules.tester import Trial, try_event
+from mutt_app.rules.validate import (
+    MAX_CONTAINS_CHARS,
+    MAX_PATTERN_CHARS,
+    MAX_TRAP_OID_CHARS,
+    RuleError,
+    validate_rule_mapping,
+)
+from mutt_app.runtime import Runtime
+
+
+def _echoed(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` for an error's details, a string over the rule bounds cut short (not all 5 MB)."""
+    longest = max(MAX_PATTERN_CHARS, MAX_CONTAINS_CHARS, MAX_TRAP_OID_CHARS)
+    return {
+        name: f"{value[:64]}... ({len(value):,} characters)"
+        if isinstance(value, str) and len(value) > longest
+        else value
+        for name, value in fields.items()
+    }
+
+
+def check_rule(fields: Mapping[str, Any]) -> None:
+    """:class:`Invalid` with the engine's message unless ``fields`` make a rule it can use."""
+    try:
+        validate_rule_mapping(fields)
+    except RuleError as exc:
+        raise Invalid(str(exc), {"rule": _echoed(fields)}) from None
+
+
+def check_clears(session: Session, clears_rule_id: int | None, rule_id: int | None) -> None:
+    """:class:`Invalid` unless ``clears_rule_id`` is empty or names another rule that exists
+    (``rule_id``: the rule that would clear it, None for a new one)."""
+    if clears_rule_id is None:
+        return
+    if clears_rule_id == rule_id:
+        raise Invalid("clears_rule_id: a rule cannot clear itself")
+    if session.get(AlertRule, clears_rule_id) is None:
+        raise Invalid(f"clears_rule_id: no rule {clears_rule_id}")
+
+
+def new_rule(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A new rule's fields: ``fields`` over the defaults, checked by the engine (:class:`Invalid`)."""
+    checked = {**RULE_DEFAULTS, **fields}
+    check_rule(checked)
+    return checked
+
+
+def create(change: Change, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Add the rule ``fields`` (from :func:`new_rule`) in ``change``; returns its stored values."""
+    check_clears(change.session, fields["clears_rule_id"], None)
+    return change.create(AlertRule(**fields))
+
+
+def update(change: Change, rule_id: int, fields: Mapping[str, Any]) -> AlertRule:
+    """Lay ``fields`` over rule ``rule_id`` (locked); the merged rule must still be valid. Only the
+    fields whose value differs are written (nothing differs: no audit row)."""
+    rule = change.found(AlertRule, rule_id, "rule")
+    old = rule.as_dict()
+    check_rule({**{name: old[name] for name in RULE_FIELD_NAMES}, **fields})
+    changed = {name: value for name, value in fields.items() if old[name] != value}
+    if "clears_rule_id" in changed:
+        check_clears(change.session, changed["clears_rule_id"], rule_id)
+    if changed:
+        change.update(rule, changed)
+    return rule
+
+
+def deactivate(change: Change, rule: AlertRule) -> bool:
+    """Deactivate ``rule`` (a soft delete, audited as DELETE); False if it was inactive already.
+
+    Decided on the locked row, so a rule deactivated meanwhile is no change and no audit row.
+    """
+    return change.update(rule, {"is_active": False}, operation="DELETE")
+
+
+def deactivate_id(change: Change, rule_id: int) -> AlertRule:
+    """Deactivate rule ``rule_id`` (:class:`~mutt_app.commands.errors.NotFound` if there is none)."""
+    rule = change.found(AlertRule, rule_id, "rule")
+    if rule.is_active:
+        deactivate(change, rule)
+    return rule
+
+
+def set_active(change: Change, rules: Iterable[AlertRule], active: bool) -> int:
+    """Activate or deactivate ``rules`` (give them in id order, so that two bulk changes take their
+    row locks in the same order); returns how many changed (one audit row each)."""
+    return sum(change.update(rule, {"is_active": active}) for rule in rules)
+
+
+def trial(runtime: Runtime, body: Mapping[str, Any]) -> Trial:
+    """The rule tester's trial of the event ``body`` with ``runtime``'s settings and dynamic
+    configuration, over the rules in the database now (the API's and the admin UI's answer)."""
+    config = runtime.settings
+    with runtime.sessions() as session:
+        return try_event(
+            session,
+            body,
+            config.unhandled_default_team,
+            dedup_window=runtime.dynamic_config.get("dedup_window_seconds"),
+            budget_seconds=config.classify_time_budget_seconds,
+        )
