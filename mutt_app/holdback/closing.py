@@ -42,8 +42,12 @@ class ClosingWindows:
     def batch_keys(self, batch_key: str, windows: Iterable[str]) -> list[str]:
         """The KEYS of a script that records one batch in these windows: the batch's memo (the
         prelude's batch memos: what a redelivered batch is answered), the closed hash, the due
-        set, then ``windows``."""
-        return [f"{self.prefix}:batch:{batch_key}", self.closed_key, self.due_key, *windows]
+        set, then ``windows``.
+
+        The memo is a hash under ``:memo:``; releases before it kept some memos as strings under
+        ``:batch:``, so the two never meet during a rolling upgrade (a type error in either).
+        """
+        return [f"{self.prefix}:memo:{batch_key}", self.closed_key, self.due_key, *windows]
 
     def close_due(self, limit: int = 1000) -> int:
         """Move the windows that closed with repeats to the closed set; returns how many moved."""

@@ -52,6 +52,7 @@ from mutt_app import metrics
 from mutt_app.db.models import HEARTBEAT_GLOB_CHARS, DeviceTeam, Heartbeat
 from mutt_app.events.schema import Event
 from mutt_app.forwarding.moog import AGENT, CLEAR_SEVERITY, MANAGER
+from mutt_app.lua.loader import LuaScript
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -66,18 +67,7 @@ _ZMSCORE_CHUNK = 1000
 
 # KEYS[1] the quiet hash; ARGV field, expected value, field, expected value, ... Deletes each field
 # that still holds the value read before the alerts were published; returns 1 or 0 per field.
-_CLEAR_SCRIPT = """
-local done = {}
-for i = 1, #ARGV, 2 do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
-    redis.call('HDEL', KEYS[1], ARGV[i])
-    done[#done + 1] = 1
-  else
-    done[#done + 1] = 0
-  end
-end
-return done
-"""
+CLEAR_LUA = LuaScript("mutt_app.watch", "heartbeat_clears")
 
 
 def is_glob(host: str) -> bool:
@@ -370,7 +360,7 @@ def _record(
         args: list[Any] = []
         for key, _, _ in clears:
             args += [key, raw_open[key]]
-        done = client.register_script(_CLEAR_SCRIPT)(keys=[QUIET_KEY], args=args)
+        done = CLEAR_LUA.register(client)(keys=[QUIET_KEY], args=args)
         outcome.cleared = [key for (key, _, _), ok in zip(clears, done, strict=True) if ok]
     if raises:
         pipe = client.pipeline(transaction=False)

@@ -67,7 +67,7 @@ def test_a_redelivered_batch_gets_the_same_answer_and_counts_nothing_twice(
     again = windows.observe("batch-1", [_group("fp", 4, first=first.first_id)])
     assert again == {"fp": (True, first.first_id)}
     assert _count(redis_client, "fp") == 3
-    assert 0 < redis_client.ttl(f"{PREFIX}:batch:batch-1") <= 600
+    assert 0 < redis_client.ttl(f"{PREFIX}:memo:batch-1") <= 600
 
 
 def test_a_closed_window_with_repeats_is_handed_to_the_flush_once(

@@ -82,7 +82,7 @@ def test_a_redelivered_batch_gets_the_same_answer_and_counts_nothing_twice(
     again = _observe(detector, "b1", "pcpcp")
     assert first == again
     assert _state(redis_client)["count"] == "2"
-    assert 0 < redis_client.ttl(f"{PREFIX}:batch:b1") <= 600
+    assert 0 < redis_client.ttl(f"{PREFIX}:memo:b1") <= 600
 
 
 def test_a_quiet_episode_ends_once_and_the_pair_starts_afresh(redis_client: redis.Redis) -> None:

@@ -101,7 +101,7 @@ def test_a_redelivered_batch_gets_the_same_answer_and_counts_nothing_twice(
     assert first == again == [False, False, True, True]
     window = _window(redis_client, "device:ticket:sw")
     assert (window["sent"], window["count"]) == ("2", "2")
-    assert 0 < redis_client.ttl(f"{PREFIX}:batch:b1") <= 600
+    assert 0 < redis_client.ttl(f"{PREFIX}:memo:b1") <= 600
 
 
 def test_a_closed_window_gives_one_summary_and_the_next_alert_opens_a_new_window(
