@@ -17,9 +17,12 @@ data=$(mktemp -d)
 trap 'rm -rf "$data"' EXIT
 psql -q "$DATABASE_URL" -c "TRUNCATE event_audit_log; TRUNCATE dead_letters" >/dev/null
 
+# `mutt run` is mutt_app.devtools since the layers; trees from before have it in mutt_app.cli.
+launcher=mutt_app.devtools
+[ -d "$tree/mutt_app/devtools" ] || launcher=mutt_app.cli
 # Forwarding is limited by MOOG_RATE_LIMIT; lift it so the local sink, not the limiter, is measured.
 (cd "$tree" && PYTHONPATH=$tree MUTT_DATA_DIR=$data MOOG_RATE_LIMIT=${MOOG_RATE_LIMIT:-2000} \
-  exec "$python" -m mutt_app.devtools run --without flower,web >"$data/stack.log" 2>&1) &
+  exec "$python" -m "$launcher" run --without flower,web >"$data/stack.log" 2>&1) &
 stack=$!
 for _ in $(seq 1 120); do curl -sf localhost:8080/health >/dev/null && break; sleep 1; done
 sleep 5  # let start-up work (imports, rule compilation) settle out of the CPU figures

@@ -26,7 +26,7 @@ PARTS = (
     # not a system one on the default port.
     ("redis", lambda a: "redis-server" in a and ":6379" not in a),
     ("postgres", lambda a: a.startswith("postgres")),
-    ("launcher", lambda a: "mutt_app.devtools run" in a),
+    ("launcher", lambda a: "mutt_app.devtools run" in a or "mutt_app.cli run" in a),
 )
 
 
