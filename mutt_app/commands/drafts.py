@@ -6,6 +6,10 @@ changes no live rule, so the caller opens its audited change without a rules-ver
 audited all the same. Publishing applies the draft's changes through the rule commands
 (:mod:`mutt_app.commands.rules`): one ``config_audit_log`` row per rule that really changes and one
 marking the draft published, under one reason and correlation id.
+
+A draft document (JSON, from the API or the admin UI's editor) becomes a :class:`Draft` through
+:func:`parse_draft`, which checks each entry's fields with the rule commands' own
+:data:`~mutt_app.commands.rules.RULE_FIELDS`.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from mutt_app.commands import rules
-from mutt_app.commands.changes import Change
+from mutt_app.commands.changes import MAX_DB_INT, Change
 from mutt_app.commands.errors import Conflict, Invalid, NotFound
+from mutt_app.commands.fields import FieldSpec, check_fields, field_problem
 from mutt_app.db.models import RuleDraft
 from mutt_app.rules.backtest import run_backtest
 from mutt_app.rules.drafts import Draft, DraftError, proposed_rules
@@ -30,6 +35,62 @@ MAX_NAME = 200
 MAX_CHANGES = 1000
 """Entries a draft may hold (new, changed and deactivated rules together)."""
 NOT_FITTING = "the draft does not fit the live rules"
+DRAFT_RULE_ID = FieldSpec(int, minimum=1, maximum=MAX_DB_INT)
+"""The id of a rule a draft changes or deactivates."""
+
+
+def _entries(document: dict[str, Any], key: str) -> list[Any]:
+    value = document.get(key, [])
+    if not isinstance(value, list):
+        raise Invalid(f"draft.{key} must be a list")
+    return value
+
+
+def _draft_fields(entry: Any, where: str, **kwargs: Any) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise Invalid(f"{where} must be an object")
+    try:
+        return check_fields(entry, rules.RULE_FIELDS, read_only=rules.READ_ONLY, meta=(), **kwargs)
+    except Invalid as exc:
+        raise Invalid(f"{where}: {exc.message}", exc.details) from None
+
+
+def parse_draft(document: Any) -> Draft:
+    """A draft document (``create``, ``update``, ``deactivate``) type-checked field by field with
+    the rule commands' FieldSpecs; :class:`Invalid` naming the first bad entry. Whether the draft
+    fits the live rules is checked when it is used (:func:`check_fits`)."""
+    if not isinstance(document, dict):
+        raise Invalid("draft must be an object with create, update and deactivate lists")
+    unknown = sorted(set(document) - {"create", "update", "deactivate"})
+    if unknown:
+        raise Invalid(f"unknown draft field{'s' if len(unknown) > 1 else ''}: {unknown}")
+    creates, updates, deactivations = (
+        _entries(document, key) for key in ("create", "update", "deactivate")
+    )
+    if len(creates) + len(updates) + len(deactivations) > MAX_CHANGES:
+        raise Invalid(f"a draft holds at most {MAX_CHANGES} changes")
+    create = tuple(
+        _draft_fields(entry, f"draft.create[{i}]", required=rules.REQUIRED_ON_CREATE)
+        for i, entry in enumerate(creates)
+    )
+    update: dict[int, dict[str, Any]] = {}
+    for i, entry in enumerate(updates):
+        where = f"draft.update[{i}]"
+        rule_id = entry.get("id") if isinstance(entry, dict) else None
+        problem = "is missing" if rule_id is None else field_problem(rule_id, DRAFT_RULE_ID)
+        if problem is not None:
+            raise Invalid(f"{where}.id {problem}")
+        fields = _draft_fields({k: v for k, v in entry.items() if k != "id"}, where)
+        if not fields:
+            raise Invalid(f"{where}: names no rule field to change")
+        if rule_id in update:
+            raise Invalid(f"{where}: rule {rule_id} is changed twice")
+        update[rule_id] = fields
+    for i, rule_id in enumerate(deactivations):
+        problem = field_problem(rule_id, DRAFT_RULE_ID)
+        if problem is not None:
+            raise Invalid(f"draft.deactivate[{i}] {problem}")
+    return Draft(create=create, update=update, deactivate=frozenset(deactivations))
 
 
 def check_fits(session: Session, draft: Draft) -> None:

@@ -4,7 +4,9 @@ A rule is checked by the engine's own :func:`~mutt_app.rules.engine.validate_rul
 it is written, so what is accepted is exactly what workers can compile (a regex RE2 refuses is
 :class:`~mutt_app.commands.errors.Invalid` carrying RE2's message). An update is checked on the
 merged result: the stored rule with the new fields laid over it. ``clears_rule_id`` must name
-another rule that exists (:func:`check_clears`, the one place that says so).
+another rule that exists (:func:`check_clears`, the one place that says so). Before that, the rule's
+fields are type-checked one by one against :data:`RULE_FIELDS` (the API's request check and its
+OpenAPI description, and the check of a draft's entries).
 
 Every change runs inside an audited change (:mod:`mutt_app.commands.changes`) that the caller opens
 with its identity and reason; deleting a rule deactivates it (a soft delete), since the event audit
@@ -18,19 +20,52 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mutt_app.commands.changes import Change
+from mutt_app.commands.changes import MAX_DB_INT, Change
 from mutt_app.commands.errors import Invalid
-from mutt_app.db.models import AlertRule
+from mutt_app.commands.fields import FieldSpec
+from mutt_app.db.models import MAX_DEDUP_WINDOW_SECONDS, AlertRule
 from mutt_app.rules.drafts import RULE_DEFAULTS, RULE_FIELD_NAMES
 from mutt_app.rules.tester import Trial, try_event
 from mutt_app.rules.validate import (
+    DEV_HANDLINGS,
+    MATCH_TYPES,
     MAX_CONTAINS_CHARS,
     MAX_PATTERN_CHARS,
     MAX_TRAP_OID_CHARS,
+    PROD_HANDLINGS,
     RuleError,
     validate_rule_mapping,
 )
 from mutt_app.runtime import Runtime
+
+# Checked by check_fields and described in the OpenAPI document from these same specs; the engine's
+# validate_rule_fields then checks what a field alone cannot (a regex compiles, no blank team).
+_RULE_SPECS: dict[str, FieldSpec] = {
+    # The engine's rule bounds: MAX_PATTERN_CHARS for a regex, MAX_CONTAINS_CHARS otherwise
+    # (validate_rule_fields tells which applies).
+    "match_string": FieldSpec(
+        str, nullable=True, min_length=1, max_length=max(MAX_PATTERN_CHARS, MAX_CONTAINS_CHARS)
+    ),
+    "trap_oid": FieldSpec(str, nullable=True, min_length=1, max_length=MAX_TRAP_OID_CHARS),
+    "syslog_severity": FieldSpec(int, nullable=True, minimum=0, maximum=7),
+    "match_type": FieldSpec(str, enum=MATCH_TYPES),
+    "priority": FieldSpec(int, minimum=1, maximum=1000),
+    "prod_handling": FieldSpec(str, enum=PROD_HANDLINGS),
+    "dev_handling": FieldSpec(str, enum=DEV_HANDLINGS),
+    "team_assignment": FieldSpec(str, min_length=1),
+    "is_active": FieldSpec(bool),
+    "dedup_window_seconds": FieldSpec(
+        int, nullable=True, minimum=0, maximum=MAX_DEDUP_WINDOW_SECONDS
+    ),
+    # The rule whose alerts this one clears (LINK-UP clears LINK-DOWN): the pair flapping watches.
+    "clears_rule_id": FieldSpec(int, nullable=True, minimum=1, maximum=MAX_DB_INT),
+}
+RULE_FIELDS = {name: _RULE_SPECS[name] for name in RULE_FIELD_NAMES}
+"""The rule's own fields (:data:`~mutt_app.rules.drafts.RULE_FIELD_NAMES`) with their specs."""
+REQUIRED_ON_CREATE = ("match_type", "prod_handling", "dev_handling", "team_assignment")
+"""The fields a new rule must name."""
+READ_ONLY = ("id", "created_at", "updated_at")
+"""A stored rule's fields no change may set."""
 
 
 def _echoed(fields: Mapping[str, Any]) -> dict[str, Any]:

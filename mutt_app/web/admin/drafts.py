@@ -1,8 +1,8 @@
 """Admin UI: rule drafts (``/admin/rule-drafts/``): edit a draft, backtest it, publish it.
 
 A draft is its JSON document (:mod:`mutt_app.rules.drafts`), edited as text next to the live rules'
-table (for their ids) and checked on save by the rule API's own :func:`~mutt_app.web.api.rules.parse_draft`
-and against the live rules. Saving, the backtest and publishing are the commands of
+table (for their ids) and checked on save by :func:`~mutt_app.commands.drafts.parse_draft`, as the
+REST API checks one, and against the live rules. Saving, the backtest and publishing are the commands of
 :mod:`mutt_app.commands.drafts` the REST API runs too: "Backtest" answers what ``POST
 /api/v2/rules/backtest`` answers; "Publish" writes one config_audit_log row per changed rule plus one
 marking the draft published, all under the form's reason and one correlation id, and the rules
@@ -32,8 +32,6 @@ from mutt_app.db.models import AlertRule, RuleDraft
 from mutt_app.rules.backtest import MAX_HOURS
 from mutt_app.rules.drafts import Draft
 from mutt_app.web.admin.base import MuttPage, form_reason, role_allows
-from mutt_app.web.api.errors import ApiError
-from mutt_app.web.api.rules import parse_draft
 from mutt_app.web.context import runtime
 
 log = logging.getLogger(__name__)
@@ -57,11 +55,9 @@ def read_draft(text: str) -> Draft:
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON: {exc}") from None
     try:
-        draft = parse_draft(document)
+        draft = commands.parse_draft(document)
         with runtime().sessions() as session:
             commands.check_fits(session, draft)
-    except ApiError as exc:
-        raise ValueError(exc.error) from None
     except Invalid as exc:
         raise ValueError(exc.message) from None
     return draft

@@ -18,13 +18,14 @@ from flask import Response, request
 from sqlalchemy import select
 
 from mutt_app.commands import heartbeats as heartbeat_commands
+from mutt_app.commands.fields import FieldSpec, check_fields
 from mutt_app.db.models import MAX_HEARTBEAT_MINUTES, PROD_HANDLINGS, Heartbeat
 from mutt_app.events.schema import MAX_HOSTNAME_CHARS
 from mutt_app.watch.heartbeats import quiet_hosts
 from mutt_app.web.api.blueprint import bp
 from mutt_app.web.api.changes import config_change
 from mutt_app.web.api.errors import ApiError
-from mutt_app.web.api.fields import FieldSpec, change_reason, check_fields, json_body
+from mutt_app.web.api.fields import change_reason, json_body
 from mutt_app.web.api.params import bool_arg, int_arg, limit_arg
 from mutt_app.web.api.resources import redis_connection, sessions
 from mutt_app.web.api.responses import json_response

@@ -14,12 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mutt_app.commands import hosts, teams
+from mutt_app.commands.fields import FieldSpec, check_fields
 from mutt_app.db.models import DevelopmentHost, DeviceTeam
 from mutt_app.events.schema import MAX_HOSTNAME_CHARS
 from mutt_app.web.api.blueprint import bp
 from mutt_app.web.api.changes import config_change
 from mutt_app.web.api.errors import ApiError
-from mutt_app.web.api.fields import FieldSpec, change_reason, check_fields, json_body
+from mutt_app.web.api.fields import change_reason, json_body
 from mutt_app.web.api.params import int_arg, limit_arg
 from mutt_app.web.api.resources import sessions
 from mutt_app.web.api.responses import json_response

@@ -27,12 +27,13 @@ from flask import Response, request
 
 from mutt_app.commands import deadletters as dead_letter_commands
 from mutt_app.commands import dynamic_config as config_commands
+from mutt_app.commands.fields import FieldSpec, field_problem
 from mutt_app.dynamic_config import KEYS, DynamicConfig, parse_value
 from mutt_app.forwarding import deadletters
 from mutt_app.forwarding import history as delivery_history
 from mutt_app.web.api.blueprint import bp
 from mutt_app.web.api.errors import ApiError
-from mutt_app.web.api.fields import FieldSpec, change_reason, field_problem, json_body
+from mutt_app.web.api.fields import change_reason, json_body
 from mutt_app.web.api.keys import current_key, requires
 from mutt_app.web.api.params import bool_arg, int_arg, limit_arg
 from mutt_app.web.api.resources import redis_connection, sessions

@@ -1,8 +1,9 @@
 """API v2: alert rules (list, create, read, update, soft delete), the rule tester, rule drafts and
 their backtest.
 
-The routes check the body's fields by type (FieldSpecs, also the OpenAPI description) and run the
-commands of :mod:`mutt_app.commands.rules` and :mod:`mutt_app.commands.drafts`, which check the rest
+The routes check the body's fields by type (the rule commands' FieldSpecs, also the OpenAPI
+description; a draft document by :func:`mutt_app.commands.drafts.parse_draft`) and run the commands
+of :mod:`mutt_app.commands.rules` and :mod:`mutt_app.commands.drafts`, which check the rest
 once for every caller (a regex RE2 refuses is a 422 carrying RE2's message; an update is checked on
 the merged rule) and write the audit.
 """
@@ -18,23 +19,17 @@ from mutt_app.commands import drafts as draft_commands
 from mutt_app.commands import rules as rule_commands
 from mutt_app.commands.changes import MAX_DB_INT
 from mutt_app.commands.errors import Conflict
-from mutt_app.db.models import MAX_DEDUP_WINDOW_SECONDS, AlertRule, RuleDraft
+from mutt_app.commands.fields import FieldSpec, check_fields
+from mutt_app.commands.rules import READ_ONLY, REQUIRED_ON_CREATE, RULE_FIELDS
+from mutt_app.db.models import AlertRule, RuleDraft
 from mutt_app.events.schema import InvalidEvent
 from mutt_app.rules.backtest import MAX_HOURS
 from mutt_app.rules.compile import BudgetExceeded
-from mutt_app.rules.drafts import RULE_FIELD_NAMES, Draft
-from mutt_app.rules.validate import (
-    DEV_HANDLINGS,
-    MATCH_TYPES,
-    MAX_CONTAINS_CHARS,
-    MAX_PATTERN_CHARS,
-    MAX_TRAP_OID_CHARS,
-    PROD_HANDLINGS,
-)
+from mutt_app.rules.validate import MATCH_TYPES
 from mutt_app.web.api.blueprint import bp
 from mutt_app.web.api.changes import config_change
 from mutt_app.web.api.errors import ApiError
-from mutt_app.web.api.fields import FieldSpec, change_reason, check_fields, field_problem, json_body
+from mutt_app.web.api.fields import change_reason, json_body
 from mutt_app.web.api.keys import requires
 from mutt_app.web.api.params import bool_arg, choice_arg, int_arg, limit_arg
 from mutt_app.web.api.resources import sessions
@@ -42,34 +37,7 @@ from mutt_app.web.api.responses import json_response
 from mutt_app.web.api.rows import count
 from mutt_app.web.context import runtime
 
-# Checked by check_fields and described in the OpenAPI document from these same specs; the engine's
-# validate_rule_fields then checks what a field alone cannot (a regex compiles, no blank team).
-_RULE_SPECS: dict[str, FieldSpec] = {
-    # The engine's rule bounds: MAX_PATTERN_CHARS for a regex, MAX_CONTAINS_CHARS otherwise
-    # (validate_rule_fields tells which applies).
-    "match_string": FieldSpec(
-        str, nullable=True, min_length=1, max_length=max(MAX_PATTERN_CHARS, MAX_CONTAINS_CHARS)
-    ),
-    "trap_oid": FieldSpec(str, nullable=True, min_length=1, max_length=MAX_TRAP_OID_CHARS),
-    "syslog_severity": FieldSpec(int, nullable=True, minimum=0, maximum=7),
-    "match_type": FieldSpec(str, enum=MATCH_TYPES),
-    "priority": FieldSpec(int, minimum=1, maximum=1000),
-    "prod_handling": FieldSpec(str, enum=PROD_HANDLINGS),
-    "dev_handling": FieldSpec(str, enum=DEV_HANDLINGS),
-    "team_assignment": FieldSpec(str, min_length=1),
-    "is_active": FieldSpec(bool),
-    "dedup_window_seconds": FieldSpec(
-        int, nullable=True, minimum=0, maximum=MAX_DEDUP_WINDOW_SECONDS
-    ),
-    # The rule whose alerts this one clears (LINK-UP clears LINK-DOWN): the pair flapping watches.
-    "clears_rule_id": FieldSpec(int, nullable=True, minimum=1, maximum=MAX_DB_INT),
-}
-RULE_FIELDS = {name: _RULE_SPECS[name] for name in RULE_FIELD_NAMES}
-"""The rule's own fields (:data:`~mutt_app.rules.drafts.RULE_FIELD_NAMES`) with their specs."""
-REQUIRED_ON_CREATE = ("match_type", "prod_handling", "dev_handling", "team_assignment")
-READ_ONLY = ("id", "created_at", "updated_at")
-MAX_DRAFT_CHANGES = draft_commands.MAX_CHANGES
-DRAFT_RULE_ID = FieldSpec(int, minimum=1, maximum=MAX_DB_INT)
+# The API's own bodies; a rule's fields are the rule commands' RULE_FIELDS.
 BACKTEST_FIELDS = {"hours": FieldSpec(int, minimum=1, maximum=MAX_HOURS)}
 DRAFT_FIELDS = {"name": FieldSpec(str, min_length=1, max_length=draft_commands.MAX_NAME)}
 
@@ -192,60 +160,6 @@ def test_rule() -> Response:
 # --- drafts and the backtest ---------------------------------------------------------------------
 
 
-def _entries(document: dict[str, Any], key: str) -> list[Any]:
-    value = document.get(key, [])
-    if not isinstance(value, list):
-        raise ApiError(422, f"draft.{key} must be a list")
-    return value
-
-
-def _draft_fields(entry: Any, where: str, **kwargs: Any) -> dict[str, Any]:
-    if not isinstance(entry, dict):
-        raise ApiError(422, f"{where} must be an object")
-    try:
-        return check_fields(entry, RULE_FIELDS, read_only=READ_ONLY, meta=(), **kwargs)
-    except ApiError as exc:
-        raise ApiError(exc.status, f"{where}: {exc.error}", exc.details) from None
-
-
-def parse_draft(document: Any) -> Draft:
-    """A draft document (``create``, ``update``, ``deactivate``) type-checked field by field with
-    the rule API's own FieldSpecs; 422 naming the first bad entry. Whether the draft fits the live
-    rules is checked when it is used (:func:`mutt_app.rules.drafts.proposed_rules`)."""
-    if not isinstance(document, dict):
-        raise ApiError(422, "draft must be an object with create, update and deactivate lists")
-    unknown = sorted(set(document) - {"create", "update", "deactivate"})
-    if unknown:
-        raise ApiError(422, f"unknown draft field{'s' if len(unknown) > 1 else ''}: {unknown}")
-    creates, updates, deactivations = (
-        _entries(document, key) for key in ("create", "update", "deactivate")
-    )
-    if len(creates) + len(updates) + len(deactivations) > MAX_DRAFT_CHANGES:
-        raise ApiError(422, f"a draft holds at most {MAX_DRAFT_CHANGES} changes")
-    create = tuple(
-        _draft_fields(entry, f"draft.create[{i}]", required=REQUIRED_ON_CREATE)
-        for i, entry in enumerate(creates)
-    )
-    update: dict[int, dict[str, Any]] = {}
-    for i, entry in enumerate(updates):
-        where = f"draft.update[{i}]"
-        rule_id = entry.get("id") if isinstance(entry, dict) else None
-        problem = "is missing" if rule_id is None else field_problem(rule_id, DRAFT_RULE_ID)
-        if problem is not None:
-            raise ApiError(422, f"{where}.id {problem}")
-        fields = _draft_fields({k: v for k, v in entry.items() if k != "id"}, where)
-        if not fields:
-            raise ApiError(422, f"{where}: names no rule field to change")
-        if rule_id in update:
-            raise ApiError(422, f"{where}: rule {rule_id} is changed twice")
-        update[rule_id] = fields
-    for i, rule_id in enumerate(deactivations):
-        problem = field_problem(rule_id, DRAFT_RULE_ID)
-        if problem is not None:
-            raise ApiError(422, f"draft.deactivate[{i}] {problem}")
-    return Draft(create=create, update=update, deactivate=frozenset(deactivations))
-
-
 @bp.post("/rules/backtest")
 def backtest_rules() -> Response:
     """How the audited events of the last ``hours`` would have been decided under ``draft``.
@@ -257,7 +171,7 @@ def backtest_rules() -> Response:
     """
     body = json_body()
     fields = check_fields(body, BACKTEST_FIELDS, required=("hours", "draft"), meta=("draft",))
-    draft = parse_draft(body["draft"])
+    draft = draft_commands.parse_draft(body["draft"])
     return json_response(draft_commands.backtest(runtime(), draft, fields["hours"]))
 
 
@@ -292,7 +206,9 @@ def create_draft() -> Response:
     fields = check_fields(body, DRAFT_FIELDS, required=("name", "draft"), meta=("reason", "draft"))
     reason = change_reason(body)
     with config_change(reason, bump=False) as change:
-        created = draft_commands.create(change, fields["name"], parse_draft(body["draft"]))
+        created = draft_commands.create(
+            change, fields["name"], draft_commands.parse_draft(body["draft"])
+        )
     return json_response(
         {"id": created["id"], "draft": created, **change.summary()},
         201,
@@ -315,7 +231,7 @@ def update_draft(draft_id: int) -> Response:
     if not fields and "draft" not in body:
         raise ApiError(422, "nothing to update: the body names neither draft nor name")
     reason = change_reason(body)
-    read = (lambda: parse_draft(body["draft"])) if "draft" in body else None
+    read = (lambda: draft_commands.parse_draft(body["draft"])) if "draft" in body else None
     with config_change(reason, bump=False) as change:
         row = draft_commands.save(change, draft_id, name=fields.get("name"), read=read)
         current = row.as_dict()

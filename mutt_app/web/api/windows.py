@@ -1,6 +1,6 @@
 """API v2: maintenance windows (list, active ones, create, read, update, end now, delete).
 
-Fields are checked by type here (the same :class:`~mutt_app.web.api.FieldSpec` objects the OpenAPI
+Fields are checked by type here (the same :class:`~mutt_app.commands.fields.FieldSpec` objects the OpenAPI
 document describes), then by the commands of :mod:`mutt_app.commands.windows` (on the merged
 result for an update), whose messages name the field. Roles as for rules: viewer reads, admin
 changes. Every change is audited.
@@ -16,12 +16,13 @@ from sqlalchemy import select
 
 from mutt_app.commands import windows as window_commands
 from mutt_app.commands.changes import MAX_DB_INT, Change
+from mutt_app.commands.fields import FieldSpec, check_fields
 from mutt_app.db.models import WINDOW_ACTIONS, MaintenanceWindow
 from mutt_app.holdback import windows as mw
 from mutt_app.web.api.blueprint import bp
 from mutt_app.web.api.changes import config_change
 from mutt_app.web.api.errors import ApiError
-from mutt_app.web.api.fields import FieldSpec, change_reason, check_fields, json_body
+from mutt_app.web.api.fields import change_reason, json_body
 from mutt_app.web.api.params import bool_arg
 from mutt_app.web.api.resources import sessions
 from mutt_app.web.api.responses import json_response

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 description of the REST API, served at ``GET /api/v2/openapi.json`` (and v1).
 
 Written here by hand, operation by operation, with the body schemas built from the same
-:class:`~mutt_app.web.api.fields.FieldSpec` objects the API validates with (``RULE_FIELDS``,
+:class:`~mutt_app.commands.fields.FieldSpec` objects the API validates with (``RULE_FIELDS``,
 ``DEV_HOST_FIELDS``, ``TEAM_FIELDS``, ``CONFIG_FIELDS`` from the dynamic configuration's ``KEYS``):
 type, nullability, length, range and allowed values come from one place, so a bound added to a
 FieldSpec is checked and documented at once. Each operation's role is read from its view. Tests keep

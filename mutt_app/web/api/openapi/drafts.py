@@ -4,6 +4,8 @@ publish a draft; replay the audited events of the last hours under one.
 
 from __future__ import annotations
 
+from mutt_app.commands.drafts import DRAFT_RULE_ID, MAX_CHANGES
+from mutt_app.commands.rules import REQUIRED_ON_CREATE, RULE_FIELDS
 from mutt_app.web.api.openapi.schema import (
     BOOL,
     CONFLICT_ERRORS,
@@ -35,14 +37,7 @@ from mutt_app.web.api.openapi.schema import (
     ref,
     single,
 )
-from mutt_app.web.api.rules import (
-    BACKTEST_FIELDS,
-    DRAFT_FIELDS,
-    DRAFT_RULE_ID,
-    MAX_DRAFT_CHANGES,
-    REQUIRED_ON_CREATE,
-    RULE_FIELDS,
-)
+from mutt_app.web.api.rules import BACKTEST_FIELDS, DRAFT_FIELDS
 
 DRAFT_ID = id_param("draft_id", "draft")
 
@@ -61,7 +56,7 @@ def _draft() -> Schema:
             ),
             "deactivate": array(DRAFT_RULE_ID.json_schema(), "ids of rules to deactivate"),
         }
-    ) | {"description": f"at most {MAX_DRAFT_CHANGES} entries in all"}
+    ) | {"description": f"at most {MAX_CHANGES} entries in all"}
 
 
 def _backtest_answer() -> Schema:

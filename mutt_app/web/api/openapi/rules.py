@@ -4,6 +4,7 @@ and the rule tester.
 
 from __future__ import annotations
 
+from mutt_app.commands.rules import RULE_FIELDS
 from mutt_app.rules.validate import MATCH_TYPES
 from mutt_app.web.api.openapi.schema import (
     ANY,
@@ -36,7 +37,6 @@ from mutt_app.web.api.openapi.schema import (
     stored_fields,
     stored_record,
 )
-from mutt_app.web.api.rules import RULE_FIELDS
 
 RULE_ID = id_param("rule_id", "rule")
 

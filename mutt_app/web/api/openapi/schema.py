@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mutt_app.web.api.fields import FieldSpec
+from mutt_app.commands.fields import FieldSpec
 from mutt_app.web.api.params import MAX_DB_INT, MAX_LIMIT
 
 Schema = dict[str, Any]
