@@ -26,6 +26,8 @@ EVENT = "event"
 """The origin of an alert classify made from an event; other alerts name their producer: a
 stage (its name), or one of these."""
 HEARTBEAT = "heartbeat"
+HEARTBEAT_CLEAR = "heartbeat_clear"
+"""A heartbeat's clear: it enters the pipeline after the hold stages (pipeline docstring)."""
 META_ALERT = "meta_alert"
 
 Publish = Callable[[list[dict[str, Any]]], None]

@@ -27,6 +27,13 @@ window. Dedup and flapping judge only alerts made from events (``Stage.events_on
 other producer makes one alert per episode or window, with nothing to fold. An alert no rule
 made counts in its producer's storm budget (``Candidate.scope``: one heartbeat's, the
 meta-alerts', a stage's), of STORM_BUDGET_PER_RULE, per lane, like a rule's.
+
+Heartbeat clears are never held. A heartbeat's clear (``custom_info.heartbeat`` "cleared")
+enters as :data:`~mutt_app.holdback.base.HEARTBEAT_CLEAR`, after the last hold stage: it passes
+only shedding and the lanes. The heartbeat check sends one only for an episode whose raise was
+forwarded (:mod:`mutt_app.watch.heartbeats`), so it closes an alert Moog shows, and their number
+is bounded by the raises that passed the budget; holding one would leave that alert open for
+ever (nothing sends it again). An episode whose raise was held is closed without a clear.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from typing import Any
 from mutt_app import metrics
 from mutt_app.forwarding import lanes
 from mutt_app.holdback.backpressure import Shedding
-from mutt_app.holdback.base import EVENT, Candidate, Held, Stage
+from mutt_app.holdback.base import EVENT, HEARTBEAT, HEARTBEAT_CLEAR, Candidate, Held, Stage
 from mutt_app.holdback.dedup import Dedup
 from mutt_app.holdback.flapping import Flapping
 from mutt_app.holdback.storms import Storms
@@ -55,6 +62,8 @@ STAGES: tuple[Stage, ...] = (MAINTENANCE, DEDUP, FLAPPING, STORMS)
 SHEDDING = Shedding()
 # Where an alert enters the line: after the stage that made it (the module docstring).
 _ENTRY = {stage.name: index + 1 for index, stage in enumerate(STAGES)}
+# A heartbeat's clear closes what Moog already shows: no hold stage may keep it (module docstring).
+_ENTRY[HEARTBEAT_CLEAR] = len(STAGES)
 # flush_held's answer names each stage's windows so.
 FLUSHES: tuple[tuple[str, Stage], ...] = (
     ("dedup", DEDUP),
@@ -125,7 +134,9 @@ def to_moog(runtime: Runtime, app: Any, alerts: list[dict[str, Any]], origin: st
     ``mutt_alerts_held_total`` here (classify counts its events once audited)."""
     if not alerts:
         return Passage()
-    passage = hand_on(runtime, app, [Candidate.of_alert(alert, origin) for alert in alerts])
+    passage = hand_on(
+        runtime, app, [Candidate.of_alert(alert, _entering(alert, origin)) for alert in alerts]
+    )
     reasons: dict[str, int] = {}
     for why in passage.held.values():
         reasons[why.reason] = reasons.get(why.reason, 0) + 1
@@ -136,6 +147,15 @@ def to_moog(runtime: Runtime, app: Any, alerts: list[dict[str, Any]], origin: st
             "%d of %d %s alerts held back: %s", len(passage.held), len(alerts), origin, reasons
         )
     return passage
+
+
+def _entering(alert: dict[str, Any], origin: str) -> str:
+    """Where ``alert`` from ``origin`` enters the line: a heartbeat's clear as
+    :data:`HEARTBEAT_CLEAR` (after the hold stages), any other at its producer's place."""
+    info = alert.get("custom_info")
+    if origin == HEARTBEAT and isinstance(info, dict) and info.get("heartbeat") == "cleared":
+        return HEARTBEAT_CLEAR
+    return origin
 
 
 def publish_forwards(runtime: Runtime, app: Any, alerts: list[dict[str, Any]]) -> dict[str, str]:

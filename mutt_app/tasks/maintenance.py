@@ -102,7 +102,7 @@ def check_heartbeats(self: RuntimeTask) -> dict[str, int]:
     run does the same work: nothing is recorded before its alerts are in the outbox."""
     runtime = self.runtime
     outcome = heartbeats.check(
-        runtime, lambda alerts: pipeline.to_moog(runtime, self.app, alerts, HEARTBEAT)
+        runtime, lambda alerts: pipeline.to_moog(runtime, self.app, alerts, HEARTBEAT).held
     )
     if outcome.raised or outcome.cleared:
         log.info("heartbeats: %s", outcome.as_dict())

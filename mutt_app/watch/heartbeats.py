@@ -25,19 +25,27 @@ handling, team), so a clear can be sent after its heartbeat is gone.
 Exactly once. Each run works out the transitions, hands their alerts to the one path to Moog
 (:func:`mutt_app.holdback.pipeline.to_moog`: maintenance windows, storm budgets, shedding, the
 lanes, the rate limit and the forward task's idempotency key all apply), and only then records
-them: HSETNX for a raise, a compare-and-delete script for a clear. An alert the pipeline held
-(a host in a suppressing window, a glob past its budget) is recorded like a sent one: its
-episode is open, and the storm or window summary tells Moog about it. Each alert's external_id is derived from its episode
+them: HSETNX for a raise, a compare-and-delete script for a clear. Each alert's external_id is derived from its episode
 (heartbeat, host, last-seen time), so a run killed between publishing and recording, two runs at
 once, or a restarted beat publish the same ids again, and the forward task delivers them once; the
 metrics and log lines count only the run whose record took.
+
+Held raises, and clears. A raise the pipeline held (a host in a suppressing window, a glob past
+its budget) opens its episode all the same, with ``"forwarded": false`` in its state: the storm
+or window summary tells Moog about it, and it is not raised again while the host stays quiet.
+When the episode ends it is closed silently (its state removed, a log line): a clear for an
+alert Moog never got would be noise. An episode whose raise was forwarded (or dead-lettered by
+shedding, which remediation replays to Moog) gets its clear, and that clear is never held: the
+pipeline lets a heartbeat's clear in after the hold stages (:mod:`mutt_app.holdback.pipeline`),
+so no Moog alert of a heartbeat stays open. A state without the field (written by an older
+release, which sent every clear) counts as forwarded.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -52,7 +60,9 @@ from mutt_app import metrics
 from mutt_app.db.models import HEARTBEAT_GLOB_CHARS, DeviceTeam, Heartbeat
 from mutt_app.events.schema import Event
 from mutt_app.forwarding.moog import AGENT, CLEAR_SEVERITY, MANAGER
+from mutt_app.holdback.base import Held
 from mutt_app.lua.loader import LuaScript
+from mutt_app.names import SHED
 from mutt_app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -240,9 +250,21 @@ def _now_ms(client: redis.Redis) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-def check(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], object]) -> CheckOutcome:
+Publish = Callable[[list[dict[str, Any]]], Mapping[str, Held] | None]
+"""Hands heartbeat alerts to the one path to Moog; returns what it held, by external_id (None:
+nothing held)."""
+
+
+def forwarded(state: dict[str, Any]) -> bool:
+    """Whether an episode's raise reached the lanes, so Moog shows it and it needs a clear (a
+    state from before the field existed: yes, as older releases assumed)."""
+    return bool(state.get("forwarded", True))
+
+
+def check(runtime: Runtime, publish: Publish) -> CheckOutcome:
     """Raise an alert for each newly quiet host and clear each that talked again (module
-    docstring); ``publish`` puts alerts in the outbox (``publish_forwards``)."""
+    docstring); ``publish`` hands alerts to the one path to Moog
+    (:func:`mutt_app.holdback.pipeline.to_moog`) and returns what it held."""
     client = runtime.redis
     now_ms = _now_ms(client)
     # Every event received before the oldest batch still waiting for classify has been classified:
@@ -311,10 +333,19 @@ def check(runtime: Runtime, publish: Callable[[list[dict[str, Any]]], object]) -
                 continue
             raises.append((key, _episode(watch, host, since, seen, teams, runtime, now_ms)))
 
-    alerts = [heartbeat_alert(state, cleared=True, why=why) for _, state, why in clears]
-    alerts += [heartbeat_alert(state) for _, state in raises]
-    if alerts:
-        publish(alerts)
+    # Only a raise Moog got is cleared; the others close silently (module docstring).
+    alerts = [
+        heartbeat_alert(state, cleared=True, why=why)
+        for _, state, why in clears
+        if forwarded(state)
+    ]
+    raised_alerts = [heartbeat_alert(state) for _, state in raises]
+    alerts += raised_alerts
+    held = (publish(alerts) if alerts else None) or {}
+    for (_, state), alert in zip(raises, raised_alerts, strict=True):
+        why = held.get(alert["external_id"])
+        # A dead-lettered raise is replayed to Moog later: it needs its clear.
+        state["forwarded"] = why is None or why.reason == SHED
     outcome = _record(client, raw_open, clears, raises)
     outcome.quiet = len({q["host"] for q in quiet_hosts(client)})
     _observe(outcome, clears, raises)
@@ -378,8 +409,15 @@ def _observe(
 ) -> None:
     raised, cleared = set(outcome.raised), set(outcome.cleared)
     for key, state, why in clears:
-        if key in cleared:
+        if key in cleared and forwarded(state):
             log.info("heartbeat %r: %s %s", state["name"], state["host"], why)
+        elif key in cleared:
+            log.info(
+                "heartbeat %r: %s %s; closed without a clear (its alert was held back)",
+                state["name"],
+                state["host"],
+                why,
+            )
     for key, state in raises:
         if key in raised:
             log.warning(
@@ -390,7 +428,9 @@ def _observe(
                 _iso(state["since"]) if state["seen"] else "never",
             )
     metrics.HEARTBEAT_ALERTS.labels("raised").inc(len(raised))
-    metrics.HEARTBEAT_ALERTS.labels("cleared").inc(len(cleared))
+    # Counted as cleared: only the clears sent (a held raise's episode closes with a log line).
+    sent = {key for key, state, _ in clears if key in cleared and forwarded(state)}
+    metrics.HEARTBEAT_ALERTS.labels("cleared").inc(len(sent))
     metrics.HEARTBEAT_QUIET_HOSTS.set(outcome.quiet)
 
 

@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from sqlalchemy import update
@@ -20,6 +21,7 @@ from mutt_app.classify.batch import classify_batch
 from mutt_app.config import Settings
 from mutt_app.db.models import DeviceTeam, Heartbeat
 from mutt_app.events.schema import validate_item
+from mutt_app.holdback.base import Held
 from mutt_app.ledger import Batch
 from mutt_app.metrics import HEARTBEAT_ALERTS, HEARTBEAT_QUIET_HOSTS
 from mutt_app.runtime import Runtime, runtime_of
@@ -139,6 +141,61 @@ def test_a_quiet_host_raises_once_and_clears_once_when_it_talks(
     assert (clear["signature"], clear["severity"]) == (alert["signature"], 0)
     assert clear["external_id"] != alert["external_id"]
     assert heartbeats.quiet_hosts(redis_client) == []
+
+
+class Holding(Sent):
+    """Publishes, and answers that the pipeline held the raises of ``hosts``."""
+
+    def __init__(self, hosts: set[str]) -> None:
+        super().__init__()
+        self.hosts = hosts
+
+    def __call__(self, alerts: list[dict]) -> dict[str, Held]:
+        super().__call__(alerts)
+        return {
+            a["external_id"]: Held("storm_budget")
+            for a in alerts
+            if a["source"] in self.hosts and a["custom_info"]["heartbeat"] == "quiet"
+        }
+
+
+def test_a_held_raise_closes_without_a_clear_and_a_forwarded_one_is_cleared(
+    runtime: Runtime, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mutt_app.watch.heartbeats")
+    _heartbeat(runtime, host="db-01")
+    _heartbeat(runtime, host="db-02")
+    _seen(redis_client, "db-01", minutes_ago=2)
+    _seen(redis_client, "db-02", minutes_ago=2)
+    sent = Holding({"db-02"})
+    cleared_before = HEARTBEAT_ALERTS.labels("cleared")._value.get()
+    assert heartbeats.check(runtime, sent).as_dict() == {"raised": 2, "cleared": 0, "quiet": 2}
+    states = {s["host"]: s for s in map(orjson.loads, redis_client.hvals(heartbeats.QUIET_KEY))}
+    assert (states["db-01"]["forwarded"], states["db-02"]["forwarded"]) == (True, False)
+
+    _seen(redis_client, "db-01", minutes_ago=0)
+    _seen(redis_client, "db-02", minutes_ago=0)
+    assert heartbeats.check(runtime, sent).as_dict() == {"raised": 0, "cleared": 2, "quiet": 0}
+    assert sorted(sent.kinds()) == [("db-01", "cleared"), ("db-01", "quiet"), ("db-02", "quiet")]
+    assert HEARTBEAT_ALERTS.labels("cleared")._value.get() == cleared_before + 1
+    assert any("closed without a clear" in r.getMessage() for r in caplog.records)
+
+
+def test_a_state_from_an_older_release_counts_as_forwarded(
+    runtime: Runtime, redis_client: redis.Redis
+) -> None:
+    hb = _heartbeat(runtime, host="db-01")
+    _seen(redis_client, "db-01", minutes_ago=2)
+    sent = Sent()
+    assert heartbeats.check(runtime, sent).raised == [f"{hb}:db-01"]
+    ((key, raw),) = redis_client.hgetall(heartbeats.QUIET_KEY).items()
+    old = orjson.loads(raw)
+    del old["forwarded"]  # what older releases wrote
+    redis_client.hset(heartbeats.QUIET_KEY, key, orjson.dumps(old))
+
+    _seen(redis_client, "db-01", minutes_ago=0)
+    assert heartbeats.check(runtime, sent).cleared == [f"{hb}:db-01"]
+    assert sent.kinds() == [("db-01", "quiet"), ("db-01", "cleared")]
 
 
 def test_a_run_killed_after_publishing_publishes_the_same_ids_again(

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from prometheus_client import REGISTRY
@@ -109,8 +110,9 @@ def test_a_heartbeat_alert_inside_a_suppressing_window_is_held_for_maintenance(
     _quiet(redis_client, ["db-01", "web-01"])
     passages: list[Passage] = []
 
-    def publish(alerts: list[dict]) -> None:
+    def publish(alerts: list[dict]) -> dict[str, Held]:
         passages.append(to_moog(runtime, app, alerts, HEARTBEAT))
+        return passages[-1].held
 
     outcome = heartbeats.check(runtime, publish)
     assert sorted(k.split(":")[1] for k in outcome.raised) == ["db-01", "web-01"]
@@ -120,6 +122,102 @@ def test_a_heartbeat_alert_inside_a_suppressing_window_is_held_for_maintenance(
     assert [c.hostname for c in passage.forwards] == ["web-01"]
     assert [a["source"] for a in _outbox(runtime)] == ["web-01"]
     assert held_id not in {a["external_id"] for a in _outbox(runtime)}
+
+
+def _kinds(alerts: list[dict]) -> dict[str, set[str]]:
+    """The heartbeat alerts among ``alerts``: episode ids by kind (quiet, cleared)."""
+    found: dict[str, set[str]] = {"quiet": set(), "cleared": set()}
+    for alert in alerts:
+        info = alert.get("custom_info") or {}
+        if alert.get("type") == heartbeats.HEARTBEAT_TYPE:
+            found[info["heartbeat"]].add(info["heartbeat_episode"])
+    return found
+
+
+def _held_total() -> float:
+    return sum(_held(reason) for reason in ("maintenance", "storm_budget", "shed"))
+
+
+def test_a_glob_past_its_budget_clears_exactly_the_raises_moog_got_and_no_clear_is_held(
+    app: Any, redis_client: redis.Redis
+) -> None:
+    runtime = runtime_of(app)
+    runtime.dynamic_config.set("storm_budget_per_rule", 5)
+    runtime.dynamic_config.set("storm_budget_per_device", 100)
+    runtime.dynamic_config.set("storm_window_seconds", 3600)  # still spent when they talk
+    _heartbeat(runtime, name="edge", host="edge-*", handling="Ticket_only")
+    hosts = [f"edge-{i:02d}" for i in range(12)]
+    _quiet(redis_client, hosts)
+    storm_before = _held("storm_budget")
+
+    result = app.tasks[check_heartbeats.name].apply().get()
+    assert result == {"raised": 12, "cleared": 0, "quiet": 12}
+    raised = _kinds(_outbox(runtime))["quiet"]
+    assert len(raised) == 5
+    assert _held("storm_budget") - storm_before == 7
+    states = [orjson.loads(v) for v in redis_client.hvals(heartbeats.QUIET_KEY)]
+    assert {s["episode"] for s in states if s["forwarded"]} == raised
+    assert sum(not s["forwarded"] for s in states) == 7
+
+    _quiet(redis_client, hosts, minutes_ago=0)  # they all talk again
+    held_before = _held_total()
+    result = app.tasks[check_heartbeats.name].apply().get()
+    assert result == {"raised": 0, "cleared": 12, "quiet": 0}  # every episode closed
+    assert _kinds(_outbox(runtime))["cleared"] == raised  # a clear for each raise Moog got
+    assert _held_total() == held_before  # the budget is spent, yet no clear was held
+    assert redis_client.hlen(heartbeats.QUIET_KEY) == 0
+    assert app.tasks[check_heartbeats.name].apply().get() == {"raised": 0, "cleared": 0, "quiet": 0}
+    assert len(_kinds(_outbox(runtime))["cleared"]) == 5
+
+
+def _suppress(runtime: Runtime, client: redis.Redis, hosts: list[str]) -> None:
+    now = datetime.now(UTC)
+    with runtime.sessions.begin() as session:
+        session.add(
+            MaintenanceWindow(name="patching", starts_at=now - timedelta(minutes=5),
+                              ends_at=now + timedelta(hours=1), hosts=hosts, teams=[],
+                              rule_ids=[], oid_prefixes=[], action="suppress",
+                              summary_alert=True)
+        )  # fmt: skip
+    bump_rules_version(client)
+
+
+def test_a_raise_held_by_a_suppressing_window_gets_no_clear(
+    app: Any, redis_client: redis.Redis
+) -> None:
+    runtime = runtime_of(app)
+    _suppress(runtime, redis_client, ["db-*"])
+    _heartbeat(runtime, name="db-01 alive", host="db-01")
+    _quiet(redis_client, ["db-01"])
+    held_before = _held("maintenance")
+    assert app.tasks[check_heartbeats.name].apply().get()["raised"] == 1
+    assert _held("maintenance") - held_before == 1
+    assert _kinds(_outbox(runtime)) == {"quiet": set(), "cleared": set()}
+
+    _quiet(redis_client, ["db-01"], minutes_ago=0)
+    result = app.tasks[check_heartbeats.name].apply().get()
+    assert result == {"raised": 0, "cleared": 1, "quiet": 0}  # closed, silently
+    assert _kinds(_outbox(runtime)) == {"quiet": set(), "cleared": set()}
+    assert _held("maintenance") - held_before == 1  # no clear made, none held
+    assert redis_client.hlen(heartbeats.QUIET_KEY) == 0
+
+
+def test_a_raise_sent_before_a_window_opened_is_cleared_while_the_window_suppresses(
+    app: Any, redis_client: redis.Redis
+) -> None:
+    runtime = runtime_of(app)
+    _heartbeat(runtime, name="db-01 alive", host="db-01")
+    _quiet(redis_client, ["db-01"])
+    assert app.tasks[check_heartbeats.name].apply().get()["raised"] == 1
+    (raised,) = _kinds(_outbox(runtime))["quiet"]
+
+    _suppress(runtime, redis_client, ["db-*"])  # the window opens after Moog got the raise
+    _quiet(redis_client, ["db-01"], minutes_ago=0)
+    held_before = _held("maintenance")
+    result = app.tasks[check_heartbeats.name].apply().get()
+    assert result == {"raised": 0, "cleared": 1, "quiet": 0}
+    assert _kinds(_outbox(runtime))["cleared"] == {raised}
+    assert _held("maintenance") == held_before
 
 
 def _wire(hostname: str, message: str) -> dict:
