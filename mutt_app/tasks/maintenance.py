@@ -97,7 +97,8 @@ def flush_held(self: RuntimeTask) -> dict[str, int]:
 
 @shared_task(bind=True, name=CHECK_HEARTBEATS_TASK, ignore_result=True)
 def check_heartbeats(self: RuntimeTask) -> dict[str, int]:
-    """Alert once for each watched host gone quiet, clear once when it talks again, via the outbox
+    """Alert once for each watched host gone quiet, clear once when it talks again (only an
+    alert Moog got: ``to_moog`` answers what it held), via the outbox
     (:mod:`mutt_app.watch.heartbeats`). A failure (Redis, the database) fails this run, and the next
     run does the same work: nothing is recorded before its alerts are in the outbox."""
     runtime = self.runtime
