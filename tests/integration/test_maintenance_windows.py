@@ -23,13 +23,9 @@ from mutt_app.holdback.scripts import Windowed
 from mutt_app.rules.cache import VERSION_KEY
 from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.classify import classify_batch
-from tests.integration.test_api import (  # noqa: F401 - fixtures
-    CRITICAL,
-    app,
-    audit_rows,
-    call,
-    client,
-)
+from tests.factories import CRITICAL
+from tests.records import audit_rows
+from tests.web import call
 
 WINDOWS = "/api/v2/maintenance-windows"
 
@@ -53,11 +49,11 @@ def _recurring(**over: Any) -> dict[str, Any]:
 
 
 def test_create_read_list_active_update_end_and_delete_are_audited(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
     redis_client: redis.Redis,
 ) -> None:
-    created = call(client, "POST", WINDOWS, _recurring(), status=201)
+    created = call(api_client, "POST", WINDOWS, _recurring(), status=201)
     window_id = created["id"]
     window = created["maintenance_window"]
     assert window["active"] is True
@@ -66,7 +62,7 @@ def test_create_read_list_active_update_end_and_delete_are_audited(
     assert created["changed"] is True and created["rules_version"] == 1  # workers reload
     later = datetime.now(UTC) + timedelta(days=2)
     call(
-        client,
+        api_client,
         "POST",
         WINDOWS,
         {
@@ -79,21 +75,21 @@ def test_create_read_list_active_update_end_and_delete_are_audited(
         status=201,
     )
     assert [
-        w["name"] for w in call(client, "GET", f"{WINDOWS}?active=true")["maintenance_windows"]
+        w["name"] for w in call(api_client, "GET", f"{WINDOWS}?active=true")["maintenance_windows"]
     ] == ["core upgrade"]
-    assert call(client, "GET", WINDOWS)["total"] == 2
-    one = call(client, "GET", f"{WINDOWS}/{window_id}")["maintenance_window"]
+    assert call(api_client, "GET", WINDOWS)["total"] == 2
+    one = call(api_client, "GET", f"{WINDOWS}/{window_id}")["maintenance_window"]
     assert one["hosts"] == ["core-sw-*"]
 
-    updated = call(client, "PUT", f"{WINDOWS}/{window_id}", {"hosts": ["core-sw-*", "edge-*"]})
+    updated = call(api_client, "PUT", f"{WINDOWS}/{window_id}", {"hosts": ["core-sw-*", "edge-*"]})
     assert updated["maintenance_window"]["hosts"] == ["core-sw-*", "edge-*"]
-    ended = call(client, "POST", f"{WINDOWS}/{window_id}/end", {}, status=200)
+    ended = call(api_client, "POST", f"{WINDOWS}/{window_id}/end", {}, status=200)
     assert ended["maintenance_window"]["active"] is False
     assert ended["maintenance_window"]["ended_at"] is not None
-    again = call(client, "POST", f"{WINDOWS}/{window_id}/end", {}, status=409)
+    again = call(api_client, "POST", f"{WINDOWS}/{window_id}/end", {}, status=409)
     assert "is not open now" in again["error"]
-    call(client, "DELETE", f"{WINDOWS}/{window_id}", {}, status=200)
-    call(client, "GET", f"{WINDOWS}/{window_id}", status=404)
+    call(api_client, "DELETE", f"{WINDOWS}/{window_id}", {}, status=200)
+    call(api_client, "GET", f"{WINDOWS}/{window_id}", status=404)
 
     audit = audit_rows(engine, table_name="maintenance_windows", record_id=window_id)
     assert [row.operation for row in audit] == ["CREATE", "UPDATE", "UPDATE", "DELETE"]
@@ -105,31 +101,31 @@ def test_create_read_list_active_update_end_and_delete_are_audited(
 
 
 def test_an_update_is_validated_on_the_merged_window(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
 ) -> None:
     start = datetime(2026, 12, 24, 22, tzinfo=UTC)
     body = {"name": "xmas", "starts_at": _iso(start), "duration_minutes": 60, "teams": ["DBA"],
             "action": "suppress"}  # fmt: skip
-    created = call(client, "POST", WINDOWS, body, status=201)["maintenance_window"]
+    created = call(api_client, "POST", WINDOWS, body, status=201)["maintenance_window"]
     assert created["ends_at"] == "2026-12-24T23:00:00+00:00" and created["duration_minutes"] is None
     path = f"{WINDOWS}/{created['id']}"
-    longer = call(client, "PUT", path, {"duration_minutes": 120})["maintenance_window"]
+    longer = call(api_client, "PUT", path, {"duration_minutes": 120})["maintenance_window"]
     assert longer["ends_at"] == "2026-12-25T00:00:00+00:00"
-    weekly = call(client, "PUT", path, {"rrule": "FREQ=WEEKLY", "duration_minutes": 30})
+    weekly = call(api_client, "PUT", path, {"rrule": "FREQ=WEEKLY", "duration_minutes": 30})
     assert weekly["maintenance_window"]["ends_at"] is None
     assert weekly["maintenance_window"]["rrule"] == "FREQ=WEEKLY"
-    refused = call(client, "PUT", path, {"teams": []}, status=422)
+    refused = call(api_client, "PUT", path, {"teams": []}, status=422)
     assert "scope: a window needs at least one" in refused["error"]
-    refused = call(client, "PUT", path, {"timezone": "Moon/Base"}, status=422)
+    refused = call(api_client, "PUT", path, {"timezone": "Moon/Base"}, status=422)
     assert refused["details"]["fields"] == {
         "timezone": "timezone: unknown IANA time zone 'Moon/Base'"
     }
-    unchanged = call(client, "PUT", path, {"teams": ["DBA"]})
+    unchanged = call(api_client, "PUT", path, {"teams": ["DBA"]})
     assert unchanged["changed"] is False
 
 
 def test_validation_errors_are_clear_422s_and_change_nothing(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
 ) -> None:
     cases = [
@@ -149,9 +145,9 @@ def test_validation_errors_are_clear_422s_and_change_nothing(
         (_recurring(action="mute"), "action must be one of suppress, downgrade"),
     ]
     for body, message in cases:
-        answer = call(client, "POST", WINDOWS, body, status=422)
+        answer = call(api_client, "POST", WINDOWS, body, status=422)
         assert message in answer["error"], (message, answer)
-    call(client, "POST", WINDOWS, _recurring(), reason=None, status=422)  # no reason
+    call(api_client, "POST", WINDOWS, _recurring(), reason=None, status=422)  # no reason
     assert audit_rows(engine, table_name="maintenance_windows") == []
 
 
@@ -238,12 +234,12 @@ def test_classify_suppresses_and_downgrades_only_what_windows_scope_and_sums_up_
 
 
 def test_ending_a_window_early_sends_its_summary_at_the_next_flush(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     settings: Settings,
     redis_client: redis.Redis,
 ) -> None:
-    call(client, "POST", "/api/v2/rules", CRITICAL, status=201)
-    window_id = call(client, "POST", WINDOWS, _recurring(), status=201)["id"]
+    call(api_client, "POST", "/api/v2/rules", CRITICAL, status=201)
+    window_id = call(api_client, "POST", WINDOWS, _recurring(), status=201)["id"]
     celery = Runtime(settings).celery
     runtime = runtime_of(celery)
     runtime.dynamic_config.set("dedup_window_seconds", 0)
@@ -252,7 +248,7 @@ def test_ending_a_window_early_sends_its_summary_at_the_next_flush(
     remember = 2 * settings.reconcile_after
     sent: list[dict] = []
     assert mw.flush(redis_client, remember, sent.extend) == 0  # open for another 50 minutes
-    call(client, "POST", f"{WINDOWS}/{window_id}/end", {}, status=200)
+    call(api_client, "POST", f"{WINDOWS}/{window_id}/end", {}, status=200)
     time.sleep(0.05)
     assert mw.flush(redis_client, remember, sent.extend) == 1
     assert mw.flush(redis_client, remember, sent.extend) == 0

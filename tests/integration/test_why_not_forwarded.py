@@ -24,7 +24,7 @@ from mutt_app.rules.cache import bump_rules_version
 from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.classify import classify_batch
 from mutt_app.watch.dashboard import held_by_reason
-from tests.integration.test_api import app, call, client  # noqa: F401 - fixtures
+from tests.web import call
 
 RULES = (
     # match, prod handling, dev handling
@@ -133,14 +133,14 @@ def _audit(engine: Engine, *rows: tuple[str, str | None, int | None]) -> list[uu
 
 
 def test_the_api_filters_by_every_reason_and_by_rules_version(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
 ) -> None:
     rows = [(f"h-{reason}", reason, 5) for reason in NOT_FORWARDED_REASONS]
     _audit(engine, *rows, ("h-sent", None, 6))
     for reason in NOT_FORWARDED_REASONS:
-        logs = call(client, "GET", f"/api/v2/audit-logs?held_reason={reason}")["logs"]
+        logs = call(api_client, "GET", f"/api/v2/audit-logs?held_reason={reason}")["logs"]
         assert [(log["hostname"], log["rules_version"]) for log in logs] == [(f"h-{reason}", 5)]
-    logs = call(client, "GET", "/api/v2/audit-logs?rules_version=6")["logs"]
+    logs = call(api_client, "GET", "/api/v2/audit-logs?rules_version=6")["logs"]
     assert [log["hostname"] for log in logs] == ["h-sent"]
-    assert call(client, "GET", "/api/v2/audit-logs?rules_version=x", status=400)["error"]
+    assert call(api_client, "GET", "/api/v2/audit-logs?rules_version=x", status=400)["error"]
