@@ -9,7 +9,7 @@ import pytest
 import redis
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app.db.engine import ALEMBIC_DIR
 from mutt_app.db.models import ConfigAuditLog
@@ -27,6 +27,13 @@ def audit_rows(engine: Engine, **where: Any) -> list[ConfigAuditLog]:
         for name, value in where.items():
             query = query.where(getattr(ConfigAuditLog, name) == value)
         return list(session.scalars(query))
+
+
+def config_audit(sessions: sessionmaker[Session], table: str) -> list[ConfigAuditLog]:
+    """The config audit rows of ``table``, oldest first."""
+    with sessions() as session:
+        query = select(ConfigAuditLog).where(ConfigAuditLog.table_name == table)
+        return list(session.scalars(query.order_by(ConfigAuditLog.id)))
 
 
 def rules_version(redis_client: redis.Redis) -> int:

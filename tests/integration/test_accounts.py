@@ -22,11 +22,6 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return session_factory(engine)
-
-
-@pytest.fixture
 def alice(sessions: sessionmaker[Session]) -> Iterator[str]:
     with sessions.begin() as session:
         accounts.create_user(session, "alice", PASSWORD, "admin", changed_by="test")
