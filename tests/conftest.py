@@ -21,7 +21,7 @@ from mutt_app.commands import users as accounts
 from mutt_app.config import Settings, load_settings
 from mutt_app.db.engine import make_engine, session_factory, upgrade
 from tests.e2e.stack import Stack, StackFactory
-from tests.services import PostgresCluster, RedisServer
+from tests.services import PostgresCluster, RedisSentinelCluster, RedisServer
 from tests.web import PASSWORD
 
 TEMPLATE_DB = "mutt_template"
@@ -83,6 +83,17 @@ def redis_url(redis_server: RedisServer) -> str:
     """The session's Redis, emptied for this test."""
     redis_server.client().flushall()
     return redis_server.url
+
+
+@pytest.fixture
+def sentinel_cluster() -> Iterator[RedisSentinelCluster]:
+    """A Redis master, its replicas and their Sentinels, started for this test."""
+    # Requested before a stack, it is stopped after the stack's processes.
+    cluster = RedisSentinelCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture
