@@ -17,13 +17,12 @@ from sqlalchemy import Engine, select
 from mutt_app.cli import main
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog, MaintenanceWindow
-from mutt_app.events.schema import validate_item
 from mutt_app.holdback import windows as mw
 from mutt_app.holdback.scripts import Windowed
 from mutt_app.rules.cache import VERSION_KEY
 from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.classify import classify_batch
-from tests.factories import CRITICAL
+from tests.factories import CRITICAL, wire_event
 from tests.records import audit_rows
 from tests.web import call
 
@@ -151,14 +150,6 @@ def test_validation_errors_are_clear_422s_and_change_nothing(
     assert audit_rows(engine, table_name="maintenance_windows") == []
 
 
-def _wire(hostname: str, message: str, trap_oid: str | None = None) -> dict:
-    item: dict[str, Any] = {"hostname": hostname, "message": message, "syslog_severity": 3}
-    if trap_oid:
-        item["trap_oid"] = trap_oid
-    event = validate_item(item, required_fields=("hostname",), received_at=datetime.now(UTC))
-    return event.to_wire()
-
-
 def test_classify_suppresses_and_downgrades_only_what_windows_scope_and_sums_up_once(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
@@ -193,11 +184,13 @@ def test_classify_suppresses_and_downgrades_only_what_windows_scope_and_sums_up_
             ]
         )  # fmt: skip
     batch = [
-        _wire("core-sw-01", "Gi0/1 changed state to down"),  # suppressed
-        _wire("CORE-SW-02", "CRITICAL fan failed"),  # suppressed (suppress wins over downgrade)
-        _wire("edge-01", "CRITICAL fan failed"),  # downgraded to a ticket
-        _wire("edge-01", "Gi0/2 changed state to down"),  # a ticket already: untouched
-        _wire("core-sw-01", "nothing matches this"),  # unmatched: never forwarded, untouched
+        wire_event("core-sw-01", "Gi0/1 changed state to down"),  # suppressed
+        wire_event(
+            "CORE-SW-02", "CRITICAL fan failed"
+        ),  # suppressed (suppress wins over downgrade)
+        wire_event("edge-01", "CRITICAL fan failed"),  # downgraded to a ticket
+        wire_event("edge-01", "Gi0/2 changed state to down"),  # a ticket already: untouched
+        wire_event("core-sw-01", "nothing matches this"),  # unmatched: never forwarded, untouched
     ]
     assert classify_batch(runtime, celery, batch)["audited"] == 5
     assert classify_batch(runtime, celery, batch)["audited"] == 0  # redelivered: nothing twice
@@ -243,7 +236,7 @@ def test_ending_a_window_early_sends_its_summary_at_the_next_flush(
     celery = Runtime(settings).celery
     runtime = runtime_of(celery)
     runtime.dynamic_config.set("dedup_window_seconds", 0)
-    batch = [_wire("core-sw-09", f"CRITICAL link {i} down") for i in range(3)]
+    batch = [wire_event("core-sw-09", f"CRITICAL link {i} down") for i in range(3)]
     assert classify_batch(runtime, celery, batch)["audited"] == 3
     remember = 2 * settings.reconcile_after
     sent: list[dict] = []

@@ -19,11 +19,11 @@ from mutt_app.db.models import (
     DevelopmentHost,
     EventAuditLog,
 )
-from mutt_app.events.schema import validate_item
 from mutt_app.rules.cache import bump_rules_version
 from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.classify import classify_batch
 from mutt_app.watch.dashboard import held_by_reason
+from tests.factories import wire_event
 from tests.web import call
 
 RULES = (
@@ -33,15 +33,6 @@ RULES = (
     ("DEBUG", "Log_only", "Suppress"),
     ("DISK-FULL", "Ticket_only", "Ticket_only"),
 )
-
-
-def _wire(hostname: str, message: str) -> dict:
-    event = validate_item(
-        {"hostname": hostname, "message": message, "syslog_severity": 3},
-        required_fields=("hostname",),
-        received_at=datetime.now(UTC),
-    )
-    return event.to_wire()
 
 
 def _seed(engine: Engine) -> None:
@@ -68,14 +59,14 @@ def test_every_event_not_forwarded_has_its_reason_and_every_event_its_rules_vers
     celery = Runtime(settings).celery
     runtime = runtime_of(celery)
     expected = [
-        (_wire("core-1", "LINK-DOWN Gi0/1 (flap 1)"), None),  # forwarded
-        (_wire("core-1", "LINK-DOWN Gi0/1 (flap 2)"), "duplicate"),  # same template and rule
-        (_wire("core-2", "FAN-FAIL tray 2"), "email_only"),
-        (_wire("core-2", "DEBUG cpu sample"), "log_only"),
-        (_wire("lab-1", "LINK-DOWN Gi0/9"), "dev_handling"),  # dev host, dev Log_only
-        (_wire("lab-1", "DEBUG cpu sample"), "dev_handling"),  # dev host, dev Suppress
-        (_wire("lab-1", "DISK-FULL /var"), None),  # dev host, dev Ticket_only: forwarded
-        (_wire("core-3", "nothing matches this"), "unmatched"),
+        (wire_event("core-1", "LINK-DOWN Gi0/1 (flap 1)"), None),  # forwarded
+        (wire_event("core-1", "LINK-DOWN Gi0/1 (flap 2)"), "duplicate"),  # same template and rule
+        (wire_event("core-2", "FAN-FAIL tray 2"), "email_only"),
+        (wire_event("core-2", "DEBUG cpu sample"), "log_only"),
+        (wire_event("lab-1", "LINK-DOWN Gi0/9"), "dev_handling"),  # dev host, dev Log_only
+        (wire_event("lab-1", "DEBUG cpu sample"), "dev_handling"),  # dev host, dev Suppress
+        (wire_event("lab-1", "DISK-FULL /var"), None),  # dev host, dev Ticket_only: forwarded
+        (wire_event("core-3", "nothing matches this"), "unmatched"),
     ]
     wires = [wire for wire, _ in expected]
     assert classify_batch(runtime, celery, wires)["audited"] == len(wires)
@@ -94,7 +85,7 @@ def test_every_event_not_forwarded_has_its_reason_and_every_event_its_rules_vers
 
     # A rule change moves the version the next events are recorded with.
     bump_rules_version(redis_client)
-    later = _wire("core-3", "still nothing matches")
+    later = wire_event("core-3", "still nothing matches")
     classify_batch(runtime, celery, [later])
     with runtime.sessions() as session:
         row = session.scalars(
