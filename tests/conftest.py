@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 from flask import Flask
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
+from mutt_app.commands import users as accounts
 from mutt_app.config import Settings, load_settings
-from mutt_app.db.engine import make_engine, upgrade
+from mutt_app.db.engine import make_engine, session_factory, upgrade
 from tests.e2e.stack import Stack, StackFactory
-from tests.services import PostgresCluster, RedisServer
+from tests.services import PostgresCluster, RedisSentinelCluster, RedisServer
+from tests.web import PASSWORD
 
 TEMPLATE_DB = "mutt_template"
 
@@ -82,6 +86,17 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
+def sentinel_cluster() -> Iterator[RedisSentinelCluster]:
+    """A Redis master, its replicas and their Sentinels, started for this test."""
+    # Requested before a stack, it is stopped after the stack's processes.
+    cluster = RedisSentinelCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     try:
@@ -127,6 +142,30 @@ def engine(settings: Settings) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """Sessions on this test's PostgreSQL database, or with ``indirect`` parameter "sqlite" on the
+    embedded default's SQLite, migrated."""
+    if getattr(request, "param", "postgresql") != "sqlite":
+        yield session_factory(request.getfixturevalue("engine"))
+        return
+    engine = make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)}))
+    upgrade(engine)
+    try:
+        yield session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def users(sessions: sessionmaker[Session]) -> None:
+    """alice (admin), victor (viewer) and olga (operator), all with ``tests.web.PASSWORD``."""
+    with sessions.begin() as session:
+        accounts.create_user(session, "alice", PASSWORD, "admin", changed_by="test")
+        accounts.create_user(session, "victor", PASSWORD, "viewer", changed_by="test")
+        accounts.create_user(session, "olga", PASSWORD, "operator", changed_by="test")
 
 
 def close_web_app(app: Flask) -> None:

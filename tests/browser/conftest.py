@@ -27,8 +27,8 @@ from werkzeug.serving import make_server
 from mutt_app.config import Settings
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
-from tests.integration.test_admin_ui import PASSWORD, sessions, users  # noqa: F401 - fixtures
 from tests.services import free_port
+from tests.web import PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -43,7 +43,7 @@ if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
 
 
 @pytest.fixture
-def web_app(settings: Settings, users: None) -> Iterator[Flask]:  # noqa: F811
+def web_app(settings: Settings, users: None) -> Iterator[Flask]:
     app = create_app(
         settings.model_copy(
             update={"webui_cookie_secure": False, "webui_api_key": SecretStr(API_KEY)}
@@ -121,3 +121,36 @@ def log_in(browser: WebDriver, base_url: str, username: str) -> None:
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     WebDriverWait(browser, 10).until(lambda b: "/login" not in b.current_url)
+
+
+def set_field(browser: WebDriver, field: str, value: str) -> None:
+    """Set a form field's value, a select's too."""
+    # Flask-Admin dresses selects with Select2 (the real <select> is hidden); set the value the
+    # form submits and tell the widget.
+    browser.execute_script(
+        "const el = document.getElementById(arguments[0]); el.value = arguments[1];"
+        " el.dispatchEvent(new Event('change', {bubbles: true}));",
+        field,
+        value,
+    )
+
+
+def type_into(browser: WebDriver, field: str, value: str) -> None:
+    """Replace a text field's content by typing ``value``."""
+    element = browser.find_element(By.ID, field)
+    element.clear()
+    element.send_keys(value)
+
+
+def flashes(browser: WebDriver) -> str:
+    """The text of the page's flashed messages."""
+    return " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, ".alert"))
+
+
+def csp_refusals(browser: WebDriver) -> list[str]:
+    """What the Content-Security-Policy refused, from the browser's console."""
+    return [
+        entry["message"]
+        for entry in browser.get_log("browser")
+        if "Content Security Policy" in entry["message"] or "Refused to" in entry["message"]
+    ]

@@ -19,30 +19,9 @@ from mutt_app.db.models import AlertRule, ConfigAuditLog, DeadLetter, EventAudit
 from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.holdback import flapping
 from mutt_app.holdback.flapping import FlapDetector, Transition
-from tests.browser.conftest import log_in, wait_for_element
+from tests.browser.conftest import flashes, log_in, set_field, type_into, wait_for_element
 
 Shoot = Callable[[str], Path]
-
-
-def _set(browser: WebDriver, field: str, value: str) -> None:
-    # Flask-Admin dresses selects with Select2 (the real <select> is hidden); set the value the
-    # form submits and tell the widget.
-    browser.execute_script(
-        "const el = document.getElementById(arguments[0]); el.value = arguments[1];"
-        " el.dispatchEvent(new Event('change', {bubbles: true}));",
-        field,
-        value,
-    )
-
-
-def _type(browser: WebDriver, field: str, value: str) -> None:
-    element = browser.find_element(By.ID, field)
-    element.clear()
-    element.send_keys(value)
-
-
-def _flash(browser: WebDriver) -> str:
-    return " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, ".alert"))
 
 
 def _rule(sessions: sessionmaker[Session], **fields: object) -> int:
@@ -67,17 +46,17 @@ def test_an_admin_creates_a_rule_with_a_reason_and_finds_it_in_the_list_and_the_
     _rule(sessions, match_string="BGP-5-ADJCHANGE", priority=700, team_assignment="WAN")
     log_in(browser, base_url, "alice")
     browser.get(f"{base_url}/admin/rules/new/")
-    _set(browser, "match_type", "regex")
-    _type(browser, "match_string", r"LINK-3-UPDOWN.*down")
-    _type(browser, "priority", "850")
-    _set(browser, "prod_handling", "Page_and_ticket")
-    _set(browser, "dev_handling", "Email_only")
-    _type(browser, "team_assignment", "NETO")
-    _type(browser, "reason", "Interface flaps page the network team")
+    set_field(browser, "match_type", "regex")
+    type_into(browser, "match_string", r"LINK-3-UPDOWN.*down")
+    type_into(browser, "priority", "850")
+    set_field(browser, "prod_handling", "Page_and_ticket")
+    set_field(browser, "dev_handling", "Email_only")
+    type_into(browser, "team_assignment", "NETO")
+    type_into(browser, "reason", "Interface flaps page the network team")
     screenshot("rule-edit")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit][value='Save']").click()
     WebDriverWait(browser, 10).until(lambda b: "/admin/rules/new" not in b.current_url)
-    assert "successfully" in _flash(browser).lower(), _flash(browser)
+    assert "successfully" in flashes(browser).lower(), flashes(browser)
 
     with sessions() as session:
         rule = session.scalars(select(AlertRule).where(AlertRule.priority == 850)).one()
@@ -107,13 +86,13 @@ def test_a_refused_regex_shows_the_engines_message_and_saves_nothing(
 ) -> None:
     log_in(browser, base_url, "alice")
     browser.get(f"{base_url}/admin/rules/new/")
-    _set(browser, "match_type", "regex")
-    _type(browser, "match_string", "(unclosed")
-    _type(browser, "team_assignment", "NETO")
-    _type(browser, "reason", "try")
+    set_field(browser, "match_type", "regex")
+    type_into(browser, "match_string", "(unclosed")
+    type_into(browser, "team_assignment", "NETO")
+    type_into(browser, "reason", "try")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit][value='Save']").click()
     wait_for_element(browser, ".alert-danger")
-    assert "Not a valid rule" in _flash(browser)
+    assert "Not a valid rule" in flashes(browser)
     with sessions() as session:
         assert session.scalars(select(AlertRule)).all() == []
 
@@ -171,7 +150,7 @@ def test_an_operator_replays_a_dead_letter(
     form = browser.find_element(By.ID, "replay-form")
     form.find_element(By.NAME, "reason").send_keys("Moog accepts these again")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(browser, 10).until(lambda b: "replayed" in _flash(b))
+    WebDriverWait(browser, 10).until(lambda b: "replayed" in flashes(b))
     assert redis_client.llen("mutt.forward") == 1
     with sessions() as session:
         assert session.get(DeadLetter, first) is None
@@ -193,7 +172,7 @@ def test_an_operator_changes_the_dynamic_configuration(
         "Moog's new quota"
     )
     browser.find_element(By.CSS_SELECTOR, "#config-form button[type=submit]").click()
-    WebDriverWait(browser, 10).until(lambda b: "Changed" in _flash(b))
+    WebDriverWait(browser, 10).until(lambda b: "Changed" in flashes(b))
     assert redis_client.get("mutt:config:moog_rate_limit") == b"40"
     assert "mutt.remediate_dlq" in browser.find_element(By.ID, "beat-table").text
     screenshot("dynamic-config")
@@ -362,10 +341,10 @@ def test_an_admin_creates_a_rule_from_an_unhandled_template_on_the_dashboard(
     pattern = browser.find_element(By.ID, "match_string").get_attribute("value")
     assert browser.find_element(By.ID, "match_type").get_attribute("value") == "regex"
     assert browser.find_element(By.ID, "team_assignment").get_attribute("value") == "NETO"
-    _type(browser, "reason", "BGP session drops were unhandled")
+    type_into(browser, "reason", "BGP session drops were unhandled")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit][value='Save']").click()
     WebDriverWait(browser, 10).until(lambda b: "/admin/rules/new" not in b.current_url)
-    assert "successfully" in _flash(browser).lower(), _flash(browser)
+    assert "successfully" in flashes(browser).lower(), flashes(browser)
     with sessions() as session:
         rule = session.scalars(select(AlertRule)).one()
     assert (rule.match_type, rule.match_string) == ("regex", pattern)

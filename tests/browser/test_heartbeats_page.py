@@ -18,8 +18,7 @@ from mutt_app.config import Settings
 from mutt_app.db.models import ConfigAuditLog, Heartbeat
 from mutt_app.runtime import Runtime
 from mutt_app.watch import heartbeats
-from tests.browser.conftest import log_in, wait_for_element
-from tests.browser.test_admin_pages import _flash, _set, _type
+from tests.browser.conftest import flashes, log_in, set_field, type_into, wait_for_element
 
 Shoot = Callable[[str], Path]
 
@@ -45,14 +44,14 @@ def test_an_admin_adds_a_heartbeat_and_sees_the_quiet_hosts_first(
 
     log_in(browser, base_url, "alice")
     browser.get(f"{base_url}/admin/heartbeats/new/")
-    _type(browser, "name", "edge switches")
-    _type(browser, "host", "edge-sw-*")
-    _type(browser, "interval_minutes", "10")
-    _set(browser, "handling", "Page_and_ticket")
-    _type(browser, "reason", "edge switches go silent when their uplink dies")
+    type_into(browser, "name", "edge switches")
+    type_into(browser, "host", "edge-sw-*")
+    type_into(browser, "interval_minutes", "10")
+    set_field(browser, "handling", "Page_and_ticket")
+    type_into(browser, "reason", "edge switches go silent when their uplink dies")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit][value='Save']").click()
     WebDriverWait(browser, 10).until(lambda b: "/admin/heartbeats/new" not in b.current_url)
-    assert "successfully" in _flash(browser).lower(), _flash(browser)
+    assert "successfully" in flashes(browser).lower(), flashes(browser)
     with sessions() as session:
         audit = session.scalars(
             select(ConfigAuditLog).where(ConfigAuditLog.table_name == "heartbeats")

@@ -14,16 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app.db.models import ConfigAuditLog, MaintenanceWindow
-from tests.browser.conftest import log_in, wait_for_element
+from tests.browser.conftest import log_in, type_into, wait_for_element
 
 Shoot = Callable[[str], Path]
 PAGE = "/admin/maintenance-windows/"
-
-
-def _type(browser: WebDriver, field: str, value: str) -> None:
-    element = browser.find_element(By.ID, field)
-    element.clear()
-    element.send_keys(value)
 
 
 def _row(browser: WebDriver, name: str):  # type: ignore[no-untyped-def]
@@ -44,12 +38,12 @@ def test_an_admin_previews_adds_and_ends_maintenance_windows(
     browser.get(f"{base_url}{PAGE}")
     assert "open" in _row(browser, "core upgrade").find_element(By.CLASS_NAME, "window-state").text
 
-    _type(browser, "w-name", "weekly patching")
-    _type(browser, "w-timezone", "Europe/Berlin")
-    _type(browser, "w-starts", "2026-03-01T02:00")
-    _type(browser, "w-duration", "120")
-    _type(browser, "w-rrule", "FREQ=WEEKLY;BYDAY=SU")
-    _type(browser, "w-teams", "DBA")
+    type_into(browser, "w-name", "weekly patching")
+    type_into(browser, "w-timezone", "Europe/Berlin")
+    type_into(browser, "w-starts", "2026-03-01T02:00")
+    type_into(browser, "w-duration", "120")
+    type_into(browser, "w-rrule", "FREQ=WEEKLY;BYDAY=SU")
+    type_into(browser, "w-teams", "DBA")
     browser.find_element(By.ID, "w-action").send_keys("downgrade")
     browser.find_element(By.ID, "window-preview-button").click()
     preview = wait_for_element(browser, "#window-preview").text
@@ -60,8 +54,8 @@ def test_an_admin_previews_adds_and_ends_maintenance_windows(
     with sessions() as session:  # a preview saves nothing
         assert session.scalars(select(MaintenanceWindow.name)).all() == ["core upgrade"]
 
-    _type(browser, "w-name", "weekly patching")  # the form kept its values; the name is retyped
-    _type(browser, "w-reason", "CHG-1234 weekly DB patching")
+    type_into(browser, "w-name", "weekly patching")  # the form kept its values; the name is retyped
+    type_into(browser, "w-reason", "CHG-1234 weekly DB patching")
     browser.find_element(By.ID, "window-save").click()
     WebDriverWait(browser, 10).until(lambda b: "added" in b.page_source)
     row = _row(browser, "weekly patching")

@@ -16,15 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app.db.models import AlertRule, DevelopmentHost
 from mutt_app.forwarding.deadletters import add_dead_letter
-from tests.browser.conftest import log_in, wait_for_element
-
-
-def _refusals(browser: WebDriver) -> list[str]:
-    return [
-        entry["message"]
-        for entry in browser.get_log("browser")
-        if "Content Security Policy" in entry["message"] or "Refused to" in entry["message"]
-    ]
+from tests.browser.conftest import csp_refusals, log_in, wait_for_element
 
 
 def test_every_page_works_under_the_policy(
@@ -46,7 +38,7 @@ def test_every_page_works_under_the_policy(
         session.flush()
         letter_id, rule_id = letter.id, rule.id
     browser.get(f"{base_url}/login")
-    assert _refusals(browser) == []
+    assert csp_refusals(browser) == []
     log_in(browser, base_url, "alice")
     for path in (
         "/",
@@ -67,7 +59,7 @@ def test_every_page_works_under_the_policy(
     ):
         browser.get(base_url + path)
         wait_for_element(browser, "body")
-        assert _refusals(browser) == [], path
+        assert csp_refusals(browser) == [], path
     # The dashboard's scripts ran: Chart.js drew into its canvas.
     browser.get(base_url + "/")
     WebDriverWait(browser, 10).until(
@@ -84,6 +76,6 @@ def test_every_page_works_under_the_policy(
     except TimeoutException:
         raise AssertionError("no confirmation before the delete") from None
     browser.switch_to.alert.dismiss()
-    assert _refusals(browser) == []
+    assert csp_refusals(browser) == []
     with sessions() as session:
         assert session.get(AlertRule, rule_id).is_active  # type: ignore[union-attr]

@@ -13,10 +13,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app.db.models import AlertRule, RuleDraft
-from tests.browser.conftest import log_in, wait_for_element
-from tests.browser.test_page_security import _refusals
-from tests.integration.test_backtest import RULES
-from tests.integration.test_backtest import _audit as audit_event
+from tests.browser.conftest import csp_refusals, log_in, wait_for_element
+from tests.factories import RULES, audit_event
 
 Shoot = Callable[[str], Path]
 
@@ -89,7 +87,7 @@ def test_an_admin_backtests_a_draft_then_publishes_it(
     assert rows[1].startswith(f"4 #{ids['bgp']} none Ticket_only Log_only")
     assert rows[2].startswith("1 none new rule 1 disk Log_only Ticket_only")
     screenshot("rule-backtest")
-    assert _refusals(browser) == []  # the pages work under the Content-Security-Policy
+    assert csp_refusals(browser) == []  # the pages work under the Content-Security-Policy
 
     browser.find_element(By.CSS_SELECTOR, "#publish-form input[name=reason]").send_keys(
         "INC-77: backtested, 17 changes as expected"

@@ -10,8 +10,6 @@ replica, and ingest answers 503 (the senders keep their events).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.chaos.conftest import ChaosStackFactory
@@ -19,16 +17,6 @@ from tests.chaos.harness import ChaosRun
 from tests.services import RedisSentinelCluster
 
 NAME = "redis master SIGKILL"
-
-
-@pytest.fixture
-def sentinel_cluster() -> Iterator[RedisSentinelCluster]:
-    # Requested before the stack, so it is stopped after the stack's processes.
-    cluster = RedisSentinelCluster().start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import requests
 from sqlalchemy import Engine, func, select
 
@@ -187,7 +188,7 @@ class Stack:
         self.processes[name] = process
         try:
             wait_for(
-                lambda: not process.alive or _answers(health_url), 60, f"{name} at {health_url}"
+                lambda: not process.alive or answers(health_url), 60, f"{name} at {health_url}"
             )
             if not process.alive:
                 raise TimeoutError(f"{name} exited")
@@ -217,6 +218,11 @@ class Stack:
     def post(self, body: bytes | str, **headers: str) -> requests.Response:
         data = body.encode() if isinstance(body, str) else body
         return requests.post(self.ingest_url, data=data, headers=headers, timeout=30)
+
+    def post_events(self, events: list[dict]) -> None:
+        """Post ``events`` as one JSON array, which ingest must accept."""
+        response = self.post(orjson.dumps(events), **{"Content-Type": "application/json"})
+        assert response.status_code == 200, response.text
 
     @property
     def engine(self) -> Engine:
@@ -279,7 +285,8 @@ StackFactory = Callable[..., Stack]
 """The ``make_stack`` fixture: builds a :class:`Stack` with extra environment (tests/conftest.py)."""
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
+    """Whether ``url`` answers a GET with a success status within a second."""
     try:
         return requests.get(url, timeout=1).ok
     except requests.RequestException:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -17,14 +16,11 @@ from sqlalchemy import insert
 from mutt_app.db.models import AlertRule
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import FORWARD_QUEUES
+from tests.factories import posted_event
 from tests.services import wait_for
 
 FLOOD = 3000
 WINDOW = 8
-
-
-def _event(hostname: str, message: str) -> dict:
-    return {"timestamp": datetime.now(UTC).isoformat(), "hostname": hostname, "message": message}
 
 
 @pytest.mark.slow
@@ -56,13 +52,13 @@ def test_a_flood_costs_moog_a_handful_of_requests_and_the_page_is_not_delayed(
     stack.start_beat()
 
     message = "%LINK-3-UPDOWN: Interface Gi0/1 changed state to down (flap {})"
-    flood = [_event("core-sw-01", message.format(i)) for i in range(FLOOD)]
+    flood = [posted_event(message.format(i), "core-sw-01") for i in range(FLOOD)]
     for start in range(0, FLOOD, 500):
         response = stack.post(
             orjson.dumps(flood[start : start + 500]), **{"Content-Type": "application/json"}
         )
         assert response.status_code == 200, response.text
-    page = _event("edge-rtr-02", "CRITICAL power supply 2 failed")
+    page = posted_event("CRITICAL power supply 2 failed", "edge-rtr-02")
     posted = time.monotonic()
     response = stack.post(orjson.dumps([page]), **{"Content-Type": "application/json"})
     assert response.status_code == 200, response.text

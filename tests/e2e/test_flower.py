@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import requests
 
 from tests.e2e.conftest import StackFactory
-from tests.e2e.stack import Process, Stack
+from tests.e2e.stack import Process, Stack, answers
 from tests.services import free_port, wait_for
 
 LOGIN = ("ops", "flower-pw-42")
@@ -26,19 +26,12 @@ def _start_flower(stack: Stack, port: int, name: str) -> Process:
     process = Process(name, argv, stack.env, stack.logdir).start()
     stack.processes[name] = process
     wait_for(
-        lambda: not process.alive or _answers(f"http://127.0.0.1:{port}/healthcheck"),
+        lambda: not process.alive or answers(f"http://127.0.0.1:{port}/healthcheck"),
         60,
         "flower to start",
     )
     assert process.alive, process.tail()
     return process
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).ok
-    except requests.RequestException:
-        return False
 
 
 def _tasks(base: str) -> dict:

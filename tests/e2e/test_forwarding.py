@@ -17,12 +17,10 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from mutt_app.cli import main
-from mutt_app.config import load_settings
 from mutt_app.db.models import DeadLetter
-from mutt_app.holdback.pipeline import publish_forwards
 from mutt_app.ledger import OUTBOX, Ledger
-from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.watch import slo
+from tests.e2e.alerts import max_in_window, publish_alerts
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import FORWARD_QUEUES, WEB_API_KEY, Stack
 from tests.services import RedisServer, wait_for
@@ -62,12 +60,6 @@ def _alerts(n: int) -> list[dict]:
     ]
 
 
-def _publish(stack: Stack, alerts: list[dict]) -> None:
-    # As classify_event does: recorded in the outbox, then published.
-    app = Runtime(load_settings(stack.env)).celery
-    publish_forwards(runtime_of(app), app, alerts)
-
-
 def _control(stack: Stack, **mode: object) -> None:
     url = f"http://127.0.0.1:{stack.sink_port}/_control"
     requests.post(url, json=mode, timeout=5).raise_for_status()
@@ -80,16 +72,6 @@ def _stats(stack: Stack) -> dict:
 def _total(samples: dict[str, float], name: str) -> float:
     """The sum of a metric's samples over all label sets."""
     return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
-
-
-def _max_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def _forward_workers(stack: Stack, count: int) -> None:
@@ -110,13 +92,13 @@ def test_cluster_wide_rate_limit_holds_across_three_workers(make_stack: StackFac
     stack.start_sink()
     _forward_workers(stack, 3)
     alerts = _alerts(600)
-    _publish(stack, alerts)
+    publish_alerts(stack, alerts)
 
     received = stack.wait_sink(600, timeout=90)
     assert sorted(a["external_id"] for a in received) == sorted(a["external_id"] for a in alerts)
     arrivals = requests.get(f"http://127.0.0.1:{stack.sink_port}/_arrivals", timeout=5).json()
     assert len(arrivals["arrivals"]) == 120  # one request per batch
-    assert _max_in_window(arrivals["arrivals"], 1.0) <= 20
+    assert max_in_window(arrivals["arrivals"], 1.0) <= 20
     assert _total(stack.worker_metrics(), "mutt_moog_rate_limit_hits_total") > 0
 
 
@@ -128,7 +110,7 @@ def test_outage_opens_the_circuit_and_every_alert_arrives_once(make_stack: Stack
     _start_remediation(stack)
     _control(stack, status=500, for_seconds=20)
     alerts = _alerts(200)
-    _publish(stack, alerts)
+    publish_alerts(stack, alerts)
 
     received = stack.wait_sink(200, timeout=120)
     stack.settle(3)
@@ -161,7 +143,7 @@ def test_rejected_alerts_go_to_dlq_then_poison_and_the_cli_lists_them(
     _forward_workers(stack, 1)
     _control(stack, status=400)
     alerts = _alerts(3)
-    _publish(stack, alerts)
+    publish_alerts(stack, alerts)
 
     runner = CliRunner()
 
@@ -206,7 +188,7 @@ def test_worker_kill_and_redis_restart_lose_no_alert(make_stack: StackFactory, t
         _start_remediation(stack)  # beat's reconcile_ledger republishes what the broker lost
         worker = stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=1, pool="threads")
         alerts = _alerts(KILL_ALERTS)
-        _publish(stack, alerts)
+        publish_alerts(stack, alerts)
 
         def arrived() -> int:
             # Distinct alerts: a duplicate must not stand in for one that has not arrived yet.
@@ -263,7 +245,7 @@ def test_a_half_refused_batch_dead_letters_each_refused_alert(make_stack: StackF
     refused = alerts[3::4]  # five of the twenty, spread over the batch
     for alert in refused:
         alert["description"] += " REFUSE-ME"
-    _publish(stack, alerts)
+    publish_alerts(stack, alerts)
 
     taken = {a["external_id"] for a in alerts} - {a["external_id"] for a in refused}
     runner = CliRunner()
@@ -312,7 +294,7 @@ def test_cloud_format_sends_each_batch_as_one_events_api_array(make_stack: Stack
     stack.start_sink()
     _forward_workers(stack, 1)
     alerts = _alerts(30)
-    _publish(stack, alerts)
+    publish_alerts(stack, alerts)
 
     received = stack.wait_sink(30, timeout=30)
     stack.settle(1)

@@ -23,15 +23,12 @@ import requests
 from mutt_app.ledger import BATCHES
 from mutt_app.tasks.classify import QUEUE
 from tests.e2e.conftest import StackFactory
+from tests.factories import posted_event
 
 NOW = datetime.now(UTC).isoformat()
 CAP = 256 * 1024  # MAX_INGEST_BODY_BYTES of these stacks
 DEEP = b"[" * 300 + b"]" * 300  # orjson reads up to 1024 levels but writes only 254
 JSON = {"Content-Type": "application/json"}
-
-
-def _event(message: str, **extra: object) -> dict:
-    return {"timestamp": NOW, "hostname": "router-01", "message": message, **extra}
 
 
 def _chunks(body: bytes, size: int = 16 * 1024) -> Iterator[bytes]:
@@ -50,7 +47,9 @@ def test_a_chunked_body_over_the_cap_is_413_and_nothing_of_it_is_accepted(
     stack = make_stack(MAX_INGEST_BODY_BYTES=str(CAP))
     stack.start_ingest()  # no worker: whatever is accepted stays in the queue to be seen
     client = redis.Redis.from_url(stack.env["REDIS_URL"])
-    lines = b"".join(orjson.dumps(_event(f"event {i}")) + b"\n" for i in range(8000))
+    lines = b"".join(
+        orjson.dumps(posted_event(f"event {i}", timestamp=NOW)) + b"\n" for i in range(8000)
+    )
     assert len(lines) > 2 * CAP
 
     response = requests.post(stack.ingest_url, data=_chunks(lines), timeout=30)
@@ -76,10 +75,10 @@ def test_nul_characters_are_rejected_and_never_reach_postgresql(make_stack: Stac
     stack.start_ingest()
     stack.start_worker()
     body = [
-        _event("clean"),
-        _event("link\x00down"),
-        _event("fine", vendor={"note": "nul \x00 inside"}),
-        _event("also clean", **{"key\x00": 1}),
+        posted_event("clean", timestamp=NOW),
+        posted_event("link\x00down", timestamp=NOW),
+        posted_event("fine", vendor={"note": "nul \x00 inside"}, timestamp=NOW),
+        posted_event("also clean", **{"key\x00": 1}, timestamp=NOW),
     ]
     response = stack.post(orjson.dumps(body), **JSON)
     assert response.status_code == 200, response.text
@@ -100,14 +99,16 @@ def _hostile_bodies() -> list[tuple[bytes, dict[str, str], int]]:
     )
     mixed = b"[" + b",".join(
         [
-            orjson.dumps(_event("hostile but valid", correlation_id=cid)),
+            orjson.dumps(posted_event("hostile but valid", correlation_id=cid, timestamp=NOW)),
             deep,
-            orjson.dumps(_event("nul\x00")),
-            orjson.dumps(_event("duplicate", correlation_id=cid)),
+            orjson.dumps(posted_event("nul\x00", timestamp=NOW)),
+            orjson.dumps(posted_event("duplicate", correlation_id=cid, timestamp=NOW)),
         ]
     ) + b"]"  # fmt: skip
     members = gzip.compress(b" ") * 5000
-    oversize = b"".join(orjson.dumps(_event(f"o{i}")) + b"\n" for i in range(4000))
+    oversize = b"".join(
+        orjson.dumps(posted_event(f"o{i}", timestamp=NOW)) + b"\n" for i in range(4000)
+    )
     return [
         (mixed, JSON, 200),
         (deep, JSON, 422),
@@ -132,7 +133,7 @@ def test_clean_senders_are_unharmed_by_a_hostile_one(make_stack: StackFactory) -
         session = requests.Session()
         while not stop.is_set():
             ids = [str(uuid.uuid4()) for _ in range(3)]
-            body = [_event(f"sender {n}", correlation_id=i) for i in ids]
+            body = [posted_event(f"sender {n}", correlation_id=i, timestamp=NOW) for i in ids]
             try:
                 response = session.post(stack.ingest_url, data=orjson.dumps(body), timeout=30)
                 answer = response.json()

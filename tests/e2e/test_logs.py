@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 
 from tests.e2e.conftest import StackFactory
-from tests.e2e.test_pipeline import _seed
+from tests.factories import seed_pipeline
 
 SPEC_FIELDS = {
     "timestamp", "level", "message", "logger", "module", "function", "line", "thread",
@@ -35,7 +35,7 @@ def test_one_event_is_followed_by_its_correlation_id_and_no_secret_is_logged(
 ) -> None:
     # DEBUG: ingest logs each accepted request at that level.
     stack = make_stack(LOG_JSON_ENABLED="true", LOG_LEVEL="DEBUG", **SECRETS)
-    _seed(stack.engine)  # rule 1 forwards "CRITICAL ..." (Page_and_ticket)
+    seed_pipeline(stack.engine)  # rule 1 forwards "CRITICAL ..." (Page_and_ticket)
     stack.start_sink().start_ingest()
     stack.start_worker()
     event = {

@@ -7,10 +7,10 @@ import json
 import pytest
 import requests
 
+from tests.deploy_files import alert_rules, dashboard_exprs, metric_names
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import FORWARD_QUEUES
-from tests.e2e.test_pipeline import _event, _seed
-from tests.integration.test_deploy import _alert_rules, _dashboard_exprs, _metric_names
+from tests.factories import posted_event, seed_pipeline
 from tests.services import wait_for
 
 WEB_KEY = "scrape-web-key-0123456789"
@@ -27,10 +27,10 @@ def _served_names(url: str) -> set[str]:
 
 def _used_names() -> set[str]:
     names: set[str] = set()
-    for rule in _alert_rules():
-        names |= _metric_names(rule["expr"])
-    for expr in _dashboard_exprs():
-        names |= _metric_names(expr)
+    for rule in alert_rules():
+        names |= metric_names(rule["expr"])
+    for expr in dashboard_exprs():
+        names |= metric_names(expr)
     # Recording rules (``mutt:...``) and Prometheus's own ``up`` are not MUTT's to serve.
     return {n for n in names if n.startswith("mutt_")}
 
@@ -52,7 +52,7 @@ def test_dashboard_and_alert_metrics_are_all_served_after_traffic(
         WEBUI_AUTH_IP_MAX_FAILURES="1",
         HEARTBEAT_CHECK_INTERVAL_SECONDS="1",  # a check runs, and reports its quiet hosts
     )
-    _seed(stack.engine)
+    seed_pipeline(stack.engine)
     stack.start_sink().start_ingest().start_web()
     stack.start_worker("classify", queues="mutt.classify,mutt.maintenance")
     stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=4, pool="threads")
@@ -60,7 +60,7 @@ def test_dashboard_and_alert_metrics_are_all_served_after_traffic(
     control = f"http://127.0.0.1:{stack.sink_port}/_control"
 
     def post(message: str, n: int) -> None:
-        events = [_event(f"{message} {i}", hostname=f"r{i}") for i in range(n)]
+        events = [posted_event(f"{message} {i}", hostname=f"r{i}") for i in range(n)]
         response = stack.post(json.dumps(events), **{"Content-Type": "application/json"})
         assert response.status_code == 200, response.text
 

@@ -13,10 +13,9 @@ from datetime import UTC, datetime
 import pytest
 
 from mutt_app.config import load_settings
-from mutt_app.holdback.pipeline import publish_forwards
-from mutt_app.runtime import Runtime, runtime_of
+from mutt_app.runtime import Runtime
+from tests.e2e.alerts import max_in_window, publish_alerts
 from tests.e2e.conftest import StackFactory
-from tests.e2e.stack import Stack
 from tests.services import wait_for
 
 LIMIT = 50
@@ -45,21 +44,6 @@ def _alert(host: str, handling: str, severity: int, text: str) -> dict:
     }
 
 
-def _publish(stack: Stack, alerts: list[dict]) -> None:
-    app = Runtime(load_settings(stack.env)).celery
-    publish_forwards(runtime_of(app), app, alerts)
-
-
-def _max_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 @pytest.mark.slow
 def test_a_page_reaches_moog_within_seconds_behind_a_ticket_flood(
     make_stack: StackFactory,
@@ -78,12 +62,12 @@ def test_a_page_reaches_moog_within_seconds_behind_a_ticket_flood(
         _alert("core-sw-01", "Ticket_only", 3, "Interface Gi0/1 changed state to down")
         for _ in range(FLOOD)
     ]
-    _publish(stack, flood)
+    publish_alerts(stack, flood)
     # The flood is under way (Moog already took its first second's worth) before the page comes.
     wait_for(lambda: len(stack.sink_events()) >= LIMIT, 30, "the flood's first alerts")
     page = _alert("edge-rtr-07", "Page_and_ticket", 5, "BGP neighbour 10.0.0.1 down")
     sent = time.time()
-    _publish(stack, [page])
+    publish_alerts(stack, [page])
 
     def arrived() -> dict | None:
         return next(
@@ -98,7 +82,7 @@ def test_a_page_reaches_moog_within_seconds_behind_a_ticket_flood(
     stack.settle(4)
     tickets = [e["_received_at"] for e in stack.sink_events() if e["source"] == "core-sw-01"]
     assert len(tickets) < FLOOD  # the flood was still queued when the page overtook it
-    assert _max_in_window(tickets, 1.0) <= (LIMIT - LIMIT // 5) * BATCH
+    assert max_in_window(tickets, 1.0) <= (LIMIT - LIMIT // 5) * BATCH
 
 
 @pytest.mark.slow
@@ -116,7 +100,7 @@ def test_a_deferred_page_stays_in_the_page_lane(make_stack: StackFactory) -> Non
     app = Runtime(load_settings(stack.env)).celery
     for alert in old:  # as classify published every alert before lanes existed
         app.send_task("mutt.forward_to_moog", args=[alert], queue="mutt.forward")
-    _publish(stack, pages)
+    publish_alerts(stack, pages)
 
     received = stack.wait_sink(25, timeout=40)
     assert {e["external_id"] for e in received} == {p["external_id"] for p in pages + old}

@@ -10,39 +10,26 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 import redis
-from sqlalchemy import insert
 
-from mutt_app.db.models import AlertRule, DevelopmentHost, DeviceTeam
 from mutt_app.watch import slo
 from tests.e2e.conftest import StackFactory
+from tests.factories import posted_event, seed_pipeline
 
 NOW = datetime.now(UTC).isoformat()
 
-RULES = [
-    # id 1..4, in this order
-    dict(match_string="CRITICAL", match_type="contains", priority=900,
-         prod_handling="Page_and_ticket", dev_handling="Ticket_only", team_assignment="NETO"),
-    dict(match_string="Interface.*down", match_type="regex", priority=800,
-         prod_handling="Page_and_ticket", dev_handling="Email_only", team_assignment="NETO"),
-    dict(match_string="disk.*full", match_type="regex", priority=700,
-         prod_handling="Ticket_only", dev_handling="Log_only", team_assignment="UNIX"),
-    dict(trap_oid="1.3.6.1.4.1.9.9.41", match_type="oid_prefix", priority=600,
-         prod_handling="Ticket_only", dev_handling="Suppress", team_assignment="SNMP"),
-]  # fmt: skip
-
-
-def _event(message: str, hostname: str = "router-01", **extra: object) -> dict:
-    return {"timestamp": NOW, "hostname": hostname, "message": message, **extra}
-
 
 EVENTS = [
-    _event("CRITICAL power supply failed"),  # rule 1, prod, forwarded
-    _event(
-        "Interface Gi0/1 changed state to down", hostname="lab-router"
+    posted_event("CRITICAL power supply failed", timestamp=NOW),  # rule 1, prod, forwarded
+    posted_event(
+        "Interface Gi0/1 changed state to down", hostname="lab-router", timestamp=NOW
     ),  # rule 2, dev: Email_only
-    _event("disk /var full", hostname="db-01"),  # rule 3, team override to DBA, forwarded
-    _event("trap", hostname="switch-9", trap_oid=".1.3.6.1.4.1.9.9.41.2.0.1"),  # rule 4
-    _event("nothing to see here", syslog_severity=6),  # no rule: Log_only
+    posted_event(
+        "disk /var full", hostname="db-01", timestamp=NOW
+    ),  # rule 3, team override to DBA, forwarded
+    posted_event(
+        "trap", hostname="switch-9", trap_oid=".1.3.6.1.4.1.9.9.41.2.0.1", timestamp=NOW
+    ),  # rule 4
+    posted_event("nothing to see here", syslog_severity=6, timestamp=NOW),  # no rule: Log_only
 ]
 EXPECTED = [
     # (rule index or None, handling, team, is_dev, forwarded)
@@ -52,15 +39,6 @@ EXPECTED = [
     (3, "Ticket_only", "SNMP", False, True),
     (None, "Log_only", "NETO", False, False),
 ]
-
-
-def _seed(engine) -> list[int]:  # type: ignore[no-untyped-def]
-    with engine.begin() as conn:
-        ids = [conn.execute(insert(AlertRule).values(**r).returning(AlertRule.id)).scalar_one()
-               for r in RULES]  # fmt: skip
-        conn.execute(insert(DevelopmentHost), [{"hostname": "lab-router"}])
-        conn.execute(insert(DeviceTeam), [{"hostname": "db-01", "team_assignment": "DBA"}])
-    return ids
 
 
 def _bodies() -> dict[str, tuple[bytes, dict[str, str]]]:
@@ -79,7 +57,7 @@ def _bodies() -> dict[str, tuple[bytes, dict[str, str]]]:
 @pytest.mark.parametrize("fmt", list(_bodies()))
 def test_each_body_format_is_classified_audited_and_forwarded(make_stack: StackFactory, fmt: str):
     stack = make_stack()
-    rule_ids = _seed(stack.engine)
+    rule_ids = seed_pipeline(stack.engine)
     stack.start_sink().start_ingest()
     stack.start_worker()
 
@@ -115,7 +93,7 @@ def test_each_body_format_is_classified_audited_and_forwarded(make_stack: StackF
 
 def test_bad_events_are_listed_and_good_ones_accepted(make_stack: StackFactory) -> None:
     stack = make_stack()
-    _seed(stack.engine)
+    seed_pipeline(stack.engine)
     stack.start_sink().start_ingest()
     stack.start_worker()
     body = json.dumps([EVENTS[0], {"hostname": "x"}, EVENTS[4], "not an object"])
@@ -135,13 +113,13 @@ def test_bad_events_are_listed_and_good_ones_accepted(make_stack: StackFactory) 
 
 def test_backpressure_answers_503_and_loses_nothing(make_stack: StackFactory) -> None:
     stack = make_stack(MAX_INGEST_QUEUE_SIZE="3", CLASSIFY_BATCH_SIZE="1")
-    _seed(stack.engine)
+    seed_pipeline(stack.engine)
     stack.start_sink().start_ingest()  # no worker yet: the queue only grows
 
     accepted: list[str] = []
     refused = 0
     for i in range(10):
-        response = stack.post(json.dumps(_event(f"event {i}")))
+        response = stack.post(json.dumps(posted_event(f"event {i}", timestamp=NOW)))
         if response.status_code == 503:
             assert int(response.headers["Retry-After"]) > 0
             refused += 1
@@ -161,7 +139,7 @@ def test_redis_down_is_503_not_500(make_stack: StackFactory, redis_server) -> No
     stack.start_sink().start_ingest()
     redis_server.kill()
     try:
-        response = stack.post(json.dumps(_event("hello")))
+        response = stack.post(json.dumps(posted_event("hello", timestamp=NOW)))
         assert response.status_code == 503
         assert "Retry-After" in response.headers
     finally:
@@ -177,14 +155,15 @@ def test_worker_killed_mid_run_loses_nothing_and_audits_once(make_stack: StackFa
         MOOG_RETRY_MAX_DELAY="5",
         MOOG_CIRCUIT_BREAKER_TIMEOUT="5",
     )
-    _seed(stack.engine)
+    seed_pipeline(stack.engine)
     stack.start_sink().start_ingest()
     worker = stack.start_worker()
 
     total, sent = 10_000, []
     for start in range(0, total, 500):
         batch = [
-            _event(f"event {i} link flap", hostname=f"h{i % 50}") for i in range(start, start + 500)
+            posted_event(f"event {i} link flap", hostname=f"h{i % 50}", timestamp=NOW)
+            for i in range(start, start + 500)
         ]
         response = stack.post(orjson.dumps(batch), **{"Content-Type": "application/json"})
         assert response.status_code == 200

@@ -8,8 +8,6 @@ workers and remediation run, every alert reaches the Moog sink, the shed ones in
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import orjson
 import pytest
 import redis
@@ -21,14 +19,11 @@ from mutt_app.db.models import AlertRule, DeadLetter, EventAuditLog
 from mutt_app.forwarding.lanes import PAGE_QUEUE, TICKET_QUEUE
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import FORWARD_QUEUES, Stack
+from tests.factories import posted_event
 from tests.services import wait_for
 
 BACKLOG = 12  # tickets queued before the threshold is crossed
 SHED_AT = 10
-
-
-def _event(hostname: str, message: str) -> dict:
-    return {"timestamp": datetime.now(UTC).isoformat(), "hostname": hostname, "message": message}
 
 
 def _post(stack: Stack, events: list[dict]) -> list[str]:
@@ -84,13 +79,15 @@ def test_a_backed_up_ticket_lane_sheds_tickets_never_pages(
 
     # No forward worker yet: the ticket lane fills past the shed threshold.
     down = "%LINK-3-UPDOWN: Interface {} changed state to down"
-    backlog = _post(stack, [_event(f"sw-{i}", down.format(f"Gi0/{i}")) for i in range(BACKLOG)])
+    backlog = _post(
+        stack, [posted_event(down.format(f"Gi0/{i}"), f"sw-{i}") for i in range(BACKLOG)]
+    )
     wait_for(lambda: client.llen(TICKET_QUEUE) >= BACKLOG, 30, "the ticket backlog")
     stack.settle(1.2)  # classify reads the lane's length at most once a second
 
-    late = [_event(f"acc-{i}", down.format(f"Te1/{i}")) for i in range(4)]
+    late = [posted_event(down.format(f"Te1/{i}"), f"acc-{i}") for i in range(4)]
     shed = _post(stack, late)
-    page = _post(stack, [_event("core-rtr-01", "CRITICAL power supply 2 failed")])
+    page = _post(stack, [posted_event("CRITICAL power supply 2 failed", "core-rtr-01")])
     stack.wait_audited(BACKLOG + len(late) + 1)
 
     held = _held(stack)

@@ -7,26 +7,16 @@ summary per window, and a flapping pair costs it one "flapping" and one "flappin
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
-import orjson
 import pytest
 from sqlalchemy import insert, select
 
 from mutt_app.db.models import AlertRule
 from tests.e2e.conftest import StackFactory
+from tests.factories import posted_event
 from tests.services import wait_for
 
 STORM_WINDOW = 15
-
-
-def _event(hostname: str, message: str) -> dict:
-    return {"timestamp": datetime.now(UTC).isoformat(), "hostname": hostname, "message": message}
-
-
-def _post(stack, events: list[dict]) -> None:  # type: ignore[no-untyped-def]
-    response = stack.post(orjson.dumps(events), **{"Content-Type": "application/json"})
-    assert response.status_code == 200, response.text
 
 
 def _ticket_rule(match: str, **extra: object) -> dict:
@@ -62,10 +52,12 @@ def test_budgets_per_device_and_per_rule_hold_the_excess_and_send_one_summary_ea
 
     # One device over its budget (100 > 20); ten devices each within theirs (8 < 20) whose rule
     # goes over its budget (80 > 50).
-    device = [_event("core-sw-01", f"Interface Gi0/{i} changed state to down") for i in range(100)]
-    rule = [_event(f"rack-{d}", f"fan {i} failed") for i in range(8) for d in range(10)]
-    _post(stack, device)
-    _post(stack, rule)
+    device = [
+        posted_event(f"Interface Gi0/{i} changed state to down", "core-sw-01") for i in range(100)
+    ]
+    rule = [posted_event(f"fan {i} failed", f"rack-{d}") for i in range(8) for d in range(10)]
+    stack.post_events(device)
+    stack.post_events(rule)
 
     stack.wait_audited(180, timeout=30)
     rows = stack.audit_rows()
@@ -124,16 +116,16 @@ def test_a_flapping_pair_is_raised_once_held_and_ended_once(make_stack: StackFac
 
     def flap(n: int) -> list[dict]:
         return [
-            _event("core-sw-01", f"Interface Gi0/1 changed state to {side}")
+            posted_event(f"Interface Gi0/1 changed state to {side}", "core-sw-01")
             for _ in range(n)
             for side in ("down", "up")
         ]
 
     first = flap(4)  # d u d: forwarded; the third transition (u) raises; the rest are held
-    _post(stack, first)
+    stack.post_events(first)
     stack.wait_audited(8, timeout=30)
     time.sleep(1)
-    _post(stack, flap(2))  # still flapping: held, no second alert
+    stack.post_events(flap(2))  # still flapping: held, no second alert
     stack.wait_audited(12, timeout=30)
 
     def flapping(state: str) -> list[dict]:
@@ -156,7 +148,7 @@ def test_a_flapping_pair_is_raised_once_held_and_ended_once(make_stack: StackFac
     assert len(pair) == 3
 
     # Quiet long enough: the pair starts afresh, its next event is forwarded.
-    _post(stack, flap(1)[:1])
+    stack.post_events(flap(1)[:1])
     wait_for(lambda: len([a for a in stack.sink_events() if a.get("type") == "syslog"]) == 4, 20,
              "the next event after the end")  # fmt: skip
     metrics = stack.worker_metrics()

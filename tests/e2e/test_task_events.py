@@ -13,7 +13,7 @@ from mutt_app.config import load_settings
 from mutt_app.runtime import Runtime
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import Stack
-from tests.e2e.test_pipeline import _seed
+from tests.factories import seed_pipeline
 from tests.services import wait_for
 
 
@@ -53,7 +53,7 @@ def test_classify_task_events_follow_the_setting(
     make_stack: StackFactory, classify_events: bool
 ) -> None:
     stack = make_stack(CLASSIFY_TASK_EVENTS=str(classify_events).lower())
-    _seed(stack.engine)  # rule 1 forwards "CRITICAL ..." (Page_and_ticket)
+    seed_pipeline(stack.engine)  # rule 1 forwards "CRITICAL ..." (Page_and_ticket)
     stack.start_sink().start_ingest()
     stack.start_worker()  # classify and forward in one worker: their events leave in that order
     event = {

@@ -11,9 +11,7 @@ event not forwarded its reason.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
 
-import orjson
 import pytest
 import redis
 import requests
@@ -23,31 +21,25 @@ from mutt_app.db.models import AlertRule, DevelopmentHost
 from mutt_app.rules.cache import bump_rules_version
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import FORWARD_QUEUES, WEB_API_KEY, Stack
+from tests.factories import posted_event
 
 KEY = {"X-API-Key": WEB_API_KEY}
 
 
-def _event(hostname: str, message: str) -> dict:
-    return {"timestamp": datetime.now(UTC).isoformat(), "hostname": hostname, "message": message}
-
-
 def _bgp(n: int) -> dict:
     address = f"10.{n}.{n * 7 % 256}.1" if n % 2 else f"2001:db8::{n:x}"
-    return _event(f"edge-{n % 3}", f"BGP neighbor {address} Down: hold time expired after {n}ms")
+    return posted_event(
+        f"BGP neighbor {address} Down: hold time expired after {n}ms", f"edge-{n % 3}"
+    )
 
 
 def _port_move(n: int) -> dict:
     mac = ":".join(f"{(n * k) % 256:02x}" for k in (3, 5, 7, 11, 13, 17))
-    return _event("access-1", f"Port {mac} moved from Gi0/1 to Gi0/2 (vlan {100 + n})")
+    return posted_event(f"Port {mac} moved from Gi0/1 to Gi0/2 (vlan {100 + n})", "access-1")
 
 
 def _login(n: int) -> dict:
-    return _event(f"fw-{n}", f"Login failed for user admin from 192.0.2.{n} port {40000 + n}")
-
-
-def _send(stack: Stack, events: list[dict]) -> None:
-    response = stack.post(orjson.dumps(events), **{"Content-Type": "application/json"})
-    assert response.status_code == 200, response.text
+    return posted_event(f"Login failed for user admin from 192.0.2.{n} port {40000 + n}", f"fw-{n}")
 
 
 def _templates(stack: Stack) -> dict:
@@ -90,12 +82,12 @@ def test_templates_group_messages_that_differ_in_numbers_and_addresses(
         + [_login(n) for n in range(1, 6)]
     )
     handled = [
-        (_event("core-1", "CRITICAL power supply 2 failed"), None),
-        (_event("core-1", "CRITICAL power supply 2 failed"), "duplicate"),
-        (_event("core-2", "FAN tray 1 failed"), "email_only"),
-        (_event("lab-1", "CRITICAL lab power test"), "dev_handling"),
+        (posted_event("CRITICAL power supply 2 failed", "core-1"), None),
+        (posted_event("CRITICAL power supply 2 failed", "core-1"), "duplicate"),
+        (posted_event("FAN tray 1 failed", "core-2"), "email_only"),
+        (posted_event("CRITICAL lab power test", "lab-1"), "dev_handling"),
     ]
-    _send(stack, unmatched + [event for event, _ in handled])
+    stack.post_events(unmatched + [event for event, _ in handled])
     total = len(unmatched) + len(handled)
     stack.wait_audited(total, timeout=60)
 
@@ -134,7 +126,7 @@ def test_templates_group_messages_that_differ_in_numbers_and_addresses(
     assert created.status_code == 201, created.text
     rule_id = created.json()["id"]
     later = [_bgp(n) for n in (41, 42)]
-    _send(stack, later)
+    stack.post_events(later)
     stack.wait_audited(total + len(later), timeout=60)
     messages = {e["message"] for e in later}  # ingest assigns the correlation ids
     new_rows = [r for r in stack.audit_rows() if r.message in messages]

@@ -16,14 +16,9 @@ from mutt_app.commands import users as accounts
 from mutt_app.commands.users import AccountError, LoginOutcome
 from mutt_app.db.engine import session_factory
 from mutt_app.db.models import ConfigAuditLog, User
-from tests.integration.test_cli_db import HEAD
+from tests.records import HEAD
 
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return session_factory(engine)
 
 
 @pytest.fixture

@@ -18,14 +18,14 @@ from mutt_app.db.engine import make_engine, session_factory, upgrade
 from mutt_app.db.models import EventAuditLog
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
-from tests.integration.test_admin_ui import PASSWORD, _login
+from tests.web import PASSWORD, login
 
 KEY = "audit-pages-key-0123456789"
 HUGE = "9" * 30  # past 64 bits
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
-def app(request, settings: Settings, tmp_path) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
+def audit_app(request, settings: Settings, tmp_path) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
     update: dict = {"webui_cookie_secure": False, "webui_api_key": SecretStr(KEY)}
     if request.param == "sqlite":
         update["database_url"] = f"sqlite:///{tmp_path / 'mutt.db'}"
@@ -58,9 +58,9 @@ def app(request, settings: Settings, tmp_path) -> Iterator[Flask]:  # type: igno
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    client = app.test_client()
-    assert _login(client, "victor") == 302
+def viewer_client(audit_app: Flask) -> FlaskClient:
+    client = audit_app.test_client()
+    assert login(client, "victor") == 302
     return client
 
 
@@ -71,46 +71,46 @@ def _details_links(client: FlaskClient, listing: str) -> list[str]:
     return [link.replace("&amp;", "&") for link in links]
 
 
-def test_every_event_audit_row_has_a_details_page(client: FlaskClient) -> None:
-    [link] = _details_links(client, "/admin/event-audit/")
-    response = client.get(link)
+def test_every_event_audit_row_has_a_details_page(viewer_client: FlaskClient) -> None:
+    [link] = _details_links(viewer_client, "/admin/event-audit/")
+    response = viewer_client.get(link)
     assert response.status_code == 200, link
     text = response.get_data(as_text=True)
     assert "router-07" in text and "Interface down" in text
 
 
-def test_every_config_audit_row_has_a_details_page(client: FlaskClient) -> None:
-    [link] = _details_links(client, "/admin/config-audit/")  # victor's CREATE
-    response = client.get(link)
+def test_every_config_audit_row_has_a_details_page(viewer_client: FlaskClient) -> None:
+    [link] = _details_links(viewer_client, "/admin/config-audit/")  # victor's CREATE
+    response = viewer_client.get(link)
     assert response.status_code == 200, link
     assert "victor" in response.get_data(as_text=True)
 
 
-def test_a_bad_event_audit_id_is_not_an_error(client: FlaskClient) -> None:
+def test_a_bad_event_audit_id_is_not_an_error(viewer_client: FlaskClient) -> None:
     for bad in ("1", "x", "1,nonsense", f"{HUGE},2026-12-03", "1,2026-12-03,3", ""):
-        response = client.get(f"/admin/event-audit/details/?id={bad}")
+        response = viewer_client.get(f"/admin/event-audit/details/?id={bad}")
         assert response.status_code == 302, (bad, response.status_code)  # back to the list
 
 
-def test_hostile_ids_in_the_admin_pages_name_nothing(client: FlaskClient) -> None:
+def test_hostile_ids_in_the_admin_pages_name_nothing(viewer_client: FlaskClient) -> None:
     for path in ("config-audit", "rules", "hosts", "teams"):
         for bad in ("x", "-1", "0", str(2**31), str(2**63), HUGE, "1,2"):
-            response = client.get(f"/admin/{path}/details/?id={bad}")
+            response = viewer_client.get(f"/admin/{path}/details/?id={bad}")
             assert response.status_code == 302, (path, bad, response.status_code)
     for bad in (str(2**63), HUGE):
-        assert client.get(f"/admin/dlq/{bad}/").status_code == 404
-        assert client.get(f"/admin/dlq/{bad}/?poison=1").status_code == 404
+        assert viewer_client.get(f"/admin/dlq/{bad}/").status_code == 404
+        assert viewer_client.get(f"/admin/dlq/{bad}/?poison=1").status_code == 404
 
 
-def test_hostile_paging_in_the_admin_lists_is_400(client: FlaskClient) -> None:
+def test_hostile_paging_in_the_admin_lists_is_400(viewer_client: FlaskClient) -> None:
     for path in ("/admin/event-audit/", "/admin/config-audit/", "/admin/rules/", "/admin/hosts/"):
         for page in (HUGE, f"-{HUGE}", "-1", str(2**63)):
-            assert client.get(f"{path}?page={page}").status_code == 400, (path, page)
-        assert client.get(f"{path}?page=0").status_code == 200
-        assert client.get(f"{path}?page=3").status_code == 200  # past the end: an empty page
+            assert viewer_client.get(f"{path}?page={page}").status_code == 400, (path, page)
+        assert viewer_client.get(f"{path}?page=0").status_code == 200
+        assert viewer_client.get(f"{path}?page=3").status_code == 200  # past the end: an empty page
 
 
-def test_hostile_filters_and_searches_are_not_500(client: FlaskClient) -> None:
+def test_hostile_filters_and_searches_are_not_500(viewer_client: FlaskClient) -> None:
     # 400 where the database refuses the value; PostgreSQL compares a huge number as numeric (200).
     hostile = {
         "/admin/event-audit/": (f"flt0_matched_rule_id_equals={HUGE}", "search=%00"),
@@ -120,19 +120,21 @@ def test_hostile_filters_and_searches_are_not_500(client: FlaskClient) -> None:
     for path, queries in hostile.items():
         for query in queries:
             expected = (400,) if "%00" in query else (200, 400)
-            assert client.get(f"{path}?{query}").status_code in expected, (path, query)
-        assert client.get(f"{path}?sort={HUGE}&desc=x&page_size={HUGE}").status_code == 200
+            assert viewer_client.get(f"{path}?{query}").status_code in expected, (path, query)
+        assert viewer_client.get(f"{path}?sort={HUGE}&desc=x&page_size={HUGE}").status_code == 200
 
 
-def test_hostile_paging_in_the_dead_letter_page_gives_a_clean_page(client: FlaskClient) -> None:
+def test_hostile_paging_in_the_dead_letter_page_gives_a_clean_page(
+    viewer_client: FlaskClient,
+) -> None:
     for page in (HUGE, "-1", str(2**63)):
         for poison in ("", "&poison=1"):
-            response = client.get(f"/admin/dlq/?page={page}{poison}")
+            response = viewer_client.get(f"/admin/dlq/?page={page}{poison}")
             assert response.status_code == 200, (page, poison)
 
 
-def test_hostile_paging_in_the_api_is_400(app: Flask) -> None:
-    client = app.test_client()
+def test_hostile_paging_in_the_api_is_400(audit_app: Flask) -> None:
+    client = audit_app.test_client()
     paging = {
         "/api/v2/audit-logs": ("page", "limit"),
         "/api/v2/config-audit": ("page", "limit"),

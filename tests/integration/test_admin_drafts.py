@@ -17,19 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, ConfigAuditLog, RuleDraft
 from mutt_app.rules.cache import VERSION_KEY
-from tests.integration.test_admin_ui import (  # noqa: F401 - fixtures
-    _form_token,
-    _login,
-    app,
-    client,
-    sessions,
-    users,
-)
-from tests.integration.test_backtest import RULES
-from tests.integration.test_backtest import _audit as audit_event
+from tests.factories import RULES, audit_event
+from tests.web import form_token, login
 
 
-def _rules(sessions: sessionmaker[Session]) -> dict[str, int]:  # noqa: F811
+def _rules(sessions: sessionmaker[Session]) -> dict[str, int]:
     with sessions.begin() as session:
         rows = {name: AlertRule(**fields) for name, fields in RULES.items()}
         session.add_all(rows.values())
@@ -41,8 +33,8 @@ def _rules(sessions: sessionmaker[Session]) -> dict[str, int]:  # noqa: F811
         return ids
 
 
-def _new_draft(client: FlaskClient, name: str = "quieter links") -> int:  # noqa: F811
-    token = _form_token(client, "/admin/rule-drafts/")
+def _new_draft(client: FlaskClient, name: str = "quieter links") -> int:
+    token = form_token(client, "/admin/rule-drafts/")
     response = client.post(
         "/admin/rule-drafts/new", data={"csrf_token": token, "name": name, "reason": "try"}
     )
@@ -52,23 +44,23 @@ def _new_draft(client: FlaskClient, name: str = "quieter links") -> int:  # noqa
     return int(found.group(1))
 
 
-def _post(client: FlaskClient, draft_id: int, action: str, **data: str):  # type: ignore[no-untyped-def]  # noqa: F811
-    token = _form_token(client, f"/admin/rule-drafts/{draft_id}/")
+def _post(client: FlaskClient, draft_id: int, action: str, **data: str):  # type: ignore[no-untyped-def]
+    token = form_token(client, f"/admin/rule-drafts/{draft_id}/")
     return client.post(
         f"/admin/rule-drafts/{draft_id}/{action}", data={"csrf_token": token, **data}
     )
 
 
 def test_an_admin_drafts_backtests_and_publishes(
-    client: FlaskClient,  # noqa: F811
-    sessions: sessionmaker[Session],  # noqa: F811
+    admin_client: FlaskClient,
+    sessions: sessionmaker[Session],
     settings: Settings,
 ) -> None:
     ids = _rules(sessions)
-    _login(client, "alice")
-    draft_id = _new_draft(client)
+    login(admin_client, "alice")
+    draft_id = _new_draft(admin_client)
 
-    bad = _post(client, draft_id, "save", document='{"deactivate": [99999]}', reason="r")
+    bad = _post(admin_client, draft_id, "save", document='{"deactivate": [99999]}', reason="r")
     assert bad.status_code == 422
     assert "do not exist" in html.unescape(bad.get_data(as_text=True))
 
@@ -76,20 +68,22 @@ def test_an_admin_drafts_backtests_and_publishes(
         f'{{"update": [{{"id": {ids["interface"]}, "prod_handling": "Ticket_only"}}],'
         f' "deactivate": [{ids["bgp"]}]}}'
     )
-    saved = _post(client, draft_id, "save", document=document, reason="links page too much")
+    saved = _post(admin_client, draft_id, "save", document=document, reason="links page too much")
     assert saved.status_code == 302
     with sessions() as session:
         row = session.get(RuleDraft, draft_id)
         assert row is not None and row.document["deactivate"] == [ids["bgp"]]
 
-    page = html.unescape(_post(client, draft_id, "backtest", hours="24").get_data(as_text=True))
+    page = html.unescape(
+        _post(admin_client, draft_id, "backtest", hours="24").get_data(as_text=True)
+    )
     assert "<strong>2</strong> of 3 audited events" in page
     changes = page[page.index('id="backtest-changes"') :]
     assert "Page_and_ticket" in changes and f"#{ids['bgp']}" in changes
     assert f"#{ids['critical']}" not in changes.split('id="live-rules"')[0]
 
     before = int(redis.Redis.from_url(settings.redis_url).get(VERSION_KEY) or 0)
-    published = _post(client, draft_id, "publish", reason="links page too much")
+    published = _post(admin_client, draft_id, "publish", reason="links page too much")
     assert published.status_code == 302
     with sessions() as session:
         rows = session.scalars(
@@ -108,19 +102,19 @@ def test_an_admin_drafts_backtests_and_publishes(
         assert session.get(RuleDraft, draft_id).published_by == "alice"
     assert int(redis.Redis.from_url(settings.redis_url).get(VERSION_KEY)) == before + 1
     # A published draft is read-only.
-    assert _post(client, draft_id, "publish", reason="again").status_code == 409
+    assert _post(admin_client, draft_id, "publish", reason="again").status_code == 409
 
 
 def test_a_viewer_reads_drafts_but_changes_and_backtests_nothing(
-    app: Flask,  # noqa: F811
-    client: FlaskClient,  # noqa: F811
+    admin_app: Flask,
+    admin_client: FlaskClient,
 ) -> None:
-    _login(client, "alice")
-    draft_id = _new_draft(client)
-    client = app.test_client()
-    _login(client, "victor")
-    page = client.get(f"/admin/rule-drafts/{draft_id}/").get_data(as_text=True)
+    login(admin_client, "alice")
+    draft_id = _new_draft(admin_client)
+    admin_client = admin_app.test_client()
+    login(admin_client, "victor")
+    page = admin_client.get(f"/admin/rule-drafts/{draft_id}/").get_data(as_text=True)
     assert "quieter links" in page
     assert "backtest-form" not in page and "publish-form" not in page
     for action in ("save", "backtest", "publish"):
-        assert _post(client, draft_id, action, reason="r", hours="1").status_code == 403
+        assert _post(admin_client, draft_id, action, reason="r", hours="1").status_code == 403

@@ -15,39 +15,32 @@ from mutt_app.config import Settings
 from mutt_app.db.models import ConfigAuditLog, Heartbeat
 from mutt_app.runtime import Runtime
 from mutt_app.watch import heartbeats
-from tests.integration.test_admin_ui import (  # noqa: F401 - fixtures
-    _form_token,
-    _login,
-    app,
-    client,
-    sessions,
-    users,
-)
+from tests.web import form_token, login
 
 FORM = {"interval_minutes": "5", "handling": "Ticket_only", "is_active": "y", "team": ""}
 
 
-def _audit(sessions: sessionmaker[Session]) -> list[ConfigAuditLog]:  # noqa: F811
+def _audit(sessions: sessionmaker[Session]) -> list[ConfigAuditLog]:
     with sessions() as session:
         query = select(ConfigAuditLog).where(ConfigAuditLog.table_name == "heartbeats")
         return list(session.scalars(query.order_by(ConfigAuditLog.id)))
 
 
 def test_admin_creates_edits_and_deletes_heartbeats_with_a_reason(
-    client: FlaskClient,  # noqa: F811
-    sessions: sessionmaker[Session],  # noqa: F811
+    admin_client: FlaskClient,
+    sessions: sessionmaker[Session],
 ) -> None:
-    assert _login(client, "alice") == 302
-    token = _form_token(client, "/admin/heartbeats/new/")
+    assert login(admin_client, "alice") == 302
+    token = form_token(admin_client, "/admin/heartbeats/new/")
     data = {**FORM, "name": "db", "host": " db-* ", "reason": "watch dbs", "csrf_token": token}
-    assert client.post("/admin/heartbeats/new/", data=data).status_code == 302
+    assert admin_client.post("/admin/heartbeats/new/", data=data).status_code == 302
     # Neither host nor team, and both: refused with the reason why, nothing written.
     for host, team in (("", ""), ("h", "NETO")):
         bad = {**data, "name": "bad", "host": host, "team": team}
-        page = client.post("/admin/heartbeats/new/", data=bad, follow_redirects=True)
+        page = admin_client.post("/admin/heartbeats/new/", data=bad, follow_redirects=True)
         assert "give exactly one" in page.get_data(as_text=True)
     no_reason = {**data, "name": "other", "reason": ""}
-    assert client.post("/admin/heartbeats/new/", data=no_reason).status_code == 200
+    assert admin_client.post("/admin/heartbeats/new/", data=no_reason).status_code == 200
     with sessions() as session:
         (row,) = session.scalars(select(Heartbeat)).all()
         assert (row.name, row.host, row.team) == ("db", "db-*", None)
@@ -55,9 +48,9 @@ def test_admin_creates_edits_and_deletes_heartbeats_with_a_reason(
 
     edit = {**data, "interval_minutes": "15", "reason": "slower"}
     url = f"/admin/heartbeats/edit/?id={row_id}"
-    assert client.post(url, data=edit).status_code == 302
+    assert admin_client.post(url, data=edit).status_code == 302
     gone = {"id": str(row_id), "reason": "retired", "csrf_token": token}
-    assert client.post("/admin/heartbeats/delete/", data=gone).status_code == 302
+    assert admin_client.post("/admin/heartbeats/delete/", data=gone).status_code == 302
     audit = _audit(sessions)
     assert [(a.operation, a.changed_by, a.reason) for a in audit] == [
         ("CREATE", "alice", "watch dbs"),
@@ -71,8 +64,8 @@ def test_admin_creates_edits_and_deletes_heartbeats_with_a_reason(
 
 
 def test_the_page_lists_quiet_hosts_first_and_viewers_cannot_change(
-    client: FlaskClient,  # noqa: F811
-    sessions: sessionmaker[Session],  # noqa: F811
+    admin_client: FlaskClient,
+    sessions: sessionmaker[Session],
     settings: Settings,
     redis_client: redis.Redis,
 ) -> None:
@@ -83,13 +76,13 @@ def test_the_page_lists_quiet_hosts_first_and_viewers_cannot_change(
     redis_client.zadd(heartbeats.LAST_SEEN_KEY, {"charlie-9": (time.time() - 600) * 1000})
     heartbeats.check(Runtime(settings), lambda alerts: None)
 
-    assert _login(client, "victor") == 302
-    page = client.get("/admin/heartbeats/").get_data(as_text=True)
+    assert login(admin_client, "victor") == 302
+    page = admin_client.get("/admin/heartbeats/").get_data(as_text=True)
     quiet_table = page[page.index('id="quiet-hosts"') : page.index("</table>")]
     assert "charlie-9" in quiet_table
     names = re.findall(r"<td class=\"col-name\">\s*(\w+)", page)
     assert names == ["charlie", "alpha", "bravo"], names
-    assert client.get("/admin/heartbeats/new/").status_code == 403
+    assert admin_client.get("/admin/heartbeats/new/").status_code == 403
 
     redis_client.delete(heartbeats.QUIET_KEY)
-    assert 'id="quiet-hosts-none"' in client.get("/admin/heartbeats/").get_data(as_text=True)
+    assert 'id="quiet-hosts-none"' in admin_client.get("/admin/heartbeats/").get_data(as_text=True)

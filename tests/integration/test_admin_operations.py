@@ -10,30 +10,23 @@ import html
 
 import redis
 from flask.testing import FlaskClient
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app.config import Settings
-from mutt_app.db.models import AlertRule, ConfigAuditLog, DeadLetter, PoisonLetter
+from mutt_app.db.models import AlertRule, DeadLetter, PoisonLetter
 from mutt_app.dynamic_config import PREFIX
 from mutt_app.events.fingerprint import fingerprint
 from mutt_app.forwarding import history as delivery_history
 from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
-from tests.integration.test_admin_ui import (  # noqa: F401 - fixtures
-    _form_token,
-    _login,
-    app,
-    client,
-    sessions,
-    users,
-)
+from tests.records import config_audit
+from tests.web import form_token, login
 
 ALERT = {"external_id": "6c442ed1-19ae-4c1b-9ecf-a3d7efc6d89a", "signature": "router-01::x"}
 
 
-def _dead_letter(sessions: sessionmaker[Session], payload: object = None) -> int:  # noqa: F811
+def _dead_letter(sessions: sessionmaker[Session], payload: object = None) -> int:
     with sessions.begin() as session:
         letter = add_dead_letter(
             session,
@@ -48,7 +41,7 @@ def _dead_letter(sessions: sessionmaker[Session], payload: object = None) -> int
         return letter.id
 
 
-def _poison(sessions: sessionmaker[Session]) -> int:  # noqa: F811
+def _poison(sessions: sessionmaker[Session]) -> int:
     with sessions.begin() as session:
         item = PoisonLetter(
             task_name="mutt.forward_to_moog",
@@ -65,13 +58,7 @@ def _poison(sessions: sessionmaker[Session]) -> int:  # noqa: F811
         return item.id
 
 
-def _audit(sessions: sessionmaker[Session], table: str) -> list[ConfigAuditLog]:  # noqa: F811
-    with sessions() as session:
-        query = select(ConfigAuditLog).where(ConfigAuditLog.table_name == table)
-        return list(session.scalars(query.order_by(ConfigAuditLog.id)))
-
-
-def _exists(sessions: sessionmaker[Session], model: type, item_id: int) -> bool:  # noqa: F811
+def _exists(sessions: sessionmaker[Session], model: type, item_id: int) -> bool:
     with sessions() as session:
         return session.get(model, item_id) is not None
 
@@ -80,24 +67,24 @@ def _exists(sessions: sessionmaker[Session], model: type, item_id: int) -> bool:
 
 
 def test_anyone_logged_in_inspects_payload_error_and_attempts(
-    client: FlaskClient,  # noqa: F811
-    sessions: sessionmaker[Session],  # noqa: F811
+    admin_client: FlaskClient,
+    sessions: sessionmaker[Session],
 ) -> None:
     letter = _dead_letter(sessions)
-    assert client.get("/admin/dlq/").status_code == 302  # not logged in
-    _login(client, "victor")
-    listing = client.get("/admin/dlq/").get_data(as_text=True)
+    assert admin_client.get("/admin/dlq/").status_code == 302  # not logged in
+    login(admin_client, "victor")
+    listing = admin_client.get("/admin/dlq/").get_data(as_text=True)
     assert f'data-item-id="{letter}"' in listing and "Moog answered 400" in listing
-    page = html.unescape(client.get(f"/admin/dlq/{letter}/").get_data(as_text=True))
+    page = html.unescape(admin_client.get(f"/admin/dlq/{letter}/").get_data(as_text=True))
     assert '"external_id": "6c442ed1-19ae-4c1b-9ecf-a3d7efc6d89a"' in page
     assert 'id="attempts">4<' in page
     assert "replay-form" not in page and "purge-form" not in page  # a viewer changes nothing
-    assert client.get("/admin/dlq/999999/").status_code == 404
+    assert admin_client.get("/admin/dlq/999999/").status_code == 404
 
 
 def test_a_forward_dead_letter_shows_the_alerts_delivery_history(
-    client: FlaskClient,  # noqa: F811
-    sessions: sessionmaker[Session],  # noqa: F811
+    admin_client: FlaskClient,
+    sessions: sessionmaker[Session],
     settings: Settings,
 ) -> None:
     with sessions.begin() as session:
@@ -121,32 +108,34 @@ def test_a_forward_dead_letter_shows_the_alerts_delivery_history(
         )  # fmt: skip
         delivery_history.queue_entries(pipe, [ALERT["external_id"]], attempt, 60)
     pipe.execute()
-    _login(client, "victor")
-    page = html.unescape(client.get(f"/admin/dlq/{letter_id}/").get_data(as_text=True))
+    login(admin_client, "victor")
+    page = html.unescape(admin_client.get(f"/admin/dlq/{letter_id}/").get_data(as_text=True))
     assert 'id="delivery-history"' in page and "Not sent to Moog." in page
     assert page.count("<td>rejected</td>") == 2 and "<td>dead_lettered</td>" in page
     assert "<td>20</td>" in page and "<code>t-1</code>" in page
 
 
 def test_an_operator_replays_with_a_reason_and_the_replay_is_audited(
-    client: FlaskClient,  # noqa: F811
-    sessions: sessionmaker[Session],  # noqa: F811
+    admin_client: FlaskClient,
+    sessions: sessionmaker[Session],
     redis_client: redis.Redis,
 ) -> None:
     letter = _dead_letter(sessions)
-    _login(client, "olga")
-    token = _form_token(client, f"/admin/dlq/{letter}/")
-    refused = client.post(f"/admin/dlq/{letter}/replay", data={"csrf_token": token, "reason": ""})
+    login(admin_client, "olga")
+    token = form_token(admin_client, f"/admin/dlq/{letter}/")
+    refused = admin_client.post(
+        f"/admin/dlq/{letter}/replay", data={"csrf_token": token, "reason": ""}
+    )
     assert refused.status_code == 302 and _exists(sessions, DeadLetter, letter)
     assert redis_client.llen("mutt.forward") == 0
 
-    done = client.post(
+    done = admin_client.post(
         f"/admin/dlq/{letter}/replay", data={"csrf_token": token, "reason": "Moog fixed"}
     )
     assert done.status_code == 302
     assert redis_client.llen("mutt.forward") == 1  # published again
     assert not _exists(sessions, DeadLetter, letter)
-    [row] = _audit(sessions, "dead_letters")
+    [row] = config_audit(sessions, "dead_letters")
     assert (row.changed_by, row.operation, row.record_id, row.reason) == (
         "olga",
         "DELETE",
@@ -162,51 +151,51 @@ def test_an_operator_replays_with_a_reason_and_the_replay_is_audited(
 
 
 def test_an_item_that_cannot_be_replayed_stays_and_nothing_is_audited(
-    client: FlaskClient,  # noqa: F811
-    sessions: sessionmaker[Session],  # noqa: F811
+    admin_client: FlaskClient,
+    sessions: sessionmaker[Session],
     redis_client: redis.Redis,
 ) -> None:
     letter = _dead_letter(sessions, payload={"nothing": "usable"})
-    _login(client, "olga")
-    token = _form_token(client, f"/admin/dlq/{letter}/")
-    client.post(f"/admin/dlq/{letter}/replay", data={"csrf_token": token, "reason": "try"})
-    assert _exists(sessions, DeadLetter, letter) and _audit(sessions, "dead_letters") == []
+    login(admin_client, "olga")
+    token = form_token(admin_client, f"/admin/dlq/{letter}/")
+    admin_client.post(f"/admin/dlq/{letter}/replay", data={"csrf_token": token, "reason": "try"})
+    assert _exists(sessions, DeadLetter, letter) and config_audit(sessions, "dead_letters") == []
     assert redis_client.llen("mutt.forward") == 0
 
 
 def test_a_viewer_cannot_replay_and_an_operator_cannot_purge(
-    client: FlaskClient,  # noqa: F811
-    sessions: sessionmaker[Session],  # noqa: F811
+    admin_client: FlaskClient,
+    sessions: sessionmaker[Session],
 ) -> None:
     letter = _dead_letter(sessions)
-    _login(client, "victor")
-    token = _form_token(client, "/admin/dlq/")
+    login(admin_client, "victor")
+    token = form_token(admin_client, "/admin/dlq/")
     data = {"csrf_token": token, "reason": "because"}
-    assert client.post(f"/admin/dlq/{letter}/replay", data=data).status_code == 403
-    client.post("/logout", data={"csrf_token": token})
-    _login(client, "olga")
-    token = _form_token(client, "/admin/dlq/")
+    assert admin_client.post(f"/admin/dlq/{letter}/replay", data=data).status_code == 403
+    admin_client.post("/logout", data={"csrf_token": token})
+    login(admin_client, "olga")
+    token = form_token(admin_client, "/admin/dlq/")
     data = {"csrf_token": token, "reason": "because"}
-    assert client.post(f"/admin/dlq/{letter}/purge", data=data).status_code == 403
-    assert _exists(sessions, DeadLetter, letter) and _audit(sessions, "dead_letters") == []
+    assert admin_client.post(f"/admin/dlq/{letter}/purge", data=data).status_code == 403
+    assert _exists(sessions, DeadLetter, letter) and config_audit(sessions, "dead_letters") == []
 
 
 def test_an_admin_purges_a_poison_item_and_the_audit_keeps_it(
-    client: FlaskClient,  # noqa: F811
-    sessions: sessionmaker[Session],  # noqa: F811
+    admin_client: FlaskClient,
+    sessions: sessionmaker[Session],
 ) -> None:
     item = _poison(sessions)
-    _login(client, "alice")
-    listing = client.get("/admin/dlq/?poison=1").get_data(as_text=True)
+    login(admin_client, "alice")
+    listing = admin_client.get("/admin/dlq/?poison=1").get_data(as_text=True)
     assert f'data-item-id="{item}"' in listing and "gave up after 3 replays" in listing
-    token = _form_token(client, f"/admin/dlq/{item}/?poison=1")
-    no_csrf = client.post(f"/admin/dlq/{item}/purge?poison=1", data={"reason": "x"})
+    token = form_token(admin_client, f"/admin/dlq/{item}/?poison=1")
+    no_csrf = admin_client.post(f"/admin/dlq/{item}/purge?poison=1", data={"reason": "x"})
     assert no_csrf.status_code == 400 and _exists(sessions, PoisonLetter, item)
-    done = client.post(
+    done = admin_client.post(
         f"/admin/dlq/{item}/purge?poison=1", data={"csrf_token": token, "reason": "known bad"}
     )
     assert done.status_code == 302 and not _exists(sessions, PoisonLetter, item)
-    [row] = _audit(sessions, "poison_letters")
+    [row] = config_audit(sessions, "poison_letters")
     assert (row.changed_by, row.operation, row.reason, row.new_values) == (
         "alice",
         "DELETE",
@@ -220,39 +209,39 @@ def test_an_admin_purges_a_poison_item_and_the_audit_keeps_it(
 
 
 def test_an_operator_changes_dynamic_config_with_a_reason_and_one_audit_row(
-    client: FlaskClient,  # noqa: F811
-    sessions: sessionmaker[Session],  # noqa: F811
+    admin_client: FlaskClient,
+    sessions: sessionmaker[Session],
     redis_client: redis.Redis,
 ) -> None:
-    _login(client, "olga")
-    page = client.get("/admin/dynamic-config/").get_data(as_text=True)
+    login(admin_client, "olga")
+    page = admin_client.get("/admin/dynamic-config/").get_data(as_text=True)
     assert 'name="moog_rate_limit"' in page
     assert "mutt.remediate_dlq" in page and "every 60 s" in page  # the beat schedule
     assert "cron 17 0 * * *" in page
-    token = _form_token(client, "/admin/dynamic-config/")
+    token = form_token(admin_client, "/admin/dynamic-config/")
     form = {"csrf_token": token, "moog_rate_limit": "7", "alerter_shed_mode": "defer"}
 
-    no_reason = client.post("/admin/dynamic-config/", data=form)
+    no_reason = admin_client.post("/admin/dynamic-config/", data=form)
     assert no_reason.status_code == 422 and redis_client.get(f"{PREFIX}:moog_rate_limit") is None
 
-    done = client.post("/admin/dynamic-config/", data={**form, "reason": "Moog asked"})
+    done = admin_client.post("/admin/dynamic-config/", data={**form, "reason": "Moog asked"})
     assert done.status_code == 302
     assert redis_client.get(f"{PREFIX}:moog_rate_limit") == b"7"
     assert redis_client.get(f"{PREFIX}:alerter_shed_mode") == b"defer"
-    [row] = _audit(sessions, "dynamic_config")
+    [row] = config_audit(sessions, "dynamic_config")
     assert row.changed_by == "olga" and row.reason == "Moog asked"
     assert row.new_values == {"moog_rate_limit": 7, "alerter_shed_mode": "defer"}
     assert row.old_values == {"moog_rate_limit": 50, "alerter_shed_mode": "dlq"}
 
 
 def test_bad_dynamic_config_values_change_nothing_and_name_the_problem(
-    client: FlaskClient,  # noqa: F811
-    sessions: sessionmaker[Session],  # noqa: F811
+    admin_client: FlaskClient,
+    sessions: sessionmaker[Session],
     redis_client: redis.Redis,
 ) -> None:
-    _login(client, "alice")
-    token = _form_token(client, "/admin/dynamic-config/")
-    response = client.post(
+    login(admin_client, "alice")
+    token = form_token(admin_client, "/admin/dynamic-config/")
+    response = admin_client.post(
         "/admin/dynamic-config/",
         data={
             "csrf_token": token,
@@ -266,26 +255,26 @@ def test_bad_dynamic_config_values_change_nothing_and_name_the_problem(
     assert response.status_code == 422
     assert "moog_rate_period must be >= 0.01" in page and "alerter_shed_mode must be one of" in page
     assert redis_client.get(f"{PREFIX}:moog_rate_limit") is None  # all or none
-    assert _audit(sessions, "dynamic_config") == []
+    assert config_audit(sessions, "dynamic_config") == []
 
 
 def test_a_viewer_reads_dynamic_config_but_cannot_change_it(
-    client: FlaskClient,  # noqa: F811
+    admin_client: FlaskClient,
     redis_client: redis.Redis,
 ) -> None:
-    _login(client, "victor")
-    page = client.get("/admin/dynamic-config/").get_data(as_text=True)
+    login(admin_client, "victor")
+    page = admin_client.get("/admin/dynamic-config/").get_data(as_text=True)
     assert "moog_rate_limit" in page and 'name="moog_rate_limit"' not in page
-    token = _form_token(client, "/admin/dynamic-config/")
+    token = form_token(admin_client, "/admin/dynamic-config/")
     data = {"csrf_token": token, "moog_rate_limit": "7", "reason": "r"}
-    assert client.post("/admin/dynamic-config/", data=data).status_code == 403
+    assert admin_client.post("/admin/dynamic-config/", data=data).status_code == 403
     assert redis_client.get(f"{PREFIX}:moog_rate_limit") is None
 
 
 # --- rule tester ---------------------------------------------------------------------------------
 
 
-def _add_rules(sessions: sessionmaker[Session]) -> tuple[int, int]:  # noqa: F811
+def _add_rules(sessions: sessionmaker[Session]) -> tuple[int, int]:
     with sessions.begin() as session:
         high = AlertRule(
             match_type="contains",
@@ -309,14 +298,14 @@ def _add_rules(sessions: sessionmaker[Session]) -> tuple[int, int]:  # noqa: F81
 
 
 def test_the_rule_tester_shows_the_winner_its_handling_team_and_what_it_shadows(
-    client: FlaskClient,  # noqa: F811
-    sessions: sessionmaker[Session],  # noqa: F811
+    admin_client: FlaskClient,
+    sessions: sessionmaker[Session],
 ) -> None:
     high, low = _add_rules(sessions)
-    _login(client, "victor")
-    token = _form_token(client, "/admin/rule-tester/")
+    login(admin_client, "victor")
+    token = form_token(admin_client, "/admin/rule-tester/")
     event = '{"hostname": "r1", "message": "%LINK-3-UPDOWN: Gi0/1 changed state to down"}'
-    page = client.post("/admin/rule-tester/", data={"csrf_token": token, "event": event})
+    page = admin_client.post("/admin/rule-tester/", data={"csrf_token": token, "event": event})
     text = page.get_data(as_text=True)
     assert page.status_code == 200
     assert f"Rule <strong>#{high}</strong> wins" in text
@@ -328,26 +317,28 @@ def test_the_rule_tester_shows_the_winner_its_handling_team_and_what_it_shadows(
     assert f'id="fingerprint">{fingerprint("r1", high, template)}<' in text
     assert 'id="dedup-window">60 s' in text
 
-    unhandled = client.post(
+    unhandled = admin_client.post(
         "/admin/rule-tester/", data={"csrf_token": token, "event": '{"hostname": "r1"}'}
     ).get_data(as_text=True)
     assert "No rule matches" in unhandled
 
 
-def test_the_rule_tester_explains_bad_input(client: FlaskClient) -> None:  # noqa: F811
-    _login(client, "victor")
-    token = _form_token(client, "/admin/rule-tester/")
+def test_the_rule_tester_explains_bad_input(admin_client: FlaskClient) -> None:
+    login(admin_client, "victor")
+    token = form_token(admin_client, "/admin/rule-tester/")
     for bad, message in (("{not json", "not valid JSON"), ("[1]", "must be a JSON object"),
                          ('{"message": "x"}', "not a valid event")):  # fmt: skip
-        response = client.post("/admin/rule-tester/", data={"csrf_token": token, "event": bad})
+        response = admin_client.post(
+            "/admin/rule-tester/", data={"csrf_token": token, "event": bad}
+        )
         assert response.status_code == 422
         assert message in html.unescape(response.get_data(as_text=True))
 
 
 def test_the_rule_tester_page_stops_at_its_time_budget(
     settings: Settings,
-    users: None,  # noqa: F811
-    sessions: sessionmaker[Session],  # noqa: F811
+    users: None,
+    sessions: sessionmaker[Session],
 ) -> None:
     _add_rules(sessions)  # a regex among them: a search the budget is checked before
     web = create_app(
@@ -357,8 +348,8 @@ def test_the_rule_tester_page_stops_at_its_time_budget(
     )
     try:
         client = web.test_client()
-        _login(client, "victor")
-        token = _form_token(client, "/admin/rule-tester/")
+        login(client, "victor")
+        token = form_token(client, "/admin/rule-tester/")
         event = '{"hostname": "r1", "message": "Gi0/1 changed state to down"}'
         response = client.post("/admin/rule-tester/", data={"csrf_token": token, "event": event})
     finally:
@@ -372,14 +363,14 @@ def test_the_rule_tester_page_stops_at_its_time_budget(
 
 
 def test_the_menu_links_to_flower_on_the_host_the_browser_used(
-    client: FlaskClient,  # noqa: F811
+    admin_client: FlaskClient,
 ) -> None:
-    _login(client, "victor")
-    page = client.get("/").get_data(as_text=True)
+    login(admin_client, "victor")
+    page = admin_client.get("/").get_data(as_text=True)
     assert 'href="http://localhost:5555/"' in page and 'target="_blank"' in page
 
 
-def test_flower_url_overrides_the_menu_link(settings: Settings, users: None) -> None:  # noqa: F811
+def test_flower_url_overrides_the_menu_link(settings: Settings, users: None) -> None:
     web = create_app(
         settings.model_copy(
             update={"webui_cookie_secure": False, "flower_url": "https://flower.example.net/"}
@@ -387,7 +378,7 @@ def test_flower_url_overrides_the_menu_link(settings: Settings, users: None) -> 
     )
     try:
         client = web.test_client()
-        _login(client, "victor")
+        login(client, "victor")
         assert 'href="https://flower.example.net/"' in client.get("/").get_data(as_text=True)
     finally:
         close_web_app(web)
@@ -398,8 +389,8 @@ def test_flower_url_overrides_the_menu_link(settings: Settings, users: None) -> 
 
 def test_with_redis_down_a_replay_or_config_change_changes_nothing_and_says_why(
     settings: Settings,
-    users: None,  # noqa: F811
-    sessions: sessionmaker[Session],  # noqa: F811
+    users: None,
+    sessions: sessionmaker[Session],
 ) -> None:
     letter = _dead_letter(sessions)
     web = create_app(
@@ -409,15 +400,17 @@ def test_with_redis_down_a_replay_or_config_change_changes_nothing_and_says_why(
     )
     try:
         client = web.test_client()
-        _login(client, "olga")
-        token = _form_token(client, f"/admin/dlq/{letter}/")
+        login(client, "olga")
+        token = form_token(client, f"/admin/dlq/{letter}/")
         replay = client.post(
             f"/admin/dlq/{letter}/replay",
             data={"csrf_token": token, "reason": "retry"},
             follow_redirects=True,
         )
         assert "broker is unreachable" in replay.get_data(as_text=True)
-        assert _exists(sessions, DeadLetter, letter) and _audit(sessions, "dead_letters") == []
+        assert (
+            _exists(sessions, DeadLetter, letter) and config_audit(sessions, "dead_letters") == []
+        )
 
         page = client.get("/admin/dynamic-config/").get_data(as_text=True)
         assert "Redis is unreachable" in page
@@ -427,6 +420,6 @@ def test_with_redis_down_a_replay_or_config_change_changes_nothing_and_says_why(
             follow_redirects=True,
         )
         assert "Nothing was changed: Redis is unreachable" in change.get_data(as_text=True)
-        assert _audit(sessions, "dynamic_config") == []
+        assert config_audit(sessions, "dynamic_config") == []
     finally:
         close_web_app(web)

@@ -8,92 +8,23 @@ from __future__ import annotations
 import html
 import re
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 import redis
-from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app.commands import users as accounts
 from mutt_app.config import Settings
-from mutt_app.db.engine import session_factory
 from mutt_app.db.models import NOT_FORWARDED_REASONS, AlertRule, ConfigAuditLog, EventAuditLog
 from mutt_app.rules.cache import VERSION_KEY
 from mutt_app.rules.validate import RuleError, validate_rule_fields
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
-
-PASSWORD = "correct horse battery staple"
-RULE_FORM = {
-    "match_type": "contains",
-    "match_string": "LINK-3-UPDOWN",
-    "trap_oid": "",
-    "syslog_severity": "",
-    "priority": "500",
-    "prod_handling": "Ticket_only",
-    "dev_handling": "Suppress",
-    "team_assignment": "NETO",
-    "is_active": "y",
-}
-CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return session_factory(engine)
-
-
-@pytest.fixture
-def users(sessions: sessionmaker[Session]) -> None:
-    with sessions.begin() as session:
-        accounts.create_user(session, "alice", PASSWORD, "admin", changed_by="test")
-        accounts.create_user(session, "victor", PASSWORD, "viewer", changed_by="test")
-        accounts.create_user(session, "olga", PASSWORD, "operator", changed_by="test")
-
-
-@pytest.fixture
-def app(settings: Settings, users: None) -> Iterator[Flask]:
-    # The test client speaks plain HTTP, which never gets a Secure cookie back.
-    app = create_app(settings.model_copy(update={"webui_cookie_secure": False}))
-    app.testing = True
-    try:
-        yield app
-    finally:
-        close_web_app(app)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-def _token(page: str) -> str:
-    found = CSRF.search(page)
-    assert found, "no CSRF token in the page"
-    return found.group(1)
-
-
-def _login(client: FlaskClient, username: str, password: str = PASSWORD) -> int:
-    token = _token(client.get("/login").get_data(as_text=True))
-    response = client.post(
-        "/login", data={"username": username, "password": password, "csrf_token": token}
-    )
-    return response.status_code
-
-
-def _logged_in(client: FlaskClient) -> bool:
-    return client.get("/").status_code == 200
-
-
-def _form_token(client: FlaskClient, url: str) -> str:
-    response = client.get(url)
-    assert response.status_code == 200, response.status_code
-    return _token(response.get_data(as_text=True))
+from tests.factories import RULE_FORM
+from tests.web import PASSWORD, csrf_token, form_token, logged_in, login
 
 
 def _rules(sessions: sessionmaker[Session]) -> list[AlertRule]:
@@ -113,8 +44,8 @@ def _audit(sessions: sessionmaker[Session]) -> list[ConfigAuditLog]:
 @pytest.mark.parametrize(
     "path", ["/", "/admin/rules/", "/admin/rules/new/", "/admin/event-audit/", "/admin/hosts/"]
 )
-def test_unauthenticated_requests_go_to_the_login(client: FlaskClient, path: str) -> None:
-    response = client.get(path)
+def test_unauthenticated_requests_go_to_the_login(admin_client: FlaskClient, path: str) -> None:
+    response = admin_client.get(path)
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/login?next=")
 
@@ -123,7 +54,7 @@ def test_login_logout_and_the_session_cookie(settings: Settings, users: None) ->
     app = create_app(settings)  # default: WEBUI_COOKIE_SECURE true
     try:
         client = app.test_client()
-        token = _token(client.get("/login").get_data(as_text=True))
+        token = csrf_token(client.get("/login").get_data(as_text=True))
         response = client.post(
             "/login?next=/admin/rules/",
             data={"username": "alice", "password": PASSWORD, "csrf_token": token},
@@ -146,43 +77,43 @@ def test_login_logout_and_the_session_cookie(settings: Settings, users: None) ->
     close_web_app(fixed)
 
 
-def test_login_form_and_logout(client: FlaskClient) -> None:
-    assert _login(client, "alice", "wrong password") == 401
-    assert not _logged_in(client)
-    assert _login(client, "alice") == 302
-    assert _logged_in(client)
-    assert "alice (admin)" in client.get("/").get_data(as_text=True)
+def test_login_form_and_logout(admin_client: FlaskClient) -> None:
+    assert login(admin_client, "alice", "wrong password") == 401
+    assert not logged_in(admin_client)
+    assert login(admin_client, "alice") == 302
+    assert logged_in(admin_client)
+    assert "alice (admin)" in admin_client.get("/").get_data(as_text=True)
     # Log-out is a POST with the CSRF token.
-    token = _form_token(client, "/")
-    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
-    assert not _logged_in(client)
+    token = form_token(admin_client, "/")
+    assert admin_client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert not logged_in(admin_client)
 
 
-def test_login_needs_the_csrf_token(client: FlaskClient) -> None:
-    response = client.post("/login", data={"username": "alice", "password": PASSWORD})
+def test_login_needs_the_csrf_token(admin_client: FlaskClient) -> None:
+    response = admin_client.post("/login", data={"username": "alice", "password": PASSWORD})
     assert response.status_code == 400
-    assert not _logged_in(client)
+    assert not logged_in(admin_client)
 
 
-def test_open_redirects_are_refused(client: FlaskClient) -> None:
-    token = _token(client.get("/login").get_data(as_text=True))
-    response = client.post(
+def test_open_redirects_are_refused(admin_client: FlaskClient) -> None:
+    token = csrf_token(admin_client.get("/login").get_data(as_text=True))
+    response = admin_client.post(
         "/login?next=https://evil.example/",
         data={"username": "alice", "password": PASSWORD, "csrf_token": token},
     )
     assert response.headers["Location"] == "/"
 
 
-def test_failed_logins_lock_the_account_from_that_address_only(client: FlaskClient) -> None:
+def test_failed_logins_lock_the_account_from_that_address_only(admin_client: FlaskClient) -> None:
     for _ in range(5):
-        assert _login(client, "alice", "not the password") == 401
+        assert login(admin_client, "alice", "not the password") == 401
     # Locked from this address: even the right password is refused now.
-    assert _login(client, "alice") == 429
-    assert not _logged_in(client)
+    assert login(admin_client, "alice") == 429
+    assert not logged_in(admin_client)
     # Another account from this address is not affected, nor alice from elsewhere.
-    assert _login(client, "victor") == 302
-    elsewhere = client.application.test_client()
-    token = _token(elsewhere.get("/login").get_data(as_text=True))
+    assert login(admin_client, "victor") == 302
+    elsewhere = admin_client.application.test_client()
+    token = csrf_token(elsewhere.get("/login").get_data(as_text=True))
     response = elsewhere.post(
         "/login",
         data={"username": "alice", "password": PASSWORD, "csrf_token": token},
@@ -196,20 +127,20 @@ def test_failed_logins_lock_the_account_from_that_address_only(client: FlaskClie
 
 @pytest.mark.parametrize("who", ["victor", "olga"])
 def test_viewer_and_operator_read_but_cannot_change(
-    client: FlaskClient, sessions: sessionmaker, who: str
+    admin_client: FlaskClient, sessions: sessionmaker, who: str
 ) -> None:
-    assert _login(client, who) == 302
+    assert login(admin_client, who) == 302
     for path in ("/", "/admin/rules/", "/admin/hosts/", "/admin/teams/", "/admin/config-audit/"):
-        assert client.get(path).status_code == 200, path
-    listing = client.get("/admin/rules/").get_data(as_text=True)
+        assert admin_client.get(path).status_code == 200, path
+    listing = admin_client.get("/admin/rules/").get_data(as_text=True)
     assert "/admin/rules/new/" not in listing
-    assert client.get("/admin/rules/new/").status_code == 403
-    token = _form_token(client, "/admin/rules/")
-    response = client.post(
+    assert admin_client.get("/admin/rules/new/").status_code == 403
+    token = form_token(admin_client, "/admin/rules/")
+    response = admin_client.post(
         "/admin/rules/new/", data={**RULE_FORM, "reason": "sneaky", "csrf_token": token}
     )
     assert response.status_code == 403
-    response = client.post(
+    response = admin_client.post(
         "/admin/hosts/new/", data={"hostname": "h", "reason": "x", "csrf_token": token}
     )
     assert response.status_code == 403
@@ -221,11 +152,11 @@ def test_viewer_and_operator_read_but_cannot_change(
 
 
 def test_admin_creates_a_rule_with_a_reason_and_it_is_audited(
-    client: FlaskClient, sessions: sessionmaker, redis_client: redis.Redis
+    admin_client: FlaskClient, sessions: sessionmaker, redis_client: redis.Redis
 ) -> None:
-    assert _login(client, "alice") == 302
-    token = _form_token(client, "/admin/rules/new/")
-    response = client.post(
+    assert login(admin_client, "alice") == 302
+    token = form_token(admin_client, "/admin/rules/new/")
+    response = admin_client.post(
         "/admin/rules/new/",
         data={**RULE_FORM, "reason": "CHG-1234 new link flaps", "csrf_token": token},
     )
@@ -251,40 +182,44 @@ def test_admin_creates_a_rule_with_a_reason_and_it_is_audited(
 
 
 def test_a_rules_dedup_window_is_set_in_the_form_and_checked(
-    client: FlaskClient, sessions: sessionmaker
+    admin_client: FlaskClient, sessions: sessionmaker
 ) -> None:
-    assert _login(client, "alice") == 302
-    token = _form_token(client, "/admin/rules/new/")
+    assert login(admin_client, "alice") == 302
+    token = form_token(admin_client, "/admin/rules/new/")
     form = {**RULE_FORM, "reason": "noisy", "csrf_token": token}
-    refused = client.post("/admin/rules/new/", data={**form, "dedup_window_seconds": "-5"})
+    refused = admin_client.post("/admin/rules/new/", data={**form, "dedup_window_seconds": "-5"})
     assert refused.status_code == 200  # the form again, with the error
     assert all(rule.match_string != "LINK-3-UPDOWN" for rule in _rules(sessions))
-    response = client.post("/admin/rules/new/", data={**form, "dedup_window_seconds": "300"})
+    response = admin_client.post("/admin/rules/new/", data={**form, "dedup_window_seconds": "300"})
     assert response.status_code == 302, response.get_data(as_text=True)
     [rule] = [rule for rule in _rules(sessions) if rule.match_string == "LINK-3-UPDOWN"]
     assert rule.dedup_window_seconds == 300
 
 
-def test_a_change_without_a_reason_is_refused(client: FlaskClient, sessions: sessionmaker) -> None:
-    assert _login(client, "alice") == 302
-    token = _form_token(client, "/admin/rules/new/")
-    response = client.post("/admin/rules/new/", data={**RULE_FORM, "csrf_token": token})
+def test_a_change_without_a_reason_is_refused(
+    admin_client: FlaskClient, sessions: sessionmaker
+) -> None:
+    assert login(admin_client, "alice") == 302
+    token = form_token(admin_client, "/admin/rules/new/")
+    response = admin_client.post("/admin/rules/new/", data={**RULE_FORM, "csrf_token": token})
     assert response.status_code == 200  # the form again, with the error
     assert all(rule.match_string != "LINK-3-UPDOWN" for rule in _rules(sessions))
     assert _audit(sessions) == []
 
 
 def test_a_bad_regex_is_refused_with_the_engines_message(
-    client: FlaskClient, sessions: sessionmaker
+    admin_client: FlaskClient, sessions: sessionmaker
 ) -> None:
     bad = {**RULE_FORM, "match_type": "regex", "match_string": "(?<=lookbehind)down"}
     with pytest.raises(RuleError) as refused:
         validate_rule_fields(
             "regex", bad["match_string"], None, None, 500, "Ticket_only", "Suppress", "NETO"
         )
-    assert _login(client, "alice") == 302
-    token = _form_token(client, "/admin/rules/new/")
-    response = client.post("/admin/rules/new/", data={**bad, "reason": "try", "csrf_token": token})
+    assert login(admin_client, "alice") == 302
+    token = form_token(admin_client, "/admin/rules/new/")
+    response = admin_client.post(
+        "/admin/rules/new/", data={**bad, "reason": "try", "csrf_token": token}
+    )
     assert response.status_code == 200
     assert f"Not a valid rule: {refused.value}" in html.unescape(response.get_data(as_text=True))
     assert all(rule.match_string != bad["match_string"] for rule in _rules(sessions))
@@ -299,21 +234,21 @@ def test_a_bad_regex_is_refused_with_the_engines_message(
     ],
 )
 def test_a_rule_over_a_bound_is_refused_naming_it_on_create_and_edit(
-    client: FlaskClient, sessions: sessionmaker, match_type: str, length: int, limit: str
+    admin_client: FlaskClient, sessions: sessionmaker, match_type: str, length: int, limit: str
 ) -> None:
-    assert _login(client, "alice") == 302
-    token = _form_token(client, "/admin/rules/new/")
+    assert login(admin_client, "alice") == 302
+    token = form_token(admin_client, "/admin/rules/new/")
     huge = {**RULE_FORM, "match_type": match_type, "match_string": "x" * length, "reason": "big"}
-    response = client.post("/admin/rules/new/", data={**huge, "csrf_token": token})
+    response = admin_client.post("/admin/rules/new/", data={**huge, "csrf_token": token})
     assert response.status_code == 200
     page = html.unescape(response.get_data(as_text=True))
     assert f"Not a valid rule: match_string is {length:,} characters" in page and limit in page
     assert _rules(sessions) == [] and _audit(sessions) == []
 
     data = {**RULE_FORM, "reason": "setup", "csrf_token": token}
-    assert client.post("/admin/rules/new/", data=data).status_code == 302
+    assert admin_client.post("/admin/rules/new/", data=data).status_code == 302
     [created] = _rules(sessions)
-    response = client.post(
+    response = admin_client.post(
         f"/admin/rules/edit/?id={created.id}", data={**huge, "csrf_token": token}
     )
     assert response.status_code == 200 and limit in html.unescape(response.get_data(as_text=True))
@@ -321,17 +256,19 @@ def test_a_rule_over_a_bound_is_refused_naming_it_on_create_and_edit(
 
 
 def test_admin_edits_deletes_and_bulk_deactivates_rules(
-    client: FlaskClient, sessions: sessionmaker
+    admin_client: FlaskClient, sessions: sessionmaker
 ) -> None:
-    assert _login(client, "alice") == 302
-    token = _form_token(client, "/admin/rules/new/")
+    assert login(admin_client, "alice") == 302
+    token = form_token(admin_client, "/admin/rules/new/")
     for text in ("ALPHA", "BRAVO"):
         data = {**RULE_FORM, "match_string": text, "reason": "setup", "csrf_token": token}
-        assert client.post("/admin/rules/new/", data=data).status_code == 302
+        assert admin_client.post("/admin/rules/new/", data=data).status_code == 302
     alpha, bravo = [r for r in _rules(sessions) if r.match_string in ("ALPHA", "BRAVO")]
 
     edit = {**RULE_FORM, "match_string": "ALPHA", "priority": "600", "reason": "raise it"}
-    response = client.post(f"/admin/rules/edit/?id={alpha.id}", data={**edit, "csrf_token": token})
+    response = admin_client.post(
+        f"/admin/rules/edit/?id={alpha.id}", data={**edit, "csrf_token": token}
+    )
     assert response.status_code == 302
     update = _audit(sessions)[-1]
     assert (update.operation, update.record_id, update.reason) == ("UPDATE", alpha.id, "raise it")
@@ -339,14 +276,14 @@ def test_admin_edits_deletes_and_bulk_deactivates_rules(
 
     # Delete deactivates (the event audit keeps referring to the rule) and needs a reason too.
     data = {"id": str(alpha.id), "csrf_token": token}
-    client.post("/admin/rules/delete/", data=data)
+    admin_client.post("/admin/rules/delete/", data=data)
     assert next(r for r in _rules(sessions) if r.id == alpha.id).is_active
-    client.post("/admin/rules/delete/", data={**data, "reason": "obsolete"})
+    admin_client.post("/admin/rules/delete/", data={**data, "reason": "obsolete"})
     assert not next(r for r in _rules(sessions) if r.id == alpha.id).is_active
     delete = _audit(sessions)[-1]
     assert (delete.operation, delete.record_id, delete.reason) == ("DELETE", alpha.id, "obsolete")
 
-    response = client.post(
+    response = admin_client.post(
         "/admin/rules/action/",
         data={
             "action": "deactivate",
@@ -362,30 +299,32 @@ def test_admin_edits_deletes_and_bulk_deactivates_rules(
     assert bulk.reason == "maintenance window"
 
 
-def test_admin_manages_hosts_and_teams(client: FlaskClient, sessions: sessionmaker) -> None:
-    assert _login(client, "alice") == 302
-    token = _form_token(client, "/admin/hosts/new/")
+def test_admin_manages_hosts_and_teams(admin_client: FlaskClient, sessions: sessionmaker) -> None:
+    assert login(admin_client, "alice") == 302
+    token = form_token(admin_client, "/admin/hosts/new/")
     data = {"hostname": "lab-01", "description": "lab", "reason": "lab", "csrf_token": token}
-    assert client.post("/admin/hosts/new/", data=data).status_code == 302
+    assert admin_client.post("/admin/hosts/new/", data=data).status_code == 302
     data = {"hostname": "core-01", "team_assignment": "CORE", "reason": "own", "csrf_token": token}
-    assert client.post("/admin/teams/new/", data=data).status_code == 302
+    assert admin_client.post("/admin/teams/new/", data=data).status_code == 302
     audit = _audit(sessions)
     assert [(a.table_name, a.operation, a.changed_by) for a in audit] == [
         ("development_hosts", "CREATE", "alice"),
         ("device_teams", "CREATE", "alice"),
     ]
     data = {"id": str(audit[0].record_id), "reason": "gone", "csrf_token": token}
-    assert client.post("/admin/hosts/delete/", data=data).status_code == 302
+    assert admin_client.post("/admin/hosts/delete/", data=data).status_code == 302
     delete = _audit(sessions)[-1]
     assert (delete.table_name, delete.operation, delete.new_values) == (
         "development_hosts",
         "DELETE",
         None,
     )
-    assert "lab-01" not in client.get("/admin/hosts/").get_data(as_text=True)
+    assert "lab-01" not in admin_client.get("/admin/hosts/").get_data(as_text=True)
 
 
-def test_audits_are_read_only_and_filterable(client: FlaskClient, sessions: sessionmaker) -> None:
+def test_audits_are_read_only_and_filterable(
+    admin_client: FlaskClient, sessions: sessionmaker
+) -> None:
     now = datetime.now(UTC)
     correlation = uuid.uuid4()
     with sessions.begin() as session:
@@ -401,25 +340,25 @@ def test_audits_are_read_only_and_filterable(client: FlaskClient, sessions: sess
                 correlation_id=correlation,
             )
         )
-    assert _login(client, "victor") == 302
-    page = client.get("/admin/event-audit/").get_data(as_text=True)
+    assert login(admin_client, "victor") == 302
+    page = admin_client.get("/admin/event-audit/").get_data(as_text=True)
     assert "router-07" in page
     assert "/admin/event-audit/new/" not in page
-    assert client.get("/admin/event-audit/new/").status_code == 403
-    assert client.get("/admin/config-audit/new/").status_code == 403
+    assert admin_client.get("/admin/event-audit/new/").status_code == 403
+    assert admin_client.get("/admin/config-audit/new/").status_code == 403
     # The list's filters, as the filter form puts them in the URL.
     listing = "/admin/event-audit/?flt0_{}={}"
-    found = client.get(listing.format("correlation_id_equals", correlation))
+    found = admin_client.get(listing.format("correlation_id_equals", correlation))
     assert "router-07" in found.get_data(as_text=True)
-    other = client.get(listing.format("hostname_equals", "router-99"))
+    other = admin_client.get(listing.format("hostname_equals", "router-99"))
     assert "router-07" not in other.get_data(as_text=True)
-    assert "router-07" in client.get(listing.format("hostname_equals", "router-07")).get_data(
+    assert "router-07" in admin_client.get(listing.format("hostname_equals", "router-07")).get_data(
         as_text=True
     )
 
 
 def test_the_event_audit_filters_by_why_not_forwarded_and_shows_the_rules_version(
-    client: FlaskClient, sessions: sessionmaker
+    admin_client: FlaskClient, sessions: sessionmaker
 ) -> None:
     now = datetime.now(UTC)
     with sessions.begin() as session:
@@ -441,33 +380,33 @@ def test_the_event_audit_filters_by_why_not_forwarded_and_shows_the_rules_versio
                     correlation_id=uuid.uuid4(),
                 )
             )
-    assert _login(client, "victor") == 302
-    page = client.get("/admin/event-audit/").get_data(as_text=True)
+    assert login(admin_client, "victor") == 302
+    page = admin_client.get("/admin/event-audit/").get_data(as_text=True)
     assert "Why not forwarded" in page and "Rules version" in page
     # The filter offers every reason, as a drop-down (its options are JSON the page's script reads).
     groups = re.search(r'id="filter-groups-data"[^>]*>([^<]*)<', page)
     assert groups and all(f'"{reason}"' in groups.group(1) for reason in NOT_FORWARDED_REASONS)
     listing = "/admin/event-audit/?flt0_{}={}"
-    unmatched = client.get(listing.format("why_not_forwarded_equals", "unmatched"))
+    unmatched = admin_client.get(listing.format("why_not_forwarded_equals", "unmatched"))
     text = unmatched.get_data(as_text=True)
     assert "quiet-01" in text and "lab-01" not in text and "core-01" not in text
-    by_version = client.get(listing.format("rules_version_equals", 42)).get_data(as_text=True)
+    by_version = admin_client.get(listing.format("rules_version_equals", 42)).get_data(as_text=True)
     assert "core-01" in by_version and "quiet-01" not in by_version
 
 
 def test_a_link_fills_in_the_rule_form_and_nothing_is_saved_until_submitted(
-    client: FlaskClient, sessions: sessionmaker
+    admin_client: FlaskClient, sessions: sessionmaker
 ) -> None:
-    assert _login(client, "alice") == 302
+    assert login(admin_client, "alice") == 302
     query = (
         "match_type=regex&match_string=fan%5Cs%2B%5CS%2B%5Cs%2Bfailed%22%3E&team_assignment=NETO"
     )
-    page = client.get(f"/admin/rules/new/?{query}").get_data(as_text=True)
+    page = admin_client.get(f"/admin/rules/new/?{query}").get_data(as_text=True)
     assert 'value="fan\\s+\\S+\\s+failed&#34;&gt;"' in page  # escaped, not markup
     assert re.search(r'<option selected value="regex">|<option value="regex" selected', page)
     assert 'value="NETO"' in page
     # A match type that is not one is ignored, not shown.
-    page = client.get("/admin/rules/new/?match_type=bogus").get_data(as_text=True)
+    page = admin_client.get("/admin/rules/new/?match_type=bogus").get_data(as_text=True)
     assert "bogus" not in page
     assert _rules(sessions) == []
 
@@ -486,21 +425,21 @@ def test_the_api_keeps_working_without_csrf_or_login(settings: Settings, users: 
 
 
 def test_a_rule_names_the_rule_it_clears_in_the_form_and_it_is_checked(
-    client: FlaskClient, sessions: sessionmaker
+    admin_client: FlaskClient, sessions: sessionmaker
 ) -> None:
-    assert _login(client, "alice") == 302
-    token = _form_token(client, "/admin/rules/new/")
+    assert login(admin_client, "alice") == 302
+    token = form_token(admin_client, "/admin/rules/new/")
     form = {**RULE_FORM, "reason": "pair", "csrf_token": token}
-    refused = client.post("/admin/rules/new/", data={**form, "clears_rule_id": "999"})
+    refused = admin_client.post("/admin/rules/new/", data={**form, "clears_rule_id": "999"})
     assert refused.status_code == 200  # the form again: no rule 999
     assert all(rule.match_string != "LINK-3-UPDOWN" for rule in _rules(sessions))
-    assert client.post("/admin/rules/new/", data=form).status_code == 302
+    assert admin_client.post("/admin/rules/new/", data=form).status_code == 302
     [down] = [rule for rule in _rules(sessions) if rule.match_string == "LINK-3-UPDOWN"]
     up = {**form, "match_string": "LINK-UP", "clears_rule_id": str(down.id)}
-    response = client.post("/admin/rules/new/", data=up)
+    response = admin_client.post("/admin/rules/new/", data=up)
     assert response.status_code == 302, response.get_data(as_text=True)
     [rule] = [rule for rule in _rules(sessions) if rule.match_string == "LINK-UP"]
     assert rule.clears_rule_id == down.id
     edit = f"/admin/rules/edit/?id={down.id}"
-    itself = {**form, "csrf_token": _form_token(client, edit), "clears_rule_id": str(down.id)}
-    assert client.post(edit, data=itself).status_code == 200  # a rule cannot clear itself
+    itself = {**form, "csrf_token": form_token(admin_client, edit), "clears_rule_id": str(down.id)}
+    assert admin_client.post(edit, data=itself).status_code == 200  # a rule cannot clear itself

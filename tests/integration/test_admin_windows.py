@@ -7,14 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app.db.models import ConfigAuditLog, MaintenanceWindow
-from tests.integration.test_admin_ui import (  # noqa: F401 - fixtures
-    _form_token,
-    _login,
-    app,
-    client,
-    sessions,
-    users,
-)
+from tests.web import form_token, login
 
 PAGE = "/admin/maintenance-windows/"
 FORM = {
@@ -31,32 +24,32 @@ FORM = {
 
 
 def test_a_viewer_sees_the_page_but_cannot_add_a_window(
-    client: FlaskClient,  # noqa: F811
-    sessions: sessionmaker[Session],  # noqa: F811
+    admin_client: FlaskClient,
+    sessions: sessionmaker[Session],
 ) -> None:
-    assert _login(client, "victor") == 302
-    token = _form_token(client, PAGE)
-    assert "New window" not in client.get(PAGE).get_data(as_text=True)
-    response = client.post(f"{PAGE}new", data={**FORM, "csrf_token": token})
+    assert login(admin_client, "victor") == 302
+    token = form_token(admin_client, PAGE)
+    assert "New window" not in admin_client.get(PAGE).get_data(as_text=True)
+    response = admin_client.post(f"{PAGE}new", data={**FORM, "csrf_token": token})
     assert response.status_code == 403
     with sessions() as session:
         assert session.scalars(select(MaintenanceWindow)).all() == []
 
 
 def test_an_admin_gets_the_validation_message_and_nothing_is_saved(
-    client: FlaskClient,  # noqa: F811
-    sessions: sessionmaker[Session],  # noqa: F811
+    admin_client: FlaskClient,
+    sessions: sessionmaker[Session],
 ) -> None:
-    assert _login(client, "alice") == 302
-    token = _form_token(client, PAGE)
-    bad = client.post(f"{PAGE}new", data={**FORM, "rrule": "FREQ=NEVER", "csrf_token": token})
+    assert login(admin_client, "alice") == 302
+    token = form_token(admin_client, PAGE)
+    bad = admin_client.post(f"{PAGE}new", data={**FORM, "rrule": "FREQ=NEVER", "csrf_token": token})
     assert bad.status_code == 422
     assert "rrule: not a valid RFC 5545 RRULE" in bad.get_data(as_text=True)
-    empty = client.post(f"{PAGE}new", data={**FORM, "hosts": "", "csrf_token": token})
+    empty = admin_client.post(f"{PAGE}new", data={**FORM, "hosts": "", "csrf_token": token})
     assert empty.status_code == 422 and "scope: a window needs at least one" in empty.get_data(
         as_text=True
     )
-    ok = client.post(f"{PAGE}new", data={**FORM, "csrf_token": token})
+    ok = admin_client.post(f"{PAGE}new", data={**FORM, "csrf_token": token})
     assert ok.status_code == 302
     with sessions() as session:
         (window,) = session.scalars(select(MaintenanceWindow)).all()

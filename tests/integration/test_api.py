@@ -7,14 +7,11 @@ that changes nothing answers 200 with ``changed: false`` and writes no audit row
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import orjson
 import pytest
 import redis
-from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
 from sqlalchemy import Engine, select
@@ -22,128 +19,32 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mutt_app.config import Settings
-from mutt_app.db.models import AlertRule, ConfigAuditLog, DevelopmentHost, EventAuditLog
-from mutt_app.rules.cache import VERSION_KEY
+from mutt_app.db.models import AlertRule, DevelopmentHost
 from mutt_app.rules.validate import (
     MAX_CONTAINS_CHARS,
     MAX_PATTERN_CHARS,
     MAX_TRAP_OID_CHARS,
-    RuleError,
-    validate_rule_fields,
 )
 from mutt_app.web import create_app
 from mutt_app.web.api.errors import constraint_error
 from tests.conftest import close_web_app
-
-KEY = "test-api-key-0123456789"
-AUTH = {"X-API-Key": KEY}
-
-CRITICAL = {
-    "match_string": "CRITICAL",
-    "match_type": "contains",
-    "priority": 900,
-    "prod_handling": "Page_and_ticket",
-    "dev_handling": "Ticket_only",
-    "team_assignment": "NETO",
-}
-INTERFACE = {
-    "match_string": "Interface.*down",
-    "match_type": "regex",
-    "priority": 800,
-    "prod_handling": "Page_and_ticket",
-    "dev_handling": "Email_only",
-    "team_assignment": "NETO",
-}
-CATCH_ALL = {
-    "syslog_severity": 7,
-    "match_type": "contains",
-    "priority": 1,
-    "prod_handling": "Log_only",
-    "dev_handling": "Suppress",
-    "team_assignment": "NETO",
-}
-
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings.model_copy(update={"webui_api_key": SecretStr(KEY)}))
-    app.testing = True
-    try:
-        yield app
-    finally:
-        close_web_app(app)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-def call(
-    client: FlaskClient,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    reason: str | None = "test change",
-    headers: dict[str, str] | None = None,
-    status: int | None = None,
-) -> Any:
-    """Call the API with the key; a dict body gets ``reason`` unless it is None. Returns the JSON."""
-    if isinstance(body, dict) and reason is not None and method != "GET":
-        body = {**body, "reason": reason}
-    response = client.open(path, method=method, json=body, headers={**AUTH, **(headers or {})})
-    assert response.headers["X-API-Version"] == "2"
-    assert response.is_json, response.data
-    if status is not None:
-        assert response.status_code == status, response.json
-    return response.json
-
-
-def audit_rows(engine: Engine, **where: Any) -> list[ConfigAuditLog]:
-    with Session(engine) as session:
-        query = select(ConfigAuditLog).order_by(ConfigAuditLog.id)
-        for name, value in where.items():
-            query = query.where(getattr(ConfigAuditLog, name) == value)
-        return list(session.scalars(query))
-
-
-def rules_version(redis_client: redis.Redis) -> int:
-    raw = redis_client.get(VERSION_KEY)
-    return int(raw) if raw else 0
-
-
-def engine_message(**fields: Any) -> str:
-    """The engine's own message for invalid rule fields."""
-    merged = {"match_string": None, "trap_oid": None, "syslog_severity": None, "priority": 100}
-    merged |= fields
-    with pytest.raises(RuleError) as caught:
-        validate_rule_fields(
-            merged["match_type"],
-            merged["match_string"],
-            merged["trap_oid"],
-            merged["syslog_severity"],
-            merged["priority"],
-            merged["prod_handling"],
-            merged["dev_handling"],
-            merged["team_assignment"],
-        )
-    return str(caught.value)
-
+from tests.factories import CATCH_ALL, CRITICAL, INTERFACE, event_audit_rows
+from tests.records import audit_rows, engine_message, rules_version
+from tests.web import AUTH, KEY, call
 
 # --- authentication ----------------------------------------------------------------------------
 
 
-def test_requests_without_the_right_key_are_refused(client: FlaskClient) -> None:
+def test_requests_without_the_right_key_are_refused(api_client: FlaskClient) -> None:
     for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": KEY + "x"}, {"X-API-Key": "é"}):
-        response = client.get("/api/v2/rules", headers=headers)
+        response = api_client.get("/api/v2/rules", headers=headers)
         assert response.status_code == 401
         assert response.headers["X-API-Version"] == "2"
         assert set(response.json) == {"error", "details"}
-    response = client.post("/api/v2/rules", json=CRITICAL | {"reason": "x"})
+    response = api_client.post("/api/v2/rules", json=CRITICAL | {"reason": "x"})
     assert response.status_code == 401
-    assert call(client, "GET", "/api/v2/rules", status=200)["total"] == 0
-    assert call(client, "GET", "/api/v1/rules", status=200)["total"] == 0  # the alias
+    assert call(api_client, "GET", "/api/v2/rules", status=200)["total"] == 0
+    assert call(api_client, "GET", "/api/v1/rules", status=200)["total"] == 0  # the alias
 
 
 def test_without_a_configured_key_every_request_is_refused(settings: Settings) -> None:
@@ -159,25 +60,25 @@ def test_without_a_configured_key_every_request_is_refused(settings: Settings) -
         close_web_app(app)
 
 
-def test_unknown_routes_and_methods_answer_json(client: FlaskClient) -> None:
-    response = client.get("/api/v2/nothing-here", headers=AUTH)
+def test_unknown_routes_and_methods_answer_json(api_client: FlaskClient) -> None:
+    response = api_client.get("/api/v2/nothing-here", headers=AUTH)
     assert response.status_code == 404 and response.json["error"] == "Not Found"
     assert response.headers["X-API-Version"] == "2"
-    response = client.patch("/api/v2/rules/1", headers=AUTH)
+    response = api_client.patch("/api/v2/rules/1", headers=AUTH)
     assert response.status_code == 405 and "PUT" in response.headers["Allow"]
-    assert client.get("/not-the-api").status_code == 404  # other paths keep Flask's page
-    assert not client.get("/not-the-api").is_json
+    assert api_client.get("/not-the-api").status_code == 404  # other paths keep Flask's page
+    assert not api_client.get("/not-the-api").is_json
 
 
 # --- rules: create, read, list ----------------------------------------------------------------
 
 
 def test_create_and_read_a_rule_with_one_audit_row_and_a_version_bump(
-    client: FlaskClient, engine: Engine, redis_client: redis.Redis
+    api_client: FlaskClient, engine: Engine, redis_client: redis.Redis
 ) -> None:
     correlation = str(uuid.uuid4())
     created = call(
-        client,
+        api_client,
         "POST",
         "/api/v2/rules",
         INTERFACE,
@@ -189,7 +90,7 @@ def test_create_and_read_a_rule_with_one_audit_row_and_a_version_bump(
     assert created["changed"] is True and created["correlation_id"] == correlation
     assert created["rules_version"] == rules_version(redis_client) == 1
 
-    rule = call(client, "GET", f"/api/v2/rules/{rule_id}", status=200)["rule"]
+    rule = call(api_client, "GET", f"/api/v2/rules/{rule_id}", status=200)["rule"]
     assert {k: rule[k] for k in INTERFACE} == INTERFACE
     assert rule["is_active"] is True and rule["trap_oid"] is None and rule["created_at"]
 
@@ -202,9 +103,9 @@ def test_create_and_read_a_rule_with_one_audit_row_and_a_version_bump(
     assert row.old_values is None and row.new_values == rule
 
 
-def test_list_rules_filters_and_pages(client: FlaskClient) -> None:
+def test_list_rules_filters_and_pages(api_client: FlaskClient) -> None:
     ids = [
-        call(client, "POST", "/api/v2/rules", spec, status=201)["id"]
+        call(api_client, "POST", "/api/v2/rules", spec, status=201)["id"]
         for spec in (
             CRITICAL,
             INTERFACE,
@@ -212,22 +113,22 @@ def test_list_rules_filters_and_pages(client: FlaskClient) -> None:
             INTERFACE | {"team_assignment": "UNIX", "priority": 10},
         )
     ]
-    call(client, "DELETE", f"/api/v2/rules/{ids[3]}", {}, status=200)
+    call(api_client, "DELETE", f"/api/v2/rules/{ids[3]}", {}, status=200)
 
-    every = call(client, "GET", "/api/v2/rules", status=200)
+    every = call(api_client, "GET", "/api/v2/rules", status=200)
     assert (every["total"], every["limit"], every["offset"]) == (4, 100, 0)
     assert [r["id"] for r in every["rules"]] == [ids[0], ids[1], ids[3], ids[2]]  # priority order
 
-    page = call(client, "GET", "/api/v2/rules?limit=2&offset=1", status=200)
+    page = call(api_client, "GET", "/api/v2/rules?limit=2&offset=1", status=200)
     assert [r["id"] for r in page["rules"]] == [ids[1], ids[3]] and page["total"] == 4
-    active = call(client, "GET", "/api/v2/rules?is_active=true", status=200)
+    active = call(api_client, "GET", "/api/v2/rules?is_active=true", status=200)
     assert active["total"] == 3 and ids[3] not in [r["id"] for r in active["rules"]]
-    assert call(client, "GET", "/api/v2/rules?is_active=false", status=200)["total"] == 1
-    regex = call(client, "GET", "/api/v2/rules?match_type=regex", status=200)
+    assert call(api_client, "GET", "/api/v2/rules?is_active=false", status=200)["total"] == 1
+    regex = call(api_client, "GET", "/api/v2/rules?match_type=regex", status=200)
     assert {r["id"] for r in regex["rules"]} == {ids[1], ids[3]}
-    unix = call(client, "GET", "/api/v2/rules?team=UNIX", status=200)
+    unix = call(api_client, "GET", "/api/v2/rules?team=UNIX", status=200)
     assert [r["id"] for r in unix["rules"]] == [ids[3]]
-    assert len(call(client, "GET", "/api/v2/rules?limit=500", status=200)["rules"]) == 4
+    assert len(call(api_client, "GET", "/api/v2/rules?limit=500", status=200)["rules"]) == 4
 
     # limit above 500 is refused, not clamped; so are nonsense parameters.
     for query in (
@@ -238,7 +139,7 @@ def test_list_rules_filters_and_pages(client: FlaskClient) -> None:
         "is_active=maybe",
         "match_type=glob",
     ):
-        error = call(client, "GET", f"/api/v2/rules?{query}", status=400)
+        error = call(api_client, "GET", f"/api/v2/rules?{query}", status=400)
         assert error["error"] and error["details"]["parameter"] in query
 
 
@@ -266,9 +167,9 @@ def test_list_rules_filters_and_pages(client: FlaskClient) -> None:
     ],
 )
 def test_malformed_rules_are_422_naming_the_field(
-    client: FlaskClient, engine: Engine, redis_client: redis.Redis, body: dict, needle: str
+    api_client: FlaskClient, engine: Engine, redis_client: redis.Redis, body: dict, needle: str
 ) -> None:
-    error = call(client, "POST", "/api/v2/rules", body, status=422)
+    error = call(api_client, "POST", "/api/v2/rules", body, status=422)
     assert needle in error["error"]
     assert error["details"]
     assert audit_rows(engine) == [] and rules_version(redis_client) == 0
@@ -296,9 +197,9 @@ def test_malformed_rules_are_422_naming_the_field(
     ],
 )
 def test_rules_the_engine_refuses_are_422_with_its_message(
-    client: FlaskClient, engine: Engine, fields: dict
+    api_client: FlaskClient, engine: Engine, fields: dict
 ) -> None:
-    error = call(client, "POST", "/api/v2/rules", fields, status=422)
+    error = call(api_client, "POST", "/api/v2/rules", fields, status=422)
     problems = error["details"].get("fields")
     if problems is not None:  # outside a field's documented bounds: refused before the engine
         assert len(problems) == 1 and all(name in error["error"] for name in problems)
@@ -308,9 +209,9 @@ def test_rules_the_engine_refuses_are_422_with_its_message(
         assert session.scalars(select(AlertRule)).all() == []
 
 
-def test_bad_regex_message_is_re2s(client: FlaskClient) -> None:
+def test_bad_regex_message_is_re2s(api_client: FlaskClient) -> None:
     error = call(
-        client, "POST", "/api/v2/rules", INTERFACE | {"match_string": "(a)\\1"}, status=422
+        api_client, "POST", "/api/v2/rules", INTERFACE | {"match_string": "(a)\\1"}, status=422
     )
     assert error["error"].startswith("invalid regex '(a)\\\\1': ")
     assert "backreference" in error["error"] or "escape" in error["error"]
@@ -331,27 +232,27 @@ def test_bad_regex_message_is_re2s(client: FlaskClient) -> None:
     ],
 )
 def test_rules_over_a_bound_are_422_naming_it_on_create_and_update(
-    client: FlaskClient, fields: dict, limit: str
+    api_client: FlaskClient, fields: dict, limit: str
 ) -> None:
-    error = call(client, "POST", "/api/v2/rules", fields, status=422)
+    error = call(api_client, "POST", "/api/v2/rules", fields, status=422)
     assert limit in error["error"]
     assert len(orjson.dumps(error)) < 2000  # the refused string is not echoed in full
-    assert call(client, "GET", "/api/v2/rules")["rules"] == []
+    assert call(api_client, "GET", "/api/v2/rules")["rules"] == []
 
-    created = call(client, "POST", "/api/v2/rules", CRITICAL, status=201)
-    error = call(client, "PUT", f"/api/v2/rules/{created['id']}", fields, status=422)
+    created = call(api_client, "POST", "/api/v2/rules", CRITICAL, status=201)
+    error = call(api_client, "PUT", f"/api/v2/rules/{created['id']}", fields, status=422)
     assert limit in error["error"]
-    assert call(client, "GET", f"/api/v2/rules/{created['id']}")["rule"]["match_string"] == (
+    assert call(api_client, "GET", f"/api/v2/rules/{created['id']}")["rule"]["match_string"] == (
         "CRITICAL"
     )
 
 
 def test_the_rule_tester_is_422_when_it_runs_out_of_its_time_budget(
-    settings: Settings, client: FlaskClient
+    settings: Settings, api_client: FlaskClient
 ) -> None:
-    call(client, "POST", "/api/v2/rules", INTERFACE, status=201)
+    call(api_client, "POST", "/api/v2/rules", INTERFACE, status=201)
     event = {"hostname": "router-01", "message": "Interface Gi0/1 changed state to down"}
-    assert call(client, "POST", "/api/v2/rules/test", event, reason=None, status=200)["matched"]
+    assert call(api_client, "POST", "/api/v2/rules/test", event, reason=None, status=200)["matched"]
 
     hurried = create_app(
         settings.model_copy(
@@ -367,17 +268,17 @@ def test_the_rule_tester_is_422_when_it_runs_out_of_its_time_budget(
     assert "CLASSIFY_TIME_BUDGET_SECONDS" in error["error"] and "1e-06s" in error["error"]
 
 
-def test_a_change_needs_a_reason_and_a_json_object(client: FlaskClient, engine: Engine) -> None:
-    error = call(client, "POST", "/api/v2/rules", CRITICAL, reason=None, status=422)
+def test_a_change_needs_a_reason_and_a_json_object(api_client: FlaskClient, engine: Engine) -> None:
+    error = call(api_client, "POST", "/api/v2/rules", CRITICAL, reason=None, status=422)
     assert "reason" in error["error"] and error["details"] == {"missing_fields": ["reason"]}
-    call(client, "POST", "/api/v2/rules", CRITICAL | {"reason": "   "}, reason=None, status=422)
-    call(client, "POST", "/api/v2/rules", CRITICAL | {"reason": 5}, reason=None, status=422)
+    call(api_client, "POST", "/api/v2/rules", CRITICAL | {"reason": "   "}, reason=None, status=422)
+    call(api_client, "POST", "/api/v2/rules", CRITICAL | {"reason": 5}, reason=None, status=422)
     for data in (b"{not json", b"[1, 2]", b'"text"'):
-        response = client.post(
+        response = api_client.post(
             "/api/v2/rules", data=data, headers=AUTH | {"Content-Type": "application/json"}
         )
         assert response.status_code == 400 and response.json["error"]
-    response = client.post(
+    response = api_client.post(
         "/api/v2/rules",
         json=CRITICAL | {"reason": "r"},
         headers=AUTH | {"X-Correlation-ID": "not-a-uuid"},
@@ -386,7 +287,7 @@ def test_a_change_needs_a_reason_and_a_json_object(client: FlaskClient, engine: 
     assert audit_rows(engine) == []
     # The header is as good as the body field.
     created = call(
-        client,
+        api_client,
         "POST",
         "/api/v2/rules",
         CRITICAL,
@@ -422,13 +323,13 @@ def test_database_constraint_violations_map_to_422_and_409(engine: Engine) -> No
 
 
 def test_update_is_partial_validated_merged_and_audited(
-    client: FlaskClient, engine: Engine, redis_client: redis.Redis
+    api_client: FlaskClient, engine: Engine, redis_client: redis.Redis
 ) -> None:
-    rule_id = call(client, "POST", "/api/v2/rules", INTERFACE, status=201)["id"]
-    before = call(client, "GET", f"/api/v2/rules/{rule_id}", status=200)["rule"]
+    rule_id = call(api_client, "POST", "/api/v2/rules", INTERFACE, status=201)["id"]
+    before = call(api_client, "GET", f"/api/v2/rules/{rule_id}", status=200)["rule"]
 
     updated = call(
-        client,
+        api_client,
         "PUT",
         f"/api/v2/rules/{rule_id}",
         {"priority": 500, "team_assignment": "WAN"},
@@ -448,15 +349,17 @@ def test_update_is_partial_validated_merged_and_audited(
     assert rows[0].reason == "too noisy" and rows[0].record_id == rule_id
 
     # Validated on the merged rule: the stored regex type with a pattern RE2 refuses...
-    error = call(client, "PUT", f"/api/v2/rules/{rule_id}", {"match_string": "a(?!b)"}, status=422)
+    error = call(
+        api_client, "PUT", f"/api/v2/rules/{rule_id}", {"match_string": "a(?!b)"}, status=422
+    )
     assert error["error"].startswith("invalid regex 'a(?!b)'")
     # ...or a type change that the stored fields cannot satisfy.
     error = call(
-        client, "PUT", f"/api/v2/rules/{rule_id}", {"match_type": "oid_prefix"}, status=422
+        api_client, "PUT", f"/api/v2/rules/{rule_id}", {"match_type": "oid_prefix"}, status=422
     )
     assert error["error"] == "an oid_prefix rule needs a trap_oid"
     ok = call(
-        client,
+        api_client,
         "PUT",
         f"/api/v2/rules/{rule_id}",
         {"match_type": "oid_prefix", "trap_oid": "1.3.6.1.4.1.9", "match_string": None},
@@ -464,44 +367,47 @@ def test_update_is_partial_validated_merged_and_audited(
     )
     assert ok["rule"]["match_string"] is None and ok["rule"]["trap_oid"] == "1.3.6.1.4.1.9"
 
-    call(client, "PUT", f"/api/v2/rules/{rule_id}", {"priority": "1"}, status=422)
-    call(client, "PUT", f"/api/v2/rules/{rule_id}", {"bogus": 1}, status=422)
-    call(client, "PUT", f"/api/v2/rules/{rule_id}", {"created_at": "now"}, status=422)
-    call(client, "PUT", f"/api/v2/rules/{rule_id}", {}, status=422)  # nothing to update
-    call(client, "PUT", f"/api/v2/rules/{rule_id}", {"priority": 5}, reason=None, status=422)
+    call(api_client, "PUT", f"/api/v2/rules/{rule_id}", {"priority": "1"}, status=422)
+    call(api_client, "PUT", f"/api/v2/rules/{rule_id}", {"bogus": 1}, status=422)
+    call(api_client, "PUT", f"/api/v2/rules/{rule_id}", {"created_at": "now"}, status=422)
+    call(api_client, "PUT", f"/api/v2/rules/{rule_id}", {}, status=422)  # nothing to update
+    call(api_client, "PUT", f"/api/v2/rules/{rule_id}", {"priority": 5}, reason=None, status=422)
     assert len(audit_rows(engine, operation="UPDATE")) == 2
 
     # Asking for what is already there changes nothing: no audit row, no version bump.
-    same = call(client, "PUT", f"/api/v2/rules/{rule_id}", {"priority": 500}, status=200)
+    same = call(api_client, "PUT", f"/api/v2/rules/{rule_id}", {"priority": 500}, status=200)
     assert same["changed"] is False and same["rules_version"] is None
     assert len(audit_rows(engine)) == 3 and rules_version(redis_client) == 3
 
-    assert call(client, "PUT", "/api/v2/rules/999999", {"priority": 5}, status=404)["error"]
-    assert call(client, "PUT", f"/api/v2/rules/{2**40}", {"priority": 5}, status=404)
-    assert call(client, "GET", "/api/v2/rules/424242", status=404)["error"] == "no rule 424242"
+    assert call(api_client, "PUT", "/api/v2/rules/999999", {"priority": 5}, status=404)["error"]
+    assert call(api_client, "PUT", f"/api/v2/rules/{2**40}", {"priority": 5}, status=404)
+    assert call(api_client, "GET", "/api/v2/rules/424242", status=404)["error"] == "no rule 424242"
 
 
 def test_delete_is_soft_and_audited(
-    client: FlaskClient, engine: Engine, redis_client: redis.Redis
+    api_client: FlaskClient, engine: Engine, redis_client: redis.Redis
 ) -> None:
-    rule_id = call(client, "POST", "/api/v2/rules", CRITICAL, status=201)["id"]
-    call(client, "DELETE", f"/api/v2/rules/{rule_id}", {"bogus": 1}, status=422)
-    call(client, "DELETE", f"/api/v2/rules/{rule_id}", {}, reason=None, status=422)
-    response = client.delete(
+    rule_id = call(api_client, "POST", "/api/v2/rules", CRITICAL, status=201)["id"]
+    call(api_client, "DELETE", f"/api/v2/rules/{rule_id}", {"bogus": 1}, status=422)
+    call(api_client, "DELETE", f"/api/v2/rules/{rule_id}", {}, reason=None, status=422)
+    response = api_client.delete(
         f"/api/v2/rules/{rule_id}", headers=AUTH | {"X-Change-Reason": "retired"}
     )
     assert response.status_code == 200 and response.json["rule"]["is_active"] is False
     assert rules_version(redis_client) == 2
-    assert call(client, "GET", f"/api/v2/rules/{rule_id}", status=200)["rule"]["is_active"] is False
+    assert (
+        call(api_client, "GET", f"/api/v2/rules/{rule_id}", status=200)["rule"]["is_active"]
+        is False
+    )
     [row] = audit_rows(engine, operation="DELETE")
     assert (row.record_id, row.reason) == (rule_id, "retired")
     assert row.old_values["is_active"] is True and row.new_values["is_active"] is False
 
-    again = call(client, "DELETE", f"/api/v2/rules/{rule_id}", {}, status=200)
+    again = call(api_client, "DELETE", f"/api/v2/rules/{rule_id}", {}, status=200)
     assert again["changed"] is False and len(audit_rows(engine)) == 2
-    call(client, "DELETE", "/api/v2/rules/999999", {}, status=404)
+    call(api_client, "DELETE", "/api/v2/rules/999999", {}, status=404)
     # Reactivating is an update.
-    back = call(client, "PUT", f"/api/v2/rules/{rule_id}", {"is_active": True}, status=200)
+    back = call(api_client, "PUT", f"/api/v2/rules/{rule_id}", {"is_active": True}, status=200)
     assert back["rule"]["is_active"] is True
 
 
@@ -522,15 +428,17 @@ def test_a_change_stands_when_redis_is_down(settings: Settings, engine: Engine) 
 # --- the rule tester --------------------------------------------------------------------------
 
 
-def test_the_rule_tester_names_the_winner_and_what_it_shadows(client: FlaskClient) -> None:
-    critical = call(client, "POST", "/api/v2/rules", CRITICAL, status=201)["id"]
-    interface = call(client, "POST", "/api/v2/rules", INTERFACE, status=201)["id"]
-    catch_all = call(client, "POST", "/api/v2/rules", CATCH_ALL, status=201)["id"]
-    retired = call(client, "POST", "/api/v2/rules", CRITICAL | {"priority": 999}, status=201)["id"]
-    call(client, "DELETE", f"/api/v2/rules/{retired}", {}, status=200)
+def test_the_rule_tester_names_the_winner_and_what_it_shadows(api_client: FlaskClient) -> None:
+    critical = call(api_client, "POST", "/api/v2/rules", CRITICAL, status=201)["id"]
+    interface = call(api_client, "POST", "/api/v2/rules", INTERFACE, status=201)["id"]
+    catch_all = call(api_client, "POST", "/api/v2/rules", CATCH_ALL, status=201)["id"]
+    retired = call(api_client, "POST", "/api/v2/rules", CRITICAL | {"priority": 999}, status=201)[
+        "id"
+    ]
+    call(api_client, "DELETE", f"/api/v2/rules/{retired}", {}, status=200)
 
     event = {"hostname": "r1", "message": "CRITICAL: Interface Gi0/1 down", "severity": 3}
-    answer = call(client, "POST", "/api/v2/rules/test", event, reason=None, status=200)
+    answer = call(api_client, "POST", "/api/v2/rules/test", event, reason=None, status=200)
     assert answer["matched"] is True and answer["rule_id"] == critical
     assert answer["rule"]["id"] == critical and answer["rule"]["priority"] == 900
     assert [r["id"] for r in answer["shadowed"]] == [interface, catch_all]
@@ -543,13 +451,19 @@ def test_the_rule_tester_names_the_winner_and_what_it_shadows(client: FlaskClien
     assert answer["skipped_rules"] == []
 
     # Development hosts and device teams are taken into account.
-    call(client, "POST", "/api/v2/dev-hosts", {"hostname": "r1"}, status=201)
-    call(client, "POST", "/api/v2/teams", {"hostname": "r1", "team_assignment": "WAN"}, status=201)
-    answer = call(client, "POST", "/api/v2/rules/test", event, reason=None, status=200)
+    call(api_client, "POST", "/api/v2/dev-hosts", {"hostname": "r1"}, status=201)
+    call(
+        api_client,
+        "POST",
+        "/api/v2/teams",
+        {"hostname": "r1", "team_assignment": "WAN"},
+        status=201,
+    )
+    answer = call(api_client, "POST", "/api/v2/rules/test", event, reason=None, status=200)
     assert (answer["handling"], answer["team"], answer["is_dev"]) == ("Ticket_only", "WAN", True)
 
     answer = call(
-        client,
+        api_client,
         "POST",
         "/api/v2/rules/test",
         {"hostname": "r2", "message": "Interface Gi0/2 down"},
@@ -558,7 +472,7 @@ def test_the_rule_tester_names_the_winner_and_what_it_shadows(client: FlaskClien
     )
     assert answer["rule_id"] == interface and answer["shadowed"] == []  # no severity: no catch-all
     answer = call(
-        client,
+        api_client,
         "POST",
         "/api/v2/rules/test",
         {"hostname": "r2", "message": "all quiet"},
@@ -569,11 +483,11 @@ def test_the_rule_tester_names_the_winner_and_what_it_shadows(client: FlaskClien
     assert (answer["handling"], answer["team"]) == ("Log_only", "NETO")  # UNHANDLED_DEFAULT_TEAM
 
     error = call(
-        client, "POST", "/api/v2/rules/test", {"message": "no host"}, reason=None, status=422
+        api_client, "POST", "/api/v2/rules/test", {"message": "no host"}, reason=None, status=422
     )
     assert "hostname" in error["error"]
     call(
-        client,
+        api_client,
         "POST",
         "/api/v2/rules/test",
         {"hostname": "h", "severity": 9},
@@ -586,39 +500,39 @@ def test_the_rule_tester_names_the_winner_and_what_it_shadows(client: FlaskClien
 
 
 def test_dev_hosts_add_list_duplicate_remove(
-    client: FlaskClient, engine: Engine, redis_client: redis.Redis
+    api_client: FlaskClient, engine: Engine, redis_client: redis.Redis
 ) -> None:
-    assert call(client, "GET", "/api/v2/dev-hosts", status=200) == {
+    assert call(api_client, "GET", "/api/v2/dev-hosts", status=200) == {
         "dev_hosts": [],
         "total": 0,
         "limit": 100,
         "offset": 0,
     }
     created = call(
-        client,
+        api_client,
         "POST",
         "/api/v2/dev-hosts",
         {"hostname": " lab-1 ", "description": "lab"},
         status=201,
     )
     assert created["dev_host"]["hostname"] == "lab-1" and rules_version(redis_client) == 1
-    call(client, "POST", "/api/v2/dev-hosts", {"hostname": "lab-2"}, status=201)
-    error = call(client, "POST", "/api/v2/dev-hosts", {"hostname": "lab-1"}, status=409)
+    call(api_client, "POST", "/api/v2/dev-hosts", {"hostname": "lab-2"}, status=201)
+    error = call(api_client, "POST", "/api/v2/dev-hosts", {"hostname": "lab-1"}, status=409)
     assert "lab-1" in error["error"] and error["details"]["constraint"]
-    call(client, "POST", "/api/v2/dev-hosts", {"hostname": "  "}, status=422)
-    call(client, "POST", "/api/v2/dev-hosts", {"hostname": 5}, status=422)
-    call(client, "POST", "/api/v2/dev-hosts", {"hostname": "x", "owner": "me"}, status=422)
-    call(client, "POST", "/api/v2/dev-hosts", {"hostname": "x"}, reason=None, status=422)
+    call(api_client, "POST", "/api/v2/dev-hosts", {"hostname": "  "}, status=422)
+    call(api_client, "POST", "/api/v2/dev-hosts", {"hostname": 5}, status=422)
+    call(api_client, "POST", "/api/v2/dev-hosts", {"hostname": "x", "owner": "me"}, status=422)
+    call(api_client, "POST", "/api/v2/dev-hosts", {"hostname": "x"}, reason=None, status=422)
 
-    listed = call(client, "GET", "/api/v2/dev-hosts?limit=1&offset=1", status=200)
+    listed = call(api_client, "GET", "/api/v2/dev-hosts?limit=1&offset=1", status=200)
     assert [h["hostname"] for h in listed["dev_hosts"]] == ["lab-2"] and listed["total"] == 2
-    call(client, "GET", "/api/v2/dev-hosts?limit=501", status=400)
+    call(api_client, "GET", "/api/v2/dev-hosts?limit=501", status=400)
 
     removed = call(
-        client, "DELETE", "/api/v2/dev-hosts/lab-1", {}, reason="decommissioned", status=200
+        api_client, "DELETE", "/api/v2/dev-hosts/lab-1", {}, reason="decommissioned", status=200
     )
     assert removed["deleted"]["hostname"] == "lab-1" and rules_version(redis_client) == 3
-    call(client, "DELETE", "/api/v2/dev-hosts/lab-1", {}, status=404)
+    call(api_client, "DELETE", "/api/v2/dev-hosts/lab-1", {}, status=404)
 
     rows = audit_rows(engine, table_name="development_hosts")
     assert [r.operation for r in rows] == ["CREATE", "CREATE", "DELETE"]  # the 409 wrote nothing
@@ -627,39 +541,53 @@ def test_dev_hosts_add_list_duplicate_remove(
     assert rows[2].reason == "decommissioned" and rows[2].changed_by == "api-key"
 
 
-def test_teams_add_update_duplicate_remove(client: FlaskClient, engine: Engine) -> None:
+def test_teams_add_update_duplicate_remove(api_client: FlaskClient, engine: Engine) -> None:
     created = call(
-        client,
+        api_client,
         "POST",
         "/api/v2/teams",
         {"hostname": "core-1", "team_assignment": "WAN"},
         status=201,
     )
     call(
-        client, "POST", "/api/v2/teams", {"hostname": "db-1", "team_assignment": "DBA"}, status=201
+        api_client,
+        "POST",
+        "/api/v2/teams",
+        {"hostname": "db-1", "team_assignment": "DBA"},
+        status=201,
     )
     call(
-        client, "POST", "/api/v2/teams", {"hostname": "core-1", "team_assignment": "X"}, status=409
+        api_client,
+        "POST",
+        "/api/v2/teams",
+        {"hostname": "core-1", "team_assignment": "X"},
+        status=409,
     )
-    call(client, "POST", "/api/v2/teams", {"hostname": "core-2"}, status=422)
+    call(api_client, "POST", "/api/v2/teams", {"hostname": "core-2"}, status=422)
     call(
-        client, "POST", "/api/v2/teams", {"hostname": "core-2", "team_assignment": " "}, status=422
+        api_client,
+        "POST",
+        "/api/v2/teams",
+        {"hostname": "core-2", "team_assignment": " "},
+        status=422,
     )
 
-    wan = call(client, "GET", "/api/v2/teams?team=WAN", status=200)
+    wan = call(api_client, "GET", "/api/v2/teams?team=WAN", status=200)
     assert [t["hostname"] for t in wan["teams"]] == ["core-1"] and wan["total"] == 1
-    assert call(client, "GET", "/api/v2/teams", status=200)["total"] == 2
+    assert call(api_client, "GET", "/api/v2/teams", status=200)["total"] == 2
 
-    updated = call(client, "PUT", "/api/v2/teams/core-1", {"team_assignment": "LAN"}, status=200)
+    updated = call(
+        api_client, "PUT", "/api/v2/teams/core-1", {"team_assignment": "LAN"}, status=200
+    )
     assert updated["team"]["team_assignment"] == "LAN" and updated["changed"] is True
-    same = call(client, "PUT", "/api/v2/teams/core-1", {"team_assignment": "LAN"}, status=200)
+    same = call(api_client, "PUT", "/api/v2/teams/core-1", {"team_assignment": "LAN"}, status=200)
     assert same["changed"] is False
-    call(client, "PUT", "/api/v2/teams/core-1", {"team_assignment": 3}, status=422)
-    call(client, "PUT", "/api/v2/teams/core-1", {}, status=422)
-    call(client, "PUT", "/api/v2/teams/nowhere", {"team_assignment": "LAN"}, status=404)
+    call(api_client, "PUT", "/api/v2/teams/core-1", {"team_assignment": 3}, status=422)
+    call(api_client, "PUT", "/api/v2/teams/core-1", {}, status=422)
+    call(api_client, "PUT", "/api/v2/teams/nowhere", {"team_assignment": "LAN"}, status=404)
 
-    call(client, "DELETE", "/api/v2/teams/db-1", {}, status=200)
-    call(client, "DELETE", "/api/v2/teams/db-1", {}, status=404)
+    call(api_client, "DELETE", "/api/v2/teams/db-1", {}, status=200)
+    call(api_client, "DELETE", "/api/v2/teams/db-1", {}, status=404)
     rows = audit_rows(engine, table_name="device_teams")
     assert [r.operation for r in rows] == ["CREATE", "CREATE", "UPDATE", "DELETE"]
     update = rows[2]
@@ -671,42 +599,23 @@ def test_teams_add_update_duplicate_remove(client: FlaskClient, engine: Engine) 
 # --- the audits ---------------------------------------------------------------------------------
 
 
-def _event_rows(engine: Engine, base: datetime) -> list[uuid.UUID]:
-    ids = [uuid.uuid4() for _ in range(5)]
-    with Session(engine) as session, session.begin():
-        for i, correlation_id in enumerate(ids):
-            session.add(
-                EventAuditLog(
-                    event_timestamp=base + timedelta(hours=i),
-                    received_at=base + timedelta(hours=i),
-                    hostname="web-1" if i % 2 else "db-1",
-                    message=f"event {i}",
-                    matched_rule_id=7 if i < 3 else None,
-                    handling_decision="Ticket_only" if i < 3 else "Log_only",
-                    team_assignment="NETO",
-                    correlation_id=correlation_id,
-                )
-            )
-    return ids
-
-
-def test_event_audit_filters_and_pages(client: FlaskClient, engine: Engine) -> None:
+def test_event_audit_filters_and_pages(api_client: FlaskClient, engine: Engine) -> None:
     base = datetime(2026, 3, 1, 12, tzinfo=UTC)
-    ids = _event_rows(engine, base)
+    ids = event_audit_rows(engine, base)
 
-    every = call(client, "GET", "/api/v2/audit-logs", status=200)
+    every = call(api_client, "GET", "/api/v2/audit-logs", status=200)
     assert [log["message"] for log in every["logs"]] == [f"event {i}" for i in range(4, -1, -1)]
     assert every["has_more"] is False and every["limit"] == 50 and every["page"] == 1
 
-    page = call(client, "GET", "/api/v2/audit-logs?limit=2&page=2", status=200)
+    page = call(api_client, "GET", "/api/v2/audit-logs?limit=2&page=2", status=200)
     assert [log["message"] for log in page["logs"]] == ["event 2", "event 1"] and page["has_more"]
-    last = call(client, "GET", "/api/v2/audit-logs?limit=2&page=3", status=200)
+    last = call(api_client, "GET", "/api/v2/audit-logs?limit=2&page=3", status=200)
     assert [log["message"] for log in last["logs"]] == ["event 0"] and not last["has_more"]
 
     # Keyset paging walks the same rows.
     seen, cursor = [], ""
     while True:
-        answer = call(client, "GET", f"/api/v2/audit-logs?limit=2&cursor={cursor}", status=200)
+        answer = call(api_client, "GET", f"/api/v2/audit-logs?limit=2&cursor={cursor}", status=200)
         seen += [log["message"] for log in answer["logs"]]
         if not answer["has_more"]:
             break
@@ -716,7 +625,7 @@ def test_event_audit_filters_and_pages(client: FlaskClient, engine: Engine) -> N
     def messages(query: str) -> list[str]:
         return [
             log["message"]
-            for log in call(client, "GET", f"/api/v2/audit-logs?{query}", status=200)["logs"]
+            for log in call(api_client, "GET", f"/api/v2/audit-logs?{query}", status=200)["logs"]
         ]
 
     assert messages("hostname=web-1") == ["event 3", "event 1"]
@@ -743,23 +652,23 @@ def test_event_audit_filters_and_pages(client: FlaskClient, engine: Engine) -> N
         "cursor=garbage",
         "start_date=2026-03-02&end_date=2026-03-01",
     ):
-        assert call(client, "GET", f"/api/v2/audit-logs?{query}", status=400)["error"]
+        assert call(api_client, "GET", f"/api/v2/audit-logs?{query}", status=400)["error"]
 
 
-def test_config_audit_filters_and_pages(client: FlaskClient) -> None:
-    rule_id = call(client, "POST", "/api/v2/rules", CRITICAL, status=201)["id"]
-    call(client, "PUT", f"/api/v2/rules/{rule_id}", {"priority": 5}, status=200)
-    call(client, "POST", "/api/v2/dev-hosts", {"hostname": "lab"}, status=201)
-    call(client, "DELETE", "/api/v2/dev-hosts/lab", {}, status=200)
+def test_config_audit_filters_and_pages(api_client: FlaskClient) -> None:
+    rule_id = call(api_client, "POST", "/api/v2/rules", CRITICAL, status=201)["id"]
+    call(api_client, "PUT", f"/api/v2/rules/{rule_id}", {"priority": 5}, status=200)
+    call(api_client, "POST", "/api/v2/dev-hosts", {"hostname": "lab"}, status=201)
+    call(api_client, "DELETE", "/api/v2/dev-hosts/lab", {}, status=200)
 
-    every = call(client, "GET", "/api/v2/config-audit", status=200)
+    every = call(api_client, "GET", "/api/v2/config-audit", status=200)
     assert every["total"] == 4 and not every["has_more"]
     assert [log["operation"] for log in every["logs"]] == ["DELETE", "CREATE", "UPDATE", "CREATE"]
-    page = call(client, "GET", "/api/v2/config-audit?limit=3&page=1", status=200)
+    page = call(api_client, "GET", "/api/v2/config-audit?limit=3&page=1", status=200)
     assert len(page["logs"]) == 3 and page["has_more"] and page["total"] == 4
 
     def operations(query: str) -> list[str]:
-        answer = call(client, "GET", f"/api/v2/config-audit?{query}", status=200)
+        answer = call(api_client, "GET", f"/api/v2/config-audit?{query}", status=200)
         return [log["operation"] for log in answer["logs"]]
 
     assert operations("table_name=alert_rules") == ["UPDATE", "CREATE"]
@@ -771,4 +680,4 @@ def test_config_audit_filters_and_pages(client: FlaskClient) -> None:
     assert operations(f"start_date={(now + timedelta(days=1)).date()}") == []
 
     for query in ("operation=MERGE", "start_date=soon", "record_id=-1", "limit=1000"):
-        assert call(client, "GET", f"/api/v2/config-audit?{query}", status=400)["error"]
+        assert call(api_client, "GET", f"/api/v2/config-audit?{query}", status=400)["error"]

@@ -14,17 +14,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from mutt_app.db.models import PoisonLetter
-from tests.integration.test_api import (  # noqa: F401 - fixtures
-    AUTH,
-    CRITICAL,
-    INTERFACE,
-    app,
-    audit_rows,
-    call,
-    client,
-    engine_message,
-)
-from tests.integration.test_api_roles import ROUTES
+from tests.factories import CRITICAL, INTERFACE
+from tests.integration.api_routes import ROUTES
+from tests.records import audit_rows, engine_message
+from tests.web import AUTH, call
 
 BODY_ROUTES = [
     ("POST", "/api/v2/rules"),
@@ -47,7 +40,7 @@ def _concrete(rule: str) -> str:
 @pytest.mark.parametrize(("method", "rule", "_role"), ROUTES)
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": "not-the-key"}], ids=["no key", "bad key"])
 def test_every_route_is_401_without_the_right_key(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
     method: str,
     rule: str,
@@ -55,7 +48,7 @@ def test_every_route_is_401_without_the_right_key(
     headers: dict[str, str],
 ) -> None:
     for path in (_concrete(rule), _concrete(rule).replace("/api/v2/", "/api/v1/")):
-        response = client.open(path, method=method, json={"reason": "r"}, headers=headers)
+        response = api_client.open(path, method=method, json={"reason": "r"}, headers=headers)
         assert response.status_code == 401, (path, response.json)
         assert response.headers["X-API-Version"] == "2"
         assert set(response.json) == {"error", "details"}
@@ -73,7 +66,7 @@ def test_every_route_is_401_without_the_right_key(
     ids=["text", "form", "no type"],
 )
 def test_every_body_must_be_sent_as_json(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
     method: str,
     path: str,
@@ -81,7 +74,7 @@ def test_every_body_must_be_sent_as_json(
     content_type: str | None,
 ) -> None:
     headers = AUTH | ({"Content-Type": content_type} if content_type else {})
-    response = client.open(path, method=method, data=data, headers=headers)
+    response = api_client.open(path, method=method, data=data, headers=headers)
     assert response.status_code == 415, response.json
     assert set(response.json) == {"error", "details"}
     assert audit_rows(engine) == []
@@ -90,12 +83,12 @@ def test_every_body_must_be_sent_as_json(
 @pytest.mark.parametrize(("method", "path"), BODY_ROUTES)
 @pytest.mark.parametrize("data", [b"{not json", b"[1]", b'"text"', b"3"])
 def test_json_that_is_not_an_object_is_400(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     method: str,
     path: str,
     data: bytes,
 ) -> None:
-    response = client.open(
+    response = api_client.open(
         path, method=method, data=data, headers=AUTH | {"Content-Type": "application/json"}
     )
     assert response.status_code == 400, response.json
@@ -118,14 +111,14 @@ def test_json_that_is_not_an_object_is_400(
     ],
 )
 def test_every_missing_record_is_404(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
     method: str,
     path: str,
 ) -> None:
     body = {"priority": 5} if method == "PUT" and "rules" in path else None
     body = {"team_assignment": "X"} if method == "PUT" and "teams" in path else body
-    error = call(client, method, path, body if body is not None else {}, status=404)
+    error = call(api_client, method, path, body if body is not None else {}, status=404)
     assert error["error"]
     assert audit_rows(engine) == []
 
@@ -142,36 +135,37 @@ def test_every_missing_record_is_404(
     ],
 )
 def test_pagination_bounds_of_every_list(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     path: str,
     params: tuple[str, str],
 ) -> None:
     limit, position = params
     for query in (f"{limit}=0", f"{limit}=501", f"{limit}=ten", f"{limit}=-1", f"{limit}=1.5"):
-        error = call(client, "GET", f"{path}?{query}", status=400)
+        error = call(api_client, "GET", f"{path}?{query}", status=400)
         assert error["details"]["parameter"] == limit
     lowest = 0 if position == "offset" else 1
     for query in (f"{position}={lowest - 1}", f"{position}=x", f"{position}={2**31}"):
-        error = call(client, "GET", f"{path}?{query}", status=400)
+        error = call(api_client, "GET", f"{path}?{query}", status=400)
         assert error["details"]["parameter"] == position
-    assert call(client, "GET", f"{path}?{limit}=500", status=200)["limit"] == 500
-    assert call(client, "GET", f"{path}?{limit}=1", status=200)["limit"] == 1
-    deep = call(client, "GET", f"{path}?{position}={2**31 - 1}", status=200)
+    assert call(api_client, "GET", f"{path}?{limit}=500", status=200)["limit"] == 500
+    assert call(api_client, "GET", f"{path}?{limit}=1", status=200)["limit"] == 1
+    deep = call(api_client, "GET", f"{path}?{position}={2**31 - 1}", status=200)
     lists = [v for v in deep.values() if isinstance(v, list)]
     assert lists == [[]]  # past the end: an empty page, not an error
 
 
-def test_pages_walk_every_row_once(client: FlaskClient) -> None:  # noqa: F811
+def test_pages_walk_every_row_once(api_client: FlaskClient) -> None:
     for i in range(7):
-        call(client, "POST", "/api/v2/dev-hosts", {"hostname": f"lab-{i}"}, status=201)
+        call(api_client, "POST", "/api/v2/dev-hosts", {"hostname": f"lab-{i}"}, status=201)
     seen = []
     for offset in range(0, 9, 3):
-        page = call(client, "GET", f"/api/v2/dev-hosts?limit=3&offset={offset}", status=200)
+        page = call(api_client, "GET", f"/api/v2/dev-hosts?limit=3&offset={offset}", status=200)
         assert page["total"] == 7 and len(page["dev_hosts"]) <= 3
         seen += [h["hostname"] for h in page["dev_hosts"]]
     assert seen == sorted(f"lab-{i}" for i in range(7))
     pages = [
-        call(client, "GET", f"/api/v2/config-audit?limit=3&page={p}", status=200) for p in (1, 2, 3)
+        call(api_client, "GET", f"/api/v2/config-audit?limit=3&page={p}", status=200)
+        for p in (1, 2, 3)
     ]
     assert [len(p["logs"]) for p in pages] == [3, 3, 1]
     assert [p["has_more"] for p in pages] == [True, True, False]
@@ -181,16 +175,16 @@ def test_pages_walk_every_row_once(client: FlaskClient) -> None:  # noqa: F811
 # --- every change: exactly one audit row, old and new values as read before and after ---------
 
 
-def _rule(client: FlaskClient, rule_id: int) -> dict[str, Any]:  # noqa: F811
+def _rule(client: FlaskClient, rule_id: int) -> dict[str, Any]:
     return call(client, "GET", f"/api/v2/rules/{rule_id}", status=200)["rule"]
 
 
-def _listed(client: FlaskClient, path: str, key: str, hostname: str) -> dict[str, Any] | None:  # noqa: F811
+def _listed(client: FlaskClient, path: str, key: str, hostname: str) -> dict[str, Any] | None:
     rows = call(client, "GET", f"{path}?limit=500", status=200)[key]
     return next((row for row in rows if row["hostname"] == hostname), None)
 
 
-def _config(client: FlaskClient, name: str) -> Any:  # noqa: F811
+def _config(client: FlaskClient, name: str) -> Any:
     return call(client, "GET", "/api/v2/config", status=200)["config"][name]["value"]
 
 
@@ -208,7 +202,7 @@ CHANGES = {
 }  # fmt: skip
 
 
-def _state(client: FlaskClient, name: str, ids: dict[str, int]) -> Any:  # noqa: F811
+def _state(client: FlaskClient, name: str, ids: dict[str, int]) -> Any:
     """The record the change ``name`` touches, as the API shows it (None when absent)."""
     if "rule" in name:
         rule_id = ids["inactive"] if name == "reactivate rule" else ids.get("created", ids["rule"])
@@ -224,28 +218,32 @@ def _state(client: FlaskClient, name: str, ids: dict[str, int]) -> Any:  # noqa:
 
 @pytest.mark.parametrize("name", list(CHANGES))
 def test_each_change_writes_one_audit_row_with_the_old_and_new_values(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
     name: str,
 ) -> None:
     ids = {
-        "rule": call(client, "POST", "/api/v2/rules", CRITICAL, status=201)["id"],
-        "inactive": call(client, "POST", "/api/v2/rules", CATCH_ALL_INACTIVE, status=201)["id"],
+        "rule": call(api_client, "POST", "/api/v2/rules", CRITICAL, status=201)["id"],
+        "inactive": call(api_client, "POST", "/api/v2/rules", CATCH_ALL_INACTIVE, status=201)["id"],
     }
-    call(client, "POST", "/api/v2/dev-hosts", {"hostname": "lab"}, status=201)
+    call(api_client, "POST", "/api/v2/dev-hosts", {"hostname": "lab"}, status=201)
     call(
-        client, "POST", "/api/v2/teams", {"hostname": "core", "team_assignment": "WAN"}, status=201
+        api_client,
+        "POST",
+        "/api/v2/teams",
+        {"hostname": "core", "team_assignment": "WAN"},
+        status=201,
     )
     method, path, body, table, operation = CHANGES[name]
     if name == "create rule":
         ids["created"] = 0
-    before = _state(client, name, ids)
+    before = _state(api_client, name, ids)
     seeded = len(audit_rows(engine))
 
-    answer = call(client, method, path.format(**ids), body, reason=f"because {name}")
+    answer = call(api_client, method, path.format(**ids), body, reason=f"because {name}")
     if name == "create rule":
         ids["created"] = answer["id"]
-    after = _state(client, name, ids)
+    after = _state(api_client, name, ids)
 
     rows = audit_rows(engine)[seeded:]
     assert len(rows) == 1, [(r.operation, r.table_name) for r in rows]
@@ -266,7 +264,7 @@ def test_each_change_writes_one_audit_row_with_the_old_and_new_values(
     # Sent again, the same change writes nothing: it changes nothing, or the record is gone (404)
     # or already there (409). A second create of a rule is a second rule, so it is left out.
     if name != "create rule":
-        response = client.open(
+        response = api_client.open(
             path.format(**ids),
             method=method,
             json={**body, "reason": "again"},
@@ -313,13 +311,13 @@ CATCH_ALL_INACTIVE = {
     ],
 )
 def test_an_update_the_engine_refuses_is_422_and_changes_nothing(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
     fields: dict[str, Any],
 ) -> None:
-    rule_id = call(client, "POST", "/api/v2/rules", INTERFACE, status=201)["id"]
-    before = _rule(client, rule_id)
-    error = call(client, "PUT", f"/api/v2/rules/{rule_id}", fields, status=422)
+    rule_id = call(api_client, "POST", "/api/v2/rules", INTERFACE, status=201)["id"]
+    before = _rule(api_client, rule_id)
+    error = call(api_client, "PUT", f"/api/v2/rules/{rule_id}", fields, status=422)
     merged = {
         k: v for k, v in before.items() if k in INTERFACE or k in ("trap_oid", "syslog_severity")
     }
@@ -328,7 +326,7 @@ def test_an_update_the_engine_refuses_is_422_and_changes_nothing(
         assert set(problems) == set(fields)
     else:
         assert error["error"] == engine_message(**(merged | fields))
-    assert _rule(client, rule_id) == before
+    assert _rule(api_client, rule_id) == before
     assert [r.operation for r in audit_rows(engine)] == ["CREATE"]
 
 
@@ -350,25 +348,29 @@ def test_an_update_the_engine_refuses_is_422_and_changes_nothing(
     ],
 )
 def test_wrong_types_and_values_are_422_naming_the_field(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
     method: str,
     path: str,
     body: dict[str, Any],
     field: str,
 ) -> None:
-    ids = {"rule": call(client, "POST", "/api/v2/rules", CRITICAL, status=201)["id"]}
+    ids = {"rule": call(api_client, "POST", "/api/v2/rules", CRITICAL, status=201)["id"]}
     call(
-        client, "POST", "/api/v2/teams", {"hostname": "core", "team_assignment": "WAN"}, status=201
+        api_client,
+        "POST",
+        "/api/v2/teams",
+        {"hostname": "core", "team_assignment": "WAN"},
+        status=201,
     )
     seeded = len(audit_rows(engine))
-    error = call(client, method, path.format(**ids), body, status=422)
+    error = call(api_client, method, path.format(**ids), body, status=422)
     assert field in error["error"] or field in str(error["details"])
     assert len(audit_rows(engine)) == seeded
 
 
 def test_dlq_lists_poison_and_replays_it(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
 ) -> None:
     with Session(engine) as session, session.begin():
@@ -383,13 +385,13 @@ def test_dlq_lists_poison_and_replays_it(
         session.add(poisoned)
         session.flush()
         poison_id = poisoned.id
-    listed = call(client, "GET", "/api/v2/dlq?poison=true", status=200)
+    listed = call(api_client, "GET", "/api/v2/dlq?poison=true", status=200)
     assert listed["poison"] is True and [i["id"] for i in listed["items"]] == [poison_id]
-    assert call(client, "GET", "/api/v2/dlq", status=200)["total"] == 0
-    assert call(client, "GET", "/api/v2/dlq?task=mutt.classify_event&poison=true")["total"] == 0
-    replayed = call(client, "POST", f"/api/v2/dlq/{poison_id}/replay?poison=true", status=200)
+    assert call(api_client, "GET", "/api/v2/dlq", status=200)["total"] == 0
+    assert call(api_client, "GET", "/api/v2/dlq?task=mutt.classify_event&poison=true")["total"] == 0
+    replayed = call(api_client, "POST", f"/api/v2/dlq/{poison_id}/replay?poison=true", status=200)
     assert replayed["replayed"] == poison_id
-    assert call(client, "GET", "/api/v2/dlq?poison=true", status=200)["total"] == 0
+    assert call(api_client, "GET", "/api/v2/dlq?poison=true", status=200)["total"] == 0
 
 
 @pytest.mark.parametrize(
@@ -405,11 +407,11 @@ def test_dlq_lists_poison_and_replays_it(
     ],
 )
 def test_a_nul_in_a_query_or_path_is_400_not_500(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     method: str,
     path: str,
 ) -> None:
     error = call(
-        client, method, path, {"team_assignment": "X"} if method == "PUT" else {}, status=400
+        api_client, method, path, {"team_assignment": "X"} if method == "PUT" else {}, status=400
     )
     assert "NUL" in error["error"]

@@ -33,7 +33,7 @@ from mutt_app.config import load_settings
 from mutt_app.db.engine import make_engine, upgrade
 from mutt_app.forwarding.deadletters import add_dead_letter
 from tests.e2e.stack import Stack
-from tests.integration.test_api import CRITICAL, _event_rows
+from tests.factories import CRITICAL, event_audit_rows
 
 KEY = "fuzz-key-0123456789"
 CHECKS = [
@@ -92,7 +92,7 @@ def _seed(url: str, engine) -> None:  # type: ignore[no-untyped-def]
     ):
         answer = requests.post(f"{url}/api/v2{path}", json=body, headers=headers, timeout=10)
         assert answer.status_code == 201, answer.text
-    _event_rows(engine, datetime(2026, 3, 1, 12, tzinfo=UTC))
+    event_audit_rows(engine, datetime(2026, 3, 1, 12, tzinfo=UTC))
     with Session(engine) as session, session.begin():
         add_dead_letter(
             session,

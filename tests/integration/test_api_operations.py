@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 
 from mutt_app.dynamic_config import PREFIX
 from mutt_app.forwarding.deadletters import add_dead_letter
-from tests.integration.test_api import app, audit_rows, call, client  # noqa: F401 - fixtures
+from tests.records import audit_rows
+from tests.web import call
 
 ALERT = {"external_id": "6c442ed1-19ae-4c1b-9ecf-a3d7efc6d89a", "signature": "router-01::x"}
 
@@ -37,34 +38,34 @@ def _dead_letters(engine: Engine) -> tuple[int, int]:
 
 
 def test_dlq_lists_and_replays_an_item_and_refuses_what_cannot_be_replayed(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
     redis_client: redis.Redis,
 ) -> None:
     good, bad = _dead_letters(engine)
-    listed = call(client, "GET", "/api/v2/dlq", status=200)
+    listed = call(api_client, "GET", "/api/v2/dlq", status=200)
     assert listed["total"] == 2 and [i["id"] for i in listed["items"]] == [good, bad]
-    assert call(client, "GET", "/api/v2/dlq?poison=true", status=200)["total"] == 0
+    assert call(api_client, "GET", "/api/v2/dlq?poison=true", status=200)["total"] == 0
 
-    answer = call(client, "POST", f"/api/v2/dlq/{good}/replay", status=200)
+    answer = call(api_client, "POST", f"/api/v2/dlq/{good}/replay", status=200)
     assert answer == {"replayed": good, "task": "mutt.forward_to_moog", "queue": "mutt.forward"}
     assert redis_client.llen("mutt.forward") == 1  # published again
-    call(client, "POST", f"/api/v2/dlq/{bad}/replay", status=422)
-    call(client, "POST", "/api/v2/dlq/999999/replay", status=404)
-    assert [i["id"] for i in call(client, "GET", "/api/v2/dlq")["items"]] == [bad]
-    assert client.get("/api/v2/dlq").status_code == 401  # no key
+    call(api_client, "POST", f"/api/v2/dlq/{bad}/replay", status=422)
+    call(api_client, "POST", "/api/v2/dlq/999999/replay", status=404)
+    assert [i["id"] for i in call(api_client, "GET", "/api/v2/dlq")["items"]] == [bad]
+    assert api_client.get("/api/v2/dlq").status_code == 401  # no key
 
 
 def test_config_put_changes_values_and_audits_once(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
     redis_client: redis.Redis,
 ) -> None:
-    config = call(client, "GET", "/api/v2/config", status=200)["config"]
+    config = call(api_client, "GET", "/api/v2/config", status=200)["config"]
     assert config["moog_rate_limit"]["overridden"] is False
     default = config["moog_rate_limit"]["value"]
 
-    answer = call(client, "PUT", "/api/v2/config", {"moog_rate_limit": 7}, status=200)
+    answer = call(api_client, "PUT", "/api/v2/config", {"moog_rate_limit": 7}, status=200)
     assert answer == {
         "old": {"moog_rate_limit": default},
         "new": {"moog_rate_limit": 7},
@@ -75,35 +76,39 @@ def test_config_put_changes_values_and_audits_once(
     assert [(r.old_values, r.new_values, r.reason) for r in rows] == [
         ({"moog_rate_limit": default}, {"moog_rate_limit": 7}, "test change")
     ]
-    assert call(client, "GET", "/api/v2/config")["config"]["moog_rate_limit"]["overridden"]
+    assert call(api_client, "GET", "/api/v2/config")["config"]["moog_rate_limit"]["overridden"]
 
 
 def test_config_put_refuses_bad_values_unknown_names_and_no_reason(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
     redis_client: redis.Redis,
 ) -> None:
     bad = call(
-        client, "PUT", "/api/v2/config", {"moog_rate_limit": 5, "moog_rate_period": -1}, status=422
+        api_client,
+        "PUT",
+        "/api/v2/config",
+        {"moog_rate_limit": 5, "moog_rate_period": -1},
+        status=422,
     )
     assert "moog_rate_period" in bad["details"]
     assert redis_client.get(f"{PREFIX}:moog_rate_limit") is None  # all or none
-    unknown = call(client, "PUT", "/api/v2/config", {"no_such_key": 1}, status=422)
+    unknown = call(api_client, "PUT", "/api/v2/config", {"no_such_key": 1}, status=422)
     assert unknown["details"]["unknown"] == ["no_such_key"]
-    call(client, "PUT", "/api/v2/config", {"moog_rate_limit": 5}, reason=None, status=422)
-    call(client, "PUT", "/api/v2/config", {"moog_rate_limit": True}, status=422)
+    call(api_client, "PUT", "/api/v2/config", {"moog_rate_limit": 5}, reason=None, status=422)
+    call(api_client, "PUT", "/api/v2/config", {"moog_rate_limit": True}, status=422)
     assert audit_rows(engine, table_name="dynamic_config") == []
 
 
 def test_config_put_audits_only_what_changes(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
 ) -> None:
-    call(client, "PUT", "/api/v2/config", {"moog_rate_limit": 7}, status=200)
-    same = call(client, "PUT", "/api/v2/config", {"moog_rate_limit": 7}, status=200)
+    call(api_client, "PUT", "/api/v2/config", {"moog_rate_limit": 7}, status=200)
+    same = call(api_client, "PUT", "/api/v2/config", {"moog_rate_limit": 7}, status=200)
     assert same == {"old": {}, "new": {}, "changed": False}
     mixed = call(
-        client,
+        api_client,
         "PUT",
         "/api/v2/config",
         {"moog_rate_limit": 7, "alerter_defer_sleep_ms": 10},

@@ -24,8 +24,10 @@ from mutt_app.web import create_app
 from mutt_app.web.api.resources import redis_connection
 from mutt_app.web.api.responses import API_VERSION
 from tests.conftest import close_web_app
-from tests.integration.test_api import CRITICAL, audit_rows
-from tests.integration.test_openapi import check_answer
+from tests.factories import CRITICAL
+from tests.integration.api_routes import ROUTES, check_answer
+from tests.records import audit_rows
+from tests.web import CSRF
 
 KEYS = {
     "viewer": "viewer-key-0123456789",
@@ -38,48 +40,6 @@ SCOPED = (
 NAMES = {"viewer": "watch", "operator": "oncall", "admin": "boss"}
 RANK = ("viewer", "operator", "admin")
 
-# (method, path as in the url_map, the role it needs)
-ROUTES: list[tuple[str, str, str]] = [
-    ("GET", "/api/v2/rules", "viewer"),
-    ("POST", "/api/v2/rules", "admin"),
-    ("GET", "/api/v2/rules/<int:rule_id>", "viewer"),
-    ("PUT", "/api/v2/rules/<int:rule_id>", "admin"),
-    ("DELETE", "/api/v2/rules/<int:rule_id>", "admin"),
-    ("POST", "/api/v2/rules/test", "viewer"),
-    ("POST", "/api/v2/rules/backtest", "admin"),
-    ("GET", "/api/v2/rules/drafts", "viewer"),
-    ("POST", "/api/v2/rules/drafts", "admin"),
-    ("GET", "/api/v2/rules/drafts/<int:draft_id>", "viewer"),
-    ("PUT", "/api/v2/rules/drafts/<int:draft_id>", "admin"),
-    ("POST", "/api/v2/rules/drafts/<int:draft_id>/publish", "admin"),
-    ("GET", "/api/v2/dev-hosts", "viewer"),
-    ("POST", "/api/v2/dev-hosts", "admin"),
-    ("DELETE", "/api/v2/dev-hosts/<hostname>", "admin"),
-    ("GET", "/api/v2/teams", "viewer"),
-    ("POST", "/api/v2/teams", "admin"),
-    ("PUT", "/api/v2/teams/<hostname>", "admin"),
-    ("DELETE", "/api/v2/teams/<hostname>", "admin"),
-    ("GET", "/api/v2/audit-logs", "viewer"),
-    ("GET", "/api/v2/config-audit", "viewer"),
-    ("GET", "/api/v2/dlq", "viewer"),
-    ("POST", "/api/v2/dlq/<int:item_id>/replay", "operator"),
-    ("GET", "/api/v2/alerts/<correlation_id>/deliveries", "viewer"),
-    ("GET", "/api/v2/config", "viewer"),
-    ("PUT", "/api/v2/config", "operator"),
-    ("GET", "/api/v2/slo", "viewer"),
-    ("GET", "/api/v2/metrics", "viewer"),
-    ("GET", "/api/v2/heartbeats", "viewer"),
-    ("POST", "/api/v2/heartbeats", "admin"),
-    ("PUT", "/api/v2/heartbeats/<int:heartbeat_id>", "admin"),
-    ("DELETE", "/api/v2/heartbeats/<int:heartbeat_id>", "admin"),
-    ("GET", "/api/v2/unhandled/templates", "viewer"),
-    ("GET", "/api/v2/maintenance-windows", "viewer"),
-    ("POST", "/api/v2/maintenance-windows", "admin"),
-    ("GET", "/api/v2/maintenance-windows/<int:window_id>", "viewer"),
-    ("PUT", "/api/v2/maintenance-windows/<int:window_id>", "admin"),
-    ("POST", "/api/v2/maintenance-windows/<int:window_id>/end", "admin"),
-    ("DELETE", "/api/v2/maintenance-windows/<int:window_id>", "admin"),
-]
 WINDOW = {
     "name": "core upgrade",
     "starts_at": "2026-01-01T00:00:00+00:00",
@@ -180,7 +140,7 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
+def scoped_app(settings: Settings) -> Iterator[Flask]:
     # Nothing answers on port 1: the SLO report uses MUTT's own counters.
     scoped = settings.model_copy(
         update={
@@ -198,8 +158,8 @@ def app(settings: Settings) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+def scoped_client(scoped_app: Flask) -> FlaskClient:
+    return scoped_app.test_client()
 
 
 def _seed(client: FlaskClient, engine: Engine) -> dict[str, int]:
@@ -253,10 +213,10 @@ def _seed(client: FlaskClient, engine: Engine) -> dict[str, int]:
     }
 
 
-def test_the_role_table_names_every_api_route(app: Flask) -> None:
+def test_the_role_table_names_every_api_route(scoped_app: Flask) -> None:
     registered = {
         (method, rule.rule)
-        for rule in app.url_map.iter_rules()
+        for rule in scoped_app.url_map.iter_rules()
         if rule.rule.startswith("/api/v2/")
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
@@ -267,16 +227,16 @@ def test_the_role_table_names_every_api_route(app: Flask) -> None:
 @pytest.mark.parametrize(("method", "path", "needed"), ROUTES)
 @pytest.mark.parametrize("role", RANK)
 def test_each_role_gets_what_it_needs_and_403_otherwise(
-    client: FlaskClient, engine: Engine, method: str, path: str, needed: str, role: str
+    scoped_client: FlaskClient, engine: Engine, method: str, path: str, needed: str, role: str
 ) -> None:
-    ids = _seed(client, engine)
+    ids = _seed(scoped_client, engine)
     url, body = CALLS[(method, path)]
     url = url.format(**ids)
     rows_before = len(audit_rows(engine))
-    response = client.open(url, method=method, json=body, headers={"X-API-Key": KEYS[role]})
+    response = scoped_client.open(url, method=method, json=body, headers={"X-API-Key": KEYS[role]})
     assert response.headers["X-API-Version"] == API_VERSION
     assert response.is_json
-    doc = client.get("/api/v2/openapi.json").json
+    doc = scoped_client.get("/api/v2/openapi.json").json
     check_answer(doc, method, path, response.status_code, response.json)  # as documented
     if RANK.index(role) >= RANK.index(needed):
         assert response.status_code in (200, 201), response.json
@@ -292,25 +252,27 @@ def test_each_role_gets_what_it_needs_and_403_otherwise(
 
 
 def test_unknown_and_unscoped_keys_are_401_when_scoped_keys_are_configured(
-    client: FlaskClient,
+    scoped_client: FlaskClient,
 ) -> None:
     for headers in (
         {},
         {"X-API-Key": "the-unscoped-key-is-ignored"},
         {"X-API-Key": KEYS["admin"][:-1]},
     ):
-        response = client.get("/api/v2/rules", headers=headers)
+        response = scoped_client.get("/api/v2/rules", headers=headers)
         assert response.status_code == 401, headers
         assert set(response.json) == {"error", "details"}
         assert response.headers["WWW-Authenticate"].startswith("ApiKey")
 
 
-def test_changes_are_audited_under_the_keys_name(client: FlaskClient, engine: Engine) -> None:
-    created = client.post(
+def test_changes_are_audited_under_the_keys_name(
+    scoped_client: FlaskClient, engine: Engine
+) -> None:
+    created = scoped_client.post(
         "/api/v2/rules", json=CRITICAL | {"reason": "r"}, headers={"X-API-Key": KEYS["admin"]}
     )
     assert created.status_code == 201
-    changed = client.put(
+    changed = scoped_client.put(
         "/api/v2/config",
         json={"moog_rate_limit": 3, "reason": "calm Moog"},
         headers={"X-API-Key": KEYS["operator"]},
@@ -358,7 +320,6 @@ def test_a_logged_in_person_may_read_but_not_change_without_a_key(
     from sqlalchemy.orm import Session
 
     from mutt_app.commands import users as accounts
-    from tests.integration.test_admin_ui import CSRF
 
     with Session(engine) as session, session.begin():
         accounts.create_user(session, "alice", "correct horse battery", "admin", changed_by="t")
@@ -382,7 +343,7 @@ def test_a_logged_in_person_may_read_but_not_change_without_a_key(
         close_web_app(app)
 
 
-def test_requests_are_counted_per_route_and_status_on_metrics(client: FlaskClient) -> None:
+def test_requests_are_counted_per_route_and_status_on_metrics(scoped_client: FlaskClient) -> None:
     from prometheus_client import REGISTRY
 
     def count(endpoint: str, status: str) -> float:
@@ -392,13 +353,16 @@ def test_requests_are_counted_per_route_and_status_on_metrics(client: FlaskClien
     rule = "/api/v2/rules/<int:rule_id>"
     before = (count(rule, "404"), count(rule, "403"), count("/api/v2/config", "401"))
     viewer = {"X-API-Key": KEYS["viewer"]}
-    assert client.get("/api/v2/rules/5", headers=viewer).status_code == 404
+    assert scoped_client.get("/api/v2/rules/5", headers=viewer).status_code == 404
     assert (
-        client.get("/api/v1/rules/5", headers=viewer).status_code == 404
+        scoped_client.get("/api/v1/rules/5", headers=viewer).status_code == 404
     )  # the alias, same series
-    assert client.put("/api/v2/rules/5", json={"reason": "r"}, headers=viewer).status_code == 403
-    assert client.put("/api/v2/config", json={}).status_code == 401
+    assert (
+        scoped_client.put("/api/v2/rules/5", json={"reason": "r"}, headers=viewer).status_code
+        == 403
+    )
+    assert scoped_client.put("/api/v2/config", json={}).status_code == 401
     after = (count(rule, "404"), count(rule, "403"), count("/api/v2/config", "401"))
     assert [a - b for a, b in zip(after, before, strict=True)] == [2, 1, 1]
-    page = client.get("/metrics").get_data(as_text=True)
+    page = scoped_client.get("/metrics").get_data(as_text=True)
     assert "mutt_webui_api_latency_seconds_bucket" in page

@@ -18,7 +18,7 @@ from mutt_app.config import Settings
 from mutt_app.db.models import User
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
-from tests.integration.test_admin_ui import CSRF
+from tests.web import CSRF
 
 PASSWORD = "correct horse battery staple"
 KEY = "throttle-key-0123456789"
@@ -43,7 +43,7 @@ def _app(settings: Settings, **update: object) -> Flask:
 
 
 @pytest.fixture
-def app(settings: Settings, engine: Engine) -> Iterator[Flask]:
+def throttled_app(settings: Settings, engine: Engine) -> Iterator[Flask]:
     with Session(engine) as session, session.begin():
         accounts.create_user(session, "alice", PASSWORD, "admin", changed_by="test")
     app = _app(settings)
@@ -70,9 +70,9 @@ def _last_login(engine: Engine) -> object:
 
 
 def test_an_address_with_too_many_failed_logins_waits_and_others_do_not(
-    app: Flask, engine: Engine
+    throttled_app: Flask, engine: Engine
 ) -> None:
-    attacker = app.test_client()
+    attacker = throttled_app.test_client()
     for _ in range(3):
         assert _login(attacker, "wrong", ATTACKER)[0] == 401
 
@@ -83,12 +83,12 @@ def test_an_address_with_too_many_failed_logins_waits_and_others_do_not(
     assert page.status_code == 302  # not logged in
 
     # Another address is not affected, and the account (limit 5) is not locked.
-    assert _login(app.test_client(), PASSWORD, OTHER)[0] == 302
+    assert _login(throttled_app.test_client(), PASSWORD, OTHER)[0] == 302
 
 
-def test_successful_logins_do_not_count(app: Flask) -> None:
+def test_successful_logins_do_not_count(throttled_app: Flask) -> None:
     for _ in range(5):
-        client = app.test_client()
+        client = throttled_app.test_client()
         assert _login(client, PASSWORD, ATTACKER)[0] == 302
 
 
@@ -108,7 +108,7 @@ def test_failures_leave_the_moving_window(settings: Settings, engine: Engine) ->
 
 
 def test_bad_api_keys_are_throttled_per_address_in_json(
-    app: Flask, redis_client: redis.Redis
+    throttled_app: Flask, redis_client: redis.Redis
 ) -> None:
     from prometheus_client import REGISTRY
 
@@ -119,7 +119,7 @@ def test_bad_api_keys_are_throttled_per_address_in_json(
         sample("mutt_webui_auth_failures_total"),
         sample("mutt_webui_auth_throttled_total"),
     )
-    client = app.test_client()
+    client = throttled_app.test_client()
     for _ in range(3):
         response = client.get(
             "/api/v2/rules", headers={"X-API-Key": "guess"}, environ_base=ATTACKER
@@ -139,7 +139,7 @@ def test_bad_api_keys_are_throttled_per_address_in_json(
     # Counted in the shared Redis, where every web process sees them.
     assert any(b"mutt-auth" in key for key in redis_client.keys("*"))
     # Log-in failures are counted apart from API key failures.
-    assert _login(app.test_client(), "wrong", ATTACKER)[0] == 401
+    assert _login(throttled_app.test_client(), "wrong", ATTACKER)[0] == 401
 
 
 def test_without_redis_the_throttle_fails_open(settings: Settings, engine: Engine) -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -20,63 +19,20 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app import metrics
-from mutt_app.classify.audit import insert_audit_rows
 from mutt_app.cli import main
 from mutt_app.commands.changes import audited_change
 from mutt_app.commands.drafts import publish
-from mutt_app.config import Settings, load_settings
-from mutt_app.db.engine import make_engine, upgrade
+from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, ConfigAuditLog, DevelopmentHost, RuleDraft
 from mutt_app.rules.backtest import run_backtest
 from mutt_app.rules.drafts import Draft, DraftError
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
+from tests.factories import RULES, audit_event
 
 ADMIN = "backtest-admin-key-0123456789"
 VIEWER = "backtest-viewer-key-0123456789"
 AUTH = {"X-API-Key": ADMIN}
-
-RULES = {
-    "critical": {
-        "match_string": "CRITICAL",
-        "match_type": "contains",
-        "priority": 900,
-        "prod_handling": "Page_and_ticket",
-        "dev_handling": "Ticket_only",
-        "team_assignment": "NETO",
-    },
-    "interface": {
-        "match_string": "Interface.*down",
-        "match_type": "regex",
-        "priority": 800,
-        "prod_handling": "Page_and_ticket",
-        "dev_handling": "Email_only",
-        "team_assignment": "NETO",
-    },
-    "bgp": {
-        "match_string": "BGP",
-        "match_type": "contains",
-        "priority": 500,
-        "prod_handling": "Ticket_only",
-        "dev_handling": "Log_only",
-        "team_assignment": "ROUTING",
-    },
-}
-
-
-@pytest.fixture
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    """PostgreSQL (this test's database), or with ``indirect`` parameter "sqlite" the embedded
-    default's SQLite, both migrated."""
-    if getattr(request, "param", "postgresql") == "sqlite":
-        engine = make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)}))
-        upgrade(engine)
-    else:
-        engine = request.getfixturevalue("engine")
-    try:
-        yield sessionmaker(engine, expire_on_commit=False)
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture
@@ -90,59 +46,22 @@ def rule_ids(sessions: sessionmaker[Session]) -> dict[str, int]:
         return {name: row.id for name, row in rows.items()}
 
 
-def _audit(
-    session: Session,
-    hostname: str,
-    message: str,
-    rule_id: int | None,
-    handling: str,
-    *,
-    age: timedelta = timedelta(minutes=5),
-    severity: int | None = 3,
-) -> str:
-    """One event_audit_log row with a known (recorded) decision; returns its correlation id."""
-    moment = datetime.now(UTC) - age
-    cid = str(uuid.uuid4())
-    insert_audit_rows(
-        session,
-        [
-            {
-                "event_timestamp": moment,
-                "received_at": moment,
-                "hostname": hostname,
-                "message": message,
-                "source": "syslog",
-                "syslog_severity": severity,
-                "trap_oid": None,
-                "matched_rule_id": rule_id,
-                "handling_decision": handling,
-                "team_assignment": "NETO",
-                "is_dev": hostname == "dev-01",
-                "forwarded_to_moog": handling in ("Page_and_ticket", "Ticket_only"),
-                "correlation_id": cid,
-                "raw": {"message": message},
-            }
-        ],
-    )
-    return cid
-
-
 @pytest.fixture
 def history(sessions: sessionmaker[Session], rule_ids: dict[str, int]) -> dict[str, Any]:
     """A known history, each row decided as the live rules decide it."""
     crit, iface, bgp = rule_ids["critical"], rule_ids["interface"], rule_ids["bgp"]
     with sessions.begin() as s:
         return {
-            "critical": _audit(s, "core-01", "CRITICAL fan failure", crit, "Page_and_ticket"),
+            "critical": audit_event(s, "core-01", "CRITICAL fan failure", crit, "Page_and_ticket"),
             "iface": [
-                _audit(s, f"edge-{n}", f"Interface Gi0/{n} down", iface, "Page_and_ticket")
+                audit_event(s, f"edge-{n}", f"Interface Gi0/{n} down", iface, "Page_and_ticket")
                 for n in range(3)
             ],
-            "iface_dev": _audit(s, "dev-01", "Interface Gi0/7 down", iface, "Email_only"),
-            "bgp": _audit(s, "core-02", "BGP neighbor 10.0.0.1 down", bgp, "Ticket_only"),
-            "disk": _audit(s, "core-03", "disk /var 91% full", None, "Log_only"),
+            "iface_dev": audit_event(s, "dev-01", "Interface Gi0/7 down", iface, "Email_only"),
+            "bgp": audit_event(s, "core-02", "BGP neighbor 10.0.0.1 down", bgp, "Ticket_only"),
+            "disk": audit_event(s, "core-03", "disk /var 91% full", None, "Log_only"),
             # Outside a 24-hour window: a draft that would change it must not report it.
-            "old": _audit(
+            "old": audit_event(
                 s,
                 "edge-9",
                 "Interface Gi0/9 down",
@@ -246,7 +165,7 @@ def test_the_row_cap_truncates_and_keeps_the_newest_rows(
     draft = Draft(update={rule_ids["interface"]: {"prod_handling": "Ticket_only"}})
     with sessions.begin() as s:
         newest = [
-            _audit(s, f"edge-n{n}", f"Interface Te1/{n} down", rule_ids["interface"],
+            audit_event(s, f"edge-n{n}", f"Interface Te1/{n} down", rule_ids["interface"],
                    "Page_and_ticket", age=timedelta(seconds=n + 1))
             for n in range(3)
         ]  # fmt: skip
@@ -348,7 +267,7 @@ def test_a_draft_that_no_longer_fits_publishes_nothing(
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
+def backtest_app(settings: Settings) -> Iterator[Flask]:
     app = create_app(
         settings.model_copy(
             update={"webui_api_keys": SecretStr(f"ops:admin:{ADMIN},looker:viewer:{VIEWER}")}
@@ -362,19 +281,21 @@ def app(settings: Settings) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+def backtest_client(backtest_app: Flask) -> FlaskClient:
+    return backtest_app.test_client()
 
 
 def test_the_backtest_endpoint_answers_the_changed_decisions(
-    client: FlaskClient, rule_ids: dict[str, int], history: dict[str, Any]
+    backtest_client: FlaskClient, rule_ids: dict[str, int], history: dict[str, Any]
 ) -> None:
     body = {"hours": 24, "draft": {"deactivate": [rule_ids["bgp"]]}}
-    answer = client.post("/api/v2/rules/backtest", json=body, headers=AUTH)
+    answer = backtest_client.post("/api/v2/rules/backtest", json=body, headers=AUTH)
     assert answer.status_code == 200, answer.json
     assert answer.json["rows_examined"] == 7 and answer.json["rows_changed"] == 1
     assert answer.json["changes"][0]["sample_correlation_ids"] == [history["bgp"]]
-    refused = client.post("/api/v2/rules/backtest", json=body, headers={"X-API-Key": VIEWER})
+    refused = backtest_client.post(
+        "/api/v2/rules/backtest", json=body, headers={"X-API-Key": VIEWER}
+    )
     assert refused.status_code == 403
 
 
@@ -392,29 +313,31 @@ def test_the_backtest_endpoint_answers_the_changed_decisions(
     ],
 )
 def test_a_bad_backtest_request_is_a_422_naming_the_problem(
-    client: FlaskClient, rule_ids: dict[str, int], body: dict[str, Any], needle: str
+    backtest_client: FlaskClient, rule_ids: dict[str, int], body: dict[str, Any], needle: str
 ) -> None:
-    answer = client.post("/api/v2/rules/backtest", json=body, headers=AUTH)
+    answer = backtest_client.post("/api/v2/rules/backtest", json=body, headers=AUTH)
     assert answer.status_code == 422
     assert needle in answer.json["error"]
 
 
 def test_drafts_through_the_api_are_stored_checked_and_published_rule_by_rule(
-    client: FlaskClient, rule_ids: dict[str, int], sessions: sessionmaker[Session]
+    backtest_client: FlaskClient, rule_ids: dict[str, int], sessions: sessionmaker[Session]
 ) -> None:
     iface, bgp = rule_ids["interface"], rule_ids["bgp"]
     viewer = {"X-API-Key": VIEWER}
     body = {"name": "quieter", "draft": {"deactivate": [bgp]}, "reason": "INC-9"}
-    assert client.post("/api/v2/rules/drafts", json=body, headers=viewer).status_code == 403
-    bad = client.post(
+    assert (
+        backtest_client.post("/api/v2/rules/drafts", json=body, headers=viewer).status_code == 403
+    )
+    bad = backtest_client.post(
         "/api/v2/rules/drafts", json={**body, "draft": {"deactivate": [424242]}}, headers=AUTH
     )
     assert bad.status_code == 422 and "do not exist" in bad.json["error"]
-    created = client.post("/api/v2/rules/drafts", json=body, headers=AUTH)
+    created = backtest_client.post("/api/v2/rules/drafts", json=body, headers=AUTH)
     assert created.status_code == 201, created.json
     draft_id = created.json["id"]
     assert created.json["rules_version"] is None  # a draft bumps nothing
-    changed = client.put(
+    changed = backtest_client.put(
         f"/api/v2/rules/drafts/{draft_id}",
         json={
             "draft": {
@@ -426,13 +349,13 @@ def test_drafts_through_the_api_are_stored_checked_and_published_rule_by_rule(
         headers=AUTH,
     )
     assert changed.status_code == 200, changed.json
-    read = client.get(f"/api/v2/rules/drafts/{draft_id}", headers=viewer)
+    read = backtest_client.get(f"/api/v2/rules/drafts/{draft_id}", headers=viewer)
     assert read.json["draft"]["document"]["update"] == [
         {"id": iface, "prod_handling": "Ticket_only"}
     ]
-    assert client.get("/api/v2/rules/drafts", headers=viewer).json["total"] == 1
+    assert backtest_client.get("/api/v2/rules/drafts", headers=viewer).json["total"] == 1
 
-    published = client.post(
+    published = backtest_client.post(
         f"/api/v2/rules/drafts/{draft_id}/publish", json={"reason": "INC-9 go"}, headers=AUTH
     )
     assert published.status_code == 200, published.json
@@ -451,15 +374,15 @@ def test_drafts_through_the_api_are_stored_checked_and_published_rule_by_rule(
             ]
         )
         assert {r.reason for r in rows} == {"INC-9 go"}
-    again = client.post(
+    again = backtest_client.post(
         f"/api/v2/rules/drafts/{draft_id}/publish", json={"reason": "again"}, headers=AUTH
     )
     assert again.status_code == 409
-    frozen = client.put(
+    frozen = backtest_client.put(
         f"/api/v2/rules/drafts/{draft_id}", json={"name": "x", "reason": "r"}, headers=AUTH
     )
     assert frozen.status_code == 409
-    assert client.get("/api/v2/rules/drafts/999", headers=AUTH).status_code == 404
+    assert backtest_client.get("/api/v2/rules/drafts/999", headers=AUTH).status_code == 404
 
 
 def test_the_cli_backtests_and_publishes_a_stored_draft(

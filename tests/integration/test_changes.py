@@ -7,16 +7,14 @@ from __future__ import annotations
 import getpass
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import pytest
 import redis
 from click.testing import CliRunner
-from flask import Flask
 from flask.testing import FlaskClient
-from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,31 +22,11 @@ from mutt_app.cli import main
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, ConfigAuditLog, DevelopmentHost, DeviceTeam
 from mutt_app.rules.cache import VERSION_KEY
-from mutt_app.web import create_app
-from tests.conftest import close_web_app
-from tests.integration.test_admin_ui import RULE_FORM, _form_token, _login, sessions, users
+from tests.factories import RULE_FORM
+from tests.records import config_audit
+from tests.web import KEY, form_token, login
 
-__all__ = ["sessions", "users"]  # fixtures shared with the admin UI's tests
-
-KEY = "k" * 32
 REASON = "change under test"
-
-
-@pytest.fixture
-def app(settings: Settings, users: None) -> Iterator[Flask]:
-    app = create_app(
-        settings.model_copy(update={"webui_cookie_secure": False, "webui_api_key": SecretStr(KEY)})
-    )
-    app.testing = True
-    try:
-        yield app
-    finally:
-        close_web_app(app)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def _add_rule(sessions: sessionmaker[Session], **fields: Any) -> int:
@@ -59,12 +37,6 @@ def _add_rule(sessions: sessionmaker[Session], **fields: Any) -> int:
         session.add(rule)
         session.flush()
         return rule.id
-
-
-def _audit(sessions: sessionmaker[Session], table: str) -> list[ConfigAuditLog]:
-    with sessions() as session:
-        query = select(ConfigAuditLog).where(ConfigAuditLog.table_name == table)
-        return list(session.scalars(query.order_by(ConfigAuditLog.id)))
 
 
 # --- the admin path locks the row ---------------------------------------------------------------
@@ -88,16 +60,16 @@ def _wait_for_lock_waiter(engine: Engine, timeout: float = 15.0) -> None:
 
 
 def test_an_admin_edit_waits_for_the_row_lock_and_audits_the_value_it_replaced(
-    client: FlaskClient, sessions: sessionmaker[Session], engine: Engine
+    admin_client: FlaskClient, sessions: sessionmaker[Session], engine: Engine
 ) -> None:
     """A concurrent writer holds the rule's row lock and commits priority 700 while the admin's
     edit (priority 600) is in flight: the edit must wait, then record 700 as the old value. Without
     the lock the admin read 500 first and its audit row claimed it replaced 500: a lost update."""
     rule_id = _add_rule(sessions, match_string="LOCKED", priority="500")
-    assert _login(client, "alice") == 302
+    assert login(admin_client, "alice") == 302
     url = f"/admin/rules/edit/?id={rule_id}"
     form = {**RULE_FORM, "match_string": "LOCKED", "priority": "600", "reason": "raise it"}
-    form["csrf_token"] = _form_token(client, url)
+    form["csrf_token"] = form_token(admin_client, url)
     answers: list[int] = []
 
     with engine.connect() as holder:
@@ -108,7 +80,8 @@ def test_an_admin_edit_waits_for_the_row_lock_and_audits_the_value_it_replaced(
             text("UPDATE alert_rules SET priority = 700 WHERE id = :id"), {"id": rule_id}
         )
         editor = threading.Thread(
-            target=lambda: answers.append(client.post(url, data=form).status_code), daemon=True
+            target=lambda: answers.append(admin_client.post(url, data=form).status_code),
+            daemon=True,
         )
         editor.start()
         _wait_for_lock_waiter(engine)
@@ -119,7 +92,7 @@ def test_an_admin_edit_waits_for_the_row_lock_and_audits_the_value_it_replaced(
 
     with sessions() as session:
         assert session.get(AlertRule, rule_id).priority == 600
-    (update,) = _audit(sessions, "alert_rules")
+    (update,) = config_audit(sessions, "alert_rules")
     assert (update.operation, update.record_id, update.reason) == ("UPDATE", rule_id, "raise it")
     assert update.old_values["priority"] == 700, "the audit must show the value the edit replaced"
     assert update.new_values["priority"] == 600
@@ -177,8 +150,8 @@ class Admin(Interface):
 
     def post(self, path: str, data: dict[str, Any]) -> None:
         if not hasattr(self, "token"):
-            assert _login(self.client, "alice") == 302
-            self.token = _form_token(self.client, "/admin/hosts/new/")
+            assert login(self.client, "alice") == 302
+            self.token = form_token(self.client, "/admin/hosts/new/")
         data = {**data, "reason": REASON, "csrf_token": self.token}
         response = self.client.post(path, data=data)
         assert response.status_code == 302, response.get_data(as_text=True)
@@ -341,7 +314,7 @@ KINDS: dict[str, tuple[Callable[[Interface, int], None], list[tuple[Any, ...]]]]
 def test_api_admin_and_cli_changes_write_the_same_audit(
     interface: type[Interface],
     table: str,
-    client: FlaskClient,
+    admin_client: FlaskClient,
     settings: Settings,
     sessions: sessionmaker[Session],
     redis_client: redis.Redis,
@@ -350,7 +323,7 @@ def test_api_admin_and_cli_changes_write_the_same_audit(
     (who differs, as it should), has its own correlation id and bumps the rules version once."""
     steps, expected = KINDS[table]
     rule_id = _add_rule(sessions, match_string="SHAPE", priority="500")
-    ui = interface(client, settings)
+    ui = interface(admin_client, settings)
     versions: list[int] = []
 
     def bumped(step: Callable[..., None]) -> Callable[..., None]:
@@ -365,7 +338,7 @@ def test_api_admin_and_cli_changes_write_the_same_audit(
 
     steps(ui, rule_id)
 
-    rows = _audit(sessions, table)
+    rows = config_audit(sessions, table)
     assert [_shape(row) for row in rows] == expected
     assert {row.changed_by for row in rows} == {interface.changed_by}
     assert len({row.correlation_id for row in rows}) == len(rows)

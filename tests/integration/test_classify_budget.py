@@ -40,7 +40,7 @@ REGEX_RULE = RULE | {"match_type": "regex", "match_string": "CRITICAL.*failed"}
 
 
 @pytest.fixture
-def app(settings: Settings) -> Celery:
+def budget_celery_app(settings: Settings) -> Celery:
     app = Runtime(settings.model_copy(update={"classify_time_budget_seconds": 1e-6})).celery
     app.loader.import_default_modules()  # the task modules, as a worker imports them
     return app
@@ -86,7 +86,7 @@ def _deferred_total() -> float:
 
 
 def test_a_spent_budget_hands_the_rest_on_and_every_event_is_audited_once(
-    app: Celery, engine: Engine, redis_client: redis.Redis
+    budget_celery_app: Celery, engine: Engine, redis_client: redis.Redis
 ) -> None:
     with engine.begin() as conn:
         conn.execute(insert(AlertRule).values(**RULE))
@@ -95,7 +95,7 @@ def test_a_spent_budget_hands_the_rest_on_and_every_event_is_audited_once(
     ledger.record([Batch("budget-batch", wire)])
     deferred_before = _deferred_total()
 
-    first = app.tasks[TASK_NAME].apply(args=[wire, "budget-batch"]).get()
+    first = budget_celery_app.tasks[TASK_NAME].apply(args=[wire, "budget-batch"]).get()
 
     # Only a contains rule: no search can be cut short, so the first event is always decided.
     assert first == {"audited": 1, "duplicates": 0, "dead_lettered": 0, "deferred": EVENTS - 1}
@@ -106,7 +106,7 @@ def test_a_spent_budget_hands_the_rest_on_and_every_event_is_audited_once(
     # The original batch is settled; the rest is in the ledger, so a lost message is republished.
     assert [b.batch_id for b in ledger.overdue(-60)] == [new_batch_id]
 
-    outcomes = [first, *_run_until_drained(app, redis_client, handed_on)]
+    outcomes = [first, *_run_until_drained(budget_celery_app, redis_client, handed_on)]
 
     assert len(outcomes) == EVENTS  # one event per task at this budget, and then it stops
     assert sum(o["audited"] for o in outcomes) == EVENTS
@@ -124,14 +124,14 @@ def test_a_spent_budget_hands_the_rest_on_and_every_event_is_audited_once(
 
 
 def test_an_event_that_alone_spends_the_budget_is_dead_lettered_not_handed_on_forever(
-    app: Celery, engine: Engine, redis_client: redis.Redis
+    budget_celery_app: Celery, engine: Engine, redis_client: redis.Redis
 ) -> None:
     with engine.begin() as conn:
         conn.execute(insert(AlertRule).values(**REGEX_RULE))
     wire = _wire_events(EVENTS)
     Ledger(redis_client).record([Batch("slow-batch", wire)])
 
-    outcomes = _run_until_drained(app, redis_client, [wire, "slow-batch"])
+    outcomes = _run_until_drained(budget_celery_app, redis_client, [wire, "slow-batch"])
 
     # Events without a "CRITICAL" never reach the regex; the others spend the budget on it.
     slow = [w for w in wire if "CRITICAL" in w["message"]]

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 from sqlalchemy import create_engine, func, select, text
 
 from mutt_app.cli import main
 from mutt_app.commands.seed import SEED_RULES
-from mutt_app.db.engine import ALEMBIC_DIR
 from mutt_app.db.models import AlertRule, ConfigAuditLog
+from tests.records import HEAD
 from tests.services import PostgresCluster, free_port
-
-HEAD = ScriptDirectory(str(ALEMBIC_DIR)).get_current_head()
 
 
 def _mutt(env: dict[str, str], *args: str) -> str:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
-import pytest
 import redis
 from flask import Flask
-from pydantic import SecretStr
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,17 +23,9 @@ from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.holdback import flapping
 from mutt_app.holdback.flapping import FlapDetector, Transition
 from mutt_app.watch import dashboard
-from mutt_app.web import create_app
-from tests.conftest import close_web_app
-from tests.integration.test_admin_ui import _login, users  # noqa: F401 - fixture
+from tests.web import KEY, login
 
-KEY = "dashboard-test-key"
 NOW = datetime(2026, 11, 20, 12, 30, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return session_factory(engine)
 
 
 def _row(
@@ -305,22 +294,10 @@ def test_without_the_database_the_redis_figures_still_come(
 # --- the routes ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def app(settings: Settings, users: None) -> Iterator[Flask]:  # noqa: F811
-    app = create_app(
-        settings.model_copy(update={"webui_cookie_secure": False, "webui_api_key": SecretStr(KEY)})
-    )
-    app.testing = True
-    try:
-        yield app
-    finally:
-        close_web_app(app)
-
-
 def test_api_metrics_needs_the_key_and_answers_the_dashboard_figures(
-    app: Flask, redis_client: redis.Redis
+    admin_app: Flask, redis_client: redis.Redis
 ) -> None:
-    client = app.test_client()
+    client = admin_app.test_client()
     assert client.get("/api/v2/metrics").status_code == 401
     redis_client.rpush("mutt.forward", "x", "y")
     response = client.get("/api/v2/metrics", headers={"X-API-Key": KEY})
@@ -331,10 +308,10 @@ def test_api_metrics_needs_the_key_and_answers_the_dashboard_figures(
     assert orjson.loads(redis_client.get(dashboard.CACHE_KEY))["queues"] == body["queues"]
 
 
-def test_the_dashboard_page_and_its_json_need_a_session(app: Flask) -> None:
-    client = app.test_client()
+def test_the_dashboard_page_and_its_json_need_a_session(admin_app: Flask) -> None:
+    client = admin_app.test_client()
     assert client.get("/dashboard/metrics").status_code == 302  # to /login
-    assert _login(client, "victor") == 302  # a viewer
+    assert login(client, "victor") == 302  # a viewer
     page = client.get("/").get_data(as_text=True)
     assert "/static/vendor/chart.umd.js" in page and 'id="chart-events"' in page
     assert "cdn" not in page.lower()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import time
 import uuid
-from datetime import UTC, datetime
 
 import orjson
 import redis
@@ -14,10 +13,10 @@ from sqlalchemy import select
 from mutt_app.classify.batch import classify_batch
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog
-from mutt_app.events.schema import validate_item
 from mutt_app.holdback import dedup
 from mutt_app.holdback.dedup import DedupWindows, Repeats
 from mutt_app.runtime import Runtime, runtime_of
+from tests.factories import wire_event
 
 PREFIX = "mutt:dedup"
 
@@ -127,15 +126,6 @@ def test_workers_racing_agree_on_one_first_and_the_exact_count(
     assert _count(redis_client, "storm") == 4 * 50 * 10 - 1
 
 
-def _wire(hostname: str, message: str) -> dict:
-    event = validate_item(
-        {"hostname": hostname, "message": message, "syslog_severity": 3},
-        required_fields=("hostname",),
-        received_at=datetime.now(UTC),
-    )
-    return event.to_wire()
-
-
 def test_classify_holds_repeats_audits_each_once_and_flush_sends_one_update(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
@@ -151,7 +141,9 @@ def test_classify_holds_repeats_audits_each_once_and_flush_sends_one_update(
             dedup_window_seconds=1,
         )
         session.add(rule)
-    batch = [_wire("sw-1", f"Interface Gi0/1 changed state to down (flap {i})") for i in range(5)]
+    batch = [
+        wire_event("sw-1", f"Interface Gi0/1 changed state to down (flap {i})") for i in range(5)
+    ]
     outcome = classify_batch(runtime, app, batch)
     assert outcome["audited"] == 5
     # Redelivered after a kill: nothing audited twice, nothing counted twice.

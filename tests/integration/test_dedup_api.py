@@ -11,41 +11,42 @@ from sqlalchemy.orm import Session
 
 from mutt_app.db.models import EventAuditLog
 from mutt_app.events.fingerprint import fingerprint
-from tests.integration.test_api import CRITICAL, app, call, client  # noqa: F401 - fixtures
+from tests.factories import CRITICAL
+from tests.web import call
 
 
-def test_the_rule_tester_shows_template_fingerprint_and_window(client: FlaskClient) -> None:  # noqa: F811
-    rule = call(client, "POST", "/api/v2/rules", CRITICAL, status=201)["id"]
+def test_the_rule_tester_shows_template_fingerprint_and_window(api_client: FlaskClient) -> None:
+    rule = call(api_client, "POST", "/api/v2/rules", CRITICAL, status=201)["id"]
     event = {"hostname": "R1", "message": "CRITICAL fan 3 failed at 10:15:30 (0x1f)"}
-    answer = call(client, "POST", "/api/v2/rules/test", event, reason=None, status=200)
+    answer = call(api_client, "POST", "/api/v2/rules/test", event, reason=None, status=200)
     assert answer["template"] == "CRITICAL fan <n> failed at <time> (<hex>)"
     assert answer["fingerprint"] == fingerprint(
         "r1", rule, "CRITICAL fan 9 failed at 1:02:03 (0x2)"
     )
     assert answer["dedup_window_seconds"] == 60  # DEDUP_WINDOW_SECONDS
 
-    call(client, "PUT", f"/api/v2/rules/{rule}", {"dedup_window_seconds": 0}, status=200)
-    answer = call(client, "POST", "/api/v2/rules/test", event, reason=None, status=200)
+    call(api_client, "PUT", f"/api/v2/rules/{rule}", {"dedup_window_seconds": 0}, status=200)
+    answer = call(api_client, "POST", "/api/v2/rules/test", event, reason=None, status=200)
     assert answer["dedup_window_seconds"] == 0
 
 
-def test_a_rules_dedup_window_is_a_checked_nullable_field(client: FlaskClient) -> None:  # noqa: F811
-    created = call(client, "POST", "/api/v2/rules", CRITICAL, status=201)
+def test_a_rules_dedup_window_is_a_checked_nullable_field(api_client: FlaskClient) -> None:
+    created = call(api_client, "POST", "/api/v2/rules", CRITICAL, status=201)
     assert created["rule"]["dedup_window_seconds"] is None
     rule = created["id"]
     for bad in (-1, 86_401):
         answer = call(
-            client, "PUT", f"/api/v2/rules/{rule}", {"dedup_window_seconds": bad}, status=422
+            api_client, "PUT", f"/api/v2/rules/{rule}", {"dedup_window_seconds": bad}, status=422
         )
         assert "dedup_window_seconds" in answer["error"]
-    call(client, "PUT", f"/api/v2/rules/{rule}", {"dedup_window_seconds": 300}, status=200)
-    assert call(client, "GET", f"/api/v2/rules/{rule}")["rule"]["dedup_window_seconds"] == 300
-    call(client, "PUT", f"/api/v2/rules/{rule}", {"dedup_window_seconds": None}, status=200)
-    assert call(client, "GET", f"/api/v2/rules/{rule}")["rule"]["dedup_window_seconds"] is None
+    call(api_client, "PUT", f"/api/v2/rules/{rule}", {"dedup_window_seconds": 300}, status=200)
+    assert call(api_client, "GET", f"/api/v2/rules/{rule}")["rule"]["dedup_window_seconds"] == 300
+    call(api_client, "PUT", f"/api/v2/rules/{rule}", {"dedup_window_seconds": None}, status=200)
+    assert call(api_client, "GET", f"/api/v2/rules/{rule}")["rule"]["dedup_window_seconds"] is None
 
 
 def test_the_event_audit_shows_and_filters_by_held_reason(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
 ) -> None:
     first, repeat = uuid.uuid4(), uuid.uuid4()
@@ -65,28 +66,28 @@ def test_the_event_audit_shows_and_filters_by_held_reason(
                     duplicate_of=first if held else None,
                 )
             )
-    held = call(client, "GET", "/api/v2/audit-logs?held_reason=duplicate", status=200)["logs"]
+    held = call(api_client, "GET", "/api/v2/audit-logs?held_reason=duplicate", status=200)["logs"]
     assert [(log["correlation_id"], log["duplicate_of"]) for log in held] == [
         (str(repeat), str(first))
     ]
-    assert len(call(client, "GET", "/api/v2/audit-logs", status=200)["logs"]) == 2
-    answer = call(client, "GET", "/api/v2/audit-logs?held_reason=bogus", status=400)
+    assert len(call(api_client, "GET", "/api/v2/audit-logs", status=200)["logs"]) == 2
+    answer = call(api_client, "GET", "/api/v2/audit-logs?held_reason=bogus", status=400)
     assert "held_reason" in answer["error"]
 
 
-def test_a_rule_names_the_rule_it_clears_checked(client: FlaskClient) -> None:  # noqa: F811
-    down = call(client, "POST", "/api/v2/rules", CRITICAL, status=201)
+def test_a_rule_names_the_rule_it_clears_checked(api_client: FlaskClient) -> None:
+    down = call(api_client, "POST", "/api/v2/rules", CRITICAL, status=201)
     assert down["rule"]["clears_rule_id"] is None
     up = call(
-        client, "POST", "/api/v2/rules", {**CRITICAL, "clears_rule_id": down["id"]}, status=201
+        api_client, "POST", "/api/v2/rules", {**CRITICAL, "clears_rule_id": down["id"]}, status=201
     )
     assert up["rule"]["clears_rule_id"] == down["id"]
     missing = call(
-        client, "POST", "/api/v2/rules", {**CRITICAL, "clears_rule_id": 99999}, status=422
+        api_client, "POST", "/api/v2/rules", {**CRITICAL, "clears_rule_id": 99999}, status=422
     )
     assert "no rule 99999" in missing["error"]
     itself = {"clears_rule_id": down["id"]}
-    answer = call(client, "PUT", f"/api/v2/rules/{down['id']}", itself, status=422)
+    answer = call(api_client, "PUT", f"/api/v2/rules/{down['id']}", itself, status=422)
     assert "cannot clear itself" in answer["error"]
-    call(client, "PUT", f"/api/v2/rules/{up['id']}", {"clears_rule_id": None}, status=200)
-    assert call(client, "GET", f"/api/v2/rules/{up['id']}")["rule"]["clears_rule_id"] is None
+    call(api_client, "PUT", f"/api/v2/rules/{up['id']}", {"clears_rule_id": None}, status=200)
+    assert call(api_client, "GET", f"/api/v2/rules/{up['id']}")["rule"]["clears_rule_id"] is None

@@ -31,9 +31,8 @@ from mutt_app import metrics
 from mutt_app.config import Settings
 from mutt_app.events.body import parse_body
 from mutt_app.events.schema import VARBIND_SEPARATOR, Event, validate_items
+from tests.deploy_files import DEPLOY, ROOT, alert_rules, dashboard_exprs, metric_names, yaml_module
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 OMHTTP_ONLY_PARAMS = re.compile(
     r"^\s*(server|serverport|usehttps|restpath|checkpath|httpheaderkey|httpheadervalue"
@@ -46,11 +45,6 @@ TRAP_TEXT = (
     f".1.3.6.1.2.1.1.3.0 = Timeticks: (123) 0:00:01.23{VARBIND_SEPARATOR}"
     f".1.3.6.1.6.3.1.1.4.1.0 = OID: .{TRAP_OID}"
 )
-
-
-def _yaml() -> Any:
-    # PyYAML is not a MUTT dependency; the test extra should carry it (pyyaml>=6).
-    return pytest.importorskip("yaml", reason="PyYAML is not installed (pip install pyyaml)")
 
 
 def _need(binary: str, *candidates: str) -> str:
@@ -132,117 +126,16 @@ def _exposed_names() -> set[str]:
     return names
 
 
-PROMQL_WORDS = {
-    # functions, aggregations and keywords that may stand where a metric name could
-    *[
-        "sum",
-        "min",
-        "max",
-        "avg",
-        "count",
-        "stddev",
-        "stdvar",
-        "topk",
-        "bottomk",
-        "quantile",
-        "count_values",
-        "group",
-    ],
-    *[
-        "rate",
-        "irate",
-        "increase",
-        "delta",
-        "idelta",
-        "deriv",
-        "predict_linear",
-        "histogram_quantile",
-    ],
-    *[
-        "abs",
-        "ceil",
-        "floor",
-        "round",
-        "clamp",
-        "clamp_min",
-        "clamp_max",
-        "vector",
-        "scalar",
-        "time",
-        "timestamp",
-    ],
-    *[
-        "absent",
-        "absent_over_time",
-        "avg_over_time",
-        "max_over_time",
-        "min_over_time",
-        "sum_over_time",
-    ],
-    *[
-        "count_over_time",
-        "last_over_time",
-        "label_replace",
-        "label_join",
-        "sort",
-        "sort_desc",
-        "resets",
-        "changes",
-    ],
-    *[
-        "by",
-        "without",
-        "on",
-        "ignoring",
-        "group_left",
-        "group_right",
-        "and",
-        "or",
-        "unless",
-        "bool",
-        "offset",
-        "inf",
-        "nan",
-    ],
-    "label_values",  # Grafana's template-variable function
-}
 NON_MUTT_METRICS = {"up"}  # Prometheus's own, per target
 
 
-def _metric_names(expr: str) -> set[str]:
-    """The metric (or recording-rule) names an expression reads, by a small PromQL scan."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # strings: label values, regexes
-    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
-    text = re.sub(r"\[[^\]]*\]", "", text)  # range selectors
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
-    text = re.sub(r"\$\{?\w+\}?", "", text)  # Grafana variables
-    text = re.sub(r"\{\{[^}]*\}\}", "", text)
-    text = re.sub(r"\b\d+(?:ms|[smhdwy])\b", "", text)  # durations (offset 5m)
-    names = set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", text))
-    return names - PROMQL_WORDS
-
-
-def _alert_rules() -> list[dict[str, Any]]:
-    document = _yaml().safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
-    return [rule for group in document["groups"] for rule in group["rules"]]
-
-
-def _dashboard_exprs() -> list[str]:
-    dashboard = json.loads((DEPLOY / "grafana" / "mutt-dashboard.json").read_text())
-    exprs = []
-    for panel in dashboard["panels"]:
-        for target in panel.get("targets", []):
-            exprs.append(target["expr"])
-    return exprs
-
-
 def test_alert_rules_read_only_metrics_that_exist() -> None:
-    rules = _alert_rules()
+    rules = alert_rules()
     exposed = _exposed_names()
     recorded = {rule["record"] for rule in rules if "record" in rule}
     unknown: dict[str, set[str]] = {}
     for rule in rules:
-        names = _metric_names(rule["expr"])
+        names = metric_names(rule["expr"])
         assert names, f"no metric in {rule.get('alert') or rule.get('record')}"
         missing = names - exposed - recorded - NON_MUTT_METRICS
         if missing:
@@ -271,7 +164,7 @@ def test_runbook_anchors_in_alerts_exist() -> None:
         re.sub(r"[^a-z0-9 -]", "", heading.strip().lower()).replace(" ", "-")
         for heading in re.findall(r"^#+ (.+)$", runbook, re.MULTILINE)
     }
-    for rule in _alert_rules():
+    for rule in alert_rules():
         if "alert" in rule:
             anchor = rule["annotations"]["runbook"].split("#", 1)[1]
             assert anchor in anchors, f"{rule['alert']}: no heading for #{anchor}"
@@ -279,12 +172,12 @@ def test_runbook_anchors_in_alerts_exist() -> None:
 
 def test_dashboard_reads_only_metrics_that_exist() -> None:
     exposed = _exposed_names()
-    exprs = _dashboard_exprs()
+    exprs = dashboard_exprs()
     assert len(exprs) >= 10
-    unknown = {e: _metric_names(e) - exposed for e in exprs if _metric_names(e) - exposed}
+    unknown = {e: metric_names(e) - exposed for e in exprs if metric_names(e) - exposed}
     assert unknown == {}
     # Every metric the app exposes is on the dashboard somewhere (a new metric wants a panel).
-    used = set().union(*(_metric_names(e) for e in exprs))
+    used = set().union(*(metric_names(e) for e in exprs))
     families = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in used}
     all_families = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in exposed}
     assert all_families - families == set()
@@ -296,7 +189,7 @@ def test_metric_name_scanner() -> None:
         'histogram_quantile(0.95, sum by (le) (rate(mutt_x_bucket{queue="mutt.y", a=~"b|c"}[5m])))'
         " / on (job) group_left up > 14.4 * (1 - 0.995) and mutt:rule:rate5m offset 5m"
     )
-    assert _metric_names(expr) == {"mutt_x_bucket", "up", "mutt:rule:rate5m"}
+    assert metric_names(expr) == {"mutt_x_bucket", "up", "mutt:rule:rate5m"}
 
 
 def test_prometheus_files_pass_promtool() -> None:
@@ -309,7 +202,7 @@ def test_prometheus_files_pass_promtool() -> None:
 
 
 def test_prometheus_scrapes_every_metrics_port() -> None:
-    config = _yaml().safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    config = yaml_module().safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     defaults = Settings()
     for name, port in (
@@ -756,7 +649,7 @@ def test_env_example_names_every_setting() -> None:
 
 
 def _k8s_documents() -> list[dict[str, Any]]:
-    yaml = _yaml()
+    yaml = yaml_module()
     documents = []
     for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
         documents.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
@@ -819,7 +712,7 @@ def test_k8s_manifests_match_the_kubernetes_schemas() -> None:
     # kubeconform is on none of the registries this project can install from; kubernetes-validate
     # (test extra) ships the API's JSON schemas, so the check runs offline.
     kv = pytest.importorskip("kubernetes_validate")
-    yaml = _yaml()
+    yaml = yaml_module()
     checked = []
     for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
         if path.name == "kustomization.yaml":  # kustomize's own file, not an API resource

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 import orjson
 import redis
@@ -12,10 +11,10 @@ from sqlalchemy import select
 from mutt_app.classify.batch import classify_batch
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog
-from mutt_app.events.schema import validate_item
 from mutt_app.holdback import flapping
 from mutt_app.holdback.flapping import FlapDetector, FlapVerdict, Transition
 from mutt_app.runtime import Runtime, runtime_of
+from tests.factories import wire_event
 
 PREFIX = "mutt:flap"
 PAIR = "core-sw-01:7"
@@ -117,15 +116,6 @@ def test_the_next_event_after_the_quiet_period_ends_the_episode_itself(
     assert end["custom_info"]["flap_held"] == 1
 
 
-def _wire(hostname: str, message: str) -> dict:
-    event = validate_item(
-        {"hostname": hostname, "message": message, "syslog_severity": 3},
-        required_fields=("hostname",),
-        received_at=datetime.now(UTC),
-    )
-    return event.to_wire()
-
-
 def _pair(runtime) -> int:  # type: ignore[no-untyped-def]
     with runtime.sessions.begin() as session:
         down = AlertRule(
@@ -145,7 +135,7 @@ def _pair(runtime) -> int:  # type: ignore[no-untyped-def]
 
 def _flaps(n: int) -> list[dict]:
     sides = ["down", "up"] * n
-    return [_wire("core-sw-01", f"Interface Gi0/1 changed state to {s}") for s in sides]
+    return [wire_event("core-sw-01", f"Interface Gi0/1 changed state to {s}") for s in sides]
 
 
 def _raised(runtime) -> list[dict]:  # type: ignore[no-untyped-def]

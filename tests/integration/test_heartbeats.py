@@ -20,22 +20,13 @@ from sqlalchemy import update
 from mutt_app.classify.batch import classify_batch
 from mutt_app.config import Settings
 from mutt_app.db.models import DeviceTeam, Heartbeat
-from mutt_app.events.schema import validate_item
 from mutt_app.holdback.base import Held
 from mutt_app.ledger import Batch
 from mutt_app.metrics import HEARTBEAT_ALERTS, HEARTBEAT_QUIET_HOSTS
 from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.maintenance import check_heartbeats
 from mutt_app.watch import dashboard, heartbeats
-
-
-def _wire(hostname: str, received_at: datetime | None = None) -> dict:
-    event = validate_item(
-        {"hostname": hostname, "message": "still alive", "syslog_severity": 6},
-        required_fields=("hostname",),
-        received_at=received_at or datetime.now(UTC),
-    )
-    return event.to_wire()
+from tests.factories import wire_event
 
 
 def _heartbeat(runtime: Runtime, *, age_minutes: float = 10, **fields: Any) -> int:
@@ -94,12 +85,21 @@ def test_classify_records_the_latest_receive_time_per_host_and_never_goes_back(
     runtime = runtime_of(app)
     now = datetime.now(UTC)
     classify_batch(
-        runtime, app, [_wire("Core-SW-01", now), _wire("core-sw-01", now - timedelta(1))]
+        runtime,
+        app,
+        [
+            wire_event("Core-SW-01", "still alive", severity=6, received_at=now),
+            wire_event("core-sw-01", "still alive", severity=6, received_at=now - timedelta(1)),
+        ],
     )
     stored = redis_client.zscore(heartbeats.LAST_SEEN_KEY, "core-sw-01")
     assert stored == pytest.approx(now.timestamp() * 1000, abs=1)
     # A replayed old batch (a dead letter, hours later) does not move a host's time back.
-    classify_batch(runtime, app, [_wire("core-sw-01", now - timedelta(hours=3))])
+    classify_batch(
+        runtime,
+        app,
+        [wire_event("core-sw-01", "still alive", severity=6, received_at=now - timedelta(hours=3))],
+    )
     assert redis_client.zscore(heartbeats.LAST_SEEN_KEY, "core-sw-01") == stored
     assert redis_client.zcard(heartbeats.LAST_SEEN_KEY) == 1
 
@@ -129,7 +129,9 @@ def test_a_quiet_host_raises_once_and_clears_once_when_it_talks(
     assert (quiet["host"], quiet["heartbeat_id"]) == ("db-01", hb)
 
     classify = Runtime(runtime.settings)
-    classify_batch(classify, classify.celery, [_wire("DB-01")])  # it talks again
+    classify_batch(
+        classify, classify.celery, [wire_event("DB-01", "still alive", severity=6)]
+    )  # it talks again
     assert heartbeats.check(runtime, sent).as_dict() == {"raised": 0, "cleared": 1, "quiet": 0}
     assert heartbeats.check(runtime, sent).as_dict() == {"raised": 0, "cleared": 0, "quiet": 0}
     assert sent.kinds() == [("db-01", "quiet"), ("db-01", "cleared")]
@@ -360,7 +362,9 @@ def test_a_classify_backlog_is_not_taken_for_quiet_hosts(
     _heartbeat(runtime, host="db-01")
     _seen(redis_client, "db-01", minutes_ago=5)  # quiet for a one-minute heartbeat...
     # ...unless its events are still waiting: a batch accepted 10 minutes ago is not classified.
-    runtime.ledger.record([Batch("waiting", [_wire("db-01")])], now=time.time() - 600)
+    runtime.ledger.record(
+        [Batch("waiting", [wire_event("db-01", "still alive", severity=6)])], now=time.time() - 600
+    )
     assert heartbeats.check(runtime, Sent()).raised == []
     runtime.ledger.settle(["waiting"])  # classify caught up, and db-01 really sent nothing
     assert heartbeats.check(runtime, Sent()).raised == ["1:db-01"]

@@ -14,23 +14,18 @@ from mutt_app.cli import main
 from mutt_app.config import Settings
 from mutt_app.runtime import Runtime
 from mutt_app.watch import heartbeats
-from tests.integration.test_api import (  # noqa: F401 - fixtures
-    app,
-    audit_rows,
-    call,
-    client,
-    rules_version,
-)
+from tests.records import audit_rows, rules_version
+from tests.web import call
 
 DB = {"name": "databases", "host": "db-*", "interval_minutes": 5}
 
 
 def test_create_list_update_delete_each_audited_once(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
     redis_client: redis.Redis,
 ) -> None:
-    created = call(client, "POST", "/api/v2/heartbeats", DB, status=201)
+    created = call(api_client, "POST", "/api/v2/heartbeats", DB, status=201)
     hb = created["heartbeat"]
     assert (hb["host"], hb["team"], hb["handling"], hb["is_active"]) == (
         "db-*",
@@ -45,10 +40,10 @@ def test_create_list_update_delete_each_audited_once(
         "interval_minutes": 10,
         "handling": "Page_and_ticket",
     }
-    edges = call(client, "POST", "/api/v2/heartbeats", team, status=201)
+    edges = call(api_client, "POST", "/api/v2/heartbeats", team, status=201)
     assert edges["heartbeat"]["name"] == "edges"
 
-    call(client, "POST", "/api/v2/heartbeats", DB, status=409)  # the name is taken
+    call(api_client, "POST", "/api/v2/heartbeats", DB, status=409)  # the name is taken
     for bad in (
         {"name": "x", "interval_minutes": 5},  # neither host nor team
         {"name": "x", "host": "h", "team": "NETO", "interval_minutes": 5},  # both
@@ -59,23 +54,23 @@ def test_create_list_update_delete_each_audited_once(
         {"name": "x", "host": "h", "interval_minutes": 5, "id": 7},  # read-only
         {"name": "x", "host": "h"},  # no interval
     ):
-        call(client, "POST", "/api/v2/heartbeats", bad, status=422)
-    call(client, "POST", "/api/v2/heartbeats", {**DB, "name": "y"}, reason=None, status=422)
+        call(api_client, "POST", "/api/v2/heartbeats", bad, status=422)
+    call(api_client, "POST", "/api/v2/heartbeats", {**DB, "name": "y"}, reason=None, status=422)
 
     path = f"/api/v2/heartbeats/{created['id']}"
-    updated = call(client, "PUT", path, {"interval_minutes": 15}, reason="slower", status=200)
+    updated = call(api_client, "PUT", path, {"interval_minutes": 15}, reason="slower", status=200)
     assert updated["heartbeat"]["interval_minutes"] == 15 and updated["changed"] is True
-    assert call(client, "PUT", path, {"interval_minutes": 15}, status=200)["changed"] is False
-    call(client, "PUT", path, {"team": "NETO"}, status=422)  # host and team
-    moved = call(client, "PUT", path, {"host": None, "team": "DBA"}, status=200)
+    assert call(api_client, "PUT", path, {"interval_minutes": 15}, status=200)["changed"] is False
+    call(api_client, "PUT", path, {"team": "NETO"}, status=422)  # host and team
+    moved = call(api_client, "PUT", path, {"host": None, "team": "DBA"}, status=200)
     assert (moved["heartbeat"]["host"], moved["heartbeat"]["team"]) == (None, "DBA")
-    call(client, "PUT", path, {}, status=422)
-    call(client, "PUT", "/api/v2/heartbeats/999", {"interval_minutes": 5}, status=404)
-    call(client, "PUT", path, {"name": "edges"}, status=409)
+    call(api_client, "PUT", path, {}, status=422)
+    call(api_client, "PUT", "/api/v2/heartbeats/999", {"interval_minutes": 5}, status=404)
+    call(api_client, "PUT", path, {"name": "edges"}, status=409)
 
-    deleted = call(client, "DELETE", path, {}, reason="decommissioned", status=200)
+    deleted = call(api_client, "DELETE", path, {}, reason="decommissioned", status=200)
     assert deleted["deleted"]["id"] == created["id"]
-    call(client, "DELETE", path, {}, status=404)
+    call(api_client, "DELETE", path, {}, status=404)
 
     rows = audit_rows(engine, table_name="heartbeats")
     assert [r.operation for r in rows] == ["CREATE", "CREATE", "UPDATE", "UPDATE", "DELETE"]
@@ -89,24 +84,24 @@ def test_create_list_update_delete_each_audited_once(
 
 
 def test_the_list_shows_heartbeats_with_quiet_hosts_first(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     settings: Settings,
     redis_client: redis.Redis,
 ) -> None:
     for name in ("a", "b", "c"):
-        call(client, "POST", "/api/v2/heartbeats", {**DB, "name": name, "host": f"{name}-*"})
+        call(api_client, "POST", "/api/v2/heartbeats", {**DB, "name": name, "host": f"{name}-*"})
     redis_client.set(heartbeats.SINCE_KEY, int((time.time() - 3600) * 1000))
     redis_client.zadd(heartbeats.LAST_SEEN_KEY, {"b-1": (time.time() - 600) * 1000})
     runtime = Runtime(settings)
     assert heartbeats.check(runtime, lambda alerts: None).raised == ["2:b-1"]
 
-    listed = call(client, "GET", "/api/v2/heartbeats", status=200)
+    listed = call(api_client, "GET", "/api/v2/heartbeats", status=200)
     assert [h["name"] for h in listed["heartbeats"]] == ["b", "a", "c"]
     (quiet,) = listed["heartbeats"][0]["quiet_hosts"]
     assert (quiet["host"], quiet["heartbeat"]) == ("b-1", "b")
-    only = call(client, "GET", "/api/v2/heartbeats?quiet=true", status=200)
+    only = call(api_client, "GET", "/api/v2/heartbeats?quiet=true", status=200)
     assert [h["name"] for h in only["heartbeats"]] == ["b"] and only["total"] == 1
-    page = call(client, "GET", "/api/v2/heartbeats?limit=1&offset=1", status=200)
+    page = call(api_client, "GET", "/api/v2/heartbeats?limit=1&offset=1", status=200)
     assert [h["name"] for h in page["heartbeats"]] == ["a"] and page["total"] == 3
 
 

@@ -20,17 +20,14 @@ from mutt_app.config import Settings
 from mutt_app.ledger import BATCHES, Batch
 from mutt_app.tasks.classify import QUEUE
 from mutt_app.web import create_ingest_app
+from tests.factories import posted_event
 
 NOW = "2026-12-01T10:00:00+00:00"
 DEEP = b"[" * 300 + b"]" * 300  # orjson reads up to 1024 levels but writes only 254
 
 
-def _event(message: str, **extra: object) -> dict:
-    return {"timestamp": NOW, "hostname": "router-01", "message": message, **extra}
-
-
 @pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
+def ingest_app(settings: Settings) -> Iterator[Flask]:
     # A long linger: the concurrent requests below certainly share their rounds.
     app = create_ingest_app(settings.model_copy(update={"ingest_linger_ms": 300.0}))
     try:
@@ -40,11 +37,11 @@ def app(settings: Settings) -> Iterator[Flask]:
 
 
 def _hostile_body(n: int) -> bytes:
-    ok = orjson.dumps(_event(f"hostile ok {n}"))
+    ok = orjson.dumps(posted_event(f"hostile ok {n}", timestamp=NOW))
     deep = (
         b'{"timestamp":"' + NOW.encode() + b'","hostname":"h","message":"deep","d":' + DEEP + b"}"
     )
-    nul = orjson.dumps(_event("nul\x00inside"))
+    nul = orjson.dumps(posted_event("nul\x00inside", timestamp=NOW))
     return b"[" + ok + b"," + deep + b"," + nul + b"]"
 
 
@@ -55,13 +52,13 @@ def _queued(client: redis.Redis) -> list[dict]:
 
 
 def test_an_unwritable_item_is_its_requests_rejection_not_a_failed_round(
-    app: Flask, redis_client: redis.Redis
+    ingest_app: Flask, redis_client: redis.Redis
 ) -> None:
     answers: dict[str, list] = {"clean": [], "hostile": []}
     lock = threading.Lock()
 
     def post(kind: str, body: bytes) -> None:
-        response = app.test_client().post(
+        response = ingest_app.test_client().post(
             "/api/v2/ingest", data=body, content_type="application/json"
         )
         with lock:
@@ -70,7 +67,9 @@ def test_an_unwritable_item_is_its_requests_rejection_not_a_failed_round(
     threads = [
         threading.Thread(target=post, args=("hostile", _hostile_body(n))) for n in range(3)
     ] + [
-        threading.Thread(target=post, args=("clean", orjson.dumps(_event(f"clean {n}"))))
+        threading.Thread(
+            target=post, args=("clean", orjson.dumps(posted_event(f"clean {n}", timestamp=NOW)))
+        )
         for n in range(12)
     ]
     for thread in threads:
@@ -95,11 +94,13 @@ def test_an_unwritable_item_is_its_requests_rejection_not_a_failed_round(
 
 
 def test_the_ledger_and_the_task_carry_the_events_wire_form(
-    app: Flask, redis_client: redis.Redis
+    ingest_app: Flask, redis_client: redis.Redis
 ) -> None:
     cid = str(uuid.uuid4())
-    item = _event("link down", correlation_id=cid, vendor={"nested": [1, 2.5, "é", None]})
-    response = app.test_client().post("/api/v2/ingest", json=[item])
+    item = posted_event(
+        "link down", correlation_id=cid, vendor={"nested": [1, 2.5, "é", None]}, timestamp=NOW
+    )
+    response = ingest_app.test_client().post("/api/v2/ingest", json=[item])
     assert response.status_code == 200, response.json
     (queued,) = _queued(redis_client)
     (payload,) = redis_client.hvals(f"{BATCHES}:batches")
@@ -110,11 +111,14 @@ def test_the_ledger_and_the_task_carry_the_events_wire_form(
 
 
 def test_a_duplicate_correlation_id_in_a_body_is_rejected_with_its_index(
-    app: Flask, redis_client: redis.Redis
+    ingest_app: Flask, redis_client: redis.Redis
 ) -> None:
     cid = str(uuid.uuid4())
-    body = [_event("first", correlation_id=cid), _event("second", correlation_id=cid)]
-    response = app.test_client().post("/api/v2/ingest", json=body)
+    body = [
+        posted_event("first", correlation_id=cid, timestamp=NOW),
+        posted_event("second", correlation_id=cid, timestamp=NOW),
+    ]
+    response = ingest_app.test_client().post("/api/v2/ingest", json=body)
     assert response.status_code == 200, response.json
     assert response.json["accepted"] == 1 and response.json["correlation_ids"] == [cid]
     assert response.json["rejected"] == [
@@ -126,7 +130,7 @@ def test_a_duplicate_correlation_id_in_a_body_is_rejected_with_its_index(
 def test_a_body_one_byte_over_the_cap_is_413_and_nothing_is_accepted(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    line = orjson.dumps(_event("x")) + b"\n"
+    line = orjson.dumps(posted_event("x", timestamp=NOW)) + b"\n"
     limit = len(line) * 10
     app = create_ingest_app(settings.model_copy(update={"max_ingest_body_bytes": limit}))
     try:

@@ -62,7 +62,7 @@ def _shed(mode: str) -> float:
 
 
 @pytest.fixture
-def app(settings: Settings) -> Any:
+def celery_app(settings: Settings) -> Any:
     app = Runtime(settings).celery
     app.loader.import_default_modules()
     return app
@@ -78,29 +78,29 @@ def _set(app: Any, **values: object) -> None:
 
 
 def test_pages_and_tickets_are_published_on_their_lanes(
-    app: Any, redis_client: redis.Redis
+    celery_app: Any, redis_client: redis.Redis
 ) -> None:
     page, ticket, meta = _alert("Page_and_ticket"), _alert("Ticket_only"), _alert("meta_alert")
-    assert publish_forwards(runtime_of(app), app, [ticket, page, meta]) == {}
+    assert publish_forwards(runtime_of(celery_app), celery_app, [ticket, page, meta]) == {}
     assert _ids(_queued(redis_client, PAGE)) == {page["external_id"]}
     assert _ids(_queued(redis_client, TICKET)) == {ticket["external_id"], meta["external_id"]}
 
 
 def test_reconcile_republishes_a_lost_page_on_the_page_lane(
-    app: Any, settings: Settings, redis_client: redis.Redis
+    celery_app: Any, settings: Settings, redis_client: redis.Redis
 ) -> None:
     page, ticket = _alert("Page_and_ticket"), _alert("Ticket_only")
     long_ago = time.time() - settings.reconcile_after - 60
     Ledger(redis_client, OUTBOX).record(
         [Batch(a["external_id"], [a]) for a in (page, ticket)], now=long_ago
     )
-    assert app.tasks["mutt.reconcile_ledger"].apply().get() == 2
+    assert celery_app.tasks["mutt.reconcile_ledger"].apply().get() == 2
     assert _ids(_queued(redis_client, PAGE)) == {page["external_id"]}
     assert _ids(_queued(redis_client, TICKET)) == {ticket["external_id"]}
 
 
 def test_a_replayed_page_goes_back_to_the_page_lane(
-    app: Any, engine: Engine, settings: Settings, redis_client: redis.Redis
+    celery_app: Any, engine: Engine, settings: Settings, redis_client: redis.Redis
 ) -> None:
     page = _alert("Page_and_ticket")
     with Session(engine) as session, session.begin():
@@ -114,19 +114,19 @@ def test_a_replayed_page_goes_back_to_the_page_lane(
         )
     with Session(engine) as session, session.begin():
         letter = session.scalars(select(DeadLetter)).one()
-        assert deadletters.replay(session, app, letter) == ("mutt.forward_to_moog", PAGE)
+        assert deadletters.replay(session, celery_app, letter) == ("mutt.forward_to_moog", PAGE)
     assert _ids(_queued(redis_client, PAGE)) == {page["external_id"]}
 
 
 def test_shedding_in_dlq_mode_dead_letters_tickets_and_sends_pages(
-    app: Any, engine: Engine, redis_client: redis.Redis
+    celery_app: Any, engine: Engine, redis_client: redis.Redis
 ) -> None:
-    _set(app, alerter_queue_warn_threshold=5, alerter_queue_shed_threshold=10)
+    _set(celery_app, alerter_queue_warn_threshold=5, alerter_queue_shed_threshold=10)
     _fill_ticket_lane(redis_client, 10)
     page, tickets = _alert("Page_and_ticket"), [_alert("Ticket_only") for _ in range(3)]
     before = _shed("dlq")
 
-    shed = publish_forwards(runtime_of(app), app, [*tickets, page])
+    shed = publish_forwards(runtime_of(celery_app), celery_app, [*tickets, page])
 
     assert shed == {t["external_id"]: "dlq" for t in tickets}
     assert _ids(_queued(redis_client, PAGE)) == {page["external_id"]}  # a page is never shed
@@ -149,10 +149,10 @@ def test_shedding_in_dlq_mode_dead_letters_tickets_and_sends_pages(
 
 
 def test_shedding_in_defer_mode_publishes_tickets_with_a_delay(
-    app: Any, engine: Engine, redis_client: redis.Redis
+    celery_app: Any, engine: Engine, redis_client: redis.Redis
 ) -> None:
     _set(
-        app,
+        celery_app,
         alerter_queue_warn_threshold=5,
         alerter_queue_shed_threshold=10,
         alerter_shed_mode="defer",
@@ -162,7 +162,7 @@ def test_shedding_in_defer_mode_publishes_tickets_with_a_delay(
     page, ticket = _alert("Page_and_ticket"), _alert("Ticket_only")
     before = _shed("defer")
 
-    assert publish_forwards(runtime_of(app), app, [ticket, page]) == {
+    assert publish_forwards(runtime_of(celery_app), celery_app, [ticket, page]) == {
         ticket["external_id"]: "defer"
     }
 
@@ -178,22 +178,24 @@ def test_shedding_in_defer_mode_publishes_tickets_with_a_delay(
 
 
 def test_above_warn_classify_logs_and_sets_the_gauges_but_sheds_nothing(
-    app: Any, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+    celery_app: Any, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _set(app, alerter_queue_warn_threshold=5, alerter_queue_shed_threshold=10)
+    _set(celery_app, alerter_queue_warn_threshold=5, alerter_queue_shed_threshold=10)
     _fill_ticket_lane(redis_client, 7)
     ticket = _alert("Ticket_only")
     with caplog.at_level(logging.WARNING, logger="mutt_app.holdback.backpressure"):
-        assert publish_forwards(runtime_of(app), app, [ticket]) == {}
+        assert publish_forwards(runtime_of(celery_app), celery_app, [ticket]) == {}
     assert "mutt.forward holds 7 messages (warn threshold 5)" in caplog.text
     assert REGISTRY.get_sample_value("mutt_alerter_backpressure_state") == 1
     assert REGISTRY.get_sample_value("mutt_alerter_queue_depth") == 7
     assert redis_client.llen(TICKET) == 8  # sent
 
 
-def test_the_lane_is_read_once_a_second_not_per_alert(app: Any, redis_client: redis.Redis) -> None:
-    _set(app, alerter_queue_warn_threshold=5, alerter_queue_shed_threshold=10)
-    pressure = Backpressure(redis_client, runtime_of(app).dynamic_config, read_every=0.5)
+def test_the_lane_is_read_once_a_second_not_per_alert(
+    celery_app: Any, redis_client: redis.Redis
+) -> None:
+    _set(celery_app, alerter_queue_warn_threshold=5, alerter_queue_shed_threshold=10)
+    pressure = Backpressure(redis_client, runtime_of(celery_app).dynamic_config, read_every=0.5)
     assert pressure.pressure().depth == 0
     _fill_ticket_lane(redis_client, 20)
     assert pressure.pressure().depth == 0  # the cached reading
@@ -203,13 +205,13 @@ def test_the_lane_is_read_once_a_second_not_per_alert(app: Any, redis_client: re
 
 
 def test_alerts_are_published_in_batches_of_one_lane_up_to_moog_batch_size(
-    app: Any, redis_client: redis.Redis
+    celery_app: Any, redis_client: redis.Redis
 ) -> None:
-    _set(app, moog_batch_size=3)
+    _set(celery_app, moog_batch_size=3)
     tickets = [_alert("Ticket_only") for _ in range(7)]
     pages = [_alert("Page_and_ticket") for _ in range(2)]
     mixed = [tickets[0], pages[0], *tickets[1:5], pages[1], *tickets[5:]]
-    assert publish_forwards(runtime_of(app), app, mixed) == {}
+    assert publish_forwards(runtime_of(celery_app), celery_app, mixed) == {}
 
     def batches(queue: str) -> list[list[str]]:
         raws = reversed(redis_client.lrange(queue, 0, -1))  # LPUSHed: oldest last

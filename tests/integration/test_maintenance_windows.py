@@ -19,20 +19,15 @@ from mutt_app.classify.batch import classify_batch
 from mutt_app.cli import main
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog, MaintenanceWindow
-from mutt_app.events.schema import validate_item
 from mutt_app.holdback import window_cache
 from mutt_app.holdback import windows as mw
 from mutt_app.holdback.window_cache import WindowCache
 from mutt_app.holdback.window_counts import Windowed
 from mutt_app.rules.cache import VERSION_KEY, RuleCache, bump_rules_version
 from mutt_app.runtime import Runtime, runtime_of
-from tests.integration.test_api import (  # noqa: F401 - fixtures
-    CRITICAL,
-    app,
-    audit_rows,
-    call,
-    client,
-)
+from tests.factories import CRITICAL, wire_event
+from tests.records import audit_rows
+from tests.web import call
 
 WINDOWS = "/api/v2/maintenance-windows"
 
@@ -56,11 +51,11 @@ def _recurring(**over: Any) -> dict[str, Any]:
 
 
 def test_create_read_list_active_update_end_and_delete_are_audited(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
     redis_client: redis.Redis,
 ) -> None:
-    created = call(client, "POST", WINDOWS, _recurring(), status=201)
+    created = call(api_client, "POST", WINDOWS, _recurring(), status=201)
     window_id = created["id"]
     window = created["maintenance_window"]
     assert window["active"] is True
@@ -69,7 +64,7 @@ def test_create_read_list_active_update_end_and_delete_are_audited(
     assert created["changed"] is True and created["rules_version"] == 1  # workers reload
     later = datetime.now(UTC) + timedelta(days=2)
     call(
-        client,
+        api_client,
         "POST",
         WINDOWS,
         {
@@ -82,21 +77,21 @@ def test_create_read_list_active_update_end_and_delete_are_audited(
         status=201,
     )
     assert [
-        w["name"] for w in call(client, "GET", f"{WINDOWS}?active=true")["maintenance_windows"]
+        w["name"] for w in call(api_client, "GET", f"{WINDOWS}?active=true")["maintenance_windows"]
     ] == ["core upgrade"]
-    assert call(client, "GET", WINDOWS)["total"] == 2
-    one = call(client, "GET", f"{WINDOWS}/{window_id}")["maintenance_window"]
+    assert call(api_client, "GET", WINDOWS)["total"] == 2
+    one = call(api_client, "GET", f"{WINDOWS}/{window_id}")["maintenance_window"]
     assert one["hosts"] == ["core-sw-*"]
 
-    updated = call(client, "PUT", f"{WINDOWS}/{window_id}", {"hosts": ["core-sw-*", "edge-*"]})
+    updated = call(api_client, "PUT", f"{WINDOWS}/{window_id}", {"hosts": ["core-sw-*", "edge-*"]})
     assert updated["maintenance_window"]["hosts"] == ["core-sw-*", "edge-*"]
-    ended = call(client, "POST", f"{WINDOWS}/{window_id}/end", {}, status=200)
+    ended = call(api_client, "POST", f"{WINDOWS}/{window_id}/end", {}, status=200)
     assert ended["maintenance_window"]["active"] is False
     assert ended["maintenance_window"]["ended_at"] is not None
-    again = call(client, "POST", f"{WINDOWS}/{window_id}/end", {}, status=409)
+    again = call(api_client, "POST", f"{WINDOWS}/{window_id}/end", {}, status=409)
     assert "is not open now" in again["error"]
-    call(client, "DELETE", f"{WINDOWS}/{window_id}", {}, status=200)
-    call(client, "GET", f"{WINDOWS}/{window_id}", status=404)
+    call(api_client, "DELETE", f"{WINDOWS}/{window_id}", {}, status=200)
+    call(api_client, "GET", f"{WINDOWS}/{window_id}", status=404)
 
     audit = audit_rows(engine, table_name="maintenance_windows", record_id=window_id)
     assert [row.operation for row in audit] == ["CREATE", "UPDATE", "UPDATE", "DELETE"]
@@ -108,31 +103,31 @@ def test_create_read_list_active_update_end_and_delete_are_audited(
 
 
 def test_an_update_is_validated_on_the_merged_window(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
 ) -> None:
     start = datetime(2026, 12, 24, 22, tzinfo=UTC)
     body = {"name": "xmas", "starts_at": _iso(start), "duration_minutes": 60, "teams": ["DBA"],
             "action": "suppress"}  # fmt: skip
-    created = call(client, "POST", WINDOWS, body, status=201)["maintenance_window"]
+    created = call(api_client, "POST", WINDOWS, body, status=201)["maintenance_window"]
     assert created["ends_at"] == "2026-12-24T23:00:00+00:00" and created["duration_minutes"] is None
     path = f"{WINDOWS}/{created['id']}"
-    longer = call(client, "PUT", path, {"duration_minutes": 120})["maintenance_window"]
+    longer = call(api_client, "PUT", path, {"duration_minutes": 120})["maintenance_window"]
     assert longer["ends_at"] == "2026-12-25T00:00:00+00:00"
-    weekly = call(client, "PUT", path, {"rrule": "FREQ=WEEKLY", "duration_minutes": 30})
+    weekly = call(api_client, "PUT", path, {"rrule": "FREQ=WEEKLY", "duration_minutes": 30})
     assert weekly["maintenance_window"]["ends_at"] is None
     assert weekly["maintenance_window"]["rrule"] == "FREQ=WEEKLY"
-    refused = call(client, "PUT", path, {"teams": []}, status=422)
+    refused = call(api_client, "PUT", path, {"teams": []}, status=422)
     assert "scope: a window needs at least one" in refused["error"]
-    refused = call(client, "PUT", path, {"timezone": "Moon/Base"}, status=422)
+    refused = call(api_client, "PUT", path, {"timezone": "Moon/Base"}, status=422)
     assert refused["details"]["fields"] == {
         "timezone": "timezone: unknown IANA time zone 'Moon/Base'"
     }
-    unchanged = call(client, "PUT", path, {"teams": ["DBA"]})
+    unchanged = call(api_client, "PUT", path, {"teams": ["DBA"]})
     assert unchanged["changed"] is False
 
 
 def test_validation_errors_are_clear_422s_and_change_nothing(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
 ) -> None:
     cases = [
@@ -152,18 +147,10 @@ def test_validation_errors_are_clear_422s_and_change_nothing(
         (_recurring(action="mute"), "action must be one of suppress, downgrade"),
     ]
     for body, message in cases:
-        answer = call(client, "POST", WINDOWS, body, status=422)
+        answer = call(api_client, "POST", WINDOWS, body, status=422)
         assert message in answer["error"], (message, answer)
-    call(client, "POST", WINDOWS, _recurring(), reason=None, status=422)  # no reason
+    call(api_client, "POST", WINDOWS, _recurring(), reason=None, status=422)  # no reason
     assert audit_rows(engine, table_name="maintenance_windows") == []
-
-
-def _wire(hostname: str, message: str, trap_oid: str | None = None) -> dict:
-    item: dict[str, Any] = {"hostname": hostname, "message": message, "syslog_severity": 3}
-    if trap_oid:
-        item["trap_oid"] = trap_oid
-    event = validate_item(item, required_fields=("hostname",), received_at=datetime.now(UTC))
-    return event.to_wire()
 
 
 def test_classify_suppresses_and_downgrades_only_what_windows_scope_and_sums_up_once(
@@ -200,11 +187,13 @@ def test_classify_suppresses_and_downgrades_only_what_windows_scope_and_sums_up_
             ]
         )  # fmt: skip
     batch = [
-        _wire("core-sw-01", "Gi0/1 changed state to down"),  # suppressed
-        _wire("CORE-SW-02", "CRITICAL fan failed"),  # suppressed (suppress wins over downgrade)
-        _wire("edge-01", "CRITICAL fan failed"),  # downgraded to a ticket
-        _wire("edge-01", "Gi0/2 changed state to down"),  # a ticket already: untouched
-        _wire("core-sw-01", "nothing matches this"),  # unmatched: never forwarded, untouched
+        wire_event("core-sw-01", "Gi0/1 changed state to down"),  # suppressed
+        wire_event(
+            "CORE-SW-02", "CRITICAL fan failed"
+        ),  # suppressed (suppress wins over downgrade)
+        wire_event("edge-01", "CRITICAL fan failed"),  # downgraded to a ticket
+        wire_event("edge-01", "Gi0/2 changed state to down"),  # a ticket already: untouched
+        wire_event("core-sw-01", "nothing matches this"),  # unmatched: never forwarded, untouched
     ]
     assert classify_batch(runtime, celery, batch)["audited"] == 5
     assert classify_batch(runtime, celery, batch)["audited"] == 0  # redelivered: nothing twice
@@ -274,21 +263,21 @@ def test_windows_reload_with_each_new_rules_snapshot_and_a_failed_read_keeps_the
 
 
 def test_ending_a_window_early_sends_its_summary_at_the_next_flush(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     settings: Settings,
     redis_client: redis.Redis,
 ) -> None:
-    call(client, "POST", "/api/v2/rules", CRITICAL, status=201)
-    window_id = call(client, "POST", WINDOWS, _recurring(), status=201)["id"]
+    call(api_client, "POST", "/api/v2/rules", CRITICAL, status=201)
+    window_id = call(api_client, "POST", WINDOWS, _recurring(), status=201)["id"]
     celery = Runtime(settings).celery
     runtime = runtime_of(celery)
     runtime.dynamic_config.set("dedup_window_seconds", 0)
-    batch = [_wire("core-sw-09", f"CRITICAL link {i} down") for i in range(3)]
+    batch = [wire_event("core-sw-09", f"CRITICAL link {i} down") for i in range(3)]
     assert classify_batch(runtime, celery, batch)["audited"] == 3
     remember = 2 * settings.reconcile_after
     sent: list[dict] = []
     assert mw.flush(redis_client, remember, sent.extend) == 0  # open for another 50 minutes
-    call(client, "POST", f"{WINDOWS}/{window_id}/end", {}, status=200)
+    call(api_client, "POST", f"{WINDOWS}/{window_id}/end", {}, status=200)
     time.sleep(0.05)
     assert mw.flush(redis_client, remember, sent.extend) == 1
     assert mw.flush(redis_client, remember, sent.extend) == 0

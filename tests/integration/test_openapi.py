@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 from pydantic import SecretStr
 
@@ -20,12 +19,14 @@ from mutt_app.rules.validate import MAX_CONTAINS_CHARS, MAX_PATTERN_CHARS, MAX_T
 from mutt_app.web import create_app
 from mutt_app.web.api.openapi.document import to_openapi_path
 from tests.conftest import close_web_app
+from tests.factories import CRITICAL, event_audit_rows
+from tests.integration.api_routes import ROUTES, check_answer
 
 METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH"}
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
+def openapi_app(settings: Settings) -> Iterator[Flask]:
     app = create_app(settings.model_copy(update={"webui_api_key": SecretStr("k" * 20)}))
     try:
         yield app
@@ -39,41 +40,28 @@ def fetch_document(app: Flask) -> dict[str, Any]:
     return response.json
 
 
-def check_answer(doc: dict[str, Any], method: str, rule: str, status: int, body: Any) -> None:
-    """Fail unless ``body`` fits the documented schema of ``status`` for ``method rule``."""
-    path = to_openapi_path(rule.removeprefix("/api/v2").removeprefix("/api/v1"))
-    responses = doc["paths"][path][method.lower()]["responses"]
-    assert str(status) in responses, f"{method} {path} does not document {status}"
-    response = responses[str(status)]
-    if "$ref" in response:
-        response = doc["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
-    schema = response["content"]["application/json"]["schema"]
-    # The components at the schema's root, so that "#/components/..." references resolve.
-    OAS31Validator({**schema, "components": doc["components"]}).validate(body)
-
-
-def test_the_document_is_valid_openapi(app: Flask) -> None:
-    doc = fetch_document(app)
+def test_the_document_is_valid_openapi(openapi_app: Flask) -> None:
+    doc = fetch_document(openapi_app)
     validate(doc)  # openapi-spec-validator: raises on any error
     assert doc["openapi"].startswith("3.1")
 
 
-def test_documented_operations_are_exactly_the_registered_routes(app: Flask) -> None:
-    doc = fetch_document(app)
+def test_documented_operations_are_exactly_the_registered_routes(openapi_app: Flask) -> None:
+    doc = fetch_document(openapi_app)
     documented = {
         (method.upper(), path) for path, operations in doc["paths"].items() for method in operations
     }
     registered = {
         (method, to_openapi_path(rule.rule.removeprefix("/api/v2")))
-        for rule in app.url_map.iter_rules()
+        for rule in openapi_app.url_map.iter_rules()
         if rule.rule.startswith("/api/v2/")
         for method in (rule.methods or set()) & METHODS
     }
     assert documented == registered
 
 
-def test_every_path_parameter_and_operation_is_described(app: Flask) -> None:
-    doc = fetch_document(app)
+def test_every_path_parameter_and_operation_is_described(openapi_app: Flask) -> None:
+    doc = fetch_document(openapi_app)
     ids = []
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():
@@ -88,10 +76,9 @@ def test_every_path_parameter_and_operation_is_described(app: Flask) -> None:
     assert len(ids) == len(set(ids))
 
 
-def test_roles_in_the_document_are_the_apis(app: Flask) -> None:
-    from tests.integration.test_api_roles import ROUTES
+def test_roles_in_the_document_are_the_apis(openapi_app: Flask) -> None:
 
-    doc = fetch_document(app)
+    doc = fetch_document(openapi_app)
     for method, rule, role in ROUTES:
         operation = doc["paths"][to_openapi_path(rule.removeprefix("/api/v2"))][method.lower()]
         assert operation["x-required-role"] == role, (method, rule)
@@ -109,9 +96,9 @@ def test_the_description_needs_no_key_and_the_v1_alias_serves_it(settings: Setti
         close_web_app(app)
 
 
-def test_errors_fit_the_documented_error_schema(app: Flask) -> None:
-    doc = fetch_document(app)
-    client = app.test_client()
+def test_errors_fit_the_documented_error_schema(openapi_app: Flask) -> None:
+    doc = fetch_document(openapi_app)
+    client = openapi_app.test_client()
     headers = {"X-API-Key": "k" * 20}
     for method, url, rule, kwargs, status in (
         ("GET", "/api/v2/rules", "/api/v2/rules", {"headers": {}}, 401),
@@ -139,15 +126,14 @@ def test_errors_fit_the_documented_error_schema(app: Flask) -> None:
         check_answer(doc, method, rule, status, response.json)
 
 
-def test_populated_answers_fit_the_documented_schemas(app: Flask, engine) -> None:  # type: ignore[no-untyped-def]
+def test_populated_answers_fit_the_documented_schemas(openapi_app: Flask, engine) -> None:  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime
 
     from sqlalchemy.orm import Session
 
     from mutt_app.forwarding.deadletters import add_dead_letter
-    from tests.integration.test_api import CRITICAL, _event_rows
 
-    _event_rows(engine, datetime(2026, 3, 1, 12, tzinfo=UTC))
+    event_audit_rows(engine, datetime(2026, 3, 1, 12, tzinfo=UTC))
     with Session(engine) as session, session.begin():
         add_dead_letter(
             session,
@@ -157,8 +143,8 @@ def test_populated_answers_fit_the_documented_schemas(app: Flask, engine) -> Non
             error="Moog answered 400",
             backoff_base=60,
         )
-    doc = fetch_document(app)
-    client = app.test_client()
+    doc = fetch_document(openapi_app)
+    client = openapi_app.test_client()
     headers = {"X-API-Key": "k" * 20}
     client.post("/api/v2/rules", json=CRITICAL | {"reason": "r"}, headers=headers)
     client.post(
@@ -197,11 +183,11 @@ def test_populated_answers_fit_the_documented_schemas(app: Flask, engine) -> Non
         check_answer(doc, "GET", f"/api/v2{path}", 200, response.json)
 
 
-def test_each_setting_is_documented_and_checked_as_its_real_type(app: Flask) -> None:
+def test_each_setting_is_documented_and_checked_as_its_real_type(openapi_app: Flask) -> None:
     """An integer setting is an integer in the description and takes nothing else (422)."""
     from mutt_app.dynamic_config import KEYS
 
-    schemas = fetch_document(app)["components"]["schemas"]
+    schemas = fetch_document(openapi_app)["components"]["schemas"]
     put = schemas["DynamicConfigPut"]["properties"]
     shown = schemas["DynamicConfig"]["properties"]["config"]["properties"]
     for name, key in KEYS.items():
@@ -213,7 +199,7 @@ def test_each_setting_is_documented_and_checked_as_its_real_type(app: Flask) -> 
         "maximum": 3600,
         "description": "",
     }
-    client = app.test_client()
+    client = openapi_app.test_client()
     headers = {"X-API-Key": "k" * 20, "X-Change-Reason": "test"}
     for value in (30.0, 30.5, "30", True, None):
         answer = client.put(
@@ -226,17 +212,17 @@ def test_each_setting_is_documented_and_checked_as_its_real_type(app: Flask) -> 
         assert answer.status_code == 200 and answer.json["new"] == {name: value}, answer.json
 
 
-def test_body_fields_are_documented_with_the_bounds_the_api_checks(app: Flask) -> None:
+def test_body_fields_are_documented_with_the_bounds_the_api_checks(openapi_app: Flask) -> None:
     from mutt_app.events.schema import MAX_HOSTNAME_CHARS
 
-    schemas = fetch_document(app)["components"]["schemas"]
+    schemas = fetch_document(openapi_app)["components"]["schemas"]
     for schema in ("DevHostCreate", "TeamCreate"):
         hostname = schemas[schema]["properties"]["hostname"]
         assert hostname == {"type": "string", "minLength": 1, "maxLength": MAX_HOSTNAME_CHARS}
     rule = schemas["RuleCreate"]["properties"]
     assert rule["team_assignment"]["minLength"] == 1
     assert (rule["priority"]["minimum"], rule["priority"]["maximum"]) == (1, 1000)
-    client = app.test_client()
+    client = openapi_app.test_client()
     headers = {"X-API-Key": "k" * 20, "X-Change-Reason": "test"}
     for length, status in ((MAX_HOSTNAME_CHARS + 1, 422), (MAX_HOSTNAME_CHARS, 201)):
         answer = client.post("/api/v2/dev-hosts", json={"hostname": "h" * length}, headers=headers)
@@ -281,8 +267,8 @@ def test_timestamps_carry_an_offset_on_the_embedded_sqlite_database(
         close_web_app(app)
 
 
-def test_rule_bodies_document_the_rule_bounds(app: Flask) -> None:
-    schemas = fetch_document(app)["components"]["schemas"]
+def test_rule_bodies_document_the_rule_bounds(openapi_app: Flask) -> None:
+    schemas = fetch_document(openapi_app)["components"]["schemas"]
     for name in ("RuleCreate", "RuleUpdate"):
         properties = schemas[name]["properties"]
         assert properties["match_string"]["maxLength"] == MAX_PATTERN_CHARS == MAX_CONTAINS_CHARS

@@ -10,7 +10,6 @@ import base64
 import logging
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -27,15 +26,6 @@ from mutt_app.web import create_ingest_app
 from tests.services import RedisSentinelCluster, wait_for
 
 OLD, NEW = "sentinel-old-pass", "sentinel-new-pass"
-
-
-@pytest.fixture
-def cluster() -> Iterator[RedisSentinelCluster]:
-    cluster = RedisSentinelCluster().start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 # --- settings ----------------------------------------------------------------------------------
@@ -93,17 +83,17 @@ _PATIENT = replace(WORKER, socket_timeout=5, connect_timeout=2)
 
 
 def test_the_factory_client_follows_a_failover_without_being_rebuilt(
-    cluster: RedisSentinelCluster,
+    sentinel_cluster: RedisSentinelCluster,
 ) -> None:
-    settings = load_settings(cluster.env())
+    settings = load_settings(sentinel_cluster.env())
     client = redis_client(settings, **_PATIENT.client_options())
     try:
         client.set("before", "1")
-        first = cluster.master.port
+        first = sentinel_cluster.master.port
         assert client.connection_pool.get_master_address()[1] == first
-        cluster.master.client().execute_command("WAIT", 1, 2000)
-        cluster.kill_master()
-        promoted = cluster.wait_for_new_master(first)
+        sentinel_cluster.master.client().execute_command("WAIT", 1, 2000)
+        sentinel_cluster.kill_master()
+        promoted = sentinel_cluster.wait_for_new_master(first)
 
         # The same client object: its next connection asks the Sentinels again.
         deadline_ok = False
@@ -171,21 +161,23 @@ def _publish(app, queue: str) -> None:  # type: ignore[no-untyped-def]
         )
 
 
-def test_the_broker_and_redbeat_follow_a_failover(cluster: RedisSentinelCluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_broker_and_redbeat_follow_a_failover(
+    sentinel_cluster: RedisSentinelCluster, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     from redbeat.schedulers import get_redis
 
     from mutt_app.runtime import Runtime
 
-    settings = load_settings({**cluster.env(), "MUTT_DATA_DIR": str(tmp_path)})
+    settings = load_settings({**sentinel_cluster.env(), "MUTT_DATA_DIR": str(tmp_path)})
     app = Runtime(settings).celery
     assert app.conf.broker_url.count("sentinel://") == 3
     _publish(app, "sentinel-test")
     get_redis(app).set("mutt:redbeat:probe", "1")
-    first = cluster.master
+    first = sentinel_cluster.master
     assert first.client().llen("sentinel-test") == 1
     first.client().execute_command("WAIT", 1, 2000)
-    cluster.kill_master()
-    promoted = cluster.wait_for_new_master(first.port)
+    sentinel_cluster.kill_master()
+    promoted = sentinel_cluster.wait_for_new_master(first.port)
 
     # The producer pool's connection was to the dead master; a publish fails at most a few
     # times (the ingest answers 503 then) and then reaches the promoted master.
@@ -228,15 +220,19 @@ def _queued_ids(client: redis.Redis) -> set[str]:
 
 
 def test_ingest_answers_503_until_a_replica_acknowledges_and_loses_nothing(
-    cluster: RedisSentinelCluster, tmp_path, caplog: pytest.LogCaptureFixture
+    sentinel_cluster: RedisSentinelCluster, tmp_path, caplog: pytest.LogCaptureFixture
 ) -> None:  # type: ignore[no-untyped-def]
     settings = load_settings(
-        {**cluster.env(), "MUTT_DATA_DIR": str(tmp_path), "INGEST_REPLICA_TIMEOUT_MS": "300"}
+        {
+            **sentinel_cluster.env(),
+            "MUTT_DATA_DIR": str(tmp_path),
+            "INGEST_REPLICA_TIMEOUT_MS": "300",
+        }
     )
     assert settings.min_replicas == 1
     app = create_ingest_app(settings)
     client = app.test_client()
-    master, replica = cluster.master, cluster.replicas[0]
+    master, replica = sentinel_cluster.master, sentinel_cluster.replicas[0]
     try:
         ok = client.post("/api/v2/ingest", json=_events("first"))
         assert ok.status_code == 200
@@ -284,7 +280,9 @@ def test_without_sentinel_ingest_does_not_wait(redis_url: str, tmp_path) -> None
         app.extensions["mutt_ingest"].redis.close()
 
 
-def test_a_manual_failover_is_followed_too(cluster: RedisSentinelCluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_manual_failover_is_followed_too(
+    sentinel_cluster: RedisSentinelCluster, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     """The runbook's fail-back (SENTINEL FAILOVER): the old master lives on, demoted to a replica.
 
     Sentinel closes the demoted master's client connections, so the factory's client and the broker
@@ -293,15 +291,15 @@ def test_a_manual_failover_is_followed_too(cluster: RedisSentinelCluster, tmp_pa
     """
     from mutt_app.runtime import Runtime
 
-    settings = load_settings({**cluster.env(), "MUTT_DATA_DIR": str(tmp_path)})
+    settings = load_settings({**sentinel_cluster.env(), "MUTT_DATA_DIR": str(tmp_path)})
     client = redis_client(settings, **_PATIENT.client_options())
     app = Runtime(settings).celery
     try:
         client.set("k", "before")
         _publish(app, "failback-test")
-        old = cluster.master
-        cluster.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", "mymaster")
-        new = cluster.wait_for_new_master(old.port)
+        old = sentinel_cluster.master
+        sentinel_cluster.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", "mymaster")
+        new = sentinel_cluster.wait_for_new_master(old.port)
         wait_for(lambda: old.client().info("replication")["role"] == "slave", 20, "the demotion")
         assert client.set("k", "after")
         for _ in range(20):

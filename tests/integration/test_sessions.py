@@ -8,8 +8,6 @@ set-password``, ``set-role`` and ``disable`` bump, ending every session of that 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from click.testing import CliRunner
 from flask import Flask
@@ -17,26 +15,14 @@ from flask.testing import FlaskClient
 
 from mutt_app.cli import main
 from mutt_app.config import Settings
-from mutt_app.web import create_app
-from tests.conftest import close_web_app
-from tests.integration.test_admin_ui import PASSWORD, _form_token, _login, sessions, users  # noqa: F401
+from tests.web import form_token, login
 
 COOKIE = "mutt_session"
 
 
-@pytest.fixture
-def app(settings: Settings, users: None) -> Iterator[Flask]:  # noqa: F811
-    app = create_app(settings.model_copy(update={"webui_cookie_secure": False}))
-    app.testing = True
-    try:
-        yield app
-    finally:
-        close_web_app(app)
-
-
 def _logged_in_as(app: Flask, username: str) -> FlaskClient:
     client = app.test_client()
-    assert _login(client, username) == 302
+    assert login(client, username) == 302
     assert client.get("/").status_code == 200
     return client
 
@@ -61,20 +47,20 @@ def _mutt(settings: Settings, *args: str, input: str | None = None) -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_a_copy_of_the_cookie_is_refused_after_log_out(app: Flask) -> None:
-    client = _logged_in_as(app, "alice")
-    thief = _copy(app, client)
+def test_a_copy_of_the_cookie_is_refused_after_log_out(admin_app: Flask) -> None:
+    client = _logged_in_as(admin_app, "alice")
+    thief = _copy(admin_app, client)
     assert not _refused(thief)  # the copy works while the session lives
-    other = _logged_in_as(app, "alice")  # alice on another browser
-    bob = _logged_in_as(app, "victor")
-    token = _form_token(client, "/")
+    other = _logged_in_as(admin_app, "alice")  # alice on another browser
+    bob = _logged_in_as(admin_app, "victor")
+    token = form_token(client, "/")
     assert client.post("/logout", data={"csrf_token": token}).status_code == 302
     assert _refused(client)
     assert _refused(thief)
     assert _refused(other)  # log-out ends every session of that user
     assert not _refused(bob)  # and no one else's
     # Logging in again gives a fresh session that works.
-    assert not _refused(_logged_in_as(app, "alice"))
+    assert not _refused(_logged_in_as(admin_app, "alice"))
 
 
 @pytest.mark.parametrize(
@@ -86,24 +72,28 @@ def test_a_copy_of_the_cookie_is_refused_after_log_out(app: Flask) -> None:
     ],
 )
 def test_a_password_or_role_change_or_disabling_ends_the_users_sessions(
-    app: Flask, settings: Settings, command: tuple[str, ...]
+    admin_app: Flask, settings: Settings, command: tuple[str, ...]
 ) -> None:
-    alice = _logged_in_as(app, "alice")
-    victor = _logged_in_as(app, "victor")
+    alice = _logged_in_as(admin_app, "alice")
+    victor = _logged_in_as(admin_app, "victor")
     _mutt(settings, *command, input="a brand new passphrase\n")
     assert _refused(alice)
     assert not _refused(victor)
 
 
-def test_setting_the_same_role_again_keeps_the_sessions(app: Flask, settings: Settings) -> None:
-    alice = _logged_in_as(app, "alice")
+def test_setting_the_same_role_again_keeps_the_sessions(
+    admin_app: Flask, settings: Settings
+) -> None:
+    alice = _logged_in_as(admin_app, "alice")
     _mutt(settings, "users", "set-role", "alice", "admin")
     _mutt(settings, "users", "enable", "alice")
     assert not _refused(alice)
 
 
-def test_a_disabled_account_cannot_log_in_until_enabled(app: Flask, settings: Settings) -> None:
+def test_a_disabled_account_cannot_log_in_until_enabled(
+    admin_app: Flask, settings: Settings
+) -> None:
     _mutt(settings, "users", "disable", "alice", "--reason", "left the team")
-    assert _login(app.test_client(), "alice") == 401
+    assert login(admin_app.test_client(), "alice") == 401
     _mutt(settings, "users", "enable", "alice")
-    assert not _refused(_logged_in_as(app, "alice"))
+    assert not _refused(_logged_in_as(admin_app, "alice"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 
 import orjson
 import redis
@@ -14,10 +13,10 @@ from sqlalchemy import select
 from mutt_app.classify.batch import classify_batch
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog
-from mutt_app.events.schema import validate_item
 from mutt_app.holdback import storms
 from mutt_app.holdback.storms import Budgeted, StormBudgets
 from mutt_app.runtime import Runtime, runtime_of
+from tests.factories import wire_event
 
 PREFIX = "mutt:storm"
 LABEL = orjson.dumps({"scope": "device", "name": "core-sw-01", "alert": {"source": "core-sw-01"}})
@@ -164,15 +163,6 @@ def test_workers_racing_agree_on_the_exact_budget(redis_url: str) -> None:
     assert int(raw or 0) == 4 * 25 * 8 - 50
 
 
-def _wire(hostname: str, message: str) -> dict:
-    event = validate_item(
-        {"hostname": hostname, "message": message, "syslog_severity": 3},
-        required_fields=("hostname",),
-        received_at=datetime.now(UTC),
-    )
-    return event.to_wire()
-
-
 def test_classify_holds_past_the_budget_audits_each_once_and_pages_keep_their_own_budget(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
@@ -193,8 +183,8 @@ def test_classify_holds_past_the_budget_audits_each_once_and_pages_keep_their_ow
                           team_assignment="NETO"),
             ]
         )  # fmt: skip
-    batch = [_wire("core-sw-01", f"Gi0/{i} changed state to down") for i in range(6)]
-    batch.append(_wire("core-sw-01", "CRITICAL power supply failed"))
+    batch = [wire_event("core-sw-01", f"Gi0/{i} changed state to down") for i in range(6)]
+    batch.append(wire_event("core-sw-01", "CRITICAL power supply failed"))
     assert classify_batch(runtime, app, batch)["audited"] == 7
     assert classify_batch(runtime, app, batch)["audited"] == 0  # redelivered: nothing twice
     with runtime.sessions() as session:

@@ -22,7 +22,7 @@ from mutt_app.rules.compile import compile_rules
 from mutt_app.rules.validate import Rule
 from mutt_app.watch.dashboard import collect
 from mutt_app.watch.unhandled import suggested_rule, unhandled_templates
-from tests.integration.test_api import app, call, client  # noqa: F401 - fixtures
+from tests.web import call
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -170,7 +170,7 @@ def test_the_query_reads_the_unmatched_index_of_the_windows_partition(engine: En
 
 
 def test_the_api_answers_templates_and_checks_its_parameters(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
 ) -> None:
     now = datetime.now(UTC)
@@ -179,15 +179,15 @@ def test_the_api_answers_templates_and_checks_its_parameters(
             session,
             [(f"h{n}", m, now - timedelta(minutes=n), None) for n, m in enumerate(GROUPS[2])],
         )
-    answer = call(client, "GET", "/api/v2/unhandled/templates?hours=1&limit=5", status=200)
+    answer = call(api_client, "GET", "/api/v2/unhandled/templates?hours=1&limit=5", status=200)
     assert answer["hours"] == 1 and answer["truncated"] is False
     (group,) = answer["templates"]
     assert group["template"] == template(GROUPS[2][0]) and group["events"] == 2
     assert group["suggested_rule"]["match_type"] == "regex"
-    default = call(client, "GET", "/api/v2/unhandled/templates", status=200)
+    default = call(api_client, "GET", "/api/v2/unhandled/templates", status=200)
     assert default["hours"] == 24  # UNHANDLED_TEMPLATES_HOURS
     for bad in ("hours=0", "hours=169", "hours=x", "limit=501"):
-        assert call(client, "GET", f"/api/v2/unhandled/templates?{bad}", status=400)["error"]
+        assert call(api_client, "GET", f"/api/v2/unhandled/templates?{bad}", status=400)["error"]
 
 
 def test_the_dashboard_answer_has_the_templates(

@@ -6,21 +6,15 @@ import base64
 import hashlib
 import html
 import re
-from collections.abc import Iterator
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, DevelopmentHost, DeviceTeam
 from mutt_app.forwarding.deadletters import add_dead_letter
-from mutt_app.web import create_app
 from mutt_app.web.headers import INLINE_HANDLERS
-from tests.conftest import close_web_app
-from tests.integration.test_admin_ui import _login, sessions, users  # noqa: F401
+from tests.web import KEY, login
 
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I)
 HANDLER = re.compile(r'\son[a-z]+="([^"]*)"', re.I)
@@ -32,20 +26,6 @@ RULE = {
     "dev_handling": "Suppress",
     "team_assignment": "NETO",
 }
-
-KEY = "headers-key-0123456789"
-
-
-@pytest.fixture
-def app(settings: Settings, users: None) -> Iterator[Flask]:  # noqa: F811
-    app = create_app(
-        settings.model_copy(update={"webui_cookie_secure": False, "webui_api_key": SecretStr(KEY)})
-    )
-    app.testing = True
-    try:
-        yield app
-    finally:
-        close_web_app(app)
 
 
 def _check(response) -> None:  # type: ignore[no-untyped-def]
@@ -64,20 +44,20 @@ def _check(response) -> None:  # type: ignore[no-untyped-def]
     assert headers.get("Referrer-Policy") == "same-origin"
 
 
-def test_the_login_page_and_the_ui_carry_the_headers(app: Flask) -> None:
-    client: FlaskClient = app.test_client()
+def test_the_login_page_and_the_ui_carry_the_headers(admin_app: Flask) -> None:
+    client: FlaskClient = admin_app.test_client()
     _check(client.get("/login"))
     _check(client.get("/"))  # the redirect to the log-in
-    assert _login(client, "alice", "wrong password") == 401
+    assert login(client, "alice", "wrong password") == 401
     _check(client.post("/login", data={}))
-    assert _login(client, "alice") == 302
+    assert login(client, "alice") == 302
     for path in ("/", "/admin/rules/", "/admin/event-audit/", "/admin/dlq/", "/no-such-page"):
         _check(client.get(path))
     _check(client.get("/static/mutt/dashboard.js"))
 
 
-def test_the_api_carries_the_headers(app: Flask) -> None:
-    client = app.test_client()
+def test_the_api_carries_the_headers(admin_app: Flask) -> None:
+    client = admin_app.test_client()
     _check(client.get("/api/v2/rules", headers={"X-API-Key": KEY}))
     _check(client.get("/api/v2/rules"))  # 401
     _check(client.get("/api/v2/openapi.json"))
@@ -85,8 +65,8 @@ def test_the_api_carries_the_headers(app: Flask) -> None:
 
 
 def test_every_inline_handler_of_the_pages_is_allowed_and_nothing_else_inline(
-    app: Flask,
-    sessions: sessionmaker[Session],  # noqa: F811
+    admin_app: Flask,
+    sessions: sessionmaker[Session],
 ) -> None:
     """The policy allows inline handlers by their hash: a page whose handler is not listed would
     lose it in the browser (a delete without its confirmation), so every page is checked here."""
@@ -99,8 +79,8 @@ def test_every_inline_handler_of_the_pages_is_allowed_and_nothing_else_inline(
         )
         session.flush()
         letter_id = letter.id
-    client = app.test_client()
-    assert _login(client, "alice") == 302
+    client = admin_app.test_client()
+    assert login(client, "alice") == 302
     pages = [
         "/",
         "/admin/rules/",
@@ -118,7 +98,7 @@ def test_every_inline_handler_of_the_pages_is_allowed_and_nothing_else_inline(
     ]
     seen = set()
     for path in ["/login", *pages]:
-        response = (client if path != "/login" else app.test_client()).get(path)
+        response = (client if path != "/login" else admin_app.test_client()).get(path)
         assert response.status_code == 200, path
         page = response.get_data(as_text=True)
         assert not INLINE_SCRIPT.search(page), path

@@ -20,11 +20,11 @@ from mutt_app.db.models import (
     DevelopmentHost,
     EventAuditLog,
 )
-from mutt_app.events.schema import validate_item
 from mutt_app.rules.cache import bump_rules_version
 from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.watch.dashboard import held_by_reason
-from tests.integration.test_api import app, call, client  # noqa: F401 - fixtures
+from tests.factories import wire_event
+from tests.web import call
 
 RULES = (
     # match, prod handling, dev handling
@@ -33,15 +33,6 @@ RULES = (
     ("DEBUG", "Log_only", "Suppress"),
     ("DISK-FULL", "Ticket_only", "Ticket_only"),
 )
-
-
-def _wire(hostname: str, message: str) -> dict:
-    event = validate_item(
-        {"hostname": hostname, "message": message, "syslog_severity": 3},
-        required_fields=("hostname",),
-        received_at=datetime.now(UTC),
-    )
-    return event.to_wire()
 
 
 def _seed(engine: Engine) -> None:
@@ -68,14 +59,14 @@ def test_every_event_not_forwarded_has_its_reason_and_every_event_its_rules_vers
     celery = Runtime(settings).celery
     runtime = runtime_of(celery)
     expected = [
-        (_wire("core-1", "LINK-DOWN Gi0/1 (flap 1)"), None),  # forwarded
-        (_wire("core-1", "LINK-DOWN Gi0/1 (flap 2)"), "duplicate"),  # same template and rule
-        (_wire("core-2", "FAN-FAIL tray 2"), "email_only"),
-        (_wire("core-2", "DEBUG cpu sample"), "log_only"),
-        (_wire("lab-1", "LINK-DOWN Gi0/9"), "dev_handling"),  # dev host, dev Log_only
-        (_wire("lab-1", "DEBUG cpu sample"), "dev_handling"),  # dev host, dev Suppress
-        (_wire("lab-1", "DISK-FULL /var"), None),  # dev host, dev Ticket_only: forwarded
-        (_wire("core-3", "nothing matches this"), "unmatched"),
+        (wire_event("core-1", "LINK-DOWN Gi0/1 (flap 1)"), None),  # forwarded
+        (wire_event("core-1", "LINK-DOWN Gi0/1 (flap 2)"), "duplicate"),  # same template and rule
+        (wire_event("core-2", "FAN-FAIL tray 2"), "email_only"),
+        (wire_event("core-2", "DEBUG cpu sample"), "log_only"),
+        (wire_event("lab-1", "LINK-DOWN Gi0/9"), "dev_handling"),  # dev host, dev Log_only
+        (wire_event("lab-1", "DEBUG cpu sample"), "dev_handling"),  # dev host, dev Suppress
+        (wire_event("lab-1", "DISK-FULL /var"), None),  # dev host, dev Ticket_only: forwarded
+        (wire_event("core-3", "nothing matches this"), "unmatched"),
     ]
     wires = [wire for wire, _ in expected]
     assert classify_batch(runtime, celery, wires)["audited"] == len(wires)
@@ -94,7 +85,7 @@ def test_every_event_not_forwarded_has_its_reason_and_every_event_its_rules_vers
 
     # A rule change moves the version the next events are recorded with.
     bump_rules_version(redis_client)
-    later = _wire("core-3", "still nothing matches")
+    later = wire_event("core-3", "still nothing matches")
     classify_batch(runtime, celery, [later])
     with runtime.sessions() as session:
         row = session.scalars(
@@ -133,14 +124,14 @@ def _audit(engine: Engine, *rows: tuple[str, str | None, int | None]) -> list[uu
 
 
 def test_the_api_filters_by_every_reason_and_by_rules_version(
-    client: FlaskClient,  # noqa: F811
+    api_client: FlaskClient,
     engine: Engine,
 ) -> None:
     rows = [(f"h-{reason}", reason, 5) for reason in NOT_FORWARDED_REASONS]
     _audit(engine, *rows, ("h-sent", None, 6))
     for reason in NOT_FORWARDED_REASONS:
-        logs = call(client, "GET", f"/api/v2/audit-logs?held_reason={reason}")["logs"]
+        logs = call(api_client, "GET", f"/api/v2/audit-logs?held_reason={reason}")["logs"]
         assert [(log["hostname"], log["rules_version"]) for log in logs] == [(f"h-{reason}", 5)]
-    logs = call(client, "GET", "/api/v2/audit-logs?rules_version=6")["logs"]
+    logs = call(api_client, "GET", "/api/v2/audit-logs?rules_version=6")["logs"]
     assert [log["hostname"] for log in logs] == ["h-sent"]
-    assert call(client, "GET", "/api/v2/audit-logs?rules_version=x", status=400)["error"]
+    assert call(api_client, "GET", "/api/v2/audit-logs?rules_version=x", status=400)["error"]
