@@ -7,7 +7,7 @@ from typing import Any
 
 from openapi_schema_validator import OAS31Validator
 
-from mutt_app.web.api.openapi import to_openapi_path
+from mutt_app.web.api.openapi.document import to_openapi_path
 
 # (method, path as in the url_map, the role it needs)
 ROUTES: list[tuple[str, str, str]] = [
