@@ -200,6 +200,16 @@ MOOG_LATENCY = Histogram(
     "mutt_moog_request_latency_seconds", "Moog webhook latency", buckets=LATENCY_BUCKETS
 )
 MOOG_ALERTS = Counter("mutt_moog_alerts_processed_total", "Alerts by outcome", ["status"])
+MOOG_REDIRECTS = Counter(
+    "mutt_moog_redirects_total", "3xx answers from Moog (not followed; dead-lettered)", ["status"]
+)
+MOOG_UNREADABLE_ANSWERS = Counter(
+    "mutt_moog_unreadable_answers_total",
+    "2xx answers from Moog whose body could not be read (their alerts dead-lettered)",
+)
+MOOG_EVENTS_REFUSED = Counter(
+    "mutt_moog_events_refused_total", "Events a 2xx answer from Moog reported as failed"
+)
 MOOG_RATE_LIMIT_HITS = Counter("mutt_moog_rate_limit_hits_total", "Times the shared limit deferred")
 MOOG_RETRIES = Counter(
     "mutt_moog_retries_total", "Failed posts scheduled for another attempt", ["reason"]

@@ -185,6 +185,15 @@ def runtime_of(app: Celery) -> Runtime:
     return app.Task.runtime  # type: ignore[attr-defined]
 
 
+class _NoRedirectSession(requests.Session):
+    """A session that sees no redirect target in any answer, so it never follows one, whatever a
+    request's ``allow_redirects`` says: the 3xx comes back as the answer."""
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        """None: no answer is a redirect to follow."""
+        return None
+
+
 def moog_session(url: str | None) -> requests.Session:
     """A requests session for ``url`` that reads the proxy and CA-bundle variables once, now.
 
@@ -192,8 +201,10 @@ def moog_session(url: str | None) -> requests.Session:
     (``get_environ_proxies``), a large share of the forward task under cProfile. The webhook URL is
     fixed, so its proxy (HTTPS_PROXY, NO_PROXY, ...) and CA bundle (REQUESTS_CA_BUNDLE,
     CURL_CA_BUNDLE) are looked up once; .netrc is not read (Moog's credentials are MOOG_API_KEY).
+    It follows no redirect: a 3xx is not a delivery (:mod:`mutt_app.forwarding.request`), and
+    following one would let whoever answers make the worker fetch any URL.
     """
-    session = requests.Session()
+    session = _NoRedirectSession()
     session.trust_env = False
     if url:
         session.proxies.update(requests.utils.get_environ_proxies(url))

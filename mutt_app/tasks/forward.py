@@ -9,9 +9,12 @@ One task carries up to ``moog_batch_size`` alerts of one lane (classify groups t
   key) waits for it; only the alerts this task claimed go in the request;
 - one outbox entry per alert (:mod:`mutt_app.ledger`), settled when that alert is delivered or
   dead-lettered, touched while it waits;
-- a dead letter per alert that cannot pass. Neither Moog API answers per event, so a batch refused
-  with a permanent 4xx is split in halves and each half sent again (no attempt used): the alerts Moog
-  takes go through, and each one it refuses alone is dead-lettered alone;
+- a dead letter per alert that cannot pass. A batch refused with a permanent 4xx is split in halves
+  and each half sent again (no attempt used): the alerts Moog takes go through, and each one it
+  refuses alone is dead-lettered alone. A 2xx counts only as far as its body says
+  (:mod:`mutt_app.forwarding.request`): the events it reports failed are refused (and split the same
+  way), a body that cannot be read takes none (dead-lettered), and a 3xx is never followed
+  (dead-lettered with its status and ``Location``);
 - a delivery history per alert (:mod:`mutt_app.forwarding.history`): each request it went in, with
   the status or error and the task.
 
@@ -35,15 +38,12 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
 from celery import shared_task
-from celery.utils.time import get_exponential_backoff_interval
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 
@@ -53,7 +53,7 @@ from mutt_app.forwarding import lanes
 from mutt_app.forwarding.breaker import CIRCUIT_STATES, CircuitBreaker
 from mutt_app.forwarding.deadletters import add_dead_letter
 from mutt_app.forwarding.limiter import RateLimiter
-from mutt_app.forwarding.moog import request_body
+from mutt_app.forwarding.request import Failure, jitter, post
 from mutt_app.logs import correlation, log_context
 from mutt_app.names import FORWARD_TASK as TASK_NAME
 from mutt_app.runtime import Runtime, RuntimeTask
@@ -64,7 +64,13 @@ log = logging.getLogger(__name__)
 SENT_PREFIX = delivery_history.SENT_PREFIX
 INFLIGHT_PREFIX = "mutt:moog:inflight"
 SENT_TTL_SECONDS = 7 * 86_400
-RETRYABLE_STATUSES = {408, 429}
+# The dead-letter metric's reason for each way a batch fails; a retryable failure ends here only
+# once its attempts are used up.
+DEAD_LETTER_REASONS = {
+    "rejected": "rejected",
+    "redirected": "redirected",
+    "unreadable": "unreadable_answer",
+}
 # How long a copy waits for another copy that holds an alert's in-flight key.
 INFLIGHT_WAIT = 2.0
 
@@ -188,18 +194,6 @@ def outbox_key(alert: dict[str, Any]) -> str:
 
 
 @dataclass
-class Failure:
-    """The alerts of a request that failed: ``retry`` (may pass later) or ``rejected`` (4xx)."""
-
-    status: str
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    wait: float = 0.0
-    error: str = ""
-    error_type: str = ""
-    http_status: int | None = None
-
-
-@dataclass
 class Delivery:
     """What one attempt at a batch came to, alert by alert."""
 
@@ -246,7 +240,7 @@ def deliver(
     allowed, wait = breaker.allow(threshold, open_seconds)
     if not allowed:
         metrics.MOOG_CIRCUIT_STATE.set(CIRCUIT_STATES["OPEN"])
-        return _defer(result, pending, _jitter(wait, 0.1) + 0.05)
+        return _defer(result, pending, jitter(wait, 0.1) + 0.05)
 
     limiter = RateLimiter(client, settings.moog_rate_limit_key)
     slot = uuid.uuid4().hex
@@ -300,35 +294,38 @@ def deliver(
         limiter.finish(slot)
         return result
     try:
-        failure, http_status = _post(settings, runtime.http(), claimed, attempts)
+        posted = post(settings, runtime.http(), claimed, attempts, outbox_key)
     except BaseException:
         client.delete(*inflight)
         limiter.finish(slot)
         raise
 
     # Everything the answer settles, in one round trip.
+    failure = posted.failure
     pipe = client.pipeline(transaction=False)
     slo.queue_record(pipe, "forward", failure is None)  # as mutt_moog_requests_total
     ttl = settings.moog_delivery_history_seconds
-    claimed_keys = [outbox_key(a) for a in claimed]
-    if failure is None:
-        result.delivered = claimed
-        for key in claimed_keys:
+    if posted.taken:
+        result.delivered = posted.taken
+        taken_keys = [outbox_key(a) for a in posted.taken]
+        for key in taken_keys:
             pipe.set(f"{SENT_PREFIX}:{key}", "1", ex=SENT_TTL_SECONDS)
         item = delivery_history.entry(
-            "delivered", status=http_status, task_id=task_id, batch_size=len(claimed)
+            "delivered", status=posted.http_status, task_id=task_id, batch_size=len(claimed)
         )
-    else:
-        failure.alerts = claimed
+        delivery_history.queue_entries(pipe, taken_keys, item, ttl)
+    if failure is not None:
         result.failure = failure
-        item = delivery_history.entry(
-            failure.status,
-            status=failure.http_status,
-            error=failure.error,
-            task_id=task_id,
-            batch_size=len(claimed),
-        )
-    delivery_history.queue_entries(pipe, claimed_keys, item, ttl)
+        for alert in failure.alerts:  # each with its own reason where Moog gave one
+            key = outbox_key(alert)
+            item = delivery_history.entry(
+                failure.status,
+                status=failure.http_status,
+                error=failure.reason_for(key),
+                task_id=task_id,
+                batch_size=len(claimed),
+            )
+            delivery_history.queue_entries(pipe, [key], item, ttl)
     pipe.delete(*inflight)
     limiter.finish(slot, pipe)
     failed = failure is not None and failure.status == "retry" and failure.error_type != "429"
@@ -342,73 +339,6 @@ def _defer(result: Delivery, alerts: list[dict[str, Any]], wait: float) -> Deliv
     result.deferred += alerts
     result.defer_wait = max(result.defer_wait, wait)
     return result
-
-
-def _post(
-    settings: Any, http: requests.Session, alerts: list[dict[str, Any]], attempts: int
-) -> tuple[Failure | None, int | None]:
-    """One request carrying ``alerts``: (None, status) if Moog took them, else the failure."""
-    headers = {"Content-Type": "application/json"}
-    if settings.moog_api_key:
-        name = "apiKey" if settings.moog_format == "cloud" else "X-API-Key"
-        headers[name] = settings.moog_api_key.get_secret_value()
-    started = time.perf_counter()
-    try:
-        response = http.post(
-            settings.moog_webhook_url,
-            json=request_body(alerts, settings.moog_format),
-            headers=headers,
-            timeout=settings.moog_webhook_timeout,
-        )
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        reason = "timeout" if isinstance(exc, requests.Timeout) else "connection"
-        metrics.MOOG_REQUESTS.labels("fail", reason).inc()
-        error = f"{reason} error: {exc}"
-        return Failure(
-            "retry", wait=_backoff(settings, attempts), error=error, error_type=reason
-        ), None
-    finally:
-        metrics.MOOG_LATENCY.observe(time.perf_counter() - started)
-
-    status = response.status_code
-    if status < 300:
-        metrics.MOOG_REQUESTS.labels("success", "").inc()
-        metrics.MOOG_ALERTS.labels("success").inc(len(alerts))
-        return None, status
-    metrics.MOOG_REQUESTS.labels("fail", str(status)).inc()
-    detail = f"Moog answered {status}: {response.text[:300]}"
-    if status >= 500 or status in RETRYABLE_STATUSES:
-        wait = _retry_after(response) if status == 429 else None
-        failure = Failure(
-            "retry", wait=wait or _backoff(settings, attempts), error=detail, error_type=str(status)
-        )
-    else:
-        failure = Failure("rejected", error=detail, error_type=f"HTTP{status}")
-    failure.http_status = status
-    return failure, status
-
-
-def _backoff(settings: Any, attempts: int) -> float:
-    # Exponential (1 s, 2 s, 4 s, ... capped), with jitter so retries of one outage do not stampede.
-    base = get_exponential_backoff_interval(
-        factor=settings.moog_retry_base_delay,
-        retries=attempts,
-        maximum=settings.moog_retry_max_delay,
-        full_jitter=False,
-    )
-    return _jitter(max(base, settings.moog_retry_base_delay), 0.2)
-
-
-def _jitter(seconds: float, fraction: float) -> float:
-    return seconds * random.uniform(1 - fraction, 1 + fraction)
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    try:
-        return min(max(float(value), 0.1), 60.0)
-    except ValueError:
-        return None
 
 
 def _dead_letter(
@@ -428,7 +358,7 @@ def _dead_letter(
                 task_name=TASK_NAME,
                 queue=lanes.queue_for(alert),
                 payload={"alert": alert},
-                error=failure.error,
+                error=failure.reason_for(outbox_key(alert)),
                 error_type=failure.error_type or "MoogError",
                 backoff_base=runtime.settings.remediation_backoff_base,
                 attempts=attempts,
@@ -437,17 +367,20 @@ def _dead_letter(
                 first_failed_at=first,
             )
     pipe = runtime.redis.pipeline(transaction=False)
-    item = delivery_history.entry(
-        "dead_lettered",
-        status=failure.http_status,
-        error=failure.error,
-        task_id=task_id,
-        batch_size=len(failure.alerts),
-    )
-    keys = [outbox_key(a) for a in failure.alerts]
-    delivery_history.queue_entries(pipe, keys, item, runtime.settings.moog_delivery_history_seconds)
+    for alert in failure.alerts:
+        key = outbox_key(alert)
+        item = delivery_history.entry(
+            "dead_lettered",
+            status=failure.http_status,
+            error=failure.reason_for(key),
+            task_id=task_id,
+            batch_size=len(failure.alerts),
+        )
+        delivery_history.queue_entries(
+            pipe, [key], item, runtime.settings.moog_delivery_history_seconds
+        )
     pipe.execute()
-    reason = "rejected" if failure.status == "rejected" else "retries_exhausted"
+    reason = DEAD_LETTER_REASONS.get(failure.status, "retries_exhausted")
     metrics.MOOG_ALERTS.labels("dlq").inc(len(failure.alerts))
     metrics.DEAD_LETTERED.labels(TASK_NAME, reason).inc(len(failure.alerts))
     for alert in failure.alerts:
@@ -455,6 +388,6 @@ def _dead_letter(
             "alert %s dead-lettered (%s): %s",
             alert.get("external_id"),
             reason,
-            failure.error,
+            failure.reason_for(outbox_key(alert)),
             extra={"correlation_id": alert.get("external_id")},
         )
