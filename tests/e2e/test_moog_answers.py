@@ -186,9 +186,11 @@ def test_a_redirect_is_never_followed_and_dead_letters_its_batch(
 
 
 def _refuse_marked(events: list[dict[str, Any]]) -> tuple[int, dict[str, str], bytes]:
-    """Moog taking a batch but for the events carrying MARKER: a 207 naming them by index."""
+    """Moog taking a batch but for the events carrying MARKER: a 207 naming them, by index for
+    the REST LAM, by ``dedupe_key`` for the Cloud Events API."""
     failed = [
-        {"index": i, "message": f"severity not accepted for {e['source']}"}
+        {"message": f"severity not accepted for {e['source']}"}
+        | ({"dedupe_key": e["dedupe_key"]} if "dedupe_key" in e else {"index": i})
         for i, e in enumerate(events)
         if MARKER in e.get("description", "")
     ]
@@ -198,11 +200,12 @@ def _refuse_marked(events: list[dict[str, Any]]) -> tuple[int, dict[str, str], b
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["rest_lam", "cloud"])
 def test_a_207_with_one_failed_event_delivers_four_and_dead_letters_one(
-    make_stack: StackFactory, stand_ins: list[StandIn]
+    make_stack: StackFactory, stand_ins: list[StandIn], fmt: str
 ) -> None:
     moog = _start(stand_ins, _refuse_marked)
-    stack = _forward_stack(make_stack, moog.url)
+    stack = _forward_stack(make_stack, moog.url, MOOG_FORMAT=fmt)
     alerts = _alerts(5, "partial")
     refused = alerts[2]
     refused["description"] += f" {MARKER}"
