@@ -235,7 +235,8 @@ class Settings(BaseSettings):
     webui_login_lockout_seconds: Annotated[int, Field(ge=1)] = 300
     """... while they fall within this moving window (seconds)."""
     webui_auth_ip_max_failures: Annotated[int, Field(ge=1)] = 20
-    """Failed log-ins (and, counted apart, bad API keys) from one client IP that make it wait ..."""
+    """Failed log-ins (and, counted apart, bad API keys and bad ingest keys) from one client IP that
+    make it wait ..."""
     webui_auth_ip_window_seconds: Annotated[int, Field(ge=1)] = 300
     """... until fewer than that many fall within this moving window."""
     webui_trusted_proxies: Annotated[int, Field(ge=0, le=10)] = 0
