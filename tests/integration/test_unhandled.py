@@ -9,7 +9,6 @@ import pytest
 import redis
 
 from mutt_app import metrics
-
 from mutt_app.watch.unhandled_hosts import UnhandledCounter
 
 
