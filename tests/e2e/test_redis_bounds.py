@@ -24,6 +24,7 @@ HOSTS = int(os.environ.get("MUTT_TEST_DISTINCT_HOSTS", "100000"))
 PER_BODY = 2000
 WINDOW_SECONDS = 20  # longer than the sending takes, so "during" holds the counters
 MB = 1024 * 1024
+MAX_UNHANDLED_HOSTS = 10_000  # fewer than one window's new hosts: the cap is hit, and holds
 
 
 def _used(client: redis.Redis) -> int:
@@ -35,7 +36,7 @@ def test_distinct_host_names_leave_no_redis_memory_once_the_windows_have_passed(
 ) -> None:
     stack = make_stack(
         UNHANDLED_EXPIRY_SECONDS=str(WINDOW_SECONDS),
-        UNHANDLED_MAX_HOSTS=str(HOSTS),
+        UNHANDLED_MAX_HOSTS=str(MAX_UNHANDLED_HOSTS),
         HEARTBEAT_CHECK_INTERVAL_SECONDS="1",
         HEARTBEAT_LAST_SEEN_MARGIN_SECONDS=str(WINDOW_SECONDS),
         CLASSIFY_TASK_EVENTS="false",
@@ -61,9 +62,13 @@ def test_distinct_host_names_leave_no_redis_memory_once_the_windows_have_passed(
     print(
         f"Redis used_memory during: {during / MB:.1f} MB ({seen} last-seen hosts, {counters} unhandled keys)"
     )
-    assert seen == HOSTS and counters > 0
+    assert seen == HOSTS and 0 < counters <= 2 * MAX_UNHANDLED_HOSTS
+    # Past the cap, hosts' events are not counted, and each window's first overflow is logged.
+    assert stack.worker_metrics()["mutt_unhandled_hosts_overflow_total"] > 0
+    assert f"over UNHANDLED_MAX_HOSTS ({MAX_UNHANDLED_HOSTS}) hosts" in stack.logs()
 
     stack.start_beat()  # the heartbeat check, once a second, prunes the last-seen set
+    page = stack.worker_metrics
     wait_for(
         lambda: client.zcard(LAST_SEEN_KEY) == 0 and not any(client.scan_iter("mutt:unhandled:*")),
         120,
@@ -71,6 +76,8 @@ def test_distinct_host_names_leave_no_redis_memory_once_the_windows_have_passed(
         interval=1,
     )
     after = _used(client)
+    assert page()['mutt_heartbeat_last_seen_pruned_total{reason="aged"}'] == HOSTS
+    assert "last seen: dropped" in stack.logs()
     print(f"Redis used_memory after: {after / MB:.1f} MB")
     left = sorted(k.decode() for k in client.scan_iter(count=10_000))
     print(f"keys left ({len(left)}): {orjson.dumps(left[:40]).decode()}")
