@@ -8,6 +8,10 @@ must also be acknowledged by that many replicas, else 503 with Retry-After
 (:mod:`mutt_app.web.ingest.replication`). A body with nothing valid is answered 422, never 400:
 syslog-ng resends a 400 forever and rsyslog files it as an error, and such a body will never succeed.
 
+With INGEST_API_KEY set, a wrong ``X-API-Key`` is 401 and counts against its address
+(:mod:`mutt_app.web.throttle`): past WEBUI_AUTH_IP_MAX_FAILURES within WEBUI_AUTH_IP_WINDOW_SECONDS the
+address is answered 429 with Retry-After, before its key is compared, until its failures age out.
+
 A body larger than MAX_INGEST_BODY_BYTES is answered 413 whatever its framing (Content-Length or
 chunked) and nothing of it is accepted. Each accepted event's JSON is written once, while it is
 validated (:attr:`Event.wire_json`), and those bytes go into the ledger and the task message as they
