@@ -156,6 +156,9 @@ class Settings(BaseSettings):
     unhandled_prefix: str = "mutt:unhandled"
     unhandled_threshold: Positive = 100
     unhandled_expiry_seconds: Positive = 86_400
+    unhandled_max_hosts: Positive = 20_000
+    """Hosts whose unmatched events are counted per UNHANDLED_EXPIRY_SECONDS window; events of
+    further new hosts are not counted until it ends (mutt_unhandled_hosts_overflow_total)."""
     unhandled_default_team: str = "NETO"
     dedup_window_seconds: Annotated[int, Field(ge=0, le=86_400)] = 60
     """Seconds during which repeats of a forwarded alert (same host, rule and message template)
@@ -180,6 +183,12 @@ class Settings(BaseSettings):
     """How often beat checks the heartbeats (hosts that must send an event every N minutes). A
     quiet host is alerted at most this long after its N minutes are up; the shortest heartbeat is
     one minute, so once a minute by default."""
+    heartbeat_last_seen_margin_seconds: Annotated[int, Field(ge=0, le=30 * 86_400)] = 3600
+    """Hosts silent for longer than the longest active heartbeat's interval plus this are dropped
+    from the last-seen set by the heartbeat check (a glob heartbeat then no longer covers them)."""
+    heartbeat_last_seen_max_hosts: Annotated[int, Field(ge=1)] = 200_000
+    """The most hosts the last-seen set keeps; past it the check drops the longest silent first
+    (mutt_heartbeat_last_seen_pruned_total{reason="overflow"})."""
 
     # --- Moogsoft --------------------------------------------------------------------------
     moog_webhook_url: str | None = None
@@ -235,7 +244,8 @@ class Settings(BaseSettings):
     webui_login_lockout_seconds: Annotated[int, Field(ge=1)] = 300
     """... while they fall within this moving window (seconds)."""
     webui_auth_ip_max_failures: Annotated[int, Field(ge=1)] = 20
-    """Failed log-ins (and, counted apart, bad API keys) from one client IP that make it wait ..."""
+    """Failed log-ins (and, counted apart, bad API keys and bad ingest keys) from one client IP that
+    make it wait ..."""
     webui_auth_ip_window_seconds: Annotated[int, Field(ge=1)] = 300
     """... until fewer than that many fall within this moving window."""
     webui_trusted_proxies: Annotated[int, Field(ge=0, le=10)] = 0

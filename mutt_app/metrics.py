@@ -154,6 +154,23 @@ HEARTBEAT_ALERTS = Counter(
 )
 for _event in ("raised", "cleared"):
     HEARTBEAT_ALERTS.labels(_event)
+LAST_SEEN_PRUNED = Counter(
+    "mutt_heartbeat_last_seen_pruned_total",
+    "Hosts dropped from the heartbeats' last-seen set: aged (silent past the longest interval plus"
+    " HEARTBEAT_LAST_SEEN_MARGIN_SECONDS) or overflow (past HEARTBEAT_LAST_SEEN_MAX_HOSTS)",
+    ["reason"],
+)
+for _reason in ("aged", "overflow"):
+    LAST_SEEN_PRUNED.labels(_reason)
+LAST_SEEN_HOSTS = Gauge(
+    "mutt_heartbeat_last_seen_hosts",
+    "Hosts in the heartbeats' last-seen set after the last check's pruning",
+    multiprocess_mode="mostrecent",
+)
+UNHANDLED_HOSTS_OVERFLOW = Counter(
+    "mutt_unhandled_hosts_overflow_total",
+    "Unmatched events not counted per host: UNHANDLED_MAX_HOSTS hosts already counted this window",
+)
 HEARTBEAT_QUIET_HOSTS = Gauge(
     "mutt_heartbeat_quiet_hosts",
     "Hosts a heartbeat watches that are quiet now (an alert is open), as the last check saw them",

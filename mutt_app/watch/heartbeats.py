@@ -18,6 +18,11 @@ never heard from counts as last seen when the heartbeat last changed, or when th
 (:data:`SINCE_KEY`, so that a Redis that lost its data gives every host its interval again rather
 than alerting on all of them at once).
 
+Bounded. After each run the check drops from the set the hosts silent for longer than the longest
+active heartbeat's interval plus HEARTBEAT_LAST_SEEN_MARGIN_SECONDS (each such host has had its run
+that could raise it), and past HEARTBEAT_LAST_SEEN_MAX_HOSTS the longest silent
+(:func:`prune_last_seen`, in slices, so that no command holds Redis long).
+
 State. An open alert is a field ``<heartbeat id>:<host>`` of the hash :data:`QUIET_KEY`, whose JSON
 value is its episode: the host's last-seen time when it went quiet, and what the clear needs (name,
 handling, team), so a clear can be sent after its heartbeat is gone.
@@ -75,6 +80,10 @@ QUIET_SEVERITY = 4  # major: something that should talk has stopped
 _NAMESPACE = uuid.UUID("3c7f9a12-5e4b-4d81-a6f0-8b2e1d9c7a54")
 _ZMSCORE_CHUNK = 1000
 
+PRUNE_LUA = LuaScript("mutt_app.watch", "last_seen_prune")
+_PRUNE_SLICE = 10_000
+_PRUNE_SLICES_PER_RUN = 50
+
 # KEYS[1] the quiet hash; ARGV field, expected value, field, expected value, ... Deletes each field
 # that still holds the value read before the alerts were published; returns 1 or 0 per field.
 CLEAR_LUA = LuaScript("mutt_app.watch", "heartbeat_clears")
@@ -100,6 +109,29 @@ def record_seen(client: redis.Redis | Any, events: Iterable[Event]) -> int:
     if latest:
         client.zadd(LAST_SEEN_KEY, latest, gt=True)  # type: ignore[arg-type]
     return len(latest)
+
+
+def prune_last_seen(client: redis.Redis, before_ms: int, max_hosts: int) -> tuple[int, int]:
+    """Drop hosts last seen before ``before_ms``, then the longest silent past ``max_hosts``, at
+    most 500,000 per call in slices of 10,000; returns how many of each (aged, overflow)."""
+    script = PRUNE_LUA.register(client)
+    aged = overflow = 0
+    for _ in range(_PRUNE_SLICES_PER_RUN):
+        got = script(keys=[LAST_SEEN_KEY], args=[before_ms, max_hosts, _PRUNE_SLICE])
+        aged, overflow = aged + int(got[0]), overflow + int(got[1])
+        if int(got[0]) + int(got[1]) < _PRUNE_SLICE:
+            break
+    metrics.LAST_SEEN_PRUNED.labels("aged").inc(aged)
+    metrics.LAST_SEEN_PRUNED.labels("overflow").inc(overflow)
+    if aged:
+        log.info("last seen: dropped %d hosts silent since before %s", aged, _iso(before_ms))
+    if overflow:
+        log.warning(
+            "last seen: over HEARTBEAT_LAST_SEEN_MAX_HOSTS (%d): dropped the %d longest silent",
+            max_hosts,
+            overflow,
+        )
+    return aged, overflow
 
 
 def last_seen(client: redis.Redis, hosts: Sequence[str]) -> dict[str, int | None]:
@@ -347,6 +379,13 @@ def check(runtime: Runtime, publish: Publish) -> CheckOutcome:
         # A dead-lettered raise is replayed to Moog later: it needs its clear.
         state["forwarded"] = why is None or why.reason == SHED
     outcome = _record(client, raw_open, clears, raises)
+    longest_ms = max((w.interval_minutes for w in watches.values()), default=0) * 60_000
+    settings = runtime.settings
+    margin_ms = settings.heartbeat_last_seen_margin_seconds * 1000
+    prune_last_seen(
+        client, judged_ms - longest_ms - margin_ms, settings.heartbeat_last_seen_max_hosts
+    )
+    metrics.LAST_SEEN_HOSTS.set(client.zcard(LAST_SEEN_KEY))
     outcome.quiet = len({q["host"] for q in quiet_hosts(client)})
     _observe(outcome, clears, raises)
     return outcome

@@ -75,6 +75,7 @@ def raise_meta_alerts(runtime: Runtime, unmatched: Sequence[Event], publish: Pub
         settings.unhandled_prefix,
         settings.unhandled_threshold,
         settings.unhandled_expiry_seconds,
+        settings.unhandled_max_hosts,
     )
     crossed = counter.add(Counter(e.hostname for e in unmatched))
     for hostname, count in crossed.items():

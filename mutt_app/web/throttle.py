@@ -1,9 +1,11 @@
-"""Failed authentication counted in Redis: per client IP (log-ins, bad API keys), and per account
-and client IP (log-ins).
+"""Failed authentication counted in Redis: per client IP (log-ins, bad API keys, bad ingest keys),
+and per account and client IP (log-ins).
 
 - Per address: a client with WEBUI_AUTH_IP_MAX_FAILURES failures within the last
   WEBUI_AUTH_IP_WINDOW_SECONDS is answered 429 with Retry-After; this stops one address from trying
-  many accounts (or many API keys).
+  many accounts (or many API keys). The ingest endpoint counts its bad ``X-API-Key`` values
+  (INGEST_KEY) apart, with the same two settings: a relay with a wrong key is answered 429 instead
+  of 401 at full speed, and senders at other addresses are untouched.
 - Per account and address: WEBUI_LOGIN_MAX_FAILURES wrong passwords for one username from one address
   within WEBUI_LOGIN_LOCKOUT_SECONDS refuse that username from that address (429) until the oldest
   failure leaves the window. The lock is aimed at the guesser, never at the account: its owner, from
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 NAMESPACE = "mutt-auth"
 LOGIN = "login"
 API_KEY = "api-key"
+INGEST_KEY = "ingest-key"
+"""Bad ``X-API-Key`` values at the ingest endpoint, per address."""
 ACCOUNT = "account"
 """Wrong passwords for one username from one address (the key adds the username)."""
 
@@ -90,19 +94,23 @@ def retry_after(kind: str, account: str | None = None) -> int | None:
     return max(1, math.ceil(reset_at - time.time()))
 
 
-def record_failure(kind: str, account: str | None = None) -> None:
-    """Count one failed ``kind`` attempt (LOGIN or API_KEY) for this client.
+def record_failure(kind: str, account: str | None = None) -> bool:
+    """Count one failed ``kind`` attempt (LOGIN, API_KEY or INGEST_KEY) for this client; returns
+    whether that failure used up the address's allowance (its next attempt waits).
 
     A failed log-in names its ``account``: it then counts for the address and for the pair.
     """
     metrics.WEBUI_AUTH_FAILURES.labels(kind).inc()
+    item, keys = _item(kind), _keys(kind, None)
     try:
         limiter = _limiter()
-        limiter.hit(_item(kind), *_keys(kind, None))
+        limiter.hit(item, *keys)
         if account is not None:
             limiter.hit(_item(ACCOUNT), *_keys(ACCOUNT, account))
+        return not limiter.test(item, *keys)
     except (redis.RedisError, OSError) as exc:
         log.warning("auth throttle unavailable (Redis): %s; failure not counted", exc)
+        return False
 
 
 def forget_failures(account: str) -> None:

@@ -522,3 +522,16 @@ def test_mutt_run_ha_starts_a_primary_a_replica_and_sentinels_and_accepts_an_eve
                 process.wait(5)
     out._thread.join(5)
     assert all(_gone(pid) for pid in _pids(out.text))
+
+
+def test_mutt_runs_gunicorns_open_no_control_socket(tmp_path: Path) -> None:
+    # gunicorn >= 25.1 opens ~/.gunicorn/gunicorn.ctl by default, one socket for every gunicorn of
+    # the user; `mutt run`'s two gunicorns turn it off.
+    parts = {p.name: p for p in _plan(_settings(tmp_path))}
+    printed = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--no-control-socket", "--print-config", "x:y()"],
+        capture_output=True, text=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert re.search(r"^control_socket_disable\s+= True$", printed, re.M), printed
+    for name in ("ingest", "web"):
+        assert "--no-control-socket" in parts[name].argv

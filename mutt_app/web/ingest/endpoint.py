@@ -8,6 +8,10 @@ must also be acknowledged by that many replicas, else 503 with Retry-After
 (:mod:`mutt_app.web.ingest.replication`). A body with nothing valid is answered 422, never 400:
 syslog-ng resends a 400 forever and rsyslog files it as an error, and such a body will never succeed.
 
+With INGEST_API_KEY set, a wrong ``X-API-Key`` is 401 and counts against its address
+(:mod:`mutt_app.web.throttle`): past WEBUI_AUTH_IP_MAX_FAILURES within WEBUI_AUTH_IP_WINDOW_SECONDS the
+address is answered 429 with Retry-After, before its key is compared, until its failures age out.
+
 A body larger than MAX_INGEST_BODY_BYTES is answered 413 whatever its framing (Content-Length or
 chunked) and nothing of it is accepted. Each accepted event's JSON is written once, while it is
 validated (:attr:`Event.wire_json`), and those bytes go into the ledger and the task message as they
@@ -39,6 +43,7 @@ from mutt_app.logs import correlation, log_context
 from mutt_app.names import CLASSIFY_QUEUE, CLASSIFY_TASK
 from mutt_app.runtime import Runtime
 from mutt_app.watch import slo
+from mutt_app.web import throttle
 from mutt_app.web.ingest.publisher import BatchPublisher, PublishTimeout, QueueFull
 from mutt_app.web.ingest.replication import ReplicationShortfall, confirm_replicated
 
@@ -156,9 +161,38 @@ def _drain(stream: BinaryIO, budget: int) -> None:
         budget -= len(chunk)
 
 
+def _refused_key(ingestor: Ingestor) -> Response | None:
+    """The answer to a request whose X-API-Key is missing or wrong, or to an address that sent too
+    many wrong ones (429, before its key is even compared); None when the key is good."""
+    if ingestor.settings.ingest_api_key is None:
+        return None
+    wait = throttle.retry_after(throttle.INGEST_KEY)
+    if wait is not None:
+        # No line per refusal (a guesser would flood the journal): the metrics count them, and
+        # the throttle's start was logged.
+        body = {"error": "too many bad X-API-Key values from this address; retry later"}
+        return _answer(429, body, "auth_throttled", **{"Retry-After": str(wait)})
+    given = request.headers.get("X-API-Key")
+    if ingestor.authorised(given):
+        return None
+    if given:  # a missing key is a misconfigured sender, not a guess
+        address = throttle.client_address()
+        if throttle.record_failure(throttle.INGEST_KEY):
+            settings = ingestor.settings
+            log.warning(
+                "ingest: %s throttled: %d bad X-API-Key values within %d s",
+                address,
+                settings.webui_auth_ip_max_failures,
+                settings.webui_auth_ip_window_seconds,
+            )
+        else:
+            log.info("ingest request with a bad X-API-Key from %s", address)
+    return _answer(401, {"error": "invalid or missing X-API-Key"}, "auth")
+
+
 def _ingest(ingestor: Ingestor) -> Response:
-    if not ingestor.authorised(request.headers.get("X-API-Key")):
-        return _answer(401, {"error": "invalid or missing X-API-Key"}, "auth")
+    if (refused := _refused_key(ingestor)) is not None:
+        return refused
     limit = ingestor.settings.max_ingest_body_bytes
     # Werkzeug stops reading a chunked body at the limit without saying whether more followed: let
     # it read one byte more, so that a longer body shows itself instead of being cut and parsed in

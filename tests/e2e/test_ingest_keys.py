@@ -1,0 +1,105 @@
+"""Ingest under gunicorn with the shipped config (deploy/gunicorn/ingest.conf.py), on real Redis.
+
+An address that sends too many wrong ``X-API-Key`` values is answered 429 with Retry-After (before
+its key is even compared), counted in mutt_webui_auth_throttled_total{kind="ingest-key"}, and
+logged once; a sender with the good key at another address is served as before. The shipped
+config opens no control socket in the service user's home.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import sys
+from pathlib import Path
+
+import orjson
+import requests
+
+from tests.e2e.conftest import StackFactory
+from tests.e2e.stack import Process, Stack, answers
+from tests.factories import posted_event
+from tests.services import wait_for
+
+KEY = "e2e-ingest-key-0123456789"
+MAX_FAILURES = 5
+CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "gunicorn" / "ingest.conf.py"
+
+
+def _start_shipped_ingest(stack: Stack, home: Path) -> None:
+    """gunicorn with deploy/gunicorn/ingest.conf.py, one worker, HOME pointed at ``home``."""
+    home.mkdir()
+    env = {
+        **stack.env,
+        "HOME": str(home),
+        "SERVER_PORT_INGESTOR": str(stack.ingest_port),
+        "GUNICORN_INGEST_WORKERS": "1",
+        "GUNICORN_INGEST_THREADS": "8",
+        "PROMETHEUS_MULTIPROC_DIR": str(stack.logdir / "prometheus"),
+    }
+    env.pop("XDG_RUNTIME_DIR", None)  # gunicorn would put its control socket there first
+    argv = [sys.executable, "-m", "gunicorn", "--config", str(CONFIG),
+            "mutt_app.web:create_ingest_app()"]  # fmt: skip
+    process = Process("ingest", argv, env, stack.logdir).start()
+    stack.processes["ingest"] = process
+    health = f"http://127.0.0.1:{stack.ingest_port}/health"
+    wait_for(lambda: not process.alive or answers(health), 60, "ingest under the shipped config")
+    assert process.alive, process.tail()
+
+
+def _post(stack: Stack, key: str, source: str) -> tuple[int, dict[str, str], dict]:
+    """POST one event from the local address ``source`` (127.0.0.x), with ``key``."""
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", stack.ingest_port, timeout=30, source_address=(source, 0)
+    )
+    try:
+        body = orjson.dumps([posted_event(f"from {source}")])
+        headers = {"Content-Type": "application/json", "X-API-Key": key}
+        connection.request("POST", "/api/v2/ingest", body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), orjson.loads(response.read())
+    finally:
+        connection.close()
+
+
+def _sample(text: str, name: str, labels: str) -> float:
+    match = re.search(rf"^{name}\{{{labels}\}} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_an_address_sending_bad_ingest_keys_is_throttled_and_a_good_sender_elsewhere_is_not(
+    make_stack: StackFactory, tmp_path: Path
+) -> None:
+    stack = make_stack(
+        INGEST_API_KEY=KEY,
+        WEBUI_AUTH_IP_MAX_FAILURES=str(MAX_FAILURES),
+        WEBUI_AUTH_IP_WINDOW_SECONDS="120",
+    )
+    _start_shipped_ingest(stack, tmp_path / "home")
+    guesser, relay = "127.0.0.2", "127.0.0.3"
+
+    answers_seen = [_post(stack, f"guess-{n}", guesser)[0] for n in range(MAX_FAILURES)]
+    assert answers_seen == [401] * MAX_FAILURES
+    for n in range(20):
+        status, headers, body = _post(stack, f"guess-{MAX_FAILURES + n}", guesser)
+        assert status == 429, body
+        assert 1 <= int(headers["Retry-After"]) <= 120
+    # Throttled before the key is compared: even the good key waits at that address.
+    assert _post(stack, KEY, guesser)[0] == 429
+
+    # Another address with the good key is served; so is a wrong key there (its own count).
+    status, _, body = _post(stack, KEY, relay)
+    assert status == 200 and body["accepted"] == 1, body
+    assert _post(stack, "relay-typo", relay)[0] == 401
+
+    page = requests.get(f"http://127.0.0.1:{stack.ingest_port}/metrics", timeout=10).text
+    throttled = _sample(page, "mutt_webui_auth_throttled_total", 'kind="ingest-key"')
+    failures = _sample(page, "mutt_webui_auth_failures_total", 'kind="ingest-key"')
+    assert throttled == 21 and failures == MAX_FAILURES + 1, page
+    refused = _sample(page, "mutt_ingest_requests_total", 'reason="auth_throttled",status="fail"')
+    assert refused == 21
+    log = stack.processes["ingest"].log_path.read_text(errors="replace")
+    assert log.count(f"ingest: {guesser} throttled: {MAX_FAILURES} bad X-API-Key values") == 1
+
+    # The shipped config opens no control socket (gunicorn >= 25.1 would in ~/.gunicorn).
+    assert not (tmp_path / "home" / ".gunicorn").exists()
