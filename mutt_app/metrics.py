@@ -44,6 +44,17 @@ INGEST_REPLICATION_SHORTFALL = Counter(
     "mutt_ingest_replication_shortfall_total",
     "Publishing rounds answered 503 because fewer than INGEST_MIN_REPLICAS replicas acknowledged",
 )
+INGEST_INEXACT_ITEMS = Counter(
+    "mutt_ingest_inexact_items_total",
+    "Items refused because a plain JSON reading would change them (duplicate_key, long_integer)",
+    ["kind"],
+)
+INGEST_EVENT_TIME_ADJUSTED = Counter(
+    "mutt_ingest_event_time_adjusted_total",
+    "Events audited under received_at: their own time was outside EVENT_TIME_MAX_AGE_DAYS (past)"
+    " or EVENT_TIME_MAX_AHEAD_MINUTES (future)",
+    ["direction"],
+)
 
 # --- classify (the v2.5 "alerter") ----------------------------------------------------------------
 EVENTS_PROCESSED = Counter(
