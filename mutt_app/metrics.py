@@ -258,6 +258,12 @@ RETENTION_FAILURES = Counter(
 )
 for _step in ("detach", "archive"):
     RETENTION_FAILURES.labels(_step)
+AUDIT_DEFAULT_ROWS_OUTSIDE_WINDOW = Gauge(
+    "mutt_audit_default_rows_outside_window",
+    "Audit rows in the default partition stamped before 1970 or after 9999-11, which no job moves"
+    " or archives, at the last partition or retention run",
+    multiprocess_mode="max",
+)
 RETENTION_LAST_SUCCESS = Gauge(
     "mutt_retention_last_success_timestamp_seconds",
     "When a retention run last finished without failures",
