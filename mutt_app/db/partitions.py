@@ -5,14 +5,13 @@ later would fail (PostgreSQL refuses a partition whose range the default partiti
 for), so the rows are moved: the new table is built standalone, the month's rows move into it from the
 default partition, then it is attached, all in one transaction.
 
-No stored timestamp can make the partition job fail or grow without bound. Only months from
-FIRST_MONTH to LAST_MONTH get partitions (their bounds and names are ordinary dates; PostgreSQL
-stores times up to the year 294276 and before Christ, which Python cannot read), and the job
-drains from the default partition only the months it looks after (DRAIN_MONTHS_BACK before its
-first month through its last); retention moves and archives the stranded months past retention.
-Rows stamped before FIRST_MONTH or after LAST_MONTH stay in the default partition, counted in
-``mutt_audit_default_rows_outside_window`` and named in a warning: ingest no longer accepts such
-times (:mod:`mutt_app.events.event_time`), so they are rows stored before it, or by hand.
+No stored timestamp can make the partition or retention job fail. Only months from FIRST_MONTH
+to LAST_MONTH get partitions (their bounds and names are ordinary dates; PostgreSQL stores times up
+to the year 294276 and before Christ, which Python cannot read), and only those months' rows are
+ever read into Python. Rows stamped before FIRST_MONTH or after LAST_MONTH stay in the default
+partition, counted in ``mutt_audit_default_rows_outside_window`` and named in a warning. Ingest
+no longer stores such times (:mod:`mutt_app.events.event_time`): they are rows stored before it,
+or by hand.
 """
 
 from __future__ import annotations
@@ -34,10 +33,6 @@ FIRST_MONTH = date(1970, 1, 1)
 """The earliest month given a partition: rows before the Unix epoch are clocks gone wrong."""
 LAST_MONTH = date(9999, 11, 1)
 """The last month given a partition: 9999-12 has no end Python can write (year 10000)."""
-DRAIN_MONTHS_BACK = 13
-"""Months before its first month whose default-partition rows the partition job moves out: every
-month an accepted event can fall in (EVENT_TIME_MAX_AGE_DAYS is at most 366 days); older rows are
-retention's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,11 +180,11 @@ def ensure_partitions(
 ) -> list[PartitionResult]:
     """Ensure partitions from ``first_month`` through ``months_ahead`` months after it.
 
-    With ``drain_default`` it also creates the partition of every month from DRAIN_MONTHS_BACK
-    before ``first_month`` on that has rows in the default partition, so those rows move out of it.
-    Months past LAST_MONTH are left out, so one run creates at most ``months_ahead + 1 +
-    DRAIN_MONTHS_BACK`` partitions whatever the table holds. One transaction per month, so a long
-    run commits progress as it goes. A no-op on databases without partitioning (SQLite), where it
+    With ``drain_default`` it also creates the partition of every month (FIRST_MONTH through
+    LAST_MONTH) that has rows in the default partition, so those rows move out of it: as many as
+    the months the audit holds, and ingest puts every event within EVENT_TIME_MAX_AGE_DAYS of its
+    arrival. Months before FIRST_MONTH or after LAST_MONTH are left out. One transaction per month,
+    so a long run commits progress as it goes. A no-op on databases without partitioning (SQLite), where it
     returns an empty list.
     """
     if engine.dialect.name != "postgresql":
@@ -198,10 +193,10 @@ def ensure_partitions(
     while len(months) <= months_ahead and months[-1] < LAST_MONTH:
         months.append(add_months(months[-1], 1))
     months = [m for m in months if partitionable(m)]
-    if drain_default and months:
-        first = add_months(months[0], -DRAIN_MONTHS_BACK)
+    if drain_default:
         with engine.connect() as conn:
-            months += [m for m in months_in_default(conn, first, months[-1]) if m not in months]
+            stranded = months_in_default(conn, FIRST_MONTH, LAST_MONTH)
+        months += [m for m in stranded if m not in months]
     results = []
     for month in sorted(months):
         with engine.begin() as conn:
