@@ -75,7 +75,7 @@ def read_exactly(text: bytes | str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_object, parse_int=_integer)
     except RecursionError:
-        raise ValueError("nested too deeply to check for repeated keys") from None
+        raise ValueError("nested deeper than the standard JSON reader goes") from None
 
 
 def loss_in(value: object) -> Loss | None:

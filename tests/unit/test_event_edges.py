@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from mutt_app.config import load_settings
-from mutt_app.events.body import ParseFailure, parse_body
+from mutt_app.events.body import BodyError, ParseFailure, parse_body
 from mutt_app.events.event_time import EventTimeRange
 from mutt_app.events.exact_json import maybe_lossy
 from mutt_app.events.schema import validate_items
@@ -121,3 +121,12 @@ def test_a_plain_body_is_not_read_twice() -> None:
     )
     assert not maybe_lossy(body, orjson.loads(body))
     assert maybe_lossy(b'{"a":1,"a":2}', {"a": 2})
+
+
+def test_a_body_too_deep_to_check_for_repeated_keys_is_refused_whole() -> None:
+    # orjson reads 1024 levels, the standard library's reader fewer: such a body, which may hide a
+    # repeated key, is a 422 as a whole (its deep item could not be stored anyway).
+    body = b'[{"a":1},{"d":' + b"[" * 1000 + b"]" * 1000 + b"}]"
+    with pytest.raises(BodyError, match="cannot be checked for repeated keys") as refused:
+        _parse(body)
+    assert refused.value.status == 422
