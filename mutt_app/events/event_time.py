@@ -57,9 +57,15 @@ class EventTimeRange:
             "%d events stamped outside [-%s, +%s] of received_at are audited under received_at; "
             "first: item %d (%s) stamped %.40r",
             len(adjusted),
-            self.max_age,
-            self.max_ahead,
+            _span(self.max_age),
+            _span(self.max_ahead),
             index,
             direction,
             sent,
         )
+
+
+def _span(delta: timedelta) -> str:
+    """``delta`` as the settings give it: whole days as ``7d``, else minutes as ``15m``."""
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 1440}d" if minutes and minutes % 1440 == 0 else f"{minutes}m"
