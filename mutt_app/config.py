@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     max_ingest_queue_size: Positive = 1_000_000
     max_ingest_body_bytes: Positive = 10 * 1024 * 1024
     required_message_fields: CommaList = ("timestamp", "message", "hostname")
+    event_time_max_age_days: Annotated[int, Field(ge=1, le=366)] = 7
+    """How far before its ``received_at`` an event's own timestamp may be (a replayed syslog
+    buffer). An older one is audited under ``received_at``, the sender's time kept in ``raw``."""
+    event_time_max_ahead_minutes: Annotated[int, Field(ge=0, le=1440)] = 15
+    """How far after its ``received_at`` an event's own timestamp may be (clock skew). A later
+    one is audited under ``received_at``, the sender's time kept in ``raw``."""
     classify_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
     """Most events per classify task. A task's fixed cost (broker, task events, ledger, a commit)
     is shared by its events: 500 let 100-event requests pair up (BENCHMARKS.md)."""

@@ -44,6 +44,17 @@ INGEST_REPLICATION_SHORTFALL = Counter(
     "mutt_ingest_replication_shortfall_total",
     "Publishing rounds answered 503 because fewer than INGEST_MIN_REPLICAS replicas acknowledged",
 )
+INGEST_INEXACT_ITEMS = Counter(
+    "mutt_ingest_inexact_items_total",
+    "Items refused because a plain JSON reading would change them (duplicate_key, long_integer)",
+    ["kind"],
+)
+INGEST_EVENT_TIME_ADJUSTED = Counter(
+    "mutt_ingest_event_time_adjusted_total",
+    "Events audited under received_at: their own time was outside EVENT_TIME_MAX_AGE_DAYS (past)"
+    " or EVENT_TIME_MAX_AHEAD_MINUTES (future)",
+    ["direction"],
+)
 
 # --- classify (the v2.5 "alerter") ----------------------------------------------------------------
 EVENTS_PROCESSED = Counter(
@@ -274,6 +285,12 @@ RETENTION_FAILURES = Counter(
 )
 for _step in ("detach", "archive"):
     RETENTION_FAILURES.labels(_step)
+AUDIT_DEFAULT_ROWS_OUTSIDE_WINDOW = Gauge(
+    "mutt_audit_default_rows_outside_window",
+    "Audit rows in the default partition stamped before 1970 or after 9999-11, which no job moves"
+    " or archives, at the last partition or retention run",
+    multiprocess_mode="max",
+)
 RETENTION_LAST_SUCCESS = Gauge(
     "mutt_retention_last_success_timestamp_seconds",
     "When a retention run last finished without failures",

@@ -67,6 +67,8 @@ from mutt_app.db.archive import (
 from mutt_app.db.models import DeadLetter, EventAuditLog, PoisonLetter
 from mutt_app.db.partitions import (
     DEFAULT_PARTITION,
+    FIRST_MONTH,
+    LAST_MONTH,
     PARENT,
     add_months,
     ensure_partition,
@@ -163,10 +165,15 @@ def _partitioned(engine: Engine) -> bool:
 
 def _month_of(table: str) -> date | None:
     match = _MONTHLY.match(table)
-    return date(int(match[1]), int(match[2]), 1) if match else None
+    try:
+        return date(int(match[1]), int(match[2]), 1) if match else None
+    except ValueError:  # month 00 or 13: a table made by hand, not one of ours
+        return None
 
 
 def _month_end(month: date) -> datetime:
+    if month > LAST_MONTH:  # 9999-12 ends in the year 10000: never past retention
+        return datetime.max.replace(tzinfo=UTC)
     return datetime.combine(add_months(month, 1), datetime.min.time(), tzinfo=UTC)
 
 
@@ -304,7 +311,9 @@ def _retire_partitions(
     directory = root / PARENT
     # Late rows for months past retention: give them their partition so they are archived below.
     with engine.connect() as conn:
-        stranded = [m for m in months_in_default(conn) if _month_end(m) <= cutoff]
+        # From 1970 on only: older rows stay in the default partition (counted, logged; runbook).
+        months = months_in_default(conn, FIRST_MONTH, cutoff.date())
+        stranded = [m for m in months if _month_end(m) <= cutoff]
     for month in stranded:
         with engine.begin() as conn:
             moved = ensure_partition(conn, month)

@@ -12,16 +12,25 @@ batches as text/plain and ``curl -d`` sends JSON as form data:
   no further than ``max_bytes`` and in time linear in the body, of at most MAX_GZIP_MEMBERS
   concatenated gzip members.
 
+An item holding a repeated key or an integer beyond 64 bits, which orjson would read changed, is a
+:class:`ParseFailure` (:mod:`mutt_app.events.exact_json`).
+
 Each item is then validated on its own (:func:`mutt_app.events.schema.validate_items`).
 """
 
 from __future__ import annotations
 
+import logging
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from mutt_app import metrics
+from mutt_app.events.exact_json import Loss, loss_in, maybe_lossy, read_exactly
+
+log = logging.getLogger(__name__)
 
 MAX_GZIP_MEMBERS = 1024
 """Concatenated gzip members a body may hold. Senders compress a batch as one member; thousands of
@@ -150,13 +159,15 @@ def _decode(text: bytes, content_type: str | None) -> list[object]:
         if b"\n" in text and text[:1] != b"[":
             return _ndjson(text, exc, content_type)
         raise BodyError(_not_json(exc, content_type)) from None
+    lossy = maybe_lossy(text, document)
     if isinstance(document, list):
-        return document
+        return _refuse_lossy(text, document, lambda exact: exact) if lossy else document
     if isinstance(document, dict):
         records = document.get("records")
         if isinstance(records, list) and document.keys() <= _KAFKA_REST_KEYS:
-            return _kafka_records(records)
-    return [document]
+            items = _kafka_records(records)
+            return _refuse_lossy(text, items, _exact_records) if lossy else items
+    return _refuse_lossy(text, [document], lambda exact: [exact]) if lossy else [document]
 
 
 def _ndjson(text: bytes, whole: orjson.JSONDecodeError, content_type: str | None) -> list[object]:
@@ -167,11 +178,18 @@ def _ndjson(text: bytes, whole: orjson.JSONDecodeError, content_type: str | None
         if not line:
             continue
         try:
-            items.append(orjson.loads(line))
+            item = orjson.loads(line)
             decoded += 1
         except orjson.JSONDecodeError as exc:
             error = f"line {line_number}: not valid JSON ({exc.msg} at column {exc.colno})"
             items.append(ParseFailure(len(items), error))
+            continue
+        loss = _loss_of(line) if maybe_lossy(line, item) else None
+        if loss is None:
+            items.append(item)
+        else:
+            items.append(ParseFailure(len(items), f"line {line_number}: {loss.reason}"))
+            _count_losses([loss])
     if not decoded:
         # Not one line is JSON: a broken multi-line document (pretty-printed, say), not NDJSON.
         raise BodyError(_not_json(whole, content_type))
@@ -186,14 +204,70 @@ def _kafka_records(records: list[Any]) -> list[object]:
             continue
         value = record["value"]
         if isinstance(value, str):
+            text = value
             try:
-                value = orjson.loads(value)
+                value = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
                 error = f"record value is not valid JSON ({exc.msg} at column {exc.colno})"
                 items.append(ParseFailure(index, error))
                 continue
+            encoded = text.encode()  # orjson refuses lone surrogates: the text encodes
+            loss = _loss_of(encoded) if maybe_lossy(encoded, value) else None
+            if loss is not None:
+                items.append(ParseFailure(index, f"record value: {loss.reason}"))
+                _count_losses([loss])
+                continue
         items.append(value)
     return items
+
+
+def _loss_of(text: bytes) -> Loss | None:
+    """What orjson's reading of ``text`` (one item) lost, if anything."""
+    try:
+        return loss_in(read_exactly(text))
+    except ValueError as exc:
+        return Loss("unreadable", f"item cannot be checked for repeated keys: {exc}")
+
+
+def _exact_records(document: Any) -> list[Any]:
+    """The records of a Kafka REST body read exactly: a repeat among its own keys spoils all."""
+    if isinstance(document, Loss):
+        raise BodyError(f"Kafka REST body: {document.reason}")
+    return document["records"]
+
+
+def _refuse_lossy(text: bytes, items: list[object], exact_items: Any) -> list[object]:
+    """``items`` with a :class:`ParseFailure` for each whose exact reading holds a :class:`Loss`.
+
+    ``exact_items`` picks, from ``text`` read exactly, the values in the order of ``items``.
+    """
+    try:
+        document = read_exactly(text)
+    except ValueError as exc:
+        raise BodyError(f"body cannot be checked for repeated keys: {exc}") from None
+    exact = exact_items(document)
+    losses = []
+    checked = list(items)
+    for index, (item, value) in enumerate(zip(items, exact, strict=True)):
+        if isinstance(item, ParseFailure):
+            continue
+        loss = loss_in(value)
+        if loss is not None:
+            checked[index] = ParseFailure(index, loss.reason)
+            losses.append(loss)
+    _count_losses(losses)
+    return checked
+
+
+def _count_losses(losses: list[Loss]) -> None:
+    for loss in losses:
+        metrics.INGEST_INEXACT_ITEMS.labels(loss.kind).inc()
+    if losses:
+        log.info(
+            "refused %d items that a plain JSON reading would change; first: %s",
+            len(losses),
+            losses[0].reason,
+        )
 
 
 def _not_json(exc: orjson.JSONDecodeError, content_type: str | None) -> str:

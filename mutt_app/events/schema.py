@@ -13,6 +13,10 @@ An item is accepted only once its JSON for the ledger and the classify task is w
 a NUL character anywhere (PostgreSQL text cannot store one; rejected, never stripped) is rejected,
 and so is a second item of a body with the same ``correlation_id`` (it would be audited only once).
 
+An event's own time is trusted only within an :class:`~mutt_app.events.event_time.EventTimeRange`
+of its ``received_at``: outside it, the event is accepted under ``received_at`` and the sender's
+time stays in ``raw`` (see that module for why).
+
 SNMP traps relayed by snmptrapd through syslog carry their trap OID as the ``snmpTrapOID.0`` varbind
 in the message text; see :func:`trap_oid_from_varbinds` for the snmptrapd format it expects.
 """
@@ -31,6 +35,7 @@ from typing import Any
 import orjson
 
 from mutt_app.events.body import ParseFailure
+from mutt_app.events.event_time import EventTimeRange
 
 __all__ = [
     "MAX_HOSTNAME_CHARS",
@@ -167,17 +172,24 @@ class Event:
 
 
 def validate_items(
-    items: Sequence[object], *, required_fields: Collection[str], received_at: datetime
+    items: Sequence[object],
+    *,
+    required_fields: Collection[str],
+    received_at: datetime,
+    event_time: EventTimeRange | None = None,
 ) -> tuple[list[Event], list[Rejection]]:
     """Validate every item of a body: the valid ones as events, the others as rejections.
 
     A rejection's index is the item's 0-based position in ``items`` (the body's order). An item
     with the ``correlation_id`` of an earlier accepted item is rejected: the audit keeps one row
-    per correlation_id, so accepting both would count an event that is never audited.
+    per correlation_id, so accepting both would count an event that is never audited. With
+    ``event_time``, an event whose time is outside that range of ``received_at`` is accepted at
+    ``received_at`` (counted in ``mutt_ingest_event_time_adjusted_total``, one log line per body).
     """
     events: list[Event] = []
     rejections: list[Rejection] = []
     first_index: dict[str, int] = {}
+    adjusted: list[tuple[int, str]] = []
     for index, item in enumerate(items):
         try:
             event = validate_item(item, required_fields=required_fields, received_at=received_at)
@@ -189,7 +201,16 @@ def validate_items(
             error = f"duplicate correlation_id {event.correlation_id} (also item {earlier})"
             rejections.append(Rejection(index, error))
             continue
+        if event_time is not None and (
+            direction := event_time.outside(event.timestamp, event.received_at)
+        ):
+            adjusted.append((index, direction))
+            # The sender's time stays in raw; the wire (and so the audit) carries received_at.
+            event = dataclasses.replace(event, timestamp=event.received_at)
+            event = dataclasses.replace(event, wire_json=_wire_json(event))
         events.append(event)
+    if adjusted and event_time is not None:
+        event_time.count_adjusted(adjusted, items)
     return events, rejections
 
 

@@ -37,6 +37,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from mutt_app import metrics
 from mutt_app.config import VERSION
 from mutt_app.events.body import BodyError, parse_body
+from mutt_app.events.event_time import EventTimeRange
 from mutt_app.events.schema import Event, validate_items
 from mutt_app.ledger import Batch
 from mutt_app.logs import correlation, log_context
@@ -220,7 +221,10 @@ def _ingest(ingestor: Ingestor) -> Response:
         log.info("ingest body refused (%d): %s", exc.status, exc)
         return _answer(exc.status, {"status": "rejected", "error": str(exc)}, reason)
     events, rejections = validate_items(
-        items, required_fields=ingestor.settings.required_message_fields, received_at=received_at
+        items,
+        required_fields=ingestor.settings.required_message_fields,
+        received_at=received_at,
+        event_time=EventTimeRange.from_settings(ingestor.settings),
     )
     rejected = [{"index": r.index, "error": r.error} for r in rejections]
     metrics.INGEST_EVENTS.labels("rejected").inc(len(rejected))
