@@ -30,7 +30,7 @@ from pydantic_settings import (
 )
 
 from mutt_app.api_keys import parse_api_keys
-from mutt_app.connection_urls import one_host_per_item, with_password
+from mutt_app.connection_urls import one_host_per_item, passwords_to_try, with_password
 
 __all__ = ["Settings", "SettingsError", "load_settings"]
 
@@ -125,12 +125,10 @@ class Settings(BaseSettings):
     max_ingest_queue_size: Positive = 1_000_000
     max_ingest_body_bytes: Positive = 10 * 1024 * 1024
     required_message_fields: CommaList = ("timestamp", "message", "hostname")
+    # How far before (a replayed syslog buffer) and after (clock skew) its received_at an event's own
+    # timestamp may be; outside, it is audited under received_at with the sender's time in raw.
     event_time_max_age_days: Annotated[int, Field(ge=1, le=366)] = 7
-    """How far before its ``received_at`` an event's own timestamp may be (a replayed syslog
-    buffer). An older one is audited under ``received_at``, the sender's time kept in ``raw``."""
     event_time_max_ahead_minutes: Annotated[int, Field(ge=0, le=1440)] = 15
-    """How far after its ``received_at`` an event's own timestamp may be (clock skew). A later
-    one is audited under ``received_at``, the sender's time kept in ``raw``."""
     classify_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
     """Most events per classify task. A task's fixed cost (broker, task events, ledger, a commit)
     is shared by its events: 500 let 100-event requests pair up (BENCHMARKS.md)."""
@@ -163,8 +161,7 @@ class Settings(BaseSettings):
     unhandled_threshold: Positive = 100
     unhandled_expiry_seconds: Positive = 86_400
     unhandled_max_hosts: Positive = 20_000
-    """Hosts whose unmatched events are counted per UNHANDLED_EXPIRY_SECONDS window; events of
-    further new hosts are not counted until it ends (mutt_unhandled_hosts_overflow_total)."""
+    """Hosts counted per UNHANDLED_EXPIRY_SECONDS window; further new hosts wait for the next."""
     unhandled_default_team: str = "NETO"
     dedup_window_seconds: Annotated[int, Field(ge=0, le=86_400)] = 60
     """Seconds during which repeats of a forwarded alert (same host, rule and message template)
@@ -189,12 +186,10 @@ class Settings(BaseSettings):
     """How often beat checks the heartbeats (hosts that must send an event every N minutes). A
     quiet host is alerted at most this long after its N minutes are up; the shortest heartbeat is
     one minute, so once a minute by default."""
+    # The heartbeat check drops from the last-seen set the hosts silent for longer than the longest
+    # heartbeat interval plus the margin, then the longest silent past the cap.
     heartbeat_last_seen_margin_seconds: Annotated[int, Field(ge=0, le=30 * 86_400)] = 3600
-    """Hosts silent for longer than the longest active heartbeat's interval plus this are dropped
-    from the last-seen set by the heartbeat check (a glob heartbeat then no longer covers them)."""
     heartbeat_last_seen_max_hosts: Annotated[int, Field(ge=1)] = 200_000
-    """The most hosts the last-seen set keeps; past it the check drops the longest silent first
-    (mutt_heartbeat_last_seen_pruned_total{reason="overflow"})."""
 
     # --- Moogsoft --------------------------------------------------------------------------
     moog_webhook_url: str | None = None
@@ -431,11 +426,11 @@ class Settings(BaseSettings):
 
     def redis_passwords(self) -> list[str | None]:
         """Passwords to try in order: the rotating pair from Vault, else REDIS_PASSWORD."""
-        return _to_try(self.redis_pass_current, self.redis_pass_next, self.redis_password)
+        return passwords_to_try(self.redis_pass_current, self.redis_pass_next, self.redis_password)
 
     def db_passwords(self) -> list[str | None]:
         """Passwords to try in order: the rotating pair from Vault, else DB_PASS."""
-        return _to_try(self.db_pass_current, self.db_pass_next, self.db_pass)
+        return passwords_to_try(self.db_pass_current, self.db_pass_next, self.db_pass)
 
     def redis_dsn(self, password: str | None = None) -> str:
         """The Redis URL, with ``password`` (when given) in place of any in the URL."""
@@ -462,16 +457,6 @@ class Settings(BaseSettings):
     def archive_path(self) -> Path:
         """Where retention writes its archives (ARCHIVE_DIR, else MUTT_DATA_DIR/archive)."""
         return self.archive_dir or self.mutt_data_dir / "archive"
-
-
-def _to_try(
-    current: SecretStr | None, next_: SecretStr | None, plain: SecretStr | None
-) -> list[str | None]:
-    # Both of a rotating pair (current first, no repeat) while a rotation is under way.
-    found = [c.get_secret_value() for c in (current, next_) if c is not None]
-    if found:
-        return list(dict.fromkeys(found))
-    return [plain.get_secret_value() if plain else None]
 
 
 class _Environment(EnvSettingsSource):

@@ -1,10 +1,13 @@
-"""Connection URLs as MUTT's clients need them: a password put into a Redis URL, and a PostgreSQL
-URL naming several servers in the one form SQLAlchemy passes on to libpq.
+"""Connection URLs and passwords as MUTT's clients need them: a password put into a Redis URL, a
+PostgreSQL URL naming several servers in the one form SQLAlchemy passes on to libpq, and the
+passwords to try while one is being rotated.
 """
 
 from __future__ import annotations
 
 from urllib.parse import parse_qsl, quote, urlencode
+
+from pydantic import SecretStr
 
 __all__ = ["one_host_per_item", "with_password"]
 
@@ -46,3 +49,14 @@ def one_host_per_item(url: str) -> str:
         authority = f"{userinfo}{at}"
         split = [("host", host) for host in hosts if host] + split
     return f"{scheme}://{authority}/{path}?{urlencode(split)}"
+
+
+def passwords_to_try(
+    current: SecretStr | None, next_: SecretStr | None, plain: SecretStr | None
+) -> list[str | None]:
+    """The passwords a client tries, in order: both of a rotating pair (current first, no
+    repeat) while a rotation is under way, else the plain one (None: no password)."""
+    found = [c.get_secret_value() for c in (current, next_) if c is not None]
+    if found:
+        return list(dict.fromkeys(found))
+    return [plain.get_secret_value() if plain else None]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -29,6 +30,8 @@ from typing import Any
 import orjson
 
 from mutt_app.config import VERSION
+
+log = logging.getLogger(__name__)
 
 ARCHIVE_SUFFIX = ".jsonl.gz"
 MANIFEST_SUFFIX = ".manifest.json"
@@ -246,3 +249,26 @@ def remove_stale_temps(directory: Path) -> int:
             path.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def ensure_archive(
+    directory: Path,
+    stem: Callable[[Digest], str],
+    expected: Digest,
+    lines: Callable[[], Iterable[bytes]],
+    *,
+    table: str,
+    source: str,
+    details: dict[str, Any] | None = None,
+) -> Manifest:
+    """A verified archive of ``lines`` (whose digest is ``expected``): found, or written now."""
+    name = stem(expected)
+    if read_manifest(directory, name) is not None:
+        try:
+            return verify_archive(directory, name, expected)
+        except ArchiveError as exc:
+            log.warning("retention: rewriting archive %s: %s", name, exc)
+    written = write_archive(directory, stem, lines(), table=table, source=source, details=details)
+    if Digest(written.rows, written.sha256) != expected:
+        raise ArchiveError(f"{source} changed while it was archived; nothing removed")
+    return verify_archive(directory, name, expected)

@@ -41,12 +41,11 @@ import fcntl
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, delete, func, select, text, update
 
@@ -54,15 +53,11 @@ from mutt_app import metrics
 from mutt_app.config import Settings
 from mutt_app.db.archive import (
     ArchiveError,
-    Digest,
-    Manifest,
     check_writable,
     digest,
-    read_manifest,
+    ensure_archive,
     remove_stale_temps,
     row_line,
-    verify_archive,
-    write_archive,
 )
 from mutt_app.db.models import DeadLetter, EventAuditLog, PoisonLetter
 from mutt_app.db.partitions import (
@@ -377,7 +372,7 @@ def _archive_and_drop(
         conn.execute(text(f'LOCK TABLE "{table}" IN SHARE MODE'))
         expected = digest(_table_lines(conn, table, say))
         if expected.rows:
-            manifest = _ensure_archive(
+            manifest = ensure_archive(
                 directory,
                 lambda d: f"{PARENT}_{month:%Y%m}-{d.sha256[:16]}",
                 expected,
@@ -403,29 +398,6 @@ def _archive_and_drop(
     metrics.RETENTION_PARTITIONS_DROPPED.inc()
     log.info("retention: partition %s dropped after archiving %d rows", name, expected.rows)
     say(f"{name}: dropped")
-
-
-def _ensure_archive(
-    directory: Path,
-    stem: Callable[[Digest], str],
-    expected: Digest,
-    lines: Callable[[], Iterable[bytes]],
-    *,
-    table: str,
-    source: str,
-    details: dict[str, Any] | None = None,
-) -> Manifest:
-    """A verified archive of ``lines`` (whose digest is ``expected``): found, or written now."""
-    name = stem(expected)
-    if read_manifest(directory, name) is not None:
-        try:
-            return verify_archive(directory, name, expected)
-        except ArchiveError as exc:
-            log.warning("retention: rewriting archive %s: %s", name, exc)
-    written = write_archive(directory, stem, lines(), table=table, source=source, details=details)
-    if Digest(written.rows, written.sha256) != expected:
-        raise ArchiveError(f"{source} changed while it was archived; nothing removed")
-    return verify_archive(directory, name, expected)
 
 
 # --- rows (dead letters, poison, SQLite events) -------------------------------------------------
@@ -477,7 +449,7 @@ def _trim_batch(
             for row in conn.execute(select(table).where(key.in_(ids)).order_by(key)).mappings()
         ]
         expected = digest(rows)
-        manifest = _ensure_archive(
+        manifest = ensure_archive(
             directory,
             lambda d: f"{target.name}-{ids[0]:012d}-{ids[-1]:012d}-{d.sha256[:16]}",
             expected,
