@@ -180,6 +180,10 @@ class Settings(BaseSettings):
     """How often beat checks the heartbeats (hosts that must send an event every N minutes). A
     quiet host is alerted at most this long after its N minutes are up; the shortest heartbeat is
     one minute, so once a minute by default."""
+    heartbeat_max_quiet_hosts: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    """Open quiet alerts one heartbeat may have: past it (a glob such as ``*`` over a fleet gone
+    silent) the other quiet hosts are not alerted, but counted (``mutt_heartbeat_quiet_over_cap``,
+    a log line, the admin page); each is alerted once an open one clears."""
 
     # --- Moogsoft --------------------------------------------------------------------------
     moog_webhook_url: str | None = None
