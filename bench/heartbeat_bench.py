@@ -3,7 +3,7 @@
     REDIS_URL=redis://127.0.0.1:6379/15 .venv/bin/python bench/heartbeat_bench.py --hosts 5000
 
 Batches of ``--batch-size`` events from ``--hosts`` distinct hosts (random, so most batches name
-many hosts), each recorded with :func:`mutt_app.watch.heartbeats.record_seen` as classify does. Prints the
+many hosts), each recorded with :func:`mutt_app.watch.last_seen.record_seen` as classify does. Prints the
 wall time and client CPU per event and per batch, and Redis' own time per ZADD (INFO commandstats,
 reset first): the figures to hold against classify's cost per event in BENCHMARKS.md. The sorted
 set grows to ``--hosts`` members (about 100 bytes each); the key is deleted at the end.
@@ -21,7 +21,7 @@ import redis
 from mutt_app.config import load_settings
 from mutt_app.events.schema import validate_items
 from mutt_app.rotation import redis_client
-from mutt_app.watch.heartbeats import LAST_SEEN_KEY, record_seen
+from mutt_app.watch.last_seen import LAST_SEEN_KEY, record_seen
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -190,6 +190,9 @@ class Settings(BaseSettings):
     # heartbeat interval plus the margin, then the longest silent past the cap.
     heartbeat_last_seen_margin_seconds: Annotated[int, Field(ge=0, le=30 * 86_400)] = 3600
     heartbeat_last_seen_max_hosts: Annotated[int, Field(ge=1)] = 200_000
+    heartbeat_max_quiet_hosts: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    """Open quiet alerts one heartbeat may have; past it the other quiet hosts are counted
+    (``mutt_heartbeat_quiet_over_cap``), each alerted once an open one clears."""
 
     # --- Moogsoft --------------------------------------------------------------------------
     moog_webhook_url: str | None = None

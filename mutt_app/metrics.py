@@ -182,6 +182,16 @@ UNHANDLED_HOSTS_OVERFLOW = Counter(
     "mutt_unhandled_hosts_overflow_total",
     "Unmatched events not counted per host: UNHANDLED_MAX_HOSTS hosts already counted this window",
 )
+HEARTBEAT_QUIET_OVER_CAP = Gauge(
+    "mutt_heartbeat_quiet_over_cap",
+    "Quiet hosts not alerted because their heartbeat already has HEARTBEAT_MAX_QUIET_HOSTS open"
+    " alerts, as the last check saw them",
+    multiprocess_mode="mostrecent",
+)
+SCHEDULE_WALKS_STOPPED = Counter(
+    "mutt_schedule_walks_stopped_total",
+    "Maintenance-window schedule walks stopped after skipping their bound of dates in a row",
+)
 HEARTBEAT_QUIET_HOSTS = Gauge(
     "mutt_heartbeat_quiet_hosts",
     "Hosts a heartbeat watches that are quiet now (an alert is open), as the last check saw them",

@@ -37,7 +37,7 @@ from mutt_app.rules.cache import RuleCache
 from mutt_app.rules.compile import BudgetExceeded
 from mutt_app.rules.decide import Decision, decide
 from mutt_app.runtime import Runtime
-from mutt_app.watch.heartbeats import record_seen
+from mutt_app.watch.last_seen import record_seen
 from mutt_app.watch.unhandled import raise_meta_alerts
 
 log = logging.getLogger(__name__)

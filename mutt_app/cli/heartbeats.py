@@ -8,7 +8,7 @@ from sqlalchemy import select
 from mutt_app.cli.audited import change_reason, create_audited, remove_audited
 from mutt_app.cli.context import Context, pass_context
 from mutt_app.db.models import Heartbeat
-from mutt_app.watch.heartbeats import quiet_hosts
+from mutt_app.watch.heartbeat_quiet import quiet_hosts
 
 
 @click.group()

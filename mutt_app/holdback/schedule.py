@@ -7,28 +7,49 @@ wall-clock time; an occurrence in a spring-forward gap is moved forward by the g
 happens twice (fall back) is the first of the two; recurrence is at most hourly. "End now" sets
 ``ended_at``: the occurrence running then ends at once. :mod:`mutt_app.holdback.windows` says what a
 window does while open.
+
+Bounded walks. dateutil searches for a rule's next date period by period until the year 9999, and
+with an INTERVAL its BY parts may allow dates no period ever reaches (``FREQ=DAILY;INTERVAL=7;
+BYDAY=TU`` from a Monday: every seventh day is a Monday): seconds of CPU at each look. So a rule
+with an INTERVAL is walked as the same rule every period (whose dates are dense: the check below
+proves it has some) with only the dates in every INTERVAL-th period kept, and at most
+:data:`MAX_SKIPPED_DATES` dates skipped in a row: past that the walk stops
+(:class:`ScheduleStalled`, a log line, ``mutt_schedule_walks_stopped_total``). A new window's rule
+must reach its first date within that bound, or it is refused.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil import rrule as rr
 from dateutil.tz import resolve_imaginary
 
+from mutt_app import metrics
 from mutt_app.db.models import MaintenanceWindow
 
+log = logging.getLogger(__name__)
+
 MAX_RRULE_CHARS = 500
+MAX_SKIPPED_DATES = 5_000
+"""Dates of a rule with an INTERVAL skipped in a row (in periods the interval passes over) before a
+walk stops: about 96 years of a weekly date, far more than any rule that occurs needs."""
 _TOO_FREQUENT = (rr.MINUTELY, rr.SECONDLY)
 
 
 class WindowError(ValueError):
     """Why some fields do not make a maintenance window (the message names the field)."""
+
+
+class ScheduleStalled(WindowError):
+    """A rule's walk skipped :data:`MAX_SKIPPED_DATES` dates in a row without an occurrence."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +104,60 @@ def _check_recurs(rule: rr.rrule, dtstart: datetime) -> None:
         raise WindowError("rrule: its BY parts allow no date at all")
 
 
+def _period(rule: rr.rrule, moment: datetime) -> int:
+    """The index of the period (of the rule's FREQ, counted from DTSTART's) holding ``moment``, in
+    wall-clock time as dateutil steps: years, months, weeks from WKST, days or hours."""
+    start, at = rule._dtstart.replace(tzinfo=None), moment.replace(tzinfo=None)
+    freq = rule._freq  # dateutil's attributes
+    if freq == rr.YEARLY:
+        return at.year - start.year
+    if freq == rr.MONTHLY:
+        return (at.year - start.year) * 12 + at.month - start.month
+    if freq == rr.WEEKLY:
+        wkst = rule._wkst
+
+        def week(day: datetime) -> datetime:
+            return day - timedelta(days=(day.weekday() - wkst) % 7)
+
+        return (week(at).date() - week(start).date()).days // 7
+    days = (at.date() - start.date()).days
+    return days if freq == rr.DAILY else days * 24 + at.hour - start.hour
+
+
+def walk(rule: rr.rrule, after: datetime | None = None) -> Iterator[datetime]:
+    """The rule's dates later than ``after`` (all of them if None), in order; a rule with an
+    INTERVAL walked within :data:`MAX_SKIPPED_DATES` (module docstring), else
+    :class:`ScheduleStalled`."""
+    interval, count = rule._interval, rule._count
+    if interval == 1:
+        yield from (rule if after is None else rule.xafter(after, inc=False))
+        return
+    every = rule.replace(interval=1, count=None)
+    skipped = kept = 0
+    for moment in every:
+        if _period(rule, moment) % interval:
+            skipped += 1
+            if skipped >= MAX_SKIPPED_DATES:
+                metrics.SCHEDULE_WALKS_STOPPED.inc()
+                log.warning(
+                    "schedule walk stopped: rrule %s skipped %d dates in a row (up to %s)",
+                    str(rule).replace("\n", " "),
+                    skipped,
+                    moment.isoformat(),
+                )
+                raise ScheduleStalled(
+                    f"rrule: no occurrence within {MAX_SKIPPED_DATES} dates its BY parts allow:"
+                    f" its INTERVAL={interval} passes over all of them"
+                )
+            continue
+        skipped = 0
+        kept += 1
+        if after is None or moment > after:
+            yield moment
+        if count is not None and kept >= count:
+            return
+
+
 def zone(name: str) -> ZoneInfo:
     """The IANA time zone ``name``; :class:`WindowError` for one zoneinfo does not know."""
     try:
@@ -124,15 +199,33 @@ class Schedule:
         # first of them not ended then.
         self._cursor: tuple[datetime, Iterator[Occurrence], Occurrence | None] | None = None
         self._lock = threading.Lock()
+        # Why its walk stopped (ScheduleStalled), once it has: then it has no more occurrences,
+        # and no later look walks again.
+        self.stalled: str | None = None
 
     def _starts(self, after: datetime) -> Iterator[datetime]:
-        """Occurrence starts (UTC) later than ``after``, in order."""
+        """Occurrence starts (UTC) later than ``after``, in order; none after a stalled walk."""
         if self.rule is None:
             if self.starts_at > after:
                 yield self.starts_at
             return
-        for local in self.rule.xafter(after, inc=False):
-            yield resolve_imaginary(local).astimezone(UTC)
+        if self.stalled is not None:
+            return
+        try:
+            for local in walk(self.rule, after):
+                yield resolve_imaginary(local).astimezone(UTC)
+        except ScheduleStalled as exc:
+            self.stalled = str(exc)
+
+    def first(self) -> Occurrence | None:
+        """The first occurrence (at ``starts_at`` or after), or None if the rule has none;
+        :class:`ScheduleStalled` if its walk finds none within its bound."""
+        if self.rule is None:
+            return Occurrence(self.starts_at, self.starts_at + self.duration)
+        for local in walk(self.rule):
+            start = resolve_imaginary(local).astimezone(UTC)
+            return Occurrence(start, start + self.duration)
+        return None
 
     def _not_ended(self, now: datetime) -> Iterator[Occurrence]:
         """The occurrences that have not ended by ``now``, in order (their ends never decrease)."""
@@ -176,6 +269,44 @@ class Schedule:
                 answer, until = None, pending.start
             self._memo = (now, until, answer)
         return answer
+
+
+class Schedules:
+    """The schedules of stored windows, kept per window version (a Runtime component), so listing
+    windows walks each rule once per change, not once per request, and a stalled walk is not
+    walked again. At most :data:`MAX_KEPT` are kept (the oldest dropped first)."""
+
+    MAX_KEPT = 1000
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[Any, ...], Schedule] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, runtime: object) -> Schedules:
+        """The schedules of ``runtime`` (``runtime.component(Schedules.of)``)."""
+        return cls()
+
+    def of_row(self, row: MaintenanceWindow) -> Schedule:
+        """The :class:`Schedule` of ``row`` as stored now (:func:`schedule_of`, kept)."""
+        version = (
+            row.id,
+            row.starts_at,
+            row.ends_at,
+            row.rrule,
+            row.duration_minutes,
+            row.timezone,
+            row.ended_at,
+        )
+        with self._lock:
+            found = self._kept.get(version)
+        if found is None:
+            found = schedule_of(row)
+            with self._lock:
+                self._kept[version] = found
+                while len(self._kept) > self.MAX_KEPT:
+                    del self._kept[next(iter(self._kept))]
+        return found
 
 
 def schedule_of(row: MaintenanceWindow) -> Schedule:

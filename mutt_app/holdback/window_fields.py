@@ -93,7 +93,8 @@ def validate(fields: dict[str, Any], now: datetime | None = None) -> dict[str, A
 
     ``duration_minutes`` of a one-off window becomes its ``ends_at``; a recurring window keeps it.
     Checks: a name; start and end (ends_at after starts_at, at most 31 days); the RRULE and time
-    zone (dateutil's and zoneinfo's messages); a scope that restricts something; the action.
+    zone (dateutil's and zoneinfo's messages), and that the rule occurs with its real INTERVAL
+    within the walk's bound (:mod:`mutt_app.holdback.schedule`); a scope that restricts something; the action.
     """
     name = (fields.get("name") or "").strip()
     if not name:
@@ -154,13 +155,19 @@ def validate(fields: dict[str, Any], now: datetime | None = None) -> dict[str, A
         "summary_alert": bool(fields.get("summary_alert", True)),
         **scope,
     }
-    Schedule(
+    schedule = Schedule(
         stored["starts_at"],
         ends_at=stored["ends_at"],
         rrule=rrule_text,
         duration_minutes=duration,
         timezone=timezone,
-    ).occurrences(now or datetime.now(UTC), 1)  # an RRULE dateutil reads but cannot iterate
+    )
+    # The rule with its real INTERVAL, walked within its bound (ScheduleStalled names why).
+    if schedule.first() is None:
+        raise WindowError(
+            "rrule: never occurs: no date from starts_at on, with its INTERVAL, UNTIL and COUNT"
+        )
+    schedule.occurrences(now or datetime.now(UTC), 1)  # an RRULE dateutil reads but cannot iterate
     return stored
 
 

@@ -24,7 +24,7 @@ again and counts nothing twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ from mutt_app.holdback.schedule import (
     MAX_RRULE_CHARS,
     Occurrence,
     Schedule,
+    Schedules,
     WindowError,
     schedule_of,
     zone,
@@ -68,6 +69,7 @@ __all__ = [
     "Maintenance",
     "Occurrence",
     "Schedule",
+    "Schedules",
     "Scope",
     "WindowError",
     "after_change",
@@ -275,12 +277,19 @@ def reschedule(
 # --- changes (REST API, admin UI, CLI) -------------------------------------------------------------
 
 
-def describe(row: MaintenanceWindow, now: datetime, upcoming: int = 3) -> dict[str, Any]:
+def describe(
+    row: MaintenanceWindow,
+    now: datetime,
+    upcoming: int = 3,
+    schedules: Callable[[MaintenanceWindow], Schedule] = schedule_of,
+) -> dict[str, Any]:
     """A stored window with what it means now: ``active``, the open ``occurrence`` (or None) and
-    the next ``upcoming`` occurrences (the open one first)."""
+    the next ``upcoming`` occurrences (the open one first); ``error`` when its schedule cannot
+    be read or its walk stopped (:class:`~mutt_app.holdback.schedule.ScheduleStalled`).
+    ``schedules`` gives a row's schedule (a kept one: :class:`Schedules`)."""
     body = row.as_dict()
     try:
-        schedule = schedule_of(row)
+        schedule = schedules(row)
     except WindowError as exc:  # a time zone the system's database lost since
         return {
             **body,
@@ -290,12 +299,15 @@ def describe(row: MaintenanceWindow, now: datetime, upcoming: int = 3) -> dict[s
             "error": str(exc),
         }
     current = schedule.occurrence_at(now)
-    return {
+    described = {
         **body,
         "active": current is not None,
         "occurrence": None if current is None else _occurrence_dict(current),
         "next_occurrences": [_occurrence_dict(o) for o in schedule.occurrences(now, upcoming)],
     }
+    if schedule.stalled is not None:
+        described["error"] = schedule.stalled
+    return described
 
 
 def _occurrence_dict(occurrence: Occurrence) -> dict[str, str]:

@@ -22,7 +22,7 @@ from what the pipeline already records, not from counters of its own:
 - the problem/clear pairs flapping now, from the flap detector's state in Redis
   (:func:`mutt_app.holdback.flapping.open_pairs`), with the rules that clear each problem rule;
 - the hosts quiet now, as the last heartbeat check recorded them in Redis
-  (:func:`mutt_app.watch.heartbeats.quiet_hosts`), longest quiet first;
+  (:func:`mutt_app.watch.heartbeat_quiet.quiet_hosts`), longest quiet first;
 - queue depths: LLEN of the Celery queues ``mutt.classify``, ``mutt.forward.page`` (the page lane)
   and ``mutt.forward`` (tickets) in Redis;
 - DLQ depth and poison count: the ``dead_letters`` and ``poison_letters`` tables;
@@ -58,7 +58,7 @@ from mutt_app.forwarding.breaker import CircuitBreaker
 from mutt_app.holdback import flapping
 from mutt_app.holdback.storms import STORM_BUDGET
 from mutt_app.names import HELD_REASONS, WORK_QUEUES
-from mutt_app.watch import heartbeats
+from mutt_app.watch import heartbeat_quiet
 from mutt_app.watch import unhandled as unhandled_templates
 from mutt_app.watch.queries import bounded, in_window, timed_query
 
@@ -372,7 +372,7 @@ def collect(
         body["queues"] = queue_depths(client)
         body["circuit_breaker"] = circuit(client, settings)
         body["flapping_count"], body["flapping_pairs"] = flapping.open_pairs(client, TOP_LIMIT)
-        quiet = heartbeats.quiet_hosts(client)
+        quiet = heartbeat_quiet.quiet_hosts(client)
         body["heartbeat_quiet_count"] = len({q["host"] for q in quiet})
         body["heartbeat_quiet_hosts"] = quiet[:TOP_LIMIT]
     except (redis.RedisError, OSError) as exc:

@@ -23,7 +23,7 @@ active heartbeat's interval plus HEARTBEAT_LAST_SEEN_MARGIN_SECONDS (each such h
 that could raise it), and past HEARTBEAT_LAST_SEEN_MAX_HOSTS the longest silent
 (:func:`prune_last_seen`, in slices, so that no command holds Redis long).
 
-State. An open alert is a field ``<heartbeat id>:<host>`` of the hash :data:`QUIET_KEY`, whose JSON
+State. An open alert is a field ``<heartbeat id>:<host>`` of the hash ``QUIET_KEY``, whose JSON
 value is its episode: the host's last-seen time when it went quiet, and what the clear needs (name,
 handling, team), so a clear can be sent after its heartbeat is gone.
 
@@ -44,13 +44,19 @@ shedding, which remediation replays to Moog) gets its clear, and that clear is n
 pipeline lets a heartbeat's clear in after the hold stages (:mod:`mutt_app.holdback.pipeline`),
 so no Moog alert of a heartbeat stays open. A state without the field (written by an older
 release, which sent every clear) counts as forwarded.
+
+Cap. One heartbeat has at most HEARTBEAT_MAX_QUIET_HOSTS open alerts (a glob such as ``*`` over a
+fleet gone silent would otherwise raise one per host, and keep one state per host): past it, the
+longest quiet hosts are alerted and the others counted, per heartbeat, in ``OVER_CAP_KEY``
+(rewritten by each run), in ``mutt_heartbeat_quiet_over_cap`` and in a log line. The listings
+(:func:`mutt_app.watch.heartbeat_quiet.quiet_hosts`) take a page: no answer grows with the number of hosts.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -63,26 +69,21 @@ from sqlalchemy.orm import Session
 
 from mutt_app import metrics
 from mutt_app.db.models import HEARTBEAT_GLOB_CHARS, DeviceTeam, Heartbeat
-from mutt_app.events.schema import Event
 from mutt_app.forwarding.moog import AGENT, CLEAR_SEVERITY, MANAGER
 from mutt_app.holdback.base import Held
 from mutt_app.lua.loader import LuaScript
 from mutt_app.names import SHED
 from mutt_app.runtime import Runtime
+from mutt_app.watch.heartbeat_quiet import OVER_CAP_KEY, QUIET_KEY, iso, quiet_keys
+from mutt_app.watch.last_seen import LAST_SEEN_KEY, last_seen, prune_last_seen
 
 log = logging.getLogger(__name__)
 
-LAST_SEEN_KEY = "mutt:lastseen"
-QUIET_KEY = "mutt:heartbeats:quiet"
 SINCE_KEY = "mutt:heartbeats:since"
 HEARTBEAT_TYPE = "mutt.heartbeat"
 QUIET_SEVERITY = 4  # major: something that should talk has stopped
 _NAMESPACE = uuid.UUID("3c7f9a12-5e4b-4d81-a6f0-8b2e1d9c7a54")
-_ZMSCORE_CHUNK = 1000
 
-PRUNE_LUA = LuaScript("mutt_app.watch", "last_seen_prune")
-_PRUNE_SLICE = 10_000
-_PRUNE_SLICES_PER_RUN = 50
 
 # KEYS[1] the quiet hash; ARGV field, expected value, field, expected value, ... Deletes each field
 # that still holds the value read before the alerts were published; returns 1 or 0 per field.
@@ -92,56 +93,6 @@ CLEAR_LUA = LuaScript("mutt_app.watch", "heartbeat_clears")
 def is_glob(host: str) -> bool:
     """Whether a heartbeat's ``host`` is a glob over the hosts heard from, not one host name."""
     return any(c in host for c in HEARTBEAT_GLOB_CHARS)
-
-
-# --- last seen: written by classify ---------------------------------------------------------------
-
-
-def record_seen(client: redis.Redis | Any, events: Iterable[Event]) -> int:
-    """Record each host's latest ``received_at`` among ``events`` (one ZADD GT); returns how
-    many hosts. ``client`` may be a pipeline."""
-    latest: dict[str, int] = {}
-    for event in events:
-        host = event.hostname.lower()
-        moment = int(event.received_at.timestamp() * 1000)
-        if moment > latest.get(host, -1):
-            latest[host] = moment
-    if latest:
-        client.zadd(LAST_SEEN_KEY, latest, gt=True)  # type: ignore[arg-type]
-    return len(latest)
-
-
-def prune_last_seen(client: redis.Redis, before_ms: int, max_hosts: int) -> tuple[int, int]:
-    """Drop hosts last seen before ``before_ms``, then the longest silent past ``max_hosts``, at
-    most 500,000 per call in slices of 10,000; returns how many of each (aged, overflow)."""
-    script = PRUNE_LUA.register(client)
-    aged = overflow = 0
-    for _ in range(_PRUNE_SLICES_PER_RUN):
-        got = script(keys=[LAST_SEEN_KEY], args=[before_ms, max_hosts, _PRUNE_SLICE])
-        aged, overflow = aged + int(got[0]), overflow + int(got[1])
-        if int(got[0]) + int(got[1]) < _PRUNE_SLICE:
-            break
-    metrics.LAST_SEEN_PRUNED.labels("aged").inc(aged)
-    metrics.LAST_SEEN_PRUNED.labels("overflow").inc(overflow)
-    if aged:
-        log.info("last seen: dropped %d hosts silent since before %s", aged, _iso(before_ms))
-    if overflow:
-        log.warning(
-            "last seen: over HEARTBEAT_LAST_SEEN_MAX_HOSTS (%d): dropped the %d longest silent",
-            max_hosts,
-            overflow,
-        )
-    return aged, overflow
-
-
-def last_seen(client: redis.Redis, hosts: Sequence[str]) -> dict[str, int | None]:
-    """Each host's last event (epoch ms), None if never heard from."""
-    found: dict[str, int | None] = {}
-    for start in range(0, len(hosts), _ZMSCORE_CHUNK):
-        chunk = list(hosts[start : start + _ZMSCORE_CHUNK])
-        for host, score in zip(chunk, client.zmscore(LAST_SEEN_KEY, chunk), strict=True):
-            found[host] = None if score is None else int(score)
-    return found
 
 
 # --- what is watched ------------------------------------------------------------------------------
@@ -207,10 +158,6 @@ def load_watches(session: Session) -> tuple[dict[int, Watch], dict[str, str]]:
 # --- the alerts -----------------------------------------------------------------------------------
 
 
-def _iso(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat()
-
-
 def heartbeat_alert(
     state: dict[str, Any], *, cleared: bool = False, why: str = ""
 ) -> dict[str, Any]:
@@ -222,7 +169,7 @@ def heartbeat_alert(
     external_id = str(
         uuid.uuid5(_NAMESPACE, f"{state['episode']}:{'clear' if cleared else 'quiet'}")
     )
-    since = _iso(state["since"])
+    since = iso(state["since"])
     if cleared:
         description = f"{host}: heartbeat '{name}' {why or 'talking again'}"
     elif state["seen"]:
@@ -305,7 +252,7 @@ def check(runtime: Runtime, publish: Publish) -> CheckOutcome:
     oldest = client.zrange(runtime.ledger.index, 0, 0, withscores=True)
     judged_ms = min(now_ms, int(oldest[0][1] * 1000)) if oldest else now_ms
     if now_ms - judged_ms > 60_000:
-        log.info("heartbeats judged as of %s: classify is %d s behind", _iso(judged_ms),
+        log.info("heartbeats judged as of %s: classify is %d s behind", iso(judged_ms),
                  (now_ms - judged_ms) // 1000)  # fmt: skip
     client.set(SINCE_KEY, now_ms, nx=True)
     watching_since = int(client.get(SINCE_KEY) or now_ms)
@@ -339,9 +286,15 @@ def check(runtime: Runtime, publish: Publish) -> CheckOutcome:
         if watch is None or not watch.covers(state["host"], teams):
             clears.append((key, state, "no longer watches this host"))
         elif current is not None and current > state["since"]:
-            clears.append((key, state, f"talking again (event at {_iso(current)})"))
+            clears.append((key, state, f"talking again (event at {iso(current)})"))
     still_open = open_states.keys() - {key for key, _, _ in clears}
 
+    open_per_watch: dict[int, int] = {}
+    for key in still_open:
+        watch_id = open_states[key]["heartbeat_id"]
+        open_per_watch[watch_id] = open_per_watch.get(watch_id, 0) + 1
+    cap = runtime.settings.heartbeat_max_quiet_hosts
+    over_cap: dict[int, int] = {}
     raises: list[tuple[str, dict[str, Any]]] = []
     for watch in watches.values():
         threshold = judged_ms - watch.interval_minutes * 60_000
@@ -359,10 +312,14 @@ def check(runtime: Runtime, publish: Publish) -> CheckOutcome:
                 since = seen if seen is not None else baseline
                 if since < threshold:
                     candidates.append((host, since, seen is not None))
-        for host, since, seen in candidates:
+        new = [c for c in candidates if f"{watch.id}:{c[0]}" not in still_open]
+        room = max(0, cap - open_per_watch.get(watch.id, 0))
+        if len(new) > room:
+            new.sort(key=lambda c: (c[1], c[0]))  # the longest quiet are alerted
+            over_cap[watch.id] = len(new) - room
+            del new[room:]
+        for host, since, seen in new:
             key = f"{watch.id}:{host}"
-            if key in still_open:
-                continue
             raises.append((key, _episode(watch, host, since, seen, teams, runtime, now_ms)))
 
     # Only a raise Moog got is cleared; the others close silently (module docstring).
@@ -386,9 +343,31 @@ def check(runtime: Runtime, publish: Publish) -> CheckOutcome:
         client, judged_ms - longest_ms - margin_ms, settings.heartbeat_last_seen_max_hosts
     )
     metrics.LAST_SEEN_HOSTS.set(client.zcard(LAST_SEEN_KEY))
-    outcome.quiet = len({q["host"] for q in quiet_hosts(client)})
+    outcome.quiet = len({key.split(":", 1)[1] for key in quiet_keys(client)})
     _observe(outcome, clears, raises)
+    _record_over_cap(client, over_cap, watches, cap)
     return outcome
+
+
+def _record_over_cap(
+    client: redis.Redis, over_cap: dict[int, int], watches: dict[int, Watch], cap: int
+) -> None:
+    """Keep this run's count of quiet hosts past each heartbeat's cap (:data:`OVER_CAP_KEY`),
+    in the gauge, and in a log line per heartbeat."""
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(OVER_CAP_KEY)
+    if over_cap:
+        pipe.hset(OVER_CAP_KEY, mapping={str(k): v for k, v in over_cap.items()})
+    pipe.execute()
+    for watch_id, extra in over_cap.items():
+        log.warning(
+            "heartbeat %r: %d more quiet hosts not alerted: it has its cap of %d open"
+            " (HEARTBEAT_MAX_QUIET_HOSTS)",
+            watches[watch_id].name,
+            extra,
+            cap,
+        )
+    metrics.HEARTBEAT_QUIET_OVER_CAP.set(sum(over_cap.values()))
 
 
 def _episode(
@@ -464,35 +443,10 @@ def _observe(
                 state["name"],
                 state["host"],
                 state["interval_minutes"],
-                _iso(state["since"]) if state["seen"] else "never",
+                iso(state["since"]) if state["seen"] else "never",
             )
     metrics.HEARTBEAT_ALERTS.labels("raised").inc(len(raised))
     # Counted as cleared: only the clears sent (a held raise's episode closes with a log line).
     sent = {key for key, state, _ in clears if key in cleared and forwarded(state)}
     metrics.HEARTBEAT_ALERTS.labels("cleared").inc(len(sent))
     metrics.HEARTBEAT_QUIET_HOSTS.set(outcome.quiet)
-
-
-# --- reading the state (admin view, dashboard, API) -----------------------------------------------
-
-
-def quiet_hosts(client: redis.Redis) -> list[dict[str, Any]]:
-    """The open quiet alerts, longest quiet first: heartbeat id and name, host, last event (ISO,
-    None if never heard from), quiet since (ISO: the last event, or when watching began) and
-    when the alert was raised."""
-    found = []
-    for raw in client.hvals(QUIET_KEY):
-        state = orjson.loads(raw)
-        found.append(
-            {
-                "heartbeat_id": state["heartbeat_id"],
-                "heartbeat": state["name"],
-                "host": state["host"],
-                "interval_minutes": state["interval_minutes"],
-                "last_event": _iso(state["since"]) if state["seen"] else None,
-                "quiet_since": _iso(state["since"]),
-                "alerted_at": _iso(state["raised_at"]),
-            }
-        )
-    found.sort(key=lambda q: (q["quiet_since"], q["heartbeat_id"], q["host"]))
-    return found

@@ -43,6 +43,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("POST", "/api/v2/heartbeats", "admin"),
     ("PUT", "/api/v2/heartbeats/<int:heartbeat_id>", "admin"),
     ("DELETE", "/api/v2/heartbeats/<int:heartbeat_id>", "admin"),
+    ("GET", "/api/v2/heartbeats/<int:heartbeat_id>/quiet-hosts", "viewer"),
     ("GET", "/api/v2/unhandled/templates", "viewer"),
     ("GET", "/api/v2/maintenance-windows", "viewer"),
     ("POST", "/api/v2/maintenance-windows", "admin"),

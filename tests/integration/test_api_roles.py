@@ -114,6 +114,10 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
         "/api/v2/heartbeats/{heartbeat}",
         {"reason": "r"},
     ),
+    ("GET", "/api/v2/heartbeats/<int:heartbeat_id>/quiet-hosts"): (
+        "/api/v2/heartbeats/{heartbeat}/quiet-hosts",
+        None,
+    ),
     ("GET", "/api/v2/unhandled/templates"): ("/api/v2/unhandled/templates", None),
     ("GET", "/api/v2/maintenance-windows"): ("/api/v2/maintenance-windows?active=true", None),
     ("POST", "/api/v2/maintenance-windows"): (

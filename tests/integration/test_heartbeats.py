@@ -25,7 +25,7 @@ from mutt_app.ledger import Batch
 from mutt_app.metrics import HEARTBEAT_ALERTS, HEARTBEAT_QUIET_HOSTS
 from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.tasks.maintenance import check_heartbeats
-from mutt_app.watch import dashboard, heartbeats
+from mutt_app.watch import dashboard, heartbeat_quiet, heartbeats
 from tests.factories import wire_event
 
 
@@ -125,7 +125,7 @@ def test_a_quiet_host_raises_once_and_clears_once_when_it_talks(
     assert "no event for over 1 min" in alert["description"]
     assert HEARTBEAT_ALERTS.labels("raised")._value.get() == raised_before + 1
     assert HEARTBEAT_QUIET_HOSTS._value.get() == 1
-    (quiet,) = heartbeats.quiet_hosts(redis_client)
+    (quiet,) = heartbeat_quiet.quiet_hosts(redis_client)
     assert (quiet["host"], quiet["heartbeat_id"]) == ("db-01", hb)
 
     classify = Runtime(runtime.settings)
@@ -142,7 +142,7 @@ def test_a_quiet_host_raises_once_and_clears_once_when_it_talks(
     clear = sent.alerts[1]
     assert (clear["signature"], clear["severity"]) == (alert["signature"], 0)
     assert clear["external_id"] != alert["external_id"]
-    assert heartbeats.quiet_hosts(redis_client) == []
+    assert heartbeat_quiet.quiet_hosts(redis_client) == []
 
 
 class Holding(Sent):
@@ -213,7 +213,7 @@ def test_a_run_killed_after_publishing_publishes_the_same_ids_again(
 
     with pytest.raises(ConnectionError):
         heartbeats.check(runtime, die_after_publishing)
-    assert heartbeats.quiet_hosts(redis_client) == []
+    assert heartbeat_quiet.quiet_hosts(redis_client) == []
     again = Sent()
     assert heartbeats.check(runtime, again).raised == ["1:db-01"]
     # Same external_id: the forward task's idempotency key delivers it once.

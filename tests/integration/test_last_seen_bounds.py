@@ -15,7 +15,7 @@ from mutt_app.config import Settings
 from mutt_app.db.models import Heartbeat
 from mutt_app.metrics import LAST_SEEN_HOSTS, LAST_SEEN_PRUNED
 from mutt_app.runtime import Runtime
-from mutt_app.watch import heartbeats
+from mutt_app.watch import heartbeats, last_seen
 
 
 def _seen(client: redis.Redis, host: str, minutes_ago: float) -> None:
@@ -84,7 +84,7 @@ def test_pruning_a_large_set_goes_in_slices_and_stops_at_the_cutoff(
     old = {f"old-{n}": now - 3_600_000 - n for n in range(25_000)}
     fresh = {f"fresh-{n}": now - n for n in range(100)}
     redis_client.zadd(heartbeats.LAST_SEEN_KEY, {**old, **fresh})
-    assert heartbeats.prune_last_seen(redis_client, now - 60_000, 1_000_000) == (25_000, 0)
+    assert last_seen.prune_last_seen(redis_client, now - 60_000, 1_000_000) == (25_000, 0)
     assert redis_client.zcard(heartbeats.LAST_SEEN_KEY) == 100
-    assert heartbeats.prune_last_seen(redis_client, now - 60_000, 40) == (0, 60)
+    assert last_seen.prune_last_seen(redis_client, now - 60_000, 40) == (0, 60)
     assert _members(redis_client) == {f"fresh-{n}" for n in range(40)}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from dateutil import rrule as rr
 
 from mutt_app.holdback.windows import Schedule, Scope, WindowError, validate
 
@@ -179,3 +181,23 @@ def test_the_walk_from_where_it_stopped_answers_as_a_fresh_look(kwargs: dict) ->
     back = _utc(2026, 3, 8, 6, 5)
     fresh = Schedule(_utc(2026, 3, 1, 1), **kwargs).occurrences(back, 1)
     assert walking.occurrence_at(back) == (fresh[0] if fresh and fresh[0].start <= back else None)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "FREQ=WEEKLY;INTERVAL=3;BYDAY=TU,FR;WKST=SU",
+        "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,SU",
+        "FREQ=HOURLY;INTERVAL=5;BYHOUR=1,2,3,7",
+        "FREQ=DAILY;INTERVAL=3;BYDAY=MO,WE",
+        "FREQ=YEARLY;INTERVAL=3;BYMONTH=3;BYDAY=-1SU",
+        "FREQ=MONTHLY;INTERVAL=5;BYMONTHDAY=31",
+        "FREQ=MONTHLY;INTERVAL=2;BYDAY=MO;BYSETPOS=-1;COUNT=3",
+    ],
+)
+def test_a_rule_with_an_interval_walks_the_dates_dateutil_gives(text: str) -> None:
+    start = datetime(2026, 12, 7, 2, tzinfo=UTC)
+    schedule = Schedule(start, rrule=text, duration_minutes=5, timezone="Europe/Berlin")
+    expected = list(rr.rrulestr(text, dtstart=start.astimezone(ZoneInfo("Europe/Berlin")))[:20])
+    got = [o.start for o in schedule.occurrences(start - timedelta(days=1), 20)]
+    assert got == [moment.astimezone(UTC) for moment in expected]

@@ -1,4 +1,4 @@
--- Bounds the last-seen sorted set (mutt_app.watch.heartbeats.prune_last_seen). KEYS[1] the set;
+-- Bounds the last-seen sorted set (mutt_app.watch.last_seen.prune_last_seen). KEYS[1] the set;
 -- ARGV cutoff (epoch ms: members scored below it are dropped), the most members kept, the most
 -- removed by this call (so that one call never blocks Redis for long). The lowest scores are the
 -- oldest, so both drops are rank ranges from 0. Returns {aged, overflow}: how many each dropped.

@@ -82,7 +82,11 @@ READ_ONLY = ("id", "ended_at", "created_at", "updated_at")
 
 
 def _described(row: MaintenanceWindow) -> dict[str, Any]:
-    return mw.describe(row, datetime.now(UTC))
+    """The window with what it means now, its schedule kept per window version (a list request
+    walks no rule that has not changed since)."""
+    return mw.describe(
+        row, datetime.now(UTC), schedules=runtime().component(mw.Schedules.of).of_row
+    )
 
 
 def _after(change: Change, window_id: int, row: MaintenanceWindow | None) -> None:
@@ -94,7 +98,9 @@ def _after(change: Change, window_id: int, row: MaintenanceWindow | None) -> Non
 @bp.get("/maintenance-windows")
 def list_windows() -> Response:
     """Maintenance windows by name, each with whether it is open now and its next occurrences.
-    ``active=true``: only the windows open now (``false``: only those closed now)."""
+    ``active=true``: only the windows open now (``false``: only those closed now). Each window's
+    schedule is kept per version, and a rule whose walk stopped (stored before rules were checked
+    with their INTERVAL) carries ``error`` and no occurrences."""
     active = bool_arg("active")
     with sessions()() as session:
         rows = session.scalars(select(MaintenanceWindow).order_by(MaintenanceWindow.name)).all()
