@@ -4,6 +4,7 @@ stopped hard, the standby promoted; and a server that turns read-only under a po
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -90,6 +91,7 @@ def test_a_server_turned_read_only_is_dropped_and_retried() -> None:
         # As a demoted primary would: the pooled connection is alive, but takes no writes.
         cluster.query("ALTER SYSTEM SET default_transaction_read_only = on")
         cluster.query("SELECT pg_reload_conf()")
+        _wait_for_reload(cluster)
         with pytest.raises(DBAPIError) as caught, engine.begin() as conn:
             assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() == first_pid
             conn.execute(text("INSERT INTO written VALUES (1)"))
@@ -108,3 +110,13 @@ def test_a_server_turned_read_only_is_dropped_and_retried() -> None:
         engine.dispose()
         with contextlib.suppress(Exception):
             cluster.stop()
+
+
+def _wait_for_reload(cluster: PostgresCluster) -> None:
+    """Wait until the postmaster has read the new configuration: a new session sees it. It
+    signals every backend when it reads it, and the pooled one takes it in before its next
+    command; pg_reload_conf() alone returns before any of that (a race on a loaded machine)."""
+    deadline = time.monotonic() + 10
+    while cluster.query("SHOW default_transaction_read_only") != "on":
+        assert time.monotonic() < deadline, "the configuration was not reloaded within 10 s"
+        time.sleep(0.05)
