@@ -74,10 +74,12 @@ class Process:
         except subprocess.TimeoutExpired:
             self.kill()
 
-    def tail(self, lines: int = 40) -> str:
+    def tail(self, lines: int | None = 40) -> str:
+        """The last ``lines`` lines of the process's log (None: all of it)."""
         if not self.log_path.exists():
             return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text if lines is None else text[-lines:])
 
 
 class Stack:
@@ -206,8 +208,9 @@ class Stack:
         if self._engine is not None:
             self._engine.dispose()
 
-    def logs(self) -> str:
-        return "\n".join(f"--- {n} ---\n{p.tail()}" for n, p in self.processes.items())
+    def logs(self, lines: int | None = 40) -> str:
+        """Each process's last ``lines`` log lines (None: whole logs), under its name."""
+        return "\n".join(f"--- {n} ---\n{p.tail(lines)}" for n, p in self.processes.items())
 
     # --- talking to it ----------------------------------------------------------------------------
 
