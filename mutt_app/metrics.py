@@ -49,12 +49,16 @@ INGEST_INEXACT_ITEMS = Counter(
     "Items refused because a plain JSON reading would change them (duplicate_key, long_integer)",
     ["kind"],
 )
+for _kind in ("duplicate_key", "long_integer"):
+    INGEST_INEXACT_ITEMS.labels(_kind)
 INGEST_EVENT_TIME_ADJUSTED = Counter(
     "mutt_ingest_event_time_adjusted_total",
     "Events audited under received_at: their own time was outside EVENT_TIME_MAX_AGE_DAYS (past)"
     " or EVENT_TIME_MAX_AHEAD_MINUTES (future)",
     ["direction"],
 )
+for _direction in ("past", "future"):
+    INGEST_EVENT_TIME_ADJUSTED.labels(_direction)
 
 # --- classify (the v2.5 "alerter") ----------------------------------------------------------------
 EVENTS_PROCESSED = Counter(
@@ -241,6 +245,8 @@ MOOG_ALERTS = Counter("mutt_moog_alerts_processed_total", "Alerts by outcome", [
 MOOG_REDIRECTS = Counter(
     "mutt_moog_redirects_total", "3xx answers from Moog (not followed; dead-lettered)", ["status"]
 )
+for _status in ("301", "302", "303", "307", "308"):
+    MOOG_REDIRECTS.labels(_status)
 MOOG_UNREADABLE_ANSWERS = Counter(
     "mutt_moog_unreadable_answers_total",
     "2xx answers from Moog whose body could not be read (their alerts dead-lettered)",
