@@ -27,6 +27,7 @@ from mutt_app.names import (
     REMEDIATE_DLQ_TASK,
     RETENTION_TASK,
 )
+from mutt_app.redelivery import LeaseRenewal
 from mutt_app.rotation import redis_password, sentinel_connection_options
 
 # Beat wakes at least this often (seconds), and a standby beat takes over this long after the
@@ -52,11 +53,14 @@ def make_celery(settings: Settings, task_cls: type[Task] = Task) -> Celery:
     password = redis_password(settings) if any(settings.redis_passwords()) else None
     app.conf.broker_url = broker_url(settings, password)
     app.conf.broker_transport_options = {
+        # A lease, renewed by live workers (LeaseRenewal): only a dead worker's messages outlive it.
         "visibility_timeout": settings.broker_visibility_timeout,
-        # Scan for a dead worker's unacked messages every interval (throttle 1: no skipped scans),
-        # so recovery takes about visibility_timeout + interval instead of an hour.
+        # Scan for them every interval (throttle 1: no skipped scans), so a dead worker's batches
+        # run again about visibility_timeout + interval after it died.
         "unacked_restore_interval": settings.broker_restore_interval,
         "unacked_restore_throttle": 1,
+        # A worker killed mid-scan holds the scan's lock until it expires (kombu's default: 300 s).
+        "unacked_mutex_expire": settings.broker_visibility_timeout,
         "socket_timeout": 30,
         "socket_connect_timeout": 5,
         "health_check_interval": 10,
@@ -76,6 +80,7 @@ def make_celery(settings: Settings, task_cls: type[Task] = Task) -> Celery:
         # CLASSIFY_TASK_EVENTS off: Flower does without classify's task events (it declutters Flower).
         CLASSIFY_TASK: {"send_events": settings.classify_task_events},
     }
+    app.steps["consumer"].add(LeaseRenewal)
     app.conf.beat_schedule = beat_schedule(settings)
     # RedBeat keeps the schedule in Redis behind a lock: two beat processes can run for high
     # availability and each job still fires once; the standby takes over when the lock expires.

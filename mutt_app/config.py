@@ -145,11 +145,13 @@ class Settings(BaseSettings):
     """How long a round waits for those acknowledgements."""
 
     # --- Celery broker ---------------------------------------------------------------------
-    broker_visibility_timeout: Annotated[int, Field(ge=10)] = 300
-    """Seconds before an unacked message (a killed worker's) is handed out again."""
-    broker_restore_interval: Annotated[int, Field(ge=1)] = 10
-    ledger_reconcile_after: Annotated[int, Field(ge=10)] | None = None
-    """Seconds before an accepted batch with no audit is published again (default 2x visibility)."""
+    broker_visibility_timeout: Annotated[int, Field(ge=5)] = 10
+    """Seconds a worker may go without renewing its hold on a message before the message is taken
+    for a dead worker's and handed out again (mutt_app.redelivery: live workers renew theirs)."""
+    broker_restore_interval: Annotated[int, Field(ge=1)] = 2
+    """Seconds between each worker's scans for messages whose hold was not renewed."""
+    ledger_reconcile_after: Annotated[int, Field(ge=10)] = 600
+    """Seconds before an accepted batch with no audit is published again (what the broker lost)."""
 
     metrics_port_worker: Annotated[int, Field(ge=0, le=65535)] = 8081
     """Port of a worker host's /metrics (0: none). Needs PROMETHEUS_MULTIPROC_DIR under prefork."""
@@ -366,18 +368,6 @@ class Settings(BaseSettings):
     # --- derived values --------------------------------------------------------------------
 
     @model_validator(mode="after")
-    def _countdowns_fit_visibility(self) -> Settings:
-        # A countdown (retry, rate-limit wait, open circuit) waits unacked in a worker; one longer than
-        # the visibility timeout would be delivered a second time.
-        longest = max(self.moog_retry_max_delay, self.moog_circuit_breaker_timeout)
-        if self.broker_visibility_timeout < 2 * longest:
-            raise ValueError(
-                f"must be at least twice the longest countdown ({longest:g}s, from "
-                "MOOG_RETRY_MAX_DELAY / MOOG_CIRCUIT_BREAKER_TIMEOUT)"
-            )
-        return self
-
-    @model_validator(mode="after")
     def _one_way_to_redis(self) -> Settings:
         if self.redis_sentinel_hosts and (self.redis_url or self.redis_host):
             raise ValueError(
@@ -415,7 +405,7 @@ class Settings(BaseSettings):
     @property
     def reconcile_after(self) -> int:
         """Seconds after which an unsettled ledger batch is published again."""
-        return self.ledger_reconcile_after or 2 * self.broker_visibility_timeout
+        return self.ledger_reconcile_after
 
     @property
     def embedded_redis(self) -> bool:
@@ -483,12 +473,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return Settings(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
-        # A cross-field check has no location: it names its variable in its message, or it is
-        # about the visibility timeout.
+        # A cross-field check has no location: it names its variable in its message.
         message = first["msg"].removeprefix("Value error, ")
-        if not first["loc"] and message.startswith("REDIS_SENTINEL_HOSTS"):
+        if not first["loc"]:
             raise SettingsError(f"invalid setting {message}") from None
-        name = str(first["loc"][0]).upper() if first["loc"] else "BROKER_VISIBILITY_TIMEOUT"
+        name = str(first["loc"][0]).upper()
         given = values.get(name.lower())
         shown = (
             ""

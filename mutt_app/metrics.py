@@ -270,6 +270,10 @@ QUEUE_DEPTH = Gauge(
 )
 DLQ_DEPTH = Gauge("mutt_dlq_depth", "Dead letters waiting", ["task"], multiprocess_mode="max")
 POISON_DEPTH = Gauge("mutt_poison_depth", "Items remediation gave up on", multiprocess_mode="max")
+BROKER_LEASE_RENEWAL_FAILURES = Counter(
+    "mutt_broker_lease_renewal_failures_total",
+    "Renewals of a worker's hold on its unacked messages that failed (mutt_app.redelivery)",
+)
 REMEDIATION_REPLAYED = Counter(
     "mutt_remediation_replayed_total", "Dead letters replayed", ["source", "status"]
 )

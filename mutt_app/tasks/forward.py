@@ -73,6 +73,10 @@ DEAD_LETTER_REASONS = {
 }
 # How long a copy waits for another copy that holds an alert's in-flight key.
 INFLIGHT_WAIT = 2.0
+# The longest a deferral (a retry, a rate-limit wait, an open circuit) waits as one countdown: the
+# worker holds the message in memory meanwhile (its lease renewed, mutt_app.redelivery), and a
+# longer wait is decided again then, so a changed limit or a recovered Moog applies within it.
+LONGEST_COUNTDOWN_SECONDS = 150.0
 
 
 @shared_task(
@@ -118,8 +122,6 @@ def _forward(
     if not alerts:
         return {}
     result = deliver(runtime, alerts, attempts, task_id=self.request.id or "")
-    # A countdown waits unacked in a worker: keep it well inside the visibility timeout.
-    cap = runtime.settings.broker_visibility_timeout / 2
     settled = result.delivered + result.duplicate
     counts = {"delivered": len(result.delivered), "duplicate": len(result.duplicate)}
 
@@ -128,7 +130,7 @@ def _forward(
             self,
             runtime,
             result.deferred,
-            min(result.defer_wait, cap),
+            min(result.defer_wait, LONGEST_COUNTDOWN_SECONDS),
             attempts,
             first_failed_at,
             replays,
@@ -146,7 +148,7 @@ def _forward(
             counts["split"] = len(failure.alerts)
         elif failure.status == "retry" and attempts + 1 <= runtime.settings.moog_max_retries:
             metrics.MOOG_RETRIES.labels(failure.error_type or "error").inc()
-            wait = min(failure.wait, cap)
+            wait = min(failure.wait, LONGEST_COUNTDOWN_SECONDS)
             _again(self, runtime, failure.alerts, wait, attempts + 1, first_failed_at, replays)
             counts["retry"] = len(failure.alerts)
         else:
@@ -250,7 +252,7 @@ def deliver(
         config.get("moog_rate_period"),
         slot,
         flight=settings.moog_webhook_timeout + 1,
-        longest_wait=settings.broker_visibility_timeout / 2,
+        longest_wait=LONGEST_COUNTDOWN_SECONDS,
         reserved=lanes.reserved_slots(limit, config.get("moog_page_reserved_share")),
         page=lanes.is_page(pending[0]),  # a batch is one lane
     )

@@ -10,8 +10,9 @@ the flow (tests/chaos/harness.py).
 How each kill is survived:
 - ingest: a request cut off is re-posted by its sender; what it had already published is audited
   once (idempotent on correlation_id), what it had recorded but not published reconcile republishes;
-- classify: its unacked batches come back after BROKER_VISIBILITY_TIMEOUT; one taken off the queue
-  but not yet recorded as unacked (kombu #305) comes back through the ledger's reconcile;
+- classify: its unacked batches come back once their lease lapses (BROKER_VISIBILITY_TIMEOUT, as
+  shipped); one taken off the queue but not yet recorded as unacked (kombu #305) comes back
+  through the ledger's reconcile;
 - forward: the same, through the outbox; the one batch it had posted but not recorded as sent is
   posted again (the duplicate bound);
 - beat: RedBeat's lock expires and the restarted beat schedules again; nothing flows through beat.

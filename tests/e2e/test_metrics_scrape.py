@@ -47,7 +47,6 @@ def test_dashboard_and_alert_metrics_are_all_served_after_traffic(
         REMEDIATION_BACKOFF_BASE="1",
         REMEDIATION_MAX_RETRIES="1",
         MOOG_CIRCUIT_BREAKER_TIMEOUT="3",
-        BROKER_VISIBILITY_TIMEOUT="20",
         WEBUI_API_KEY=WEB_KEY,
         WEBUI_AUTH_IP_MAX_FAILURES="1",
         HEARTBEAT_CHECK_INTERVAL_SECONDS="1",  # a check runs, and reports its quiet hosts

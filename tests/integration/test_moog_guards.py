@@ -25,7 +25,7 @@ def test_rate_limiter_admits_limit_then_says_how_long_to_wait(redis_client: redi
 
 def test_a_backlog_is_spread_over_turns_and_waits_are_capped(redis_client: redis.Redis) -> None:
     # 10 per second: 40 refused requests come back one per 0.1 s, not all together; none is told to
-    # wait longer than longest_wait (a countdown must stay inside the visibility timeout).
+    # wait longer than longest_wait (a longer deferral is decided again, not held as one countdown).
     limiter = RateLimiter(redis_client, "mutt:rate_limit:line")
     for _ in range(10):
         assert limiter.acquire(10, 1.0, uuid.uuid4().hex) == 0.0

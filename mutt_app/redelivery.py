@@ -1,0 +1,109 @@
+"""A dead worker's messages handed out again in seconds, a live worker's never.
+
+The Redis transport emulates acknowledgements: a delivered message stays in the ``unacked`` hash,
+scored in ``unacked_index`` by when it was delivered, until the worker acks it; every worker scans the
+index (``restore_visible``) and puts back on its queue any message older than the visibility timeout.
+That timeout cannot tell a dead worker from a live one that still holds the message: a countdown
+(a retry, a rate-limit wait) or a long task. So it is usually set to the longest such wait, and a
+worker that dies as a whole (SIGKILL of the parent, a host gone) has its batches wait that long.
+
+The seeds answer with a heartbeat per worker and a janitor. This is the same idea on kombu's own
+machinery: :class:`LeaseRenewal`, a consumer bootstep, re-scores every message its worker holds
+(delivered and not yet acked) to *now*, every :func:`renew_interval` seconds. A held message is then
+never older than a few seconds, whatever it waits for, and the visibility timeout becomes a lease:
+how long a worker may go without renewing before its messages are taken as a dead worker's.
+kombu's restore scan, run by every worker every BROKER_RESTORE_INTERVAL, hands them out again, at
+the head of their queue.
+
+The duplicate bound this costs is the one a kill always had: the dead worker's in-flight batches run
+again (classify's audit is idempotent on correlation_id; forward posts again at most one batch per
+thread, the alerts it had posted but not recorded as sent). A live worker that cannot renew for a
+whole lease (Redis unreachable that long) cannot ack either, so its messages come back as they would
+have without leases; it stops working on them (``worker_cancel_long_running_tasks_on_connection_loss``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import bootsteps
+from redis.exceptions import RedisError
+
+from mutt_app import metrics
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LeaseRenewal", "held_tags", "renew", "renew_interval"]
+
+# Renewals per lease: one or two missed renewals (a slow Redis answer, a busy event loop) must not
+# let a live worker's messages pass for a dead one's.
+RENEWALS_PER_LEASE = 5
+
+
+def renew_interval(visibility_timeout: float) -> float:
+    """Seconds between renewals for a lease of ``visibility_timeout`` seconds."""
+    return max(0.5, visibility_timeout / RENEWALS_PER_LEASE)
+
+
+def held_tags(channel: Any) -> list[str]:
+    """The delivery tags ``channel``'s worker holds: delivered, and not yet acked."""
+    qos = channel.qos
+    # The event loop that fills these runs in this thread (the timer is the hub's); a copy still
+    # guards a pool whose timer runs in a thread of its own.
+    for _ in range(3):
+        try:
+            return [tag for tag in list(qos._delivered) if tag not in qos._dirty]
+        except RuntimeError:  # changed size during iteration
+            continue
+    return []
+
+
+def renew(channel: Any, now: float | None = None) -> int:
+    """Score every message ``channel``'s worker holds at ``now``; the number renewed.
+
+    ``XX``: a tag no longer in the index was acked or restored meanwhile, and must not come back.
+    """
+    tags = held_tags(channel)
+    if not tags:
+        return 0
+    stamp = time.time() if now is None else now
+    with channel.conn_or_acquire() as client:
+        return int(
+            client.zadd(channel.unacked_index_key, dict.fromkeys(tags, stamp), xx=True, ch=True)
+        )
+
+
+class LeaseRenewal(bootsteps.StartStopStep):
+    """Consumer bootstep: renews the lease of every message this worker holds (module docstring)."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.tref: Any = None
+
+    def start(self, parent: Any) -> None:
+        channel = getattr(parent.task_consumer, "channel", None)
+        if not hasattr(channel, "unacked_index_key"):
+            return  # not the Redis transport: its broker acknowledges for itself
+        options = parent.app.conf.broker_transport_options or {}
+        interval = renew_interval(float(options.get("visibility_timeout", 3600)))
+        self.tref = parent.timer.call_repeatedly(interval, self._renew, (channel,), priority=10)
+
+    def _renew(self, channel: Any) -> None:
+        try:
+            renew(channel)
+        except RedisError as exc:
+            # Not fatal: the next renewal tries again; a lease missed as a whole hands the messages
+            # back, which the worker's own reconnect also does.
+            metrics.BROKER_LEASE_RENEWAL_FAILURES.inc()
+            log.warning("could not renew the broker lease of held messages: %s", exc)
+
+    def stop(self, parent: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+
+    shutdown = stop

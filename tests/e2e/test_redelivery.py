@@ -1,0 +1,91 @@
+"""Held messages: a live worker keeps them however long they wait, a dead worker's come back in seconds.
+
+Real Redis, real forward workers (threads, as mutt-worker-forward.service runs them), the Moog sink.
+The lease (BROKER_VISIBILITY_TIMEOUT) is shortened to 5 s so that a countdown of 12 s outlives it
+twice over: without the renewal (mutt_app.redelivery) the broker would hand the waiting message out
+again and the worker would receive it a second time.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from mutt_app.config import load_settings
+from mutt_app.forwarding import lanes
+from mutt_app.runtime import Runtime, runtime_of
+from tests.e2e.conftest import StackFactory
+from tests.e2e.stack import FORWARD_QUEUES, Stack
+from tests.services import wait_for
+
+LEASE = {"BROKER_VISIBILITY_TIMEOUT": "5", "BROKER_RESTORE_INTERVAL": "1"}
+RECEIVED = re.compile(r"Task mutt\.forward_to_moog\[[0-9a-f-]+\] received")
+
+
+def _alert(description: str) -> dict[str, Any]:
+    return {
+        "signature": "lease-host::1::test",
+        "source_id": "lease-host",
+        "source": "lease-host",
+        "external_id": str(uuid.uuid4()),
+        "manager": "MUTT",
+        "class": "NETO",
+        "agent": "MUTT",
+        "agent_location": "lease-host",
+        "type": "syslog",
+        "severity": 2,
+        "description": description,
+        "agent_time": int(datetime.now(UTC).timestamp()),
+    }
+
+
+def _send_later(stack: Stack, alert: dict[str, Any], seconds: float) -> None:
+    app = Runtime(load_settings(stack.env)).celery
+    lanes.send(runtime_of(app), app, [alert], later=seconds)
+
+
+def _received(stack: Stack, name: str) -> int:
+    return len(RECEIVED.findall(stack.processes[name].tail(None)))
+
+
+def test_a_live_worker_holds_a_countdown_longer_than_the_lease_and_receives_it_once(
+    make_stack: StackFactory,
+) -> None:
+    stack = make_stack(**LEASE)
+    stack.start_sink()
+    stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=2, pool="threads")
+    alert = _alert("held across two leases")
+
+    _send_later(stack, alert, seconds=12)
+    wait_for(lambda: _received(stack, "forward") >= 1, 20, "the worker to take the message")
+    stack.wait_sink(1, timeout=30)
+    stack.settle(3)  # a second delivery would have come at about 6 s and 12 s
+
+    assert [e["external_id"] for e in stack.sink_events()] == [alert["external_id"]]
+    assert _received(stack, "forward") == 1, stack.processes["forward"].tail(None)
+
+
+def test_a_killed_workers_held_message_runs_on_another_worker_once_its_lease_lapses(
+    make_stack: StackFactory,
+) -> None:
+    stack = make_stack(**LEASE)
+    stack.start_sink()
+    doomed = stack.start_worker("doomed", queues=FORWARD_QUEUES, concurrency=2, pool="threads")
+    alert = _alert("held by a worker that dies")
+
+    _send_later(stack, alert, seconds=4)
+    wait_for(lambda: _received(stack, "doomed") >= 1, 20, "the doomed worker to take the message")
+    doomed.kill()  # as a host gone: the message stays unacked, its holder renews it no more
+    killed_at = time.time()
+    stack.start_worker("heir", queues=FORWARD_QUEUES, concurrency=2, pool="threads")
+
+    events = stack.wait_sink(1, timeout=30)
+    recovered = events[0]["_received_at"] - killed_at
+    print(f"\nheld message delivered {recovered:.1f} s after its worker was killed")
+    # The lease (5 s) plus one restore scan (1 s) plus the heir's start: well within this.
+    assert recovered < 15
+    stack.settle(2)
+    assert [e["external_id"] for e in stack.sink_events()] == [alert["external_id"]]
