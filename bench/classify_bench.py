@@ -24,7 +24,7 @@ import mutt_app
 from mutt_app.classify.batch import classify_batch
 from mutt_app.config import load_settings
 from mutt_app.events.schema import validate_items
-from mutt_app.runtime import Runtime
+from mutt_app.runtime import Runtime, runtime_of
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = load_settings()
     app = Runtime(settings).celery
-    runtime = app.mutt_runtime  # type: ignore[attr-defined]
+    runtime = runtime_of(app)
     rng = random.Random(1)
     batches = []
     for n in range(args.batches + 1):
