@@ -1,15 +1,16 @@
-"""The audit row's own costs, apart from the rest of classify: client CPU per event, and the partial index.
+"""The audit insert's own costs, apart from the rest of classify: CPU per event, and the partial index.
 
     DATABASE_URL=postgresql://... .venv/bin/python bench/audit_bench.py client
     DATABASE_URL=postgresql://... PYTHONPATH=/tmp/before .venv/bin/python bench/audit_bench.py client
     DATABASE_URL=postgresql://... .venv/bin/python bench/audit_bench.py index
 
-``client``: CPU per event of building the audit rows of 20,000 events (a third unmatched) with
-``audit_row`` and rendering their VALUES as psycopg2's execute_values does (``mogrify``), without
-sending them; min and median of 7 repeats, for the tree on ``PYTHONPATH`` (run it for two trees to
-compare). ``index``: wall time to insert 50,000 audit rows (a third unmatched) in committed batches of
-500, with ``idx_event_audit_unmatched`` and without it, alternating 4 times; the database must be at
-migration 0010 or later, and its event_audit_log is emptied (the index is left in place).
+``client``: the audit rows of 20,000 events (a third unmatched) built with ``audit_row`` and inserted
+by ``insert_audit_rows`` in committed batches of 100, as classify does; client CPU and the
+PostgreSQL backend's CPU per event, min and median of 5 repeats, for the tree on ``PYTHONPATH`` (run
+it for two trees, alternating, to compare). ``index``: wall time to insert 50,000 audit rows (a third
+unmatched) in committed batches of 500, with ``idx_event_audit_unmatched`` and without it,
+alternating 4 times; the database must be at migration 0010 or later. Both empty event_audit_log
+(the index is left in place).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg2
-from psycopg2.extras import execute_values
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 import mutt_app
 from mutt_app.classify import audit as event_audit
+from mutt_app.config import load_settings
+from mutt_app.db.engine import make_engine
 from mutt_app.events.schema import Event
 from mutt_app.rules.decide import Decision
 
@@ -57,73 +60,77 @@ def _events(n: int, unmatched_every: int) -> list[tuple[Event, Decision]]:
     ]
 
 
-def _values(pairs: list[tuple[Event, Decision]]) -> list[tuple[Any, ...]]:
-    # audit_row takes rules_version since migration 0010; an older tree's does not.
-    extra = {"rules_version": 7} if "rules_version" in event_audit._PG_COLUMNS else {}
-    rows = [event_audit.audit_row(e, d, None, **extra) for e, d in pairs]
-    return [
-        tuple(
-            event_audit._raw_json(row[name]) if name == "raw" else row.get(name)
-            for name in event_audit._PG_COLUMNS
-        )
-        for row in rows
-    ]
+def _rows(pairs: list[tuple[Event, Decision]]) -> list[dict[str, Any]]:
+    return [event_audit.audit_row(e, d, None, rules_version=7) for e, d in pairs]
+
+
+def _insert(session: Session, rows: list[dict[str, Any]], size: int) -> None:
+    for start in range(0, len(rows), size):
+        event_audit.insert_audit_rows(session, rows[start : start + size])
+        session.commit()
+
+
+def _backend_cpu(session: Session) -> float:
+    """CPU seconds the session's PostgreSQL backend has used (it runs on this machine)."""
+    pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def client(url: str) -> None:
-    """Print the min and median CPU per event of audit_row plus the VALUES rendering."""
-    pairs = _events(20_000, 3)
-    with psycopg2.connect(url) as conn, conn.cursor() as cursor:
-        costs = []
-        for _ in range(7):
-            started = time.process_time()
-            b"".join(cursor.mogrify(event_audit._PG_TEMPLATE, v) for v in _values(pairs))
-            costs.append((time.process_time() - started) / len(pairs) * 1e6)
+    """Print the min and median client and server CPU per event of inserting audit rows."""
+    engine = make_engine(load_settings({"DATABASE_URL": url}))
+    clients, servers = [], []
+    with Session(engine) as session:
+        for _ in range(5):
+            session.execute(text("TRUNCATE event_audit_log"))
+            session.commit()
+            pairs = _events(20_000, 3)
+            rows = _rows(pairs)
+            server, started = _backend_cpu(session), time.process_time()
+            _insert(session, rows, 100)
+            clients.append((time.process_time() - started) / len(pairs) * 1e6)
+            servers.append((_backend_cpu(session) - server) / len(pairs) * 1e6)
+        session.execute(text("TRUNCATE event_audit_log"))
+        session.commit()
     print(
-        f"{Path(mutt_app.__file__).parent.parent}: min {min(costs):.2f} us,"
-        f" median {statistics.median(costs):.2f} us per event"
+        f"{Path(mutt_app.__file__).parent.parent}: client min {min(clients):.1f} us,"
+        f" median {statistics.median(clients):.1f} us; PostgreSQL min {min(servers):.1f} us,"
+        f" median {statistics.median(servers):.1f} us per event"
     )
 
 
 def index(url: str) -> None:
     """Print the insert time per 1,000 rows with and without the unmatched-events index."""
-    conn = psycopg2.connect(url)
-    cursor = conn.cursor()
+    engine = make_engine(load_settings({"DATABASE_URL": url}))
 
-    def run(with_index: bool) -> float:
-        cursor.execute("TRUNCATE event_audit_log")
+    def run(session: Session, with_index: bool) -> float:
+        session.execute(text("TRUNCATE event_audit_log"))
         if with_index:
-            cursor.execute(
-                "CREATE INDEX IF NOT EXISTS idx_event_audit_unmatched ON event_audit_log"
-                " (event_timestamp DESC) WHERE matched_rule_id IS NULL"
+            session.execute(
+                text(
+                    "CREATE INDEX IF NOT EXISTS idx_event_audit_unmatched ON event_audit_log"
+                    " (event_timestamp DESC) WHERE matched_rule_id IS NULL"
+                )
             )
         else:
-            cursor.execute("DROP INDEX IF EXISTS idx_event_audit_unmatched")
-        conn.commit()
-        values = _values(_events(50_000, 3))
+            session.execute(text("DROP INDEX IF EXISTS idx_event_audit_unmatched"))
+        session.commit()
+        rows = _rows(_events(50_000, 3))
         started = time.perf_counter()
-        for start in range(0, len(values), 500):
-            execute_values(
-                cursor,
-                event_audit._PG_INSERT,
-                values[start : start + 500],
-                template=event_audit._PG_TEMPLATE,
-                page_size=500,
-                fetch=True,
-            )
-            conn.commit()
-        return (time.perf_counter() - started) / len(values) * 1e6
+        _insert(session, rows, 500)
+        return (time.perf_counter() - started) / len(rows) * 1e6
 
     results: dict[bool, list[float]] = {True: [], False: []}
-    try:
-        for _ in range(4):
-            for with_index in (True, False):
-                results[with_index].append(run(with_index))
-    finally:
-        run(True)
-        cursor.execute("TRUNCATE event_audit_log")
-        conn.commit()
-        conn.close()
+    with Session(engine) as session:
+        try:
+            for _ in range(4):
+                for with_index in (True, False):
+                    results[with_index].append(run(session, with_index))
+        finally:
+            run(session, True)
+            session.execute(text("TRUNCATE event_audit_log"))
+            session.commit()
     for with_index, times in results.items():
         print(
             f"partial index {'on ' if with_index else 'off'}: "

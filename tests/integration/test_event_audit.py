@@ -77,6 +77,21 @@ def test_rows_are_inserted_with_every_field_and_returned_as_new(audit_engine: En
     )
 
 
+def test_text_and_times_are_stored_exactly_whatever_they_hold(audit_engine: Engine) -> None:
+    # The PostgreSQL insert sends the batch as one JSON document: every escape JSON has must come
+    # back as the character it stands for, and microseconds must survive (events carry UTC).
+    message = 'tab\there, newline\nthere, back\\slash, "quotes", \u00e9t\u00e9 \U0001f6a8 \u2028'
+    stamp = datetime(2026, 12, 1, 15, 30, 0, 123456, tzinfo=UTC)
+    event = _event(1, message=message, timestamp=stamp, raw={"message": message, "big": 2**63 - 1})
+    with session_factory(audit_engine).begin() as session:
+        insert_audit_rows(session, [audit_row(event, DECISION)])
+    with audit_engine.connect() as connection:
+        row = connection.execute(select(EventAuditLog)).one()
+    assert row.message == message
+    assert row.raw == {"message": message, "big": 2**63 - 1}
+    assert row.event_timestamp.replace(tzinfo=UTC) == stamp
+
+
 def test_a_redelivered_batch_inserts_nothing_twice(audit_engine: Engine) -> None:
     events = [_event(n) for n in range(5)]
     sessions = session_factory(audit_engine)
