@@ -72,6 +72,10 @@ _SNMP_TRAP_OID = "1.3.6.1.6.3.1.1.4.1.0"  # snmpTrapOID.0
 _NUL_ESCAPE = b"\\u0000"  # how orjson writes a NUL character inside a JSON string
 
 _OID = re.compile(r"\.?[0-9]+(?:\.[0-9]+)+")
+# A UUID already in its canonical text (as ingest writes it) needs no parse: uuid.UUID and back cost
+# more than deciding the event.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_NIL_UUID = "00000000-0000-0000-0000-000000000000"
 _SEVERITY_NAMES = {
     # RFC 5424 keywords and their usual spellings (rsyslog %syslogseverity-text%, syslog-ng $LEVEL)
     "emerg": 0,
@@ -154,7 +158,7 @@ class Event:
         """
         try:
             return cls(
-                correlation_id=str(uuid.UUID(wire["correlation_id"])),
+                correlation_id=_canonical(wire["correlation_id"]),
                 timestamp=_as_utc(datetime.fromisoformat(wire["timestamp"])),
                 received_at=_as_utc(datetime.fromisoformat(wire["received_at"])),
                 hostname=wire["hostname"],
@@ -388,14 +392,21 @@ def _timestamp(value: Any, received_at: datetime) -> datetime:
 def _correlation_id(value: Any) -> str:
     if isinstance(value, str) and value:
         try:
-            parsed = uuid.UUID(value)
+            canonical = _canonical(value)
         except ValueError:
             pass
         else:
             # The nil UUID is a template placeholder, not an identity: every event would share it.
-            if parsed.int:
-                return str(parsed)
+            if canonical != _NIL_UUID:
+                return canonical
     return str(uuid.uuid4())
+
+
+def _canonical(value: str) -> str:
+    """``value``, a UUID in any form uuid.UUID reads, in canonical text; ValueError if it is not."""
+    if _CANONICAL_UUID.fullmatch(value):
+        return value
+    return str(uuid.UUID(value))
 
 
 def _as_utc(moment: datetime) -> datetime:
