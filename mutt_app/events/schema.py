@@ -210,8 +210,7 @@ def validate_items(
         ):
             adjusted.append((index, direction))
             # The sender's time stays in raw; the wire (and so the audit) carries received_at.
-            event = dataclasses.replace(event, timestamp=event.received_at)
-            event = dataclasses.replace(event, wire_json=_wire_json(event))
+            event = _with_wire_json(dataclasses.replace(event, timestamp=event.received_at))
         events.append(event)
     if adjusted and event_time is not None:
         event_time.count_adjusted(adjusted, items)
@@ -260,7 +259,17 @@ def validate_item(
         trap_oid=trap_oid,
         raw=item,
     )
-    return dataclasses.replace(event, wire_json=_wire_json(event))
+    return _with_wire_json(event)
+
+
+def _with_wire_json(event: Event) -> Event:
+    """``event``, new and not yet shared, with its ``wire_json`` written (:func:`_wire_json`).
+
+    Set in place, as a frozen dataclass's ``__post_init__`` would: ``dataclasses.replace`` cost
+    more than the rest of validating an item.
+    """
+    object.__setattr__(event, "wire_json", _wire_json(event))
+    return event
 
 
 def _wire_json(event: Event) -> bytes:
