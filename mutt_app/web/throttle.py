@@ -5,7 +5,8 @@ and per account and client IP (log-ins).
   WEBUI_AUTH_IP_WINDOW_SECONDS is answered 429 with Retry-After; this stops one address from trying
   many accounts (or many API keys). The ingest endpoint counts its bad ``X-API-Key`` values
   (INGEST_KEY) apart, with the same two settings: a relay with a wrong key is answered 429 instead
-  of 401 at full speed, and senders at other addresses are untouched.
+  of 401 at full speed, and senders at other addresses are untouched. A relay with the good key is
+  checked once a second per ingest process, not per request (:class:`ClearAddresses`).
 - Per account and address: WEBUI_LOGIN_MAX_FAILURES wrong passwords for one username from one address
   within WEBUI_LOGIN_LOCKOUT_SECONDS refuse that username from that address (429) until the oldest
   failure leaves the window. The lock is aimed at the guesser, never at the account: its owner, from
@@ -119,3 +120,34 @@ def forget_failures(account: str) -> None:
         _limiter().clear(_item(ACCOUNT), *_keys(ACCOUNT, account))
     except (redis.RedisError, OSError) as exc:
         log.warning("auth throttle unavailable (Redis): %s; count not cleared", exc)
+
+
+class ClearAddresses:
+    """Addresses this process found unthrottled within the last ``ttl`` seconds (at most ``cap``).
+
+    The ingest endpoint asks the throttle about every request before it compares the key, so that
+    a throttled address learns nothing from a good guess. For the steady stream of a relay with the
+    right key that is a Redis round trip per request, more than the rest of a small request costs.
+    Remembering "clear" for a second spares it: a throttle that starts is seen by this process at
+    once (it counted the failure, or forgets the address on a 429), by the others within ``ttl``.
+    """
+
+    def __init__(self, ttl: float = 1.0, cap: int = 4096) -> None:
+        self.ttl, self.cap = ttl, cap
+        self._until: dict[str, float] = {}
+
+    def fresh(self, address: str) -> bool:
+        """Whether ``address`` was found clear less than ``ttl`` seconds ago."""
+        return self._until.get(address, 0.0) > time.monotonic()
+
+    def remember(self, address: str) -> None:
+        """Note that the throttle found ``address`` clear just now."""
+        until = self._until
+        if len(until) >= self.cap and address not in until:
+            # Oldest first (dicts keep insertion order); another thread may have taken it.
+            until.pop(next(iter(until), address), None)
+        until[address] = time.monotonic() + self.ttl
+
+    def forget(self, address: str) -> None:
+        """``address`` is throttled, or about to be: ask the throttle next time."""
+        self._until.pop(address, None)

@@ -2,18 +2,22 @@
 
 An address that sends too many wrong ``X-API-Key`` values is answered 429 with Retry-After (before
 its key is even compared), counted in mutt_webui_auth_throttled_total{kind="ingest-key"}, and
-logged once; a sender with the good key at another address is served as before. The shipped
-config opens no control socket in the service user's home.
+logged once; a sender with the good key at another address is served as before, with the throttle
+asked about it once a second rather than per request. The shipped config opens no control socket in
+the service user's home.
 """
 
 from __future__ import annotations
 
 import http.client
+import math
 import re
 import sys
+import time
 from pathlib import Path
 
 import orjson
+import redis
 import requests
 
 from tests.e2e.conftest import StackFactory
@@ -78,6 +82,9 @@ def test_an_address_sending_bad_ingest_keys_is_throttled_and_a_good_sender_elsew
     _start_shipped_ingest(stack, tmp_path / "home")
     guesser, relay = "127.0.0.2", "127.0.0.3"
 
+    # Served once with the good key, the guesser's address is remembered as clear for a second
+    # (ClearAddresses): its first failure must end that, or good keys would pass while throttled.
+    assert _post(stack, KEY, guesser)[0] == 200
     answers_seen = [_post(stack, f"guess-{n}", guesser)[0] for n in range(MAX_FAILURES)]
     assert answers_seen == [401] * MAX_FAILURES
     for n in range(20):
@@ -103,3 +110,21 @@ def test_an_address_sending_bad_ingest_keys_is_throttled_and_a_good_sender_elsew
 
     # The shipped config opens no control socket (gunicorn >= 25.1 would in ~/.gunicorn).
     assert not (tmp_path / "home" / ".gunicorn").exists()
+
+
+def test_a_relay_with_the_good_key_is_checked_against_the_throttle_once_a_second_not_per_request(
+    make_stack: StackFactory, tmp_path: Path
+) -> None:
+    stack = make_stack(INGEST_API_KEY=KEY)
+    _start_shipped_ingest(stack, tmp_path / "home")
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+
+    def throttle_checks() -> int:  # the ingest path runs no other Lua script than the throttle's
+        return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+    before, started = throttle_checks(), time.monotonic()
+    for _ in range(40):
+        assert _post(stack, KEY, "127.0.0.3")[0] == 200
+    elapsed, checks = time.monotonic() - started, throttle_checks() - before
+    print(f"\n40 good requests in {elapsed:.1f} s: {checks} throttle checks")
+    assert 1 <= checks <= math.ceil(elapsed) + 1

@@ -75,6 +75,7 @@ class Ingestor:
             log.warning(
                 "INGEST_API_KEY is not set: the ingest endpoint accepts unauthenticated posts"
             )
+        self.clear_addresses = throttle.ClearAddresses()
         self.publisher = BatchPublisher(
             depth=self.queue_depth,
             record=self.ledger.record,
@@ -167,17 +168,23 @@ def _refused_key(ingestor: Ingestor) -> Response | None:
     many wrong ones (429, before its key is even compared); None when the key is good."""
     if ingestor.settings.ingest_api_key is None:
         return None
+    given = request.headers.get("X-API-Key")
+    good = ingestor.authorised(given)
+    address = throttle.client_address()
+    if good and ingestor.clear_addresses.fresh(address):
+        return None
     wait = throttle.retry_after(throttle.INGEST_KEY)
     if wait is not None:
+        ingestor.clear_addresses.forget(address)
         # No line per refusal (a guesser would flood the journal): the metrics count them, and
         # the throttle's start was logged.
         body = {"error": "too many bad X-API-Key values from this address; retry later"}
         return _answer(429, body, "auth_throttled", **{"Retry-After": str(wait)})
-    given = request.headers.get("X-API-Key")
-    if ingestor.authorised(given):
+    if good:
+        ingestor.clear_addresses.remember(address)
         return None
+    ingestor.clear_addresses.forget(address)
     if given:  # a missing key is a misconfigured sender, not a guess
-        address = throttle.client_address()
         if throttle.record_failure(throttle.INGEST_KEY):
             settings = ingestor.settings
             log.warning(
