@@ -194,7 +194,8 @@ HEARTBEAT_QUIET_OVER_CAP = Gauge(
 )
 SCHEDULE_WALKS_STOPPED = Counter(
     "mutt_schedule_walks_stopped_total",
-    "Maintenance-window schedule walks stopped after skipping their bound of dates in a row",
+    "Maintenance-window schedule walks stopped at a bound: MAX_SKIPPED_DATES dates skipped in a row"
+    " or MAX_WALK_SECONDS for one step",
 )
 HEARTBEAT_QUIET_HOSTS = Gauge(
     "mutt_heartbeat_quiet_hosts",
