@@ -87,7 +87,8 @@ def test_listing_windows_walks_a_stalled_rule_once_per_version(
     assert _stopped() == before + 4
 
 
-# An hourly rule from 2000 walks about 230,000 dates to reach now: past a deadline made short here.
+# An hourly rule from 2000 walks hundreds of thousands of dates to reach now: past a deadline
+# made short here.
 FROM_LONG_AGO = datetime(2000, 1, 3, 2, 0, tzinfo=UTC)
 SHORT_WALK_SECONDS = 0.05
 
