@@ -142,6 +142,14 @@ STORM_SUMMARIES = Counter(
 )
 for _scope in ("device", "rule"):
     STORM_SUMMARIES.labels(_scope)
+HELD_WINDOW_OVERFLOW = Counter(
+    "mutt_held_window_overflow_total",
+    "Held alerts counted without their detail: their window kept its cap (storm: message templates,"
+    " MAX_TEMPLATES; maintenance: hosts, MAX_HOSTS)",
+    ["window"],
+)
+for _window in ("storm", "maintenance"):
+    HELD_WINDOW_OVERFLOW.labels(_window)
 MAINTENANCE_DOWNGRADED = Counter(
     "mutt_maintenance_downgraded_total",
     "Page_and_ticket alerts a maintenance window downgraded to Ticket_only",
@@ -194,7 +202,8 @@ HEARTBEAT_QUIET_OVER_CAP = Gauge(
 )
 SCHEDULE_WALKS_STOPPED = Counter(
     "mutt_schedule_walks_stopped_total",
-    "Maintenance-window schedule walks stopped after skipping their bound of dates in a row",
+    "Maintenance-window schedule walks stopped at a bound: MAX_SKIPPED_DATES dates skipped in a row"
+    " or MAX_WALK_SECONDS for one step",
 )
 HEARTBEAT_QUIET_HOSTS = Gauge(
     "mutt_heartbeat_quiet_hosts",

@@ -202,17 +202,21 @@ def storm_summary(
     held: int,
     window: int,
     top: list[tuple[str, int]],
+    other: int = 0,
 ) -> dict[str, Any]:
     """The one alert Moog gets for a storm-budget window that held ``held`` alerts.
 
     ``alert`` is the window's first alert (for team, class and severity), ``scope`` ``device`` or
     ``rule``, ``name`` the host or "rule <id>", ``top`` the held message templates with their
-    counts, most frequent first. One signature per scope, so Moog keeps one storm alert per device
+    counts, most frequent first, ``other`` the held alerts of templates past those the window kept
+    (:data:`mutt_app.holdback.storms.MAX_TEMPLATES`). One signature per scope, so Moog keeps one storm alert per device
     or rule; the external_id is derived from the window's id, so a flush that ran twice is one
     delivery.
     """
     external_id = str(uuid.uuid5(_STORM_NAMESPACE, window_id))
     messages = "; ".join(f"{text} (x{count:,})" for text, count in top[:_TOP_MESSAGES])
+    if other:
+        messages += f"; {other:,} of other messages"
     custom = alert.get("custom_info", {})
     return {
         **alert,
@@ -231,6 +235,7 @@ def storm_summary(
             "storm_held": held,
             "storm_window_seconds": window,
             "storm_top_messages": [{"template": t, "count": n} for t, n in top[:_TOP_MESSAGES]],
+            "storm_other_messages": other,
         },
     }
 
@@ -246,9 +251,11 @@ def maintenance_summary(
     start: str,
     end: str,
     team: str,
+    other: int = 0,
 ) -> dict[str, Any]:
     """The one alert Moog gets when an occurrence of a maintenance window ended having held
-    (``action`` suppress) or downgraded ``count`` alerts from ``hosts`` hosts.
+    (``action`` suppress) or downgraded ``count`` alerts from ``hosts`` hosts (and ``other`` alerts
+    of hosts past those the occurrence counted: "N+ hosts").
 
     A ticket, never a page. One signature per window, so Moog keeps one summary alert per window;
     the external_id is derived from the occurrence (window id and start), so a flush run twice is
@@ -256,7 +263,7 @@ def maintenance_summary(
     """
     external_id = str(uuid.uuid5(_MAINTENANCE_NAMESPACE, occurrence_id))
     what = "held" if action == "suppress" else "downgraded to Ticket_only"
-    host_word = "host" if hosts == 1 else "hosts"
+    host_text = f"{hosts:,}+ hosts" if other else f"{hosts:,} host{'' if hosts == 1 else 's'}"
     alert_word = "alert" if count == 1 else "alerts"
     return {
         "signature": f"maintenance::{window_id}",
@@ -269,7 +276,7 @@ def maintenance_summary(
         "agent_location": MANAGER,
         "type": MAINTENANCE_TYPE,
         "severity": DEFAULT_SEVERITY,
-        "description": f"window '{name}': {count:,} {alert_word} {what}, {hosts:,} {host_word}",
+        "description": f"window '{name}': {count:,} {alert_word} {what}, {host_text}",
         "agent_time": int(datetime.now(UTC).timestamp()),
         "custom_info": {
             "handling": "Ticket_only",
@@ -281,6 +288,7 @@ def maintenance_summary(
             "maintenance_action": action,
             "maintenance_count": count,
             "maintenance_hosts": hosts,
+            "maintenance_uncounted_host_alerts": other,
             "occurrence_start": start,
             "occurrence_end": end,
         },

@@ -14,8 +14,14 @@ BYDAY=TU`` from a Monday: every seventh day is a Monday): seconds of CPU at each
 with an INTERVAL is walked as the same rule every period (whose dates are dense: the check below
 proves it has some) with only the dates in every INTERVAL-th period kept, and at most
 :data:`MAX_SKIPPED_DATES` dates skipped in a row: past that the walk stops
-(:class:`ScheduleStalled`, a log line, ``mutt_schedule_walks_stopped_total``). A new window's rule
-must reach its first date within that bound, or it is refused.
+(:class:`ScheduleStalled`, a log line, ``mutt_schedule_walks_stopped_total``). Every walk is also
+bounded in time: finding a rule's next date (from ``starts_at`` to now, the first time) may take at
+most :data:`MAX_WALK_SECONDS`, after which the walk stops the same way. A new window's rule must
+reach its first date, and now, within both bounds, or it is refused (422 naming why); a stored
+window whose walk stopped has no more occurrences in that process until it is edited, and the API
+lists it with its ``error``. Listing windows is cheap: a schedule keeps its next occurrences until
+the first of them ends (:meth:`Schedule.occurrences`), and :class:`Schedules` keeps each window's
+schedule per version.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,6 +48,11 @@ MAX_RRULE_CHARS = 500
 MAX_SKIPPED_DATES = 5_000
 """Dates of a rule with an INTERVAL skipped in a row (in periods the interval passes over) before a
 walk stops: about 96 years of a weekly date, far more than any rule that occurs needs."""
+MAX_WALK_SECONDS = 2.0
+"""Wall-clock time one step of a walk (finding the next date) may take. Walks run in classify
+batches and API requests: a rule must not stall either. Far longer than a rule that occurs needs,
+even an hourly one started decades back; a starts_at that far back is refused on create and edit
+(move it closer: the occurrences are the same)."""
 _TOO_FREQUENT = (rr.MINUTELY, rr.SECONDLY)
 
 
@@ -124,37 +136,55 @@ def _period(rule: rr.rrule, moment: datetime) -> int:
     return days if freq == rr.DAILY else days * 24 + at.hour - start.hour
 
 
+def _stopped(rule: rr.rrule, moment: datetime, why: str, message: str) -> ScheduleStalled:
+    """Count and log a walk that stopped at ``moment``; the error to raise."""
+    metrics.SCHEDULE_WALKS_STOPPED.inc()
+    log.warning(
+        "schedule walk stopped: rrule %s %s (up to %s)",
+        str(rule).replace("\n", " "),
+        why,
+        moment.isoformat(),
+    )
+    return ScheduleStalled(message)
+
+
 def walk(rule: rr.rrule, after: datetime | None = None) -> Iterator[datetime]:
     """The rule's dates later than ``after`` (all of them if None), in order; a rule with an
-    INTERVAL walked within :data:`MAX_SKIPPED_DATES` (module docstring), else
-    :class:`ScheduleStalled`."""
+    INTERVAL walked within :data:`MAX_SKIPPED_DATES`, and each step within
+    :data:`MAX_WALK_SECONDS` (module docstring), else :class:`ScheduleStalled`.
+
+    The step's clock starts again each time the caller resumes the walk: a walk kept between
+    classify batches (:meth:`Schedule.occurrence_at`) is charged only for the time it walks."""
     interval, count = rule._interval, rule._count
-    if interval == 1:
-        yield from (rule if after is None else rule.xafter(after, inc=False))
-        return
-    every = rule.replace(interval=1, count=None)
+    every = rule if interval == 1 else rule.replace(interval=1, count=None)
     skipped = kept = 0
+    deadline = time.monotonic() + MAX_WALK_SECONDS
     for moment in every:
-        if _period(rule, moment) % interval:
+        if time.monotonic() > deadline:
+            raise _stopped(
+                rule,
+                moment,
+                f"took longer than {MAX_WALK_SECONDS:g} s",
+                f"rrule: walking its dates took longer than {MAX_WALK_SECONDS:g} s"
+                " (MAX_WALK_SECONDS): move starts_at closer to now",
+            )
+        if interval > 1 and _period(rule, moment) % interval:
             skipped += 1
             if skipped >= MAX_SKIPPED_DATES:
-                metrics.SCHEDULE_WALKS_STOPPED.inc()
-                log.warning(
-                    "schedule walk stopped: rrule %s skipped %d dates in a row (up to %s)",
-                    str(rule).replace("\n", " "),
-                    skipped,
-                    moment.isoformat(),
-                )
-                raise ScheduleStalled(
+                raise _stopped(
+                    rule,
+                    moment,
+                    f"skipped {skipped} dates in a row",
                     f"rrule: no occurrence within {MAX_SKIPPED_DATES} dates its BY parts allow:"
-                    f" its INTERVAL={interval} passes over all of them"
+                    f" its INTERVAL={interval} passes over all of them",
                 )
             continue
         skipped = 0
         kept += 1
         if after is None or moment > after:
             yield moment
-        if count is not None and kept >= count:
+            deadline = time.monotonic() + MAX_WALK_SECONDS
+        if interval > 1 and count is not None and kept >= count:
             return
 
 
@@ -199,6 +229,8 @@ class Schedule:
         # first of them not ended then.
         self._cursor: tuple[datetime, Iterator[Occurrence], Occurrence | None] | None = None
         self._lock = threading.Lock()
+        # (asked at, how many, the answer): occurrences' answer, good until its first one ends.
+        self._listed: tuple[datetime, int, list[Occurrence]] | None = None
         # Why its walk stopped (ScheduleStalled), once it has: then it has no more occurrences,
         # and no later look walks again.
         self.stalled: str | None = None
@@ -237,8 +269,24 @@ class Schedule:
                 yield Occurrence(start, end)
 
     def occurrences(self, now: datetime, count: int) -> list[Occurrence]:
-        """The next ``count`` occurrences that have not ended by ``now`` (the open one first)."""
-        return list(itertools.islice(self._not_ended(utc(now)), count))
+        """The next ``count`` occurrences that have not ended by ``now`` (the open one first).
+
+        The answer is kept until the first of them ends: until then no occurrence can join or
+        leave the list (ends never decrease), so listing windows walks a rule once per
+        occurrence, not once per request (a rule that started years ago walks from its start).
+        """
+        now = utc(now)
+        listed = self._listed
+        if (
+            listed is not None
+            and listed[1] == count
+            and listed[0] <= now
+            and (not listed[2] or now < listed[2][0].end)
+        ):
+            return list(listed[2])
+        found = list(itertools.islice(self._not_ended(now), count))
+        self._listed = (now, count, found)
+        return list(found)
 
     def occurrence_at(self, now: datetime) -> Occurrence | None:
         """The occurrence open at ``now``, or None.

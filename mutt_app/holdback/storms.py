@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 STORMS_LUA = LuaScript("mutt_app.holdback", "storms")
 
 PREFIX = "mutt:storm"
+MAX_TEMPLATES = 200
+"""Distinct message templates one window counts for its summary's top messages. A real storm has
+a handful; past this, a held alert of a new template is counted as ``other`` (the window's total
+stays exact), so a sender inventing messages cannot grow a window (its summary says so, a log line
+and ``mutt_held_window_overflow_total{window="storm"}`` count it)."""
 
 
 def budgets(runtime: Runtime) -> StormBudgets:
@@ -112,7 +117,17 @@ class Storms:
         """Send one summary per storm window that closed with held alerts; returns how many."""
         sent = budgets(runtime).flush(summary, publish)
         for alert in sent:
-            metrics.STORM_SUMMARIES.labels(alert["custom_info"]["storm_scope"]).inc()
+            info = alert["custom_info"]
+            metrics.STORM_SUMMARIES.labels(info["storm_scope"]).inc()
+            if info["storm_other_messages"]:
+                metrics.HELD_WINDOW_OVERFLOW.labels("storm").inc(info["storm_other_messages"])
+                log.warning(
+                    "storm budgets: %s: %d held alerts of messages past the %d kept"
+                    " (MAX_TEMPLATES) counted as other",
+                    alert["signature"],
+                    info["storm_other_messages"],
+                    MAX_TEMPLATES,
+                )
         if sent:
             log.warning(
                 "storm budgets: sent %d summaries (%d alerts held)",
@@ -141,6 +156,7 @@ def summary(window_id: str, data: dict[str, Any]) -> dict[str, Any]:
         held=int(data["count"]),
         window=int(data["window"]),
         top=top,
+        other=int(data.get("other", 0)),
     )
 
 
@@ -191,7 +207,7 @@ class StormBudgets(ClosingWindows):
         if not scopes:
             return [False] * len(alerts)
         keys = self.batch_keys(batch_key, (self.window_key(s) for s in scopes))
-        args: list[Any] = [self.remember, window_seconds, len(scopes)]
+        args: list[Any] = [self.remember, window_seconds, MAX_TEMPLATES, len(scopes)]
         args += [budgets[s] for s in scopes]
         args += [labels[s] for s in scopes]
         for alert in alerts:

@@ -18,6 +18,11 @@ from mutt_app.lua.loader import LuaScript
 
 MAINTENANCE_LUA = LuaScript("mutt_app.holdback", "maintenance")
 MAINTENANCE_RESCHEDULE_LUA = LuaScript("mutt_app.holdback", "maintenance_reschedule")
+MAX_HOSTS = 10_000
+"""Distinct hosts one occurrence counts for its summary. A window runs for up to a month, over
+hosts a sender can invent; past this, an alert of a new host is counted as ``other`` (the alert
+count stays exact) and the summary says "N+ hosts" (a log line and
+``mutt_held_window_overflow_total{window="maintenance"}`` count it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +63,7 @@ class MaintenanceCounts(ClosingWindows):
                 occurrences[alert.key] = len(occurrences) + 1
                 args_occ += [alert.key, alert.closes_ms, alert.label]
         keys = self.batch_keys(batch_key, (self.window_key(k) for k in occurrences))
-        args: list[Any] = [self.remember, len(occurrences), *args_occ]
+        args: list[Any] = [self.remember, MAX_HOSTS, len(occurrences), *args_occ]
         for alert in alerts:
             args += [occurrences[alert.key], alert.correlation_id, alert.host, alert.action]
         replies = self.script(keys=keys, args=args)

@@ -168,6 +168,8 @@ def validate(fields: dict[str, Any], now: datetime | None = None) -> dict[str, A
             "rrule: never occurs: no date from starts_at on, with its INTERVAL, UNTIL and COUNT"
         )
     schedule.occurrences(now or datetime.now(UTC), 1)  # an RRULE dateutil reads but cannot iterate
+    if schedule.stalled is not None:  # its walk from starts_at to now stopped at a bound
+        raise WindowError(schedule.stalled)
     return stored
 
 

@@ -45,7 +45,7 @@ from mutt_app.holdback.schedule import (
     zone,
 )
 from mutt_app.holdback.window_cache import CompiledWindow, WindowCache, compile_windows
-from mutt_app.holdback.window_counts import MaintenanceCounts, Windowed
+from mutt_app.holdback.window_counts import MAX_HOSTS, MaintenanceCounts, Windowed
 from mutt_app.holdback.window_fields import (
     MAX_DURATION_MINUTES,
     MAX_NAME_CHARS,
@@ -224,6 +224,7 @@ def summary(occurrence_id: str, data: dict[str, Any]) -> dict[str, Any]:
         action=label["action"],
         count=int(data["count"]),
         hosts=hosts,
+        other=int(data.get("other", 0)),
         start=label["start"],
         end=label["end"],
         team=label["team"],
@@ -249,6 +250,15 @@ def flush(client: redis.Redis, remember_seconds: int, publish: Publish) -> int:
     for alert in alerts:
         metrics.MAINTENANCE_SUMMARIES.inc()
         log.warning("maintenance summary sent: %s", alert["description"])
+        other = alert["custom_info"]["maintenance_uncounted_host_alerts"]
+        if other:
+            metrics.HELD_WINDOW_OVERFLOW.labels("maintenance").inc(other)
+            log.warning(
+                "maintenance window %s: %d alerts of hosts past the %d counted (MAX_HOSTS)",
+                alert["custom_info"]["maintenance_window_id"],
+                other,
+                MAX_HOSTS,
+            )
     return len(alerts)
 
 

@@ -150,6 +150,16 @@ def test_alert_rules_read_only_metrics_that_exist() -> None:
         "MuttMoogForwardFailureRate",
         "MuttIngestSLOBurnFast",
         "MuttForwardSLOBurnFast",
+        # The limits an operator must see hit (docs/runbook.md "Limits").
+        "MuttIngestKeyThrottled",
+        "MuttEventTimeAdjusted",
+        "MuttIngestItemsRefusedInexact",
+        "MuttMoogRedirecting",
+        "MuttMoogUnreadableAnswers",
+        "MuttLastSeenOverCap",
+        "MuttUnhandledHostsOverCap",
+        "MuttHeartbeatQuietOverCap",
+        "MuttScheduleWalkStopped",
     ):
         assert expected in alerts
     for rule in rules:
@@ -194,7 +204,12 @@ def test_metric_name_scanner() -> None:
 
 def test_prometheus_files_pass_promtool() -> None:
     promtool = _need("promtool")
-    for args in (["check", "config", "prometheus.yml"], ["check", "rules", "alerts.yml"]):
+    # alerts_test.yml: the limits' alerts fire when their limit is hit, and only then.
+    for args in (
+        ["check", "config", "prometheus.yml"],
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ):
         result = subprocess.run(
             [promtool, *args], cwd=DEPLOY / "prometheus", capture_output=True, text=True
         )

@@ -3,6 +3,7 @@ verdicts, and the summary after an occurrence ends (once, also when flushed twic
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from mutt_app.classify.batch import classify_batch
 from mutt_app.cli import main
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog, MaintenanceWindow
-from mutt_app.holdback import window_cache
+from mutt_app.holdback import window_cache, window_counts
 from mutt_app.holdback import windows as mw
 from mutt_app.holdback.window_cache import WindowCache
 from mutt_app.holdback.window_counts import Windowed
@@ -382,3 +383,33 @@ def test_a_flush_that_dies_before_forgetting_publishes_the_same_external_id_agai
     # Same external_id: the forward task's idempotency key delivers it once.
     assert first["external_id"] == again["external_id"]
     assert first["description"] == "window 'w': 1 alert held, 1 host"
+
+
+def test_an_occurrence_counts_at_most_max_hosts_and_the_rest_as_other(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A window over invented hosts: the occurrence keeps MAX_HOSTS hosts and counts the rest's
+    # alerts, so its hash cannot grow with them; the summary says "N+ hosts".
+    counts = mw.counts(redis_client, 60)
+    seconds, _ = redis_client.time()
+    closes = (seconds + 2) * 1000
+    invented = window_counts.MAX_HOSTS + 25
+    alerts = [_windowed(f"c{n}", closes, f"invented-{n}") for n in range(invented)]
+    alerts.append(_windowed("again", closes, "invented-0"))  # a counted host still counts
+    assert set(counts.observe("b1", alerts)) == {"suppress"}
+    key = counts.window_key("7:1000")
+    assert redis_client.hlen(key) < window_counts.MAX_HOSTS + 10
+    assert redis_client.hmget(key, "count", "hosts", "other", "h:invented-0") == [
+        str(invented + 1).encode(), str(window_counts.MAX_HOSTS).encode(), b"25", b"2",
+    ]  # fmt: skip
+
+    time.sleep(2.1)
+    sent: list[dict] = []
+    overflow = metrics.HELD_WINDOW_OVERFLOW.labels("maintenance")._value.get()
+    with caplog.at_level(logging.WARNING, "mutt_app.holdback.windows"):
+        assert mw.flush(redis_client, 60, sent.extend) == 1
+    (summary,) = sent
+    assert summary["description"] == f"window 'w': {invented + 1:,} alerts held, 10,000+ hosts"
+    assert summary["custom_info"]["maintenance_uncounted_host_alerts"] == 25
+    assert metrics.HELD_WINDOW_OVERFLOW.labels("maintenance")._value.get() == overflow + 25
+    assert "25 alerts of hosts past the 10000 counted (MAX_HOSTS)" in caplog.text

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 
 import orjson
+import pytest
 import redis
 from sqlalchemy import select
 
+from mutt_app import metrics
 from mutt_app.classify.batch import classify_batch
 from mutt_app.config import Settings
 from mutt_app.db.models import AlertRule, EventAuditLog
@@ -213,3 +216,35 @@ def test_classify_holds_past_the_budget_audits_each_once_and_pages_keep_their_ow
         {"template": "Gi0/5 changed state to down", "count": 1},
     ]
     assert uuid.UUID(summary["external_id"])
+
+
+def test_a_window_counts_at_most_max_templates_and_the_rest_as_other(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture, settings: Settings
+) -> None:
+    # A sender inventing messages on one device past its budget: the window keeps MAX_TEMPLATES
+    # templates for its summary and counts the rest, so it cannot grow with them.
+    shared = _budgets(redis_client)
+    invented = storms.MAX_TEMPLATES + 50
+    alerts = [Budgeted("device:ticket:sw", None, "the budget's one")]
+    alerts += [Budgeted("device:ticket:sw", None, f"invented {n}") for n in range(invented)]
+    alerts += [Budgeted("device:ticket:sw", None, "invented 0")] * 3  # a kept one still counts
+    held = _observe(shared, "b1", alerts, {"device:ticket:sw": 1}, window=1)
+    assert held.count(True) == invented + 3
+    window = _window(redis_client, "device:ticket:sw")
+    assert sum(1 for field in window if field.startswith("m:")) == storms.MAX_TEMPLATES
+    assert (window["templates"], window["other"]) == (str(storms.MAX_TEMPLATES), "50")
+    assert window["m:invented 0"] == "4"
+
+    time.sleep(1.1)
+    runtime = Runtime(settings)
+    sent: list[dict] = []
+    overflow = metrics.HELD_WINDOW_OVERFLOW.labels("storm")._value.get()
+    with caplog.at_level(logging.WARNING, "mutt_app.holdback.storms"):
+        assert storms.Storms().flush(runtime, sent.extend) == 1
+    runtime.close()
+    (summary,) = sent
+    assert summary["custom_info"]["storm_held"] == invented + 3
+    assert summary["custom_info"]["storm_other_messages"] == 50
+    assert summary["description"].endswith("; 50 of other messages")
+    assert metrics.HELD_WINDOW_OVERFLOW.labels("storm")._value.get() == overflow + 50
+    assert f"past the {storms.MAX_TEMPLATES} kept (MAX_TEMPLATES)" in caplog.text

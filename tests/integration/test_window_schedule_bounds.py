@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -84,3 +85,77 @@ def test_listing_windows_walks_a_stalled_rule_once_per_version(
     one = call(api_client, "GET", f"{WINDOWS}/{listed[0]['id']}")["maintenance_window"]
     assert one["error"] == listed[0]["error"]
     assert _stopped() == before + 4
+
+
+# An hourly rule from 2000 walks hundreds of thousands of dates to reach now: past a deadline
+# made short here.
+FROM_LONG_AGO = datetime(2000, 1, 3, 2, 0, tzinfo=UTC)
+SHORT_WALK_SECONDS = 0.05
+
+
+def test_a_rule_whose_walk_to_now_passes_the_time_bound_is_refused_naming_why(
+    api_client: FlaskClient, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schedule, "MAX_WALK_SECONDS", SHORT_WALK_SECONDS)
+    body = {
+        "name": "hourly since 2000",
+        "starts_at": FROM_LONG_AGO.isoformat(),
+        "rrule": "FREQ=HOURLY",
+        "duration_minutes": 10,
+        "hosts": ["core-sw-*"],
+        "action": "suppress",
+    }
+    before = _stopped()
+    refused = call(api_client, "POST", WINDOWS, body, status=422)
+    assert "took longer than 0.05 s (MAX_WALK_SECONDS)" in refused["error"], refused
+    assert "move starts_at closer" in refused["error"]
+    assert _stopped() == before + 1
+    assert audit_rows(engine, table_name="maintenance_windows") == []
+    # The same rule from this week is a window: its occurrences are the same from now on.
+    recent = {**body, "starts_at": _next_monday().isoformat()}
+    assert call(api_client, "POST", WINDOWS, recent, status=201)["maintenance_window"]["id"]
+
+
+def test_a_stored_window_whose_walk_passes_the_time_bound_is_listed_with_why_once(
+    api_client: FlaskClient, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Session(engine) as session, session.begin():
+        session.add(MaintenanceWindow(
+            name="hourly since 2000", starts_at=FROM_LONG_AGO, rrule="FREQ=HOURLY",
+            duration_minutes=10, timezone="UTC", hosts=["h"], teams=[], rule_ids=[],
+            oid_prefixes=[], action="suppress", summary_alert=True,
+        ))  # fmt: skip
+    monkeypatch.setattr(schedule, "MAX_WALK_SECONDS", SHORT_WALK_SECONDS)
+    before = _stopped()
+    [listed] = call(api_client, "GET", WINDOWS, status=200)["maintenance_windows"]
+    assert listed["active"] is False and listed["next_occurrences"] == []
+    assert "MAX_WALK_SECONDS" in listed["error"]
+    assert _stopped() == before + 1
+    for _ in range(3):  # the stopped walk is kept with its window's version: not walked again
+        [again] = call(api_client, "GET", WINDOWS, status=200)["maintenance_windows"]
+        assert again["error"] == listed["error"]
+    assert _stopped() == before + 1
+
+
+def test_listing_windows_walks_a_long_rule_once_per_occurrence_not_per_request(
+    api_client: FlaskClient, engine: Engine
+) -> None:
+    with Session(engine) as session, session.begin():
+        session.add(MaintenanceWindow(
+            name="hourly since 2000", starts_at=FROM_LONG_AGO, rrule="FREQ=HOURLY",
+            duration_minutes=10, timezone="UTC", hosts=["h"], teams=[], rule_ids=[],
+            oid_prefixes=[], action="suppress", summary_alert=True,
+        ))  # fmt: skip
+    [listed] = call(api_client, "GET", WINDOWS, status=200)["maintenance_windows"]
+    assert "error" not in listed and len(listed["next_occurrences"]) == 3
+    # From now on a listing is answered from the kept schedule: a rule that can no longer be
+    # walked at all (no time for a single date) is still listed, the same, until its next
+    # occurrence ends.
+    kept = listed["next_occurrences"]
+    walks = _stopped()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(schedule, "MAX_WALK_SECONDS", -1.0)
+        for _ in range(3):
+            [again] = call(api_client, "GET", WINDOWS, status=200)["maintenance_windows"]
+            assert again["next_occurrences"] == kept and "error" not in again
+    assert _stopped() == walks

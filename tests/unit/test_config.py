@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from mutt_app.config import SettingsError, load_settings
+from mutt_app.holdback import schedule, storms, window_counts
 
 
 def test_defaults_are_the_embedded_default() -> None:
@@ -116,3 +118,72 @@ def test_multi_host_database_url_reaches_libpq_as_hosts_and_ports(given: str) ->
 def test_single_host_database_url_is_left_alone() -> None:
     given = "postgresql+psycopg2://u:p%40ss@db1:5433/x?sslmode=require"
     assert load_settings({"DATABASE_URL": given}).database_dsn() == given
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _documented_defaults() -> list[tuple[str, str, str]]:
+    """(file, setting, default) as README's configuration tables (``| `NAME` | default |``) and the
+    Limits sections of README and the runbook (``` `NAME` (default) ```) state them."""
+    found = []
+    for name in ("README.md", "docs/runbook.md"):
+        text = (ROOT / name).read_text()
+        for m in re.finditer(r"^\| `([A-Z][A-Z0-9_]*)` \| `?([^|`]*?)`? \|", text, re.MULTILINE):
+            found.append((name, m.group(1), m.group(2).strip()))
+        limits = text.split("\n## Limits\n", 1)[1].split("\n## ", 1)[0]
+        for m in re.finditer(r"`([A-Z][A-Z0-9_]*)` \(([^)]*)\)", limits):
+            found.append((name, m.group(1), m.group(2).strip()))
+    return found
+
+
+def _limit_constants() -> dict[str, float]:
+    """The limits README names that are constants in code, not settings."""
+    return {
+        "MAX_SKIPPED_DATES": schedule.MAX_SKIPPED_DATES,
+        "MAX_WALK_SECONDS": schedule.MAX_WALK_SECONDS,
+        "MAX_TEMPLATES": storms.MAX_TEMPLATES,
+        "MAX_HOSTS": window_counts.MAX_HOSTS,
+    }
+
+
+def test_readme_and_runbook_state_the_defaults_config_has() -> None:
+    defaults = load_settings({})
+    constants = _limit_constants()
+    checked, wrong = 0, []
+    for name, setting, stated in _documented_defaults():
+        field = setting.lower()
+        if setting in constants:
+            checked += 1
+            first = re.match(r"[0-9][0-9,.]*", stated)
+            if first is None or float(first.group().replace(",", "")) != constants[setting]:
+                wrong.append(
+                    f"{name}: {setting} documented {stated!r}, code has {constants[setting]}"
+                )
+            continue
+        if field not in type(defaults).model_fields:
+            wrong.append(f"{name}: {setting} is neither a setting nor a known limit constant")
+            continue
+        actual = getattr(defaults, field)
+        plain = stated.replace(",", "").strip("`")
+        if plain == "unset" or not re.fullmatch(r"-?[0-9.]+|true|false|[a-z_]+", plain):
+            continue  # prose ("1 with Sentinel, else 0"), or nothing set
+        expected = str(actual).lower() if isinstance(actual, bool) else str(actual)
+        checked += 1
+        if plain != expected and not (plain.replace(".", "").isdigit() and float(plain) == actual):
+            wrong.append(f"{name}: {setting} documented {stated!r}, config.py has {actual!r}")
+    assert checked >= 15, checked  # the tables and the Limits sections were found
+    assert wrong == []
+
+
+def test_env_example_values_are_the_defaults_where_it_does_not_say_otherwise() -> None:
+    defaults = load_settings({})
+    text = (ROOT / "deploy" / "mutt.env.example").read_text()
+    wrong = []
+    for m in re.finditer(r"^#?([A-Z][A-Z0-9_]*)=([0-9][0-9.]*)$", text, re.MULTILINE):
+        field = m.group(1).lower()
+        if field in type(defaults).model_fields:
+            actual = getattr(defaults, field)
+            if actual is not None and float(m.group(2)) != float(actual):
+                wrong.append(f"{m.group(1)}={m.group(2)}, config.py has {actual!r}")
+    assert wrong == []

@@ -76,9 +76,13 @@ class MaintenanceWindowView(MuttPage):
 
     def _page(self, preview: list[dict[str, str]] | None = None, problem: str | None = None) -> str:
         now = datetime.now(UTC)
+        schedules = runtime().component(mw.Schedules.of).of_row  # kept per window version
         with runtime().sessions() as session:
             rows = session.scalars(select(MaintenanceWindow)).all()
-            windows = [mw.describe(row, now, upcoming=PREVIEW_OCCURRENCES) for row in rows]
+            windows = [
+                mw.describe(row, now, upcoming=PREVIEW_OCCURRENCES, schedules=schedules)
+                for row in rows
+            ]
         # Open windows first, then the next to open.
         windows.sort(
             key=lambda w: (
