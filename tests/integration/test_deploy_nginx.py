@@ -1,0 +1,118 @@
+"""The nginx sites of the deployment kit (deploy/nginx), checked by a real nginx (``nginx -t``) and
+against what MUTT and the rest of the kit say (body cap, ports, the Kubernetes sidecar's copy).
+
+They run in front of gunicorn so that slow clients wait in nginx, not in a gunicorn thread
+(tests/e2e/test_slow_clients.py shows it with real processes). Skips, naming nginx, where it is not
+installed; ``.ci/bootstrap`` installs it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mutt_app.config import Settings
+from tests.deploy_files import DEPLOY, yaml_module
+from tests.nginx_server import check, main_config, nginx_binary, shipped_site, site_text
+
+SITES = ("mutt-ingest", "mutt-web")
+
+
+def _directive(site: str, name: str) -> list[str]:
+    """The values of every ``name ...;`` line of ``site``."""
+    return re.findall(rf"^\s*{re.escape(name)}\s+([^;]*);", site, re.M)
+
+
+def _bytes(size: str) -> int:
+    units = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+    number, unit = re.fullmatch(r"(\d+)([kmg]?)", size.lower()).groups()  # type: ignore[union-attr]
+    return int(number) * units[unit]
+
+
+def test_nginx_accepts_both_shipped_sites_together(tmp_path: Path) -> None:
+    binary = nginx_binary()
+    if binary is None:
+        pytest.skip("nginx is not installed")
+    # As a host has them, side by side in one http context: zones, maps and log formats must not
+    # clash. Only the log directory moves (nginx -t opens the logs).
+    sites = [site_text(name, tmp_path / "logs") for name in SITES]
+    result = check(binary, main_config(tmp_path, *sites))
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+    # The check has teeth: a misspelt directive fails it.
+    broken = main_config(
+        tmp_path / "broken", sites[0].replace("client_body_timeout", "client_body_timeut")
+    )
+    assert check(binary, broken).returncode != 0
+
+
+def test_nginx_sites_buffer_slow_clients_within_the_ingest_limits() -> None:
+    defaults = Settings()
+    for name in SITES:
+        site = shipped_site(name)
+        location = site[site.index("location / {") :]
+        # Whole requests and whole answers between nginx and gunicorn: the point of the proxy.
+        assert _directive(location, "proxy_request_buffering") == ["on"], name
+        assert _directive(location, "proxy_buffering") == ["on"], name
+        for timeout in ("client_header_timeout", "client_body_timeout", "send_timeout"):
+            assert len(_directive(site, timeout)) == 1, (name, timeout)
+        # Keep-alive to gunicorn needs HTTP/1.1 and an empty Connection header.
+        assert _directive(location, "proxy_http_version") == ["1.1"], name
+        assert 'Connection ""' in _directive(location, "proxy_set_header"), name
+        assert "X-Forwarded-For $proxy_add_x_forwarded_for" in _directive(
+            location, "proxy_set_header"
+        )
+        assert re.search(r"^\s*keepalive \d+;", site, re.M), name
+        assert _directive(site, "limit_conn_status") == ["429"], name
+    ingest = shipped_site("mutt-ingest")
+    # nginx refuses what MUTT would refuse, and nothing MUTT would accept.
+    (cap,) = _directive(ingest, "client_max_body_size")
+    assert _bytes(cap) == defaults.max_ingest_body_bytes
+    (buffer,) = _directive(ingest, "client_body_buffer_size")
+    assert _bytes(buffer) <= _bytes(cap)
+    # A gunicorn keep-alive connection outlives nginx's use of it (no request on a closing one).
+    upstream = ingest[ingest.index("upstream mutt_ingest {") :]
+    (upstream_idle,) = _directive(upstream[: upstream.index("}")], "keepalive_timeout")
+    gunicorn_keepalive = re.search(
+        r"^keepalive = (\d+)$", (DEPLOY / "gunicorn" / "ingest.conf.py").read_text(), re.M
+    )
+    assert gunicorn_keepalive is not None
+    assert int(upstream_idle.rstrip("s")) < int(gunicorn_keepalive[1])
+
+
+def test_k8s_nginx_sidecars_read_the_shipped_sites() -> None:
+    yaml = yaml_module()
+    config = yaml.safe_load((DEPLOY / "k8s" / "nginx.yaml").read_text())
+    assert config["kind"] == "ConfigMap" and config["metadata"]["name"] == "mutt-nginx"
+    for name in SITES:
+        # The same text, so the sidecar and a systemd host behave alike: change both together.
+        assert config["data"][f"{name}.conf"] == shipped_site(name), name
+        deployment = next(yaml.safe_load_all((DEPLOY / "k8s" / f"{name[5:]}.yaml").read_text()))
+        pod = deployment["spec"]["template"]["spec"]
+        nginx = next(c for c in pod["containers"] if c["name"] == "nginx")
+        mounts = {m["name"]: m["mountPath"] for m in nginx["volumeMounts"]}
+        assert mounts["nginx-site"] == "/etc/nginx/conf.d"
+        volume = next(v for v in pod["volumes"] if v["name"] == "nginx-site")
+        assert volume["configMap"]["name"] == "mutt-nginx"
+        assert [i["key"] for i in volume["configMap"]["items"]] == [f"{name}.conf"]
+        (listen,) = _directive(shipped_site(name), "listen")
+        assert nginx["ports"][0]["containerPort"] == int(listen)
+    mutt_config = next(
+        d
+        for d in yaml.safe_load_all((DEPLOY / "k8s" / "configmap.yaml").read_text())
+        if d and d["kind"] == "ConfigMap"
+    )["data"]
+    # The sidecar appends X-Forwarded-For: the throttles must read it, or every client is one.
+    assert mutt_config["INGEST_TRUSTED_PROXIES"] == mutt_config["WEBUI_TRUSTED_PROXIES"] == "1"
+
+
+def test_systemd_hosts_get_the_sites_and_trust_nginx() -> None:
+    install = (DEPLOY / "install.sh").read_text()
+    assert 'deploy/nginx/$site.conf" "/etc/nginx/conf.d/$site.conf"' in install
+    assert f"for site in {' '.join(SITES)}; do" in install
+    example = (DEPLOY / "mutt.env.example").read_text()
+    assert re.search(r"^INGEST_TRUSTED_PROXIES=1$", example, re.M)
+    assert re.search(r"^WEBUI_TRUSTED_PROXIES=1$", example, re.M)
