@@ -24,9 +24,11 @@ from mutt_app.config import load_settings
 from mutt_app.db.engine import make_engine
 from mutt_app.db.models import EventAuditLog
 from mutt_app.forwarding.lanes import QUEUES as FORWARD_LANES
+from tests.nginx_server import main_config, nginx_argv, nginx_binary, site_text
 from tests.services import free_port, wait_for
 
 WEB_API_KEY = "e2e-web-api-key"
+INGEST_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "gunicorn" / "ingest.conf.py"
 # What a forward worker consumes, as `mutt run` and the deploy kit start it: both lanes.
 FORWARD_QUEUES = ",".join(FORWARD_LANES)
 
@@ -126,6 +128,47 @@ class Stack:
         env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(samples)}
         self._start("ingest", argv, f"http://127.0.0.1:{self.ingest_port}/health", env)
         return self
+
+    def start_shipped_ingest(self, workers: int = 1, threads: int = 8, **env: str) -> Stack:
+        """Ingest under gunicorn with the shipped config (deploy/gunicorn/ingest.conf.py), bound to
+        this stack's ingest port (GUNICORN_INGEST_BIND), ``workers`` x ``threads``, and ``env``."""
+        argv = [sys.executable, "-m", "gunicorn", "--config", str(INGEST_CONFIG),
+                "mutt_app.web:create_ingest_app()"]  # fmt: skip
+        samples = self.logdir / "prometheus-ingest"
+        samples.mkdir(exist_ok=True)
+        run_env = {
+            **self.env,
+            "GUNICORN_INGEST_BIND": f"127.0.0.1:{self.ingest_port}",
+            "GUNICORN_INGEST_WORKERS": str(workers),
+            "GUNICORN_INGEST_THREADS": str(threads),
+            "PROMETHEUS_MULTIPROC_DIR": str(samples),
+            **env,
+        }
+        run_env.pop("XDG_RUNTIME_DIR", None)  # gunicorn would put its control socket there first
+        self._start("ingest", argv, f"http://127.0.0.1:{self.ingest_port}/health", run_env)
+        return self
+
+    def start_ingest_proxy(self) -> Stack:
+        """nginx with the shipped site (deploy/nginx/mutt-ingest.conf) in front of ingest, as the
+        deploy kit runs it: listening on ``proxy_port``, its access log at ``proxy_log``."""
+        binary = nginx_binary()
+        if binary is None:
+            raise RuntimeError("nginx is not installed (.ci/bootstrap installs it)")
+        self.proxy_port = free_port()
+        root = self.logdir / "nginx-ingest"
+        upstream = f"127.0.0.1:{self.ingest_port}"
+        site = site_text(
+            "mutt-ingest", root / "logs", listen_port=self.proxy_port, upstream=upstream
+        )
+        self.proxy_log = root / "logs" / "access.log"
+        conf = main_config(root, site)
+        self._start("nginx", nginx_argv(binary, conf), f"http://127.0.0.1:{self.proxy_port}/health")
+        return self
+
+    @property
+    def proxy_url(self) -> str:
+        """The ingest endpoint through nginx (start_ingest_proxy)."""
+        return f"http://127.0.0.1:{self.proxy_port}/api/v2/ingest"
 
     def start_web(self) -> Stack:
         """The web app (admin UI and API) under gunicorn, as mutt-web.service runs it."""
