@@ -106,6 +106,8 @@ class Stack:
             **env,
         }
         self.processes: dict[str, Process] = {}
+        self.proxy_ports: dict[str, int] = {}
+        self.proxy_logs: dict[str, Path] = {}
         self._engine: Engine | None = None
 
     # --- parts ------------------------------------------------------------------------------------
@@ -148,27 +150,26 @@ class Stack:
         self._start("ingest", argv, f"http://127.0.0.1:{self.ingest_port}/health", run_env)
         return self
 
-    def start_ingest_proxy(self) -> Stack:
-        """nginx with the shipped site (deploy/nginx/mutt-ingest.conf) in front of ingest, as the
-        deploy kit runs it: listening on ``proxy_port``, its access log at ``proxy_log``."""
+    def start_proxy(self, part: str = "ingest") -> Stack:
+        """nginx with the shipped site of ``part`` (deploy/nginx/mutt-<part>.conf, "ingest" or
+        "web") in front of it, as the deploy kit runs it: on ``proxy_ports[part]``, its access log
+        at ``proxy_logs[part]``."""
         binary = nginx_binary()
         if binary is None:
             raise RuntimeError("nginx is not installed (.ci/bootstrap installs it)")
-        self.proxy_port = free_port()
-        root = self.logdir / "nginx-ingest"
-        upstream = f"127.0.0.1:{self.ingest_port}"
-        site = site_text(
-            "mutt-ingest", root / "logs", listen_port=self.proxy_port, upstream=upstream
-        )
-        self.proxy_log = root / "logs" / "access.log"
+        port = self.proxy_ports[part] = free_port()
+        root = self.logdir / f"nginx-{part}"
+        upstream = f"127.0.0.1:{self.ingest_port if part == 'ingest' else self.web_port}"
+        site = site_text(f"mutt-{part}", root / "logs", listen_port=port, upstream=upstream)
+        self.proxy_logs[part] = root / "logs" / "access.log"
         conf = main_config(root, site)
-        self._start("nginx", nginx_argv(binary, conf), f"http://127.0.0.1:{self.proxy_port}/health")
+        self._start(f"nginx-{part}", nginx_argv(binary, conf), f"http://127.0.0.1:{port}/health")
         return self
 
     @property
     def proxy_url(self) -> str:
-        """The ingest endpoint through nginx (start_ingest_proxy)."""
-        return f"http://127.0.0.1:{self.proxy_port}/api/v2/ingest"
+        """The ingest endpoint through nginx (start_proxy)."""
+        return f"http://127.0.0.1:{self.proxy_ports['ingest']}/api/v2/ingest"
 
     def start_web(self) -> Stack:
         """The web app (admin UI and API) under gunicorn, as mutt-web.service runs it."""

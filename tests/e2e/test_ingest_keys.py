@@ -100,8 +100,8 @@ def test_behind_nginx_the_throttle_counts_each_senders_address_not_nginxs(
         INGEST_TRUSTED_PROXIES="1",
     )
     stack.start_shipped_ingest()
-    stack.start_ingest_proxy()
-    guesser, relay, port = "127.0.0.2", "127.0.0.3", stack.proxy_port
+    stack.start_proxy()
+    guesser, relay, port = "127.0.0.2", "127.0.0.3", stack.proxy_ports["ingest"]
 
     for n in range(MAX_FAILURES):
         assert _post(stack, f"guess-{n}", guesser, port)[0] == 401

@@ -118,9 +118,9 @@ def test_a_good_client_is_served_through_nginx_while_fifty_clients_trickle(
     stack = make_stack(INGEST_TRUSTED_PROXIES="1")
     stack.start_worker()
     stack.start_shipped_ingest(workers=2, threads=16)  # the 2 x 16 threads
-    stack.start_ingest_proxy()
+    stack.start_proxy()
 
-    with Tricklers(stack.proxy_port) as slow, requests.Session() as good:
+    with Tricklers(stack.proxy_ports["ingest"]) as slow, requests.Session() as good:
         results = []
         for _ in range(GOOD_POSTS):
             results.append(_good_post(stack.proxy_url, good))
@@ -141,7 +141,7 @@ def test_a_good_client_is_served_through_nginx_while_fifty_clients_trickle(
     stack.wait_audited(GOOD_POSTS)
     assert stack.audited() == GOOD_POSTS  # no trickled request reached ingest whole
     # What the operator sees (docs/runbook.md, "Slow clients"): 408s that never reached gunicorn.
-    cut = [line for line in stack.proxy_log.read_text().splitlines() if " 408 " in line]
+    cut = [line for line in stack.proxy_logs["ingest"].read_text().splitlines() if " 408 " in line]
     assert len(cut) >= headers_trickled, cut
     assert all("upstream=- " in line and "server=mutt-ingest" in line for line in cut), cut
 
