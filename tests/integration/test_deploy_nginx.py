@@ -8,14 +8,29 @@ installed; ``.ci/bootstrap`` installs it.
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import re
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mutt_app.config import Settings
 from tests.deploy_files import DEPLOY, yaml_module
-from tests.nginx_server import check, main_config, nginx_binary, shipped_site, site_text
+from tests.nginx_server import (
+    check,
+    main_config,
+    nginx_argv,
+    nginx_binary,
+    shipped_site,
+    site_text,
+)
+from tests.services import free_port, wait_for
 
 SITES = ("mutt-ingest", "mutt-web")
 
@@ -31,10 +46,64 @@ def _bytes(size: str) -> int:
     return int(number) * units[unit]
 
 
-def test_nginx_accepts_both_shipped_sites_together(tmp_path: Path) -> None:
+def _nginx() -> str:
     binary = nginx_binary()
     if binary is None:
         pytest.skip("nginx is not installed")
+    return binary
+
+
+class _Accept(http.server.BaseHTTPRequestHandler):
+    """Stands in for gunicorn: reads a POST's body and answers 200."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def ingest_nginx(tmp_path: Path) -> Iterator[int]:
+    """nginx with the shipped ingest site in front of a stand-in upstream; yields nginx's port."""
+    binary = _nginx()
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Accept)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = free_port()
+    site = site_text(
+        "mutt-ingest",
+        tmp_path / "logs",
+        listen_port=port,
+        upstream=f"127.0.0.1:{upstream.server_address[1]}",
+    )
+    nginx = subprocess.Popen(nginx_argv(binary, main_config(tmp_path, site)))
+    try:
+        wait_for(lambda: socket.create_connection(("127.0.0.1", port), 1).close() is None, 10,
+                 "nginx to listen")  # fmt: skip
+        yield port
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+        upstream.shutdown()
+        upstream.server_close()
+
+
+def _post_from(port: int, source: str) -> int:
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=10, source_address=(source, 0)
+    )
+    try:
+        connection.request("POST", "/api/v2/ingest", body=b"[]")
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_nginx_accepts_both_shipped_sites_together(tmp_path: Path) -> None:
+    binary = _nginx()
     # As a host has them, side by side in one http context: zones, maps and log formats must not
     # clash. Only the log directory moves (nginx -t opens the logs).
     sites = [site_text(name, tmp_path / "logs") for name in SITES]
@@ -116,3 +185,26 @@ def test_systemd_hosts_get_the_sites_and_trust_nginx() -> None:
     example = (DEPLOY / "mutt.env.example").read_text()
     assert re.search(r"^INGEST_TRUSTED_PROXIES=1$", example, re.M)
     assert re.search(r"^WEBUI_TRUSTED_PROXIES=1$", example, re.M)
+
+
+def test_one_address_past_its_request_limit_is_answered_429_and_others_are_served(
+    ingest_nginx: int,
+) -> None:
+    (limit,) = (int(v.split()[1]) for v in _directive(shipped_site("mutt-ingest"), "limit_conn"))
+    held = []
+    try:
+        # `limit` requests in progress from one address: whole headers, bodies still to come.
+        for _ in range(limit):
+            sock = socket.create_connection(("127.0.0.1", ingest_nginx), 5, ("127.0.0.2", 0))
+            sock.sendall(b"POST /api/v2/ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n[")
+            held.append(sock)
+        deadline = time.monotonic() + 10
+        while (status := _post_from(ingest_nginx, "127.0.0.2")) != 429:
+            assert time.monotonic() < deadline, f"one past the limit answered {status}"
+            time.sleep(0.1)
+        assert _post_from(ingest_nginx, "127.0.0.3") == 200
+    finally:
+        for sock in held:
+            sock.close()
+    # Once they are done, that address is served again.
+    wait_for(lambda: _post_from(ingest_nginx, "127.0.0.2") == 200, 10, "the address to be served")
