@@ -1,5 +1,6 @@
-"""The nginx sites of the deployment kit (deploy/nginx), checked by a real nginx (``nginx -t``) and
-against what MUTT and the rest of the kit say (body cap, ports, the Kubernetes sidecar's copy).
+"""The nginx sites of the deployment kit (deploy/nginx), checked by a real nginx (``nginx -t``, and
+the ingest site running in front of a stand-in for gunicorn: its body cap and its per-address limit)
+and against what MUTT and the rest of the kit say (body cap, ports, the Kubernetes sidecar's copy).
 
 They run in front of gunicorn so that slow clients wait in nginx, not in a gunicorn thread
 (tests/e2e/test_slow_clients.py shows it with real processes). Skips, naming nginx, where it is not
@@ -91,12 +92,13 @@ def ingest_nginx(tmp_path: Path) -> Iterator[int]:
         upstream.server_close()
 
 
-def _post_from(port: int, source: str) -> int:
+def _post_from(port: int, source: str, body: bytes = b"[]") -> int:
+    """POST ``body`` through nginx from the loopback address ``source``; the answer's status."""
     connection = http.client.HTTPConnection(
         "127.0.0.1", port, timeout=10, source_address=(source, 0)
     )
     try:
-        connection.request("POST", "/api/v2/ingest", body=b"[]")
+        connection.request("POST", "/api/v2/ingest", body=body)
         return connection.getresponse().status
     finally:
         connection.close()
@@ -208,3 +210,12 @@ def test_one_address_past_its_request_limit_is_answered_429_and_others_are_serve
             sock.close()
     # Once they are done, that address is served again.
     wait_for(lambda: _post_from(ingest_nginx, "127.0.0.2") == 200, 10, "the address to be served")
+
+
+def test_a_body_over_the_cap_is_refused_by_nginx_and_one_at_the_cap_passes(
+    ingest_nginx: int,
+) -> None:
+    cap = Settings().max_ingest_body_bytes
+    # Longer than client_body_buffer_size: it waits in a temporary file, then goes on whole.
+    assert _post_from(ingest_nginx, "127.0.0.2", b"x" * cap) == 200
+    assert _post_from(ingest_nginx, "127.0.0.2", b"x" * (cap + 1)) == 413
