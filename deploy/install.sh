@@ -10,9 +10,10 @@
 #   --no-enable    install the units but do not enable mutt.target
 #
 # What it does: user and group mutt; /opt/mutt/venv (python3 -m venv); /etc/mutt (mutt.env from
-# deploy/mutt.env.example, only if absent; gunicorn configs); /var/lib/mutt; the units in
-# /etc/systemd/system; `mutt db upgrade` as user mutt. It never starts or restarts a service: after an
-# upgrade, `systemctl restart mutt.target` (docs/runbook.md, "Upgrade").
+# deploy/mutt.env.example, only if absent; gunicorn configs); the nginx sites in /etc/nginx/conf.d
+# when nginx is installed; /var/lib/mutt; the units in /etc/systemd/system; `mutt db upgrade` as
+# user mutt. It never starts or restarts a service: after an upgrade, `systemctl restart
+# mutt.target` (docs/runbook.md, "Upgrade").
 set -euo pipefail
 
 PREFIX=/opt/mutt
@@ -37,7 +38,7 @@ while (($#)); do
         --wheel) wheel=${2:?--wheel needs a file}; shift 2 ;;
         --no-migrate) migrate=0; shift ;;
         --no-enable) enable=0; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
@@ -104,6 +105,21 @@ install_config "$source_dir/deploy/mutt.env.example" "$ETC/mutt.env" 0640
 install_config "$source_dir/deploy/gunicorn/ingest.conf.py" "$ETC/gunicorn/ingest.conf.py" 0644
 install_config "$source_dir/deploy/gunicorn/web.conf.py" "$ETC/gunicorn/web.conf.py" 0644
 
+# gunicorn listens on loopback behind nginx, which reads each request whole first (slow clients
+# hold an nginx connection, not a gunicorn thread): the sites go where Debian's nginx.conf includes them.
+nginx_sites=0
+if [[ -d /etc/nginx/conf.d ]]; then
+    say "nginx sites in /etc/nginx/conf.d"
+    for site in mutt-ingest mutt-web; do
+        install_config "$source_dir/deploy/nginx/$site.conf" "/etc/nginx/conf.d/$site.conf" 0644
+    done
+    chown root:root /etc/nginx/conf.d/mutt-*.conf*
+    nginx_sites=1
+else
+    echo "    nginx is not installed: ingest and web listen on loopback only until it is"
+    echo "    (apt-get install nginx, then run this again; docs/runbook.md, \"Slow clients\")"
+fi
+
 say "systemd units"
 for unit in "$source_dir"/deploy/systemd/*.service "$source_dir"/deploy/systemd/*.target; do
     install -o root -g root -m 0644 "$unit" "$UNIT_DIR/$(basename "$unit")"
@@ -135,3 +151,4 @@ fi
 version=$("$VENV/bin/mutt" --version 2>/dev/null || echo "mutt (version unknown)")
 say "installed $version"
 echo "    next: edit $ETC/mutt.env, then: systemctl restart mutt.target"
+if ((nginx_sites)); then echo "    and: nginx -t && systemctl reload nginx"; fi

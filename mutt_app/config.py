@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     server_port_ingestor: Port = 8080
     max_ingest_queue_size: Positive = 1_000_000
     max_ingest_body_bytes: Positive = 10 * 1024 * 1024
+    ingest_trusted_proxies: Annotated[int, Field(ge=0, le=10)] = 0
+    """As WEBUI_TRUSTED_PROXIES, for ingest (its key throttle); 1 behind the shipped nginx alone."""
     required_message_fields: CommaList = ("timestamp", "message", "hostname")
     # How far before (a replayed syslog buffer) and after (clock skew) its received_at an event's own
     # timestamp may be; outside, it is audited under received_at with the sender's time in raw.

@@ -1,14 +1,18 @@
 """Gunicorn settings for the MUTT ingest endpoint (mutt-ingest.service, the k8s ingest Deployment).
 
-Run as ``gunicorn --config ingest.conf.py 'mutt_app.web:create_ingest_app()'``. The port is MUTT's own
-SERVER_PORT_INGESTOR, so the unit and the app agree on it; GUNICORN_* are deploy-only knobs.
+Run as ``gunicorn --config ingest.conf.py 'mutt_app.web:create_ingest_app()'``, behind nginx
+(deploy/nginx/mutt-ingest.conf), which listens on MUTT's SERVER_PORT_INGESTOR and hands each request, once
+read whole, to gunicorn on loopback: GUNICORN_INGEST_BIND, that file's upstream. GUNICORN_* are
+deploy-only knobs.
 """
 
 import os
 
 from prometheus_client import multiprocess
 
-bind = f"0.0.0.0:{os.environ.get('SERVER_PORT_INGESTOR', '8080')}"
+# Loopback only: clients reach gunicorn through nginx, which reads each request whole first; a
+# gthread thread waits on a client's slow header or body for as long as it takes to arrive.
+bind = os.environ.get("GUNICORN_INGEST_BIND", "127.0.0.1:8180")
 # Ingest is short requests that mostly wait on Redis and on the publisher's linger
 # (INGEST_LINGER_MS): a few processes with many threads each, so that each process gathers many
 # requests' events into each classify task.
@@ -32,7 +36,8 @@ control_socket_disable = True
 accesslog = None  # the ingest rate would flood the journal; mutt_ingest_* metrics count requests
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
-# Behind a load balancer, trust its X-Forwarded-* headers (set to its address).
+# Trust X-Forwarded-Proto from nginx on loopback (the client's address is the app's business:
+# INGEST_TRUSTED_PROXIES, WEBUI_TRUSTED_PROXIES).
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 

@@ -1,14 +1,18 @@
 """Gunicorn settings for the MUTT web UI and REST API (mutt-web.service, the k8s web Deployment).
 
-Run as ``gunicorn --config web.conf.py 'mutt_app.web:create_app()'``. The port is MUTT's own
-SERVER_PORT_WEBUI, so the unit and the app agree on it; GUNICORN_* are deploy-only knobs.
+Run as ``gunicorn --config web.conf.py 'mutt_app.web:create_app()'``, behind nginx
+(deploy/nginx/mutt-web.conf), which listens on MUTT's SERVER_PORT_WEBUI and hands each request, once
+read whole, to gunicorn on loopback: GUNICORN_WEB_BIND, that file's upstream. GUNICORN_* are
+deploy-only knobs.
 """
 
 import os
 
 from prometheus_client import multiprocess
 
-bind = f"0.0.0.0:{os.environ.get('SERVER_PORT_WEBUI', '8090')}"
+# Loopback only: clients reach gunicorn through nginx, which reads each request whole first; a
+# gthread thread waits on a client's slow header or body for as long as it takes to arrive.
+bind = os.environ.get("GUNICORN_WEB_BIND", "127.0.0.1:8190")
 # API and UI requests wait on PostgreSQL and Redis: a few processes with threads each.
 workers = int(os.environ.get("GUNICORN_WEB_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_WEB_THREADS", "4"))
@@ -30,7 +34,8 @@ control_socket_disable = True
 accesslog = "-"  # admin traffic is light, and who changed what is worth a line
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
-# Behind a load balancer, trust its X-Forwarded-* headers (set to its address).
+# Trust X-Forwarded-Proto from nginx on loopback (the client's address is the app's business:
+# INGEST_TRUSTED_PROXIES, WEBUI_TRUSTED_PROXIES).
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 

@@ -38,6 +38,13 @@ def resolve_settings(settings: Settings | None) -> Settings:
         raise SystemExit(f"mutt: {exc}") from None
 
 
+def trust_forwarded_for(app: Flask, proxies: int) -> None:
+    """Take the client's address (``request.remote_addr``, what the per-address throttles count)
+    from X-Forwarded-For as appended by ``proxies`` trusted reverse proxies; 0: the connection's."""
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)  # type: ignore[method-assign]
+
+
 def create_ingest_app(settings: Settings | None = None) -> Flask:
     """The ingest endpoint: POST /api/v2/ingest, GET /health, GET /metrics."""
     settings = resolve_settings(settings)
@@ -45,6 +52,7 @@ def create_ingest_app(settings: Settings | None = None) -> Flask:
     app = Flask("mutt_app.web.ingest.endpoint")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_ingest_body_bytes
     app.extensions["mutt_ingest"] = Ingestor(install(app, settings))
+    trust_forwarded_for(app, settings.ingest_trusted_proxies)
     app.register_blueprint(ingest_bp)
     app.register_blueprint(metrics_bp)
     return app
@@ -57,9 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask("mutt_app.web")
     install(app, settings)
     init_security_headers(app)  # CSP, X-Frame-Options, nosniff, Referrer-Policy on every answer
-    if settings.webui_trusted_proxies:
-        # The client's address from X-Forwarded-For, as appended by this many trusted proxies.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.webui_trusted_proxies)  # type: ignore[method-assign]
+    trust_forwarded_for(app, settings.webui_trusted_proxies)
     app.register_blueprint(health_bp)
     app.register_blueprint(metrics_bp)
     # The API makes its engine and Redis client on first use (app.extensions), like /health.

@@ -69,7 +69,8 @@ def _item(kind: str) -> RateLimitItemPerSecond:
 
 
 def client_address() -> str:
-    """The client's IP: the connection's, or X-Forwarded-For's with WEBUI_TRUSTED_PROXIES set."""
+    """The client's IP: the connection's, or X-Forwarded-For's with INGEST_TRUSTED_PROXIES (ingest)
+    or WEBUI_TRUSTED_PROXIES (web) set."""
     return request.remote_addr or "unknown"
 
 

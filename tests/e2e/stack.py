@@ -24,9 +24,11 @@ from mutt_app.config import load_settings
 from mutt_app.db.engine import make_engine
 from mutt_app.db.models import EventAuditLog
 from mutt_app.forwarding.lanes import QUEUES as FORWARD_LANES
+from tests.nginx_server import main_config, nginx_argv, nginx_binary, site_text
 from tests.services import free_port, wait_for
 
 WEB_API_KEY = "e2e-web-api-key"
+INGEST_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "gunicorn" / "ingest.conf.py"
 # What a forward worker consumes, as `mutt run` and the deploy kit start it: both lanes.
 FORWARD_QUEUES = ",".join(FORWARD_LANES)
 
@@ -104,6 +106,8 @@ class Stack:
             **env,
         }
         self.processes: dict[str, Process] = {}
+        self.proxy_ports: dict[str, int] = {}
+        self.proxy_logs: dict[str, Path] = {}
         self._engine: Engine | None = None
 
     # --- parts ------------------------------------------------------------------------------------
@@ -126,6 +130,46 @@ class Stack:
         env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(samples)}
         self._start("ingest", argv, f"http://127.0.0.1:{self.ingest_port}/health", env)
         return self
+
+    def start_shipped_ingest(self, workers: int = 1, threads: int = 8, **env: str) -> Stack:
+        """Ingest under gunicorn with the shipped config (deploy/gunicorn/ingest.conf.py), bound to
+        this stack's ingest port (GUNICORN_INGEST_BIND), ``workers`` x ``threads``, and ``env``."""
+        argv = [sys.executable, "-m", "gunicorn", "--config", str(INGEST_CONFIG),
+                "mutt_app.web:create_ingest_app()"]  # fmt: skip
+        samples = self.logdir / "prometheus-ingest"
+        samples.mkdir(exist_ok=True)
+        run_env = {
+            **self.env,
+            "GUNICORN_INGEST_BIND": f"127.0.0.1:{self.ingest_port}",
+            "GUNICORN_INGEST_WORKERS": str(workers),
+            "GUNICORN_INGEST_THREADS": str(threads),
+            "PROMETHEUS_MULTIPROC_DIR": str(samples),
+            **env,
+        }
+        run_env.pop("XDG_RUNTIME_DIR", None)  # gunicorn would put its control socket there first
+        self._start("ingest", argv, f"http://127.0.0.1:{self.ingest_port}/health", run_env)
+        return self
+
+    def start_proxy(self, part: str = "ingest") -> Stack:
+        """nginx with the shipped site of ``part`` (deploy/nginx/mutt-<part>.conf, "ingest" or
+        "web") in front of it, as the deploy kit runs it: on ``proxy_ports[part]``, its access log
+        at ``proxy_logs[part]``."""
+        binary = nginx_binary()
+        if binary is None:
+            raise RuntimeError("nginx is not installed (.ci/bootstrap installs it)")
+        port = self.proxy_ports[part] = free_port()
+        root = self.logdir / f"nginx-{part}"
+        upstream = f"127.0.0.1:{self.ingest_port if part == 'ingest' else self.web_port}"
+        site = site_text(f"mutt-{part}", root / "logs", listen_port=port, upstream=upstream)
+        self.proxy_logs[part] = root / "logs" / "access.log"
+        conf = main_config(root, site)
+        self._start(f"nginx-{part}", nginx_argv(binary, conf), f"http://127.0.0.1:{port}/health")
+        return self
+
+    @property
+    def proxy_url(self) -> str:
+        """The ingest endpoint through nginx (start_proxy)."""
+        return f"http://127.0.0.1:{self.proxy_ports['ingest']}/api/v2/ingest"
 
     def start_web(self) -> Stack:
         """The web app (admin UI and API) under gunicorn, as mutt-web.service runs it."""

@@ -4,7 +4,8 @@ An address that sends too many wrong ``X-API-Key`` values is answered 429 with R
 its key is even compared), counted in mutt_webui_auth_throttled_total{kind="ingest-key"}, and
 logged once; a sender with the good key at another address is served as before, with the throttle
 asked about it once a second rather than per request. The shipped config opens no control socket in
-the service user's home.
+the service user's home. Behind the shipped nginx, with INGEST_TRUSTED_PROXIES=1, the throttle still
+counts each sender's own address, which a sender cannot forge with an X-Forwarded-For of its own.
 """
 
 from __future__ import annotations
@@ -12,53 +13,34 @@ from __future__ import annotations
 import http.client
 import math
 import re
-import sys
 import time
 from pathlib import Path
 
 import orjson
+import pytest
 import redis
 import requests
 
 from tests.e2e.conftest import StackFactory
-from tests.e2e.stack import Process, Stack, answers
+from tests.e2e.stack import Stack
 from tests.factories import posted_event
-from tests.services import wait_for
+from tests.nginx_server import nginx_binary
 
 KEY = "e2e-ingest-key-0123456789"
 MAX_FAILURES = 5
-CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "gunicorn" / "ingest.conf.py"
 
 
-def _start_shipped_ingest(stack: Stack, home: Path) -> None:
-    """gunicorn with deploy/gunicorn/ingest.conf.py, one worker, HOME pointed at ``home``."""
-    home.mkdir()
-    env = {
-        **stack.env,
-        "HOME": str(home),
-        "SERVER_PORT_INGESTOR": str(stack.ingest_port),
-        "GUNICORN_INGEST_WORKERS": "1",
-        "GUNICORN_INGEST_THREADS": "8",
-        "PROMETHEUS_MULTIPROC_DIR": str(stack.logdir / "prometheus"),
-    }
-    env.pop("XDG_RUNTIME_DIR", None)  # gunicorn would put its control socket there first
-    argv = [sys.executable, "-m", "gunicorn", "--config", str(CONFIG),
-            "mutt_app.web:create_ingest_app()"]  # fmt: skip
-    process = Process("ingest", argv, env, stack.logdir).start()
-    stack.processes["ingest"] = process
-    health = f"http://127.0.0.1:{stack.ingest_port}/health"
-    wait_for(lambda: not process.alive or answers(health), 60, "ingest under the shipped config")
-    assert process.alive, process.tail()
-
-
-def _post(stack: Stack, key: str, source: str) -> tuple[int, dict[str, str], dict]:
-    """POST one event from the local address ``source`` (127.0.0.x), with ``key``."""
+def _post(
+    stack: Stack, key: str, source: str, port: int | None = None, **extra: str
+) -> tuple[int, dict[str, str], dict]:
+    """POST one event from the local address ``source`` (127.0.0.x), with ``key``, to ``port``
+    (ingest's own unless given) with ``extra`` headers."""
     connection = http.client.HTTPConnection(
-        "127.0.0.1", stack.ingest_port, timeout=30, source_address=(source, 0)
+        "127.0.0.1", port or stack.ingest_port, timeout=30, source_address=(source, 0)
     )
     try:
         body = orjson.dumps([posted_event(f"from {source}")])
-        headers = {"Content-Type": "application/json", "X-API-Key": key}
+        headers = {"Content-Type": "application/json", "X-API-Key": key, **extra}
         connection.request("POST", "/api/v2/ingest", body=body, headers=headers)
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), orjson.loads(response.read())
@@ -79,7 +61,8 @@ def test_an_address_sending_bad_ingest_keys_is_throttled_and_a_good_sender_elsew
         WEBUI_AUTH_IP_MAX_FAILURES=str(MAX_FAILURES),
         WEBUI_AUTH_IP_WINDOW_SECONDS="120",
     )
-    _start_shipped_ingest(stack, tmp_path / "home")
+    (tmp_path / "home").mkdir()
+    stack.start_shipped_ingest(HOME=str(tmp_path / "home"))
     guesser, relay = "127.0.0.2", "127.0.0.3"
 
     # Served once with the good key, the guesser's address is remembered as clear for a second
@@ -116,7 +99,8 @@ def test_a_relay_with_the_good_key_is_checked_against_the_throttle_once_a_second
     make_stack: StackFactory, tmp_path: Path
 ) -> None:
     stack = make_stack(INGEST_API_KEY=KEY)
-    _start_shipped_ingest(stack, tmp_path / "home")
+    (tmp_path / "home").mkdir()
+    stack.start_shipped_ingest(HOME=str(tmp_path / "home"))
     client = redis.Redis.from_url(stack.env["REDIS_URL"])
 
     def throttle_checks() -> int:  # the ingest path runs no other Lua script than the throttle's
@@ -128,3 +112,29 @@ def test_a_relay_with_the_good_key_is_checked_against_the_throttle_once_a_second
     elapsed, checks = time.monotonic() - started, throttle_checks() - before
     print(f"\n40 good requests in {elapsed:.1f} s: {checks} throttle checks")
     assert 1 <= checks <= math.ceil(elapsed) + 1
+
+
+@pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
+def test_behind_nginx_the_throttle_counts_each_senders_address_not_nginxs(
+    make_stack: StackFactory,
+) -> None:
+    stack = make_stack(
+        INGEST_API_KEY=KEY,
+        WEBUI_AUTH_IP_MAX_FAILURES=str(MAX_FAILURES),
+        WEBUI_AUTH_IP_WINDOW_SECONDS="120",
+        INGEST_TRUSTED_PROXIES="1",
+    )
+    stack.start_shipped_ingest()
+    stack.start_proxy()
+    guesser, relay, port = "127.0.0.2", "127.0.0.3", stack.proxy_ports["ingest"]
+
+    for n in range(MAX_FAILURES):
+        assert _post(stack, f"guess-{n}", guesser, port)[0] == 401
+    assert _post(stack, "guess-more", guesser, port)[0] == 429
+    # Naming another address does not help: nginx appends the one it saw, which the app takes.
+    assert _post(stack, KEY, guesser, port, **{"X-Forwarded-For": relay})[0] == 429
+    # Every request reaches gunicorn from nginx's address, yet the relay is served.
+    status, _, body = _post(stack, KEY, relay, port)
+    assert status == 200 and body["accepted"] == 1, body
+    log = stack.processes["ingest"].log_path.read_text(errors="replace")
+    assert f"ingest: {guesser} throttled" in log, log[-2000:]

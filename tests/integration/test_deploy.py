@@ -32,6 +32,7 @@ from mutt_app.config import Settings
 from mutt_app.events.body import parse_body
 from mutt_app.events.schema import VARBIND_SEPARATOR, Event, validate_items
 from tests.deploy_files import DEPLOY, ROOT, alert_rules, dashboard_exprs, metric_names, yaml_module
+from tests.nginx_server import shipped_site
 
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 OMHTTP_ONLY_PARAMS = re.compile(
@@ -619,15 +620,23 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
 def test_gunicorn_configs_load() -> None:
     venv_gunicorn = ROOT / ".venv" / "bin" / "gunicorn"
     gunicorn = str(venv_gunicorn) if venv_gunicorn.exists() else _need("gunicorn")
-    for name, port in (("ingest", "8080"), ("web", "8090")):
+    defaults = Settings()
+    for name, port in (
+        ("ingest", defaults.server_port_ingestor),
+        ("web", defaults.server_port_webui),
+    ):
         # --print-config reads the config file (and so runs it) without loading the app.
         printed = subprocess.run(
             [gunicorn, "--config", str(DEPLOY / "gunicorn" / f"{name}.conf.py"), "--print-config",
              "mutt_app.web:create_app()"],
             capture_output=True, text=True, timeout=60, cwd=ROOT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("SERVER_PORT_")},
+            env={k: v for k, v in os.environ.items() if not k.startswith("GUNICORN_")},
         ).stdout  # fmt: skip
-        assert re.search(rf"^bind\s+= \['0\.0\.0\.0:{port}'\]$", printed, re.M), printed
+        # Loopback only, where the nginx site's upstream points; the site listens on MUTT's port.
+        site = shipped_site(f"mutt-{name}")
+        upstream = re.search(r"^\s*server (127\.0\.0\.1:\d+);", site, re.M)[1]  # type: ignore[index]
+        assert re.search(rf"^bind\s+= \['{re.escape(upstream)}'\]$", printed, re.M), printed
+        assert re.search(rf"^\s*listen {port};", site, re.M), site
         assert re.search(r"^control_socket_disable\s+= True$", printed, re.M) or (
             "control_socket_disable" not in printed  # gunicorn < 25.1 has no control socket
         )
@@ -693,17 +702,23 @@ def test_k8s_manifests() -> None:
             <= spec["template"]["metadata"]["labels"].items()
         )
         containers = spec["template"]["spec"]["containers"]
-        assert len(containers) == 1 and containers[0]["image"] and containers[0]["command"]
-        container = containers[0]
+        container = containers[0]  # MUTT's own; ingest and web have nginx in front (deploy/nginx)
+        assert container["image"] and container["command"]
+        proxied = name in ("mutt-ingest", "mutt-web")
+        assert [c["name"] for c in containers[1:]] == (["nginx"] if proxied else []), name
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
         assert "livenessProbe" in container, name
         refs = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
         assert refs == {"mutt-config", "mutt-secrets"}
-        if name in ("mutt-ingest", "mutt-web"):
+        if proxied:
+            # gunicorn listens on loopback: its probes go through nginx's port, as clients do.
+            nginx_port = containers[1]["ports"][0]["containerPort"]
             for probe in ("readinessProbe", "livenessProbe"):
                 assert container[probe]["httpGet"]["path"] == "/health", (name, probe)
+                assert container[probe]["httpGet"]["port"] == nginx_port, (name, probe)
+            assert "ports" not in container, name
         if name != "mutt-beat":
-            port = container["ports"][0]["name"]
+            port = containers[-1]["ports"][0]["name"]
             assert "readinessProbe" in container, name
             assert services[name]["spec"]["ports"][0]["targetPort"] == port
             assert services[name]["spec"]["selector"] == spec["selector"]["matchLabels"]
