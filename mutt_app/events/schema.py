@@ -24,6 +24,7 @@ in the message text; see :func:`trap_oid_from_varbinds` for the snmptrapd format
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import uuid
 from collections.abc import Collection, Mapping, Sequence
@@ -47,6 +48,7 @@ __all__ = [
     "Event",
     "InvalidEvent",
     "Rejection",
+    "new_correlation_id",
     "trap_oid_from_varbinds",
     "validate_item",
     "validate_items",
@@ -408,7 +410,20 @@ def _correlation_id(value: Any) -> str:
             # The nil UUID is a template placeholder, not an identity: every event would share it.
             if canonical != _NIL_UUID:
                 return canonical
-    return str(uuid.uuid4())
+    return new_correlation_id()
+
+
+def new_correlation_id() -> str:
+    """A random (version 4) UUID in canonical text.
+
+    Most senders send none, so ingest makes one per event; formatting the bytes directly costs
+    less than half of ``str(uuid.uuid4())``.
+    """
+    data = bytearray(os.urandom(16))
+    data[6] = (data[6] & 0x0F) | 0x40  # version 4
+    data[8] = (data[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    text = data.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _canonical(value: str) -> str:

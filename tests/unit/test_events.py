@@ -20,6 +20,7 @@ from mutt_app.events.schema import (
     Event,
     InvalidEvent,
     Rejection,
+    new_correlation_id,
     trap_oid_from_varbinds,
     validate_item,
     validate_items,
@@ -667,3 +668,11 @@ def test_a_relayed_trap_in_json_survives_the_body_parser() -> None:
     )
     assert rejections == []
     assert events[0].trap_oid == "1.3.6.1.4.1.9.9.41.2.0.1"
+
+
+def test_new_correlation_ids_are_random_version_4_uuids_in_canonical_text() -> None:
+    made = {new_correlation_id() for _ in range(1000)}
+    assert len(made) == 1000
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
