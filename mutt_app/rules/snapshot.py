@@ -1,8 +1,8 @@
 """The rule snapshot: the rules' own data as of one rules version, read from the database and compiled.
 
 A snapshot holds what belongs to the rules: the compiled rule set, the development hosts, the device
-teams, each rule's own dedup window and dedup key (compiled once here) and the problem/clear pairs. It holds no maintenance windows:
-windows are a hold-back stage, and rules sit below holdback in the layers, so
+teams, each rule's own dedup window and dedup key (compiled once here) and the problem/clear pairs.
+It holds no maintenance windows: windows are a hold-back stage, and rules sit below holdback in the layers, so
 :class:`mutt_app.holdback.window_cache.WindowCache` loads them on the same rules version (it reloads
 whenever the rule cache has loaded a new snapshot), and a window change still reaches every worker
 within seconds.
@@ -38,6 +38,8 @@ class RuleSnapshot:
     """Rule id -> its own dedup window in seconds, for rules that set one."""
     dedup_keys: Mapping[int, DedupKey] = field(default_factory=dict)
     """Rule id -> its own compiled dedup key, for rules that set one."""
+    dedup_key_errors: tuple[tuple[int, str], ...] = ()
+    """(rule id, why) for the rules whose stored dedup key could not be used (the default applies)."""
     flap_pairs: Mapping[int, tuple[int, bool]] = field(default_factory=dict)
     """Rule id -> (the problem rule of its pair, whether it is that problem rule), for the rules
     of a problem/clear pair (a rule whose ``clears_rule_id`` names another, and that other)."""
@@ -97,13 +99,15 @@ def load_snapshot(
     windows = {
         row.id: row.dedup_window_seconds for row in rows if row.dedup_window_seconds is not None
     }
+    keys, key_errors = dedup_keys(rows)
     return RuleSnapshot(
         ruleset=ruleset,
         dev_hosts=dev_hosts,
         device_teams=teams,
         version=version,
         dedup_windows=windows,
-        dedup_keys=dedup_keys(rows),
+        dedup_keys=keys,
+        dedup_key_errors=tuple(key_errors),
         flap_pairs=flap_pairs(rows),
     )
 
@@ -121,26 +125,30 @@ def compile_dedup_key(text: str, match_type: str, match_string: str | None) -> D
     return DedupKey.compile(text, regex)
 
 
-def dedup_keys(rows: Sequence[AlertRule]) -> dict[int, DedupKey]:
-    """Rule id -> compiled dedup key, for the rules that set one.
+def dedup_keys(rows: Sequence[AlertRule]) -> tuple[dict[int, DedupKey], list[tuple[int, str]]]:
+    """Rule id -> compiled dedup key, for the rules that set one; and (rule id, why) for the keys
+    that could not be compiled.
 
     A key that does not compile (only raw SQL can store one: the rule commands check it) is logged
-    and the rule keeps the default key, so its alerts are still deduplicated, just by the default.
+    and counted (``mutt_alerter_cache_dedup_keys_ignored_count``), and the rule keeps the default
+    key, so its alerts are still deduplicated, just by the default.
     """
     keys: dict[int, DedupKey] = {}
+    errors: list[tuple[int, str]] = []
     for row in rows:
         if row.dedup_key is None:
             continue
         try:
             keys[row.id] = compile_dedup_key(row.dedup_key, row.match_type, row.match_string)
         except DedupKeyError as exc:
+            errors.append((row.id, str(exc)))
             log.error(
                 "rule %s: dedup_key %r ignored, the default key applies: %s",
                 row.id,
                 row.dedup_key,
                 exc,
             )
-    return keys
+    return keys, errors
 
 
 def flap_pairs(rows: Sequence[AlertRule]) -> dict[int, tuple[int, bool]]:

@@ -7,7 +7,9 @@ import time
 import uuid
 
 import orjson
+import pytest
 import redis
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from mutt_app.classify.batch import classify_batch
@@ -249,3 +251,30 @@ def test_classify_forwards_each_incident_and_holds_only_true_repeats(
         ("duplicate", first[2]),
         (None, None),
     ]
+
+
+def test_a_stored_key_workers_cannot_use_is_counted_logged_and_the_default_applies(
+    settings: Settings, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = Runtime(settings).celery
+    runtime = runtime_of(app)
+    with runtime.sessions.begin() as session:
+        # Only raw SQL can store this: the rule commands refuse a group the regex does not have.
+        rule = AlertRule(
+            match_string=r"BGP peer \S+ down",
+            match_type="regex",
+            prod_handling="Ticket_only",
+            dev_handling="Log_only",
+            team_assignment="NETO",
+            dedup_key="host, group:peer",
+        )
+        session.add(rule)
+    batch = [wire_event("rtr-1", f"BGP peer 10.0.0.{n} down") for n in (1, 2, 1)]
+    classify_batch(runtime, app, batch)
+    assert REGISTRY.get_sample_value("mutt_alerter_cache_dedup_keys_ignored_count") == 1
+    assert f"rule {rule.id}: dedup_key 'host, group:peer' ignored" in caplog.text
+    with runtime.sessions() as session:
+        rows = session.execute(select(EventAuditLog.correlation_id, EventAuditLog.held_reason))
+        held = {r.correlation_id: r.held_reason for r in rows}
+    # The default key: two peers, two incidents; the third event repeats the first.
+    assert [held[uuid.UUID(e["correlation_id"])] for e in batch] == [None, None, "duplicate"]

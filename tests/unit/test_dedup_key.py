@@ -125,7 +125,8 @@ def test_a_stored_key_that_does_not_compile_falls_back_to_the_default(
         AlertRule(id=2, **RULE, dedup_key="group:gone"),  # only raw SQL could store this
         AlertRule(id=3, **RULE, dedup_key=None),
     ]
-    keys = dedup_keys(rows)
+    keys, errors = dedup_keys(rows)
     assert keys[1].parts == ("host", "group:peer")
     assert set(keys) == {1}
+    assert [rule for rule, _ in errors] == [2]
     assert "rule 2: dedup_key 'group:gone' ignored, the default key applies" in caplog.text
