@@ -98,6 +98,11 @@ RULES_SKIPPED = Gauge(
     "Active rules the last compile skipped (invalid, or over a rule bound)",
     multiprocess_mode="max",
 )
+DEDUP_KEYS_IGNORED = Gauge(
+    "mutt_alerter_cache_dedup_keys_ignored_count",
+    "Active rules whose stored dedup_key the last compile could not use (the default key applies)",
+    multiprocess_mode="max",
+)
 RULE_BACKTESTS = Counter(
     "mutt_rule_backtests_total",
     "Rule backtests run, by outcome (complete; rows or time: stopped by BACKTEST_MAX_ROWS or"

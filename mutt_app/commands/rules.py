@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 from mutt_app.commands.changes import MAX_DB_INT, Change
 from mutt_app.commands.errors import Invalid
 from mutt_app.commands.fields import FieldSpec
-from mutt_app.db.models import MAX_DEDUP_WINDOW_SECONDS, AlertRule
+from mutt_app.db.models import MAX_DEDUP_KEY_CHARS, MAX_DEDUP_WINDOW_SECONDS, AlertRule
+from mutt_app.rules.dedup_key import DEFAULT_KEY, DedupKeyError
 from mutt_app.rules.drafts import RULE_DEFAULTS, RULE_FIELD_NAMES
 from mutt_app.rules.tester import Trial, try_event
 from mutt_app.rules.validate import (
@@ -56,6 +57,16 @@ _RULE_SPECS: dict[str, FieldSpec] = {
     "is_active": FieldSpec(bool),
     "dedup_window_seconds": FieldSpec(
         int, nullable=True, minimum=0, maximum=MAX_DEDUP_WINDOW_SECONDS
+    ),
+    # Which parts make one incident; the engine's check_dedup_key checks the parts themselves.
+    "dedup_key": FieldSpec(
+        str,
+        nullable=True,
+        min_length=1,
+        max_length=MAX_DEDUP_KEY_CHARS,
+        description="which parts of an alert make one incident, comma-separated: host, severity,"
+        " template, masked, message, field:<name>, group:<name> (a named group of a regex rule);"
+        f" null: the default ({DEFAULT_KEY})",
     ),
     # The rule whose alerts this one clears (LINK-UP clears LINK-DOWN): the pair flapping watches.
     "clears_rule_id": FieldSpec(int, nullable=True, minimum=1, maximum=MAX_DB_INT),
@@ -147,15 +158,20 @@ def set_active(change: Change, rules: Iterable[AlertRule], active: bool) -> int:
     return sum(change.update(rule, {"is_active": active}) for rule in rules)
 
 
-def trial(runtime: Runtime, body: Mapping[str, Any]) -> Trial:
+def trial(runtime: Runtime, body: Mapping[str, Any], dedup_key: str | None = None) -> Trial:
     """The rule tester's trial of the event ``body`` with ``runtime``'s settings and dynamic
-    configuration, over the rules in the database now (the API's and the admin UI's answer)."""
+    configuration, over the rules in the database now (the API's and the admin UI's answer);
+    ``dedup_key``: a key to try instead of the winning rule's (:class:`Invalid` if it is not one)."""
     config = runtime.settings
     with runtime.sessions() as session:
-        return try_event(
-            session,
-            body,
-            config.unhandled_default_team,
-            dedup_window=runtime.dynamic_config.get("dedup_window_seconds"),
-            budget_seconds=config.classify_time_budget_seconds,
-        )
+        try:
+            return try_event(
+                session,
+                body,
+                config.unhandled_default_team,
+                dedup_window=runtime.dynamic_config.get("dedup_window_seconds"),
+                budget_seconds=config.classify_time_budget_seconds,
+                dedup_key=dedup_key,
+            )
+        except DedupKeyError as exc:
+            raise Invalid(str(exc), {"dedup_key": dedup_key}) from None

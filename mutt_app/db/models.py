@@ -50,6 +50,8 @@ NOT_FORWARDED_REASONS = HELD_REASONS + DECISION_REASONS
 """Every value of ``event_audit_log.held_reason``: for rows audited since migration 0010 it is NULL
 exactly when ``forwarded_to_moog`` is true (older rows carry only the HELD_REASONS)."""
 MAX_DEDUP_WINDOW_SECONDS = 86_400
+MAX_DEDUP_KEY_CHARS = 200
+"""Longest ``alert_rules.dedup_key``, in characters (a handful of parts: mutt_app.rules.dedup_key)."""
 
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
 
@@ -100,6 +102,10 @@ class AlertRule(Base):
             f" OR dedup_window_seconds BETWEEN 0 AND {MAX_DEDUP_WINDOW_SECONDS}",
             name="dedup_window_range",
         ),
+        CheckConstraint(
+            f"dedup_key IS NULL OR length(dedup_key) BETWEEN 1 AND {MAX_DEDUP_KEY_CHARS}",
+            name="dedup_key_length",
+        ),
         CheckConstraint("clears_rule_id IS NULL OR clears_rule_id <> id", name="clears_other"),
         Index(
             "idx_alert_rules_active",
@@ -122,6 +128,8 @@ class AlertRule(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     # Seconds repeats of one alert are counted instead of forwarded; NULL: DEDUP_WINDOW_SECONDS.
     dedup_window_seconds: Mapped[int | None] = mapped_column(Integer)
+    # Which parts of an alert make one incident (mutt_app.rules.dedup_key); NULL: the default key.
+    dedup_key: Mapped[str | None] = mapped_column(Text)
     # The rule whose alerts this one's clear (LINK-UP clears LINK-DOWN): the pair flapping watches.
     clears_rule_id: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("alert_rules.id", ondelete="SET NULL")

@@ -1,10 +1,14 @@
 """Deduplication: repeats of a forwarded alert are counted, not forwarded, and Moog gets the count.
 
-An alert's fingerprint is its host, rule and message template (:mod:`mutt_app.events.fingerprint`). The
-first alert of a fingerprint is forwarded at once and opens a window of DEDUP_WINDOW_SECONDS (the
-rule's ``dedup_window_seconds`` when it has one; 0 turns deduplication off). Alerts of the same
-fingerprint within the window are held: audited with ``held_reason='duplicate'`` and
-``duplicate_of`` the first alert's correlation_id, and counted in Redis. When a window that had
+An alert's fingerprint is the digest of its rule's dedup key (:mod:`mutt_app.rules.dedup_key`, compiled
+with the rule snapshot): by default its host, rule, syslog severity and incident template
+(:func:`mutt_app.events.fingerprint.fingerprint`), which keeps addresses and numbered identities, so
+"BGP peer 10.0.0.1 down" and "... 10.0.0.2 down", or a severity escalation, are each forwarded at
+once; a rule may name its own parts (``alert_rules.dedup_key``). The first alert of a fingerprint
+is forwarded at once and opens a window of DEDUP_WINDOW_SECONDS (the rule's
+``dedup_window_seconds`` when it has one; 0 turns deduplication off). Alerts of the same fingerprint
+within the window are held: audited with ``held_reason='duplicate'`` and ``duplicate_of`` the first
+alert's correlation_id, and counted in Redis. When a window that had
 repeats closes, the flush job (beat, every DEDUP_FLUSH_INTERVAL_SECONDS) sends Moog one update with
 the first alert's signature, the repeat count and the last occurrence, through the outbox like any
 alert. The next alert after a window closed is forwarded and opens the next window.
@@ -32,7 +36,6 @@ import orjson
 import redis
 
 from mutt_app import metrics
-from mutt_app.events.fingerprint import fingerprint
 from mutt_app.forwarding.moog import repeat_update
 from mutt_app.holdback.base import Candidate, Held, Publish, Verdicts, batch_digest
 from mutt_app.holdback.closing import ClosingWindows
@@ -88,7 +91,14 @@ class Dedup:
             span = window_for(candidate.rule_id, snapshot, default)
             if span <= 0:
                 continue
-            key = fingerprint(candidate.hostname, candidate.rule_id, candidate.message)
+            event = candidate.event
+            key = snapshot.dedup_key(candidate.rule_id).fingerprint(
+                candidate.rule_id,
+                candidate.hostname,
+                candidate.message,
+                event.syslog_severity if event is not None else None,
+                event.raw if event is not None else None,
+            )
             groups.setdefault(key, []).append(candidate)
             spans[key] = span
         if not groups:

@@ -82,6 +82,7 @@ class RuleCache:
             self._snapshot, self._loaded_at = snapshot, time.monotonic()
             metrics.RULES_CACHED.set(len(snapshot.ruleset))
             metrics.RULES_SKIPPED.set(len(snapshot.ruleset.errors))
+            metrics.DEDUP_KEYS_IGNORED.set(len(snapshot.dedup_key_errors))
             metrics.DEV_HOSTS_CACHED.set(len(snapshot.dev_hosts))
             metrics.TEAMS_CACHED.set(len(snapshot.device_teams))
             log.info("loaded rules version %s: %d active rules", version, len(snapshot.ruleset))

@@ -36,6 +36,7 @@ RULE_DEFAULTS: dict[str, Any] = {
     "priority": 100,
     "is_active": True,
     "dedup_window_seconds": None,
+    "dedup_key": None,
     "clears_rule_id": None,
 }
 """A new rule's values for the optional fields it leaves out (the API's and a draft's)."""
@@ -51,6 +52,7 @@ RULE_FIELD_NAMES = (
     "team_assignment",
     "is_active",
     "dedup_window_seconds",
+    "dedup_key",
     "clears_rule_id",
 )
 """A rule's own fields, the ones a person sets (the API's body fields, a draft entry's, the admin

@@ -1,10 +1,12 @@
 """The rule tester: which active rule would win for a sample event, and which ones it shadows.
 
-It also shows the event's message template and dedup fingerprint (:mod:`mutt_app.events.fingerprint`) and
-the dedup window that would apply, so the normalisation can be tried on real messages. Both come from
-below the rules: the fingerprint from the events package, the window from the snapshot's own
-:meth:`~mutt_app.rules.snapshot.RuleSnapshot.dedup_window` (which holdback's deduplication uses too),
-so the tester needs nothing from holdback, which sits above the rules.
+It also shows how deduplication would key the event: the incident template
+(:func:`mutt_app.events.fingerprint.incident_template`), the winning rule's dedup key with each
+part's value, the resulting fingerprint, and the dedup window that would apply, so the normalisation
+and a rule's own key can be tried on real messages. Both come from the snapshot, as holdback's
+deduplication takes them (:meth:`~mutt_app.rules.snapshot.RuleSnapshot.dedup_key` and
+:meth:`~mutt_app.rules.snapshot.RuleSnapshot.dedup_window`), so the tester needs nothing from
+holdback, which sits above the rules.
 
 One answer for the admin UI's tester page and ``POST /api/v2/rules/test``. The event is read by the
 ingest's own validation (a trap OID inside the message is found the same way), and the rules,
@@ -25,11 +27,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mutt_app.events.fingerprint import fingerprint, template
+from mutt_app.events.fingerprint import digest, incident_template
 from mutt_app.events.schema import Event, validate_item
 from mutt_app.rules.compile import BudgetExceeded
 from mutt_app.rules.decide import Decision, explain
-from mutt_app.rules.snapshot import load_snapshot
+from mutt_app.rules.dedup_key import DedupKey
+from mutt_app.rules.snapshot import compile_dedup_key, load_snapshot
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Trial:
     matches: list[dict[str, Any]]  # every matching rule as a dict, the winner first
     skipped_rules: list[tuple[int, str]]  # active rules the engine could not compile, and why
     dedup_window_seconds: int  # the winning rule's own window, else the default; 0: off
+    dedup_key: DedupKey  # the winning rule's own key, else the default
 
     @property
     def winner(self) -> dict[str, Any] | None:
@@ -53,6 +57,9 @@ class Trial:
     def outcome(self) -> dict[str, Any]:
         """The decision as the tester shows it: winner, handling, team, and what it shadows."""
         decision = self.decision
+        event = self.event
+        key = self.dedup_key
+        parts = key.values(event.hostname, event.message, event.syslog_severity, event.raw)
         return {
             "matched": decision.matched,
             "rule_id": decision.rule_id,
@@ -62,8 +69,10 @@ class Trial:
             "is_dev": decision.is_dev,
             "forward": decision.forward,
             "shadowed": self.shadowed,
-            "template": template(self.event.message),
-            "fingerprint": fingerprint(self.event.hostname, decision.rule_id, self.event.message),
+            "template": incident_template(event.message),
+            "dedup_key": key.text,
+            "dedup_key_parts": [{"part": part, "value": value} for part, value in parts],
+            "fingerprint": digest(decision.rule_id, parts),
             "dedup_window_seconds": self.dedup_window_seconds,
         }
 
@@ -75,15 +84,18 @@ def try_event(
     *,
     dedup_window: int,
     budget_seconds: float,
+    dedup_key: str | None = None,
 ) -> Trial:
     """Run ``body`` (an event as ingest takes it; only hostname required) past the active rules.
 
     ``dedup_window`` is the current default dedup window (the dynamic DEDUP_WINDOW_SECONDS), shown
-    unless the winning rule has its own.
+    unless the winning rule has its own. ``dedup_key``: a key to try instead of the winning
+    rule's own (or the default), as it would be saved on that rule.
 
     Raises :class:`mutt_app.events.schema.InvalidEvent` when ingest would refuse it, and
     :class:`~mutt_app.rules.compile.BudgetExceeded` (its message names the budget) when matching would
-    run past ``budget_seconds``.
+    run past ``budget_seconds``, and :class:`~mutt_app.rules.dedup_key.DedupKeyError` when
+    ``dedup_key`` is not a key of the winning rule.
     """
     deadline = time.perf_counter() + budget_seconds
     event = validate_item(dict(body), required_fields=("hostname",), received_at=datetime.now(UTC))
@@ -103,10 +115,19 @@ def try_event(
             f"the rule test ran out of its {budget_seconds}s time budget"
             " (CLASSIFY_TIME_BUDGET_SECONDS): the active rules are too slow for this message"
         ) from None
+    key = snapshot.dedup_key(answer.decision.rule_id)
+    if dedup_key is not None:
+        winner = answer.matches[0] if answer.matches else None
+        key = compile_dedup_key(
+            dedup_key,
+            winner.match_type if winner else "contains",
+            winner.match_string if winner else None,
+        )
     return Trial(
         event=event,
         decision=answer.decision,
         matches=[dataclasses.asdict(rule) for rule in answer.matches],
         skipped_rules=list(snapshot.ruleset.errors),
         dedup_window_seconds=snapshot.dedup_window(answer.decision.rule_id, dedup_window),
+        dedup_key=key,
     )

@@ -15,6 +15,7 @@ from typing import Any
 import re2
 
 from mutt_app.events.schema import MAX_OID_CHARS
+from mutt_app.rules.dedup_key import DedupKeyError, parse
 
 MATCH_TYPES = ("contains", "regex", "oid_prefix")
 PROD_HANDLINGS = ("Page_and_ticket", "Ticket_only", "Email_only", "Log_only")
@@ -188,6 +189,21 @@ def validate_rule_mapping(fields: Mapping[str, Any]) -> None:
         fields["dev_handling"],
         fields["team_assignment"],
     )
+    check_dedup_key(fields.get("dedup_key"), fields["match_type"], fields["match_string"])
+
+
+def check_dedup_key(dedup_key: str | None, match_type: str, match_string: str | None) -> None:
+    """:class:`RuleError` unless ``dedup_key`` is empty or a key of this rule
+    (:func:`mutt_app.rules.dedup_key.parse`; ``group:`` parts need the regex's named groups)."""
+    if dedup_key is None:
+        return
+    groups = None
+    if match_type == "regex" and match_string is not None:
+        groups = tuple(_compile_regex(match_string).groupindex)
+    try:
+        parse(dedup_key, groups)
+    except DedupKeyError as exc:
+        raise RuleError(str(exc)) from None
 
 
 def re2_message(exc: re2.error) -> str:

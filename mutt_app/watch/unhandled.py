@@ -6,8 +6,10 @@ Meta-alerts (:func:`raise_meta_alerts`): classify counts each host's unmatched e
 UNHANDLED_THRESHOLD raises one meta-alert for it (:func:`mutt_app.forwarding.moog.unhandled_meta_alert`).
 
 Events that differ only in numbers, addresses, ids and times are one template: the grouping key is
-:func:`mutt_app.events.fingerprint.template`, the same normaliser deduplication uses, so "what repeats"
-means the same thing on the dashboard as in Moog's repeat counts.
+:func:`mutt_app.events.fingerprint.template`, which masks addresses and numbered identities too, so
+the BGP peers going down on several routers show as one line and suggest one rule. Deduplication
+keeps those apart (each peer is its own incident: the incident template); grouping here asks what
+one rule should match, not which alerts repeat one incident.
 
 Design: counted from the event audit when asked, not in Redis at classify time. Every unmatched
 event is already audited with ``matched_rule_id IS NULL``; migration 0010's partial index

@@ -314,8 +314,23 @@ def test_the_rule_tester_shows_the_winner_its_handling_team_and_what_it_shadows(
     assert f"#{low}" in shadowed
     template = "%LINK-3-UPDOWN: Gi0/1 changed state to down"  # identifiers only: nothing masked
     assert f'id="template">{template}<' in html.unescape(text)
-    assert f'id="fingerprint">{fingerprint("r1", high, template)}<' in text
+    assert f'id="fingerprint">{fingerprint("r1", high, template, None)}<' in text
+    assert 'id="dedup-key">host, severity, template<' in text
     assert 'id="dedup-window">60 s' in text
+
+    tried = admin_client.post(
+        "/admin/rule-tester/",
+        data={"csrf_token": token, "event": event, "dedup_key": "host, message"},
+    ).get_data(as_text=True)
+    assert 'id="dedup-key">host, message<' in tried
+    parts = html.unescape(tried.split('id="dedup-key-parts"', 1)[1].split("</table>", 1)[0])
+    assert "<code>message</code></td><td><code>%LINK-3-UPDOWN: Gi0/1" in parts
+    refused = admin_client.post(
+        "/admin/rule-tester/",
+        data={"csrf_token": token, "event": event, "dedup_key": "group:peer"},
+    )
+    assert refused.status_code == 422
+    assert "group:peer needs a regex rule" in refused.get_data(as_text=True)
 
     unhandled = admin_client.post(
         "/admin/rule-tester/", data={"csrf_token": token, "event": '{"hostname": "r1"}'}

@@ -196,6 +196,50 @@ def test_a_rules_dedup_window_is_set_in_the_form_and_checked(
     assert rule.dedup_window_seconds == 300
 
 
+def test_a_rules_dedup_key_is_set_in_the_form_checked_and_audited(
+    admin_client: FlaskClient, sessions: sessionmaker
+) -> None:
+    assert login(admin_client, "alice") == 302
+    token = form_token(admin_client, "/admin/rules/new/")
+    form = {
+        **RULE_FORM,
+        "match_type": "regex",
+        "match_string": r"BGP peer (?P<peer>\S+) down",
+        "reason": "one incident per peer",
+        "csrf_token": token,
+    }
+    for bad, message in (
+        ("host, peer", "dedup_key: unknown part 'peer'; the parts are host, severity, template"),
+        (
+            "group:vrf",
+            "dedup_key: the rule's regex has no group named 'vrf' (its named groups: peer)",
+        ),
+    ):
+        refused = admin_client.post("/admin/rules/new/", data={**form, "dedup_key": bad})
+        assert refused.status_code == 200  # the form again, with the error
+        page = html.unescape(refused.get_data(as_text=True))
+        assert f"Not a valid rule: {message}" in page
+    assert not _rules(sessions)
+    response = admin_client.post(
+        "/admin/rules/new/", data={**form, "dedup_key": "host, group:peer"}
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)
+    [rule] = _rules(sessions)
+    assert rule.dedup_key == "host, group:peer"
+    [audit] = _audit(sessions)
+    assert audit.new_values["dedup_key"] == "host, group:peer"
+
+    edit = f"/admin/rules/edit/?id={rule.id}"
+    token = form_token(admin_client, edit)
+    cleared = {**form, "csrf_token": token, "dedup_key": "  ", "reason": "back to the default"}
+    assert admin_client.post(edit, data=cleared).status_code == 302
+    assert _rules(sessions)[0].dedup_key is None  # blank: the default key
+    changed = [a for a in _audit(sessions) if a.operation == "UPDATE"]
+    assert [(a.old_values["dedup_key"], a.new_values["dedup_key"]) for a in changed] == [
+        ("host, group:peer", None)
+    ]
+
+
 def test_a_change_without_a_reason_is_refused(
     admin_client: FlaskClient, sessions: sessionmaker
 ) -> None:

@@ -218,6 +218,28 @@ def test_a_draft_naming_a_missing_rule_or_making_an_invalid_one_is_refused(
         )
 
 
+def test_a_draft_carries_a_rules_dedup_key_checked_and_published(
+    sessions: sessionmaker[Session], rule_ids: dict[str, int]
+) -> None:
+    iface = rule_ids["interface"]
+    with pytest.raises(
+        DraftError, match=f"rule {iface} as changed: dedup_key: unknown part 'pier'"
+    ):
+        _backtest(sessions, Draft(update={iface: {"dedup_key": "host, pier"}}))
+    with pytest.raises(DraftError, match="new rule 1: dedup_key: group:peer needs a regex rule"):
+        _backtest(sessions, Draft(create=({**RULES["bgp"], "dedup_key": "group:peer"},)))
+    draft = Draft(update={iface: {"dedup_key": "host, masked"}})
+    _backtest(sessions, draft)
+    with audited_change(sessions, None, changed_by="alice", reason="one per host") as change:
+        publish(change, draft)
+    with sessions() as session:
+        assert session.get(AlertRule, iface).dedup_key == "host, masked"
+        (row,) = session.scalars(
+            select(ConfigAuditLog).where(ConfigAuditLog.correlation_id == change.correlation_id)
+        ).all()
+        assert (row.old_values["dedup_key"], row.new_values["dedup_key"]) == (None, "host, masked")
+
+
 # --- publishing ----------------------------------------------------------------------------------
 
 

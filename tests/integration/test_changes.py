@@ -258,6 +258,7 @@ RULE = {
     "team_assignment": "NETO",
     "is_active": True,
     "dedup_window_seconds": None,
+    "dedup_key": None,
     "clears_rule_id": None,
     "created_at": "<time>",
     "updated_at": "<time>",

@@ -7,7 +7,9 @@ import time
 import uuid
 
 import orjson
+import pytest
 import redis
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from mutt_app.classify.batch import classify_batch
@@ -176,3 +178,103 @@ def test_classify_holds_repeats_audits_each_once_and_flush_sends_one_update(
     assert update["custom_info"]["last_correlation_id"] == batch[-1]["correlation_id"]
     assert "repeated 4 more times" in update["description"]
     assert update["external_id"] != str(first)
+
+
+def test_classify_forwards_each_incident_and_holds_only_true_repeats(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    app = Runtime(settings).celery
+    runtime = runtime_of(app)
+    with runtime.sessions.begin() as session:
+        session.add_all(
+            [
+                AlertRule(
+                    match_string="CRITICAL",
+                    match_type="contains",
+                    priority=900,
+                    prod_handling="Page_and_ticket",
+                    dev_handling="Log_only",
+                    team_assignment="NETO",
+                ),
+                AlertRule(  # one incident per peer, whatever its state or severity
+                    match_string=r"BGP peer (?P<peer>\S+) (down|up)",
+                    match_type="regex",
+                    priority=500,
+                    prod_handling="Ticket_only",
+                    dev_handling="Log_only",
+                    team_assignment="NETO",
+                    dedup_key="host, group:peer",
+                ),
+            ]
+        )
+    batch = [
+        wire_event("rtr-1", "CRITICAL peer 10.0.0.1 down"),
+        wire_event("rtr-1", "CRITICAL peer 10.0.0.2 down"),  # another peer
+        wire_event("rtr-1", "CRITICAL power supply 1 failed"),
+        wire_event("rtr-1", "CRITICAL power supply 2 failed"),  # another power supply
+        wire_event("rtr-1", "CRITICAL power supply 2 failed", severity=2),  # escalated
+        wire_event("rtr-1", "CRITICAL CPU at 93%"),
+        wire_event("rtr-1", "CRITICAL CPU at 95%"),  # repeat: the value varies
+        wire_event("rtr-1", "CRITICAL power supply 1 failed"),  # repeat
+        wire_event("rtr-2", "BGP peer 10.9.0.1 down after 35ms"),
+        wire_event("rtr-2", "BGP peer 10.9.0.1 up", severity=5),  # repeat: the rule's key
+        wire_event("rtr-2", "BGP peer 10.9.0.2 down after 35ms"),  # another peer
+    ]
+    assert classify_batch(runtime, app, batch)["audited"] == len(batch)
+    with runtime.sessions() as session:
+        rows = {
+            str(r.correlation_id): r
+            for r in session.execute(
+                select(
+                    EventAuditLog.correlation_id,
+                    EventAuditLog.forwarded_to_moog,
+                    EventAuditLog.held_reason,
+                    EventAuditLog.duplicate_of,
+                )
+            )
+        }
+    outcome = [
+        (rows[e["correlation_id"]].held_reason, rows[e["correlation_id"]].duplicate_of)
+        for e in batch
+    ]
+    first = [uuid.UUID(batch[i]["correlation_id"]) for i in (2, 5, 8)]
+    assert outcome == [
+        (None, None),
+        (None, None),
+        (None, None),
+        (None, None),
+        (None, None),
+        (None, None),
+        ("duplicate", first[1]),
+        ("duplicate", first[0]),
+        (None, None),
+        ("duplicate", first[2]),
+        (None, None),
+    ]
+
+
+def test_a_stored_key_workers_cannot_use_is_counted_logged_and_the_default_applies(
+    settings: Settings, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = Runtime(settings).celery
+    runtime = runtime_of(app)
+    with runtime.sessions.begin() as session:
+        # Only raw SQL can store this: the rule commands refuse a group the regex does not have.
+        rule = AlertRule(
+            match_string=r"BGP peer \S+ down",
+            match_type="regex",
+            prod_handling="Ticket_only",
+            dev_handling="Log_only",
+            team_assignment="NETO",
+            dedup_key="host, group:peer",
+        )
+        session.add(rule)
+    batch = [wire_event("rtr-1", f"BGP peer 10.0.0.{n} down") for n in (1, 2, 1)]
+    classify_batch(runtime, app, batch)
+    assert REGISTRY.get_sample_value("mutt_alerter_cache_dedup_keys_ignored_count") == 1
+    assert f"rule {rule.id}: dedup_key 'host, group:peer' ignored" in caplog.text
+    with runtime.sessions() as session:
+        rows = session.execute(select(EventAuditLog.correlation_id, EventAuditLog.held_reason))
+        held = {r.correlation_id: r.held_reason for r in rows}
+    # The default key: two peers, two incidents; the third event repeats the first.
+    assert [held[uuid.UUID(e["correlation_id"])] for e in batch] == [None, None, "duplicate"]

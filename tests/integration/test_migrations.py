@@ -303,3 +303,37 @@ def test_0010_rules_version_on_postgres_partitions(empty_pg_url: str) -> None:
 
 def test_0010_rules_version_on_sqlite(tmp_path) -> None:
     _why_0010_round_trip(make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)})), [])
+
+
+def _dedup_key_0012_round_trip(engine) -> None:  # type: ignore[no-untyped-def]
+    upgrade(engine, "0011")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO alert_rules (id, match_string, match_type, prod_handling,"
+                " dev_handling, team_assignment) VALUES"
+                " (1, 'down', 'contains', 'Ticket_only', 'Log_only', 'NETO')"
+            )
+        )
+    upgrade(engine, "0012")
+    with engine.begin() as conn:
+        # An existing rule keeps the default key.
+        assert conn.execute(text("SELECT dedup_key FROM alert_rules")).scalar_one() is None
+        conn.execute(text("UPDATE alert_rules SET dedup_key = 'host, masked' WHERE id = 1"))
+    for bad in ("''", f"'{'x' * 201}'"):
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(f"UPDATE alert_rules SET dedup_key = {bad} WHERE id = 1"))
+    downgrade(engine, "0011")
+    assert "dedup_key" not in {c["name"] for c in inspect(engine).get_columns("alert_rules")}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM alert_rules")).all() == [(1,)]
+    downgrade(engine, "base")
+    engine.dispose()
+
+
+def test_0012_rule_dedup_key_on_postgres(empty_pg_url: str) -> None:
+    _dedup_key_0012_round_trip(make_engine(load_settings({"DATABASE_URL": empty_pg_url})))
+
+
+def test_0012_rule_dedup_key_on_sqlite(tmp_path) -> None:
+    _dedup_key_0012_round_trip(make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)})))

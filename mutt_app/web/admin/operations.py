@@ -30,6 +30,7 @@ from flask_login import current_user
 
 from mutt_app.commands import dynamic_config as config_commands
 from mutt_app.commands import rules
+from mutt_app.commands.errors import Invalid
 from mutt_app.dynamic_config import KEYS, parse_value
 from mutt_app.events.schema import InvalidEvent
 from mutt_app.rules.compile import BudgetExceeded
@@ -181,20 +182,26 @@ class RuleTesterView(MuttPage):
             request.form.get("event")
             or orjson.dumps(SAMPLE_EVENT, option=orjson.OPT_INDENT_2).decode()
         )
+        dedup_key = request.form.get("dedup_key", "").strip()
         result = None
         error = None
         if request.method == "POST":
             try:
-                result = test_event(text)
+                result = test_event(text, dedup_key or None)
             except ValueError as exc:
                 error = str(exc)
         return self.render(
-            "admin/mutt/rule_tester.html", event_text=text, result=result, error=error
+            "admin/mutt/rule_tester.html",
+            event_text=text,
+            dedup_key=dedup_key,
+            result=result,
+            error=error,
         ), (422 if error else 200)
 
 
-def test_event(text: str) -> dict[str, Any]:
-    """The rule tester's answer for an event given as JSON text; ValueError if it is not one."""
+def test_event(text: str, dedup_key: str | None = None) -> dict[str, Any]:
+    """The rule tester's answer for an event given as JSON text, with the winning rule's dedup key
+    or ``dedup_key`` tried instead; ValueError if either is not one."""
     try:
         body = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -202,9 +209,11 @@ def test_event(text: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValueError("the event must be a JSON object")
     try:
-        trial = rules.trial(runtime(), body)
+        trial = rules.trial(runtime(), body, dedup_key)
     except InvalidEvent as exc:
         raise ValueError(f"not a valid event: {exc}") from None
+    except Invalid as exc:
+        raise ValueError(exc.message) from None
     except BudgetExceeded as exc:
         raise ValueError(str(exc)) from None
     return {"event": trial.event, **trial.outcome(), "skipped_rules": trial.skipped_rules}

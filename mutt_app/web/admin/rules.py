@@ -1,7 +1,8 @@
 """Admin UI: alert rules, highest priority first; delete deactivates; bulk (de)activation.
 
 Every change is a command of :mod:`mutt_app.commands.rules`: the form is checked with the engine's
-own rule check (a regex RE2 refuses is refused here with RE2's message) and ``clears_rule_id`` must
+own rule check (a regex RE2 refuses is refused here with RE2's message, a dedup key naming unknown
+parts with the parts it may name) and ``clears_rule_id`` must
 name another rule; deleting a rule deactivates it (as the API does), since the event audit keeps
 referring to it.
 """
@@ -26,6 +27,7 @@ from mutt_app.db.models import (
     PROD_HANDLINGS,
     AlertRule,
 )
+from mutt_app.rules.dedup_key import DEFAULT_KEY
 from mutt_app.rules.drafts import RULE_FIELD_NAMES
 from mutt_app.web.admin.base import MuttModelView, ReasonField, blank_is_none, strip
 
@@ -54,6 +56,7 @@ class AlertRuleView(MuttModelView):
         "match_string": StringField,
         "trap_oid": StringField,
         "team_assignment": StringField,
+        "dedup_key": StringField,
     }
     form_choices = {
         "match_type": [(value, value) for value in MATCH_TYPES],
@@ -70,6 +73,12 @@ class AlertRuleView(MuttModelView):
             "validators": [Optional(), NumberRange(0, MAX_DEDUP_WINDOW_SECONDS)],
             "description": "seconds repeats of an alert are counted, not forwarded; empty: the"
             " default (DEDUP_WINDOW_SECONDS), 0: off for this rule",
+        },
+        "dedup_key": {
+            "filters": [strip, blank_is_none],
+            "description": "which parts make one incident, comma-separated: host, severity,"
+            " template, masked, message, field:<name>, group:<name> (a named group of the regex);"
+            f" empty: the default ({DEFAULT_KEY}). Try it in the rule tester first.",
         },
         "clears_rule_id": {
             "label": "Clears rule id",

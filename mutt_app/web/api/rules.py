@@ -131,10 +131,12 @@ def test_rule() -> Response:
     trap_oid, ...), read by the ingest's own validation, so the answer is the pipeline's: a trap
     OID inside the message is found the same way. Only ``hostname`` is required. The rules,
     development hosts and device teams are read from the database now, not from a worker's cache.
-    A test that runs past CLASSIFY_TIME_BUDGET_SECONDS is a 422 naming it.
+    A test that runs past CLASSIFY_TIME_BUDGET_SECONDS is a 422 naming it. The query parameter
+    ``dedup_key`` tries a dedup key on the winning rule before it is saved (a 422 if it is not one).
     """
+    dedup_key = request.args.get("dedup_key") or None
     try:
-        trial = rule_commands.trial(runtime(), json_body())
+        trial = rule_commands.trial(runtime(), json_body(), dedup_key)
     except InvalidEvent as exc:
         raise ApiError(422, f"not a valid event: {exc}") from None
     except BudgetExceeded as exc:

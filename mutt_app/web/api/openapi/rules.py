@@ -88,8 +88,24 @@ def schemas() -> Schema:
                 "is_dev": BOOL,
                 "forward": BOOL,
                 "shadowed": array(engine_rule),
-                "template": {"type": "string", "description": "the message, volatile parts masked"},
-                "fingerprint": {"type": "string", "description": "dedup key: host, rule, template"},
+                "template": {
+                    "type": "string",
+                    "description": "the incident template: the message with what varies between"
+                    " repeats masked, addresses and numbered identities kept",
+                },
+                "dedup_key": {
+                    "type": "string",
+                    "description": "the parts that make one incident: the winning rule's own"
+                    " dedup_key, else the default",
+                },
+                "dedup_key_parts": array(
+                    object_schema({"part": STR, "value": NULLABLE_STR}, ["part", "value"])
+                ),
+                "fingerprint": {
+                    "type": "string",
+                    "description": "the digest of the rule id and the dedup key's parts:"
+                    " alerts with one fingerprint are repeats of one incident",
+                },
                 "dedup_window_seconds": {
                     "type": "integer",
                     "description": "the dedup window that applies (0: off)",
@@ -105,6 +121,8 @@ def schemas() -> Schema:
                 "forward",
                 "shadowed",
                 "template",
+                "dedup_key",
+                "dedup_key_parts",
                 "fingerprint",
                 "dedup_window_seconds",
             ],
@@ -143,6 +161,14 @@ def operations() -> Operations:
         ),
         ("post", "/rules/test"): {
             "summary": "Which active rule would win for a sample event, and what it shadows",
+            "parameters": [
+                param(
+                    "dedup_key",
+                    "query",
+                    QUERY_TEXT,
+                    "a dedup key to try on the winning rule instead of its own (not saved)",
+                )
+            ],
             "requestBody": body("RuleTestRequest"),
             "responses": ok("RuleTestAnswer") | errors(400, 415, 422),
         },
