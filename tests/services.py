@@ -164,6 +164,7 @@ class RedisSentinelCluster:
     Sentinels see a master down after ``down_after_ms`` and fail over with quorum 2, so a SIGKILL
     of the master (:meth:`kill_master`) promotes a replica within a few seconds
     (:meth:`wait_for_new_master`); the other replicas are then made to follow it.
+    ``node_config`` is a redis.conf every node includes (e.g. the deploy kit's redis-mutt.conf).
     :meth:`stop` removes every process and directory.
     """
 
@@ -178,6 +179,7 @@ class RedisSentinelCluster:
         failover_timeout_ms: int = 3000,
         tls: bool = False,
         replicas: int = 1,
+        node_config: str | None = None,
     ) -> None:
         self.tls = TlsFiles() if tls else None
         self.password = password
@@ -185,14 +187,16 @@ class RedisSentinelCluster:
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
         self.replica_count = replicas
+        # Full syncs start at once (the default waits 5 s for more replicas to share one).
+        self.node_args = ["--repl-diskless-sync-delay", "0"]
+        if node_config:
+            self.node_args = ["--include", node_config, *self.node_args]
         self.nodes: list[RedisServer] = []
         self.sentinels: list[RedisServer] = []
 
     def start(self) -> RedisSentinelCluster:
-        # Full syncs start at once (the default waits 5 s for more replicas to share one).
-        quick_sync = ("--repl-diskless-sync-delay", "0")
         master = RedisServer(
-            appendonly=True, password=self.password, extra_args=quick_sync, tls=self.tls
+            appendonly=True, password=self.password, extra_args=tuple(self.node_args), tls=self.tls
         )
         master.start()
         self.nodes = [master]
@@ -201,7 +205,7 @@ class RedisSentinelCluster:
                 replica = RedisServer(
                     appendonly=True,
                     password=self.password,
-                    extra_args=(*quick_sync, "--replicaof", "127.0.0.1", str(master.port)),
+                    extra_args=(*self.node_args, "--replicaof", "127.0.0.1", str(master.port)),
                     tls=self.tls,
                 ).start()
                 self.nodes.append(replica)
@@ -321,9 +325,7 @@ class RedisSentinelCluster:
     def restart_as_replica(self, node: RedisServer) -> None:
         """Start a killed node again, following the current master (as Sentinel would make it)."""
         master = self.master
-        node.extra_args = [
-            "--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1", str(master.port)
-        ]  # fmt: skip
+        node.extra_args = [*self.node_args, "--replicaof", "127.0.0.1", str(master.port)]
         node.start()
         try:
             wait_for(lambda: self._in_sync(master, node), 60, "the old master to resync")

@@ -27,11 +27,14 @@ from tests.chaos.conftest import ChaosStackFactory
 from tests.chaos.harness import ChaosFigures, ChaosRun
 from tests.services import RedisSentinelCluster
 
-SHIPPED_SENTINEL_CONF = Path(__file__).parents[2] / "deploy/systemd/redis/sentinel.conf"
+SHIPPED = Path(__file__).parents[2] / "deploy/systemd/redis"
+SHIPPED_SENTINEL_CONF = SHIPPED / "sentinel.conf"
 
 
-def shipped_sentinel_timings() -> dict[str, int]:
-    """down-after-milliseconds and failover-timeout as deploy/systemd/redis/sentinel.conf sets them."""
+def shipped_layout(replicas: int) -> dict[str, object]:
+    """RedisSentinelCluster keywords for ``replicas`` replicas set up as the deploy kit ships them:
+    each node includes redis-mutt.conf, and the Sentinels' down-after-milliseconds and
+    failover-timeout are sentinel.conf's."""
     text = SHIPPED_SENTINEL_CONF.read_text()
 
     def setting(name: str) -> int:
@@ -40,6 +43,8 @@ def shipped_sentinel_timings() -> dict[str, int]:
         return int(found.group(1))
 
     return {
+        "replicas": replicas,
+        "node_config": str(SHIPPED / "redis-mutt.conf"),
         "down_after_ms": setting("down-after-milliseconds"),
         "failover_timeout_ms": setting("failover-timeout"),
     }
@@ -69,7 +74,7 @@ def run_failover(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "sentinel_cluster", [{"replicas": 1, **shipped_sentinel_timings()}], indirect=True
+    "sentinel_cluster", [shipped_layout(1)], indirect=True
 )
 def test_sigkill_of_the_redis_master_with_one_replica_loses_nothing(
     sentinel_cluster: RedisSentinelCluster, chaos_stack: ChaosStackFactory
@@ -81,7 +86,7 @@ def test_sigkill_of_the_redis_master_with_one_replica_loses_nothing(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "sentinel_cluster", [{"replicas": 2, **shipped_sentinel_timings()}], indirect=True
+    "sentinel_cluster", [shipped_layout(2)], indirect=True
 )
 def test_with_two_replicas_ingest_accepts_again_soon_after_the_master_is_killed(
     sentinel_cluster: RedisSentinelCluster, chaos_stack: ChaosStackFactory
