@@ -322,13 +322,13 @@ class RedisSentinelCluster:
         wait_for(promoted, timeout, f"a new master after {old_port}", interval=0.1)
         return self.master
 
-    def restart_as_replica(self, node: RedisServer) -> None:
-        """Start a killed node again, following the current master (as Sentinel would make it)."""
+    def start_again(self, node: RedisServer) -> None:
+        """Start a killed node again as it was, as its supervisor would, and wait until Sentinel
+        has made it a replica of the current master (``+convert-to-slave``) and it has resynced."""
         master = self.master
-        node.extra_args = [*self.node_args, "--replicaof", "127.0.0.1", str(master.port)]
         node.start()
         try:
-            wait_for(lambda: self._in_sync(master, node), 60, "the old master to resync")
+            wait_for(lambda: self._in_sync(master, node), 90, "the old master to resync")
         except TimeoutError as exc:
             log = (node.dir / "redis.log").read_text(errors="replace").splitlines()[-15:]
             raise TimeoutError(f"{exc}; its log ends:\n" + "\n".join(log)) from None
