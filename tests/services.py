@@ -257,7 +257,10 @@ class RedisSentinelCluster:
     def _sentinels_ready(self) -> bool:
         for sentinel in self.sentinels:
             state = sentinel.client().sentinel_master(self.MASTER_NAME)
-            if state["num-slaves"] < self.replica_count or state["num-other-sentinels"] < len(self.sentinels) - 1:
+            if (
+                state["num-slaves"] < self.replica_count
+                or state["num-other-sentinels"] < len(self.sentinels) - 1
+            ):
                 return False
         return True
 

@@ -74,9 +74,7 @@ def run_failover(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "sentinel_cluster", [shipped_layout(1)], indirect=True
-)
+@pytest.mark.parametrize("sentinel_cluster", [shipped_layout(1)], indirect=True)
 def test_sigkill_of_the_redis_master_with_one_replica_loses_nothing(
     sentinel_cluster: RedisSentinelCluster, chaos_stack: ChaosStackFactory
 ) -> None:
@@ -86,9 +84,7 @@ def test_sigkill_of_the_redis_master_with_one_replica_loses_nothing(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "sentinel_cluster", [shipped_layout(2)], indirect=True
-)
+@pytest.mark.parametrize("sentinel_cluster", [shipped_layout(2)], indirect=True)
 def test_with_two_replicas_ingest_accepts_again_soon_after_the_master_is_killed(
     sentinel_cluster: RedisSentinelCluster, chaos_stack: ChaosStackFactory
 ) -> None:
