@@ -86,10 +86,14 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
-def sentinel_cluster() -> Iterator[RedisSentinelCluster]:
-    """A Redis master, its replicas and their Sentinels, started for this test."""
+def sentinel_cluster(request: pytest.FixtureRequest) -> Iterator[RedisSentinelCluster]:
+    """A Redis master, its replicas and their Sentinels, started for this test.
+
+    Parametrized indirectly, the parameter is a dict of RedisSentinelCluster keywords (e.g.
+    ``{"replicas": 2}``); by default one replica and the class's Sentinel timings.
+    """
     # Requested before a stack, it is stopped after the stack's processes.
-    cluster = RedisSentinelCluster().start()
+    cluster = RedisSentinelCluster(**getattr(request, "param", {})).start()
     try:
         yield cluster
     finally:

@@ -159,11 +159,13 @@ class RedisServer:
 
 
 class RedisSentinelCluster:
-    """A Redis master (AOF on), one replica and three Sentinels, all on loopback ports.
+    """A Redis master (AOF on), ``replicas`` replicas and three Sentinels, all on loopback ports.
 
     Sentinels see a master down after ``down_after_ms`` and fail over with quorum 2, so a SIGKILL
-    of the master (:meth:`kill_master`) promotes the replica within a few seconds
-    (:meth:`wait_for_new_master`). :meth:`stop` removes every process and directory.
+    of the master (:meth:`kill_master`) promotes a replica within a few seconds
+    (:meth:`wait_for_new_master`); the other replicas are then made to follow it.
+    ``node_config`` is a redis.conf every node includes (e.g. the deploy kit's redis-mutt.conf).
+    :meth:`stop` removes every process and directory.
     """
 
     MASTER_NAME = "mymaster"
@@ -176,35 +178,42 @@ class RedisSentinelCluster:
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 3000,
         tls: bool = False,
+        replicas: int = 1,
+        node_config: str | None = None,
     ) -> None:
         self.tls = TlsFiles() if tls else None
         self.password = password
         self.sentinel_password = sentinel_password
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
+        self.replica_count = replicas
+        # Full syncs start at once (the default waits 5 s for more replicas to share one).
+        self.node_args = ["--repl-diskless-sync-delay", "0"]
+        if node_config:
+            self.node_args = ["--include", node_config, *self.node_args]
         self.nodes: list[RedisServer] = []
         self.sentinels: list[RedisServer] = []
 
     def start(self) -> RedisSentinelCluster:
-        # Full syncs start at once (the default waits 5 s for more replicas to share one).
-        quick_sync = ("--repl-diskless-sync-delay", "0")
         master = RedisServer(
-            appendonly=True, password=self.password, extra_args=quick_sync, tls=self.tls
+            appendonly=True, password=self.password, extra_args=tuple(self.node_args), tls=self.tls
         )
         master.start()
         self.nodes = [master]
         try:
-            replica = RedisServer(
-                appendonly=True,
-                password=self.password,
-                extra_args=(*quick_sync, "--replicaof", "127.0.0.1", str(master.port)),
-                tls=self.tls,
-            ).start()
-            self.nodes.append(replica)
-            wait_for(lambda: self._in_sync(master, replica), 15, "the replica to sync")
+            for _ in range(self.replica_count):
+                replica = RedisServer(
+                    appendonly=True,
+                    password=self.password,
+                    extra_args=(*self.node_args, "--replicaof", "127.0.0.1", str(master.port)),
+                    tls=self.tls,
+                ).start()
+                self.nodes.append(replica)
+            for replica in self.nodes[1:]:
+                wait_for(lambda r=replica: self._in_sync(master, r), 15, "the replicas to sync")
             for _ in range(3):
                 self.sentinels.append(self._start_sentinel(master.port))
-            wait_for(self._sentinels_ready, 20, "three sentinels that see the master and replica")
+            wait_for(self._sentinels_ready, 20, "three sentinels that see the master and replicas")
         except BaseException:
             self.stop()
             raise
@@ -248,7 +257,10 @@ class RedisSentinelCluster:
     def _sentinels_ready(self) -> bool:
         for sentinel in self.sentinels:
             state = sentinel.client().sentinel_master(self.MASTER_NAME)
-            if state["num-slaves"] < 1 or state["num-other-sentinels"] < len(self.sentinels) - 1:
+            if (
+                state["num-slaves"] < self.replica_count
+                or state["num-other-sentinels"] < len(self.sentinels) - 1
+            ):
                 return False
         return True
 
@@ -313,15 +325,13 @@ class RedisSentinelCluster:
         wait_for(promoted, timeout, f"a new master after {old_port}", interval=0.1)
         return self.master
 
-    def restart_as_replica(self, node: RedisServer) -> None:
-        """Start a killed node again, following the current master (as Sentinel would make it)."""
+    def start_again(self, node: RedisServer) -> None:
+        """Start a killed node again as it was, as its supervisor would, and wait until Sentinel
+        has made it a replica of the current master (``+convert-to-slave``) and it has resynced."""
         master = self.master
-        node.extra_args = [
-            "--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1", str(master.port)
-        ]  # fmt: skip
         node.start()
         try:
-            wait_for(lambda: self._in_sync(master, node), 60, "the old master to resync")
+            wait_for(lambda: self._in_sync(master, node), 90, "the old master to resync")
         except TimeoutError as exc:
             log = (node.dir / "redis.log").read_text(errors="replace").splitlines()[-15:]
             raise TimeoutError(f"{exc}; its log ends:\n" + "\n".join(log)) from None

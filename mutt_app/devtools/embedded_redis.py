@@ -1,4 +1,4 @@
-"""The private Redis of ``mutt run``: its port, its binary, and with ``--ha`` a replica and Sentinels."""
+"""The private Redis of ``mutt run``: its port, its binary, and with ``--ha`` replicas and Sentinels."""
 
 from __future__ import annotations
 
@@ -31,7 +31,10 @@ def redis_part(data_dir: Path, url: str, binary: str, env: Mapping[str, str]) ->
 
 # `mutt run --ha`: the Redis primary's companions, started after it and before everything else.
 HA_MASTER_NAME = "mymaster"
-HA_PARTS = ("redis-replica", "sentinel-1", "sentinel-2", "sentinel-3")
+# Two replicas, the layout docs/runbook.md recommends: a failover leaves the new master a replica.
+HA_REPLICAS = ("redis-replica-1", "redis-replica-2")
+HA_SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
+HA_PARTS = (*HA_REPLICAS, *HA_SENTINELS)
 HA_DOWN_AFTER_MS = 5000
 HA_FAILOVER_TIMEOUT_MS = 30000
 
@@ -39,31 +42,27 @@ HA_FAILOVER_TIMEOUT_MS = 30000
 def ha_parts(
     data_dir: Path, binary: str, primary_url: str, ports: Sequence[int], env: Mapping[str, str]
 ) -> list[Part]:
-    """``--ha``'s replica of the primary at ``primary_url`` and its Sentinels, on ``ports``."""
+    """``--ha``'s replicas of the primary at ``primary_url`` and its Sentinels, on ``ports``
+    (one per :data:`HA_PARTS`, in that order)."""
     primary = urlsplit(primary_url).port or 6379
-    replica_port, *sentinel_ports = ports
-    replica_argv = [
-        binary,
-        "--port", str(replica_port),
-        "--bind", "127.0.0.1",
-        "--dir", str(data_dir / "redis-replica"),
-        "--appendonly", "yes",
-        "--save", "",
-        "--daemonize", "no",
-        "--replicaof", "127.0.0.1", str(primary),
-    ]  # fmt: skip
-    parts = [
-        Part(
-            "redis-replica",
-            replica_argv,
-            env,
-            port=replica_port,
-            needs=("redis",),
-            url=f"redis://127.0.0.1:{replica_port}/0",
+    replica_ports, sentinel_ports = ports[: len(HA_REPLICAS)], ports[len(HA_REPLICAS) :]
+    parts = []
+    for name, port in zip(HA_REPLICAS, replica_ports, strict=True):
+        argv = [
+            binary,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--dir", str(data_dir / name),
+            "--appendonly", "yes",
+            "--save", "",
+            "--daemonize", "no",
+            "--repl-diskless-sync-delay", "0",
+            "--replicaof", "127.0.0.1", str(primary),
+        ]  # fmt: skip
+        parts.append(
+            Part(name, argv, env, port=port, needs=("redis",), url=f"redis://127.0.0.1:{port}/0")
         )
-    ]
-    for number, port in enumerate(sentinel_ports, start=1):
-        name = f"sentinel-{number}"
+    for name, port in zip(HA_SENTINELS, sentinel_ports, strict=True):
         argv = [binary, str(data_dir / name / "sentinel.conf"), "--sentinel",
                 "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir / name),
                 "--daemonize", "no"]  # fmt: skip
@@ -73,7 +72,7 @@ def ha_parts(
                 argv,
                 env,
                 port=port,
-                needs=("redis", "redis-replica"),
+                needs=("redis", *HA_REPLICAS),
                 url=f"sentinel://127.0.0.1:{port}",
             )
         )

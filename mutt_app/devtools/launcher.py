@@ -15,6 +15,8 @@ import click
 from mutt_app.cli.context import Context
 from mutt_app.devtools.database import LaunchError, prepare_database
 from mutt_app.devtools.embedded_redis import (
+    HA_REPLICAS,
+    HA_SENTINELS,
     REDIS_PORTS,
     SENTINEL_PORTS,
     find_redis_server,
@@ -49,7 +51,7 @@ from mutt_app.devtools.supervisor import Supervisor
 @click.option(
     "--ha",
     is_flag=True,
-    help="Run the private Redis as a primary, a replica and three Sentinels, to try failover.",
+    help="Run the private Redis as a primary, two replicas and three Sentinels, to try failover.",
 )
 @click.pass_obj
 def run(
@@ -59,8 +61,8 @@ def run(
 
     A private Redis (unless REDIS_URL/REDIS_HOST/REDIS_SENTINEL_HOSTS is set), the local Moog sink (unless
     MOOG_WEBHOOK_URL is set), ingest, web, a classify worker, a forward worker, beat and Flower.
-    Parts that die are restarted. With --ha the private Redis is a primary, a replica and three
-    Sentinels on loopback ports, and every part reaches it through the Sentinels.
+    Parts that die are restarted. With --ha the private Redis is a primary, two replicas and
+    three Sentinels on loopback ports, and every part reaches it through the Sentinels.
     """
     settings = obj.settings
     if ha and not settings.embedded_redis:
@@ -73,8 +75,9 @@ def run(
     ha_ports: list[int] = []
     if ha:
         # Distinct ports: nothing listens on them yet, so pick_port would hand one out twice.
-        ha_ports.append(pick_port([p for p in REDIS_PORTS if p != primary]))
-        for _ in range(3):
+        for _ in HA_REPLICAS:
+            ha_ports.append(pick_port([p for p in REDIS_PORTS if p not in (primary, *ha_ports)]))
+        for _ in HA_SENTINELS:
             ha_ports.append(pick_port([p for p in SENTINEL_PORTS if p not in ha_ports]))
     binary = find_redis_server()
     try:
@@ -96,8 +99,9 @@ def run(
             "or set REDIS_URL to a running Redis"
         )
     (settings.mutt_data_dir / "redis").mkdir(parents=True, exist_ok=True)
-    if "redis-replica" in names:
-        (settings.mutt_data_dir / "redis-replica").mkdir(parents=True, exist_ok=True)
+    if names & set(HA_REPLICAS):
+        for replica in HA_REPLICAS:
+            (settings.mutt_data_dir / replica).mkdir(parents=True, exist_ok=True)
         write_sentinel_configs(settings.mutt_data_dir, primary)
     # Samples of processes from an earlier run would be merged in: start from an empty directory.
     samples = metrics_dir(settings.mutt_data_dir.resolve())

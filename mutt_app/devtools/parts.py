@@ -13,7 +13,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mutt_app.config import Settings
-from mutt_app.devtools.embedded_redis import HA_MASTER_NAME, HA_PARTS, ha_parts, redis_part
+from mutt_app.devtools.embedded_redis import (
+    HA_MASTER_NAME,
+    HA_PARTS,
+    HA_REPLICAS,
+    ha_parts,
+    redis_part,
+)
 from mutt_app.devtools.supervisor import Part
 from mutt_app.forwarding import lanes
 from mutt_app.names import CLASSIFY_QUEUE, MAINTENANCE_QUEUE
@@ -50,8 +56,8 @@ def plan_parts(
     configured (or default) ones. Raises ValueError for an unknown name in ``only``/``without``, a
     part ``only`` asks for that these settings do not start, or an empty selection.
 
-    ``ha_ports`` (``mutt run --ha``: a replica's port, then three Sentinels') makes the ``redis``
-    part a primary with a replica and three Sentinels (:func:`write_sentinel_configs` writes their
+    ``ha_ports`` (``mutt run --ha``: one port per HA_PARTS, the replicas' then the Sentinels') makes
+    the ``redis`` part a primary with two replicas and three Sentinels (:func:`write_sentinel_configs` writes their
     files), and points the other children at the Sentinels instead of REDIS_URL.
     """
     for option, names in (("--only", only), ("--without", without)):
@@ -80,7 +86,9 @@ def plan_parts(
     shared = {"PYTHONUNBUFFERED": "1"}
     ha = bool(ha_ports) and "redis" in selected
     if ha:
-        shared["REDIS_SENTINEL_HOSTS"] = ",".join(f"127.0.0.1:{p}" for p in ha_ports[1:])
+        shared["REDIS_SENTINEL_HOSTS"] = ",".join(
+            f"127.0.0.1:{p}" for p in ha_ports[len(HA_REPLICAS) :]
+        )
         shared["REDIS_SENTINEL_MASTER"] = HA_MASTER_NAME
     elif "redis" in selected:
         shared["REDIS_URL"] = redis_url
@@ -157,7 +165,7 @@ def plan_parts(
             primary = parts[-1]
             parts[-1] = replace(primary, argv=[*primary.argv, "--repl-diskless-sync-delay", "0"])
             parts += ha_parts(data_dir, redis_binary, redis_url, ha_ports, shared)
-    # Ingest and web need Redis too: with --ha, its replica and Sentinels as well.
+    # Ingest and web need Redis too: with --ha, its replicas and Sentinels as well.
     return [
         replace(part, needs=redis_needs)
         if part.needs == ("redis",) and part.name not in HA_PARTS

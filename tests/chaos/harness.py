@@ -9,7 +9,8 @@ causes its failure, and ends with :meth:`ChaosRun.finish`, which checks:
 * every accepted forwardable event reached the sink, with at most 0.1 % duplicates among them;
 * senders saw only 2xx or 503; connection errors (while a process is dead) are counted apart,
   and any other status fails the run;
-* each failure was followed by the pipeline flowing again, in ``recovery`` seconds.
+* each failure was followed by the pipeline flowing again, in ``recovery`` seconds; ``accepting``
+  says how soon after it ingest answered 2xx again (to a request sent after the failure).
 
 The sentinel and PostgreSQL failover tests use the same pieces; keep changes backwards compatible.
 """
@@ -203,13 +204,24 @@ class Tally:
     statuses: Counter[int] = field(default_factory=Counter)
     connection_errors: int = 0
     failures: list[str] = field(default_factory=list)  # the first few unexpected answers
+    # (sent, answered) epoch seconds of every request answered 2xx, senders' and probes'.
+    accepts: list[tuple[float, float]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def answer(self, status: int, text: str) -> None:
+    def answer(self, status: int, text: str, sent: float | None = None) -> None:
+        """Count an answer; a 2xx to a request sent at ``sent`` is kept in :attr:`accepts`."""
         with self.lock:
             self.statuses[status] += 1
+            if sent is not None and status in (200, 202):
+                self.accepts.append((sent, time.time()))
             if status not in (200, 202, 503) and len(self.failures) < 10:
                 self.failures.append(f"{status}: {text[:300]}")
+
+    def accepting(self, failure: Failure) -> float | None:
+        """Seconds from ``failure`` to the first 2xx answer to a request sent after it."""
+        with self.lock:
+            answered = [at for sent, at in self.accepts if sent >= failure.at]
+        return round(min(answered) - failure.at, 2) if answered else None
 
     def connection_error(self) -> None:
         """A connection refused, cut or timed out (the answer is unknown: the sender re-posts)."""
@@ -306,6 +318,7 @@ class Load:
 
     def _post_until_accepted(self, session: requests.Session, body: bytes, count: int) -> bool:
         while not self._stop.is_set():
+            sent = time.time()
             try:
                 response = session.post(
                     self.url, data=body, headers={"Content-Type": "application/json"}, timeout=30
@@ -315,7 +328,7 @@ class Load:
                 session.close()  # the pooled connection is dead; open a new one
                 self._stop.wait(0.2)
                 continue
-            self.tally.answer(response.status_code, response.text)
+            self.tally.answer(response.status_code, response.text, sent)
             if response.status_code in (200, 202):
                 answer = response.json()
                 if answer.get("accepted") != count or answer.get("rejected"):
@@ -407,7 +420,7 @@ class Probe:
                 self.tally.connection_error()
                 session.close()
                 continue
-            self.tally.answer(response.status_code, response.text)
+            self.tally.answer(response.status_code, response.text, posted)
             if response.status_code in (200, 202):
                 self.posted.append((cid, posted))
         session.close()
@@ -493,6 +506,8 @@ class ChaosFigures:
     # What beat's reconcile_ledger brought back (the broker had lost it), from the workers' logs.
     republished_batches: int = 0
     republished_alerts: int = 0
+    # failure name -> seconds until ingest answered 2xx again (None: never, within the run)
+    accepting: dict[str, float | None] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
         """The checks this run failed (empty: it passed)."""
@@ -532,6 +547,8 @@ TABLE_HEADER = (
 def report(name: str, figures: ChaosFigures) -> None:
     """Print ``figures`` as a table row; append them as JSON to $MUTT_CHAOS_REPORT when set."""
     print(f"\n{TABLE_HEADER}\n{figures.row()}")
+    for failure, seconds in figures.accepting.items():
+        print(f"ingest answered 2xx again {seconds} s after {failure}")
     path = os.environ.get("MUTT_CHAOS_REPORT")
     if path:
         with open(path, "a") as out:
@@ -737,6 +754,7 @@ class ChaosRun:
             if self.recovery.get(failure.name) is None:
                 self.recovery[failure.name] = self.probe.recovery(failure)
         figures.recovery = dict(self.recovery)
+        figures.accepting = {f.name: self.load.tally.accepting(f) for f in self.failures}
         latencies = self.probe.latencies()
         if latencies:
             figures.probe_latency_p50 = round(latencies[len(latencies) // 2], 2)

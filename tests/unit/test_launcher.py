@@ -461,7 +461,7 @@ run.main(["--ha", "--only", "redis,ingest"], obj=Context(load_settings()), prog_
 """
 
 
-def test_mutt_run_ha_starts_a_primary_a_replica_and_sentinels_and_accepts_an_event(
+def test_mutt_run_ha_starts_a_primary_two_replicas_and_sentinels_and_accepts_an_event(
     tmp_path: Path,
 ) -> None:
     if embedded_redis.find_redis_server() is None:
@@ -493,9 +493,9 @@ def test_mutt_run_ha_starts_a_primary_a_replica_and_sentinels_and_accepts_an_eve
         master = sentinel.sentinel_get_master_addr_by_name("mymaster")
         sentinel.close()
         event = {"timestamp": "2026-01-01T00:00:00Z", "hostname": "ha", "message": "hello"}
-        # Accepted means replicated (INGEST_MIN_REPLICAS 1 through Sentinel): a 200 needs the
+        # Accepted means replicated (INGEST_MIN_REPLICAS 1 through Sentinel): a 200 needs a
         # replica to have acknowledged the event.
-        # While the replica makes its first sync that is a 503, never anything else.
+        # While the replicas make their first sync that is a 503, never anything else.
         answers = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -506,7 +506,7 @@ def test_mutt_run_ha_starts_a_primary_a_replica_and_sentinels_and_accepts_an_eve
         assert answers[-1].status_code == 200, answers[-1].text
         assert {a.status_code for a in answers[:-1]} <= {503}
         primary = redis.Redis(host=master[0], port=int(master[1]))
-        assert primary.info("replication")["connected_slaves"] == 1
+        wait_for(lambda: primary.info("replication")["connected_slaves"] == 2, 30, "two replicas")
         primary.close()
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0
