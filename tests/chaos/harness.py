@@ -1,9 +1,9 @@
 """The chaos harness: a loaded MUTT stack, a failure caused mid-run, and the checks of issue 14.
 
 A chaos test starts the whole pipeline on real processes (:func:`start_pipeline`: the Moog sink,
-gunicorn ingest, a classify worker, a forward worker and beat), runs a :class:`ChaosRun` over it
-(:class:`Load` senders, a recovery :class:`Probe`, a :class:`Supervisor` restarting what exits),
-causes its failure, and ends with :meth:`ChaosRun.finish`, which checks:
+gunicorn ingest, classify and forward workers, one of each unless asked for more, and beat), runs a
+:class:`ChaosRun` over it (:class:`Load` senders, a recovery :class:`Probe`, a :class:`Supervisor`
+restarting what exits), causes its failure, and ends with :meth:`ChaosRun.finish`, which checks:
 
 * every event answered 2xx is audited exactly once (``lost`` and ``audited_twice`` are 0);
 * every accepted forwardable event reached the sink, with at most 0.1 % duplicates among them;

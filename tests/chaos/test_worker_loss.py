@@ -6,10 +6,13 @@ settings, and the pages among them reach Moog within the same 15 s.
 
 Each test runs two classify workers (prefork, as mutt-worker-classify.service) and two forward
 workers (threads, as mutt-worker-forward.service), as on two hosts, under the chaos load; then it
-SIGKILLs one worker of one kind while that worker holds a task, and does not restart it (the host
-is gone). How it is survived (mutt_app.redelivery): every live worker renews the lease of the
-messages it holds, so only the dead worker's leases lapse; BROKER_VISIBILITY_TIMEOUT later the
-surviving workers' restore scans put those messages back at the head of their queues.
+SIGKILLs one worker of one kind while that worker holds a task whose work is not yet settled (in
+the ledger or the outbox), and does not restart it (the host is gone). How it is survived
+(mutt_app.redelivery): every live worker renews the lease of the messages it holds, so only the dead
+worker's leases lapse; BROKER_VISIBILITY_TIMEOUT later the live workers' restore scans put those
+messages back at the head of their queues. In the forward test Moog answers after a tenth of a
+second and the kill comes mid-post: the copy handed out again takes over its own task's in-flight
+claims (mutt_app.tasks.forward.deliver) instead of waiting for them to expire.
 
 Settings: the recovery path runs as shipped (:data:`SHIPPED`: the lease, the restore scan, the
 ledger's reconcile, Moog's timeout and batch size, retries and breaker); the rest of CHAOS_ENV only
@@ -18,17 +21,19 @@ rate limit).
 
 Checks, besides the harness's (every event answered 2xx audited once, every forwardable one at
 the sink):
-- the killed worker held tasks (the kill caught work in flight), each kept under its lease until
-  the kill, and no live worker's lease lapsed;
-- every page accepted before the kill reached the sink within :data:`PAGE_DEADLINE` of the kill;
+- the kill caught a task in flight, which its worker had kept under lease until it died;
+- no live worker's message was handed out a second time (each task id received once among them);
+- every page accepted before the kill reached the sink within :data:`PAGE_DEADLINE` of the kill
+  (issue 21's bound, not a speed);
 - duplicates within the stated bound: a classify batch run again audits nothing twice (the audit
   is idempotent on correlation_id) and posts nothing twice (the forward sent keys); a forward
   worker posts again at most what its threads had posted without recording it as sent, one batch
   each: FORWARD_THREADS x MOOG_BATCH_SIZE alerts.
 
 Figures (printed, and appended to $MUTT_CHAOS_REPORT; BENCHMARKS.md): seconds from the kill until
-the dead worker's last held task was received again by the survivor, until it finished there,
-the latest page and the latest audit of what was accepted before the kill.
+the dead worker's last held task was received again by a live worker and until it was completed,
+the latest page, forwardable alert and audit of what was accepted before the kill, duplicates and
+in-flight claims taken over.
 """
 
 from __future__ import annotations
