@@ -17,7 +17,9 @@ the head of their queue.
 
 The duplicate bound this costs is the one a kill always had: the dead worker's in-flight batches run
 again (classify's audit is idempotent on correlation_id; forward posts again at most one batch per
-thread, the alerts it had posted but not recorded as sent). A live worker that cannot renew for a
+thread, the alerts it had posted but not recorded as sent; the copy handed out again takes over
+those alerts' in-flight claims, which name its task, rather than waiting for them to expire:
+mutt_app.tasks.forward.deliver). A live worker that cannot renew for a
 whole lease (Redis unreachable that long) cannot ack either, so its messages come back as they would
 have without leases; it stops working on them (``worker_cancel_long_running_tasks_on_connection_loss``).
 """

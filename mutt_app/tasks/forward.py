@@ -265,26 +265,46 @@ def deliver(
     # is read again after claiming the in-flight key: a copy that finished between the first read
     # and the claim has set it (its answer sets sent before it drops in-flight), so the second read
     # sees it. Without it, copies racing a finishing original posted again.
+    # The claim names its task: a claim held in this task's own name was made by an earlier
+    # delivery of this very message, which the broker handed out again because that delivery's
+    # worker stopped renewing its lease (mutt_app.redelivery): it died mid-post. That claim is
+    # taken over, or the alert would wait for it to expire.
+    holder = task_id or uuid.uuid4().hex
+    claim_ttl = int(settings.moog_webhook_timeout) + 30
     claim = client.pipeline(transaction=False)
     for key in (outbox_key(a) for a in pending):
-        claim.set(
-            f"{INFLIGHT_PREFIX}:{key}", "1", nx=True, ex=int(settings.moog_webhook_timeout) + 30
-        )
+        claim.set(f"{INFLIGHT_PREFIX}:{key}", holder, nx=True, ex=claim_ttl)
+        claim.get(f"{INFLIGHT_PREFIX}:{key}")
         claim.exists(f"{SENT_PREFIX}:{key}")
     answers = claim.execute()
-    claimed, busy, release, raced = [], [], [], []
+    claimed, busy, release, raced, orphaned = [], [], [], [], []
     for index, alert in enumerate(pending):
-        got, sent = answers[2 * index], answers[2 * index + 1]
+        got, held_by, sent = answers[3 * index : 3 * index + 3]
         if sent:
             raced.append(alert)
             if got:
                 release.append(f"{INFLIGHT_PREFIX}:{outbox_key(alert)}")
         elif got:
             claimed.append(alert)
+        elif held_by in (holder, holder.encode()):
+            orphaned.append(alert)
         else:
             busy.append(alert)  # another copy is posting it: wait for its answer
     if release:
         client.delete(*release)
+    if orphaned:
+        # The dead delivery may have posted them: Moog may see them twice (the duplicate bound).
+        refresh = client.pipeline(transaction=False)
+        for alert in orphaned:
+            refresh.expire(f"{INFLIGHT_PREFIX}:{outbox_key(alert)}", claim_ttl)
+        refresh.execute()
+        claimed += orphaned
+        log.warning(
+            "took over the in-flight claim of %d alerts from an earlier delivery of task %s, "
+            "whose worker was lost mid-post; posting them again",
+            len(orphaned),
+            holder,
+        )
     if raced:
         result.duplicate += raced
         metrics.MOOG_ALERTS.labels("duplicate").inc(len(raced))

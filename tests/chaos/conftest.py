@@ -16,14 +16,26 @@ ChaosStackFactory = Callable[..., Stack]
 def chaos_stack(make_stack: StackFactory) -> ChaosStackFactory:
     """Build and start a pipeline (``start_pipeline``) with CHAOS_ENV plus ``env``.
 
-    ``forward_threads`` and ``classify_concurrency`` go to start_pipeline; any other keyword is
-    environment (e.g. REDIS_URL of a Sentinel-watched master). Stopped after the test.
+    ``forward_threads``, ``classify_concurrency``, ``classify_workers`` and ``forward_workers`` go
+    to start_pipeline; any other keyword is environment (e.g. REDIS_URL of a Sentinel-watched
+    master). Stopped after the test.
     """
 
-    def build(*, forward_threads: int = 1, classify_concurrency: int = 2, **env: str) -> Stack:
+    def build(
+        *,
+        forward_threads: int = 1,
+        classify_concurrency: int = 2,
+        classify_workers: int = 1,
+        forward_workers: int = 1,
+        **env: str,
+    ) -> Stack:
         stack = make_stack(**{**CHAOS_ENV, **env})
         return start_pipeline(
-            stack, forward_threads=forward_threads, classify_concurrency=classify_concurrency
+            stack,
+            forward_threads=forward_threads,
+            classify_concurrency=classify_concurrency,
+            classify_workers=classify_workers,
+            forward_workers=forward_workers,
         )
 
     return build

@@ -34,6 +34,9 @@ FAST = {
     "MOOG_WEBHOOK_TIMEOUT": "2",
     "REMEDIATION_INTERVAL_SECONDS": "1",
     "REMEDIATION_BACKOFF_BASE": "1",
+    # What a kill or a Redis restart makes the broker lose outright (kombu #305, a reply in flight)
+    # comes back through reconcile_ledger after this long (shipped: 600 s), within the test.
+    "LEDGER_RECONCILE_AFTER": "20",
 }
 
 

@@ -149,8 +149,11 @@ def test_redis_down_is_503_not_500(make_stack: StackFactory, redis_server) -> No
 @pytest.mark.slow
 def test_worker_killed_mid_run_loses_nothing_and_audits_once(make_stack: StackFactory) -> None:
     # The shipped lease (BROKER_VISIBILITY_TIMEOUT): the killed worker's unacked messages come
-    # back within seconds.
-    stack = make_stack(MOOG_RETRY_MAX_DELAY="5", MOOG_CIRCUIT_BREAKER_TIMEOUT="5")
+    # back within seconds. What the broker lost outright comes back through reconcile_ledger,
+    # after LEDGER_RECONCILE_AFTER (shipped: 600 s; here within the test).
+    stack = make_stack(
+        MOOG_RETRY_MAX_DELAY="5", MOOG_CIRCUIT_BREAKER_TIMEOUT="5", LEDGER_RECONCILE_AFTER="20"
+    )
     seed_pipeline(stack.engine)
     stack.start_sink().start_ingest()
     worker = stack.start_worker()

@@ -14,6 +14,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import requests
+
 from mutt_app.config import load_settings
 from mutt_app.forwarding import lanes
 from mutt_app.runtime import Runtime, runtime_of
@@ -87,5 +89,33 @@ def test_a_killed_workers_held_message_runs_on_another_worker_once_its_lease_lap
     print(f"\nheld message delivered {recovered:.1f} s after its worker was killed")
     # The lease (5 s) plus one restore scan (1 s) plus the heir's start: well within this.
     assert recovered < 15
+    stack.settle(2)
+    assert [e["external_id"] for e in stack.sink_events()] == [alert["external_id"]]
+
+
+def test_a_killed_workers_alert_cut_off_mid_post_reaches_moog_once_its_lease_lapses(
+    make_stack: StackFactory,
+) -> None:
+    # The worker dies while its post is on the wire and Moog never takes it (here the sink holds
+    # the request, then refuses it). The alert's in-flight claim outlives its worker; the copy the
+    # broker hands out again must take the claim over, not wait out the claim's expiry.
+    stack = make_stack(**LEASE)
+    stack.start_sink()
+    sink = f"http://127.0.0.1:{stack.sink_port}"
+    requests.post(f"{sink}/_control", json={"status": 500, "delay": 8, "for_seconds": 3}, timeout=5)
+    doomed = stack.start_worker("doomed", queues=FORWARD_QUEUES, concurrency=2, pool="threads")
+    alert = _alert("posted by a worker that dies mid-post")
+
+    _send_later(stack, alert, seconds=0)
+    wait_for(lambda: requests.get(f"{sink}/_arrivals", timeout=5).json()["arrivals"], 20,
+             "the doomed worker's post to reach the sink")  # fmt: skip
+    doomed.kill()
+    killed_at = time.time()
+    stack.start_worker("heir", queues=FORWARD_QUEUES, concurrency=2, pool="threads")
+
+    events = stack.wait_sink(1, timeout=30)
+    recovered = events[0]["_received_at"] - killed_at
+    print(f"\nalert cut off mid-post delivered {recovered:.1f} s after its worker was killed")
+    assert recovered < 15  # the claim itself lasts MOOG_WEBHOOK_TIMEOUT + 30 s
     stack.settle(2)
     assert [e["external_id"] for e in stack.sink_events()] == [alert["external_id"]]
