@@ -17,9 +17,9 @@ from collections.abc import Iterator
 _MIN_LITERAL = 3
 
 # What a short-reach pattern may repeat: a count up to this bound ("{n,}" has none), and without
-# bound a digit, a space or word character, or one literal character.
+# bound a digit, a space, a word or non-space character, or one literal character.
 _MAX_REACH_COUNT = 16
-_NARROW_LOOP = re.compile(r"(?:\\[dws]|(?<!\\)\w)[*+]")
+_NARROW_LOOP = re.compile(r"(?:\\[dwsS]|(?<!\\)\w)[*+]")
 _COUNTS = re.compile(r"\{(\d+)(,?)(\d*)\}")
 
 _REPEAT = re.compile(r"\{(\d+)(?:,\d*)?\}")
@@ -88,13 +88,13 @@ def anchored_at_start(pattern: str) -> bool:
 
 
 def short_reach(pattern: str) -> bool:
-    """True when the RE2 ``pattern`` starts with a literal character and repeats without a small
-    bound (``*``, ``+``) only a character, digit or word character (``\\d+``, ``\\w*``, ``x+``):
+    """True when the RE2 ``pattern`` repeats without a small bound (``*``, ``+``) only a digit, a
+    space, a word or non-space character or one literal character (``\\d+``, ``\\S*``, ``x+``):
     no ``.*``, no ``{n,}``, no count over 16.
 
-    Such a regex behaves in an RE2 Set like a literal with a short tail: its search threads start
-    only where its first character occurs and end within a word or a number, so it does not
-    multiply the states of the Set's DFA as ``.*`` would. Only speed depends on this reading.
+    A search thread of such a regex ends within a word or a number of where it started, so many
+    such regexes share an RE2 Set without multiplying the states of its DFA as ``.*`` would. Only
+    speed depends on this reading.
     """
     rest = _NARROW_LOOP.sub("", pattern)
     if "*" in rest or "+" in rest:
@@ -102,8 +102,13 @@ def short_reach(pattern: str) -> bool:
     for least, comma, most in _COUNTS.findall(pattern):
         if (comma and not most) or int(most or least) > _MAX_REACH_COUNT:
             return False
-    tokens = _single_branch(pattern)
-    for kind, _, quantifier in tokens or ():
+    return True
+
+
+def starts_with_literal(pattern: str) -> bool:
+    """True when every match of the RE2 ``pattern`` starts with a literal character, case-folded
+    or not: its search threads start only where that character occurs."""
+    for kind, _, quantifier in _single_branch(pattern) or ():
         if kind != "fold":
             return kind == "char" and quantifier == "one"
     return False

@@ -17,30 +17,34 @@ from tests.unit.test_rules import _random_regex, naive_matches, rule
 
 
 @pytest.mark.parametrize(
-    ("pattern", "lead", "anchored", "short"),
+    ("pattern", "lead", "anchored", "literal_start", "short"),
     [
-        ("Interface.*down", "Interface", False, False),
-        (r"%LINK-[0-7]-UPDOWN\b", "%LINK-", False, True),
-        ("(?i)link (up|down)", "", False, True),
-        (r"Gi\d+/\d+ down", "Gi", False, True),
-        (r"ab+c", "a", False, True),
-        (r"Gi\S+ down", "Gi", False, False),
-        (r"abc?d", "ab", False, True),
-        (r"x\.y{2}z", "x.", False, True),
-        (r"ab{2,}", "a", False, False),
-        (r"ab{2,40}", "a", False, False),
-        (r"^\d+$", "", True, False),
-        (r"^?abc", "", False, False),
-        (r"^abc|def", "", False, False),
-        ("foo|bar", "", False, False),
-        (r"\QA|B\E", "", False, False),
-        (r"\bword", "", False, False),
+        ("Interface.*down", "Interface", False, True, False),
+        (r"%LINK-[0-7]-UPDOWN\b", "%LINK-", False, True, True),
+        ("(?i)link (up|down)", "", False, True, True),
+        (r"Gi\d+/\d+ down", "Gi", False, True, True),
+        (r"ab+c", "a", False, True, True),
+        (r"Gi\S+ down", "Gi", False, True, True),
+        (r"Gi[^x]+ down", "Gi", False, True, False),
+        (r"abc?d", "ab", False, True, True),
+        (r"x\.y{2}z", "x.", False, True, True),
+        (r"ab{2,}", "a", False, True, False),
+        (r"ab{2,40}", "a", False, True, False),
+        (r"^\d+$", "", True, False, True),
+        (r"^\S+ a\[\d+\]: x", "", True, False, True),
+        (r"^.*x", "", True, False, False),
+        (r"^?abc", "", False, False, True),
+        (r"^abc|def", "", False, False, True),
+        ("foo|bar", "", False, False, True),
+        (r"\QA|B\E", "", False, False, True),
+        (r"\bword", "", False, False, True),
     ],
 )
-def test_pattern_forms_read_for_search_shortcuts(pattern, lead, anchored, short):
+def test_pattern_forms_read_for_search_shortcuts(pattern, lead, anchored, literal_start, short):
     re2.compile(pattern)
     assert literals.leading_text(pattern) == lead
     assert literals.anchored_at_start(pattern) is anchored
+    assert literals.starts_with_literal(pattern) is literal_start
     assert literals.short_reach(pattern) is short
 
 
@@ -76,6 +80,7 @@ def test_compiled_single_regexes_answer_as_re2_search():
             literals.leading_text(pattern),
             literals.anchored_at_start(pattern),
             literals.short_reach(pattern),
+            literals.starts_with_literal(pattern),
         )
         shortcut += any(read)
         for text in _texts(rnd, sample):
