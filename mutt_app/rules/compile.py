@@ -12,15 +12,25 @@ per-event cost hardly depends on how many rules there are. One search of the mes
 of plain literals finds every contains string present and, for each regex, a literal that every
 match of it contains ("Interface" for ``Interface.*down``; :mod:`mutt_app.rules.literals`). Only the
 regexes whose literal was seen and whose rules could still beat the best match so far are then run,
-by RE2 itself, so regex semantics stay exactly RE2's. Regexes without a usable literal (``^\\d+$``)
-share a second Set; OID prefixes sit in a third, anchored at the start; severity-only rules reduce
+by RE2 itself, so regex semantics stay exactly RE2's. A regex that starts with a literal character
+and cannot run on past a word or a number (``%LINK-[0-7]-UPDOWN\\b``, ``Gi\\d+/\\d+ down``) joins
+the literals' Set as itself, so its hit needs no regex run. Regexes starting with ``^`` that are as
+short, and regexes without a usable literal, share a second Set, or a third when they do not
+start with ``^``; OID prefixes sit in a fourth, anchored at the start; severity-only rules reduce
 to one precomputed answer per event severity.
+
+What grows with the rule count is memory, not work: a bigger DFA for the literals' Set and, for
+each regex, a DFA of its own that a rarely matched regex seldom finds in the CPU's caches, so that
+each byte it reads can cost a memory access. Hence a regex is run on as little of the message as
+its form allows (:func:`_regex_check`), and as few regexes as possible are run at all.
 
 Measured alternatives: one RE2 Set of 4,000 whole regexes classified only 6-10k events/s, as the
 many-match DFA's states multiply with ``.*`` patterns and overflow its cache (a Set of literals has
 no such blow-up: its states are those of an Aho-Corasick automaton); ``re2.Filter`` (FilteredRE2)
 managed 30-50k; pyahocorasick scanned a message twice as slowly with 10,000 keys as with 10, the
-Set of literals about 25% more slowly. Hyperscan was not used: its PCRE semantics differ from
+Set of literals about 25% more slowly. Choosing each literal's key to start at its rarest
+character, or folding case in keys and messages to shrink the DFA's byte classes, did not make the
+literals' Set measurably faster. Hyperscan was not used: its PCRE semantics differ from
 RE2's in corners (``$`` before a final newline, ``\\s`` and vertical tab, Unicode case folding,
 empty matches), it is not a declared dependency, and it has no wheels for ARM hosts.
 """
@@ -35,7 +45,14 @@ from dataclasses import dataclass
 
 import re2
 
-from mutt_app.rules.literals import Literal, literal_runs
+from mutt_app.rules.literals import (
+    Literal,
+    anchored_at_start,
+    leading_text,
+    literal_runs,
+    short_reach,
+    starts_with_literal,
+)
 from mutt_app.rules.validate import REGEX_OPTIONS, Rule, re2_message, rule_problem
 
 log = logging.getLogger(__name__)
@@ -110,18 +127,54 @@ def _regex_check(pattern: str, needles: tuple[bytes, ...]) -> _Check:
     The needles are cheap to look for and rule out most hits of a literal common in messages. A
     one-pattern Set answers without building a match object, in about half the time of
     ``search``; RE2 only compiles a Set whose DFA has room for many states, so it cannot run out of
-    memory later and answer "no" by mistake.
+    memory later and answer "no" by mistake. A regex is searched in as little of the message as
+    its form allows: a regex run rarely has little of its lazily built DFA in the CPU's caches, so
+    its cost is about one memory access per byte searched. One starting with ``^`` is matched
+    anchored, and stops where the text stops fitting it; one starting with fixed text is matched
+    anchored where that text first occurs, then searched from its second occurrence on.
     """
-    single = re2.Set.SearchSet(REGEX_OPTIONS)
+    lead = _encode(leading_text(pattern))
+    anchored = anchored_at_start(pattern)
+    search = _one_pattern(pattern, anchored)
+    at_lead = _one_pattern(pattern, anchored=True) if lead else None
+    if search is None or (lead and at_lead is None):
+        regex = re2.compile(pattern, REGEX_OPTIONS)
+        return lambda data: all(map(data.__contains__, needles)) and regex.search(data)
+    if at_lead is not None:
+        return _from_lead(lead, needles, at_lead, search)
+    if not needles:
+        return search
+    return lambda data: all(map(data.__contains__, needles)) and search(data)
+
+
+def _one_pattern(pattern: str, anchored: bool) -> _Check | None:
+    """A one-pattern Set's Match: a search, or ``anchored`` a match at the start; None if RE2 refuses."""
+    single = re2.Set.MatchSet(REGEX_OPTIONS) if anchored else re2.Set.SearchSet(REGEX_OPTIONS)
     try:
         single.Add(pattern)
         single.Compile()
     except re2.error:
-        regex = re2.compile(pattern, REGEX_OPTIONS)
-        return lambda data: all(n in data for n in needles) and regex.search(data)
-    if not needles:
-        return single.Match
-    return lambda data: all(n in data for n in needles) and single.Match(data)
+        return None
+    return single.Match
+
+
+def _from_lead(lead: bytes, needles: tuple[bytes, ...], at_lead: _Check, search: _Check) -> _Check:
+    """The check of a regex whose every match starts with ``lead``: no match starts before it.
+
+    The regex consumes ``lead`` before any assertion (``\\b``, ``$``) in it, so each assertion sees
+    the same neighbours in the slice from an occurrence of ``lead`` as in the whole message.
+    """
+
+    def check(data: bytes) -> bool:
+        start = data.find(lead)
+        if start < 0 or not all(map(data.__contains__, needles)):
+            return False
+        if at_lead(data[start:]):
+            return True
+        start = data.find(lead, start + 1)
+        return start >= 0 and bool(search(data[start:]))
+
+    return check
 
 
 def _key_literals(
@@ -239,6 +292,7 @@ class RuleSet:
 
         literals: dict[Literal, list[_Group]] = defaultdict(list)
         unfiltered: list[tuple[str, tuple[_Group, ...], _Check]] = []
+        reaches: list[tuple[str, tuple[_Group, ...], _Check]] = []
         oids: list[tuple[str, tuple[_Group, ...], _Check]] = []
         self._severity_only = _make_group([], self.rules, None)
         for (kind, value), ranks in criteria.items():
@@ -249,6 +303,14 @@ class RuleSet:
                 oids.append((re2.escape(value), (group,), _prefix_test(value)))
             elif kind == "contains":
                 literals[(value, False)].append(_make_group(ranks, self.rules, None))
+            elif short_reach(value) and (
+                anchored_at_start(value) or (value in keys and starts_with_literal(value))
+            ):
+                # Searched for itself, among the literals or the Set anchored at the start: its
+                # hit is a match, with no regex run.
+                check = _regex_check(value, _needles(runs[value]))
+                entry = (value, (_make_group(ranks, self.rules, None),), check)
+                (unfiltered if anchored_at_start(value) else reaches).append(entry)
             else:
                 check = _regex_check(value, _needles(runs[value]))
                 group = _make_group(ranks, self.rules, check)
@@ -261,10 +323,19 @@ class RuleSet:
             [
                 (_literal_pattern(*literal), tuple(groups), _literal_test(literal))
                 for literal, groups in literals.items()
-            ],
+            ]
+            + reaches,
             anchored=False,
         )
-        self._unfiltered = _Index(unfiltered, anchored=False)
+        # A regex starting with ^ is matched by an anchored Set, which stops where the message
+        # stops fitting it instead of reading the whole message.
+        starts = [anchored_at_start(pattern) for pattern, _, _ in unfiltered]
+        self._unfiltered = (
+            _Index(
+                [e for e, start in zip(unfiltered, starts, strict=True) if start], anchored=True
+            ),
+            _Index([e for e, start in zip(unfiltered, starts, strict=True) if not start], False),
+        )
         self._oids = _Index(oids, anchored=True)
 
     def __len__(self) -> int:
@@ -305,10 +376,11 @@ class RuleSet:
                         pending.append(group)
             if pending:
                 best = _confirm(pending, key, best, data, deadline)
-        if self._unfiltered.best[key] < best:
-            _check_deadline(deadline)
-            for groups in self._unfiltered.hits(data):
-                best = min(best, groups[0].best[key])
+        for unfiltered in self._unfiltered:
+            if unfiltered.best[key] < best:
+                _check_deadline(deadline)
+                for groups in unfiltered.hits(data):
+                    best = min(best, groups[0].best[key])
         return None if best == _NO_RANK else self.rules[best]
 
     def candidates(
@@ -323,7 +395,10 @@ class RuleSet:
         ``deadline`` as for :meth:`match`: :class:`BudgetExceeded` rather than a search after it.
         """
         data = _encode(message)
-        found = [(self._severity_only,), *self._literals.hits(data), *self._unfiltered.hits(data)]
+        found = [(self._severity_only,), *self._literals.hits(data)]
+        for unfiltered in self._unfiltered:
+            _check_deadline(deadline)  # as in match: these Sets hold whole regexes
+            found.extend(unfiltered.hits(data))
         if trap_oid:
             found.extend(self._oids.hits(_encode(_normalise_oid(trap_oid))))
         matched = set()

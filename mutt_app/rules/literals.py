@@ -16,6 +16,12 @@ from collections.abc import Iterator
 # each time; such regexes go to the Set of literal-less regexes instead.
 _MIN_LITERAL = 3
 
+# What a short-reach pattern may repeat: a count up to this bound ("{n,}" has none), and without
+# bound a digit, a space, a word or non-space character, or one literal character.
+_MAX_REACH_COUNT = 16
+_NARROW_LOOP = re.compile(r"(?:\\[dwsS]|(?<!\\)\w)[*+]")
+_COUNTS = re.compile(r"\{(\d+)(,?)(\d*)\}")
+
 _REPEAT = re.compile(r"\{(\d+)(?:,\d*)?\}")
 _FLAG_GROUP = re.compile(r"\(\?([imsU]*)(?:-([imsU]*))?\)")
 
@@ -57,6 +63,63 @@ def literal_runs(pattern: str) -> tuple[tuple[Literal, ...], ...] | None:
     found.append((run, fold))
     branches.append(_usable(found))
     return tuple(branches) if all(branches) else None
+
+
+def leading_text(pattern: str) -> str:
+    """Case-sensitive text that every match of the RE2 ``pattern`` starts with; "" when none is sure.
+
+    A search for ``pattern`` can then start where that text first occurs: no match starts sooner.
+    """
+    tokens = _single_branch(pattern)
+    text = ""
+    for kind, value, quantifier in tokens or ():
+        if kind != "char" or quantifier != "one":
+            break
+        text += value
+    return text
+
+
+def anchored_at_start(pattern: str) -> bool:
+    """True when every match of the RE2 ``pattern`` starts at the start of the text (a leading ^)."""
+    if not pattern.startswith("^"):
+        return False
+    tokens = _single_branch(pattern)
+    return bool(tokens) and tokens[0] == ("other", "", "one")
+
+
+def short_reach(pattern: str) -> bool:
+    """True when the RE2 ``pattern`` repeats without a small bound (``*``, ``+``) only a digit, a
+    space, a word or non-space character or one literal character (``\\d+``, ``\\S*``, ``x+``):
+    no ``.*``, no ``{n,}``, no count over 16.
+
+    A search thread of such a regex ends within a word or a number of where it started, so many
+    such regexes share an RE2 Set without multiplying the states of its DFA as ``.*`` would. Only
+    speed depends on this reading.
+    """
+    rest = _NARROW_LOOP.sub("", pattern)
+    if "*" in rest or "+" in rest:
+        return False
+    for least, comma, most in _COUNTS.findall(pattern):
+        if (comma and not most) or int(most or least) > _MAX_REACH_COUNT:
+            return False
+    return True
+
+
+def starts_with_literal(pattern: str) -> bool:
+    """True when every match of the RE2 ``pattern`` starts with a literal character, case-folded
+    or not: its search threads start only where that character occurs."""
+    for kind, _, quantifier in _single_branch(pattern) or ():
+        if kind != "fold":
+            return kind == "char" and quantifier == "one"
+    return False
+
+
+def _single_branch(pattern: str) -> list[_Token] | None:
+    """The top-level tokens of ``pattern``; None if it has a top-level alternation or quoted text."""
+    if "\\Q" in pattern:
+        return None
+    tokens = list(_tokens(pattern))
+    return None if any(kind == "bar" for kind, _, _ in tokens) else tokens
 
 
 def _usable(found: list[Literal]) -> tuple[Literal, ...]:
