@@ -366,10 +366,11 @@ def test_a_lost_forward_worker_s_alerts_reach_moog_through_the_other_within_seco
 ) -> None:
     # Each thread may have posted one batch that it did not live to record as sent.
     bound = FORWARD_THREADS * int(SHIPPED["MOOG_BATCH_SIZE"])
-    # Moog answering in a tenth of a second, as a remote one does, the kill catches posts on the
-    # wire: their in-flight claims outlive the worker, and the copies handed out again take them
-    # over (mutt_app.tasks.forward.deliver).
+    # Moog answering after 0.4 s, as a slow remote one does, the kill (0.2 s into a post) catches
+    # posts on the wire: their in-flight claims outlive the worker, and the copies handed out again
+    # take them over (mutt_app.tasks.forward.deliver). A shorter answer left too little time,
+    # on a loaded machine, between seeing a post under way and the kill.
     loss = run_worker_loss(
-        chaos_stack, "forward", FORWARD_TASK, duplicates_allowed=bound, moog_delay=0.1
+        chaos_stack, "forward", FORWARD_TASK, duplicates_allowed=bound, moog_delay=0.4
     )
     assert loss.page_latest is not None and loss.page_latest <= PAGE_DEADLINE, loss.show()
