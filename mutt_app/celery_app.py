@@ -137,7 +137,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
         },
         "reconcile-ledger": {
             "task": RECONCILE_LEDGER_TASK,
-            "schedule": timedelta(seconds=max(settings.reconcile_after // 4, 5)),
+            "schedule": timedelta(seconds=max(settings.ledger_reconcile_after // 4, 5)),
         },
         "flush-held": {
             "task": FLUSH_HELD_TASK,

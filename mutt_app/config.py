@@ -405,11 +405,6 @@ class Settings(BaseSettings):
         return f"{per_second:g}/s"
 
     @property
-    def reconcile_after(self) -> int:
-        """Seconds after which an unsettled ledger batch is published again."""
-        return self.ledger_reconcile_after
-
-    @property
     def embedded_redis(self) -> bool:
         """True when no Redis was configured, so ``mutt run`` should start a private one."""
         return self.redis_url is None and self.redis_host is None and not self.sentinel

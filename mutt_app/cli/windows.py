@@ -139,7 +139,7 @@ def windows_end(obj: Context, window: str, reason: str) -> None:
         except mw.WindowError as exc:
             raise click.ClickException(str(exc)) from None
         window_id, schedule = row.id, mw.schedule_of(row)
-    mw.after_change(obj.workers_redis, 2 * obj.settings.reconcile_after, window_id, schedule)
+    mw.after_change(obj.workers_redis, 2 * obj.settings.ledger_reconcile_after, window_id, schedule)
     report(
         change,
         f"window {window_id} ended (its occurrence since {occurrence.start.isoformat()})",

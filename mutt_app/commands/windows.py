@@ -125,4 +125,4 @@ def delete(change: Change, window_id: int) -> dict[str, Any]:
 def rescheduled(runtime: Runtime, window_id: int, schedule: mw.Schedule | None) -> None:
     """After a committed change of window ``window_id`` (``schedule`` its new one; None: deleted),
     move the end of its counted occurrence; Redis being down is logged, not raised."""
-    mw.after_change(runtime.redis, 2 * runtime.settings.reconcile_after, window_id, schedule)
+    mw.after_change(runtime.redis, 2 * runtime.settings.ledger_reconcile_after, window_id, schedule)

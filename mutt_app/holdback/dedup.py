@@ -58,7 +58,7 @@ def windows(runtime: Runtime) -> DedupWindows:
     longer than any wait before a batch is tried again (infrastructure retries, a redelivery after
     the visibility timeout, the ledger's republish).
     """
-    return DedupWindows(runtime.redis, PREFIX, 2 * runtime.settings.reconcile_after)
+    return DedupWindows(runtime.redis, PREFIX, 2 * runtime.settings.ledger_reconcile_after)
 
 
 def window_for(rule_id: int | None, snapshot: RuleSnapshot, default: int) -> int:

@@ -51,7 +51,7 @@ PREFIX = "mutt:flap"
 
 def detector(runtime: Runtime) -> FlapDetector:
     """The shared flap state; a batch's answer is remembered as long as dedup's."""
-    return FlapDetector(runtime.redis, PREFIX, 2 * runtime.settings.reconcile_after)
+    return FlapDetector(runtime.redis, PREFIX, 2 * runtime.settings.ledger_reconcile_after)
 
 
 class Flapping:

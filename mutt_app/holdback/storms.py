@@ -61,7 +61,7 @@ and ``mutt_held_window_overflow_total{window="storm"}`` count it)."""
 
 def budgets(runtime: Runtime) -> StormBudgets:
     """The shared storm windows; a batch's answer is remembered as long as dedup's."""
-    return StormBudgets(runtime.redis, PREFIX, 2 * runtime.settings.reconcile_after)
+    return StormBudgets(runtime.redis, PREFIX, 2 * runtime.settings.ledger_reconcile_after)
 
 
 class Storms:

@@ -117,7 +117,7 @@ class Maintenance:
         """The open windows of ``snapshot`` applied to one batch (:func:`apply`)."""
         return apply(
             runtime.redis,
-            2 * runtime.settings.reconcile_after,
+            2 * runtime.settings.ledger_reconcile_after,
             runtime.component(WindowCache.of).current(snapshot),
             candidates,
         )
@@ -125,7 +125,7 @@ class Maintenance:
     def flush(self, runtime: Runtime, publish: Publish) -> int:
         """Send the summaries of the ended occurrences (:func:`flush`)."""
         # Its counts are remembered as long as dedup's and the storm budgets' batch answers.
-        return flush(runtime.redis, 2 * runtime.settings.reconcile_after, publish)
+        return flush(runtime.redis, 2 * runtime.settings.ledger_reconcile_after, publish)
 
 
 def apply(

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 def reconcile_ledger(self: RuntimeTask, limit: int = 500) -> int:
     """Publish again what the broker lost: accepted batches never audited, alerts never finished."""
     runtime = self.runtime
-    older_than = runtime.settings.reconcile_after
+    older_than = runtime.settings.ledger_reconcile_after
     batches = runtime.ledger.overdue(older_than, limit=limit)
     for batch in batches:
         self.app.send_task(CLASSIFY_TASK, args=[batch.events, batch.batch_id])

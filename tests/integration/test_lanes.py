@@ -90,7 +90,7 @@ def test_reconcile_republishes_a_lost_page_on_the_page_lane(
     celery_app: Any, settings: Settings, redis_client: redis.Redis
 ) -> None:
     page, ticket = _alert("Page_and_ticket"), _alert("Ticket_only")
-    long_ago = time.time() - settings.reconcile_after - 60
+    long_ago = time.time() - settings.ledger_reconcile_after - 60
     Ledger(redis_client, OUTBOX).record(
         [Batch(a["external_id"], [a]) for a in (page, ticket)], now=long_ago
     )

@@ -218,7 +218,7 @@ def test_classify_suppresses_and_downgrades_only_what_windows_scope_and_sums_up_
         ("Ticket_only", True, None),
         ("Log_only", False, "unmatched"),  # every event not forwarded says why
     ]
-    remember = 2 * settings.reconcile_after
+    remember = 2 * settings.ledger_reconcile_after
     sent: list[dict] = []
     assert mw.flush(redis_client, remember, sent.extend) == 0  # still open: nothing yet
     time.sleep(2.2)
@@ -275,7 +275,7 @@ def test_ending_a_window_early_sends_its_summary_at_the_next_flush(
     runtime.dynamic_config.set("dedup_window_seconds", 0)
     batch = [wire_event("core-sw-09", f"CRITICAL link {i} down") for i in range(3)]
     assert classify_batch(runtime, celery, batch)["audited"] == 3
-    remember = 2 * settings.reconcile_after
+    remember = 2 * settings.ledger_reconcile_after
     sent: list[dict] = []
     assert mw.flush(redis_client, remember, sent.extend) == 0  # open for another 50 minutes
     call(api_client, "POST", f"{WINDOWS}/{window_id}/end", {}, status=200)

@@ -25,7 +25,7 @@ def test_overdue_batches_and_alerts_are_published_again(
 ) -> None:
     app = Runtime(settings).celery
     app.loader.import_default_modules()  # the task modules, as a worker imports them
-    long_ago = time.time() - settings.reconcile_after - 60
+    long_ago = time.time() - settings.ledger_reconcile_after - 60
     Ledger(redis_client).record([Batch("lost-batch", [{"message": "lost"}])], now=long_ago)
     Ledger(redis_client).record([Batch("fresh-batch", [{"message": "fresh"}])])
     alert = {"external_id": "a-1", "signature": "s"}
