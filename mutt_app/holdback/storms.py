@@ -6,8 +6,7 @@ and its rule's, STORM_BUDGET_PER_DEVICE and STORM_BUDGET_PER_RULE alerts per STO
 in both; past either, it is held: audited with ``held_reason='storm_budget'`` and counted, with its
 message template (:func:`mutt_app.events.fingerprint.template`, the grouping template: addresses and
 numbers masked, so a summary's top messages read "BGP peer <ip> down" with one count rather than a
-line per peer),
-in the window of the budget that was full.
+line per peer), in the window of the budget that was full.
 When a window that held alerts closes, the flush job sends Moog one summary for it
 ("core-sw-01: 2,345 alerts held in 60 s; top messages ...").
 
