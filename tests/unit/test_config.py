@@ -171,7 +171,7 @@ def test_readme_and_runbook_state_the_defaults_config_has() -> None:
         expected = str(actual).lower() if isinstance(actual, bool) else str(actual)
         checked += 1
         if plain != expected and not (plain.replace(".", "").isdigit() and float(plain) == actual):
-            wrong.append(f"{name}: {setting} documented {stated!r}, config.py has {actual!r}")
+            wrong.append(f"{name}: {setting} documented {stated!r}, config has {actual!r}")
     assert checked >= 15, checked  # the tables and the Limits sections were found
     assert wrong == []
 
@@ -187,5 +187,5 @@ def test_env_example_values_are_the_defaults_where_it_does_not_say_otherwise() -
         if field in type(defaults).model_fields:
             actual = getattr(defaults, field)
             if actual is not None and float(m.group(2)) != float(actual):
-                wrong.append(f"{m.group(1)}={m.group(2)}, config.py has {actual!r}")
+                wrong.append(f"{m.group(1)}={m.group(2)}, config has {actual!r}")
     assert wrong == []
