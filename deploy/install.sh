@@ -65,6 +65,9 @@ say "directories"
 install -d -o root -g root -m 0755 "$PREFIX"
 install -d -o root -g mutt -m 0750 "$ETC" "$ETC/gunicorn"
 install -d -o root -g mutt -m 0750 "$ETC/secrets"
+# Ingest's TLS certificate and key (nginx reads them as root at start; gunicorn, with INGEST_TLS_*,
+# as group mutt: key files 0640 root:mutt).
+install -d -o root -g mutt -m 0750 "$ETC/certs"
 # The services write only here (ProtectSystem=strict, ReadWritePaths=/var/lib/mutt).
 install -d -o mutt -g mutt -m 0750 "$DATA" "$DATA/archive"
 

@@ -4,15 +4,34 @@ Run as ``gunicorn --config ingest.conf.py 'mutt_app.web:create_ingest_app()'``, 
 (deploy/nginx/mutt-ingest.conf), which listens on MUTT's SERVER_PORT_INGESTOR and hands each request, once
 read whole, to gunicorn on loopback: GUNICORN_INGEST_BIND, that file's upstream. GUNICORN_* are
 deploy-only knobs.
+
+TLS: behind nginx it ends there (the TLS lines of deploy/nginx/mutt-ingest.conf). Where gunicorn
+faces the senders itself (GUNICORN_INGEST_BIND on a public address, no nginx), MUTT's
+INGEST_TLS_CERT_PATH / INGEST_TLS_KEY_PATH make it serve HTTPS, and INGEST_TLS_CLIENT_CA_PATH makes it
+require a client certificate signed by that CA.
 """
 
 import os
+import ssl
 
 from prometheus_client import multiprocess
+
+from mutt_app.config import load_settings
 
 # Loopback only: clients reach gunicorn through nginx, which reads each request whole first; a
 # gthread thread waits on a client's slow header or body for as long as it takes to arrive.
 bind = os.environ.get("GUNICORN_INGEST_BIND", "127.0.0.1:8180")
+
+# Read through MUTT's settings, so a half-set pair stops gunicorn with the one-line error every
+# MUTT process gives (a certificate without its key would otherwise fail only at the first client).
+_settings = load_settings()
+if _settings.ingest_tls_cert_path is not None and _settings.ingest_tls_key_path is not None:
+    certfile = str(_settings.ingest_tls_cert_path)
+    keyfile = str(_settings.ingest_tls_key_path)
+if _settings.ingest_tls_client_ca_path is not None:
+    # Senders without a certificate from this CA fail the handshake: no request of theirs is read.
+    ca_certs = str(_settings.ingest_tls_client_ca_path)
+    cert_reqs = ssl.CERT_REQUIRED
 # Ingest is short requests that mostly wait on Redis and on the publisher's linger
 # (INGEST_LINGER_MS): a few processes with many threads each, so that each process gathers many
 # requests' events into each classify task.

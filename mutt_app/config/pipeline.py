@@ -3,9 +3,10 @@ alerts back (deduplication, storm budgets, flapping, heartbeats)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Self
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from mutt_app.config.types import CommaList, Port, Positive
 
@@ -38,6 +39,16 @@ class PipelineSettings(BaseModel):
     2xx; fewer: 503 with Retry-After. Default 1 with REDIS_SENTINEL_HOSTS, else 0 (no WAIT)."""
     ingest_replica_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 1000
     """How long a round waits for those acknowledgements."""
+
+    # --- ingest over TLS (gunicorn's own: deploy/gunicorn/ingest.conf.py and `mutt run`) --------
+    ingest_tls_cert_path: Path | None = None
+    """Ingest's certificate (PEM, any intermediates after it). Set with INGEST_TLS_KEY_PATH,
+    gunicorn serves ingest over HTTPS; behind the deploy kit's nginx, TLS ends at nginx instead."""
+    ingest_tls_key_path: Path | None = None
+    """The private key of INGEST_TLS_CERT_PATH (PEM, unencrypted: gunicorn asks no passphrase)."""
+    ingest_tls_client_ca_path: Path | None = None
+    """Set, every sender must present a client certificate signed by this CA (PEM); the TLS
+    handshake of one without is refused."""
 
     # --- Celery broker ---------------------------------------------------------------------
     broker_visibility_timeout: Annotated[int, Field(ge=5)] = 10
@@ -90,6 +101,32 @@ class PipelineSettings(BaseModel):
     heartbeat_max_quiet_hosts: Annotated[int, Field(ge=1, le=100_000)] = 1000
     """Open quiet alerts one heartbeat may have; past it the other quiet hosts are counted
     (``mutt_heartbeat_quiet_over_cap``), each alerted once an open one clears."""
+
+    @field_validator(
+        "ingest_tls_cert_path", "ingest_tls_key_path", "ingest_tls_client_ca_path", mode="before"
+    )
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        # A commented-out line in mutt.env.example left as `INGEST_TLS_CERT_PATH=` means "no TLS".
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if (self.ingest_tls_cert_path is None) != (self.ingest_tls_key_path is None):
+            raise ValueError(
+                "INGEST_TLS_CERT_PATH and INGEST_TLS_KEY_PATH go together: set both, or neither"
+            )
+        if self.ingest_tls_client_ca_path is not None and self.ingest_tls_cert_path is None:
+            raise ValueError(
+                "INGEST_TLS_CLIENT_CA_PATH asks senders for certificates over TLS: "
+                "set INGEST_TLS_CERT_PATH and INGEST_TLS_KEY_PATH too"
+            )
+        return self
+
+    @property
+    def ingest_tls(self) -> bool:
+        """True when gunicorn serves ingest over HTTPS (INGEST_TLS_CERT_PATH and _KEY_PATH)."""
+        return self.ingest_tls_cert_path is not None
 
     @field_validator("required_message_fields", mode="before")
     @classmethod

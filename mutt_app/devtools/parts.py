@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import ssl
 import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
@@ -138,6 +139,7 @@ def plan_parts(
             # Requests wait on the publisher's linger and on Redis, not on the CPU: many threads
             # let one process gather many requests into each classify task.
             threads=INGEST_THREADS,
+            tls=_ingest_tls_options(settings),
         ),
         "web": lambda: _gunicorn_part(
             "web", "create_app", web_port, "/", python, {**_with_samples("web"), **web_cookie}
@@ -226,6 +228,19 @@ def _sink_part(url: str, python: str, env: Mapping[str, str]) -> Part:
 INGEST_THREADS = 32
 
 
+def _ingest_tls_options(settings: Settings) -> list[str]:
+    """gunicorn's options for INGEST_TLS_* (none without them), as deploy/gunicorn/ingest.conf.py
+    sets them: HTTPS, and with a client CA a certificate required of every sender."""
+    if settings.ingest_tls_cert_path is None or settings.ingest_tls_key_path is None:
+        return []
+    options = ["--certfile", str(settings.ingest_tls_cert_path)]
+    options += ["--keyfile", str(settings.ingest_tls_key_path)]
+    if settings.ingest_tls_client_ca_path is not None:
+        options += ["--ca-certs", str(settings.ingest_tls_client_ca_path)]
+        options += ["--cert-reqs", str(int(ssl.CERT_REQUIRED))]
+    return options
+
+
 def _gunicorn_part(
     name: str,
     factory: str,
@@ -234,6 +249,7 @@ def _gunicorn_part(
     python: str,
     env: Mapping[str, str],
     threads: int = 4,
+    tls: Sequence[str] = (),
 ) -> Part:
     argv = [
         python, "-m", "gunicorn",
@@ -241,12 +257,15 @@ def _gunicorn_part(
         "--workers", "2", "--threads", str(threads),
         # Under the supervisor's 10 s stop deadline, so requests in flight can finish.
         "--graceful-timeout", "8",
+        *tls,
     ]  # fmt: skip
     if _gunicorn_version() >= (25, 1):
         # Both gunicorns would otherwise share one control socket (~/.gunicorn/gunicorn.ctl).
         argv.append("--no-control-socket")
     argv.append(f"mutt_app.web:{factory}()")
-    return Part(name, argv, env, port=port, needs=("redis",), url=f"http://127.0.0.1:{port}{path}")
+    scheme = "https" if tls else "http"
+    url = f"{scheme}://127.0.0.1:{port}{path}"
+    return Part(name, argv, env, port=port, needs=("redis",), url=url)
 
 
 def _gunicorn_version() -> tuple[int, int]:

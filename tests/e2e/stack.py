@@ -131,9 +131,17 @@ class Stack:
         self._start("ingest", argv, f"http://127.0.0.1:{self.ingest_port}/health", env)
         return self
 
-    def start_shipped_ingest(self, workers: int = 1, threads: int = 8, **env: str) -> Stack:
+    def start_shipped_ingest(
+        self,
+        workers: int = 1,
+        threads: int = 8,
+        *,
+        ready: Callable[[], bool] | None = None,
+        **env: str,
+    ) -> Stack:
         """Ingest under gunicorn with the shipped config (deploy/gunicorn/ingest.conf.py), bound to
-        this stack's ingest port (GUNICORN_INGEST_BIND), ``workers`` x ``threads``, and ``env``."""
+        this stack's ingest port (GUNICORN_INGEST_BIND), ``workers`` x ``threads``, and ``env``;
+        started once ``ready()`` (default: its plain-HTTP /health answers)."""
         argv = [sys.executable, "-m", "gunicorn", "--config", str(INGEST_CONFIG),
                 "mutt_app.web:create_ingest_app()"]  # fmt: skip
         samples = self.logdir / "prometheus-ingest"
@@ -147,13 +155,21 @@ class Stack:
             **env,
         }
         run_env.pop("XDG_RUNTIME_DIR", None)  # gunicorn would put its control socket there first
-        self._start("ingest", argv, f"http://127.0.0.1:{self.ingest_port}/health", run_env)
+        health = f"http://127.0.0.1:{self.ingest_port}/health"
+        self._start("ingest", argv, health, run_env, ready)
         return self
 
-    def start_proxy(self, part: str = "ingest") -> Stack:
+    def start_proxy(
+        self,
+        part: str = "ingest",
+        *,
+        edit: Callable[[str], str] | None = None,
+        ready: Callable[[], bool] | None = None,
+    ) -> Stack:
         """nginx with the shipped site of ``part`` (deploy/nginx/mutt-<part>.conf, "ingest" or
         "web") in front of it, as the deploy kit runs it: on ``proxy_ports[part]``, its access log
-        at ``proxy_logs[part]``."""
+        at ``proxy_logs[part]``. ``edit`` changes the site's text as an operator would (its TLS
+        lines), ``ready`` replaces the plain-HTTP /health check."""
         binary = nginx_binary()
         if binary is None:
             raise RuntimeError("nginx is not installed (.ci/bootstrap installs it)")
@@ -162,8 +178,9 @@ class Stack:
         upstream = f"127.0.0.1:{self.ingest_port if part == 'ingest' else self.web_port}"
         site = site_text(f"mutt-{part}", root / "logs", listen_port=port, upstream=upstream)
         self.proxy_logs[part] = root / "logs" / "access.log"
-        conf = main_config(root, site)
-        self._start(f"nginx-{part}", nginx_argv(binary, conf), f"http://127.0.0.1:{port}/health")
+        conf = main_config(root, edit(site) if edit else site)
+        health = f"http://127.0.0.1:{port}/health"
+        self._start(f"nginx-{part}", nginx_argv(binary, conf), health, ready=ready)
         return self
 
     @property
@@ -228,14 +245,18 @@ class Stack:
         return process
 
     def _start(
-        self, name: str, argv: list[str], health_url: str, env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: list[str],
+        health_url: str,
+        env: dict[str, str] | None = None,
+        ready: Callable[[], bool] | None = None,
     ) -> None:
         process = Process(name, argv, env or self.env, self.logdir).start()
         self.processes[name] = process
+        is_ready = ready or (lambda: answers(health_url))
         try:
-            wait_for(
-                lambda: not process.alive or answers(health_url), 60, f"{name} at {health_url}"
-            )
+            wait_for(lambda: not process.alive or is_ready(), 60, f"{name} at {health_url}")
             if not process.alive:
                 raise TimeoutError(f"{name} exited")
         except TimeoutError as exc:

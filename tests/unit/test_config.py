@@ -189,3 +189,17 @@ def test_env_example_values_are_the_defaults_where_it_does_not_say_otherwise() -
             if actual is not None and float(m.group(2)) != float(actual):
                 wrong.append(f"{m.group(1)}={m.group(2)}, config has {actual!r}")
     assert wrong == []
+
+
+def test_ingest_tls_certificate_and_key_go_together_and_a_client_ca_needs_them() -> None:
+    paths = {"INGEST_TLS_CERT_PATH": "/c/server.crt", "INGEST_TLS_KEY_PATH": "/c/server.key"}
+    settings = load_settings({**paths, "INGEST_TLS_CLIENT_CA_PATH": "/c/ca.pem"})
+    assert settings.ingest_tls and str(settings.ingest_tls_client_ca_path) == "/c/ca.pem"
+    assert not load_settings({"INGEST_TLS_CERT_PATH": "", "INGEST_TLS_KEY_PATH": ""}).ingest_tls
+    for env in (
+        {"INGEST_TLS_CERT_PATH": "/c/server.crt"},
+        {"INGEST_TLS_KEY_PATH": "/c/server.key"},
+        {"INGEST_TLS_CLIENT_CA_PATH": "/c/ca.pem"},
+    ):
+        with pytest.raises(SettingsError, match="INGEST_TLS_"):
+            load_settings(env)
