@@ -11,9 +11,12 @@ from __future__ import annotations
 import shutil
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from mutt_app.cli.context import Context
+from mutt_app.commands.users import list_users
 from mutt_app.devtools.database import LaunchError, prepare_database
+from mutt_app.devtools.directions import directions
 from mutt_app.devtools.embedded_redis import (
     HA_REPLICAS,
     HA_SENTINELS,
@@ -63,6 +66,7 @@ def run(
     MOOG_WEBHOOK_URL is set), ingest, web, a classify worker, a forward worker, beat and Flower.
     Parts that die are restarted. With --ha the private Redis is a primary, two replicas and
     three Sentinels on loopback ports, and every part reaches it through the Sentinels.
+    Once all listen it prints where each is, and how to make the web UI's first admin.
     """
     settings = obj.settings
     if ha and not settings.embedded_redis:
@@ -108,14 +112,27 @@ def run(
     shutil.rmtree(samples, ignore_errors=True)
     for group in METRICS_GROUPS:
         (samples / group).mkdir(parents=True)
+    accounts: int | None = None
     if names & DB_PARTS:
         try:
             click.echo(f"[mutt] {prepare_database(obj.engine, settings)}")
+            accounts = _accounts(obj)
         except LaunchError as exc:
             raise click.ClickException(str(exc)) from None
         finally:
             # The stack runs for hours: the launcher holds no connection of its own meanwhile.
             obj.close()
-    status = Supervisor(parts, start_timeout=start_timeout).run()
+    notes = directions(settings, parts, accounts)
+    status = Supervisor(parts, start_timeout=start_timeout, notes=notes).run()
     if status:
         raise SystemExit(status)
+
+
+def _accounts(obj: Context) -> int | None:
+    """How many web UI accounts exist (None if the database cannot say: the directions then say
+    nothing of accounts)."""
+    try:
+        with obj.sessions() as session:
+            return len(list_users(session))
+    except SQLAlchemyError:
+        return None

@@ -119,7 +119,8 @@ class Supervisor:
     """Runs parts as child processes until SIGINT/SIGTERM, restarting the ones that die.
 
     :meth:`run` starts the parts in order (each after the ports of the parts it needs accept
-    connections), prints where they listen once every port does, then watches them. It returns the
+    connections), prints where they listen (and ``notes`` under that) once every port does, then
+    watches them. It returns the
     exit status: 0 after a shutdown asked for by a signal, 1 when a part failed to start or kept
     dying (everything is stopped first either way).
     """
@@ -133,8 +134,10 @@ class Supervisor:
         stop_timeout: float = 10.0,
         policy_factory: Callable[[], RestartPolicy] = RestartPolicy,
         poll_interval: float = 0.1,
+        notes: Sequence[str] = (),
     ) -> None:
         self.parts = list(parts)
+        self.notes = list(notes)
         self._children = [_Child(part, policy_factory()) for part in self.parts]
         self._out = out or sys.stdout
         self.start_timeout = start_timeout
@@ -381,7 +384,7 @@ class Supervisor:
         url_width = max(len(r[1]) for r in rows)
         lines = ["MUTT is running (Ctrl-C stops everything):"]
         lines += [f"  {n:<{name_width}}  {u:<{url_width}}  {p}" for n, u, p in rows]
-        self.say("\n".join(lines))
+        self.say("\n".join([*lines, *self.notes]))
 
 
 def _accepts(port: int, host: str = "127.0.0.1") -> bool:
