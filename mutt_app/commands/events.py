@@ -52,13 +52,14 @@ MAX_WINDOWS = 1000
 """Maintenance windows looked at for a held event (the table holds tens; a bound all the same)."""
 
 EXPLANATIONS = {
-    None: "Forwarded to Moog: its rule's handling forwards and no hold-back stage held it.",
+    None: "Forwarded: its rule's handling forwards and no hold-back stage held it, so it went"
+    " to the forward queue; its deliveries say whether Moog took it.",
     DUPLICATE: "Held as a duplicate: a repeat of an alert already forwarded within its dedup"
-    " window. It was counted; Moog got one update with the count when the window closed.",
+    " window. It is counted; Moog gets one update with the count when the window closes.",
     STORM_BUDGET: "Held by a storm budget: its device or its rule had already sent its budget of"
-    " alerts in this lane for the storm window. Moog got one summary when the window closed.",
+    " alerts in this lane for the storm window. Moog gets one summary when the window closes.",
     FLAPPING: "Held as flapping: its rule and its clear rule changed state too often on this"
-    " host. Moog got one 'flapping' alert and one 'flapping ended'.",
+    " host. Moog gets one 'flapping' alert, and one 'flapping ended' when it calms down.",
     MAINTENANCE: "Suppressed by a maintenance window open when it was classified.",
     SHED: "Shed: the ticket lane was over alerter_queue_shed_threshold, so this Ticket_only"
     " alert went to the dead-letter queue (or was delayed) instead of the queue.",
