@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask.testing import FlaskClient
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
+from mutt_app.classify.batch import classify_batch
 from mutt_app.config import Settings
+from mutt_app.db.models import AlertRule, MaintenanceWindow
+from mutt_app.rules.cache import bump_rules_version
+from mutt_app.runtime import Runtime, runtime_of
 from mutt_app.web import create_app
 from tests.conftest import close_web_app
 from tests.event_stories import REFUSED, Stories, make_stories, moog_sink
+from tests.factories import wire_event
 from tests.integration.api_routes import check_answer
 from tests.services import free_port
 from tests.web import KEY, call, login
@@ -80,6 +86,47 @@ def test_a_dead_lettered_event_has_moogs_refusal_and_its_dead_letter(
     [letter] = story["dead_letters"]
     assert letter["store"] == "dead_letters" and letter["task_name"] == "mutt.forward_to_moog"
     assert REFUSED in letter["error_message"]
+
+
+def test_a_held_event_names_the_window_or_the_budgets_that_held_it(
+    api_client: FlaskClient, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        rule = AlertRule(match_string="BGP", match_type="contains", prod_handling="Ticket_only",
+                         dev_handling="Log_only", team_assignment="NETO")  # fmt: skip
+        session.add(rule)
+        for name, hosts in (("edge upgrade", ["edge-*"]), ("db patching", ["db-*"])):
+            session.add(
+                MaintenanceWindow(name=name, starts_at=now - timedelta(minutes=5),
+                                  ends_at=now + timedelta(hours=1), hosts=hosts, teams=[],
+                                  rule_ids=[], oid_prefixes=[], action="suppress")
+            )  # fmt: skip
+        session.flush()
+        rule_id = rule.id
+    celery = Runtime(settings).celery
+    runtime = runtime_of(celery)
+    runtime.dynamic_config.set("storm_budget_per_device", 1)
+    bump_rules_version(runtime.redis)
+    wires = [
+        wire_event("edge-1", "BGP peer 10.0.0.1 down"),  # in the edge window
+        wire_event("core-9", "BGP peer 10.0.0.2 down"),  # the device's budget of one
+        wire_event("core-9", "BGP peer 10.0.0.3 down"),  # another incident, past the budget
+    ]
+    classify_batch(runtime, celery, wires)
+    suppressed, passed, over = (_story(api_client, w["correlation_id"]) for w in wires)
+
+    assert suppressed["outcome"]["held_reason"] == "maintenance"
+    [window] = suppressed["outcome"]["windows"]
+    assert window["name"] == "edge upgrade"
+    assert window["occurrence_start"] <= now.isoformat() <= window["occurrence_end"]
+    assert passed["outcome"]["forwarded"] is True and passed["outcome"]["budgets"] is None
+    assert over["outcome"]["held_reason"] == "storm_budget"
+    assert over["outcome"]["budgets"] == [
+        {"scope": "device", "name": "core-9", "lane": "ticket", "limit": 1, "window_seconds": 60},
+        {"scope": "rule", "name": str(rule_id), "lane": "ticket", "limit": 500,
+         "window_seconds": 60},
+    ]  # fmt: skip
 
 
 def test_an_unknown_id_is_404_and_a_malformed_one_400(api_client: FlaskClient) -> None:
