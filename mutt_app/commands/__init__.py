@@ -10,4 +10,7 @@ and :mod:`~mutt_app.commands.dynamic_config`. They run inside an audited change
 same transaction, bump the rules version after the commit) that the caller opens with who and why,
 and refuse with :mod:`~mutt_app.commands.errors` (NotFound, Invalid, Conflict). The REST API, the
 admin UI and the CLI only translate their input into a command and its refusals into their answers.
+
+One read lives here too, shared by the API and the admin UI like the commands:
+:mod:`~mutt_app.commands.events` (one event's whole story, "why did this not page me?").
 """

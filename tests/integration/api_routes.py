@@ -35,6 +35,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/api/v2/dlq", "viewer"),
     ("POST", "/api/v2/dlq/<int:item_id>/replay", "operator"),
     ("GET", "/api/v2/alerts/<correlation_id>/deliveries", "viewer"),
+    ("GET", "/api/v2/events/<correlation_id>", "viewer"),
     ("GET", "/api/v2/config", "viewer"),
     ("PUT", "/api/v2/config", "operator"),
     ("GET", "/api/v2/slo", "viewer"),

@@ -106,6 +106,7 @@ def test_json_that_is_not_an_object_is_400(
         ("DELETE", "/api/v2/teams/nowhere"),
         ("POST", "/api/v2/dlq/424242/replay"),
         ("POST", "/api/v2/dlq/424242/replay?poison=true"),
+        ("GET", "/api/v2/events/6c442ed1-19ae-4c1b-9ecf-a3d7efc6d89a"),
         ("GET", "/api/v2/rules/not-a-number"),
         ("GET", "/api/v2/no-such-route"),
     ],

@@ -97,6 +97,11 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
         "/api/v2/alerts/6c442ed1-19ae-4c1b-9ecf-a3d7efc6d89a/deliveries",
         None,
     ),
+    # The seeded dead letter's event: never audited, its story is the letter and its history.
+    ("GET", "/api/v2/events/<correlation_id>"): (
+        "/api/v2/events/6c442ed1-19ae-4c1b-9ecf-a3d7efc6d89a",
+        None,
+    ),
     ("GET", "/api/v2/config"): ("/api/v2/config", None),
     ("PUT", "/api/v2/config"): ("/api/v2/config", {"moog_rate_limit": 9, "reason": "r"}),
     ("GET", "/api/v2/slo"): ("/api/v2/slo", None),

@@ -38,6 +38,7 @@ skeleton; a module per resource attaches its routes to the blueprint: :mod:`~mut
 (dead-letter queue, deliveries, dynamic configuration), :mod:`~mutt_app.web.api.hosts` (development
 hosts, device teams), :mod:`~mutt_app.web.api.heartbeats`, :mod:`~mutt_app.web.api.windows`
 (maintenance windows), :mod:`~mutt_app.web.api.audit` (the event and configuration audits),
+:mod:`~mutt_app.web.api.events` (one event's whole story),
 :mod:`~mutt_app.web.api.slo`, :mod:`~mutt_app.web.api.unhandled` (unhandled templates),
 :mod:`~mutt_app.web.api.dashboard` and :mod:`~mutt_app.web.api.openapi.document` (the description).
 This module is the one place that imports them all, to mount the API.
@@ -51,6 +52,7 @@ from flask import Flask
 from mutt_app.web.api import (  # noqa: F401 (imported to attach their views)
     audit,
     dashboard,
+    events,
     heartbeats,
     hosts,
     operations,

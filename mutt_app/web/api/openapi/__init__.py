@@ -15,6 +15,6 @@ The description needs no key: it tells nothing a client with a key could not try
 A module per resource describes its operations and schemas (``operations()``, ``schemas()``):
 :mod:`.rules`, :mod:`.drafts` (rule drafts and the backtest), :mod:`.hosts` (development hosts and
 teams), :mod:`.heartbeats`, :mod:`.windows`, :mod:`.operations` (dead letters, deliveries, dynamic
-configuration), :mod:`.audit`, :mod:`.unhandled`, :mod:`.slo` and :mod:`.dashboard`, all built of
+configuration), :mod:`.audit`, :mod:`.events` (one event's story), :mod:`.unhandled`, :mod:`.slo` and :mod:`.dashboard`, all built of
 the pieces in :mod:`.schema`; :mod:`.document` assembles them and serves the document.
 """
