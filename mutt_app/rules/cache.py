@@ -58,11 +58,6 @@ class RuleCache:
             self._loaded_at = float("-inf")
         return self.current()
 
-    @property
-    def loaded(self) -> RuleSnapshot | None:
-        """The snapshot in use, or None before the first load."""
-        return self._snapshot
-
     def current(self) -> RuleSnapshot:
         """The snapshot for the rules version in Redis, recompiled if it changed.
 

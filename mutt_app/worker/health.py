@@ -36,7 +36,7 @@ from sqlalchemy import text
 
 from mutt_app.forwarding.lanes import QUEUES as FORWARD_LANES
 from mutt_app.rules.cache import RuleCache
-from mutt_app.runtime import PROBE, Runtime, runtime_of
+from mutt_app.runtime import PROBE, Runtime
 from mutt_app.worker import reload
 
 log = logging.getLogger(__name__)
@@ -201,13 +201,15 @@ class WorkerProbes(bootsteps.StartStopStep):
 
     def start(self, parent: Any) -> None:
         if self.health is None:
-            self.health = self._first_start(parent)
+            runtime = getattr(parent.app.Task, "runtime", None)
+            if runtime is None:
+                return  # an app not built by a Runtime (mutt_app.runtime): nothing to probe
+            self.health = self._first_start(parent, runtime)
         self.health.broker_connected = True
         self.health.tick()
         self.tref = parent.timer.call_repeatedly(TICK_SECONDS, self.health.tick, priority=10)
 
-    def _first_start(self, parent: Any) -> Health:
-        runtime = runtime_of(parent.app)
+    def _first_start(self, parent: Any, runtime: Runtime) -> Health:
         probe = Runtime(runtime.settings, PROBE)
         kind = worker_kind(parent.app.amqp.queues.consume_from or ())
         health = Health(kind, probe, consumer=True)

@@ -98,6 +98,10 @@ def install(runtimes: Callable[[], Iterable[Runtime]], what: str = "worker") -> 
     def on_sighup(_signum: int, _frame: Any) -> None:
         threading.Thread(target=reload, name="mutt-sighup-reload", daemon=True).start()
 
+    if threading.current_thread() is not threading.main_thread():
+        # A worker or beat run inside another program's thread: its signals are that program's.
+        log.info("%s runs off the main thread: SIGHUP left as it was", what)
+        return
     signal.signal(signal.SIGHUP, on_sighup)
 
 
