@@ -41,6 +41,11 @@ TASK_MODULES = (
     "mutt_app.tasks.remediation",
     "mutt_app.tasks.maintenance",
 )
+# Imported by every worker and beat process as well (Celery's ``include``): the health probes and
+# the SIGHUP reload (mutt_app.worker), which sit above this module's layer and so are named, not
+# imported, here.
+PROCESS_MODULES = ("mutt_app.worker.health",)
+WORKER_PROBES_STEP = "mutt_app.worker.health:WorkerProbes"
 
 
 def make_celery(settings: Settings, task_cls: type[Task] = Task) -> Celery:
@@ -48,7 +53,9 @@ def make_celery(settings: Settings, task_cls: type[Task] = Task) -> Celery:
 
     Build it through :attr:`mutt_app.runtime.Runtime.celery`, whose task class carries the Runtime.
     """
-    app = Celery("mutt", include=list(TASK_MODULES), set_as_current=False, task_cls=task_cls)
+    app = Celery(
+        "mutt", include=[*TASK_MODULES, *PROCESS_MODULES], set_as_current=False, task_cls=task_cls
+    )
     app.config_from_object("celeryconfig")
     password = redis_password(settings) if any(settings.redis_passwords()) else None
     app.conf.broker_url = broker_url(settings, password)
@@ -81,6 +88,7 @@ def make_celery(settings: Settings, task_cls: type[Task] = Task) -> Celery:
         CLASSIFY_TASK: {"send_events": settings.classify_task_events},
     }
     app.steps["consumer"].add(LeaseRenewal)
+    app.steps["consumer"].add(WORKER_PROBES_STEP)
     app.conf.beat_schedule = beat_schedule(settings)
     # RedBeat keeps the schedule in Redis behind a lock: two beat processes can run for high
     # availability and each job still fires once; the standby takes over when the lock expires.

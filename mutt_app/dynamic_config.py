@@ -167,6 +167,13 @@ class DynamicConfig:
             result[name] = {"value": value, "overridden": raw is not None, "help": key.help}
         return result
 
+    def forget_all(self) -> int:
+        """Drop every cached value, so the next read of each comes from Redis; how many were cached."""
+        with self._lock:
+            count = len(self._cache)
+            self._cache.clear()
+        return count
+
     def _forget(self, name: str) -> None:
         with self._lock:
             self._cache.pop(name, None)

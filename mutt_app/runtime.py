@@ -80,6 +80,8 @@ WORKER = RedisProfile(
 REQUEST = RedisProfile("request", socket_timeout=5, connect_timeout=2)
 # A person at a terminal wants an answer or an error now.
 CLI = RedisProfile("cli", socket_timeout=2, connect_timeout=2)
+# A health probe asks whether Redis answers now: a second's silence is the answer.
+PROBE = RedisProfile("probe", socket_timeout=1, connect_timeout=1)
 
 
 class Runtime:
@@ -134,6 +136,10 @@ class Runtime:
                 if factory not in self._components:
                     self._components[factory] = factory(self)
                 return self._components[factory]
+
+    def built(self, factory: Callable[[Runtime], T]) -> T | None:
+        """The ``factory(self)`` component if this Runtime built it already, else None."""
+        return self._components.get(factory)
 
     @cached_property
     def _http_by_thread(self) -> threading.local:

@@ -61,6 +61,12 @@ class PipelineSettings(BaseModel):
 
     metrics_port_worker: Annotated[int, Field(ge=0, le=65535)] = 8081
     """Port of a worker host's /metrics (0: none). Needs PROMETHEUS_MULTIPROC_DIR under prefork."""
+    health_port_alerter: Annotated[int, Field(ge=0, le=65535)] = 8082
+    """Port of a classify worker's liveness (/health) and readiness (/ready) probes (0: none)."""
+    health_port_moog: Annotated[int, Field(ge=0, le=65535)] = 8084
+    """Port of a forward worker's probes (0: none)."""
+    health_port_remediation: Annotated[int, Field(ge=0, le=65535)] = 8087
+    """Port of beat's probes (beat schedules remediation; 0: none)."""
 
     # --- classification --------------------------------------------------------------------
     alerter_max_retries: Positive = 3

@@ -52,6 +52,12 @@ class RuleCache:
         """The rule cache of ``runtime`` (a Runtime component)."""
         return cls(runtime.sessions, runtime.redis, runtime.settings)
 
+    def reload(self) -> RuleSnapshot:
+        """Load the rules from the database now, whatever the version says (SIGHUP, a manual edit)."""
+        with self._lock:
+            self._loaded_at = float("-inf")
+        return self.current()
+
     def current(self) -> RuleSnapshot:
         """The snapshot for the rules version in Redis, recompiled if it changed.
 

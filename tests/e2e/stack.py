@@ -93,6 +93,8 @@ class Stack:
         self.ingest_port = free_port()
         self.metrics_port = free_port()
         self.web_port = free_port()
+        # Each kind's probes (mutt_app.worker.health); a second worker of a kind finds its port taken.
+        self.health_ports = {kind: free_port() for kind in ("classify", "forward", "beat")}
         samples = logdir / "prometheus"
         samples.mkdir(exist_ok=True)
         self.env = {
@@ -103,6 +105,9 @@ class Stack:
             # (the ingest app gets a directory of its own).
             "PROMETHEUS_MULTIPROC_DIR": str(samples),
             "METRICS_PORT_WORKER": str(self.metrics_port),
+            "HEALTH_PORT_ALERTER": str(self.health_ports["classify"]),
+            "HEALTH_PORT_MOOG": str(self.health_ports["forward"]),
+            "HEALTH_PORT_REMEDIATION": str(self.health_ports["beat"]),
             **env,
         }
         self.processes: dict[str, Process] = {}
@@ -343,6 +348,10 @@ class Stack:
                 name, _, value = line.rpartition(" ")
                 samples[name] = float(value)
         return samples
+
+    def probe(self, kind: str, path: str = "/ready") -> requests.Response:
+        """Ask the probes of ``kind`` ("classify", "forward" or "beat") for ``path``."""
+        return requests.get(f"http://127.0.0.1:{self.health_ports[kind]}{path}", timeout=5)
 
     def settle(self, seconds: float = 1.0) -> None:
         """Give in-flight work a moment, for checks that nothing *more* arrives."""

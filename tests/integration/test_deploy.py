@@ -31,6 +31,7 @@ from mutt_app import metrics
 from mutt_app.config import Settings
 from mutt_app.events.body import parse_body
 from mutt_app.events.schema import VARBIND_SEPARATOR, Event, validate_items
+from mutt_app.worker.health import LIVE_PATH, READY_PATH
 from tests.deploy_files import DEPLOY, ROOT, alert_rules, dashboard_exprs, metric_names, yaml_module
 from tests.nginx_server import shipped_site
 
@@ -563,6 +564,10 @@ def test_units_are_hardened_and_complete() -> None:
     assert "@%%h" in commands["mutt-worker-classify"]
     # Through the command that refuses the shipped placeholder password.
     assert commands["mutt-flower"].startswith("/opt/mutt/venv/bin/mutt flower ")
+    # `systemctl reload` is SIGHUP: gunicorn replaces its workers, a worker or beat reloads its
+    # rules and dynamic configuration (mutt_app/worker/reload.py).
+    reloads = {u.stem for u in UNITS if "ExecReload=/bin/kill -HUP $MAINPID" in u.read_text()}
+    assert reloads == names - {"mutt-flower"}
 
 
 def test_flower_refuses_the_shipped_placeholder_password(tmp_path: Path) -> None:
@@ -722,6 +727,19 @@ def test_k8s_manifests() -> None:
             assert "readinessProbe" in container, name
             assert services[name]["spec"]["ports"][0]["targetPort"] == port
             assert services[name]["spec"]["selector"] == spec["selector"]["matchLabels"]
+    # Workers and beat are probed on their own health port (mutt_app/worker/health.py), at the
+    # settings' default port of their kind.
+    defaults = Settings()
+    for name, port in (
+        ("mutt-worker-classify", defaults.health_port_alerter),
+        ("mutt-worker-forward", defaults.health_port_moog),
+        ("mutt-beat", defaults.health_port_remediation),
+    ):
+        container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["health"] == port, name
+        for probe, path in (("livenessProbe", LIVE_PATH), ("readinessProbe", READY_PATH)):
+            assert container[probe]["httpGet"] == {"path": path, "port": "health"}, (name, probe)
     jobs = [d for d in documents if d["kind"] == "Job"]
     assert [j["spec"]["template"]["spec"]["containers"][0]["command"] for j in jobs] == [
         ["mutt", "db", "upgrade"]

@@ -1,0 +1,70 @@
+"""The probes' verdicts and the reload counter, without a worker (tests/chaos/test_worker_probes.py
+runs them in real workers)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+from mutt_app.config import load_settings
+from mutt_app.forwarding.lanes import QUEUES as FORWARD_LANES
+from mutt_app.runtime import PROBE, Runtime
+from mutt_app.worker.health import LOOP_STALL_SECONDS, Health, worker_kind
+from mutt_app.worker.reload import ReloadRequests
+
+
+def test_a_worker_consuming_only_forward_lanes_is_a_forward_worker() -> None:
+    assert worker_kind(FORWARD_LANES) == "forward"
+    assert worker_kind(FORWARD_LANES[:1]) == "forward"
+    assert worker_kind(["mutt.classify", "mutt.maintenance"]) == "classify"
+    assert worker_kind(["mutt.classify", *FORWARD_LANES]) == "classify"
+    assert worker_kind([]) == "classify"  # no -Q: every queue
+
+
+def _health(tmp_path: Path, kind: str = "forward") -> Health:
+    # Nothing listens on port 1: Redis is away. The database is the embedded SQLite default.
+    settings = load_settings({"REDIS_URL": "redis://127.0.0.1:1/0", "MUTT_DATA_DIR": str(tmp_path)})
+    return Health(kind, Runtime(settings, PROBE), consumer=True)
+
+
+def test_readiness_names_what_is_away(tmp_path: Path) -> None:
+    health = _health(tmp_path)
+    assert health.readiness()[0] is False  # no check has run yet
+    health.broker_connected = True
+    results = health.check_once()
+    assert results["database"] == "ok"
+    assert "error" in results["redis"]
+    ready, body = health.readiness()
+    assert not ready and body["status"] == "not ready" and body["broker"] == "ok", body
+
+
+def test_liveness_fails_only_for_a_connected_consumer_whose_loop_stopped(tmp_path: Path) -> None:
+    health = _health(tmp_path)
+    health.last_tick = time.monotonic() - LOOP_STALL_SECONDS - 1
+    health.broker_connected = False  # reconnecting: a restart would not help
+    assert health.liveness()[0] is True
+    health.broker_connected = True
+    alive, body = health.liveness()
+    assert not alive and body["status"] == "stalled", body
+    health.tick()
+    assert health.liveness()[0] is True
+
+
+def _wait_for_count(requests: ReloadRequests, count: int, answer: multiprocessing.Queue) -> None:
+    deadline = time.monotonic() + 10
+    while requests.count != count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    answer.put(requests.count)
+
+
+def test_a_pool_process_sees_reloads_asked_after_it_was_forked() -> None:
+    requests = ReloadRequests()
+    context = multiprocessing.get_context("fork")
+    answer = context.Queue()
+    child = context.Process(target=_wait_for_count, args=(requests, 2, answer))
+    child.start()
+    requests.ask()
+    assert requests.ask() == 2
+    assert answer.get(timeout=15) == 2
+    child.join(10)
