@@ -19,7 +19,7 @@ import logging
 from typing import Any
 
 import orjson
-from flask import abort, flash, make_response, redirect, request, url_for
+from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
 from flask_login import current_user
 from sqlalchemy import select
@@ -176,9 +176,8 @@ class RuleDraftView(MuttPage):
         except Invalid as exc:
             return self._page(draft_id, hours=hours, error=exc.message)
         except BacktestsBusy as exc:
-            page = make_response(self._page(draft_id, hours=hours, error=str(exc)), 429)
-            page.headers["Retry-After"] = str(exc.retry_after)
-            return page
+            body, _ = self._page(draft_id, hours=hours, error=str(exc))
+            return body, 429, {"Retry-After": str(exc.retry_after)}
         return self._page(draft_id, hours=hours, result=result)
 
     @expose("/<int:draft_id>/publish", methods=("POST",))
