@@ -88,7 +88,7 @@ def test_backtests_over_the_cap_get_429_and_health_answers_while_the_others_run(
                 assert answer.status_code == 200, answer.text
             probes += 1
             time.sleep(0.1)
-        assert probes >= 5, "the backtests ended before /health was probed"
+        assert probes >= 3, "the backtests ended before /health was probed"
         answers = [c.result() for c in calls]
         lock.rollback()
 
