@@ -106,10 +106,11 @@ DEDUP_KEYS_IGNORED = Gauge(
 RULE_BACKTESTS = Counter(
     "mutt_rule_backtests_total",
     "Rule backtests run, by outcome (complete; rows or time: stopped by BACKTEST_MAX_ROWS or"
-    " BACKTEST_TIME_BUDGET_SECONDS, the answer then says truncated)",
+    " BACKTEST_TIME_BUDGET_SECONDS, the answer then says truncated; busy: refused 429, the web"
+    " process already running BACKTEST_MAX_CONCURRENT)",
     ["outcome"],
 )
-for _outcome in ("complete", "rows", "time"):
+for _outcome in ("complete", "rows", "time", "busy"):
     RULE_BACKTESTS.labels(_outcome)
 RULE_BACKTEST_ROWS = Counter(
     "mutt_rule_backtest_rows_total", "Audited events decided again by rule backtests"

@@ -13,12 +13,15 @@ from prometheus_client import multiprocess
 # Loopback only: clients reach gunicorn through nginx, which reads each request whole first; a
 # gthread thread waits on a client's slow header or body for as long as it takes to arrive.
 bind = os.environ.get("GUNICORN_WEB_BIND", "127.0.0.1:8190")
-# API and UI requests wait on PostgreSQL and Redis: a few processes with threads each.
+# API and UI requests wait on PostgreSQL and Redis: a few processes with threads each. Backtests
+# take at most BACKTEST_MAX_CONCURRENT (2) of a worker's threads; the others stay free for /health,
+# /metrics and the rest (post_worker_init).
 workers = int(os.environ.get("GUNICORN_WEB_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_WEB_THREADS", "4"))
 worker_class = "gthread"
-# A rule test or an audit search may take a few seconds; nothing should take 60.
-timeout = 60
+# A rule test or an audit search may take a few seconds; nothing should take 60. A backtest's
+# budget (BACKTEST_TIME_BUDGET_SECONDS) is kept 10 s under it (post_worker_init).
+timeout = int(os.environ.get("GUNICORN_WEB_TIMEOUT", "60"))
 # systemd's TimeoutStopSec (45 s) and k8s's terminationGracePeriodSeconds (45 s) leave room for this.
 graceful_timeout = 30
 # Longer than rsyslog's and syslog-ng's idle connection reuse, so they rarely meet a closed socket.
@@ -43,3 +46,12 @@ def child_exit(server: object, worker: object) -> None:
     # prometheus_client multiprocess mode: drop a dead worker's live gauges from the merged page.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
+def post_worker_init(worker: object) -> None:
+    # The app fits its backtests to this worker: fewer at once than its threads (else it exits
+    # with one line, and gunicorn stops), each ending well before the request timeout.
+    from mutt_app.web.capacity import fit_to_server
+
+    cfg = worker.cfg  # type: ignore[attr-defined]
+    fit_to_server(worker.wsgi, threads=cfg.threads, timeout=cfg.timeout)  # type: ignore[attr-defined]

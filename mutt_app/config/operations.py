@@ -23,8 +23,14 @@ class OperationsSettings(BaseModel):
     """Audited events a rule backtest decides again at most (newest first); past it the answer
     says truncated."""
     backtest_time_budget_seconds: Annotated[float, Field(gt=0, le=50)] = 30.0
-    """Seconds a rule backtest may run; then it answers with what it examined, truncated. Kept
-    under the web server's 60 s request timeout (deploy/gunicorn/web.conf.py)."""
+    """Seconds a rule backtest may run; then it answers with what it examined, truncated. Under
+    gunicorn with deploy/gunicorn/web.conf.py it is lowered, if need be, to 10 s under the
+    server's request timeout (:mod:`mutt_app.web.capacity`)."""
+    backtest_max_concurrent: Annotated[int, Field(ge=1, le=64)] = 2
+    """Rule backtests one web process runs at once (the API's and the admin UI's); one more is
+    answered 429 with Retry-After. Under the shipped gunicorn config it must stay below the
+    threads of a worker (GUNICORN_WEB_THREADS, 4), which keeps threads free for /health, /metrics
+    and the rest; the web app refuses to start otherwise."""
     unhandled_templates_hours: Annotated[int, Field(ge=1, le=168)] = 24
     """Hours of unmatched events the dashboard's unhandled-templates panel groups (the API's
     default ``hours``)."""

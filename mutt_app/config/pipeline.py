@@ -20,6 +20,10 @@ class PipelineSettings(BaseModel):
     max_ingest_body_bytes: Positive = 10 * 1024 * 1024
     ingest_trusted_proxies: Annotated[int, Field(ge=0, le=10)] = 0
     """As WEBUI_TRUSTED_PROXIES, for ingest (its key throttle); 1 behind the shipped nginx alone."""
+    ingest_allow_open: bool = False
+    """Whether the ingest endpoint may run without INGEST_API_KEY, accepting posts from anyone.
+    False: ingest refuses to start without a key (an open endpoint by accident is worse than one
+    that does not start); ``mutt run``'s local stack sets it true. Open, /health says so."""
     required_message_fields: CommaList = ("timestamp", "message", "hostname")
     # How far before (a replayed syslog buffer) and after (clock skew) its received_at an event's own
     # timestamp may be; outside, it is audited under received_at with the sender's time in raw.

@@ -135,7 +135,12 @@ def plan_parts(
             ingest_port,
             "/api/v2/ingest",
             python,
-            _with_samples("ingest"),
+            # The local stack takes posts without a key (INGEST_API_KEY still applies when set);
+            # an explicit INGEST_ALLOW_OPEN in the environment wins.
+            {
+                **_with_samples("ingest"),
+                "INGEST_ALLOW_OPEN": os.environ.get("INGEST_ALLOW_OPEN", "true"),
+            },
             # Requests wait on the publisher's linger and on Redis, not on the CPU: many threads
             # let one process gather many requests into each classify task.
             threads=INGEST_THREADS,

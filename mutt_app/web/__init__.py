@@ -17,25 +17,28 @@ from mutt_app.vault import VaultError, settings_for_service
 from mutt_app.web.admin import register_admin
 from mutt_app.web.api import register_api
 from mutt_app.web.auth import init_auth
+from mutt_app.web.capacity import install_slots
 from mutt_app.web.context import install
 from mutt_app.web.headers import init_security_headers
 from mutt_app.web.health import bp as health_bp
 from mutt_app.web.health import metrics_bp
 from mutt_app.web.ingest.endpoint import Ingestor
 from mutt_app.web.ingest.endpoint import bp as ingest_bp
+from mutt_app.web.startup import check_ingest_key, refuse_to_start
 
 
 def resolve_settings(settings: Settings | None) -> Settings:
     """``settings``, or the environment's (with Vault secrets, kept fresh, when VAULT_ADDR is set).
 
-    A bad setting or an unreachable Vault stops the process with one line naming the problem.
+    A bad setting or an unreachable Vault stops the process (and gunicorn) with one line naming
+    the problem (:func:`~mutt_app.web.startup.refuse_to_start`).
     """
     if settings is not None:
         return settings
     try:
         return settings_for_service(load_settings())
     except (SettingsError, VaultError) as exc:
-        raise SystemExit(f"mutt: {exc}") from None
+        refuse_to_start(str(exc))
 
 
 def trust_forwarded_for(app: Flask, proxies: int) -> None:
@@ -46,9 +49,13 @@ def trust_forwarded_for(app: Flask, proxies: int) -> None:
 
 
 def create_ingest_app(settings: Settings | None = None) -> Flask:
-    """The ingest endpoint: POST /api/v2/ingest, GET /health, GET /metrics."""
+    """The ingest endpoint: POST /api/v2/ingest, GET /health, GET /metrics.
+
+    Refuses to start without INGEST_API_KEY unless INGEST_ALLOW_OPEN is true.
+    """
     settings = resolve_settings(settings)
     configure_logging(settings, service="mutt-ingest")
+    check_ingest_key(settings)
     app = Flask("mutt_app.web.ingest.endpoint")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_ingest_body_bytes
     app.extensions["mutt_ingest"] = Ingestor(install(app, settings))
@@ -64,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings, service="mutt-web")
     app = Flask("mutt_app.web")
     install(app, settings)
+    install_slots(app, settings)  # BACKTEST_MAX_CONCURRENT per process (mutt_app.web.capacity)
     init_security_headers(app)  # CSP, X-Frame-Options, nosniff, Referrer-Policy on every answer
     trust_forwarded_for(app, settings.webui_trusted_proxies)
     app.register_blueprint(health_bp)

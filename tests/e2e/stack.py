@@ -29,6 +29,7 @@ from tests.services import free_port, wait_for
 
 WEB_API_KEY = "e2e-web-api-key"
 INGEST_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "gunicorn" / "ingest.conf.py"
+WEB_CONFIG = INGEST_CONFIG.with_name("web.conf.py")
 # What a forward worker consumes, as `mutt run` and the deploy kit start it: both lanes.
 FORWARD_QUEUES = ",".join(FORWARD_LANES)
 
@@ -108,6 +109,8 @@ class Stack:
             "HEALTH_PORT_ALERTER": str(self.health_ports["classify"]),
             "HEALTH_PORT_MOOG": str(self.health_ports["forward"]),
             "HEALTH_PORT_REMEDIATION": str(self.health_ports["beat"]),
+            # Most tests post without a key, as `mutt run` lets them; a test of the key sets one.
+            "INGEST_ALLOW_OPEN": "true",
             **env,
         }
         self.processes: dict[str, Process] = {}
@@ -210,6 +213,27 @@ class Stack:
             "WEBUI_API_KEY": self.env.get("WEBUI_API_KEY", WEB_API_KEY),
         }
         self._start("web", argv, f"http://127.0.0.1:{self.web_port}/health", env)
+        return self
+
+    def start_shipped_web(self, workers: int = 2, threads: int = 4, **env: str) -> Stack:
+        """The web app under gunicorn with the shipped config (deploy/gunicorn/web.conf.py), bound
+        to this stack's web port (GUNICORN_WEB_BIND), ``workers`` x ``threads``, and ``env``."""
+        argv = [sys.executable, "-m", "gunicorn", "--config", str(WEB_CONFIG),
+                "mutt_app.web:create_app()"]  # fmt: skip
+        samples = self.logdir / "prometheus-web"
+        samples.mkdir(exist_ok=True)
+        run_env = {
+            **self.env,
+            "GUNICORN_WEB_BIND": f"127.0.0.1:{self.web_port}",
+            "GUNICORN_WEB_WORKERS": str(workers),
+            "GUNICORN_WEB_THREADS": str(threads),
+            "PROMETHEUS_MULTIPROC_DIR": str(samples),
+            "WEBUI_COOKIE_SECURE": "false",
+            "WEBUI_API_KEY": self.env.get("WEBUI_API_KEY", WEB_API_KEY),
+            **env,
+        }
+        run_env.pop("XDG_RUNTIME_DIR", None)  # gunicorn would put its control socket there first
+        self._start("web", argv, f"http://127.0.0.1:{self.web_port}/health", run_env)
         return self
 
     @property

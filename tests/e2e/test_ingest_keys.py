@@ -6,6 +6,8 @@ logged once; a sender with the good key at another address is served as before, 
 asked about it once a second rather than per request. The shipped config opens no control socket in
 the service user's home. Behind the shipped nginx, with INGEST_TRUSTED_PROXIES=1, the throttle still
 counts each sender's own address, which a sender cannot forge with an X-Forwarded-For of its own.
+Without a key, ingest stops gunicorn at start with one line, unless INGEST_ALLOW_OPEN says the
+endpoint is meant to be open; open, its /health and its log say so.
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ def test_an_address_sending_bad_ingest_keys_is_throttled_and_a_good_sender_elsew
     assert _post(stack, "relay-typo", relay)[0] == 401
 
     page = requests.get(f"http://127.0.0.1:{stack.ingest_port}/metrics", timeout=10).text
+    health = requests.get(f"http://127.0.0.1:{stack.ingest_port}/health", timeout=10).json()
+    assert health["auth"] == "api-key", health
     throttled = _sample(page, "mutt_webui_auth_throttled_total", 'kind="ingest-key"')
     failures = _sample(page, "mutt_webui_auth_failures_total", 'kind="ingest-key"')
     assert throttled == 21 and failures == MAX_FAILURES + 1, page
@@ -138,3 +142,30 @@ def test_behind_nginx_the_throttle_counts_each_senders_address_not_nginxs(
     assert status == 200 and body["accepted"] == 1, body
     log = stack.processes["ingest"].log_path.read_text(errors="replace")
     assert f"ingest: {guesser} throttled" in log, log[-2000:]
+
+
+def test_without_a_key_ingest_stops_gunicorn_at_start_with_one_line(
+    make_stack: StackFactory,
+) -> None:
+    stack = make_stack(INGEST_ALLOW_OPEN="false")
+    with pytest.raises(RuntimeError, match="did not start"):
+        stack.start_shipped_ingest(workers=1)
+    ingest = stack.processes["ingest"]
+    # Exit status 4: gunicorn's master stops instead of booting the worker again, forever.
+    assert ingest.popen is not None and ingest.popen.wait(30) == 4
+    lines = [line for line in ingest.tail(None).splitlines() if line.startswith("mutt: ")]
+    assert lines == [
+        "mutt: INGEST_API_KEY is not set: the ingest endpoint would accept posts from anyone;"
+        " set it, or set INGEST_ALLOW_OPEN=true if the endpoint is meant to be open"
+    ]
+
+
+def test_an_ingest_meant_to_be_open_starts_and_says_so(make_stack: StackFactory) -> None:
+    stack = make_stack(INGEST_ALLOW_OPEN="true")
+    stack.start_shipped_ingest(workers=1)
+    health = requests.get(f"http://127.0.0.1:{stack.ingest_port}/health", timeout=10).json()
+    assert health["auth"] == "open" and health["status"] == "healthy", health
+    status, _, body = _post(stack, "any-key-at-all", "127.0.0.2")
+    assert status == 200 and body["accepted"] == 1, body
+    log = stack.processes["ingest"].log_path.read_text(errors="replace")
+    assert "INGEST_API_KEY is not set and INGEST_ALLOW_OPEN is true" in log, log[-2000:]

@@ -227,6 +227,7 @@ def test_ingest_answers_503_until_a_replica_acknowledges_and_loses_nothing(
             **sentinel_cluster.env(),
             "MUTT_DATA_DIR": str(tmp_path),
             "INGEST_REPLICA_TIMEOUT_MS": "300",
+            "INGEST_ALLOW_OPEN": "true",
         }
     )
     assert settings.min_replicas == 1
@@ -270,7 +271,9 @@ def test_ingest_answers_503_until_a_replica_acknowledges_and_loses_nothing(
 
 
 def test_without_sentinel_ingest_does_not_wait(redis_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    settings = load_settings({"REDIS_URL": redis_url, "MUTT_DATA_DIR": str(tmp_path)})
+    settings = load_settings(
+        {"REDIS_URL": redis_url, "MUTT_DATA_DIR": str(tmp_path), "INGEST_ALLOW_OPEN": "true"}
+    )
     assert settings.min_replicas == 0
     app = create_ingest_app(settings)
     try:

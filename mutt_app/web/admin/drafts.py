@@ -32,6 +32,7 @@ from mutt_app.db.models import AlertRule, RuleDraft
 from mutt_app.rules.backtest import MAX_HOURS
 from mutt_app.rules.drafts import Draft
 from mutt_app.web.admin.base import MuttPage, form_reason, role_allows
+from mutt_app.web.capacity import BacktestsBusy, backtest_slots
 from mutt_app.web.context import runtime
 
 log = logging.getLogger(__name__)
@@ -170,9 +171,13 @@ class RuleDraftView(MuttPage):
         with runtime().sessions() as session:
             document = self._draft(session, draft_id).document
         try:
-            result = commands.backtest(runtime(), Draft.from_document(document), hours)
+            with backtest_slots().taken():
+                result = commands.backtest(runtime(), Draft.from_document(document), hours)
         except Invalid as exc:
             return self._page(draft_id, hours=hours, error=exc.message)
+        except BacktestsBusy as exc:
+            body, _ = self._page(draft_id, hours=hours, error=str(exc))
+            return body, 429, {"Retry-After": str(exc.retry_after)}
         return self._page(draft_id, hours=hours, result=result)
 
     @expose("/<int:draft_id>/publish", methods=("POST",))

@@ -35,6 +35,7 @@ from mutt_app.web.api.params import bool_arg, choice_arg, int_arg, limit_arg
 from mutt_app.web.api.resources import sessions
 from mutt_app.web.api.responses import json_response
 from mutt_app.web.api.rows import count
+from mutt_app.web.capacity import BacktestsBusy, backtest_slots
 from mutt_app.web.context import runtime
 
 # The API's own bodies; a rule's fields are the rule commands' RULE_FIELDS.
@@ -169,12 +170,17 @@ def backtest_rules() -> Response:
     Answers the changed decisions only, counted by (old rule, new rule, old handling, new handling)
     with sample correlation ids, and totals; ``truncated`` when BACKTEST_MAX_ROWS or
     BACKTEST_TIME_BUDGET_SECONDS stopped the scan (see :mod:`mutt_app.rules.backtest`). Admin only: it
-    scans up to millions of audit rows. Nothing is changed.
+    scans up to millions of audit rows. Nothing is changed. 429 with Retry-After while this process
+    already runs BACKTEST_MAX_CONCURRENT backtests (:mod:`mutt_app.web.capacity`).
     """
     body = json_body()
     fields = check_fields(body, BACKTEST_FIELDS, required=("hours", "draft"), meta=("draft",))
     draft = draft_commands.parse_draft(body["draft"])
-    return json_response(draft_commands.backtest(runtime(), draft, fields["hours"]))
+    try:
+        with backtest_slots().taken():
+            return json_response(draft_commands.backtest(runtime(), draft, fields["hours"]))
+    except BacktestsBusy as exc:
+        raise ApiError(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
 
 
 # --- stored drafts -------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ must also be acknowledged by that many replicas, else 503 with Retry-After
 (:mod:`mutt_app.web.ingest.replication`). A body with nothing valid is answered 422, never 400:
 syslog-ng resends a 400 forever and rsyslog files it as an error, and such a body will never succeed.
 
-With INGEST_API_KEY set, a wrong ``X-API-Key`` is 401 and counts against its address
+Without INGEST_API_KEY the endpoint does not start unless INGEST_ALLOW_OPEN says it is meant to be
+open (then its /health says ``"auth": "open"``). With INGEST_API_KEY set, a wrong ``X-API-Key`` is 401 and counts against its address
 (:mod:`mutt_app.web.throttle`): past WEBUI_AUTH_IP_MAX_FAILURES within WEBUI_AUTH_IP_WINDOW_SECONDS the
 address is answered 429 with Retry-After, before its key is compared, until its failures age out.
 
@@ -72,8 +73,10 @@ class Ingestor:
         self.ledger = runtime.ledger
         self.dynamic_config = runtime.dynamic_config
         if settings.ingest_api_key is None:
+            # Only with INGEST_ALLOW_OPEN (create_ingest_app refuses to start otherwise).
             log.warning(
-                "INGEST_API_KEY is not set: the ingest endpoint accepts unauthenticated posts"
+                "INGEST_API_KEY is not set and INGEST_ALLOW_OPEN is true: the ingest endpoint"
+                " is open, it accepts posts from anyone"
             )
         self.clear_addresses = throttle.ClearAddresses()
         self.publisher = BatchPublisher(
@@ -303,6 +306,8 @@ def health() -> Response:
         "service": "mutt-ingest",
         "version": VERSION,
         "timestamp": datetime.now(UTC).isoformat(),
+        # "open": no INGEST_API_KEY, by INGEST_ALLOW_OPEN; anyone who reaches it may post.
+        "auth": "open" if ingestor.settings.ingest_api_key is None else "api-key",
     }
     try:
         ingestor.redis.ping()

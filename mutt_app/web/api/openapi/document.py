@@ -63,7 +63,10 @@ ERROR_TEXT = {
     409: "Duplicate",
     415: "The body is not sent as application/json",
     422: "JSON, but not an acceptable change (unknown field, wrong type, invalid rule, no reason)",
-    429: "Too many bad API keys from this address (Retry-After says how long to wait)",
+    429: (
+        "Too many bad API keys from this address, or (POST /rules/backtest) this web process"
+        " already runs BACKTEST_MAX_CONCURRENT backtests (Retry-After says how long to wait)"
+    ),
     503: "A store (database, Redis) is unreachable",
 }
 
