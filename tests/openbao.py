@@ -170,6 +170,20 @@ class OpenBao:
         """Revoke ``token``, as an operator (or a Vault that lost its storage) would."""
         self.root().auth.token.revoke(token)
 
+    def seal(self) -> None:
+        """Seal the server, as after a restart: every request answers 503 until :meth:`unseal`."""
+        self.root().sys.seal()
+
+    def unseal(self) -> None:
+        """Unseal with the key the dev server printed at start."""
+        key = next(
+            line.split(":", 1)[1].strip()
+            for line in (self.dir / "bao.log").read_text().splitlines()
+            if line.startswith("Unseal Key:")
+        )
+        hvac.Client(url=self.url, timeout=10).sys.submit_unseal_key(key)
+        wait_for(lambda: not self.root().sys.is_sealed(), 10, "bao unsealed")
+
     def requests(self, path: str, operation: str | None = None) -> int:
         """How many requests for ``path`` ("auth/approle/login", "secret/data/mutt") the server
         answered so far, from its audit log; ``operation`` ("read", "update") narrows it."""

@@ -346,6 +346,32 @@ def test_renewer_survives_a_failed_relogin_and_retries(
         renewer.stop()
 
 
+def test_a_sealed_vault_is_a_clear_error_and_the_renewer_outlives_it(
+    bao: OpenBao, role: Role, secret_id_file: Path
+) -> None:
+    settings = vault_settings(bao, role, secret_id_file)
+    client = login(settings)
+    renewer = TokenRenewer(settings, client, interval=0.1).start()
+    bao.seal()
+    try:
+        with pytest.raises(VaultError, match=r"^AppRole login at .* failed: .*sealed") as caught:
+            login(settings)
+        assert "\n" not in str(caught.value)
+        with pytest.raises(VaultError, match=r"^reading secret/mutt failed: .*sealed") as caught:
+            read_secrets(client, "secret/mutt")
+        assert "\n" not in str(caught.value)
+        wait_for(lambda: renewer.failures >= 2, 5, "failed checks while sealed")
+        assert renewer.running
+    finally:
+        bao.unseal()
+    try:
+        # Unsealed, the renewer gets a working token again (its own, or a new login).
+        wait_for(lambda: client.is_authenticated(), 5, "a working token after the unseal")
+        assert read_secrets(client, "secret/mutt")["INGEST_API_KEY"] == "vault-ingest-key"
+    finally:
+        renewer.stop()
+
+
 def test_renewer_logs_in_again_at_the_max_ttl(bao: OpenBao, tmp_path: Path) -> None:
     # Renewals stop extending the token as it nears its max TTL; then only a new login helps.
     bao.put_secret("secret/mutt", VAULT_SECRETS)
