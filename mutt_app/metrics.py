@@ -28,6 +28,20 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 INGEST_REQUESTS = Counter(
     "mutt_ingest_requests_total", "Ingest requests by outcome", ["status", "reason"]
 )
+# At 0 from the start: Prometheus' increase() cannot count a series' first sample, so the first
+# request of an outcome after a restart would be missing from the SLO (mutt_app.watch.slo).
+INGEST_REQUESTS.labels("success", "")
+for _reason in (
+    "auth",
+    "auth_throttled",
+    "too_large",
+    "invalid_body",
+    "no_valid_events",
+    "queue_full",
+    "replication_shortfall",
+    "redis_unavailable",
+):
+    INGEST_REQUESTS.labels("fail", _reason)
 INGEST_EVENTS = Counter("mutt_ingest_events_total", "Events received by outcome", ["status"])
 INGEST_QUEUE_DEPTH = Gauge(
     "mutt_ingest_queue_depth", "Messages waiting in the classify queue", multiprocess_mode="max"
@@ -253,10 +267,13 @@ for _step in ("classify", "forward"):
 
 # --- forward to Moog ------------------------------------------------------------------------------
 MOOG_REQUESTS = Counter("mutt_moog_requests_total", "Moog webhook requests", ["status", "reason"])
+MOOG_REQUESTS.labels("success", "")  # at 0 from the start, for the SLO (as INGEST_REQUESTS)
 MOOG_LATENCY = Histogram(
     "mutt_moog_request_latency_seconds", "Moog webhook latency", buckets=LATENCY_BUCKETS
 )
 MOOG_ALERTS = Counter("mutt_moog_alerts_processed_total", "Alerts by outcome", ["status"])
+for _status in ("success", "dlq", "duplicate"):
+    MOOG_ALERTS.labels(_status)  # the forward error ratio rules divide these from the start
 MOOG_REDIRECTS = Counter(
     "mutt_moog_redirects_total", "3xx answers from Moog (not followed; dead-lettered)", ["status"]
 )

@@ -12,6 +12,7 @@ Only the *names* of secrets are ever logged, never their values.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping
 
@@ -54,11 +55,21 @@ class VaultError(RuntimeError):
     """Vault could not be used; the message is one line saying what and where."""
 
 
+_MULTIERROR_HEADING = re.compile(r"^\d+ errors? occurred:$")
+
+
+def _one_line(error: object) -> str:
+    """Vault's (and OpenBao's) Go multierror text, "1 error occurred:\\n\\t* permission denied\\n",
+    as "permission denied": the items without the heading, on one line."""
+    items = (line.strip().removeprefix("* ") for line in str(error).splitlines())
+    return "; ".join(item for item in items if item and not _MULTIERROR_HEADING.match(item))
+
+
 def _reason(exc: Exception) -> str:
     """One line about a failed Vault request, without hvac's ", on GET <url>" suffix."""
     if isinstance(exc, hvac.exceptions.VaultError):
         if exc.errors:
-            return "; ".join(str(e) for e in exc.errors)
+            return "; ".join(_one_line(e) for e in exc.errors)
         return str(exc.args[0]) if exc.args and exc.args[0] else type(exc).__name__
     if isinstance(exc, requests.ConnectionError):
         return "connection failed"

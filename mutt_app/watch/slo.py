@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -112,12 +113,16 @@ class PrometheusError(RuntimeError):
 
 
 def query_prometheus(
-    base_url: str, query: str, timeout: float = PROMETHEUS_TIMEOUT
+    base_url: str, query: str, timeout: float = PROMETHEUS_TIMEOUT, at: float | None = None
 ) -> float | None:
-    """The single value of an instant ``query`` (None for an empty result); PrometheusError else."""
+    """The single value of an instant ``query`` (None for an empty result); PrometheusError else.
+
+    ``at`` (a Unix time) is the evaluation time; Prometheus' own "now" when None.
+    """
     url = base_url.rstrip("/") + "/api/v1/query"
+    params = {"query": query} if at is None else {"query": query, "time": f"{at:.3f}"}
     try:
-        response = requests.get(url, params={"query": query}, timeout=timeout)
+        response = requests.get(url, params=params, timeout=timeout)
     except requests.RequestException as exc:
         raise PrometheusError(f"{url}: {type(exc).__name__}") from None
     try:
@@ -139,13 +144,21 @@ def query_prometheus(
     return value if math.isfinite(value) else None
 
 
-def prometheus_counts(base_url: str, metric: str, window_hours: int) -> tuple[float, float] | None:
-    """(successes, requests) of ``metric`` over the window, or None when Prometheus has no series."""
+def prometheus_counts(
+    base_url: str, metric: str, window_hours: int, at: float | None = None
+) -> tuple[float, float] | None:
+    """(successes, requests) of ``metric`` over the window ending at ``at`` (a Unix time; now when
+    None), or None when Prometheus has no series."""
+    # Both queries at one evaluation time: increase() extrapolates to the window's end, so two
+    # "now"s a moment apart scale the counts differently, and successes could exceed requests.
+    at = time.time() if at is None else at
     window = f"{window_hours}h"
-    total = query_prometheus(base_url, f"sum(increase({metric}[{window}]))")
+    total = query_prometheus(base_url, f"sum(increase({metric}[{window}]))", at=at)
     if total is None:
         return None
-    good = query_prometheus(base_url, f'sum(increase({metric}{{status="success"}}[{window}]))')
+    good = query_prometheus(
+        base_url, f'sum(increase({metric}{{status="success"}}[{window}]))', at=at
+    )
     return (good or 0.0), total
 
 
@@ -224,7 +237,9 @@ def report(
         counts: tuple[float, float] | None = None
         if prometheus_down is None:
             try:
-                counts = prometheus_counts(prometheus_url or "", metric, window_hours)
+                counts = prometheus_counts(
+                    prometheus_url or "", metric, window_hours, now.timestamp()
+                )
             except PrometheusError as exc:
                 prometheus_down = str(exc)
                 log.warning("SLO report from MUTT's counters: Prometheus failed: %s", exc)

@@ -1,17 +1,20 @@
 """The SLO report (GET /api/v1/slo, /api/v2/slo) from Prometheus and from MUTT's own counters.
 
-Prometheus is a small real HTTP server speaking its query API (tests/prometheus_server.py); the
-fallback counts come from the real ingest app writing to the real Redis.
+Prometheus is the real one (tests/prometheus.py), scraping a live stack's /metrics pages (gunicorn
+ingest, a celery worker) with the deploy kit's rules loaded; the fallback counts come from the real
+ingest app writing to the real Redis.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
@@ -20,7 +23,10 @@ from mutt_app.config import Settings
 from mutt_app.watch import slo
 from mutt_app.web import create_app, create_ingest_app
 from tests.conftest import close_web_app
-from tests.prometheus_server import PrometheusServer
+from tests.e2e.stack import Stack, StackFactory
+from tests.factories import posted_event, seed_pipeline
+from tests.prometheus import Prometheus
+from tests.services import wait_for
 
 KEY = "slo-test-key-0123456789"
 AUTH = {"X-API-Key": KEY}
@@ -39,12 +45,6 @@ def _web(settings: Settings, prometheus_url: str) -> Flask:
 
 
 @pytest.fixture
-def prometheus() -> Iterator[PrometheusServer]:
-    with PrometheusServer() as server:
-        yield server
-
-
-@pytest.fixture
 def fallback_client(settings: Settings) -> Iterator[FlaskClient]:
     app = _web(settings, NOWHERE)
     try:
@@ -60,112 +60,198 @@ def _slo(client: FlaskClient, path: str = "/api/v1/slo", status: int = 200) -> d
     return response.json
 
 
-def test_from_prometheus_with_the_specs_metrics_budget_and_burn_rate(
-    settings: Settings, prometheus: PrometheusServer
-) -> None:
-    prometheus.series = {
-        "mutt_ingest_requests_total": [
-            ({"status": "success", "reason": ""}, 9950.0),
-            ({"status": "fail", "reason": "auth"}, 30.0),
-            ({"status": "fail", "reason": "queue_full"}, 20.0),
-        ],
-        "mutt_moog_requests_total": [
-            ({"status": "success", "reason": ""}, 970.0),
-            ({"status": "fail", "reason": "500"}, 30.0),
-        ],
-    }
+def _report(settings: Settings, prometheus: Prometheus) -> dict:
     app = _web(settings, prometheus.url)
     try:
         report = _slo(app.test_client())
-        assert _slo(app.test_client(), "/api/v2/slo")["slos"] == report["slos"]
+        again = _slo(app.test_client(), "/api/v2/slo")
     finally:
         close_web_app(app)
-
-    ingest = report["slos"]["ingest_availability"]
-    assert ingest["source"] == "prometheus" and ingest["target"] == 0.995
-    assert (ingest["good"], ingest["total"]) == (9950, 10000)
-    assert ingest["actual"] == pytest.approx(0.995)
-    assert ingest["burn_rate"] == pytest.approx(1.0) and ingest["status"] == "ok"
-    assert ingest["error_budget"] == pytest.approx(0.005)
-    assert ingest["error_budget_remaining"] == pytest.approx(0.0, abs=1e-6)
-    assert ingest["compliant"] is True
-
-    forward = report["slos"]["forward_availability"]
-    assert forward["source"] == "prometheus" and forward["target"] == 0.99
-    assert forward["actual"] == pytest.approx(0.97)
-    assert forward["burn_rate"] == pytest.approx(3.0) and forward["status"] == "critical"
-    assert forward["error_budget_remaining"] == pytest.approx(-2.0)
-    assert forward["compliant"] is False
-    assert report["overall_compliant"] is False and report["window_hours"] == 24
-    assert report["fallback_reasons"] == {}
-    assert 'sum(increase(mutt_ingest_requests_total{status="success"}[24h]))' in prometheus.queries
-    assert "sum(increase(mutt_moog_requests_total[24h]))" in prometheus.queries
+    # The same report from v2; its counts a moment later (Prometheus extrapolates to the moment).
+    for name, objective in report["slos"].items():
+        assert again["slos"][name]["source"] == objective["source"]
+        actual = objective["actual"]
+        assert again["slos"][name]["actual"] == (actual and pytest.approx(actual, abs=1e-9))
+    return report
 
 
-def test_window_and_targets_come_from_the_dynamic_config(
-    settings: Settings, prometheus: PrometheusServer
+def _post(stack: Stack, message: str, key: str = INGEST_KEY) -> int:
+    body = json.dumps([posted_event(message, hostname="slo-router")])
+    headers = {"Content-Type": "application/json", "X-API-Key": key}
+    return stack.post(body, **headers).status_code
+
+
+def _post_invalid(stack: Stack) -> int:
+    headers = {"Content-Type": "application/json", "X-API-Key": INGEST_KEY}
+    return stack.post(json.dumps([{"hostname": "no-message"}]), **headers).status_code
+
+
+def _scraped(prometheus: Prometheus, expr: str, value: float) -> None:
+    """Wait until Prometheus has scraped ``expr`` at ``value`` (the stack's final count)."""
+    wait_for(lambda: prometheus.value(expr) == value, 15, f"{expr} == {value} in Prometheus")
+
+
+def _extrapolated(answer: float, counted: int) -> bool:
+    """Whether Prometheus' increase() is ``counted``, give or take its extrapolation.
+
+    Every series starts at 0 (the counters' labels are initialised), so increase() extrapolates
+    only past the last sample, by at most half a scrape interval over at least one: x1 to x1.5.
+    """
+    return counted <= answer <= counted * 1.5 + 1e-9
+
+
+@pytest.mark.slow
+def test_from_prometheus_scraping_a_live_stack(
+    settings: Settings, make_stack: StackFactory, redis_client: redis.Redis
 ) -> None:
-    prometheus.series = {
-        "mutt_ingest_requests_total": [({"status": "success"}, 98.0), ({"status": "fail"}, 2.0)],
-        "mutt_moog_requests_total": [({"status": "success"}, 10.0)],
+    stack = make_stack(INGEST_API_KEY=INGEST_KEY)
+    seed_pipeline(stack.engine)
+    jobs = {
+        "mutt-ingest": [f"127.0.0.1:{stack.ingest_port}"],
+        "mutt-worker": [f"127.0.0.1:{stack.metrics_port}"],
     }
-    app = _web(settings, prometheus.url)
-    try:
-        client = app.test_client()
-        changed = client.put(
-            "/api/v2/config",
-            json={"slo_window_hours": 6, "slo_ingest_success_target": 0.96, "reason": "test"},
-            headers=AUTH,
+    with Prometheus(jobs) as prometheus:  # first: it takes seconds to pick its targets up
+        stack.start_sink().start_ingest()
+        stack.start_worker()
+        prometheus.wait_scraped()  # every counter seen at 0 before any traffic
+        for i in range(3):
+            assert _post(stack, f"CRITICAL link {i} down") == 200
+        assert _post(stack, "CRITICAL wrong key", key="not-the-key") == 401
+        assert _post_invalid(stack) == 422
+        stack.wait_sink(3)
+        good, total = slo.counted(redis_client, "forward", 2)  # what the forward task counted
+        assert good == total >= 1
+        _scraped(prometheus, "sum(mutt_ingest_requests_total)", 5)
+        _scraped(prometheus, "sum(mutt_moog_requests_total)", total)
+
+        report = _report(settings, prometheus)
+
+        ingest = report["slos"]["ingest_availability"]
+        assert ingest["source"] == "prometheus" and ingest["target"] == 0.995
+        # Every answer that is not a success counts against availability: 3 of 5.
+        assert ingest["actual"] == pytest.approx(0.6)
+        assert _extrapolated(ingest["total"], 5) and _extrapolated(ingest["good"], 3)
+        assert ingest["burn_rate"] == pytest.approx(0.4 / 0.005)
+        assert ingest["status"] == "critical" and ingest["compliant"] is False
+        # The same requests as MUTT's own counters saw.
+        assert slo.counted(redis_client, "ingest", 2) == (3, 5)
+
+        forward = report["slos"]["forward_availability"]
+        assert forward["source"] == "prometheus" and forward["actual"] == 1.0
+        assert _extrapolated(forward["total"], total) and forward["status"] == "ok"
+        assert report["overall_compliant"] is False and report["window_hours"] == 24
+        assert report["fallback_reasons"] == {}
+        asked = prometheus.queries()
+        assert 'sum(increase(mutt_ingest_requests_total{status="success"}[24h]))' in asked
+        assert "sum(increase(mutt_ingest_requests_total[24h]))" in asked
+        assert "sum(increase(mutt_moog_requests_total[24h]))" in asked
+
+        # The deploy kit's recording rules, on the same data: a 401 or a 422 is the sender's fault
+        # and costs no error budget there, and every alert was delivered.
+        wait_for(
+            lambda: prometheus.value("mutt:forward_error_ratio:rate5m") is not None,
+            10,
+            "the recording rules evaluated",
         )
-        assert changed.status_code == 200, changed.json
-        report = _slo(client)
+        assert prometheus.value("mutt:ingest_error_ratio:rate5m") == 0
+        assert prometheus.value("mutt:forward_error_ratio:rate5m") == 0
+
+
+@pytest.mark.slow
+def test_a_shedding_ingest_burns_the_budget_in_the_report_and_the_alert_rules(
+    settings: Settings, make_stack: StackFactory
+) -> None:
+    # No worker: the classify queue fills up after two requests, and ingest answers 503.
+    stack = make_stack(INGEST_API_KEY=INGEST_KEY, MAX_INGEST_QUEUE_SIZE="2")
+    with Prometheus({"mutt-ingest": [f"127.0.0.1:{stack.ingest_port}"]}) as prometheus:
+        stack.start_ingest()
+        prometheus.wait_scraped()
+        answers = [_post(stack, f"CRITICAL fan {i} failed") for i in range(5)]
+        accepted, shed = answers.count(200), answers.count(503)
+        assert accepted >= 1 and shed >= 1 and answers == [200] * accepted + [503] * shed
+        _scraped(prometheus, "sum(mutt_ingest_requests_total)", 5)
+
+        app = _web(settings, prometheus.url)
+        try:
+            client = app.test_client()
+            changed = client.put(
+                "/api/v2/config",
+                json={"slo_window_hours": 6, "slo_ingest_success_target": 0.4, "reason": "test"},
+                headers=AUTH,
+            )
+            assert changed.status_code == 200, changed.json
+            report = _slo(client)
+        finally:
+            close_web_app(app)
+
         assert report["window_hours"] == 6
         ingest = report["slos"]["ingest_availability"]
-        assert ingest["target"] == 0.96 and ingest["burn_rate"] == pytest.approx(0.5)
-        assert ingest["status"] == "ok" and ingest["error_budget_remaining"] == pytest.approx(0.5)
-        assert "sum(increase(mutt_ingest_requests_total[6h]))" in prometheus.queries
-        assert _slo(client, "/api/v1/slo?window_hours=48")["window_hours"] == 48
-        for bad in ("0", "721", "day"):
-            error = _slo(client, f"/api/v1/slo?window_hours={bad}", status=400)
-            assert error["details"]["parameter"] == "window_hours"
-    finally:
-        close_web_app(app)
+        assert ingest["source"] == "prometheus" and ingest["target"] == 0.4
+        assert ingest["actual"] == pytest.approx(accepted / 5)
+        assert ingest["burn_rate"] == pytest.approx(shed / 5 / 0.6)
+        assert ingest["compliant"] is (accepted / 5 >= 0.4)
+        assert "sum(increase(mutt_ingest_requests_total[6h]))" in prometheus.queries()
+        # The forward counter is served at 0 by ingest too: Prometheus has it, with no requests.
+        forward = report["slos"]["forward_availability"]
+        assert (forward["source"], forward["status"]) == ("prometheus", "no_data")
+
+        # The deploy kit's fast-burn alert fires on the same data (503s are ingest's fault).
+        def burning() -> bool:
+            alerts = prometheus.api("alerts")["alerts"]
+            return any(
+                a["labels"]["alertname"] == "MuttIngestSLOBurnFast" and a["state"] == "firing"
+                for a in alerts
+            )
+
+        wait_for(burning, 15, "MuttIngestSLOBurnFast firing", interval=0.2)
+        assert prometheus.value("mutt:ingest_error_ratio:rate5m") == pytest.approx(shed / 5)
 
 
-def test_a_failing_prometheus_falls_back_to_mutt_counters(
-    settings: Settings, prometheus: PrometheusServer, redis_client: redis.Redis
+def _queries_answered(prometheus: Prometheus) -> float:
+    """How many instant queries Prometheus was sent, from its own /metrics page."""
+    page = requests.get(f"{prometheus.url}/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in page.splitlines()
+        if line.startswith("prometheus_http_requests_total{") and 'handler="/api/v1/query"' in line
+    )
+
+
+def test_an_overloaded_prometheus_falls_back_to_mutt_counters(
+    settings: Settings, redis_client: redis.Redis
 ) -> None:
+    # A real 503: no query slot is ever free, so each query times out in Prometheus' queue.
     for success in (True, True, True, False):
         slo.record(redis_client, "ingest", success)
-    prometheus.fail_with = 503
-    app = _web(settings, prometheus.url)
-    try:
-        report = _slo(app.test_client())
-    finally:
-        close_web_app(app)
+    options = ("--query.max-concurrency=0", "--query.timeout=1s")
+    with Prometheus({}, rules=False, options=options) as prometheus:
+        report = _report(settings, prometheus)
+        asked = _queries_answered(prometheus)
+
     ingest = report["slos"]["ingest_availability"]
     assert ingest["source"] == "mutt_counters" and (ingest["good"], ingest["total"]) == (3, 4)
     assert ingest["actual"] == 0.75 and ingest["status"] == "critical"
-    assert "answered 503" in report["fallback_reasons"]["ingest_availability"]
-    assert len(prometheus.queries) == 1  # once down, not asked again for the next SLO
+    reason = report["fallback_reasons"]["ingest_availability"]
+    assert "answered 503: query timed out in query queue" in reason
+    assert report["fallback_reasons"]["forward_availability"] == reason
+    # Once down, not asked again for the next SLO: one query per report (v1, then v2).
+    assert asked == 2
 
 
 def test_an_slo_prometheus_has_no_series_for_comes_from_the_counters(
-    settings: Settings, prometheus: PrometheusServer, redis_client: redis.Redis
+    settings: Settings, redis_client: redis.Redis
 ) -> None:
-    prometheus.series = {"mutt_ingest_requests_total": [({"status": "success"}, 5.0)]}
+    # A Prometheus that scrapes no MUTT process (yet): it answers, with nothing.
     slo.record(redis_client, "forward", True)
     slo.record(redis_client, "forward", False)
-    app = _web(settings, prometheus.url)
-    try:
-        report = _slo(app.test_client())
-    finally:
-        close_web_app(app)
-    assert report["slos"]["ingest_availability"]["source"] == "prometheus"
+    with Prometheus({}, rules=False) as prometheus:
+        report = _report(settings, prometheus)
     forward = report["slos"]["forward_availability"]
     assert forward["source"] == "mutt_counters" and forward["actual"] == 0.5
+    assert report["slos"]["ingest_availability"]["source"] == "mutt_counters"
     assert report["fallback_reasons"] == {
-        "forward_availability": "Prometheus has no mutt_moog_requests_total series"
+        "ingest_availability": "Prometheus has no mutt_ingest_requests_total series",
+        "forward_availability": "Prometheus has no mutt_moog_requests_total series",
     }
 
 
