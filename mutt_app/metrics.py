@@ -302,6 +302,26 @@ QUEUE_DEPTH = Gauge(
 )
 DLQ_DEPTH = Gauge("mutt_dlq_depth", "Dead letters waiting", ["task"], multiprocess_mode="max")
 POISON_DEPTH = Gauge("mutt_poison_depth", "Items remediation gave up on", multiprocess_mode="max")
+# The quick reference's per-stage names for mutt_dlq_depth{task}, sampled with it.
+ALERTER_DLQ_DEPTH = Gauge(
+    "mutt_alerter_dlq_depth", "Dead letters of classification waiting", multiprocess_mode="max"
+)
+MOOG_DLQ_DEPTH = Gauge(
+    "mutt_moog_dlq_depth", "Dead letters of forwarding to Moog waiting", multiprocess_mode="max"
+)
+# The quick reference's processing lists are, under Celery, the messages a worker holds: delivered
+# to it and not yet acknowledged (running, or waiting for a countdown). Each worker sets its own
+# count (mutt_app.redelivery); livesum adds up the live workers of a host.
+ALERTER_PROCESSING_DEPTH = Gauge(
+    "mutt_alerter_processing_list_depth",
+    "Classify messages this host's workers hold (delivered, not yet acknowledged)",
+    multiprocess_mode="livesum",
+)
+MOOG_PROCESSING_DEPTH = Gauge(
+    "mutt_moog_processing_list_depth",
+    "Forward messages (both lanes) this host's workers hold (delivered, not yet acknowledged)",
+    multiprocess_mode="livesum",
+)
 BROKER_LEASE_RENEWAL_FAILURES = Counter(
     "mutt_broker_lease_renewal_failures_total",
     "Renewals of a worker's hold on its unacked messages that failed (mutt_app.redelivery)",
@@ -314,6 +334,12 @@ REMEDIATION_SCAN = Histogram(
 )
 
 # --- web UI ----------------------------------------------------------------------------------------
+WEBUI_REDIS_SCAN_LATENCY = Histogram(
+    "mutt_webui_redis_scan_latency_seconds",
+    "Time the dashboard spends reading its figures from Redis (queues, circuit, flapping, quiet"
+    " hosts), per computation",
+    buckets=LATENCY_BUCKETS,
+)
 WEBUI_DB_QUERY_LATENCY = Histogram(
     "mutt_webui_db_query_latency_ms",
     "Dashboard database query latency in milliseconds",

@@ -34,10 +34,11 @@ from celery import bootsteps
 from redis.exceptions import RedisError
 
 from mutt_app import metrics
+from mutt_app.names import CLASSIFY_QUEUE, FORWARD_QUEUES
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LeaseRenewal", "held_tags", "renew", "renew_interval"]
+__all__ = ["LeaseRenewal", "held_queues", "held_tags", "renew", "renew_interval"]
 
 # Renewals per lease: one or two missed renewals (a slow Redis answer, a busy event loop) must not
 # let a live worker's messages pass for a dead one's.
@@ -62,12 +63,32 @@ def held_tags(channel: Any) -> list[str]:
     return []
 
 
+def held_queues(channel: Any, tags: list[str]) -> list[str]:
+    """The queue of each held message of ``tags`` (its routing key: each queue is routed by its
+    own name, celeryconfig.task_queues); a tag acked meanwhile is left out."""
+    delivered = channel.qos._delivered
+    queues = []
+    for tag in tags:
+        message = delivered.get(tag)
+        if message is not None:
+            queues.append(str(message.delivery_info.get("routing_key", "")))
+    return queues
+
+
+def record_held(channel: Any, tags: list[str]) -> None:
+    """Set the processing-list gauges: the classify and forward messages this worker holds."""
+    queues = held_queues(channel, tags)
+    metrics.ALERTER_PROCESSING_DEPTH.set(queues.count(CLASSIFY_QUEUE))
+    metrics.MOOG_PROCESSING_DEPTH.set(sum(queues.count(q) for q in FORWARD_QUEUES))
+
+
 def renew(channel: Any, now: float | None = None) -> int:
     """Score every message ``channel``'s worker holds at ``now``; the number renewed.
 
     ``XX``: a tag no longer in the index was acked or restored meanwhile, and must not come back.
     """
     tags = held_tags(channel)
+    record_held(channel, tags)  # in memory: the renewal's cadence keeps the gauges a lease fresh
     if not tags:
         return 0
     stamp = time.time() if now is None else now

@@ -74,6 +74,12 @@ class PipelineSettings(BaseModel):
 
     # --- classification --------------------------------------------------------------------
     alerter_max_retries: Positive = 3
+    alerter_queue_warn_threshold: Annotated[int, Field(ge=1, le=2**31 - 1)] = 1000
+    """Ticket lane (mutt.forward) length, in forward tasks, at which classify warns. The default of
+    the dynamic key of the same name, which overrides it at run time."""
+    alerter_queue_shed_threshold: Annotated[int, Field(ge=1, le=2**31 - 1)] = 2000
+    """Ticket lane length at which classify sheds Ticket_only alerts (never pages); likewise the
+    default of its dynamic key."""
     cache_reload_interval: Positive = 300
     unhandled_prefix: str = "mutt:unhandled"
     unhandled_threshold: Positive = 100

@@ -2,7 +2,7 @@
 
 "Was this alert sent, when, and what did Moog say" is answered from here: one Redis list per alert
 (``mutt:moog:history:<external_id>``), one JSON entry per attempt (time, HTTP status or error, the
-forward task and the size of the batch it went in), the newest MAX_ENTRIES kept, the whole list
+forward task, the size of the batch it went in and, for a retry, the seconds until the next), the newest MAX_ENTRIES kept, the whole list
 expiring MOOG_DELIVERY_HISTORY_SECONDS after its last attempt.
 
 Redis rather than a table: the entries are written on the forward hot path, in the same pipeline that
@@ -45,9 +45,12 @@ def entry(
     error: str = "",
     task_id: str = "",
     batch_size: int = 1,
+    retry_in: float | None = None,
 ) -> dict[str, Any]:
-    """One attempt: ``outcome`` is delivered, retry, rejected or dead_lettered."""
-    return {
+    """One attempt: ``outcome`` is delivered, retry, rejected or dead_lettered. A retry that was
+    scheduled has ``retry_in``, the seconds until the next attempt (backoff or Retry-After); a
+    retry past MOOG_MAX_RETRIES has none (the dead letter follows)."""
+    item = {
         "at": datetime.now(UTC).isoformat(),
         "outcome": outcome,
         "status": status,
@@ -55,6 +58,9 @@ def entry(
         "task_id": task_id,
         "batch_size": batch_size,
     }
+    if retry_in is not None:
+        item["retry_in"] = round(retry_in, 3)
+    return item
 
 
 def queue_entries(pipe: Pipeline, keys: Iterable[str], item: dict[str, Any], ttl: int) -> None:

@@ -146,8 +146,11 @@ def _poison(session: Session, letter: DeadLetter, reason: str) -> None:
 
 def _sample_depths(runtime: Runtime) -> None:
     with runtime.sessions() as session:
-        for task in TASK_SOURCES:
-            metrics.DLQ_DEPTH.labels(task).set(deadletters.count(session, task_name=task))
+        depths = {task: deadletters.count(session, task_name=task) for task in TASK_SOURCES}
+        for task, depth in depths.items():
+            metrics.DLQ_DEPTH.labels(task).set(depth)
+        metrics.ALERTER_DLQ_DEPTH.set(depths[CLASSIFY_TASK])
+        metrics.MOOG_DLQ_DEPTH.set(depths[FORWARD_TASK])
         metrics.POISON_DEPTH.set(deadletters.count(session, poison=True))
     for queue in WORK_QUEUES:
         metrics.QUEUE_DEPTH.labels(queue).set(runtime.redis.llen(queue))

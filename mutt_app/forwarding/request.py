@@ -14,6 +14,12 @@ Only a real delivery counts:
   (``unreadable``) takes none: the batch is dead-lettered with the answer as the reason, to replay
   once it is understood, rather than counted as sent on a body that may not be Moog's (a proxy's
   login page) or retried blind into a Moog that may already have it.
+
+What may pass later is retried (``retry``): a connection refused or reset, a read timeout past
+MOOG_WEBHOOK_TIMEOUT, a 5xx, a 408 (Moog gave up waiting for the request) and a 429. The wait before
+the next attempt is the exponential backoff (:func:`backoff`), except where a 429 or a 503 says
+``Retry-After`` (seconds or an HTTP date): that is honoured, capped at MOOG_RETRY_MAX_DELAY so that
+an absurd answer cannot hold alerts for hours.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -32,11 +40,15 @@ from mutt_app import metrics
 from mutt_app.forwarding.answer import read_answer
 from mutt_app.forwarding.moog import request_body
 
-__all__ = ["Failure", "Posted", "backoff", "jitter", "post"]
+__all__ = ["Failure", "Posted", "backoff", "jitter", "post", "retry_after"]
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = {408, 429}
+# The answers whose Retry-After says when to come back (RFC 9110, 10.2.3).
+RETRY_AFTER_STATUSES = {429, 503}
+# The shortest Retry-After wait: "0" must not make a hot loop.
+SHORTEST_RETRY_AFTER = 0.1
 
 
 @dataclass
@@ -111,7 +123,11 @@ def post(
     metrics.MOOG_REQUESTS.labels("fail", str(status)).inc()
     detail = f"Moog answered {status}: {response.text[:300]}"
     if status >= 500 or status in RETRYABLE_STATUSES:
-        wait = _retry_after(response) if status == 429 else None
+        wait = (
+            retry_after(response.headers.get("Retry-After", ""), settings.moog_retry_max_delay)
+            if status in RETRY_AFTER_STATUSES
+            else None
+        )
         failure = Failure(
             "retry",
             alerts,
@@ -216,9 +232,22 @@ def jitter(seconds: float, fraction: float) -> float:
     return seconds * random.uniform(1 - fraction, 1 + fraction)
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    try:
-        return min(max(float(value), 0.1), 60.0)
-    except ValueError:
+def retry_after(value: str, longest: float, now: datetime | None = None) -> float | None:
+    """The seconds a ``Retry-After`` header ``value`` asks for (delay-seconds or an HTTP date),
+    between SHORTEST_RETRY_AFTER and ``longest``; None if it says nothing readable."""
+    value = value.strip()
+    if not value:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # an HTTP date is GMT; a malformed one may name no zone
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, SHORTEST_RETRY_AFTER), longest)

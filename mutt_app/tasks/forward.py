@@ -146,10 +146,11 @@ def _forward(
             for part in (failure.alerts[:half], failure.alerts[half:]):
                 _again(self, runtime, part, 0, attempts, first_failed_at, replays)
             counts["split"] = len(failure.alerts)
-        elif failure.status == "retry" and attempts + 1 <= runtime.settings.moog_max_retries:
+        elif failure.status == "retry" and retries_left(runtime.settings, attempts):
             metrics.MOOG_RETRIES.labels(failure.error_type or "error").inc()
-            wait = min(failure.wait, LONGEST_COUNTDOWN_SECONDS)
-            _again(self, runtime, failure.alerts, wait, attempts + 1, first_failed_at, replays)
+            _again(
+                self, runtime, failure.alerts, failure.wait, attempts + 1, first_failed_at, replays
+            )
             counts["retry"] = len(failure.alerts)
         else:
             if failure.status == "retry":
@@ -188,6 +189,11 @@ def _again(
         queue=lanes.queue_for(alerts[0]),
         argsrepr=f"({len(alerts)} alerts)",
     )
+
+
+def retries_left(settings: Any, attempts: int) -> bool:
+    """Whether a batch whose post failed for the ``attempts + 1``-th time is tried again."""
+    return attempts + 1 <= settings.moog_max_retries
 
 
 def outbox_key(alert: dict[str, Any]) -> str:
@@ -338,6 +344,10 @@ def deliver(
         delivery_history.queue_entries(pipe, taken_keys, item, ttl)
     if failure is not None:
         result.failure = failure
+        retry_in = None
+        if failure.status == "retry":
+            failure.wait = min(failure.wait, LONGEST_COUNTDOWN_SECONDS)
+            retry_in = failure.wait if retries_left(settings, attempts) else None
         for alert in failure.alerts:  # each with its own reason where Moog gave one
             key = outbox_key(alert)
             item = delivery_history.entry(
@@ -346,10 +356,13 @@ def deliver(
                 error=failure.reason_for(key),
                 task_id=task_id,
                 batch_size=len(claimed),
+                retry_in=retry_in,
             )
             delivery_history.queue_entries(pipe, [key], item, ttl)
     pipe.delete(*inflight)
     limiter.finish(slot, pipe)
+    # What says Moog is failing counts toward the breaker: a connection refused, a read timeout, a
+    # 5xx, a 408. A 429 does not: Moog is up and asks for less, which the retry's wait gives it.
     failed = failure is not None and failure.status == "retry" and failure.error_type != "429"
     breaker.queue_verdict(pipe, failed, threshold, open_seconds)
     state = breaker.state_after(pipe.execute()[-1])

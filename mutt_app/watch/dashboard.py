@@ -28,6 +28,9 @@ from what the pipeline already records, not from counters of its own:
 - DLQ depth and poison count: the ``dead_letters`` and ``poison_letters`` tables;
 - the circuit breaker's state (Redis) with its threshold and timeout (dynamic configuration).
 
+The Redis reads (queues, circuit, flapping pairs, quiet hosts) are timed together as
+``mutt_webui_redis_scan_latency_seconds``, the quick reference's name for the web UI's Redis reads.
+
 The whole answer is cached in Redis under ``mutt:metrics:cached`` for METRICS_CACHE_TTL seconds,
 shared by every web process. If Redis is down the answer is computed without the cache (and
 without the Redis figures, which are null); if the database is down its figures are null. Either
@@ -369,10 +372,13 @@ def collect(
         "window_seconds": WINDOWS,
     }
     try:
+        started = time.perf_counter()
         body["queues"] = queue_depths(client)
         body["circuit_breaker"] = circuit(client, settings)
         body["flapping_count"], body["flapping_pairs"] = flapping.open_pairs(client, TOP_LIMIT)
         quiet = heartbeat_quiet.quiet_hosts(client)
+        # Reads that answered only: an unreachable Redis is counted in errors, not as latency.
+        metrics.WEBUI_REDIS_SCAN_LATENCY.observe(time.perf_counter() - started)
         body["heartbeat_quiet_count"] = len({q["host"] for q in quiet})
         body["heartbeat_quiet_hosts"] = quiet[:TOP_LIMIT]
     except (redis.RedisError, OSError) as exc:

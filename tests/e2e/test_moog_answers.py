@@ -9,11 +9,9 @@ receives nothing.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -26,6 +24,7 @@ from mutt_app.ledger import OUTBOX, Ledger
 from tests.e2e.alerts import publish_alerts
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import FORWARD_QUEUES, Stack
+from tests.moog_stand_in import StandIn
 from tests.services import wait_for
 
 FAST = {
@@ -38,60 +37,16 @@ FAST = {
 MARKER = "REFUSE-ME"
 
 
-class StandIn:
-    """An HTTP server that records each request's events and answers as ``answer`` says."""
-
-    def __init__(self, answer: Any) -> None:
-        self.answer = answer  # (events) -> (status, headers, body)
-        self.requests: list[list[dict[str, Any]]] = []
-        self.lock = threading.Lock()
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                body = json.loads(raw) if raw else {}
-                events = body.get("events", []) if isinstance(body, dict) else body
-                with stand_in.lock:
-                    stand_in.requests.append(events)
-                status, headers, text = stand_in.answer(events)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(text)))
-                self.end_headers()
-                self.wfile.write(text)
-
-            do_POST = do_GET = do_PUT = _handle
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/webhook"
-
-    def events(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [event for request in self.requests for event in request]
-
-
 @pytest.fixture
 def stand_ins() -> Iterator[list[StandIn]]:
     started: list[StandIn] = []
     yield started
     for stand_in in started:
-        stand_in.server.shutdown()
-        stand_in.server.server_close()
+        stand_in.stop()
 
 
 def _start(stand_ins: list[StandIn], answer: Any) -> StandIn:
-    stand_in = StandIn(answer)
-    stand_in.thread.start()
+    stand_in = StandIn(answer).start()
     stand_ins.append(stand_in)
     return stand_in
 

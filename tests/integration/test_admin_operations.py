@@ -101,6 +101,8 @@ def test_a_forward_dead_letter_shows_the_alerts_delivery_history(
         session.flush()
         letter_id = letter.id
     pipe = redis.Redis.from_url(settings.redis_url).pipeline()
+    retried = delivery_history.entry("retry", status=503, task_id="t-0", retry_in=1.5)
+    delivery_history.queue_entries(pipe, [ALERT["external_id"]], retried, 60)
     for outcome, size in (("rejected", 20), ("rejected", 1), ("dead_lettered", 1)):
         attempt = delivery_history.entry(
             outcome, status=400, error="Moog answered 400: bad severity", task_id="t-1",
@@ -113,6 +115,7 @@ def test_a_forward_dead_letter_shows_the_alerts_delivery_history(
     assert 'id="delivery-history"' in page and "Not sent to Moog." in page
     assert page.count("<td>rejected</td>") == 2 and "<td>dead_lettered</td>" in page
     assert "<td>20</td>" in page and "<code>t-1</code>" in page
+    assert "<td>retry (again in 1.5 s)</td>" in page
 
 
 def test_an_operator_replays_with_a_reason_and_the_replay_is_audited(

@@ -59,3 +59,20 @@ def test_delete_restores_the_default_and_list_shows_overrides(redis_client: redi
 def test_unreachable_redis_uses_the_default(redis_client: redis.Redis) -> None:
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
     assert DynamicConfig(dead, SETTINGS).get("moog_rate_limit") == 40
+
+
+def test_the_seed_shed_thresholds_are_read_from_the_environment_and_a_key_overrides_them(
+    redis_client: redis.Redis,
+) -> None:
+    settings = load_settings(
+        {"ALERTER_QUEUE_WARN_THRESHOLD": "30", "ALERTER_QUEUE_SHED_THRESHOLD": "60"}
+    )
+    config = DynamicConfig(redis_client, settings, cache_ttl=0)
+    assert config.get("alerter_queue_warn_threshold") == 30
+    assert config.get("alerter_queue_shed_threshold") == 60
+    config.set("alerter_queue_shed_threshold", 45)
+    assert config.get("alerter_queue_shed_threshold") == 45
+    config.delete("alerter_queue_shed_threshold")
+    assert config.get("alerter_queue_shed_threshold") == 60
+    with pytest.raises(ValueError, match="ALERTER_QUEUE_SHED_THRESHOLD"):
+        load_settings({"ALERTER_QUEUE_SHED_THRESHOLD": "0"})

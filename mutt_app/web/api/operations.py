@@ -7,7 +7,7 @@
   cannot be replayed (it is left in place).
 - ``GET /alerts/<correlation_id>/deliveries`` (a UUID, else 400): was this alert sent to Moog, when, and what did Moog
   say: ``{correlation_id, sent, sent_at, attempts}``, each attempt ``{at, outcome, status, error,
-  task_id, batch_size}`` (:mod:`mutt_app.forwarding.history`; kept MOOG_DELIVERY_HISTORY_SECONDS).
+  task_id, batch_size}`` (a scheduled retry also ``retry_in``, seconds) (:mod:`mutt_app.forwarding.history`; kept MOOG_DELIVERY_HISTORY_SECONDS).
   404 when MUTT has no trace of a delivery of that id (never forwarded, or forgotten).
 - ``GET /config``: every dynamic setting with its value, whether it is overridden, and its help.
 - ``PUT /config``: ``{"<name>": value, ..., "reason": "..."}``, each value of the setting's JSON type

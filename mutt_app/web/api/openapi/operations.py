@@ -14,6 +14,7 @@ from mutt_app.web.api.openapi.schema import (
     NULLABLE_STR,
     NULLABLE_TIMESTAMP,
     NULLABLE_UUID,
+    NUMBER,
     OFFSET,
     QUERY_TEXT,
     STR,
@@ -67,11 +68,21 @@ def schemas() -> Schema:
         "DeliveryAttempt": object_schema(
             {
                 "at": TIMESTAMP,
-                "outcome": {"enum": ["delivered", "retry", "rejected", "dead_lettered"]},
+                "outcome": {
+                    "enum": [
+                        "delivered",
+                        "retry",
+                        "rejected",
+                        "redirected",
+                        "unreadable",
+                        "dead_lettered",
+                    ]
+                },
                 "status": NULLABLE_INT,
                 "error": STR,
                 "task_id": STR,
                 "batch_size": INT,
+                "retry_in": NUMBER,
             },
             ["at", "outcome", "status", "error", "task_id", "batch_size"],
         ),
