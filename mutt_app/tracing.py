@@ -47,7 +47,8 @@ tracer = trace.get_tracer("mutt_app", VERSION)
 """The tracer of MUTT's own spans (a no-op until :func:`start` sets the provider)."""
 
 # Probes and Prometheus call these all day; a trace each would bury the batches.
-DEFAULT_FLASK_EXCLUDED_URLS = "/health$,/metrics$"
+# (The full URL is matched: /api/v2/metrics, the dashboard's figures, stays traced.)
+DEFAULT_FLASK_EXCLUDED_URLS = r"://[^/]+/(health|metrics)(\?.*)?$"
 
 _started_in: int | None = None  # the pid of the process whose provider is set
 

@@ -5,8 +5,9 @@ opentelemetry-proto, and each span is kept as a :class:`ReceivedSpan` (service, 
 attributes as Python values, links); the answer is an empty ``ExportTraceServiceResponse``. Anything
 else is a 404 or a 400, as a collector would answer.
 
-Run alone (``python -m tests.otlp_receiver [PORT]``, default 4318) it counts what arrives and drops it:
-a collector to point OTEL_EXPORTER_OTLP_ENDPOINT at while measuring tracing's cost (BENCHMARKS.md).
+Run alone (``python -m tests.otlp_receiver [PORT]``, default 4318) it counts the exports and their
+bytes and drops them undecoded: a cheap collector to point OTEL_EXPORTER_OTLP_ENDPOINT at while
+measuring tracing's cost (BENCHMARKS.md, "Tracing").
 """
 
 from __future__ import annotations
@@ -82,11 +83,13 @@ def spans_of(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
 
 
 class OtlpReceiver:
-    """The receiver on 127.0.0.1 (a free port unless given): ``with OtlpReceiver() as otlp:``."""
+    """The receiver on 127.0.0.1 (a free port unless given): ``with OtlpReceiver() as otlp:``.
+    ``keep`` false: count the exports, decode nothing."""
 
     def __init__(self, port: int = 0, keep: bool = True) -> None:
         self.keep = keep
-        self.received = 0
+        self.exports = 0
+        self.bytes = 0
         self._spans: list[ReceivedSpan] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
@@ -108,10 +111,16 @@ class OtlpReceiver:
         return [s for s in self.spans() if s.trace_id == trace_id]
 
     def add(self, spans: list[ReceivedSpan]) -> None:
+        """Keep the spans of one export."""
         with self._lock:
-            self.received += len(spans)
-            if self.keep:
-                self._spans.extend(spans)
+            self.exports += 1
+            self._spans.extend(spans)
+
+    def count(self, size: int) -> None:
+        """Count one export of ``size`` bytes, not decoded (``keep`` false)."""
+        with self._lock:
+            self.exports += 1
+            self.bytes += size
 
     def __enter__(self) -> OtlpReceiver:
         self._thread.start()
@@ -128,6 +137,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        receiver = self.server.receiver  # type: ignore[attr-defined]
+        if not receiver.keep:  # a sink for measuring the senders: take it, spend nothing on it
+            receiver.count(len(body))
+            self._answer()
+            return
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
         request = ExportTraceServiceRequest()
@@ -136,7 +150,10 @@ class _Handler(BaseHTTPRequestHandler):
         except DecodeError:
             self.send_error(400)
             return
-        self.server.receiver.add(spans_of(request))  # type: ignore[attr-defined]
+        receiver.add(spans_of(request))
+        self._answer()
+
+    def _answer(self) -> None:
         answer = ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
@@ -154,4 +171,4 @@ if __name__ == "__main__":
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
-            print(f"{otlp.received} spans received")
+            print(f"{otlp.exports} exports, {otlp.bytes} bytes received")
