@@ -79,8 +79,10 @@ def test_a_senders_trace_reaches_the_moog_request_through_every_stage(
         OTEL_ENABLED="true",
         OTEL_EXPORTER_OTLP_ENDPOINT=otlp.endpoint,
         OTEL_BSP_SCHEDULE_DELAY="100",  # export within a tenth of a second, not five
-        # Long enough that two requests posted together share one publishing round.
-        INGEST_LINGER_MS="400",
+        # Two requests posted together share one publishing round: a round goes out when it has
+        # two events, or a second after its first request (the longest linger).
+        CLASSIFY_BATCH_SIZE="2",
+        INGEST_LINGER_MS="1000",
     )
     seed_pipeline(stack.engine)  # rule 1 forwards "CRITICAL ..." (Page_and_ticket)
     stack.start_sink().start_ingest()
@@ -168,13 +170,13 @@ def test_a_senders_trace_reaches_the_moog_request_through_every_stage(
         thread.join(30)
     assert len(cids) == 2
     [(_, first, _), (_, second, _)] = posts
-    wait_for(
-        lambda: any(
-            s.name == "run/mutt.classify_event" for t in (first, second) for s in otlp.trace(t)
-        ),
-        30,
-        "the shared round's classify span",
-    )
+
+    def both_traced() -> bool:
+        spans = [s for t in (first, second) for s in otlp.trace(t)]
+        names = [s.name for s in spans]
+        return names.count("POST /api/v2/ingest") == 2 and "run/mutt.classify_event" in names
+
+    wait_for(both_traced, 30, "both requests' spans and the shared round's classify span")
     requests_by_trace = {t: _one(otlp.trace(t), "POST /api/v2/ingest") for t in (first, second)}
     [round_span] = [
         s for t in (first, second) for s in otlp.trace(t) if s.name == "mutt.ingest.publish"
