@@ -80,8 +80,8 @@ def start(
         FlaskInstrumentor.instrument_app(flask_app, excluded_urls=excluded)
     if celery_app is not None:
         # The instrumentation looks a published task up by name in the current app's registry; a
-        # task it cannot find gets a publish span that is never ended (and never exported), and
-        # the task's run would hang under a parent that no backend ever receives.
+        # task it cannot find gets a publish span that is never ended (so never exported), and
+        # the task's run would have a parent that no backend ever receives.
         celery_app().loader.import_default_modules()
     return True
 
@@ -98,6 +98,7 @@ def _install_provider(service: str) -> None:
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: service}))
     provider = TracerProvider(resource=resource)  # the sampler from OTEL_TRACES_SAMPLER
+    # Before any tracer is made from it: each tracer takes the provider's sampler then.
     provider.sampler = _work_only(provider.sampler)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
@@ -116,8 +117,8 @@ def _instrument_libraries() -> None:
     if not sqlalchemy.is_instrumented_by_opentelemetry:
         # It wraps sqlalchemy.create_engine (mutt_app.db.engine calls it through the module). Its
         # declared range stops short of SQLAlchemy 2.1, which it traces as it does 2.0 (the e2e
-        # test sees the audit INSERT; it needs greenlet, setup.cfg); without the skip it would
-        # refuse and trace no SQL.
+        # test sees the SQL of the audit's transaction; it needs greenlet, setup.cfg); without
+        # the skip it would refuse and trace no SQL.
         sqlalchemy.instrument(skip_dep_check=True)
 
 
@@ -125,8 +126,9 @@ def _work_only(inner: Sampler) -> Sampler:
     """``inner`` (the configured sampler), except that a client span without a parent is dropped.
 
     A worker's own housekeeping talks to Redis all the time outside any task (the broker's
-    acknowledgements, the lease renewals of :mod:`mutt_app.redelivery`); traced, each command
-    would be a trace of its own and bury the batches. Work starts with a request, a task run or a
+    scans and acknowledgements, the lease renewals of :mod:`mutt_app.redelivery`), and so does a
+    health check that is not traced itself; each command would be a trace of its own and bury
+    the batches. Work starts with a request, a task run or a
     publish, never with a client call.
     """
     from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
