@@ -250,9 +250,11 @@ def _fresh_connections_after_fork(**_: object) -> None:
 def _trace_worker(sender: Any = None, **_: object) -> None:
     # A threaded (or solo) worker runs its tasks in this process; a prefork worker's children each
     # start their own after the fork (above), so that the exporter's thread and connection are theirs.
+    runtime = getattr(current_app.Task, "runtime", None)
+    if runtime is None or not runtime.settings.otel_enabled:
+        return
     from celery.concurrency import get_implementation
     from celery.concurrency.prefork import TaskPool as PreforkPool
 
-    runtime = getattr(current_app.Task, "runtime", None)
-    if runtime is not None and get_implementation(sender.pool_cls) is not PreforkPool:
+    if get_implementation(sender.pool_cls) is not PreforkPool:
         tracing.start(runtime.settings, "mutt-worker")
