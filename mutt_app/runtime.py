@@ -23,12 +23,13 @@ from typing import Any, TypeVar
 import redis
 import requests
 from celery import Celery, Task, current_app
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from mutt_app import tracing
 from mutt_app.celery_app import make_celery, serve_worker_metrics
 from mutt_app.config import Settings, SettingsError, load_settings
 from mutt_app.db.engine import make_engine, session_factory
@@ -248,3 +249,18 @@ def _fresh_connections_after_fork(**_: object) -> None:
     runtime = getattr(current_app.Task, "runtime", None)
     if runtime is not None:
         runtime.reset()
+        tracing.start(runtime.settings, "mutt-worker")
+
+
+@worker_init.connect
+def _trace_worker(sender: Any = None, **_: object) -> None:
+    # A threaded (or solo) worker runs its tasks in this process; a prefork worker's children each
+    # start their own after the fork (above), so that the exporter's thread and connection are theirs.
+    runtime = getattr(current_app.Task, "runtime", None)
+    if runtime is None or not runtime.settings.otel_enabled:
+        return
+    from celery.concurrency import get_implementation
+    from celery.concurrency.prefork import TaskPool as PreforkPool
+
+    if get_implementation(sender.pool_cls) is not PreforkPool:
+        tracing.start(runtime.settings, "mutt-worker")

@@ -64,6 +64,9 @@ class Settings(
     """The ``pod_name`` of JSON log lines (Kubernetes: from the downward API); default the host name."""
     mutt_data_dir: Path = Path("var")
     """Where the embedded default keeps its SQLite file, private Redis and archives."""
+    otel_enabled: bool = False
+    """OpenTelemetry traces over OTLP/HTTP (:mod:`mutt_app.tracing`); the collector and the rest are
+    the SDK's standard OTEL_* variables, which it reads itself."""
 
     @classmethod
     def settings_customise_sources(

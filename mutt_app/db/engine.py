@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import NoReturn
 
 import orjson
+import sqlalchemy
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -55,7 +56,8 @@ def make_engine(settings: Settings, *, url: str | None = None) -> Engine:
         connect_args["sslmode"] = "verify-full" if settings.db_tls_ca_cert_path else "require"
         if settings.db_tls_ca_cert_path:
             connect_args["sslrootcert"] = str(settings.db_tls_ca_cert_path)
-    engine = create_engine(
+    # Through the module, not a name imported once: tracing (mutt_app.tracing) wraps it there.
+    engine = sqlalchemy.create_engine(
         url,
         pool_size=max(settings.db_pool_min_conn, 1),
         max_overflow=max(settings.db_pool_max_conn - settings.db_pool_min_conn, 0),
@@ -107,7 +109,7 @@ def _sqlite_engine(url: str) -> Engine:
     path = url.removeprefix("sqlite:///")
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
+    engine = sqlalchemy.create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
         json_serializer=json_text,

@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mutt_app import metrics
+from mutt_app import metrics, tracing
 from mutt_app.forwarding import lanes
 from mutt_app.holdback.backpressure import Shedding
 from mutt_app.holdback.base import EVENT, HEARTBEAT, HEARTBEAT_CLEAR, Candidate, Held, Stage
@@ -98,7 +98,10 @@ def hold_back(runtime: Runtime, snapshot: RuleSnapshot, candidates: Sequence[Can
             and (c.origin == EVENT or not stage.events_only)
             and (c.id not in passage.held or passage.held[c.id].reason in stage.watches_held)
         ]
-        verdicts = stage.hold(runtime, snapshot, seen, passage.held)
+        with tracing.tracer.start_as_current_span(f"mutt.holdback.{stage.name}") as span:
+            verdicts = stage.hold(runtime, snapshot, seen, passage.held)
+            if span.is_recording():
+                span.set_attributes(_counts(seen, verdicts.held, verdicts.raised))
         for key, why in verdicts.held.items():
             passage.held.setdefault(key, why)
         if verdicts.changed:
@@ -149,6 +152,17 @@ def to_moog(runtime: Runtime, app: Any, alerts: list[dict[str, Any]], origin: st
     return passage
 
 
+def _counts(
+    seen: Sequence[Candidate], held: dict[str, Held], raised: dict[str, Candidate]
+) -> dict[str, int]:
+    """A stage's span attributes: the alerts it saw, held and raised."""
+    return {
+        "mutt.alerts.in": len(seen),
+        "mutt.alerts.held": len(held),
+        "mutt.alerts.raised": len(raised),
+    }
+
+
 def _entering(alert: dict[str, Any], origin: str) -> str:
     """Where ``alert`` from ``origin`` enters the line: a heartbeat's clear as
     :data:`HEARTBEAT_CLEAR` (after the hold stages), any other at its producer's place."""
@@ -168,7 +182,11 @@ def publish_forwards(runtime: Runtime, app: Any, alerts: list[dict[str, Any]]) -
     if not alerts:
         return {}
     candidates = [Candidate.of_alert(alert, SHEDDING.name) for alert in alerts]
-    verdicts = SHEDDING.hold(runtime, None, candidates, {})
+    with tracing.tracer.start_as_current_span(f"mutt.holdback.{SHEDDING.name}") as span:
+        verdicts = SHEDDING.hold(runtime, None, candidates, {})
+        if span.is_recording():
+            span.set_attributes(_counts(candidates, verdicts.held, {}))
+            span.set_attribute("mutt.alerts.delayed", len(verdicts.delay))
     shed = {key: "dlq" for key in verdicts.held} | {key: "defer" for key in verdicts.delay}
     now = [c.alert for c in candidates if c.id not in shed]
     later = [c.alert for c in candidates if c.id in verdicts.delay]

@@ -16,7 +16,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from mutt_app import metrics
+from mutt_app import metrics, tracing
 from mutt_app.classify.batch import classify_batch
 from mutt_app.db.engine import database_unavailable
 from mutt_app.forwarding.deadletters import add_dead_letter
@@ -47,9 +47,20 @@ def classify_event(
     ``replays`` counts remediation replays of these events, carried into any new dead letter.
     """
     ids = [e.get("correlation_id") for e in events if isinstance(e, dict)]
+    # The task's span is the Celery instrumentation's (run/mutt.classify_event), when traced.
+    if (span := tracing.recording()) is not None:
+        span.set_attributes(
+            {
+                "mutt.batch_id": batch_id,
+                "mutt.events": len(events),
+                "mutt.correlation_ids": [str(i) for i in ids],
+            }
+        )
     with log_context(batch_id=batch_id, **correlation(ids)):
         outcome = _classify_event(self, events, batch_id, replays)
         log.info("batch %s: %s", batch_id, outcome)
+        if span is not None:
+            span.set_attributes({f"mutt.{key}": n for key, n in outcome.items()})
         return outcome
 
 

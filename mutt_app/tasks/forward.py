@@ -47,7 +47,7 @@ from celery import shared_task
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from mutt_app import metrics
+from mutt_app import metrics, tracing
 from mutt_app.forwarding import history as delivery_history
 from mutt_app.forwarding import lanes
 from mutt_app.forwarding.breaker import CIRCUIT_STATES, CircuitBreaker
@@ -107,8 +107,21 @@ def forward_to_moog(
     remediation replays, carried into a dead letter.
     """
     batch = [alerts] if isinstance(alerts, dict) else [a for a in alerts if isinstance(a, dict)]
+    # The task's span is the Celery instrumentation's (run/mutt.forward_to_moog), when traced; the
+    # Moog request is a span of requests' instrumentation under it.
+    if (span := tracing.recording()) is not None:
+        span.set_attributes(
+            {
+                "mutt.alerts": len(batch),
+                "mutt.attempts": attempts,
+                "mutt.correlation_ids": [outbox_key(a) for a in batch],
+            }
+        )
     with log_context(**correlation([outbox_key(a) for a in batch])):
-        return _forward(self, batch, attempts, first_failed_at, replays)
+        counts = _forward(self, batch, attempts, first_failed_at, replays)
+    if span is not None:
+        span.set_attributes({f"mutt.{key}": n for key, n in counts.items()})
+    return counts
 
 
 def _forward(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from mutt_app import tracing
 from mutt_app.config import Settings, SettingsError, load_settings
 from mutt_app.logs import configure_logging
 from mutt_app.vault import VaultError, settings_for_service
@@ -58,8 +59,10 @@ def create_ingest_app(settings: Settings | None = None) -> Flask:
     check_ingest_key(settings)
     app = Flask("mutt_app.web.ingest.endpoint")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_ingest_body_bytes
-    app.extensions["mutt_ingest"] = Ingestor(install(app, settings))
+    runtime = install(app, settings)
+    app.extensions["mutt_ingest"] = Ingestor(runtime)
     trust_forwarded_for(app, settings.ingest_trusted_proxies)
+    tracing.start(settings, "mutt-ingest", flask_app=app, celery_app=lambda: runtime.celery)
     app.register_blueprint(ingest_bp)
     app.register_blueprint(metrics_bp)
     return app
@@ -70,8 +73,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = resolve_settings(settings)
     configure_logging(settings, service="mutt-web")
     app = Flask("mutt_app.web")
-    install(app, settings)
+    runtime = install(app, settings)
     install_slots(app, settings)  # BACKTEST_MAX_CONCURRENT per process (mutt_app.web.capacity)
+    tracing.start(settings, "mutt-web", flask_app=app, celery_app=lambda: runtime.celery)
     init_security_headers(app)  # CSP, X-Frame-Options, nosniff, Referrer-Policy on every answer
     trust_forwarded_for(app, settings.webui_trusted_proxies)
     app.register_blueprint(health_bp)

@@ -35,7 +35,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from kombu.serialization import registry as serializers
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from mutt_app import metrics
+from mutt_app import metrics, tracing
 from mutt_app.config import VERSION
 from mutt_app.events.body import BodyError, parse_body
 from mutt_app.events.event_time import EventTimeRange
@@ -283,6 +283,14 @@ def _ingest(ingestor: Ingestor) -> Response:
             **{"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     metrics.INGEST_EVENTS.labels("accepted").inc(len(events))
+    if (span := tracing.recording()) is not None:  # the request's span (Flask's instrumentation)
+        span.set_attributes(
+            {
+                "mutt.events.accepted": len(events),
+                "mutt.events.rejected": len(rejected),
+                "mutt.correlation_ids": [e.correlation_id for e in events],
+            }
+        )
     # DEBUG: at thousands of requests a second a line per request would flood the journal; the
     # mutt_ingest_* metrics count them, and classify logs each batch with its correlation_ids.
     with log_context(**correlation([e.correlation_id for e in events])):

@@ -9,6 +9,11 @@ pipeline, then wakes the requests (group commit). A round that would not fill a 
 INGEST_LINGER_MS after its first request for more, as Kafka's producers do with ``linger.ms``: a few
 little more wait per request turns a stream of single-event requests into tasks of many events, which
 share a classify task's fixed cost (BENCHMARKS.md).
+
+Traced (:mod:`mutt_app.tracing`), a round is a span ``mutt.ingest.publish`` whose parent is the
+first of its requests' spans and which links the others: the classify tasks it publishes carry it
+on, so the trace a sender's ``traceparent`` started reaches its events' tasks, and the requests
+whose events shared the round are one link away.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mutt_app import metrics
+from opentelemetry.trace import SpanContext, StatusCode
+
+from mutt_app import metrics, tracing
 from mutt_app.ledger import Batch
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,9 @@ class _Submission:
 
     events: Sequence[Wire]
     arrived: float = field(default_factory=time.monotonic)
+    # The request's span (made in the request's thread): the round, in the publishing thread,
+    # is its child or links to it.
+    origin: SpanContext = field(default_factory=tracing.origin)
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -129,7 +139,7 @@ class BatchPublisher:
         while True:
             taken = self._take()
             try:
-                _finish(taken, self._publish_round(taken))
+                _finish(taken, self._traced_round(taken))
             except BaseException as exc:  # never leave a request waiting on a dead thread
                 log.exception("publishing thread failed")
                 for submission in taken:
@@ -151,12 +161,30 @@ class BatchPublisher:
             taken, self._pending, self._pending_events = self._pending, [], 0
         return taken
 
+    def _traced_round(self, taken: Sequence[_Submission]) -> BaseException | None:
+        """:meth:`_publish_round` in the round's span (module docstring)."""
+        following = tracing.following([s.origin for s in taken])
+        with tracing.tracer.start_as_current_span("mutt.ingest.publish", **following) as span:
+            error = self._publish_round(taken)
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        "mutt.requests": len(taken),
+                        "mutt.events": sum(len(s.events) for s in taken),
+                    }
+                )
+                if error is not None:
+                    span.set_status(StatusCode.ERROR, type(error).__name__)
+            return error
+
     def _publish_round(self, taken: Sequence[_Submission]) -> BaseException | None:
         """Publish the events of ``taken`` together; None, or why none of them was published."""
         try:
             if self._depth() > self._max_queue():
                 return QueueFull()
             batches = plan_batches([s.events for s in taken], self._batch_size)
+            if (span := tracing.recording()) is not None:
+                span.set_attribute("mutt.batch_ids", [b.batch_id for b in batches])
             self._record(batches)
         except Exception as exc:
             return exc
