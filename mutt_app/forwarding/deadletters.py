@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from celery import Celery
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -55,6 +56,45 @@ def add_dead_letter(
         first_failed_at=first_failed_at or now,
         last_failed_at=now,
         next_replay_at=now + replay_backoff(replays, backoff_base),
+    )
+    session.add(letter)
+    return letter
+
+
+def add_poison(
+    session: Session,
+    *,
+    task_name: str,
+    queue: str,
+    payload: Any,
+    error_type: str,
+    reason: str,
+    attempts: int = 0,
+    replays: int = 0,
+    correlation_id: str | uuid.UUID | None = None,
+    first_failed_at: datetime | None = None,
+) -> PoisonLetter:
+    """Add work to the poison store straight away (committed by the caller), for what no replay
+    could mend (a malformed or oversize alert: :mod:`mutt_app.forwarding.admission`)."""
+    now = datetime.now(UTC)
+    try:  # a payload that is not JSON is kept as text, so the row can still be written
+        orjson.dumps(payload)
+        stored, raw = payload, None
+    except TypeError:
+        stored, raw = None, repr(payload)[:100_000]
+    letter = PoisonLetter(
+        task_name=task_name,
+        queue=queue,
+        payload=stored,
+        raw_payload=raw,
+        correlation_id=_uuid_or_none(correlation_id),
+        error_type=error_type,
+        error_message=reason[:4000],
+        attempts=attempts,
+        replays=replays,
+        first_failed_at=first_failed_at or now,
+        last_failed_at=now,
+        reason=reason[:4000],
     )
     session.add(letter)
     return letter
