@@ -76,6 +76,10 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
         "/api/v2/rules/drafts/{draft}/publish",
         {"reason": "r"},
     ),
+    ("POST", "/api/v2/rules/drafts/<int:draft_id>/rebase"): (
+        "/api/v2/rules/drafts/{draft}/rebase",
+        {"reason": "r"},
+    ),
     ("GET", "/api/v2/dev-hosts"): ("/api/v2/dev-hosts", None),
     ("POST", "/api/v2/dev-hosts"): ("/api/v2/dev-hosts", {"hostname": "new", "reason": "r"}),
     ("DELETE", "/api/v2/dev-hosts/<hostname>"): ("/api/v2/dev-hosts/lab", {"reason": "r"}),
