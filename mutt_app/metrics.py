@@ -272,8 +272,10 @@ MOOG_LATENCY = Histogram(
     "mutt_moog_request_latency_seconds", "Moog webhook latency", buckets=LATENCY_BUCKETS
 )
 MOOG_ALERTS = Counter("mutt_moog_alerts_processed_total", "Alerts by outcome", ["status"])
-for _status in ("success", "dlq", "duplicate"):
-    MOOG_ALERTS.labels(_status)  # the forward error ratio rules divide these from the start
+# The forward error ratio rules divide these from the start; "poisoned": refused before any
+# request, malformed or oversize (mutt_app.forwarding.admission).
+for _status in ("success", "dlq", "duplicate", "poisoned"):
+    MOOG_ALERTS.labels(_status)
 MOOG_REDIRECTS = Counter(
     "mutt_moog_redirects_total", "3xx answers from Moog (not followed; dead-lettered)", ["status"]
 )

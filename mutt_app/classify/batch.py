@@ -12,6 +12,11 @@ mid-search; the rule bounds in :mod:`mutt_app.rules.validate` keep each search s
 * if the first event of a task alone spends the budget, that event is dead-lettered (error type
   BudgetExceeded) like any event that cannot be classified, and the rest go on as above. So every
   task settles at least one event, and a batch cannot be handed on forever.
+
+An event that cannot be classified is dead-lettered on its own, so that replaying it isolates it;
+except in the replay of a dead letter (``replay_of``): the events that fail again stay together in
+one dead letter with each one's reason (:func:`mutt_app.forwarding.deadletters.add_replay_failures`),
+so a replay never multiplies dead letters (one of 50,000 malformed events used to make 50,000).
 """
 
 from __future__ import annotations
@@ -26,7 +31,11 @@ from typing import Any
 from mutt_app import metrics, tracing
 from mutt_app.classify.audit import audit_row, insert_audit_rows
 from mutt_app.events.schema import Event
-from mutt_app.forwarding.deadletters import add_dead_letter
+from mutt_app.forwarding.deadletters import (
+    add_dead_letter,
+    add_replay_failures,
+    replay_batch_id,
+)
 from mutt_app.forwarding.moog import build_payload
 from mutt_app.holdback.base import META_ALERT, Candidate, count_held
 from mutt_app.holdback.pipeline import hand_on, to_moog
@@ -44,11 +53,16 @@ log = logging.getLogger(__name__)
 
 
 def classify_batch(
-    runtime: Runtime, app: Any, wire_events: list[dict[str, Any]], replays: int = 0
+    runtime: Runtime,
+    app: Any,
+    wire_events: list[dict[str, Any]],
+    replays: int = 0,
+    replay_of: int | None = None,
 ) -> dict[str, int]:
     """Decide, forward, audit and count one batch; returns counts by outcome.
 
     Events left when CLASSIFY_TIME_BUDGET_SECONDS is spent go on in a new task (module docstring).
+    ``replay_of``: the dead letter this batch replays, whose failures keep one dead letter.
     """
     started = time.perf_counter()
     settings = runtime.settings
@@ -110,7 +124,17 @@ def classify_batch(
         new = insert_audit_rows(
             session, [audit_row(e, d, held.get(e.correlation_id), version) for e, d in decided]
         )
-        for wire, exc in failed:
+        if failed and replay_of is not None:
+            add_replay_failures(
+                session,
+                letter_id=replay_of,
+                wires=[wire for wire, _ in failed],
+                errors=[f"{type(exc).__name__}: {exc}"[:1000] for _, exc in failed],
+                error_type=_error_type(failed),
+                backoff_base=settings.remediation_backoff_base,
+                replays=replays,
+            )
+        for wire, exc in failed if replay_of is None else ():
             add_dead_letter(
                 session,
                 task_name=CLASSIFY_TASK,
@@ -137,12 +161,12 @@ def classify_batch(
         [e for e, d in decided if not d.matched and e.correlation_id in new],
         lambda alerts: to_moog(runtime, app, alerts, META_ALERT),
     )
-    _observe(decided, failed, new, started)
+    _observe(decided, failed, new, started, replay_of)
     count_held(held, new)
     count_downgraded(passage.changed, new)
     metrics.FLAPPING_ALERTS.labels("raised").inc(len(passage.raised.keys() & new))
     if deferred:
-        _defer(runtime, app, deferred, replays, budget)
+        _defer(runtime, app, deferred, replays, budget, replay_of)
     return {
         "audited": len(new),
         "duplicates": len(decided) - len(new),
@@ -181,11 +205,23 @@ def _spent_alone(budget: float) -> str:
     )
 
 
+def _error_type(failed: list[tuple[dict[str, Any], Exception]]) -> str:
+    kinds = {type(exc).__name__ for _, exc in failed}
+    return kinds.pop() if len(kinds) == 1 else "ReplayFailed"
+
+
 def _defer(
-    runtime: Runtime, app: Any, events: list[dict[str, Any]], replays: int, budget: float
+    runtime: Runtime,
+    app: Any,
+    events: list[dict[str, Any]],
+    replays: int,
+    budget: float,
+    replay_of: int | None,
 ) -> None:
-    """Hand ``events`` on to a new classify task: in the ledger first, then on the broker."""
-    batch_id = uuid.uuid4().hex
+    """Hand ``events`` on to a new classify task: in the ledger first, then on the broker.
+
+    A replay's events stay a replay of the same dead letter (its batch id says so)."""
+    batch_id = uuid.uuid4().hex if replay_of is None else replay_batch_id(replay_of)
     runtime.ledger.record([Batch(batch_id, events)])
     app.send_task(
         CLASSIFY_TASK,
@@ -206,6 +242,7 @@ def _observe(
     failed: list[tuple[dict[str, Any], Exception]],
     new: set[str],
     started: float,
+    replay_of: int | None = None,
 ) -> None:
     elapsed = time.perf_counter() - started
     metrics.CLASSIFY_BATCH_LATENCY.observe(elapsed)
@@ -222,7 +259,19 @@ def _observe(
         metrics.EVENTS_PROCESSED.labels(status, handling).inc(n)
     for event, _ in decided:
         metrics.END_TO_END_LATENCY.observe((now - event.received_at).total_seconds())
-    if failed:
+    if failed and replay_of is not None:
+        # One dead letter, one line: a replay of 50,000 bad events must not log 50,000 lines.
+        metrics.EVENTS_PROCESSED.labels("poison", "none").inc(len(failed))
+        metrics.DEAD_LETTERED.labels(CLASSIFY_TASK, "classify_error").inc()
+        log.error(
+            "%d events of the replay of dead letter %d failed again; kept in one dead letter"
+            " (first: %s: %s)",
+            len(failed),
+            replay_of,
+            type(failed[0][1]).__name__,
+            failed[0][1],
+        )
+    elif failed:
         metrics.EVENTS_PROCESSED.labels("poison", "none").inc(len(failed))
         metrics.DEAD_LETTERED.labels(CLASSIFY_TASK, "classify_error").inc(len(failed))
         for wire, exc in failed:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mutt_app.cli.audited import cli_user
+from mutt_app.cli.audited import change_reason, cli_user
 from mutt_app.cli.context import Context, pass_context
 from mutt_app.commands.dynamic_config import set_values
 from mutt_app.dynamic_config import parse_value
@@ -39,16 +39,18 @@ def config_get(obj: Context, name: str) -> None:
 @config_group.command("set")
 @click.argument("name")
 @click.argument("value")
-@click.option("--reason", help="Why (kept in the configuration audit).")
+@change_reason
 @pass_context
-def config_set(obj: Context, name: str, value: str, reason: str | None) -> None:
-    """Change a setting for every process within seconds."""
+def config_set(obj: Context, name: str, value: str, reason: str) -> None:
+    """Change a setting for every process within seconds (audited, with a reason)."""
+    if not reason.strip():
+        raise click.ClickException("--reason must not be blank")
     try:
         new = parse_value(name, value)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     with obj.sessions.begin() as session:
         old = set_values(
-            obj.dynamic_config, session, {name: new}, changed_by=cli_user(), reason=reason
+            obj.dynamic_config, session, {name: new}, changed_by=cli_user(), reason=reason.strip()
         )[name]
     click.echo(f"{name}: {old} -> {new}")

@@ -1,16 +1,25 @@
-"""``mutt dlq``: inspect, replay and purge dead letters and poison."""
+"""``mutt dlq``: inspect, replay and purge dead letters and poison.
+
+A replay or purge is a person's change like any other: ``--reason`` is required and each item
+replayed or purged writes one config_audit_log row (who = ``cli:<user>``), through the same commands
+as the REST API and the admin UI (:mod:`mutt_app.commands.deadletters`), in one transaction.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import TypeVar
 
 import click
-from sqlalchemy import delete
 
+from mutt_app.cli.audited import change_reason, cli_user
 from mutt_app.cli.context import Context, pass_context
+from mutt_app.commands import deadletters as commands
+from mutt_app.commands.changes import Change, audited_change
+from mutt_app.commands.errors import CommandError, NotFound
 from mutt_app.db.models import DeadLetter, PoisonLetter
 from mutt_app.forwarding import deadletters
 
@@ -82,10 +91,33 @@ def dlq_show(obj: Context, item_id: int, poison: bool) -> None:
     click.echo(json.dumps(fields, indent=2, default=str))
 
 
+def _change(obj: Context, reason: str) -> AbstractContextManager[Change]:
+    """One audited change by the terminal's user (no rules-version bump: no rule changes)."""
+    if not reason.strip():
+        raise click.ClickException("--reason must not be blank")
+    return audited_change(obj.sessions, None, changed_by=cli_user(), reason=reason.strip())
+
+
+def _ids(
+    change: Change,
+    item_ids: tuple[int, ...],
+    poison: bool,
+    task: str | None,
+    older_than: str | None,
+) -> list[int]:
+    if item_ids:
+        return list(item_ids)
+    found = deadletters.find(
+        change.session, poison=poison, task_name=task, older_than=_age(older_than), limit=None
+    )
+    return [item.id for item in found]
+
+
 @dlq.command("replay")
 @click.argument("item_ids", type=int, nargs=-1)
 @_dlq_filters
 @click.option("--all", "everything", is_flag=True, help="Every item matching the filters.")
+@change_reason
 @pass_context
 def dlq_replay(
     obj: Context,
@@ -94,23 +126,18 @@ def dlq_replay(
     task: str | None,
     older_than: str | None,
     everything: bool,
+    reason: str,
 ) -> None:
-    """Publish items again now (by id, or --all matching the filters) and remove them."""
+    """Publish items again now (by id, or --all matching the filters) and remove them, audited."""
     if not item_ids and not everything:
         raise click.UsageError("name item ids, or --all")
-    model = PoisonLetter if poison else DeadLetter
     replayed = skipped = 0
-    with obj.sessions.begin() as session:
-        if item_ids:
-            items = [i for i in (session.get(model, n) for n in item_ids) if i is not None]
-            skipped += len(item_ids) - len(items)
-        else:
-            items = deadletters.find(
-                session, poison=poison, task_name=task, older_than=_age(older_than), limit=None
-            )
-        for item in items:
-            if deadletters.replay(session, obj.celery, item) is None:
-                click.echo(f"{item.id}: payload cannot be replayed; left in place", err=True)
+    with _change(obj, reason) as change:
+        for item_id in _ids(change, item_ids, poison, task, older_than):
+            try:
+                commands.replay(change, obj.celery, item_id, poison=poison)
+            except CommandError as exc:  # NotFound, or a payload that cannot be replayed
+                click.echo(f"{item_id}: {exc.message}; left in place", err=True)
                 skipped += 1
                 continue
             replayed += 1
@@ -122,6 +149,7 @@ def dlq_replay(
 @_dlq_filters
 @click.option("--all", "everything", is_flag=True, help="Every item matching the filters.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@change_reason
 @pass_context
 def dlq_purge(
     obj: Context,
@@ -131,20 +159,21 @@ def dlq_purge(
     older_than: str | None,
     everything: bool,
     yes: bool,
+    reason: str,
 ) -> None:
-    """Delete items for good (by id, or --all matching the filters)."""
+    """Delete items for good (by id, or --all matching the filters), audited (the rows keep them)."""
     if not item_ids and not everything:
         raise click.UsageError("name item ids, or --all")
-    model = PoisonLetter if poison else DeadLetter
-    with obj.sessions.begin() as session:
-        if item_ids:
-            ids = list(item_ids)
-        else:
-            found = deadletters.find(
-                session, poison=poison, task_name=task, older_than=_age(older_than), limit=None
-            )
-            ids = [item.id for item in found]
+    deleted = 0
+    with _change(obj, reason) as change:
+        ids = _ids(change, item_ids, poison, task, older_than)
         if ids and not yes:
             click.confirm(f"Delete {len(ids)} items for good?", abort=True)
-        deleted = session.execute(delete(model).where(model.id.in_(ids))).rowcount if ids else 0
+        for item_id in ids:
+            try:
+                commands.purge(change, item_id, poison=poison)
+            except NotFound as exc:
+                click.echo(f"{item_id}: {exc.message}", err=True)
+                continue
+            deleted += 1
     click.echo(f"purged {deleted}")

@@ -8,7 +8,7 @@ import orjson
 from mutt_app.cli.audited import audited, change_reason, report
 from mutt_app.cli.context import Context, pass_context
 from mutt_app.commands.drafts import publish_stored
-from mutt_app.commands.errors import Conflict, NotFound
+from mutt_app.commands.errors import Conflict, Invalid, NotFound
 from mutt_app.db.models import AlertRule, RuleDraft
 from mutt_app.rules.backtest import run_backtest
 from mutt_app.rules.drafts import Draft, DraftError
@@ -89,15 +89,20 @@ def rules_backtest(
 
 @rules.command("publish")
 @click.argument("draft_id", type=_RULE_ID)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Publish even over rules changed since the draft was based on them.",
+)
 @change_reason
 @pass_context
-def rules_publish(obj: Context, draft_id: int, reason: str) -> None:
+def rules_publish(obj: Context, draft_id: int, force: bool, reason: str) -> None:
     """Apply stored draft DRAFT_ID to the live rules: one audit row per changed rule."""
     try:
         with audited(obj, reason) as change:
-            publish_stored(change, draft_id)
+            publish_stored(change, draft_id, force=force)
     except NotFound:
         raise click.ClickException(f"no draft {draft_id}") from None
-    except Conflict as exc:
+    except (Conflict, Invalid) as exc:
         raise click.ClickException(f"not published: {exc.message}") from None
     report(change, f"draft {draft_id} published", f"draft {draft_id} changed nothing")

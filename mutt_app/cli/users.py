@@ -1,4 +1,4 @@
-"""``mutt users``: the web UI's accounts."""
+"""``mutt users``: the web UI's accounts. Every change needs ``--reason``, kept in its audit row."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TypeVar
 import click
 from sqlalchemy.orm import Session
 
-from mutt_app.cli.audited import cli_user
+from mutt_app.cli.audited import change_reason, cli_user
 from mutt_app.cli.context import Context, pass_context
 from mutt_app.commands import users as accounts
 from mutt_app.commands.users import AccountError
@@ -20,7 +20,7 @@ _ROLE = click.Choice(["viewer", "operator", "admin"])
 _password_stdin = click.option(
     "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
 )
-_reason = click.option("--reason", help="Why (kept in the configuration audit).")
+_reason = change_reason
 
 
 @click.group()
@@ -41,6 +41,8 @@ def _read_password(password_stdin: bool) -> str:
 
 def _account_change(obj: Context, change: Callable[[Session], T]) -> T:
     """Run ``change(session)`` in one transaction; an AccountError becomes a one-line error."""
+    if not click.get_current_context().params.get("reason", "").strip():
+        raise click.ClickException("--reason must not be blank")
     try:
         with obj.sessions.begin() as session:
             return change(session)
@@ -54,9 +56,7 @@ def _account_change(obj: Context, change: Callable[[Session], T]) -> T:
 @_password_stdin
 @_reason
 @pass_context
-def users_create(
-    obj: Context, username: str, role: str, password_stdin: bool, reason: str | None
-) -> None:
+def users_create(obj: Context, username: str, role: str, password_stdin: bool, reason: str) -> None:
     """Create an account (the password is asked for twice, or read with --password-stdin)."""
     password = _read_password(password_stdin)
     user = _account_change(
@@ -73,9 +73,7 @@ def users_create(
 @_password_stdin
 @_reason
 @pass_context
-def users_set_password(
-    obj: Context, username: str, password_stdin: bool, reason: str | None
-) -> None:
+def users_set_password(obj: Context, username: str, password_stdin: bool, reason: str) -> None:
     """Set an account's password (ending the account's web sessions)."""
     password = _read_password(password_stdin)
     _account_change(
@@ -92,7 +90,7 @@ def users_set_password(
 @click.argument("role", type=_ROLE)
 @_reason
 @pass_context
-def users_set_role(obj: Context, username: str, role: str, reason: str | None) -> None:
+def users_set_role(obj: Context, username: str, role: str, reason: str) -> None:
     """Give an account another role (ending the account's web sessions)."""
     _user, changed = _account_change(
         obj,
@@ -107,7 +105,7 @@ def users_set_role(obj: Context, username: str, role: str, reason: str | None) -
 @click.argument("username")
 @_reason
 @pass_context
-def users_disable(obj: Context, username: str, reason: str | None) -> None:
+def users_disable(obj: Context, username: str, reason: str) -> None:
     """Disable an account: it cannot log in, and its web sessions end at once."""
     _set_active(obj, username, False, reason)
 
@@ -116,12 +114,12 @@ def users_disable(obj: Context, username: str, reason: str | None) -> None:
 @click.argument("username")
 @_reason
 @pass_context
-def users_enable(obj: Context, username: str, reason: str | None) -> None:
+def users_enable(obj: Context, username: str, reason: str) -> None:
     """Enable a disabled account again."""
     _set_active(obj, username, True, reason)
 
 
-def _set_active(obj: Context, username: str, active: bool, reason: str | None) -> None:
+def _set_active(obj: Context, username: str, active: bool, reason: str) -> None:
     _user, changed = _account_change(
         obj,
         lambda session: accounts.set_active(

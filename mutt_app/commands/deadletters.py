@@ -2,15 +2,15 @@
 purge one for good.
 
 Each runs in the caller's transaction (a session from ``sessions().begin()``), so that a replay whose
-publish fails leaves the item where it was. A change made by a person is audited with one
-config_audit_log row (operation DELETE; a purge's row keeps the item, payload and all). Replaying
-with backoff and moving items to the poison store is remediation's work
-(:mod:`mutt_app.forwarding.deadletters`), not a person's.
+publish fails leaves the item where it was. Every replay and purge a person makes, whatever the
+surface (REST API, admin UI, ``mutt dlq``), comes here: it names who and needs a reason, and writes
+one config_audit_log row (operation DELETE; a purge's row keeps the item, payload and all), so an
+operator cannot push poisoned work back into the pipeline without a trace. Replaying with backoff
+and moving items to the poison store is remediation's work (:mod:`mutt_app.forwarding.deadletters`),
+not a person's.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from celery import Celery
 from sqlalchemy.orm import Session
@@ -38,52 +38,37 @@ def item(session: Session, item_id: int, *, poison: bool) -> DeadLetter | Poison
     return found
 
 
-def _audit(
-    session: Session,
-    row: DeadLetter | PoisonLetter,
-    old: dict[str, Any],
-    new: dict[str, Any] | None,
-    *,
-    changed_by: str,
-    reason: str | None,
-) -> None:
-    # The caller's transaction is the change: one row, operation DELETE (the item leaves the store).
-    Change(session, changed_by, reason).record("DELETE", row.__tablename__, row.id, old, new)
+def _reason_of(change: Change) -> None:
+    if not (change.reason or "").strip():
+        raise Invalid("a replay or purge needs a reason", {"missing_fields": ["reason"]})
 
 
-def replay(
-    session: Session,
-    celery: Celery,
-    item_id: int,
-    *,
-    poison: bool,
-    changed_by: str | None = None,
-    reason: str | None = None,
-) -> tuple[str, str]:
-    """Publish item ``item_id``'s task again now and remove the item; returns (task, queue).
+def replay(change: Change, celery: Celery, item_id: int, *, poison: bool) -> tuple[str, str]:
+    """Publish item ``item_id``'s task again now and remove the item, audited; returns (task, queue).
 
-    Audited when ``changed_by`` is given. :class:`NotFound`; :class:`Invalid` when its payload
-    cannot be replayed (nothing is changed). A broker or Redis error propagates: the caller's
-    transaction then rolls back and the item stays.
+    ``change`` (:func:`mutt_app.commands.changes.audited_change`, no rules-version bump needed)
+    names who and why. :class:`NotFound`; :class:`Invalid` when its payload cannot be replayed or
+    the change has no reason (nothing is changed). A broker or Redis error propagates: the change
+    then rolls back and the item stays.
     """
-    row = item(session, item_id, poison=poison)
+    _reason_of(change)
+    row = item(change.session, item_id, poison=poison)
     old = row.as_dict()
-    replayed = deadletters.replay(session, celery, row)
+    replayed = deadletters.replay(change.session, celery, row)
     if replayed is None:
         raise Invalid(NOT_REPLAYABLE)
     name, queue = replayed
-    if changed_by is not None:
-        new = {"replayed": True, "task": name, "queue": queue}
-        _audit(session, row, old, new, changed_by=changed_by, reason=reason)
+    new = {"replayed": True, "task": name, "queue": queue}
+    # One row, operation DELETE (the item leaves the store), in the change's transaction.
+    change.record("DELETE", row.__tablename__, row.id, old, new)
     return name, queue
 
 
-def purge(
-    session: Session, item_id: int, *, poison: bool, changed_by: str, reason: str | None
-) -> DeadLetter | PoisonLetter:
+def purge(change: Change, item_id: int, *, poison: bool) -> DeadLetter | PoisonLetter:
     """Delete item ``item_id`` for good, audited (the audit row keeps it); returns it."""
-    row = item(session, item_id, poison=poison)
+    _reason_of(change)
+    row = item(change.session, item_id, poison=poison)
     old = row.as_dict()
-    deadletters.purge(session, row)
-    _audit(session, row, old, None, changed_by=changed_by, reason=reason)
+    deadletters.purge(change.session, row)
+    change.record("DELETE", row.__tablename__, row.id, old, None)
     return row

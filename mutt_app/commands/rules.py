@@ -18,12 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mutt_app.commands.changes import MAX_DB_INT, Change
 from mutt_app.commands.errors import Invalid
 from mutt_app.commands.fields import FieldSpec
 from mutt_app.db.models import MAX_DEDUP_KEY_CHARS, MAX_DEDUP_WINDOW_SECONDS, AlertRule
+from mutt_app.rules import clearing
 from mutt_app.rules.dedup_key import DEFAULT_KEY, DedupKeyError
 from mutt_app.rules.drafts import RULE_DEFAULTS, RULE_FIELD_NAMES
 from mutt_app.rules.tester import Trial, try_event
@@ -100,13 +102,26 @@ def check_rule(fields: Mapping[str, Any]) -> None:
 
 def check_clears(session: Session, clears_rule_id: int | None, rule_id: int | None) -> None:
     """:class:`Invalid` unless ``clears_rule_id`` is empty or names another rule that exists
-    (``rule_id``: the rule that would clear it, None for a new one)."""
+    (``rule_id``: the rule that would clear it, None for a new one) without closing a loop of
+    clearing rules (:mod:`mutt_app.rules.clearing`; ``details["cycle"]`` names its rules)."""
     if clears_rule_id is None:
         return
     if clears_rule_id == rule_id:
-        raise Invalid("clears_rule_id: a rule cannot clear itself")
+        raise Invalid("clears_rule_id: a rule cannot clear itself", {"cycle": [rule_id, rule_id]})
     if session.get(AlertRule, clears_rule_id) is None:
         raise Invalid(f"clears_rule_id: no rule {clears_rule_id}")
+    if rule_id is None:
+        return  # no rule clears a new one yet: it cannot be in a loop
+    # Every rule's link, inactive ones too: re-activating a rule must not close a loop unseen.
+    links = {
+        row_id: clears
+        for row_id, clears in session.execute(select(AlertRule.id, AlertRule.clears_rule_id))
+    }
+    links[rule_id] = clears_rule_id
+    try:
+        clearing.check(links, [rule_id])
+    except clearing.ClearingCycle as exc:
+        raise Invalid(f"clears_rule_id: {exc}", {"cycle": exc.cycle}) from None
 
 
 def new_rule(fields: Mapping[str, Any]) -> dict[str, Any]:

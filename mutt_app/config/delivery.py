@@ -21,6 +21,10 @@ class DeliverySettings(BaseModel):
     API's JSON array (``dedupe_key``, severity names, ``apiKey`` header); see :mod:`mutt_app.forwarding.moog`."""
     moog_batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
     """Most alerts one forward task carries and one request to Moog holds (dynamic key too)."""
+    moog_max_alert_bytes: Annotated[int, Field(ge=1024)] = 512 * 1024
+    """The largest alert (compact JSON) forwarded; a larger one goes to the poison store with the
+    reason (:mod:`mutt_app.forwarding.admission`). The default is above the largest alert an
+    accepted event makes: a 64 Ki-character message, JSON-escaped, is at most 384 KiB."""
     moog_delivery_history_seconds: Positive = 7 * 86_400
     """How long each alert's delivery attempts are kept (Redis list per alert, see
     :mod:`mutt_app.forwarding.history`)."""

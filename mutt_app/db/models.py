@@ -397,6 +397,10 @@ class RuleDraft(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     published_by: Mapped[str | None] = mapped_column(Text)
+    base: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    """``{"<rule id>": {field: value}}``: the rules it updates or deactivates as they were when it
+    was drafted (or re-based); publishing over a rule changed since is a conflict. NULL: a draft
+    from before migration 0013, which records none."""
 
     def as_dict(self) -> dict[str, Any]:
         """The draft's columns as JSON-friendly values (for the config audit)."""

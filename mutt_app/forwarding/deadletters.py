@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from celery import Celery
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -55,6 +56,45 @@ def add_dead_letter(
         first_failed_at=first_failed_at or now,
         last_failed_at=now,
         next_replay_at=now + replay_backoff(replays, backoff_base),
+    )
+    session.add(letter)
+    return letter
+
+
+def add_poison(
+    session: Session,
+    *,
+    task_name: str,
+    queue: str,
+    payload: Any,
+    error_type: str,
+    reason: str,
+    attempts: int = 0,
+    replays: int = 0,
+    correlation_id: str | uuid.UUID | None = None,
+    first_failed_at: datetime | None = None,
+) -> PoisonLetter:
+    """Add work to the poison store straight away (committed by the caller), for what no replay
+    could mend (a malformed or oversize alert: :mod:`mutt_app.forwarding.admission`)."""
+    now = datetime.now(UTC)
+    try:  # a payload that is not JSON is kept as text, so the row can still be written
+        orjson.dumps(payload)
+        stored, raw = payload, None
+    except TypeError:
+        stored, raw = None, repr(payload)[:100_000]
+    letter = PoisonLetter(
+        task_name=task_name,
+        queue=queue,
+        payload=stored,
+        raw_payload=raw,
+        correlation_id=_uuid_or_none(correlation_id),
+        error_type=error_type,
+        error_message=reason[:4000],
+        attempts=attempts,
+        replays=replays,
+        first_failed_at=first_failed_at or now,
+        last_failed_at=now,
+        reason=reason[:4000],
     )
     session.add(letter)
     return letter
@@ -114,6 +154,79 @@ def count(
     return session.scalar(query) or 0
 
 
+REPLAY_BATCH_PREFIX = "replay-"
+
+
+def replay_batch_id(letter_id: int) -> str:
+    """A new batch id for events replayed from dead letter ``letter_id`` (or handed on from such a
+    batch): the classify task knows a replay by it, and keeps one dead letter for what fails again."""
+    return f"{REPLAY_BATCH_PREFIX}{letter_id}-{uuid.uuid4().hex[:8]}"
+
+
+def replayed_letter(batch_id: str) -> int | None:
+    """The dead letter whose events batch ``batch_id`` replays; None for any other batch."""
+    if not batch_id.startswith(REPLAY_BATCH_PREFIX):
+        return None
+    number = batch_id[len(REPLAY_BATCH_PREFIX) :].split("-", 1)[0]
+    return int(number) if number.isdigit() else None
+
+
+def add_replay_failures(
+    session: Session,
+    *,
+    letter_id: int,
+    wires: list[Any],
+    errors: list[str],
+    error_type: str,
+    backoff_base: int,
+    replays: int,
+) -> DeadLetter:
+    """The one dead letter of classify dead letter ``letter_id``'s replay: ``wires`` (the events
+    that failed again) with their reasons, added to the one an earlier part of the same replay
+    wrote (a part the classify time budget handed on), else new.
+
+    One replay of a dead letter of N malformed events used to write N dead letters; replaying those
+    multiplied them again. A replay that fails keeps one, its ``payload["reasons"]`` one per event.
+    """
+    found = session.scalars(
+        select(DeadLetter)
+        .where(DeadLetter.task_name == CLASSIFY_TASK)
+        .where(DeadLetter.payload["replay_of"].as_integer() == letter_id)
+        .with_for_update()
+        .limit(1)
+    ).first()
+    if found is not None:
+        payload = dict(found.payload)
+        found.payload = {
+            **payload,
+            "events": [*payload.get("events", []), *wires],
+            "reasons": [*payload.get("reasons", []), *errors],
+        }
+        found.error_message = _failures_message(found.payload["reasons"])
+        found.last_failed_at = datetime.now(UTC)
+        return found
+    ids = [w.get("correlation_id") for w in wires if isinstance(w, dict)]
+    return add_dead_letter(
+        session,
+        task_name=CLASSIFY_TASK,
+        queue=CLASSIFY_QUEUE,
+        payload={"events": wires, "reasons": errors, "replay_of": letter_id},
+        error=_failures_message(errors),
+        error_type=error_type,
+        backoff_base=backoff_base,
+        replays=replays,
+        correlation_id=ids[0] if len(ids) == 1 else None,
+    )
+
+
+def _failures_message(reasons: list[str]) -> str:
+    distinct = sorted(set(reasons))
+    shown = "; ".join(distinct[:5]) + (
+        f"; and {len(distinct) - 5} more" if len(distinct) > 5 else ""
+    )
+    return f"{len(reasons)} replayed events failed again: {shown}"
+
+
 def replay_call(
     item: DeadLetter | PoisonLetter,
 ) -> tuple[str, list[Any], dict[str, Any], str] | None:
@@ -131,8 +244,7 @@ def replay_call(
         and events
         and all(isinstance(e, dict) for e in events)
     ):
-        batch_id = f"replay-{item.id}-{uuid.uuid4().hex[:8]}"
-        return CLASSIFY_TASK, [events, batch_id], {}, CLASSIFY_QUEUE
+        return CLASSIFY_TASK, [events, replay_batch_id(item.id)], {}, CLASSIFY_QUEUE
     return None
 
 

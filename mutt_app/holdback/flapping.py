@@ -2,6 +2,9 @@
 
 A rule may name the rule it clears (``alert_rules.clears_rule_id``: LINK-UP clears LINK-DOWN).
 For each host and such pair, every forwardable event of either rule is a state: problem or clear.
+In a chain (C clears B, B clears A) each link is a pair, and an event of the middle rule B is a
+state of both: the clear of pair A and the problem of pair B (:mod:`mutt_app.rules.clearing`;
+loops are refused when rules are written).
 A transition is a state different from the pair's previous one. FLAP_TRANSITIONS transitions within
 FLAP_WINDOW_SECONDS (dynamic keys; defaults 5 within 600 s, and 0 transitions turns detection off)
 start an episode: Moog gets one "flapping" alert, and every further event of the pair is held
@@ -79,15 +82,17 @@ class Flapping:
         if transitions <= 0 or not paired:
             return Verdicts()
         events = []
+        owners: list[Candidate] = []  # the candidate of each transition (a middle rule's: two)
         alerts: dict[str, bytes] = {}
         for candidate in paired:
-            problem_rule, is_problem = snapshot.flap_pairs[candidate.rule_id]  # type: ignore[index]
-            pair = f"{candidate.hostname.lower()}:{problem_rule}"
-            events.append(Transition(pair, is_problem))
-            if pair not in alerts:
-                alert = candidate.alert
-                info = {**alert.get("custom_info", {}), "flap_problem_rule_id": problem_rule}
-                alerts[pair] = orjson.dumps({**alert, "custom_info": info})
+            for problem_rule, is_problem in snapshot.flap_pairs[candidate.rule_id]:  # type: ignore[index]
+                pair = f"{candidate.hostname.lower()}:{problem_rule}"
+                events.append(Transition(pair, is_problem))
+                owners.append(candidate)
+                if pair not in alerts:
+                    alert = candidate.alert
+                    info = {**alert.get("custom_info", {}), "flap_problem_rule_id": problem_rule}
+                    alerts[pair] = orjson.dumps({**alert, "custom_info": info})
         within = config.get("flap_window_seconds")
         found = detector(runtime).observe(
             batch_digest(paired),
@@ -98,17 +103,23 @@ class Flapping:
             quiet_seconds=config.get("flap_quiet_seconds"),
         )
         verdicts = Verdicts()
-        for candidate, flap, verdict in zip(paired, events, found, strict=True):
+        for candidate, flap, verdict in zip(owners, events, found, strict=True):
             if verdict.held and candidate.id not in held:
                 verdicts.held[candidate.id] = Held(FLAPPING)
             if verdict.raised is not None:
+                # A middle rule's event may raise on both its pairs at once: each alert is kept.
+                key = (
+                    candidate.id
+                    if candidate.id not in verdicts.raised
+                    else f"{candidate.id}:{flap.pair}"
+                )
                 alert = flapping_alert(
                     orjson.loads(alerts[flap.pair]),
                     episode=verdict.raised,
                     transitions=verdict.transitions,
                     within=within,
                 )
-                verdicts.raised[candidate.id] = Candidate.of_alert(alert, FLAPPING)
+                verdicts.raised[key] = Candidate.of_alert(alert, FLAPPING)
                 log.warning("flapping: %s (%d transitions)", flap.pair, verdict.transitions)
         return verdicts
 

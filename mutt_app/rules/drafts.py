@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mutt_app.db.models import AlertRule
+from mutt_app.rules.clearing import ClearingCycle, cycle_through
 from mutt_app.rules.validate import RuleError, validate_rule_mapping
 
 RULE_DEFAULTS: dict[str, Any] = {
@@ -61,6 +62,13 @@ form's), in the order a form shows them."""
 
 class DraftError(ValueError):
     """The draft cannot be applied to the live rules (a rule it names is gone, a result is invalid)."""
+
+
+class DraftCycle(DraftError, ClearingCycle):
+    """The draft's rules would close a loop of clearing rules (refused: 422, naming it)."""
+
+    def __init__(self, cycle: list[int]) -> None:
+        ClearingCycle.__init__(self, cycle)
 
 
 @dataclass(frozen=True)
@@ -156,4 +164,17 @@ def proposed_rules(session: Session, draft: Draft) -> Proposal:
     for row in rows:
         if row.clears_rule_id is not None and row.clears_rule_id not in ids:
             raise DraftError(f"rule {row.id}: clears_rule_id names no rule {row.clears_rule_id}")
+    # The loops the draft's own rules would close (one already in the live rules is not its doing).
+    touched = set(draft.update) | set(new_rules)
+    cycle = next(
+        (found for rule_id in sorted(touched) if (found := cycle_through(links_of(rows), rule_id))),
+        None,
+    )
+    if cycle is not None:
+        raise DraftCycle(cycle)
     return Proposal(tuple(rows), new_rules)
+
+
+def links_of(rows: Iterable[AlertRule]) -> dict[int, int | None]:
+    """Rule id -> the rule it clears, for ``rows``."""
+    return {row.id: row.clears_rule_id for row in rows}

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mutt_app.db.models import AlertRule, DevelopmentHost, DeviceTeam
+from mutt_app.rules.clearing import roles
 from mutt_app.rules.compile import RuleSet, compile_rules
 from mutt_app.rules.dedup_key import DEFAULT, DedupKey, DedupKeyError
 from mutt_app.rules.validate import REGEX_OPTIONS, Rule
@@ -40,9 +41,10 @@ class RuleSnapshot:
     """Rule id -> its own compiled dedup key, for rules that set one."""
     dedup_key_errors: tuple[tuple[int, str], ...] = ()
     """(rule id, why) for the rules whose stored dedup key could not be used (the default applies)."""
-    flap_pairs: Mapping[int, tuple[int, bool]] = field(default_factory=dict)
-    """Rule id -> (the problem rule of its pair, whether it is that problem rule), for the rules
-    of a problem/clear pair (a rule whose ``clears_rule_id`` names another, and that other)."""
+    flap_pairs: Mapping[int, tuple[tuple[int, bool], ...]] = field(default_factory=dict)
+    """Rule id -> its parts in problem/clear pairs, each (the problem rule of the pair, whether it
+    is that problem rule): a rule whose ``clears_rule_id`` names another, and that other; the
+    middle rule of a chain has both parts (:mod:`mutt_app.rules.clearing`)."""
 
     @property
     def version_number(self) -> int | None:
@@ -151,19 +153,8 @@ def dedup_keys(rows: Sequence[AlertRule]) -> tuple[dict[int, DedupKey], list[tup
     return keys, errors
 
 
-def flap_pairs(rows: Sequence[AlertRule]) -> dict[int, tuple[int, bool]]:
-    """Rule id -> (problem rule id, is the problem rule) for each active clear rule and its problem.
-
-    A rule that both clears one rule and is cleared by another keeps its role as a problem rule
-    (its own pair); a clear rule naming an inactive or missing rule makes no pair.
+def flap_pairs(rows: Sequence[AlertRule]) -> dict[int, tuple[tuple[int, bool], ...]]:
+    """Rule id -> its parts in problem/clear pairs, each (problem rule id, is the problem rule),
+    for the active ``rows`` (:func:`mutt_app.rules.clearing.roles`: a chain's middle rule has two).
     """
-    active = {row.id for row in rows}
-    pairs: dict[int, tuple[int, bool]] = {}
-    for row in rows:
-        if row.clears_rule_id is not None and row.clears_rule_id in active:
-            pairs[row.clears_rule_id] = (row.clears_rule_id, True)
-    for row in rows:
-        problem = row.clears_rule_id
-        if problem is not None and problem in active and row.id not in pairs:
-            pairs[row.id] = (problem, False)
-    return pairs
+    return roles({row.id: row.clears_rule_id for row in rows})

@@ -19,7 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeout
 from mutt_app import metrics, tracing
 from mutt_app.classify.batch import classify_batch
 from mutt_app.db.engine import database_unavailable
-from mutt_app.forwarding.deadletters import add_dead_letter
+from mutt_app.forwarding.deadletters import add_dead_letter, add_replay_failures, replayed_letter
 from mutt_app.logs import correlation, log_context
 from mutt_app.names import CLASSIFY_QUEUE as QUEUE
 from mutt_app.names import CLASSIFY_TASK as TASK_NAME
@@ -73,7 +73,7 @@ def _classify_event(
         # Every earlier attempt died mid-run (worker lost): stop feeding this batch to workers.
         return _dead_letter_batch(runtime, events, batch_id, attempt, replays)
     try:
-        outcome = classify_batch(runtime, self.app, events, replays)
+        outcome = classify_batch(runtime, self.app, events, replays, replayed_letter(batch_id))
     except Exception as exc:
         cause = _outage(exc)
         if cause is None:
@@ -125,8 +125,20 @@ def _dead_letter_batch(
         error or f"batch {batch_id} was lost with its worker {attempt - 1} times"
     )
     reason = "task_error" if error else "worker_lost"
+    replay_of = replayed_letter(batch_id)
     with runtime.sessions.begin() as session:
-        for wire in events:
+        if replay_of is not None:
+            # A replay that fails again keeps one dead letter (mutt_app.classify.batch).
+            add_replay_failures(
+                session,
+                letter_id=replay_of,
+                wires=events,
+                errors=[str(message)[:1000]] * len(events),
+                error_type=type(error).__name__ if error else "WorkerLost",
+                backoff_base=runtime.settings.remediation_backoff_base,
+                replays=replays,
+            )
+        for wire in events if replay_of is None else ():
             # One dead letter per event, so replaying them isolates the one that kills workers.
             add_dead_letter(
                 session,
@@ -141,6 +153,6 @@ def _dead_letter_batch(
                 correlation_id=wire.get("correlation_id") if isinstance(wire, dict) else None,
             )
     runtime.ledger.settle([batch_id])
-    metrics.DEAD_LETTERED.labels(TASK_NAME, reason).inc(len(events))
+    metrics.DEAD_LETTERED.labels(TASK_NAME, reason).inc(len(events) if replay_of is None else 1)
     log.error("%s; its %d events are in the dead-letter queue", message, len(events))
     return {"audited": 0, "duplicates": 0, "dead_lettered": len(events)}

@@ -48,10 +48,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from mutt_app import metrics, tracing
+from mutt_app.forwarding import admission, lanes
 from mutt_app.forwarding import history as delivery_history
-from mutt_app.forwarding import lanes
 from mutt_app.forwarding.breaker import CIRCUIT_STATES, CircuitBreaker
-from mutt_app.forwarding.deadletters import add_dead_letter
+from mutt_app.forwarding.deadletters import add_dead_letter, add_poison
 from mutt_app.forwarding.limiter import RateLimiter
 from mutt_app.forwarding.request import Failure, jitter, post
 from mutt_app.logs import correlation, log_context
@@ -106,7 +106,7 @@ def forward_to_moog(
     batching). ``attempts`` counts failed posts of these alerts so far; ``replays`` counts
     remediation replays, carried into a dead letter.
     """
-    batch = [alerts] if isinstance(alerts, dict) else [a for a in alerts if isinstance(a, dict)]
+    batch: list[Any] = [alerts] if isinstance(alerts, dict) else list(alerts)
     # The task's span is the Celery instrumentation's (run/mutt.forward_to_moog), when traced; the
     # Moog request is a span of requests' instrumentation under it.
     if (span := tracing.recording()) is not None:
@@ -114,14 +114,69 @@ def forward_to_moog(
             {
                 "mutt.alerts": len(batch),
                 "mutt.attempts": attempts,
-                "mutt.correlation_ids": [outbox_key(a) for a in batch],
+                "mutt.correlation_ids": [outbox_key(a) for a in batch if isinstance(a, dict)],
             }
         )
-    with log_context(**correlation([outbox_key(a) for a in batch])):
-        counts = _forward(self, batch, attempts, first_failed_at, replays)
+    with log_context(**correlation([outbox_key(a) for a in batch if isinstance(a, dict)])):
+        admitted = _admitted(self.runtime, batch, attempts, first_failed_at, replays)
+        counts = _forward(self, admitted, attempts, first_failed_at, replays)
     if span is not None:
         span.set_attributes({f"mutt.{key}": n for key, n in counts.items()})
     return counts
+
+
+def _admitted(
+    runtime: Runtime,
+    alerts: list[Any],
+    attempts: int,
+    first_failed_at: str | None,
+    replays: int,
+) -> list[dict[str, Any]]:
+    """The alerts fit to forward; the others go to the poison store with the reason, at once.
+
+    Checked before anything else (:mod:`mutt_app.forwarding.admission`): an alert without an
+    idempotency key would pass for a duplicate of every other such alert, and retrying a malformed
+    or oversize one would only fail again.
+    """
+    limit = runtime.settings.moog_max_alert_bytes
+    fit: list[dict[str, Any]] = []
+    refused: list[tuple[Any, str, str]] = []
+    for alert in alerts:
+        found = admission.problem(alert, limit)
+        if found is None:
+            fit.append(alert)
+        else:
+            refused.append((alert, *found))
+    if not refused:
+        return fit
+    first = datetime.fromisoformat(first_failed_at) if first_failed_at else None
+    with runtime.sessions.begin() as session:
+        for alert, error_type, reason in refused:
+            external_id = alert.get("external_id") if isinstance(alert, dict) else None
+            add_poison(
+                session,
+                task_name=TASK_NAME,
+                queue=lanes.queue_for(alert) if isinstance(alert, dict) else lanes.TICKET_QUEUE,
+                payload={"alert": alert},
+                error_type=error_type,
+                reason=reason,
+                attempts=attempts,
+                replays=replays,
+                correlation_id=external_id if isinstance(external_id, str) else None,
+                first_failed_at=first,
+            )
+    # Settled under the key they were recorded with (a keyless alert's was "None"), so that
+    # reconciling the outbox does not publish them again.
+    runtime.outbox.settle([outbox_key(alert) for alert, _, _ in refused if isinstance(alert, dict)])
+    metrics.MOOG_ALERTS.labels("poisoned").inc(len(refused))
+    for alert, error_type, reason in refused:
+        log.error(
+            "alert %s not forwarded, moved to poison (%s): %s",
+            admission.idempotency_key(alert),
+            error_type,
+            reason,
+        )
+    return fit
 
 
 def _forward(

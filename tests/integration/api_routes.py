@@ -23,6 +23,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/api/v2/rules/drafts/<int:draft_id>", "viewer"),
     ("PUT", "/api/v2/rules/drafts/<int:draft_id>", "admin"),
     ("POST", "/api/v2/rules/drafts/<int:draft_id>/publish", "admin"),
+    ("POST", "/api/v2/rules/drafts/<int:draft_id>/rebase", "admin"),
     ("GET", "/api/v2/dev-hosts", "viewer"),
     ("POST", "/api/v2/dev-hosts", "admin"),
     ("DELETE", "/api/v2/dev-hosts/<hostname>", "admin"),

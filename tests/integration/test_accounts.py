@@ -119,6 +119,9 @@ def test_password_and_role_changes_end_sessions_and_disabled_users_cannot_log_in
 # --- the CLI -------------------------------------------------------------------------------------
 
 
+R = ("--reason", "test")
+
+
 def _mutt(env: dict[str, str], *args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(main, list(args), env=env, input=input, catch_exceptions=False)
 
@@ -140,24 +143,35 @@ def test_cli_create_set_password_set_role_list(pg_url: str, engine: Engine) -> N
     assert result.exit_code == 0, result.output
     assert "user alice created with role admin" in result.output
     # Asked twice, not echoed.
-    result = _mutt(env, "users", "create", "bob", input=f"{PASSWORD}\n{PASSWORD}\n")
+    result = _mutt(env, "users", "create", "bob", *R, input=f"{PASSWORD}\n{PASSWORD}\n")
     assert result.exit_code == 0, result.output
     assert "created with role viewer" in result.output
     assert PASSWORD not in result.output
 
-    assert _mutt(env, "users", "create", "bob", "--password-stdin", input=PASSWORD).exit_code == 1
-    weak = _mutt(env, "users", "create", "carol", "--password-stdin", input="short\n")
+    assert (
+        _mutt(env, "users", "create", "bob", "--password-stdin", *R, input=PASSWORD).exit_code == 1
+    )
+    weak = _mutt(env, "users", "create", "carol", "--password-stdin", *R, input="short\n")
     assert weak.exit_code == 1 and "at least 12 characters" in weak.output
 
     result = _mutt(
-        env, "users", "set-password", "bob", "--password-stdin", input="a brand new passphrase\n"
+        env,
+        "users",
+        "set-password",
+        "bob",
+        "--password-stdin",
+        *R,
+        input="a brand new passphrase\n",
     )
     assert result.exit_code == 0, result.output
+    assert _mutt(env, "users", "set-role", "bob", "admin").exit_code == 2  # no --reason
+    assert _mutt(env, "users", "set-role", "bob", "admin", "--reason", " ").exit_code == 1
     assert (
-        _mutt(env, "users", "set-role", "bob", "operator").output.strip() == "bob is now operator"
+        _mutt(env, "users", "set-role", "bob", "operator", *R).output.strip()
+        == "bob is now operator"
     )
-    assert "already is operator" in _mutt(env, "users", "set-role", "bob", "operator").output
-    assert _mutt(env, "users", "set-role", "nobody", "admin").exit_code == 1
+    assert "already is operator" in _mutt(env, "users", "set-role", "bob", "operator", *R).output
+    assert _mutt(env, "users", "set-role", "nobody", "admin", *R).exit_code == 1
 
     listing = _mutt(env, "users", "list").output.splitlines()
     assert [line.split()[:3] for line in listing] == [
@@ -188,6 +202,7 @@ def test_prompted_passwords_must_match(pg_url: str) -> None:
         "users",
         "create",
         "bob",
+        *R,
         input=f"{PASSWORD}\nsomething else entirely\n",
     )
     assert result.exit_code != 0

@@ -390,7 +390,8 @@ def test_dlq_lists_poison_and_replays_it(
     assert listed["poison"] is True and [i["id"] for i in listed["items"]] == [poison_id]
     assert call(api_client, "GET", "/api/v2/dlq", status=200)["total"] == 0
     assert call(api_client, "GET", "/api/v2/dlq?task=mutt.classify_event&poison=true")["total"] == 0
-    replayed = call(api_client, "POST", f"/api/v2/dlq/{poison_id}/replay?poison=true", status=200)
+    path = f"/api/v2/dlq/{poison_id}/replay?poison=true"
+    replayed = call(api_client, "POST", path, {}, status=200)
     assert replayed["replayed"] == poison_id
     assert call(api_client, "GET", "/api/v2/dlq?poison=true", status=200)["total"] == 0
 

@@ -76,6 +76,10 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
         "/api/v2/rules/drafts/{draft}/publish",
         {"reason": "r"},
     ),
+    ("POST", "/api/v2/rules/drafts/<int:draft_id>/rebase"): (
+        "/api/v2/rules/drafts/{draft}/rebase",
+        {"reason": "r"},
+    ),
     ("GET", "/api/v2/dev-hosts"): ("/api/v2/dev-hosts", None),
     ("POST", "/api/v2/dev-hosts"): ("/api/v2/dev-hosts", {"hostname": "new", "reason": "r"}),
     ("DELETE", "/api/v2/dev-hosts/<hostname>"): ("/api/v2/dev-hosts/lab", {"reason": "r"}),
@@ -92,7 +96,7 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/api/v2/audit-logs"): ("/api/v2/audit-logs", None),
     ("GET", "/api/v2/config-audit"): ("/api/v2/config-audit", None),
     ("GET", "/api/v2/dlq"): ("/api/v2/dlq", None),
-    ("POST", "/api/v2/dlq/<int:item_id>/replay"): ("/api/v2/dlq/{letter}/replay", None),
+    ("POST", "/api/v2/dlq/<int:item_id>/replay"): ("/api/v2/dlq/{letter}/replay", {"reason": "r"}),
     ("GET", "/api/v2/alerts/<correlation_id>/deliveries"): (
         "/api/v2/alerts/6c442ed1-19ae-4c1b-9ecf-a3d7efc6d89a/deliveries",
         None,

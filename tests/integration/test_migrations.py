@@ -337,3 +337,35 @@ def test_0012_rule_dedup_key_on_postgres(empty_pg_url: str) -> None:
 
 def test_0012_rule_dedup_key_on_sqlite(tmp_path) -> None:
     _dedup_key_0012_round_trip(make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)})))
+
+
+def _draft_base_0013_round_trip(engine) -> None:  # type: ignore[no-untyped-def]
+    upgrade(engine, "0012")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO rule_drafts (id, name, document, created_by) VALUES"
+                """ (1, 'old', '{"create": [], "update": [], "deactivate": []}', 'alice')"""
+            )
+        )
+    upgrade(engine, "0013")
+    with engine.begin() as conn:
+        # A draft from before records no base.
+        assert conn.execute(text("SELECT base FROM rule_drafts")).scalar_one() is None
+        conn.execute(
+            text("""UPDATE rule_drafts SET base = '{"3": {"priority": 5}}' WHERE id = 1""")
+        )
+    downgrade(engine, "0012")
+    assert "base" not in {c["name"] for c in inspect(engine).get_columns("rule_drafts")}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, name FROM rule_drafts")).all() == [(1, "old")]
+    downgrade(engine, "base")
+    engine.dispose()
+
+
+def test_0013_rule_draft_base_on_postgres(empty_pg_url: str) -> None:
+    _draft_base_0013_round_trip(make_engine(load_settings({"DATABASE_URL": empty_pg_url})))
+
+
+def test_0013_rule_draft_base_on_sqlite(tmp_path) -> None:
+    _draft_base_0013_round_trip(make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)})))

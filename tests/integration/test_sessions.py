@@ -43,6 +43,8 @@ def _refused(client: FlaskClient) -> bool:
 
 def _mutt(settings: Settings, *args: str, input: str | None = None) -> None:
     env = {"DATABASE_URL": settings.database_dsn()}
+    if "--reason" not in args:
+        args = (*args, "--reason", "test")
     result = CliRunner().invoke(main, list(args), env=env, input=input, catch_exceptions=False)
     assert result.exit_code == 0, result.output
 

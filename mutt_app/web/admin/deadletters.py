@@ -10,6 +10,7 @@ and writes one config_audit_log row (who = the username) in the same transaction
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from kombu.exceptions import KombuError
 from werkzeug.wrappers import Response as BaseResponse
 
 from mutt_app.commands import deadletters as commands
+from mutt_app.commands.changes import Change, audited_change
 from mutt_app.commands.errors import Invalid, NotFound
 from mutt_app.db.models import DeadLetter, PoisonLetter
 from mutt_app.forwarding import deadletters
@@ -104,6 +106,13 @@ class DeadLetterView(MuttPage):
                 can_purge=role_allows(self.purge_role),
             )
 
+    @staticmethod
+    def _change(reason: str) -> AbstractContextManager[Change]:
+        # Its own session (the page's is read-only); no rules-version bump: no rule changed.
+        return audited_change(
+            runtime().sessions, None, changed_by=current_user.username, reason=reason
+        )
+
     def _back(self, poison: bool) -> BaseResponse:
         return redirect(url_for(".index", poison=1 if poison else None))
 
@@ -117,16 +126,9 @@ class DeadLetterView(MuttPage):
             return redirect(url_for(".details", item_id=item_id, poison=1 if poison else None))
         details = url_for(".details", item_id=item_id, poison=1 if poison else None)
         try:
-            with runtime().sessions.begin() as session:
-                self._item(session, item_id, poison)
-                name, queue = commands.replay(
-                    session,
-                    runtime().celery,
-                    item_id,
-                    poison=poison,
-                    changed_by=current_user.username,
-                    reason=reason,
-                )
+            with self._change(reason) as change:
+                self._item(change.session, item_id, poison)
+                name, queue = commands.replay(change, runtime().celery, item_id, poison=poison)
         except Invalid:  # nothing was changed
             flash(f"Item {item_id} cannot be replayed (its payload is not usable).", "error")
             return redirect(details)
@@ -149,11 +151,9 @@ class DeadLetterView(MuttPage):
         reason = form_reason()
         if reason is None:
             return redirect(url_for(".details", item_id=item_id, poison=1 if poison else None))
-        with runtime().sessions.begin() as session:
-            self._item(session, item_id, poison)
-            item = commands.purge(
-                session, item_id, poison=poison, changed_by=current_user.username, reason=reason
-            )
+        with self._change(reason) as change:
+            self._item(change.session, item_id, poison)
+            item = commands.purge(change, item_id, poison=poison)
         log.warning("%s purged %s %d", current_user.username, item.__tablename__, item_id)
         flash(f"Item {item_id} purged.", "success")
         return self._back(poison)

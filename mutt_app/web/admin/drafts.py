@@ -8,6 +8,10 @@ REST API checks one, and against the live rules. Saving, the backtest and publis
 marking the draft published, all under the form's reason and one correlation id, and the rules
 version is bumped so that workers reload.
 
+A draft records the rules it changes as they were when drafted; when one changed since, the page
+lists how, publishing is refused with that message, and the admin re-bases the draft ("Re-base",
+with a reason) or ticks "Publish anyway" (:func:`mutt_app.commands.drafts.publish_stored`).
+
 Everyone logged in reads drafts; only an admin creates, edits, backtests (it scans up to
 BACKTEST_MAX_ROWS audit rows) and publishes them. Saving a draft changes no live rule, so it bumps
 no rules version; it is audited all the same.
@@ -123,6 +127,7 @@ class RuleDraftView(MuttPage):
                 rules=rules,
                 can_edit=role_allows("admin"),
                 new_rules=row.document.get("create", []),
+                stale=commands.changed_since(session, row) if row.published_at is None else {},
             )
         return body, (422 if error else 200)
 
@@ -194,10 +199,12 @@ class RuleDraftView(MuttPage):
                 changed_by=current_user.username,
                 reason=reason,
             ) as change:
-                created = commands.publish_stored(change, draft_id)[1]
+                created = commands.publish_stored(
+                    change, draft_id, force=request.form.get("force") == "1"
+                )[1]
         except NotFound:
             abort(404)
-        except Conflict as exc:
+        except (Conflict, Invalid) as exc:  # a rule changed since the draft; a clearing loop
             flash(f"Not published: {exc.message}", "error")
             return redirect(url_for(".details", draft_id=draft_id))
         flash(
@@ -207,4 +214,25 @@ class RuleDraftView(MuttPage):
         )
         if change.warnings:
             flash("Redis is unreachable: workers pick the change up within CACHE_RELOAD_INTERVAL.")
+        return redirect(url_for(".details", draft_id=draft_id))
+
+    @expose("/<int:draft_id>/rebase", methods=("POST",))
+    def rebase(self, draft_id: int) -> BaseResponse:
+        """Base the draft on its rules as they are now (after the admin checked it), audited."""
+        with runtime().sessions() as session:
+            self._editable(session, draft_id)
+        reason = form_reason()
+        if reason is None:
+            return redirect(url_for(".details", draft_id=draft_id))
+        try:
+            with audited_change(
+                runtime().sessions, None, changed_by=current_user.username, reason=reason
+            ) as change:
+                commands.rebase(change, draft_id)
+        except NotFound:
+            abort(404)
+        except (Conflict, Invalid) as exc:
+            flash(f"Not re-based: {exc.message}", "error")
+            return redirect(url_for(".details", draft_id=draft_id))
+        flash("Draft re-based on the rules as they are now.", "success")
         return redirect(url_for(".details", draft_id=draft_id))

@@ -103,7 +103,7 @@ class AlertRuleView(MuttModelView):
 
     def validate_form(self, form: Any) -> bool:
         """The form's own checks, then the rule commands' (a regex RE2 cannot compile is refused,
-        ``clears_rule_id`` must name another rule)."""
+        ``clears_rule_id`` must name another rule and close no loop of clearing rules)."""
         if not super().validate_form(form):
             return False
         if not hasattr(form, "match_type"):  # the delete and action forms
@@ -123,8 +123,8 @@ class AlertRuleView(MuttModelView):
         clears = form.clears_rule_id.data
         try:
             rules.check_clears(self.db, clears, request.args.get("id", type=int))
-        except Invalid:
-            flash(f"Not a valid rule: clears_rule_id {clears} names no other rule", "error")
+        except Invalid as exc:  # no such rule, the rule itself, or a loop of clearing rules
+            flash(f"Not a valid rule: {exc.message}", "error")
             return False
         return True
 

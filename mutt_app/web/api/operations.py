@@ -3,8 +3,11 @@
 - ``GET /dlq``: dead letters (``?poison=true``: the poison store), filters ``task``, ``limit`` and
   ``offset``; answers ``{items, total, limit, offset, poison}``.
 - ``POST /dlq/<id>/replay``: publish a dead letter (or, with ``?poison=true``, a poison item) again
-  now and remove it, as ``mutt dlq replay`` does; 404 if there is no such item, 422 if its payload
-  cannot be replayed (it is left in place).
+  now and remove it, the command the admin UI and ``mutt dlq replay`` run
+  (:func:`mutt_app.commands.deadletters.replay`): a reason is required (body ``{"reason": ...}`` or
+  the X-Change-Reason header, else 422) and the replay writes one config_audit_log row (who = the
+  key's name). 404 if there is no such item, 422 if its payload cannot be replayed (it is left in
+  place).
 - ``GET /alerts/<correlation_id>/deliveries`` (a UUID, else 400): was this alert sent to Moog, when, and what did Moog
   say: ``{correlation_id, sent, sent_at, attempts}``, each attempt ``{at, outcome, status, error,
   task_id, batch_size}`` (a scheduled retry also ``retry_in``, seconds) (:mod:`mutt_app.forwarding.history`; kept MOOG_DELIVERY_HISTORY_SECONDS).
@@ -27,11 +30,12 @@ from flask import Response, request
 
 from mutt_app.commands import deadletters as dead_letter_commands
 from mutt_app.commands import dynamic_config as config_commands
-from mutt_app.commands.fields import FieldSpec, field_problem
+from mutt_app.commands.fields import FieldSpec, check_fields, field_problem
 from mutt_app.dynamic_config import KEYS, DynamicConfig, parse_value
 from mutt_app.forwarding import deadletters
 from mutt_app.forwarding import history as delivery_history
 from mutt_app.web.api.blueprint import bp
+from mutt_app.web.api.changes import config_change
 from mutt_app.web.api.errors import ApiError
 from mutt_app.web.api.fields import change_reason, json_body
 from mutt_app.web.api.keys import current_key, requires
@@ -82,8 +86,11 @@ def list_dead_letters() -> Response:
 def replay_dead_letter(item_id: int) -> Response:
     """Publish one item again now and remove it from the store."""
     poison = bool_arg("poison") or False
-    with sessions().begin() as session:
-        name, queue = dead_letter_commands.replay(session, runtime().celery, item_id, poison=poison)
+    body = json_body()
+    check_fields(body, {})
+    reason = change_reason(body)
+    with config_change(reason, bump=False) as change:
+        name, queue = dead_letter_commands.replay(change, runtime().celery, item_id, poison=poison)
     return json_response({"replayed": item_id, "task": name, "queue": queue})
 
 

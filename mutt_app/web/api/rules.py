@@ -41,6 +41,12 @@ from mutt_app.web.context import runtime
 # The API's own bodies; a rule's fields are the rule commands' RULE_FIELDS.
 BACKTEST_FIELDS = {"hours": FieldSpec(int, minimum=1, maximum=MAX_HOURS)}
 DRAFT_FIELDS = {"name": FieldSpec(str, min_length=1, max_length=draft_commands.MAX_NAME)}
+PUBLISH_FIELDS = {
+    "force": FieldSpec(
+        bool,
+        description="publish even over rules changed since the draft was based on them (audited)",
+    )
+}
 
 
 def _rule_fields(body: dict[str, Any], *, required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -246,19 +252,36 @@ def update_draft(draft_id: int) -> Response:
     return json_response({"id": draft_id, "draft": current, **change.summary()})
 
 
+@bp.post("/rules/drafts/<int:draft_id>/rebase")
+def rebase_draft(draft_id: int) -> Response:
+    """Base a draft on its rules as they are now (after checking it against them): a publish no
+    longer conflicts over what changed before. Audited; 409 once it is published."""
+    body = json_body()
+    check_fields(body, {})
+    reason = change_reason(body)
+    try:
+        with config_change(reason, bump=False) as change:
+            current = draft_commands.rebase(change, draft_id).as_dict()
+    except Conflict as exc:
+        raise ApiError(409, f"not re-based: {exc.message}") from None
+    return json_response({"id": draft_id, "draft": current, **change.summary()})
+
+
 @bp.post("/rules/drafts/<int:draft_id>/publish")
 def publish_draft(draft_id: int) -> Response:
     """Apply a stored draft to the live rules: one audit row per changed rule (and one marking the
     draft published), one reason and correlation id; then the rules version is bumped."""
     body = json_body()
-    check_fields(body, {})
+    fields = check_fields(body, PUBLISH_FIELDS)
     reason = change_reason(body)
     try:
         with config_change(reason) as change:
-            row, created = draft_commands.publish_stored(change, draft_id)
+            row, created = draft_commands.publish_stored(
+                change, draft_id, force=fields.get("force", False)
+            )
             current = row.as_dict()
     except Conflict as exc:
-        raise ApiError(409, f"not published: {exc.message}") from None
+        raise ApiError(409, f"not published: {exc.message}", exc.details) from None
     return json_response(
         {
             "id": draft_id,

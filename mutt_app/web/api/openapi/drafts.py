@@ -37,7 +37,7 @@ from mutt_app.web.api.openapi.schema import (
     ref,
     single,
 )
-from mutt_app.web.api.rules import BACKTEST_FIELDS, DRAFT_FIELDS
+from mutt_app.web.api.rules import BACKTEST_FIELDS, DRAFT_FIELDS, PUBLISH_FIELDS
 
 DRAFT_ID = id_param("draft_id", "draft")
 
@@ -128,6 +128,10 @@ def schemas() -> Schema:
                 "updated_at": TIMESTAMP,
                 "published_at": NULLABLE_TIMESTAMP,
                 "published_by": NULLABLE_STR,
+                "base": {
+                    "type": ["object", "null"],
+                    "description": "the rules it changes as they were when drafted or re-based",
+                },
             },
             ["id", "name", "document", "created_by", "created_at", "updated_at", "published_at"],
         ),
@@ -135,6 +139,7 @@ def schemas() -> Schema:
         "RuleDraftUpdate": change_body(DRAFT_FIELDS, draft=ref("RuleDraft")) | {"minProperties": 1},
         "RuleDraftOne": single("draft", "StoredRuleDraft"),
         "RuleDraftChange": change_answer("draft", stored),
+        "RuleDraftPublish": change_body(PUBLISH_FIELDS),
         "RuleDraftPublished": change_answer("draft", stored, created_rule_ids=array(INT)),
         "RuleDraftList": listing("drafts", "StoredRuleDraft"),
         "BacktestRequest": object_schema(
@@ -177,8 +182,18 @@ def operations() -> Operations:
         ),
         ("post", "/rules/drafts/{draft_id}/publish"): change_operation(
             "Apply a stored draft to the live rules: one audit row per changed rule, one"
-            " reason; 409 if published already or it no longer fits the live rules",
+            " reason; 409 if published already, it no longer fits the live rules, or a rule it"
+            " is based on changed since (details.stale; re-base it or force); 422 if it would"
+            " close a loop of clearing rules (details.cycle)",
             "RuleDraftPublished",
+            "RuleDraftPublish",
+            path_param=DRAFT_ID,
+            statuses=CONFLICT_ERRORS,
+        ),
+        ("post", "/rules/drafts/{draft_id}/rebase"): change_operation(
+            "Base a draft on its rules as they are now, after checking it against them"
+            " (audited, no bump); 409 once published",
+            "RuleDraftChange",
             path_param=DRAFT_ID,
             statuses=CONFLICT_ERRORS,
         ),

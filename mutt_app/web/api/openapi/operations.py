@@ -8,6 +8,7 @@ from mutt_app.dynamic_config import KEYS
 from mutt_app.web.api.openapi.schema import (
     ANY,
     BOOL,
+    CHANGE_HEADERS,
     INT,
     LIMIT,
     NULLABLE_INT,
@@ -134,11 +135,13 @@ def operations() -> Operations:
             ],
             "responses": ok("DeadLetterList") | errors(400),
         },
-        ("post", "/dlq/{item_id}/replay"): {
-            "summary": "Publish a dead letter again now and remove it",
-            "parameters": [ITEM_ID, POISON],
-            "responses": ok("Replayed") | errors(400, 404, 422),
-        },
+        ("post", "/dlq/{item_id}/replay"): change_operation(
+            "Publish a dead letter again now and remove it (audited, with a reason)",
+            "Replayed",
+            path_param=ITEM_ID,
+            statuses=(400, 404, 415, 422),
+        )
+        | {"parameters": [ITEM_ID, POISON, *CHANGE_HEADERS]},
         ("get", "/alerts/{correlation_id}/deliveries"): {
             "summary": "Was this alert sent to Moog, when, and what did Moog say (each attempt)",
             "parameters": [
