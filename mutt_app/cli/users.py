@@ -137,7 +137,7 @@ def users_list(obj: Context) -> None:
     with obj.sessions() as session:
         rows = accounts.list_users(session)
     if not rows:
-        click.echo("no users (create one with: mutt users create NAME --role admin)")
+        click.echo("no users (create one with: mutt users create NAME --role admin --reason WHY)")
         return
     for user in rows:
         state = "active" if user.is_active else "disabled"

@@ -39,11 +39,13 @@ def directions(settings: Settings, parts: Sequence[Part], accounts: int | None) 
                 "                no account yet: make the first admin in another terminal, with "
                 "the same settings:"
             )
-            lines.append("                  mutt users create admin --role admin")
+            lines.append(
+                "                  mutt users create admin --role admin --reason 'first admin'"
+            )
         elif accounts is not None:
             lines.append(
                 f"                {accounts} account(s): `mutt users list`; "
-                "`mutt users create NAME --role admin` adds one"
+                "`mutt users create NAME --role admin --reason WHY` adds one"
             )
     # Ingest and web serve their own /metrics, on the address the table shows for them.
     metrics = [

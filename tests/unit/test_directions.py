@@ -38,7 +38,7 @@ def test_a_first_run_says_where_everything_is_and_how_to_make_the_first_admin(
     text = "\n".join(directions(settings, _plan(settings), accounts=0))
     assert "POST http://127.0.0.1:18080/api/v2/ingest" in text
     assert "Web UI:         http://127.0.0.1:18090/" in text
-    assert "mutt users create admin --role admin" in text
+    assert "mutt users create admin --role admin --reason 'first admin'" in text
     assert (
         "Metrics:        ingest http://127.0.0.1:18080/metrics, web http://127.0.0.1:18090/metrics"
         ", workers http://127.0.0.1:8081/metrics"
