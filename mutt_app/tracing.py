@@ -29,7 +29,14 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    format_trace_id,
+)
 
 from mutt_app.config import VERSION, Settings
 
@@ -163,6 +170,13 @@ def recording() -> Span | None:
     over a batch only then."""
     span = trace.get_current_span()
     return span if span.is_recording() else None
+
+
+def trace_id() -> str | None:
+    """The current trace's id, 32 hex digits as in ``traceparent``, while a span records; else
+    None (tracing off, or not sampled: no trace to find)."""
+    span = trace.get_current_span()
+    return format_trace_id(span.get_span_context().trace_id) if span.is_recording() else None
 
 
 def origin() -> SpanContext:

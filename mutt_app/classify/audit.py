@@ -53,12 +53,16 @@ def not_forwarded_reason(decision: Decision, held: Held | None) -> str | None:
 
 
 def audit_row(
-    event: Event, decision: Decision, held: Held | None = None, rules_version: int | None = None
+    event: Event,
+    decision: Decision,
+    held: Held | None = None,
+    rules_version: int | None = None,
+    trace_id: str | None = None,
 ) -> dict[str, Any]:
     """The event_audit_log values for one classified event (correlation_id as text).
 
     ``held`` says why a forwardable event was held back (None: it was not); ``rules_version`` is
-    the rules version the decision was made under.
+    the rules version the decision was made under; ``trace_id`` the trace it was classified in.
     """
     return {
         "event_timestamp": event.timestamp,
@@ -78,6 +82,7 @@ def audit_row(
         "held_reason": not_forwarded_reason(decision, held),
         "duplicate_of": None if held is None else held.duplicate_of,
         "rules_version": rules_version,
+        "trace_id": trace_id,
     }
 
 
@@ -107,7 +112,7 @@ def insert_audit_rows(session: Session, rows: Sequence[dict[str, Any]]) -> set[s
 # the document in C, so the client does almost no work per value: psycopg2's execute_values, which
 # quotes every value into a multi-row VALUES, cost several times as much client CPU per row, and
 # no less on the server. The columns are audit_row's keys (id and audited_at are filled in by the
-# database); a key a row leaves out (held_reason, duplicate_of, rules_version) is NULL.
+# database); a key a row leaves out (held_reason, duplicate_of, rules_version, trace_id) is NULL.
 _PG_COLUMNS = ", ".join(
     (
         "event_timestamp",
@@ -127,6 +132,7 @@ _PG_COLUMNS = ", ".join(
         "held_reason",
         "duplicate_of",
         "rules_version",
+        "trace_id",
     )
 )
 _PG_INSERT = (

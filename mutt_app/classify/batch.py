@@ -115,6 +115,7 @@ def classify_batch(
 
     write_started = time.perf_counter()
     version = snapshot.version_number
+    trace_id = tracing.trace_id()
     # A span of its own: on PostgreSQL the INSERT goes through the driver's cursor, past the
     # SQLAlchemy instrumentation (audit.py says why), so the transaction's time shows here.
     with (
@@ -122,7 +123,8 @@ def classify_batch(
         runtime.sessions.begin() as session,
     ):
         new = insert_audit_rows(
-            session, [audit_row(e, d, held.get(e.correlation_id), version) for e, d in decided]
+            session,
+            [audit_row(e, d, held.get(e.correlation_id), version, trace_id) for e, d in decided],
         )
         if failed and replay_of is not None:
             add_replay_failures(

@@ -13,7 +13,7 @@ admin UI's event page alike:
   :mod:`mutt_app.forwarding.history`, kept MOOG_DELIVERY_HISTORY_SECONDS);
 - **the dead letter** and the poison item, if any (the database tables of
   :mod:`mutt_app.forwarding.deadletters`);
-- **the trace id** when tracing records one (``trace_id``; None until the audit row carries it).
+- **the trace id** of the classify task that audited it, when tracing was on (``trace_id``).
 
 The audit row says *that* an event was held and why, not which window or budget was full: those
 lived in Redis counters that close and go. The story names what fits the row: the windows whose
@@ -112,15 +112,8 @@ def story(
         "outcome": _outcome(session, config, row, rule) if row is not None else None,
         "deliveries": deliveries,
         "dead_letters": letters,
-        "trace_id": _trace_id(row),
+        "trace_id": row.trace_id if row is not None else None,
     }
-
-
-def _trace_id(row: EventAuditLog | None) -> str | None:
-    # The event's trace, once the audit row records one (the OpenTelemetry work adds it); until
-    # then the field is there, and None.
-    value = getattr(row, "trace_id", None) if row is not None else None
-    return None if value is None else str(value)
 
 
 def _event(row: EventAuditLog) -> dict[str, Any]:

@@ -218,6 +218,8 @@ class EventAuditLog(Base):
     duplicate_of: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # The rules version (mutt:rules:version) the event was classified under; NULL before 0010.
     rules_version: Mapped[int | None] = mapped_column(BigInteger)
+    trace_id: Mapped[str | None] = mapped_column(Text)
+    """The classify task's trace (32 hex digits) when tracing was on (OTEL_ENABLED)."""
 
 
 class ConfigAuditLog(Base):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from sqlalchemy import text
 
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import FORWARD_QUEUES, Stack
@@ -148,6 +149,13 @@ def test_a_senders_trace_reaches_the_moog_request_through_every_stage(
     assert any(s.attributes.get("db.system") == "postgresql" for s in under_audit), under_audit
     under_classify = [s for s in spans if s.parent_id == classify.span_id]
     assert any(s.attributes.get("db.system") == "redis" for s in under_classify), under_classify
+
+    # The event's page names its trace: the audit row keeps the classify task's trace id.
+    with stack.engine.connect() as connection:
+        recorded = connection.execute(
+            text("SELECT trace_id FROM event_audit_log WHERE correlation_id = :cid"), {"cid": cid}
+        ).scalar_one()
+    assert recorded == trace_id
     # Nothing made outside a request or a task: no trace is a lone Redis call.
     roots = [(s.name, s.service) for s in otlp.spans() if not s.parent_id and s.kind == "client"]
     assert roots == []

@@ -57,7 +57,7 @@ def test_a_sent_event_has_its_decision_and_moogs_answer(
     assert deliveries["sent"] is True and deliveries["unavailable"] is False
     assert [(a["outcome"], a["status"]) for a in deliveries["attempts"]] == [("delivered", 200)]
     assert story["dead_letters"] == []
-    assert story["trace_id"] is None  # the audit records no trace id yet
+    assert story["trace_id"] is None  # tracing is off here (tests/e2e/test_tracing.py: on)
 
 
 def test_a_held_event_names_the_alert_it_repeats_and_the_window(

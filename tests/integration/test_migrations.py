@@ -363,6 +363,23 @@ def _draft_base_0013_round_trip(engine) -> None:  # type: ignore[no-untyped-def]
     engine.dispose()
 
 
+def _trace_id_0014_round_trip(engine) -> None:  # type: ignore[no-untyped-def]
+    upgrade(engine, "0014")
+    assert "trace_id" in {c["name"] for c in inspect(engine).get_columns("event_audit_log")}
+    downgrade(engine, "0013")
+    assert "trace_id" not in {c["name"] for c in inspect(engine).get_columns("event_audit_log")}
+    downgrade(engine, "base")
+    engine.dispose()
+
+
+def test_0014_event_trace_id_on_postgres(empty_pg_url: str) -> None:
+    _trace_id_0014_round_trip(make_engine(load_settings({"DATABASE_URL": empty_pg_url})))
+
+
+def test_0014_event_trace_id_on_sqlite(tmp_path) -> None:
+    _trace_id_0014_round_trip(make_engine(load_settings({"MUTT_DATA_DIR": str(tmp_path)})))
+
+
 def test_0013_rule_draft_base_on_postgres(empty_pg_url: str) -> None:
     _draft_base_0013_round_trip(make_engine(load_settings({"DATABASE_URL": empty_pg_url})))
 
