@@ -2,13 +2,15 @@
 
 A JSON line has the spec's fields: ``timestamp`` (ISO 8601, UTC), ``level``, ``message``, ``logger``,
 ``module``, ``function``, ``line``, ``thread``, ``service``, ``version``, ``pod_name``,
-``correlation_id`` and ``task_id`` (null when there is none), plus whatever a call adds with
-``extra={...}`` (e.g. ``batch_id``, ``correlation_ids``).
+``correlation_id``, ``task_id``, ``trace_id`` and ``span_id`` (null when there is none), plus whatever
+a call adds with ``extra={...}`` (e.g. ``batch_id``, ``correlation_ids``).
 
 ``correlation_id`` comes from :func:`log_context`, which the ingest endpoint and the classify and
 forward tasks enter with the ids of the events they handle, so one event's lines can be followed from
 ingest through classify to forward. ``task_id`` is the running Celery task's id, read from Celery for
-every record logged inside a task (prefork and thread pools alike).
+every record logged inside a task (prefork and thread pools alike). ``trace_id`` and ``span_id`` are
+the current span's, with OTEL_ENABLED: OpenTelemetry's logging instrumentation stamps them on each
+record (:mod:`mutt_app.tracing`), and a line can be looked up by its trace.
 
 No secret reaches a log: the final text of every record (message, traceback, extra fields) is masked
 for the configured secrets (API keys, passwords), Vault tokens and passwords inside URLs.
@@ -26,6 +28,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from mutt_app.api_keys import parse_api_keys
@@ -34,8 +37,10 @@ from mutt_app.config import VERSION, Settings
 PLAIN_FORMAT = "%(asctime)s %(levelname)-7s %(service)s %(name)s: %(message)s"
 JSON_FIELDS = (
     "%(levelname)s %(message)s %(name)s %(module)s %(funcName)s %(lineno)d %(threadName)s "
-    "%(service)s %(version)s %(pod_name)s %(correlation_id)s %(task_id)s"
+    "%(service)s %(version)s %(pod_name)s %(correlation_id)s %(task_id)s %(trace_id)s %(span_id)s"
 )
+# What OpenTelemetry's logging instrumentation stamps on a record, shown as trace_id and span_id.
+OTEL_RECORD_FIELDS = ("otelTraceID", "otelSpanID", "otelTraceSampled", "otelServiceName")
 JSON_RENAMES = {
     "levelname": "level",
     "name": "logger",
@@ -137,7 +142,15 @@ class ContextFilter(logging.Filter):
             record.correlation_id = None
         if not hasattr(record, "task_id"):
             record.task_id = _current_task_id()
+        # "0": the instrumentation's word for no span.
+        record.trace_id = _otel_id(record, "otelTraceID")
+        record.span_id = _otel_id(record, "otelSpanID")
         return True
+
+
+def _otel_id(record: logging.LogRecord, field: str) -> str | None:
+    value = getattr(record, field, None)
+    return None if value in (None, "0") else value
 
 
 class PlainFormatter(logging.Formatter):
@@ -188,7 +201,11 @@ def make_formatter(settings: Settings) -> RedactingFormatter:
     inner: logging.Formatter
     if settings.log_json_enabled:
         inner = JsonFormatter(
-            JSON_FIELDS, rename_fields=JSON_RENAMES, timestamp=True, json_ensure_ascii=False
+            JSON_FIELDS,
+            rename_fields=JSON_RENAMES,
+            timestamp=True,
+            json_ensure_ascii=False,
+            reserved_attrs=[*RESERVED_ATTRS, *OTEL_RECORD_FIELDS],
         )
     else:
         inner = PlainFormatter(PLAIN_FORMAT)

@@ -113,6 +113,7 @@ def _install_provider(service: str) -> None:
 
 def _instrument_libraries() -> None:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.instrumentation.logging import LoggingInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -120,6 +121,11 @@ def _instrument_libraries() -> None:
     for instrumentor in (CeleryInstrumentor(), RedisInstrumentor(), RequestsInstrumentor()):
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()
+    logging_ = LoggingInstrumentor()
+    if not logging_.is_instrumented_by_opentelemetry:
+        # The trace and span ids on every log record (mutt_app.logs shows them); not its handler
+        # that would also send each log line over OTLP.
+        logging_.instrument(inject_trace_context=True, enable_log_auto_instrumentation=False)
     sqlalchemy = SQLAlchemyInstrumentor()
     if not sqlalchemy.is_instrumented_by_opentelemetry:
         # It wraps sqlalchemy.create_engine (mutt_app.db.engine calls it through the module). Its

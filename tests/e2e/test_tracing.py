@@ -84,6 +84,7 @@ def test_a_senders_trace_reaches_the_moog_request_through_every_stage(
         # two events, or a second after its first request (the longest linger).
         CLASSIFY_BATCH_SIZE="2",
         INGEST_LINGER_MS="1000",
+        LOG_JSON_ENABLED="true",
     )
     seed_pipeline(stack.engine)  # rule 1 forwards "CRITICAL ..." (Page_and_ticket)
     stack.start_sink().start_ingest()
@@ -156,6 +157,16 @@ def test_a_senders_trace_reaches_the_moog_request_through_every_stage(
             text("SELECT trace_id FROM event_audit_log WHERE correlation_id = :cid"), {"cid": cid}
         ).scalar_one()
     assert recorded == trace_id
+
+    # So does every log line made inside it (LOG_JSON_ENABLED): with the span that made it.
+    traced = [
+        line
+        for line in stack.logs(None).splitlines()
+        if line.startswith("{") and orjson.loads(line).get("trace_id") == trace_id
+    ]
+    assert traced, stack.logs()
+    made_by = {orjson.loads(line)["span_id"] for line in traced}
+    assert made_by <= {s.span_id for s in spans}, made_by
     # Nothing made outside a request or a task: no trace is a lone Redis call.
     roots = [(s.name, s.service) for s in otlp.spans() if not s.parent_id and s.kind == "client"]
     assert roots == []

@@ -71,8 +71,33 @@ def test_json_lines_carry_the_spec_fields_and_the_context() -> None:
     assert first["correlation_id"] == "550e8400-e29b-41d4-a716-446655440000"
     assert first["batch_id"] == "b1"
     assert first["task_id"] is None
+    assert first["trace_id"] is None and first["span_id"] is None  # tracing off
     assert first["timestamp"].endswith("+00:00")
     assert second["correlation_id"] is None and "batch_id" not in second
+
+
+def test_json_lines_carry_the_current_span_s_trace_and_span_ids_when_traced() -> None:
+    # What mutt_app.tracing installs with OTEL_ENABLED, on a provider of this test's own.
+    from opentelemetry.instrumentation.logging import LoggingInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("test")
+    logger, stream = _logger(load_settings({"LOG_JSON_ENABLED": "true"}))
+    instrumentor = LoggingInstrumentor()
+    instrumentor.instrument(inject_trace_context=True, enable_log_auto_instrumentation=False)
+    try:
+        with tracer.start_as_current_span("work") as span:
+            logger.info("inside")
+        logger.info("outside")
+    finally:
+        instrumentor.uninstrument()
+
+    inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    context = span.get_span_context()
+    assert inside["trace_id"] == format(context.trace_id, "032x")
+    assert inside["span_id"] == format(context.span_id, "016x")
+    assert (outside["trace_id"], outside["span_id"]) == (None, None)
+    assert not [key for key in inside if key.startswith("otel")]  # shown once, by MUTT's names
 
 
 def test_plain_lines_are_readable_and_show_the_ids() -> None:
