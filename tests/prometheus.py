@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import requests
 
 from tests.deploy_files import DEPLOY
-from tests.services import free_port, wait_for
+from tests.services import ServerProcess, wait_for
 
 RULES = DEPLOY / "prometheus" / "alerts.yml"
 
@@ -29,11 +26,13 @@ class PrometheusError(AssertionError):
     """Prometheus answered a test's query with an error."""
 
 
-class Prometheus:
+class Prometheus(ServerProcess):
     """``with Prometheus({"mutt-ingest": ["127.0.0.1:8080"]}) as prometheus:`` (job -> targets).
 
     ``options`` are extra command-line flags (``--query.max-samples=1``).
     """
+
+    name = "prometheus"
 
     def __init__(
         self,
@@ -49,14 +48,8 @@ class Prometheus:
         self.jobs = jobs
         self.rules = rules
         self.options = list(options)
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="mutt-prometheus-"))
+        super().__init__()
         self.query_log = self.dir / "queries.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -76,52 +69,21 @@ class Prometheus:
     def start(self) -> Prometheus:
         config = self.dir / "prometheus.yml"
         config.write_text(json.dumps(self._config()))  # JSON is YAML
-        log = (self.dir / "prometheus.log").open("wb")
-        self.process = subprocess.Popen(
+        self.launch(
             [
                 self.binary,
                 f"--config.file={config}",
                 f"--storage.tsdb.path={self.dir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 *self.options,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            ]
         )
-        log.close()
         wait_for(self._ready, 30, f"prometheus on port {self.port}")
         return self
 
     def _ready(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"prometheus exited:\n{self.log_tail()}")
+        self.check_running()
         return requests.get(f"{self.url}/-/ready", timeout=2).status_code == 200
-
-    def log_tail(self, lines: int = 30) -> str:
-        path = self.dir / "prometheus.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> Prometheus:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
     # --- asking it ----------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Private Redis and PostgreSQL servers for the tests, started from the installed server binaries.
+"""Private Redis and PostgreSQL servers for the tests, started from the installed server binaries, and
+:class:`ServerProcess`, what every other real server a test runs (OpenBao, Prometheus) builds on.
 
 Why not pytest-postgresql / pytest-redis: PostgreSQL refuses to initdb as root (CI runs as root), so the
 cluster is started as the ``postgres`` system user; and the tests need control those plugins do not give
@@ -17,6 +18,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 import psycopg2
 import redis
@@ -546,3 +548,60 @@ class PostgresStandbyPair:
         if self.standby is not None:
             self.standby.stop()
         self.primary.stop()
+
+
+class ServerProcess:
+    """A real server binary run for a test on a free loopback port, in a temporary directory of
+    its own that holds its log (``NAME.log``): started with :meth:`launch` by a subclass's
+    ``start``, stopped (and its directory removed) by :meth:`stop` or at the end of ``with``."""
+
+    name = "server"
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"mutt-{self.name}-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def launch(self, argv: list[str], *, env: dict[str, str] | None = None) -> None:
+        """Run ``argv`` with its output in the log."""
+        with (self.dir / f"{self.name}.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
+
+    def check_running(self) -> None:
+        """Raise, with the log's tail, when the server has exited."""
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        path = self.dir / f"{self.name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
