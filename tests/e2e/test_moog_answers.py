@@ -9,19 +9,15 @@ receives nothing.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import select
 
-from mutt_app.db.models import DeadLetter
 from mutt_app.forwarding import history
 from mutt_app.ledger import OUTBOX, Ledger
-from tests.e2e.alerts import publish_alerts
+from tests.e2e.alerts import dead_letters, made_alerts, publish_alerts
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import FORWARD_QUEUES, Stack
 from tests.moog_stand_in import StandIn
@@ -51,40 +47,10 @@ def _start(stand_ins: list[StandIn], answer: Any) -> StandIn:
     return stand_in
 
 
-def _alerts(n: int, tag: str) -> list[dict[str, Any]]:
-    now = int(datetime.now(UTC).timestamp())
-    return [
-        {
-            "signature": f"host-{i}::1::{tag}",
-            "source_id": f"host-{i}",
-            "source": f"host-{i}",
-            "external_id": str(uuid.uuid4()),
-            "manager": "MUTT",
-            "class": "NETO",
-            "agent": "MUTT",
-            "agent_location": f"host-{i}",
-            "type": "syslog",
-            "severity": 4,
-            "description": f"{tag} alert {i}",
-            "agent_time": now,
-        }
-        for i in range(n)
-    ]
-
-
 def _forward_stack(make_stack: StackFactory, url: str, **env: str) -> Stack:
     stack = make_stack(**FAST, MOOG_WEBHOOK_URL=url, **env)
     stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=4, pool="threads")
     return stack
-
-
-def _dead_letters(stack: Stack) -> dict[str, tuple[str, str]]:
-    """correlation_id -> (error_type, error_message) of every dead letter."""
-    with stack.engine.connect() as conn:
-        rows = conn.execute(
-            select(DeadLetter.correlation_id, DeadLetter.error_type, DeadLetter.error_message)
-        ).all()
-    return {str(c): (t, m) for c, t, m in rows}
 
 
 def _settled(stack: Stack) -> None:
@@ -114,11 +80,11 @@ def test_a_redirect_is_never_followed_and_dead_letters_its_batch(
     client = redis.Redis.from_url(stack.env["REDIS_URL"])
     for code in codes:
         current["code"] = code
-        alerts = _alerts(5, f"redirect-{code}")
+        alerts = made_alerts(5, f"redirect-{code}")
         ids = {a["external_id"] for a in alerts}
         publish_alerts(stack, alerts)
-        wait_for(lambda ids=ids: ids <= set(_dead_letters(stack)), 30, f"{code}: 5 dead letters")
-        letters = _dead_letters(stack)
+        wait_for(lambda ids=ids: ids <= set(dead_letters(stack)), 30, f"{code}: 5 dead letters")
+        letters = dead_letters(stack)
         for key in ids:
             error_type, message = letters[key]
             assert error_type == f"HTTP{code}"
@@ -160,15 +126,15 @@ def test_a_207_with_one_failed_event_delivers_four_and_dead_letters_one(
 ) -> None:
     moog = _start(stand_ins, _refuse_marked)
     stack = _forward_stack(make_stack, moog.url, MOOG_FORMAT=fmt)
-    alerts = _alerts(5, "partial")
+    alerts = made_alerts(5, "partial")
     refused = alerts[2]
     refused["description"] += f" {MARKER}"
     publish_alerts(stack, alerts)
 
-    wait_for(lambda: refused["external_id"] in _dead_letters(stack), 30, "the dead letter")
+    wait_for(lambda: refused["external_id"] in dead_letters(stack), 30, "the dead letter")
     _settled(stack)
     stack.settle(1)
-    letters = _dead_letters(stack)
+    letters = dead_letters(stack)
     assert list(letters) == [refused["external_id"]]
     error_type, message = letters[refused["external_id"]]
     assert error_type == "HTTP207" and "severity not accepted for host-2" in message
@@ -195,17 +161,17 @@ def test_two_failed_events_of_a_207_are_sent_again_alone_then_dead_lettered(
     # The refused group goes the half-refused batch's way: split until each stands alone.
     moog = _start(stand_ins, _refuse_marked)
     stack = _forward_stack(make_stack, moog.url)
-    alerts = _alerts(5, "partial-two")
+    alerts = made_alerts(5, "partial-two")
     refused = [alerts[1], alerts[4]]
     for alert in refused:
         alert["description"] += f" {MARKER}"
     publish_alerts(stack, alerts)
 
     ids = {a["external_id"] for a in refused}
-    wait_for(lambda: ids <= set(_dead_letters(stack)), 30, "two dead letters")
+    wait_for(lambda: ids <= set(dead_letters(stack)), 30, "two dead letters")
     _settled(stack)
     stack.settle(1)
-    assert set(_dead_letters(stack)) == ids
+    assert set(dead_letters(stack)) == ids
     # The batch, then each refused alert alone (the group of two is split before it is sent).
     assert sorted(len(r) for r in moog.requests) == [1, 1, 5]
     taken = [e["external_id"] for r in moog.requests for e in r if MARKER not in e["description"]]
@@ -219,16 +185,16 @@ def test_a_200_with_an_unreadable_body_dead_letters_its_batch_and_is_counted(
     page = b"<html><body>Please log in to the proxy</body></html>"
     moog = _start(stand_ins, lambda _events: (200, {"Content-Type": "text/html"}, page))
     stack = _forward_stack(make_stack, moog.url)
-    alerts = _alerts(5, "unreadable")
+    alerts = made_alerts(5, "unreadable")
     ids = {a["external_id"] for a in alerts}
     publish_alerts(stack, alerts)
 
-    wait_for(lambda: ids <= set(_dead_letters(stack)), 30, "5 dead letters")
+    wait_for(lambda: ids <= set(dead_letters(stack)), 30, "5 dead letters")
     _settled(stack)
     stack.settle(1)
     assert len(moog.requests) == 1  # not split, not retried: sent once
     client = redis.Redis.from_url(stack.env["REDIS_URL"])
-    for key, (error_type, message) in _dead_letters(stack).items():
+    for key, (error_type, message) in dead_letters(stack).items():
         assert error_type == "UnreadableAnswer"
         assert "unreadable answer: not JSON: <html>" in message
         report = history.report(client, key)

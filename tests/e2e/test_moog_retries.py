@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,13 +17,11 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import select
 
-from mutt_app.db.models import DeadLetter
 from mutt_app.forwarding import history
 from mutt_app.forwarding.breaker import CircuitBreaker
 from mutt_app.ledger import OUTBOX, Ledger
-from tests.e2e.alerts import publish_alerts
+from tests.e2e.alerts import dead_letters, made_alerts, publish_alerts
 from tests.e2e.conftest import StackFactory
 from tests.e2e.stack import FORWARD_QUEUES, Stack
 from tests.moog_stand_in import StandIn
@@ -73,36 +70,10 @@ def stand_ins() -> Iterator[list[StandIn]]:
         stand_in.stop()
 
 
-def _alerts(n: int, tag: str) -> list[dict[str, Any]]:
-    now = int(datetime.now(UTC).timestamp())
-    return [
-        {
-            "signature": f"host-{i}::1::{tag}",
-            "source": f"host-{i}",
-            "external_id": str(uuid.uuid4()),
-            "manager": "MUTT",
-            "class": "NETO",
-            "type": "syslog",
-            "severity": 4,
-            "description": tag,
-            "agent_time": now,
-        }
-        for i in range(n)
-    ]
-
-
 def _forward_stack(make_stack: StackFactory, url: str, **env: str) -> Stack:
     stack = make_stack(**{**ENV, **env, "MOOG_WEBHOOK_URL": url})
     stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=8, pool="threads")
     return stack
-
-
-def _dead_letters(stack: Stack) -> dict[str, tuple[str, str]]:
-    with stack.engine.connect() as conn:
-        rows = conn.execute(
-            select(DeadLetter.correlation_id, DeadLetter.error_type, DeadLetter.error_message)
-        ).all()
-    return {str(c): (t, m) for c, t, m in rows}
 
 
 def _attempts(client: redis.Redis, key: str) -> list[dict[str, Any]]:
@@ -155,19 +126,21 @@ def test_each_http_failure_is_retried_on_schedule_then_delivered_or_dead_lettere
     stand_ins.append(moog)
     stack = _forward_stack(make_stack, moog.url)
     batches = {
-        f"{p}:{fate}": _alerts(2, f"{p}:{fate}") for p in PATHS for fate in ("recover", "exhaust")
+        f"{p}:{fate}": made_alerts(2, f"{p}:{fate}")
+        for p in PATHS
+        for fate in ("recover", "exhaust")
     }
     for alerts in batches.values():
         publish_alerts(stack, alerts)
 
     doomed = {a["external_id"] for tag, b in batches.items() if tag.endswith("exhaust") for a in b}
-    wait_for(lambda: doomed <= set(_dead_letters(stack)), 45, "the exhausted batches dead-lettered")
+    wait_for(lambda: doomed <= set(dead_letters(stack)), 45, "the exhausted batches dead-lettered")
     outbox = Ledger(redis.Redis.from_url(stack.env["REDIS_URL"]), OUTBOX)
     wait_for(lambda: outbox.depth() == 0, 30, "every alert delivered or dead-lettered")
     stack.settle(0.5)
 
     client = redis.Redis.from_url(stack.env["REDIS_URL"])
-    letters = _dead_letters(stack)
+    letters = dead_letters(stack)
     assert set(letters) == doomed
     for tag, alerts in batches.items():
         path, fate = tag.rsplit(":", 1)
@@ -206,14 +179,14 @@ def test_a_refused_connection_is_retried_and_delivered_once_moog_listens(
     )
     client = redis.Redis.from_url(stack.env["REDIS_URL"])
 
-    doomed = _alerts(2, "refused:exhaust")
+    doomed = made_alerts(2, "refused:exhaust")
     publish_alerts(stack, doomed)
     wait_for(
-        lambda: {a["external_id"] for a in doomed} <= set(_dead_letters(stack)),
+        lambda: {a["external_id"] for a in doomed} <= set(dead_letters(stack)),
         30,
         "the batch dead-lettered",
     )
-    letters = _dead_letters(stack)
+    letters = dead_letters(stack)
     for alert in doomed:
         attempts = _attempts(client, alert["external_id"])
         outcomes = [(a["outcome"], a["status"]) for a in attempts]
@@ -225,7 +198,7 @@ def test_a_refused_connection_is_retried_and_delivered_once_moog_listens(
     # Each refused connection counted toward the breaker (one batch: consecutive failures).
     assert int(client.get(CircuitBreaker(client).keys[1]) or 0) == REFUSED_RETRIES + 1
 
-    saved = _alerts(2, "refused:recover")
+    saved = made_alerts(2, "refused:recover")
     key = saved[0]["external_id"]
     publish_alerts(stack, saved)
     wait_for(lambda: len(_attempts(client, key)) >= 1, 15, "the first refused attempt")
@@ -240,7 +213,7 @@ def test_a_refused_connection_is_retried_and_delivered_once_moog_listens(
         assert 1 <= refused <= REFUSED_RETRIES
         assert outcomes == [("retry", None)] * refused + [("delivered", 200)]
         _check_waits(attempts, _expected_waits("refused", refused))
-    assert set(_dead_letters(stack)) == {a["external_id"] for a in doomed}
+    assert set(dead_letters(stack)) == {a["external_id"] for a in doomed}
     assert int(client.get(CircuitBreaker(client).keys[1]) or 0) == 0  # a success closes it
     samples = stack.worker_metrics()
     assert _total(samples, "mutt_moog_retries_total", 'reason="connection"') >= REFUSED_RETRIES + 1
