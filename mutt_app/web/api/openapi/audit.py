@@ -63,6 +63,10 @@ def schemas() -> Schema:
                     "type": ["integer", "null"],
                     "description": "the rules version it was classified under",
                 },
+                "trace_id": {
+                    "type": ["string", "null"],
+                    "description": "the trace it was classified in (OTEL_ENABLED); null: none",
+                },
             },
             ["id", "event_timestamp", "hostname", "message", "handling_decision", "correlation_id"],
         ),
