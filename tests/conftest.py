@@ -203,13 +203,31 @@ def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[session
         engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    """``tests.web.PASSWORD`` hashed once, as accounts hashes it (scrypt: a tenth of a second)."""
+    return accounts.generate_password_hash(PASSWORD)
+
+
 @pytest.fixture
-def users(sessions: sessionmaker[Session]) -> None:
-    """alice (admin), victor (viewer) and olga (operator), all with ``tests.web.PASSWORD``."""
-    with sessions.begin() as session:
-        accounts.create_user(session, "alice", PASSWORD, "admin", changed_by="test")
-        accounts.create_user(session, "victor", PASSWORD, "viewer", changed_by="test")
-        accounts.create_user(session, "olga", PASSWORD, "operator", changed_by="test")
+def users(sessions: sessionmaker[Session], password_hash: str) -> None:
+    """alice (admin), victor (viewer) and olga (operator), all with ``tests.web.PASSWORD``.
+
+    Created through the accounts command, with the session's one hash of the password: three
+    fresh hashes made every test that logs in three tenths of a second slower. Only while they are
+    created: the test's own accounts get hashes of their own.
+    """
+    hash_password = accounts.generate_password_hash
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            accounts,
+            "generate_password_hash",
+            lambda password: password_hash if password == PASSWORD else hash_password(password),
+        )
+        with sessions.begin() as session:
+            accounts.create_user(session, "alice", PASSWORD, "admin", changed_by="test")
+            accounts.create_user(session, "victor", PASSWORD, "viewer", changed_by="test")
+            accounts.create_user(session, "olga", PASSWORD, "operator", changed_by="test")
 
 
 def close_web_app(app: Flask) -> None:
