@@ -340,12 +340,16 @@ class Stack:
             if left:
                 time.sleep(0.1)
 
-    def stop(self) -> None:
+    def stop(self, *, hard: bool = False) -> None:
+        """Stop every part at once (SIGTERM, then SIGKILL after 15 s); ``hard``: SIGKILL now."""
         # Every part shuts down at once: one after the other, each celery worker's warm shutdown
         # added seconds to every test's teardown.
         processes = list(self.processes.values())
         for process in processes:
-            process.terminate()
+            if hard:
+                process.kill()
+            else:
+                process.terminate()
         for process in processes:
             process.stop()
         if self._engine is not None:
