@@ -125,14 +125,22 @@ def start_pipeline(
     ``classify-2``, ... and ``forward``, ``forward-2``, ...
     """
     seed_rules(stack.engine)
-    stack.start_sink().start_ingest()
-    for name in worker_names("classify", classify_workers):
-        stack.start_worker(name, queues="mutt.classify,mutt.maintenance",
-                           concurrency=classify_concurrency)  # fmt: skip
-    for name in worker_names("forward", forward_workers):
-        stack.start_worker(name, queues=FORWARD_QUEUES, concurrency=forward_threads,
-                           pool="threads")  # fmt: skip
-    stack.start_beat()
+    classify, forward = (worker_names(kind, count) for kind, count in
+                         (("classify", classify_workers), ("forward", forward_workers)))  # fmt: skip
+    # The first of each kind starts with the other parts, at once; the others of a kind after it
+    # (two at once would race for their kind's probe port, which the first must hold).
+    for rank in range(max(classify_workers, forward_workers, 1)):
+        with stack.together():
+            if rank == 0:
+                stack.start_sink().start_ingest()
+            if rank < classify_workers:
+                stack.start_worker(classify[rank], queues="mutt.classify,mutt.maintenance",
+                                   concurrency=classify_concurrency)  # fmt: skip
+            if rank < forward_workers:
+                stack.start_worker(forward[rank], queues=FORWARD_QUEUES,
+                                   concurrency=forward_threads, pool="threads")  # fmt: skip
+            if rank == 0:
+                stack.start_beat()
     return stack
 
 

@@ -12,7 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,16 @@ class Process:
         return "\n".join(text if lines is None else text[-lines:])
 
 
+@dataclass(frozen=True)
+class _Starting:
+    """A part started and not yet ready: what it is, and how to tell that it is."""
+
+    name: str
+    process: Process
+    ready: Callable[[], bool]
+    what: str
+
+
 class Stack:
     """Ingest and web (gunicorn), worker(s) (celery) and a Moog sink, sharing one environment."""
 
@@ -117,6 +128,25 @@ class Stack:
         self.proxy_ports: dict[str, int] = {}
         self.proxy_logs: dict[str, Path] = {}
         self._engine: Engine | None = None
+        self._starting: list[_Starting] | None = None
+
+    @contextlib.contextmanager
+    def together(self) -> Iterator[Stack]:
+        """Start the parts asked for in the block at once and wait, when it ends, until every one
+        is ready (as each ``start_*`` alone waits for its own): they do not need each other to
+        start, and one after the other each test waited out every start in turn. Two workers of
+        one kind may race for their kind's probe port: start them in turn where a test probes. A
+        block inside another joins it."""
+        if self._starting is not None:
+            yield self
+            return
+        self._starting = []
+        try:
+            yield self
+            starting = self._starting or []
+        finally:
+            self._starting = None
+        self._wait_started(starting)
 
     # --- parts ------------------------------------------------------------------------------------
 
@@ -254,14 +284,16 @@ class Stack:
         ]  # fmt: skip
         process = Process(name, argv, self.env, self.logdir).start()
         self.processes[name] = process
-        wait_for(
-            lambda: "ready" in process.log_path.read_text(errors="replace") or not process.alive,
-            60,
-            f"celery worker {name} to start",
-            interval=0.2,
+        self._wait_started(
+            [
+                _Starting(
+                    name,
+                    process,
+                    lambda: "ready" in process.log_path.read_text(errors="replace"),
+                    f"celery worker {name}",
+                )
+            ]
         )
-        if not process.alive:
-            raise RuntimeError(f"worker {name} died at start:\n{process.tail()}")
         return process
 
     def start_beat(self, name: str = "beat") -> Process:
@@ -284,19 +316,40 @@ class Stack:
         process = Process(name, argv, env or self.env, self.logdir).start()
         self.processes[name] = process
         is_ready = ready or (lambda: answers(health_url))
-        try:
-            wait_for(lambda: not process.alive or is_ready(), 60, f"{name} at {health_url}")
-            if not process.alive:
-                raise TimeoutError(f"{name} exited")
-        except TimeoutError as exc:
-            raise RuntimeError(f"{name} did not start:\n{process.tail()}") from exc
+        self._wait_started([_Starting(name, process, is_ready, f"{name} at {health_url}")])
 
-    def stop(self) -> None:
+    def _wait_started(self, parts: list[_Starting], timeout: float = 60) -> None:
+        """Wait until each of ``parts`` is ready (inside :meth:`together`: leave that to the end of
+        the block); a part that exits, or is not ready within ``timeout``, fails with its log."""
+        if self._starting is not None:
+            self._starting.extend(parts)
+            return
+        left = list(parts)
+        deadline = time.monotonic() + timeout
+        while left:
+            for part in list(left):
+                if not part.process.alive:
+                    raise RuntimeError(f"{part.what} did not start (it exited):\n"
+                                       f"{part.process.tail()}")  # fmt: skip
+                with contextlib.suppress(Exception):
+                    if part.ready():
+                        left.remove(part)
+            if left and time.monotonic() > deadline:
+                tails = "\n".join(f"--- {p.name} ---\n{p.process.tail()}" for p in left)
+                raise RuntimeError(f"did not start within {timeout} s:\n{tails}")
+            if left:
+                time.sleep(0.1)
+
+    def stop(self, *, hard: bool = False) -> None:
+        """Stop every part at once (SIGTERM, then SIGKILL after 15 s); ``hard``: SIGKILL now."""
         # Every part shuts down at once: one after the other, each celery worker's warm shutdown
         # added seconds to every test's teardown.
         processes = list(self.processes.values())
         for process in processes:
-            process.terminate()
+            if hard:
+                process.kill()
+            else:
+                process.terminate()
         for process in processes:
             process.stop()
         if self._engine is not None:

@@ -101,8 +101,9 @@ def test_a_backtest_predicts_exactly_what_the_workers_decide_once_published(
     make_stack: StackFactory,
 ) -> None:
     stack = make_stack()
-    stack.start_sink().start_ingest().start_web()
-    stack.start_worker("worker", concurrency=1)
+    with stack.together():
+        stack.start_sink().start_ingest().start_web()
+        stack.start_worker("worker", concurrency=1)
     api = requests.Session()
     api.headers.update(AUTH)
     ids = {}

@@ -9,7 +9,9 @@ import pytest
 
 from tests.e2e.conftest import StackFactory
 
-RUN_SECONDS = 30
+# Ten remediate-dlq and four reconcile-ledger ticks: enough for a second beat that also sent to
+# show, and for the counts below.
+RUN_SECONDS = 20
 
 
 def _sent(log: str, entry: str) -> int:

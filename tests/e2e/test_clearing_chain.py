@@ -35,10 +35,11 @@ def test_each_link_of_a_chain_flaps_on_its_own(make_stack: StackFactory) -> None
         conn.execute(insert(AlertRule), [_rule("on battery", clears=a)])
         b = conn.execute(select(AlertRule.id).where(AlertRule.clears_rule_id == a)).scalar_one()
         conn.execute(insert(AlertRule), [_rule("mains restored", clears=b)])
-    stack.start_sink()
-    stack.start_ingest()
-    stack.start_worker("classify", queues="mutt.classify,mutt.maintenance", concurrency=2)
-    stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=2, pool="threads")
+    with stack.together():
+        stack.start_sink()
+        stack.start_ingest()
+        stack.start_worker("classify", queues="mutt.classify,mutt.maintenance", concurrency=2)
+        stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=2, pool="threads")
 
     def bounce(host: str, first: str, second: str) -> list[dict]:
         return [posted_event(f"UPS {side}", host) for _ in range(4) for side in (first, second)]

@@ -42,9 +42,10 @@ def test_events_across_a_decade_and_at_year_9999_are_audited_once_and_bound_the_
     make_stack: StackFactory,
 ) -> None:
     stack = make_stack(EVENT_TIME_MAX_AGE_DAYS="30", EVENT_TIME_MAX_AHEAD_MINUTES="60")
-    stack.start_sink()
-    stack.start_ingest()
-    stack.start_worker()
+    with stack.together():
+        stack.start_sink()
+        stack.start_ingest()
+        stack.start_worker()
     now = datetime.now(UTC)
     decade = [datetime(2015 + m // 12, m % 12 + 1, 15, tzinfo=UTC) for m in range(120)]
     # Within the configured range (kept), then just outside it on each side (adjusted).

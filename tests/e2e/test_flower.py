@@ -54,8 +54,9 @@ def test_flower_needs_its_login_serves_metrics_and_keeps_history(
     metrics = requests.get(f"{base}/metrics", auth=LOGIN, timeout=5)
     assert metrics.status_code == 200 and "flower_" in metrics.text
 
-    stack.start_sink().start_ingest()
-    stack.start_worker()
+    with stack.together():
+        stack.start_sink().start_ingest()
+        stack.start_worker()
     event = {"timestamp": datetime.now(UTC).isoformat(), "hostname": "h", "message": "m"}
     assert stack.post(json.dumps(event)).status_code == 200
     stack.wait_audited(1)

@@ -48,8 +48,9 @@ def _poison(stack: Stack) -> list[PoisonLetter]:
 
 def _stack(make_stack: StackFactory) -> Stack:
     stack = make_stack(MOOG_MAX_ALERT_BYTES=str(MAX_BYTES))
-    stack.start_sink()
-    stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=2, pool="threads")
+    with stack.together():
+        stack.start_sink()
+        stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=2, pool="threads")
     return stack
 
 

@@ -82,16 +82,18 @@ def _forward_workers(stack: Stack, count: int) -> None:
 
 
 def _start_remediation(stack: Stack) -> None:
-    stack.start_worker("maintenance", queues="mutt.maintenance", concurrency=1)
-    stack.start_beat()
+    with stack.together():
+        stack.start_worker("maintenance", queues="mutt.maintenance", concurrency=1)
+        stack.start_beat()
 
 
 @pytest.mark.slow
 def test_cluster_wide_rate_limit_holds_across_three_workers(make_stack: StackFactory) -> None:
     # The limit counts requests (a batch is one): 120 batches of 5 at 20 requests a second.
     stack = make_stack(**FAST, MOOG_RATE_LIMIT="20", MOOG_RATE_PERIOD="1", MOOG_BATCH_SIZE="5")
-    stack.start_sink()
-    _forward_workers(stack, 3)
+    with stack.together():
+        stack.start_sink()
+        _forward_workers(stack, 3)
     alerts = _alerts(600)
     publish_alerts(stack, alerts)
 
@@ -103,13 +105,18 @@ def test_cluster_wide_rate_limit_holds_across_three_workers(make_stack: StackFac
     assert _total(stack.worker_metrics(), "mutt_moog_rate_limit_hits_total") > 0
 
 
+# Three open periods of the breaker (MOOG_CIRCUIT_BREAKER_TIMEOUT 3 s), each ending in a refused probe.
+OUTAGE_SECONDS = 10
+
+
 @pytest.mark.slow
 def test_outage_opens_the_circuit_and_every_alert_arrives_once(make_stack: StackFactory) -> None:
     stack = make_stack(**FAST, MOOG_MAX_RETRIES="3", MOOG_RATE_LIMIT="200", MOOG_BATCH_SIZE="10")
-    stack.start_sink()
-    _forward_workers(stack, 1)
-    _start_remediation(stack)
-    _control(stack, status=500, for_seconds=20)
+    with stack.together():
+        stack.start_sink()
+        _forward_workers(stack, 1)
+        _start_remediation(stack)
+    _control(stack, status=500, for_seconds=OUTAGE_SECONDS)
     alerts = _alerts(200)
     publish_alerts(stack, alerts)
 
@@ -119,9 +126,9 @@ def test_outage_opens_the_circuit_and_every_alert_arrives_once(make_stack: Stack
     ids = [a["external_id"] for a in received]
     assert sorted(ids) == sorted(a["external_id"] for a in alerts)  # all arrived, none twice
     # While open, nothing reaches the sink: only the failures that opened it, and one probe per
-    # open period (3 s in a 20 s outage), plus what was already in flight when it opened.
+    # open period (3 s in the outage), plus what was already in flight when it opened.
     refused = _stats(stack)["rejected"].get("500", 0)
-    assert 5 <= refused <= 5 + 20 // 3 + 1 + 4
+    assert 5 <= refused <= 5 + OUTAGE_SECONDS // 3 + 1 + 4
     samples = stack.worker_metrics()
     assert _total(samples, "mutt_moog_retries_total") >= 5
     assert samples["mutt_moog_circuit_state"] == 0  # CLOSED again
@@ -140,8 +147,9 @@ def test_rejected_alerts_go_to_dlq_then_poison_and_the_cli_lists_them(
     make_stack: StackFactory,
 ) -> None:
     stack = make_stack(**FAST, REMEDIATION_MAX_RETRIES="2")
-    stack.start_sink()
-    _forward_workers(stack, 1)
+    with stack.together():
+        stack.start_sink()
+        _forward_workers(stack, 1)
     _control(stack, status=400)
     alerts = _alerts(3)
     publish_alerts(stack, alerts)
@@ -185,9 +193,12 @@ def test_worker_kill_and_redis_restart_lose_no_alert(make_stack: StackFactory, t
             MOOG_RATE_LIMIT="40",  # requests: 200 alerts a second, so the kill lands mid-flow
             MOOG_BATCH_SIZE=str(KILL_BATCH),
         )
-        stack.start_sink()
-        _start_remediation(stack)  # beat's reconcile_ledger republishes what the broker lost
-        worker = stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=1, pool="threads")
+        with stack.together():
+            stack.start_sink()
+            _start_remediation(stack)  # beat's reconcile_ledger republishes what the broker lost
+            worker = stack.start_worker(
+                "forward", queues=FORWARD_QUEUES, concurrency=1, pool="threads"
+            )
         alerts = _alerts(KILL_ALERTS)
         publish_alerts(stack, alerts)
 
@@ -238,9 +249,10 @@ def test_worker_kill_and_redis_restart_lose_no_alert(make_stack: StackFactory, t
 @pytest.mark.slow
 def test_a_half_refused_batch_dead_letters_each_refused_alert(make_stack: StackFactory) -> None:
     stack = make_stack(**FAST, MOOG_BATCH_SIZE="20", MOOG_RATE_LIMIT="200")
-    stack.start_sink()
-    stack.start_web()
-    _forward_workers(stack, 1)
+    with stack.together():
+        stack.start_sink()
+        stack.start_web()
+        _forward_workers(stack, 1)
     _control(stack, reject_marker="REFUSE-ME")
     alerts = _alerts(20)
     refused = alerts[3::4]  # five of the twenty, spread over the batch
@@ -292,8 +304,9 @@ def test_cloud_format_sends_each_batch_as_one_events_api_array(make_stack: Stack
     stack = make_stack(
         **FAST, MOOG_FORMAT="cloud", MOOG_BATCH_SIZE="10", MOOG_API_KEY="cloud-key-1"
     )
-    stack.start_sink()
-    _forward_workers(stack, 1)
+    with stack.together():
+        stack.start_sink()
+        _forward_workers(stack, 1)
     alerts = _alerts(30)
     publish_alerts(stack, alerts)
 

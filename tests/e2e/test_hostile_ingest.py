@@ -72,8 +72,9 @@ def test_a_chunked_body_over_the_cap_is_413_and_nothing_of_it_is_accepted(
 
 def test_nul_characters_are_rejected_and_never_reach_postgresql(make_stack: StackFactory) -> None:
     stack = make_stack()
-    stack.start_ingest()
-    stack.start_worker()
+    with stack.together():
+        stack.start_ingest()
+        stack.start_worker()
     body = [
         posted_event("clean", timestamp=NOW),
         posted_event("link\x00down", timestamp=NOW),
@@ -120,8 +121,9 @@ def _hostile_bodies() -> list[tuple[bytes, dict[str, str], int]]:
 @pytest.mark.slow
 def test_clean_senders_are_unharmed_by_a_hostile_one(make_stack: StackFactory) -> None:
     stack = make_stack(MAX_INGEST_BODY_BYTES=str(CAP))
-    stack.start_ingest()
-    stack.start_worker()
+    with stack.together():
+        stack.start_ingest()
+        stack.start_worker()
     stop = threading.Event()
     clean_sent: list[str] = []
     clean_errors: list[str] = []

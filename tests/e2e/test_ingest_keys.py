@@ -128,8 +128,9 @@ def test_behind_nginx_the_throttle_counts_each_senders_address_not_nginxs(
         WEBUI_AUTH_IP_WINDOW_SECONDS="120",
         INGEST_TRUSTED_PROXIES="1",
     )
-    stack.start_shipped_ingest()
-    stack.start_proxy()
+    with stack.together():
+        stack.start_shipped_ingest()
+        stack.start_proxy()
     guesser, relay, port = "127.0.0.2", "127.0.0.3", stack.proxy_ports["ingest"]
 
     for n in range(MAX_FAILURES):

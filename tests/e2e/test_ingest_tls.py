@@ -189,14 +189,15 @@ def test_syslog_ng_posts_over_tls_to_the_nginx_site_which_requires_client_certif
     if nginx_binary() is None:
         pytest.skip("nginx is not installed (.ci/bootstrap installs it)")
     stack = make_stack(INGEST_API_KEY=KEY, INGEST_TRUSTED_PROXIES="1")
-    stack.start_worker(queues="mutt.classify", concurrency=1)
-    stack.start_shipped_ingest()
-    stack.start_proxy(
-        edit=lambda site: _nginx_tls(site, certs),
-        ready=lambda: _https_ready(
-            f"https://127.0.0.1:{stack.proxy_ports['ingest']}/health", certs
-        ),
-    )
+    with stack.together():
+        stack.start_worker(queues="mutt.classify", concurrency=1)
+        stack.start_shipped_ingest()
+        stack.start_proxy(
+            edit=lambda site: _nginx_tls(site, certs),
+            ready=lambda: _https_ready(
+                f"https://127.0.0.1:{stack.proxy_ports['ingest']}/health", certs
+            ),
+        )
     https = f"https://127.0.0.1:{stack.proxy_ports['ingest']}"
 
     _syslog_ng_delivers(tmp_path, stack, f"{https}/api/v2/ingest", certs)

@@ -36,8 +36,9 @@ def test_one_event_is_followed_by_its_correlation_id_and_no_secret_is_logged(
     # DEBUG: ingest logs each accepted request at that level.
     stack = make_stack(LOG_JSON_ENABLED="true", LOG_LEVEL="DEBUG", **SECRETS)
     seed_pipeline(stack.engine)  # rule 1 forwards "CRITICAL ..." (Page_and_ticket)
-    stack.start_sink().start_ingest()
-    stack.start_worker()
+    with stack.together():
+        stack.start_sink().start_ingest()
+        stack.start_worker()
     event = {
         "timestamp": datetime.now(UTC).isoformat(),
         "hostname": "router-01",
@@ -83,8 +84,9 @@ def test_one_event_is_followed_by_its_correlation_id_and_no_secret_is_logged(
 
 def test_plain_logs_are_readable_lines_with_the_ids(make_stack: StackFactory) -> None:
     stack = make_stack(LOG_LEVEL="DEBUG")  # ingest logs each accepted request at DEBUG
-    stack.start_sink().start_ingest()
-    stack.start_worker()
+    with stack.together():
+        stack.start_sink().start_ingest()
+        stack.start_worker()
     event = {"timestamp": datetime.now(UTC).isoformat(), "hostname": "h", "message": "m"}
     answer = stack.post(json.dumps(event))
     [cid] = answer.json()["correlation_ids"]

@@ -47,20 +47,22 @@ def test_a_recurring_window_open_now_holds_and_downgrades_only_its_scope_and_sum
     make_stack: StackFactory,
 ) -> None:
     stack = make_stack(DEDUP_WINDOW_SECONDS="0", DEDUP_FLUSH_INTERVAL_SECONDS="1")
-    stack.start_sink()
-    stack.start_web()
-    stack.start_ingest()
-    stack.start_worker("classify", queues="mutt.classify,mutt.maintenance", concurrency=2)
-    stack.start_worker(
-        "forward", queues="mutt.forward.page,mutt.forward", concurrency=2, pool="threads"
-    )
-    stack.start_beat()
+    with stack.together():
+        stack.start_sink()
+        stack.start_web()
+        stack.start_ingest()
+        stack.start_worker("classify", queues="mutt.classify,mutt.maintenance", concurrency=2)
+        stack.start_worker(
+            "forward", queues="mutt.forward.page,mutt.forward", concurrency=2, pool="threads"
+        )
+        stack.start_beat()
 
     critical = _api(stack, "POST", "/rules", _rule("CRITICAL", "Page_and_ticket"))["id"]
     _api(stack, "POST", "/rules", _rule("changed state", "Ticket_only"))
-    # A daily window in New York's wall-clock time whose occurrence started 15 s ago and lasts a
-    # minute, so it is open now and ends within the test.
-    started = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=15)
+    # A daily window in New York's wall-clock time whose occurrence started 30 s ago and lasts a
+    # minute, so it is open now and ends within the test: 30 s is time enough to classify the
+    # events and replace the worker before the end (the shortest window is a minute).
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
     common = {
         "starts_at": started.isoformat(),
         "rrule": "FREQ=DAILY",

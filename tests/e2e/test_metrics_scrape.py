@@ -67,10 +67,11 @@ def test_dashboard_and_alert_metrics_are_all_served_after_traffic(
 
 
 def _traffic_and_checks(stack: Stack, prometheus: Prometheus) -> None:
-    stack.start_sink().start_ingest().start_web()
-    stack.start_worker("classify", queues="mutt.classify,mutt.maintenance")
-    stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=4, pool="threads")
-    stack.start_beat()
+    with stack.together():
+        stack.start_sink().start_ingest().start_web()
+        stack.start_worker("classify", queues="mutt.classify,mutt.maintenance")
+        stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=4, pool="threads")
+        stack.start_beat()
     control = f"http://127.0.0.1:{stack.sink_port}/_control"
 
     def post(message: str, n: int) -> None:

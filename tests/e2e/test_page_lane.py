@@ -54,10 +54,11 @@ def test_a_page_reaches_moog_within_seconds_behind_a_ticket_flood(
         MOOG_WEBHOOK_TIMEOUT="2",
         MOOG_BATCH_SIZE=str(BATCH),
     )
-    stack.start_sink()
-    stack.start_worker(
-        "forward", queues="mutt.forward.page,mutt.forward", concurrency=8, pool="threads"
-    )
+    with stack.together():
+        stack.start_sink()
+        stack.start_worker(
+            "forward", queues="mutt.forward.page,mutt.forward", concurrency=8, pool="threads"
+        )
     flood = [
         _alert("core-sw-01", "Ticket_only", 3, "Interface Gi0/1 changed state to down")
         for _ in range(FLOOD)
@@ -92,8 +93,9 @@ def test_a_deferred_page_stays_in_the_page_lane(make_stack: StackFactory) -> Non
     # Pages published on mutt.forward before lanes existed move to the page lane when deferred.
     # One alert per request, so that the limit defers most of them.
     stack = make_stack(MOOG_RATE_LIMIT="5", MOOG_RATE_PERIOD="1", MOOG_BATCH_SIZE="1")
-    stack.start_sink()
-    stack.start_worker("pages", queues="mutt.forward.page", concurrency=4, pool="threads")
+    with stack.together():
+        stack.start_sink()
+        stack.start_worker("pages", queues="mutt.forward.page", concurrency=4, pool="threads")
     stack.start_worker("tickets", queues="mutt.forward", concurrency=4, pool="threads")
     pages = [_alert(f"rtr-{i}", "Page_and_ticket", 5, "BGP neighbour down") for i in range(15)]
     old = [_alert(f"old-{i}", "Page_and_ticket", 5, "BGP neighbour down") for i in range(10)]

@@ -58,8 +58,9 @@ def _bodies() -> dict[str, tuple[bytes, dict[str, str]]]:
 def test_each_body_format_is_classified_audited_and_forwarded(make_stack: StackFactory, fmt: str):
     stack = make_stack()
     rule_ids = seed_pipeline(stack.engine)
-    stack.start_sink().start_ingest()
-    stack.start_worker()
+    with stack.together():
+        stack.start_sink().start_ingest()
+        stack.start_worker()
 
     body, headers = _bodies()[fmt]
     response = stack.post(body, **headers)
@@ -94,8 +95,9 @@ def test_each_body_format_is_classified_audited_and_forwarded(make_stack: StackF
 def test_bad_events_are_listed_and_good_ones_accepted(make_stack: StackFactory) -> None:
     stack = make_stack()
     seed_pipeline(stack.engine)
-    stack.start_sink().start_ingest()
-    stack.start_worker()
+    with stack.together():
+        stack.start_sink().start_ingest()
+        stack.start_worker()
     body = json.dumps([EVENTS[0], {"hostname": "x"}, EVENTS[4], "not an object"])
     answer = stack.post(body, **{"Content-Type": "application/json"})
     assert answer.status_code == 200
@@ -155,8 +157,9 @@ def test_worker_killed_mid_run_loses_nothing_and_audits_once(make_stack: StackFa
         MOOG_RETRY_MAX_DELAY="5", MOOG_CIRCUIT_BREAKER_TIMEOUT="5", LEDGER_RECONCILE_AFTER="20"
     )
     seed_pipeline(stack.engine)
-    stack.start_sink().start_ingest()
-    worker = stack.start_worker()
+    with stack.together():
+        stack.start_sink().start_ingest()
+        worker = stack.start_worker()
 
     total, sent = 10_000, []
     for start in range(0, total, 500):

@@ -64,8 +64,9 @@ def test_classify_retries_through_a_database_outage(
 ) -> None:
     # One attempt allowed per batch: a retry counted as a worker loss would dead-letter the batch.
     stack = make_stack(DATABASE_URL=own_cluster.url("mutt"), ALERTER_MAX_RETRIES="1")
-    stack.start_sink().start_ingest()
-    worker = stack.start_worker(concurrency=2)
+    with stack.together():
+        stack.start_sink().start_ingest()
+        worker = stack.start_worker(concurrency=2)
 
     total, size, sent = 4_000, 200, []
 
@@ -116,8 +117,9 @@ def test_classify_retries_while_the_database_is_read_only(
     # every write fails with SQLSTATE 25006. That is an outage, not a bad batch: retried, never
     # dead-lettered, and the connections that met it are not used again.
     stack = make_stack(DATABASE_URL=own_cluster.url("mutt"), ALERTER_MAX_RETRIES="1")
-    stack.start_sink().start_ingest()
-    worker = stack.start_worker(concurrency=2)
+    with stack.together():
+        stack.start_sink().start_ingest()
+        worker = stack.start_worker(concurrency=2)
     sent: list[str] = []
 
     def post(start: int) -> None:

@@ -57,8 +57,9 @@ def test_a_live_worker_holds_a_countdown_longer_than_the_lease_and_receives_it_o
     make_stack: StackFactory,
 ) -> None:
     stack = make_stack(**LEASE)
-    stack.start_sink()
-    stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=2, pool="threads")
+    with stack.together():
+        stack.start_sink()
+        stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=2, pool="threads")
     alert = _alert("held across two leases")
 
     _send_later(stack, alert, seconds=12)
@@ -74,8 +75,9 @@ def test_a_killed_workers_held_message_runs_on_another_worker_once_its_lease_lap
     make_stack: StackFactory,
 ) -> None:
     stack = make_stack(**LEASE)
-    stack.start_sink()
-    doomed = stack.start_worker("doomed", queues=FORWARD_QUEUES, concurrency=2, pool="threads")
+    with stack.together():
+        stack.start_sink()
+        doomed = stack.start_worker("doomed", queues=FORWARD_QUEUES, concurrency=2, pool="threads")
     alert = _alert("held by a worker that dies")
 
     _send_later(stack, alert, seconds=4)

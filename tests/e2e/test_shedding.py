@@ -69,8 +69,9 @@ def test_a_backed_up_ticket_lane_sheds_tickets_never_pages(
                      team_assignment="NETO"),
             ],
         )  # fmt: skip
-    stack.start_sink().start_ingest()
-    stack.start_worker("classify", queues="mutt.classify", concurrency=1)
+    with stack.together():
+        stack.start_sink().start_ingest()
+        stack.start_worker("classify", queues="mutt.classify", concurrency=1)
     _config(stack, "alerter_queue_warn_threshold", 5)
     _config(stack, "alerter_queue_shed_threshold", SHED_AT)
     _config(stack, "alerter_shed_mode", mode)
@@ -105,9 +106,10 @@ def test_a_backed_up_ticket_lane_sheds_tickets_never_pages(
 
     # Forwarding and remediation resume: every alert arrives, the shed ones (replayed or deferred)
     # included, each once.
-    stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=4, pool="threads")
-    stack.start_worker("maintenance", queues="mutt.maintenance", concurrency=1)
-    stack.start_beat()
+    with stack.together():
+        stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=4, pool="threads")
+        stack.start_worker("maintenance", queues="mutt.maintenance", concurrency=1)
+        stack.start_beat()
     every = set(backlog + shed + page)
     wait_for(
         lambda: {a["external_id"] for a in stack.sink_events()} >= every,

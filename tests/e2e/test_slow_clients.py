@@ -116,9 +116,10 @@ def test_a_good_client_is_served_through_nginx_while_fifty_clients_trickle(
     make_stack: StackFactory,
 ) -> None:
     stack = make_stack(INGEST_TRUSTED_PROXIES="1")
-    stack.start_worker()
-    stack.start_shipped_ingest(workers=2, threads=16)  # the 2 x 16 threads
-    stack.start_proxy()
+    with stack.together():
+        stack.start_worker()
+        stack.start_shipped_ingest(workers=2, threads=16)  # the 2 x 16 threads
+        stack.start_proxy()
 
     with Tricklers(stack.proxy_ports["ingest"]) as slow, requests.Session() as good:
         results = []

@@ -42,13 +42,14 @@ def test_budgets_per_device_and_per_rule_hold_the_excess_and_send_one_summary_ea
         fan_rule = conn.execute(select(AlertRule.id).where(AlertRule.match_string == "fan")).one()[
             0
         ]
-    stack.start_sink()
-    stack.start_ingest()
-    stack.start_worker("classify", queues="mutt.classify,mutt.maintenance", concurrency=2)
-    stack.start_worker(
-        "forward", queues="mutt.forward.page,mutt.forward", concurrency=4, pool="threads"
-    )
-    stack.start_beat()
+    with stack.together():
+        stack.start_sink()
+        stack.start_ingest()
+        stack.start_worker("classify", queues="mutt.classify,mutt.maintenance", concurrency=2)
+        stack.start_worker(
+            "forward", queues="mutt.forward.page,mutt.forward", concurrency=4, pool="threads"
+        )
+        stack.start_beat()
 
     # One device over its budget (100 > 20); ten devices each within theirs (8 < 20) whose rule
     # goes over its budget (80 > 50).
@@ -106,13 +107,14 @@ def test_a_flapping_pair_is_raised_once_held_and_ended_once(make_stack: StackFac
         conn.execute(insert(AlertRule), [_ticket_rule("changed state to down")])
         down = conn.execute(select(AlertRule.id)).one()[0]
         conn.execute(insert(AlertRule), [_ticket_rule("changed state to up", clears_rule_id=down)])
-    stack.start_sink()
-    stack.start_ingest()
-    stack.start_worker("classify", queues="mutt.classify,mutt.maintenance", concurrency=2)
-    stack.start_worker(
-        "forward", queues="mutt.forward.page,mutt.forward", concurrency=4, pool="threads"
-    )
-    stack.start_beat()
+    with stack.together():
+        stack.start_sink()
+        stack.start_ingest()
+        stack.start_worker("classify", queues="mutt.classify,mutt.maintenance", concurrency=2)
+        stack.start_worker(
+            "forward", queues="mutt.forward.page,mutt.forward", concurrency=4, pool="threads"
+        )
+        stack.start_beat()
 
     def flap(n: int) -> list[dict]:
         return [

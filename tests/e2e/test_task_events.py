@@ -54,8 +54,9 @@ def test_classify_task_events_follow_the_setting(
 ) -> None:
     stack = make_stack(CLASSIFY_TASK_EVENTS=str(classify_events).lower())
     seed_pipeline(stack.engine)  # rule 1 forwards "CRITICAL ..." (Page_and_ticket)
-    stack.start_sink().start_ingest()
-    stack.start_worker()  # classify and forward in one worker: their events leave in that order
+    with stack.together():
+        stack.start_sink().start_ingest()
+        stack.start_worker()  # classify and forward in one worker: their events leave in that order
     event = {
         "timestamp": datetime.now(UTC).isoformat(),
         "hostname": "router-01",

@@ -44,8 +44,9 @@ def test_a_rule_saved_in_the_ui_classifies_the_next_event_within_5_seconds(
     stack = make_stack(CACHE_RELOAD_INTERVAL="3600")  # only the version bump can reload in time
     with Session(stack.engine) as session, session.begin():
         accounts.create_user(session, "alice", PASSWORD, "admin", changed_by="test")
-    stack.start_sink().start_ingest().start_web()
-    worker = stack.start_worker("worker", concurrency=1)
+    with stack.together():
+        stack.start_sink().start_ingest().start_web()
+        worker = stack.start_worker("worker", concurrency=1)
     worker_pid = worker.popen.pid  # type: ignore[union-attr]
 
     def post(message: str) -> None:

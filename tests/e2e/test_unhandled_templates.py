@@ -71,10 +71,11 @@ def test_templates_group_messages_that_differ_in_numbers_and_addresses(
     client = redis.Redis.from_url(redis_url)
     for _ in range(5):
         bump_rules_version(client)  # the workers classify under rules version 5
-    stack.start_sink()
-    stack.start_ingest()
-    stack.start_web()
-    stack.start_worker("worker", queues=f"mutt.classify,{FORWARD_QUEUES}", concurrency=2)
+    with stack.together():
+        stack.start_sink()
+        stack.start_ingest()
+        stack.start_web()
+        stack.start_worker("worker", queues=f"mutt.classify,{FORWARD_QUEUES}", concurrency=2)
 
     unmatched = (
         [_bgp(n) for n in range(1, 31)]
