@@ -23,7 +23,8 @@ from mutt_app.commands import users as accounts
 from mutt_app.config import Settings, load_settings
 from mutt_app.db.engine import make_engine, session_factory, upgrade
 from tests.e2e.stack import Stack, StackFactory
-from tests.services import PostgresCluster, RedisSentinelCluster, RedisServer
+from tests.postgres import PostgresCluster
+from tests.services import RedisSentinelCluster, RedisServer
 from tests.web import PASSWORD
 
 TEMPLATE_DB = "mutt_template"

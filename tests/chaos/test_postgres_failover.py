@@ -32,7 +32,7 @@ from mutt_app.db.engine import make_engine, upgrade
 from mutt_app.db.models import DeadLetter
 from tests.chaos.conftest import ChaosStackFactory
 from tests.chaos.harness import ChaosRun
-from tests.services import PostgresStandbyPair
+from tests.postgres import PostgresStandbyPair
 
 PROMOTION_DELAY = 2.0
 DATABASE = "mutt"

@@ -16,7 +16,8 @@ from mutt_app.config import load_settings
 from mutt_app.db.engine import make_engine, upgrade
 from mutt_app.db.models import AlertRule, DeadLetter
 from tests.e2e.conftest import StackFactory
-from tests.services import PostgresCluster, wait_for
+from tests.postgres import PostgresCluster
+from tests.services import wait_for
 
 OUTAGE_LINE = "database unavailable"
 

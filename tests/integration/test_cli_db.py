@@ -8,8 +8,9 @@ from sqlalchemy import create_engine, func, select, text
 from mutt_app.cli import main
 from mutt_app.commands.seed import SEED_RULES
 from mutt_app.db.models import AlertRule, ConfigAuditLog
+from tests.postgres import PostgresCluster
 from tests.records import HEAD
-from tests.services import PostgresCluster, free_port
+from tests.services import free_port
 
 
 def _mutt(env: dict[str, str], *args: str) -> str:

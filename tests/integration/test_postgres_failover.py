@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from mutt_app.config import load_settings
 from mutt_app.db.engine import database_unavailable, make_engine
-from tests.services import PostgresCluster, PostgresStandbyPair
+from tests.postgres import PostgresCluster, PostgresStandbyPair
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from sqlalchemy import Engine, text
 from mutt_app.config import load_settings
 from mutt_app.db.engine import make_engine
 from mutt_app.rotation import NoWorkingPassword, redis_client, redis_password
-from tests.services import PostgresCluster, RedisServer, free_port
+from tests.postgres import PostgresCluster
+from tests.services import RedisServer, free_port
 
 OLD, NEW = "old-pass", "new-pass"
 PG_CURRENT, PG_NEXT = "pw-current", "pw-next"
