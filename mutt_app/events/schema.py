@@ -27,7 +27,7 @@ import dataclasses
 import os
 import re
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -196,9 +196,11 @@ def validate_items(
     rejections: list[Rejection] = []
     first_index: dict[str, int] = {}
     adjusted: list[tuple[int, str]] = []
+    received_at = _as_utc(received_at)
+    new_id = _CorrelationIds(len(items)).next if len(items) > 1 else new_correlation_id
     for index, item in enumerate(items):
         try:
-            event = validate_item(item, required_fields=required_fields, received_at=received_at)
+            event = _validate_item(item, required_fields, received_at, new_id)
         except InvalidEvent as exc:
             rejections.append(Rejection(index, str(exc)))
             continue
@@ -231,9 +233,19 @@ def validate_item(
     ``wire_json`` is written here; an item that cannot be written, or holds a NUL character in any
     key or value, is invalid.
     """
+    return _validate_item(item, required_fields, _as_utc(received_at), new_correlation_id)
+
+
+def _validate_item(
+    item: object,
+    required_fields: Collection[str],
+    received_at: datetime,
+    new_id: Callable[[], str],
+) -> Event:
+    """:func:`validate_item` for a ``received_at`` already in UTC, making new correlation_ids
+    with ``new_id``."""
     if isinstance(item, ParseFailure):
         raise InvalidEvent(item.error)
-    received_at = _as_utc(received_at)
     if not isinstance(item, dict):
         raise InvalidEvent(f"item is not a JSON object (got {_json_type(item)})")
     for name in required_fields:
@@ -251,7 +263,7 @@ def validate_item(
         if trap_oid is not None and source is None:
             source = "snmp"
     event = Event(
-        correlation_id=_correlation_id(item.get("correlation_id")),
+        correlation_id=_correlation_id(item.get("correlation_id"), new_id),
         timestamp=timestamp,
         received_at=received_at,
         hostname=hostname,
@@ -275,8 +287,22 @@ def _with_wire_json(event: Event) -> Event:
 
 
 def _wire_json(event: Event) -> bytes:
-    """``event.to_wire()`` as JSON, or :class:`InvalidEvent` when it cannot be stored as such."""
-    wire = event.to_wire()
+    """``event.to_wire()`` as JSON, or :class:`InvalidEvent` when it cannot be stored as such.
+
+    The same keys as :meth:`Event.to_wire`, but with the datetimes themselves: orjson writes an
+    aware UTC datetime exactly as ``isoformat()`` does, in less time than ``isoformat()`` takes.
+    """
+    wire = {
+        "correlation_id": event.correlation_id,
+        "timestamp": event.timestamp,
+        "received_at": event.received_at,
+        "hostname": event.hostname,
+        "message": event.message,
+        "source": event.source,
+        "syslog_severity": event.syslog_severity,
+        "trap_oid": event.trap_oid,
+        "raw": event.raw,
+    }
     try:
         data = orjson.dumps(wire)
     except orjson.JSONEncodeError as exc:
@@ -400,7 +426,7 @@ def _timestamp(value: Any, received_at: datetime) -> datetime:
         raise InvalidEvent(f"timestamp is out of range: {_show(value)}") from None
 
 
-def _correlation_id(value: Any) -> str:
+def _correlation_id(value: Any, new_id: Callable[[], str]) -> str:
     if isinstance(value, str) and value:
         try:
             canonical = _canonical(value)
@@ -410,7 +436,7 @@ def _correlation_id(value: Any) -> str:
             # The nil UUID is a template placeholder, not an identity: every event would share it.
             if canonical != _NIL_UUID:
                 return canonical
-    return new_correlation_id()
+    return new_id()
 
 
 def new_correlation_id() -> str:
@@ -424,6 +450,31 @@ def new_correlation_id() -> str:
     data[8] = (data[8] & 0x3F) | 0x80  # the RFC 4122 variant
     text = data.hex()
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+class _CorrelationIds:
+    """New correlation_ids for the items of one body, as :func:`new_correlation_id` makes them,
+    from one read of the random source for the whole body rather than one per event."""
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+        self._hex = ""
+        self._used = 0
+
+    def next(self) -> str:
+        """The next id (more than ``count`` read the random source again)."""
+        if self._used == len(self._hex):
+            self._hex = os.urandom(16 * self._count).hex()
+            self._used = 0
+        text = self._hex[self._used : self._used + 32]
+        self._used += 32
+        # Version 4 in the 13th digit, the RFC 4122 variant in the top bits of the 17th.
+        return (
+            f"{text[:8]}-{text[8:12]}-4{text[13:16]}-{_VARIANT[text[16]]}{text[17:20]}-{text[20:]}"
+        )
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def _canonical(value: str) -> str:

@@ -61,6 +61,13 @@ PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 
 # "application/json" message, so only the encoder is registered.
 TASK_SERIALIZER = "mutt-json"
 serializers.register(TASK_SERIALIZER, orjson.dumps, None, "application/json", "utf-8")
+# What jsonify writes (sorted keys, compact, a final newline), written by orjson; a body that is not
+# all ASCII still goes through jsonify, which escapes it (orjson would write it as UTF-8).
+_ANSWER_JSON = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+# The series of every request, looked up once: labels() takes a lock and hashes its values.
+_EVENTS_ACCEPTED = metrics.INGEST_EVENTS.labels("accepted")
+_EVENTS_REJECTED = metrics.INGEST_EVENTS.labels("rejected")
+_ACCEPTED_REQUESTS = metrics.INGEST_REQUESTS.labels("success", "")
 
 
 class Ingestor:
@@ -79,6 +86,9 @@ class Ingestor:
                 " is open, it accepts posts from anyone"
             )
         self.clear_addresses = throttle.ClearAddresses()
+        self.event_time = EventTimeRange.from_settings(settings)
+        key = settings.ingest_api_key
+        self._expected_key = None if key is None else key.get_secret_value().encode()
         self.publisher = BatchPublisher(
             depth=self.queue_depth,
             record=self.ledger.record,
@@ -94,12 +104,10 @@ class Ingestor:
         )
 
     def authorised(self, given: str | None) -> bool:
-        expected = self.settings.ingest_api_key
+        expected = self._expected_key
         if expected is None:
             return True
-        return given is not None and hmac.compare_digest(
-            given.encode(), expected.get_secret_value().encode()
-        )
+        return given is not None and hmac.compare_digest(given.encode(), expected)
 
     def queue_depth(self) -> int:
         depth = int(self.redis.llen(CLASSIFY_QUEUE))
@@ -132,14 +140,22 @@ def _ingestor() -> Ingestor:
 
 
 def _answer(status: int, body: dict, reason: str, **headers: str) -> Response:
-    metrics.INGEST_REQUESTS.labels("success" if status < 300 else "fail", reason).inc()
+    if status < 300:
+        _ACCEPTED_REQUESTS.inc()
+    else:
+        metrics.INGEST_REQUESTS.labels("fail", reason).inc()
     # Accepted requests are counted by the publisher, one write per round; a Redis failure cannot
     # be counted in Redis (see mutt_app.watch.slo).
     if status >= 300 and reason != "redis_unavailable":
         slo.record(_ingestor().redis, "ingest", False)
-    response = jsonify(body)
-    response.status_code = status
-    response.headers.update(headers)
+    data = orjson.dumps(body, option=_ANSWER_JSON)
+    if data.isascii():
+        response = current_app.response_class(data, status=status, mimetype="application/json")
+    else:
+        response = jsonify(body)
+        response.status_code = status
+    if headers:
+        response.headers.update(headers)
     return response
 
 
@@ -234,11 +250,11 @@ def _ingest(ingestor: Ingestor) -> Response:
         items,
         required_fields=ingestor.settings.required_message_fields,
         received_at=received_at,
-        event_time=EventTimeRange.from_settings(ingestor.settings),
+        event_time=ingestor.event_time,
     )
     rejected = [{"index": r.index, "error": r.error} for r in rejections]
-    metrics.INGEST_EVENTS.labels("rejected").inc(len(rejected))
     if rejections:
+        _EVENTS_REJECTED.inc(len(rejected))
         # One line per request, naming the first reason: enough to find a misbehaving sender.
         first = rejections[0]
         log.info(
@@ -282,25 +298,28 @@ def _ingest(ingestor: Ingestor) -> Response:
             "redis_unavailable",
             **{"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
-    metrics.INGEST_EVENTS.labels("accepted").inc(len(events))
+    _EVENTS_ACCEPTED.inc(len(events))
+    correlation_ids = [e.correlation_id for e in events]
     if (span := tracing.recording()) is not None:  # the request's span (Flask's instrumentation)
         span.set_attributes(
             {
                 "mutt.events.accepted": len(events),
                 "mutt.events.rejected": len(rejected),
-                "mutt.correlation_ids": [e.correlation_id for e in events],
+                "mutt.correlation_ids": correlation_ids,
             }
         )
     # DEBUG: at thousands of requests a second a line per request would flood the journal; the
     # mutt_ingest_* metrics count them, and classify logs each batch with its correlation_ids.
-    with log_context(**correlation([e.correlation_id for e in events])):
-        log.debug("accepted %d events, %d rejected", len(events), len(rejected))
+    # Its log context is made only when the line is written.
+    if log.isEnabledFor(logging.DEBUG):
+        with log_context(**correlation(correlation_ids)):
+            log.debug("accepted %d events, %d rejected", len(events), len(rejected))
     return _answer(
         200,
         {
             "status": "accepted",
             "accepted": len(events),
-            "correlation_ids": [e.correlation_id for e in events],
+            "correlation_ids": correlation_ids,
             "rejected": rejected,
         },
         "",

@@ -23,6 +23,7 @@ import os
 import threading
 import time
 import uuid
+from _thread import LockType
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,12 @@ class PublishTimeout(Exception):
     """The publishing thread did not answer in time (Redis hangs); the client should retry."""
 
 
+def _held_lock() -> LockType:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 @dataclass
 class _Submission:
     """One request's events, waiting to be published."""
@@ -58,8 +65,22 @@ class _Submission:
     # The request's span (made in the request's thread): the round, in the publishing thread,
     # is its child or links to it.
     origin: SpanContext = field(default_factory=tracing.origin)
-    done: threading.Event = field(default_factory=threading.Event)
+    # Held until the round is over; the publishing thread releases it to wake the request. A bare
+    # lock is the cheapest hand-off there is: a threading.Event builds a Condition per request and
+    # a waiter lock per wait, and each request pays for them.
+    done: LockType = field(default_factory=_held_lock)
     error: BaseException | None = None
+    told: bool = False
+
+    def finished(self) -> bool:
+        """Whether the request was told its outcome."""
+        return self.told
+
+    def finish(self, error: BaseException | None) -> None:
+        """Tell the request its outcome (once)."""
+        self.error = error
+        self.told = True
+        self.done.release()
 
 
 def plan_batches(submissions: Sequence[Sequence[Wire]], size: int) -> list[Batch]:
@@ -119,8 +140,12 @@ class BatchPublisher:
             self._ensure_thread()
             self._pending.append(submission)
             self._pending_events += len(events)
-            self._wake.notify()
-        if not submission.done.wait(self._wait_seconds):
+            # The publishing thread waits for a first submission, then lingers until a batch is
+            # full (or the linger is over): only those two moments need it awake. Waking it for
+            # every request in between would cost each request a thread switch for nothing.
+            if len(self._pending) == 1 or self._pending_events >= self._batch_size:
+                self._wake.notify()
+        if not submission.done.acquire(timeout=self._wait_seconds):
             raise PublishTimeout(f"not published within {self._wait_seconds:g} s")
         if submission.error is not None:
             raise submission.error
@@ -130,7 +155,7 @@ class BatchPublisher:
         if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
             return
         self._pid = os.getpid()
-        self._pending = [s for s in self._pending if not s.done.is_set()]
+        self._pending = [s for s in self._pending if not s.finished()]
         self._pending_events = sum(len(s.events) for s in self._pending)
         self._thread = threading.Thread(target=self._run, name="mutt-publisher", daemon=True)
         self._thread.start()
@@ -143,9 +168,8 @@ class BatchPublisher:
             except BaseException as exc:  # never leave a request waiting on a dead thread
                 log.exception("publishing thread failed")
                 for submission in taken:
-                    if not submission.done.is_set():
-                        submission.error = exc
-                        submission.done.set()
+                    if not submission.finished():
+                        submission.finish(exc)
 
     def _take(self) -> list[_Submission]:
         """Wait for submissions, linger for a fuller batch, and take all that are waiting."""
@@ -211,5 +235,4 @@ class BatchPublisher:
 
 def _finish(taken: Sequence[_Submission], error: BaseException | None) -> None:
     for submission in taken:
-        submission.error = error
-        submission.done.set()
+        submission.finish(error)
