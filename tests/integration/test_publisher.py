@@ -16,7 +16,7 @@ from mutt_app.ledger import Batch
 from mutt_app.runtime import Runtime
 from mutt_app.tasks.classify import QUEUE
 from mutt_app.web.ingest.endpoint import Ingestor
-from mutt_app.web.ingest.publisher import BatchPublisher, QueueFull, plan_batches
+from mutt_app.web.ingest.publisher import BatchPublisher, PublishTimeout, QueueFull, plan_batches
 
 
 def _wire(n: int) -> dict:
@@ -172,3 +172,40 @@ def test_a_full_batch_does_not_linger(ingestor: Ingestor, redis_client) -> None:
     publisher.submit([_wire(n) for n in range(4)])  # CLASSIFY_BATCH_SIZE events
     assert time.monotonic() - started < 10  # published at once, not after the 30 s linger
     assert [len(events) for events in _queued(redis_client)] == [4]
+
+
+def test_a_batch_filled_by_several_lingering_requests_goes_at_once(
+    ingestor: Ingestor, redis_client
+) -> None:  # type: ignore[no-untyped-def]
+    # The publishing thread sleeps through the linger unless a batch fills: the request that
+    # fills it must wake it.
+    publisher = _publisher(ingestor, ingestor.send, linger=30.0)
+    first = threading.Thread(target=publisher.submit, args=([_wire(1), _wire(2)],))
+    first.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    publisher.submit([_wire(3), _wire(4)])  # CLASSIFY_BATCH_SIZE events in all
+    first.join(10)
+    assert time.monotonic() - started < 10
+    assert _queued(redis_client) == [[_wire(1), _wire(2), _wire(3), _wire(4)]]
+
+
+def test_a_request_not_answered_in_time_is_told_to_retry(ingestor: Ingestor) -> None:
+    def stuck(batches):  # type: ignore[no-untyped-def]
+        time.sleep(1.0)
+        ingestor.send(batches)
+
+    publisher = BatchPublisher(
+        depth=ingestor.queue_depth,
+        record=ingestor.ledger.record,
+        forget=ingestor.ledger.forget,
+        send=stuck,
+        batch_size=ingestor.settings.classify_batch_size,
+        max_queue=lambda: ingestor.settings.max_ingest_queue_size,
+        wait_seconds=0.2,
+    )
+    with pytest.raises(PublishTimeout):
+        publisher.submit([_wire(1)])
+    # The round still ends (it tells no one twice), and the next request is served.
+    publisher._wait_seconds = 10
+    publisher.submit([_wire(2)])

@@ -503,6 +503,26 @@ def test_an_accepted_events_json_is_written_once_and_reads_back_as_its_wire_form
 
 
 @pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2025-01-12T10:30:00Z",
+        "2025-01-12T10:30:00.000001+00:00",
+        "2025-01-12T10:30:00.5-07:30",
+        "0999-03-01T00:00:00",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999Z",
+    ],
+)
+def test_an_events_json_is_byte_for_byte_its_wire_form_written_by_orjson(timestamp: str) -> None:
+    # The ledger and the task carry these bytes: datetimes written as isoformat() writes them.
+    for received_at in (RECEIVED, datetime(2025, 1, 12, 10, 31, tzinfo=UTC)):
+        event = validate_item(
+            _event(timestamp=timestamp), required_fields=REQUIRED, received_at=received_at
+        )
+        assert event.wire_json == orjson.dumps(event.to_wire())
+
+
+@pytest.mark.parametrize(
     "item",
     [
         _event(message="link\x00down"),
@@ -668,6 +688,19 @@ def test_a_relayed_trap_in_json_survives_the_body_parser() -> None:
     )
     assert rejections == []
     assert events[0].trap_oid == "1.3.6.1.4.1.9.9.41.2.0.1"
+
+
+def test_the_correlation_ids_made_for_a_body_are_distinct_version_4_uuids() -> None:
+    # One read of the random source serves a whole body; each id is still a canonical uuid4.
+    items = [_event(message=f"event {n}") for n in range(500)]
+    events, rejections = validate_items(items, required_fields=REQUIRED, received_at=RECEIVED)
+    assert rejections == []
+    made = [e.correlation_id for e in events]
+    assert len(set(made)) == 500
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+    assert all(orjson.loads(e.wire_json)["correlation_id"] == e.correlation_id for e in events)
 
 
 def test_new_correlation_ids_are_random_version_4_uuids_in_canonical_text() -> None:
