@@ -24,9 +24,7 @@ in the message text; see :func:`trap_oid_from_varbinds` for the snmptrapd format
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +34,12 @@ from typing import Any
 import orjson
 
 from mutt_app.events.body import ParseFailure
+from mutt_app.events.correlation_ids import (
+    CorrelationIds,
+    canonical_uuid,
+    correlation_id,
+    new_correlation_id,
+)
 from mutt_app.events.event_time import EventTimeRange
 
 __all__ = [
@@ -74,10 +78,6 @@ _SNMP_TRAP_OID = "1.3.6.1.6.3.1.1.4.1.0"  # snmpTrapOID.0
 _NUL_ESCAPE = b"\\u0000"  # how orjson writes a NUL character inside a JSON string
 
 _OID = re.compile(r"\.?[0-9]+(?:\.[0-9]+)+")
-# A UUID already in its canonical text (as ingest writes it) needs no parse: uuid.UUID and back cost
-# more than deciding the event.
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_NIL_UUID = "00000000-0000-0000-0000-000000000000"
 _SEVERITY_NAMES = {
     # RFC 5424 keywords and their usual spellings (rsyslog %syslogseverity-text%, syslog-ng $LEVEL)
     "emerg": 0,
@@ -160,7 +160,7 @@ class Event:
         """
         try:
             return cls(
-                correlation_id=_canonical(wire["correlation_id"]),
+                correlation_id=canonical_uuid(wire["correlation_id"]),
                 timestamp=_as_utc(datetime.fromisoformat(wire["timestamp"])),
                 received_at=_as_utc(datetime.fromisoformat(wire["received_at"])),
                 hostname=wire["hostname"],
@@ -197,7 +197,7 @@ def validate_items(
     first_index: dict[str, int] = {}
     adjusted: list[tuple[int, str]] = []
     received_at = _as_utc(received_at)
-    new_id = _CorrelationIds(len(items)).next if len(items) > 1 else new_correlation_id
+    new_id = CorrelationIds(len(items)).next if len(items) > 1 else new_correlation_id
     for index, item in enumerate(items):
         try:
             event = _validate_item(item, required_fields, received_at, new_id)
@@ -263,7 +263,7 @@ def _validate_item(
         if trap_oid is not None and source is None:
             source = "snmp"
     event = Event(
-        correlation_id=_correlation_id(item.get("correlation_id"), new_id),
+        correlation_id=correlation_id(item.get("correlation_id"), new_id),
         timestamp=timestamp,
         received_at=received_at,
         hostname=hostname,
@@ -424,64 +424,6 @@ def _timestamp(value: Any, received_at: datetime) -> datetime:
         return _as_utc(parsed)
     except OverflowError:
         raise InvalidEvent(f"timestamp is out of range: {_show(value)}") from None
-
-
-def _correlation_id(value: Any, new_id: Callable[[], str]) -> str:
-    if isinstance(value, str) and value:
-        try:
-            canonical = _canonical(value)
-        except ValueError:
-            pass
-        else:
-            # The nil UUID is a template placeholder, not an identity: every event would share it.
-            if canonical != _NIL_UUID:
-                return canonical
-    return new_id()
-
-
-def new_correlation_id() -> str:
-    """A random (version 4) UUID in canonical text.
-
-    Most senders send none, so ingest makes one per event; formatting the bytes directly costs
-    less than half of ``str(uuid.uuid4())``.
-    """
-    data = bytearray(os.urandom(16))
-    data[6] = (data[6] & 0x0F) | 0x40  # version 4
-    data[8] = (data[8] & 0x3F) | 0x80  # the RFC 4122 variant
-    text = data.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
-class _CorrelationIds:
-    """New correlation_ids for the items of one body, as :func:`new_correlation_id` makes them,
-    from one read of the random source for the whole body rather than one per event."""
-
-    def __init__(self, count: int) -> None:
-        self._count = count
-        self._hex = ""
-        self._used = 0
-
-    def next(self) -> str:
-        """The next id (more than ``count`` read the random source again)."""
-        if self._used == len(self._hex):
-            self._hex = os.urandom(16 * self._count).hex()
-            self._used = 0
-        text = self._hex[self._used : self._used + 32]
-        self._used += 32
-        # Version 4 in the 13th digit, the RFC 4122 variant in the top bits of the 17th.
-        return (
-            f"{text[:8]}-{text[8:12]}-4{text[13:16]}-{_VARIANT[text[16]]}{text[17:20]}-{text[20:]}"
-        )
-
-
-_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
-
-
-def _canonical(value: str) -> str:
-    """``value``, a UUID in any form uuid.UUID reads, in canonical text; ValueError if it is not."""
-    if _CANONICAL_UUID.fullmatch(value):
-        return value
-    return str(uuid.UUID(value))
 
 
 def _as_utc(moment: datetime) -> datetime:

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from mutt_app.events.body import MAX_GZIP_MEMBERS, BodyError, ParseFailure, parse_body
+from mutt_app.events.correlation_ids import CorrelationIds
 from mutt_app.events.schema import (
     MAX_HOSTNAME_CHARS,
     MAX_MESSAGE_CHARS,
@@ -701,6 +702,13 @@ def test_the_correlation_ids_made_for_a_body_are_distinct_version_4_uuids() -> N
         parsed = uuid.UUID(text)
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
     assert all(orjson.loads(e.wire_json)["correlation_id"] == e.correlation_id for e in events)
+
+
+def test_a_bodys_correlation_id_supply_reads_again_once_used_up() -> None:
+    supply = CorrelationIds(2)
+    made = [supply.next() for _ in range(5)]
+    assert len(set(made)) == 5
+    assert all(uuid.UUID(text).version == 4 for text in made)
 
 
 def test_new_correlation_ids_are_random_version_4_uuids_in_canonical_text() -> None:
