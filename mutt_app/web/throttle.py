@@ -138,8 +138,22 @@ class ClearAddresses:
         self._until: dict[str, float] = {}
 
     def fresh(self, address: str) -> bool:
-        """Whether ``address`` was found clear less than ``ttl`` seconds ago."""
-        return self._until.get(address, 0.0) > time.monotonic()
+        """Whether ``address`` was found clear less than ``ttl`` seconds ago.
+
+        When its second has just passed, the first thread to ask gets False and asks the throttle;
+        the others keep the old answer meanwhile. Otherwise every thread of a busy process would ask
+        Redis at the same moment, once a second, and take the pool's every connection (a publishing
+        round caught then fails its requests with 503).
+        """
+        until = self._until.get(address)
+        if until is None:
+            return False
+        now = time.monotonic()
+        if until > now:
+            return True
+        # That thread's answer (remember, or forget on a throttle) replaces this in a moment.
+        self._until[address] = now + self.ttl
+        return False
 
     def remember(self, address: str) -> None:
         """Note that the throttle found ``address`` clear just now."""
