@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,7 +15,7 @@ from unittest.mock import Mock
 import pytest
 from celery.concurrency.solo import TaskPool as SoloPool
 
-from mutt_app import redelivery
+from mutt_app import metrics, redelivery
 from mutt_app.config import load_settings
 from mutt_app.forwarding.lanes import QUEUES as FORWARD_LANES
 from mutt_app.redelivery import LeaseRenewal, TaskInLoop, runs_tasks_in_loop
@@ -129,3 +132,19 @@ def test_a_pool_process_sees_reloads_asked_after_it_was_forked() -> None:
     assert requests.ask() == 2
     assert answer.get(timeout=15) == 2
     child.join(10)
+
+
+def test_a_killed_process_s_held_messages_leave_the_merged_gauge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A solo process SIGKILLed while holding a message left mutt_alerter_processing_list_depth at
+    # 1 in the host's samples; its successor's start forgets it.
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    script = "from mutt_app import metrics; metrics.ALERTER_PROCESSING_DEPTH.set(1)"
+    dead = subprocess.run([sys.executable, "-c", f"{script}; import os; print(os.getpid())"],
+                          env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    alive = tmp_path / f"gauge_livesum_{os.getpid()}.db"
+    alive.write_bytes((tmp_path / f"gauge_livesum_{dead.stdout.strip()}.db").read_bytes())
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert metrics.forget_dead_processes() == [int(dead.stdout)]
+    assert [p.name for p in tmp_path.glob("gauge_live*")] == [alive.name]
