@@ -66,6 +66,8 @@ worker_send_task_events = True
 task_send_sent_event = False
 
 # --- housekeeping --------------------------------------------------------------------------------------
+# A prefork pool's only: the classify worker's solo processes (mutt_app/worker/shape.py) and the
+# forward worker's threads are never recycled.
 worker_max_tasks_per_child = 10_000
 worker_hijack_root_logger = False
 timezone = "UTC"

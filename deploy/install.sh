@@ -127,6 +127,18 @@ say "systemd units"
 for unit in "$source_dir"/deploy/systemd/*.service "$source_dir"/deploy/systemd/*.target; do
     install -o root -g root -m 0644 "$unit" "$UNIT_DIR/$(basename "$unit")"
 done
+# The classify worker is MUTT_CLASSIFY_CONCURRENCY solo-pool processes, mutt-worker-classify@1..N,
+# which mutt-worker-classify.service wants (the last setting in mutt.env wins, as systemd reads it).
+classify=$(sed -n 's/^[[:space:]]*MUTT_CLASSIFY_CONCURRENCY=["'\'']\{0,1\}\([0-9]*\).*/\1/p' "$ETC/mutt.env" | tail -n 1)
+classify=${classify:-4}
+((classify >= 1)) || die "MUTT_CLASSIFY_CONCURRENCY in $ETC/mutt.env must be 1 or more"
+mkdir -p "$UNIT_DIR/mutt-worker-classify.service.d"
+{
+    echo "# Written by deploy/install.sh from MUTT_CLASSIFY_CONCURRENCY=$classify in $ETC/mutt.env."
+    echo "[Unit]"
+    for ((i = 1; i <= classify; i++)); do echo "Wants=mutt-worker-classify@$i.service"; done
+} >"$UNIT_DIR/mutt-worker-classify.service.d/instances.conf"
+echo "    classify worker: $classify processes (mutt-worker-classify@1..$classify)"
 if [[ -d /run/systemd/system ]]; then
     systemctl daemon-reload
     if ((enable)); then

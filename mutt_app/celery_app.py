@@ -172,6 +172,8 @@ def serve_worker_metrics(port: int) -> None:
     One HTTP server per worker host, in the main process, merging the pool processes' samples
     (prometheus_client multiprocess mode, switched on by PROMETHEUS_MULTIPROC_DIR).
     """
+    # This process's predecessor, killed outright, must not go on counting in the merged page.
+    metrics.forget_dead_processes()
     if not port:
         return
     try:

@@ -1,13 +1,15 @@
 """MUTT's Prometheus metrics, all in one place, named as in the v2.5 quick reference.
 
-Celery's prefork workers and gunicorn's workers are separate processes; with PROMETHEUS_MULTIPROC_DIR
-set (``mutt run`` and the deploy units set it) each process writes its samples there and
-:func:`exposition` merges them, so one scrape sees the whole host.
+The classify worker's solo processes, Celery's prefork pool processes and gunicorn's workers are
+separate processes; with PROMETHEUS_MULTIPROC_DIR set (``mutt run`` and the deploy units set it)
+each process writes its samples there and :func:`exposition` merges them, so one scrape sees the
+whole host.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -402,6 +404,36 @@ def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:
         start_http_server(port, addr=addr, registry=registry)
     else:
         start_http_server(port, addr=addr)
+
+
+def forget_dead_processes() -> list[int]:
+    """Drop the live-only gauge samples (``livesum``) of this host's processes that are gone.
+
+    A process killed outright (a classify worker's solo process SIGKILLed, then restarted on its
+    own) leaves its samples behind, and a ``livesum`` gauge (the messages a worker holds) would go
+    on counting them. Each worker calls this when it starts. Returns the pids forgotten.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return []
+    pids = set()
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            pids.add(int(pid))
+    for pid in pids:
+        multiprocess.mark_process_dead(pid, directory)
+    return sorted(pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def exposition() -> tuple[bytes, str]:

@@ -22,15 +22,24 @@ those alerts' in-flight claims, which name its task, rather than waiting for the
 mutt_app.tasks.forward.deliver). A live worker that cannot renew for a
 whole lease (Redis unreachable that long) cannot ack either, so its messages come back as they would
 have without leases; it stops working on them (``worker_cancel_long_running_tasks_on_connection_loss``).
+
+A solo-pool worker (the classify worker's shipped shape) runs each task in its event loop's own
+thread, so the loop's timer does not fire while a task runs. :class:`TaskInLoop` notes that a task
+is running, and a thread of :class:`LeaseRenewal` renews the leases meanwhile: as a prefork parent
+does while its children work, so a live solo worker's long task (a maintenance job) is never taken
+for a dead worker's. An idle loop that stops ticking renews nothing, as a wedged parent would not.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
 from celery import bootsteps
+from celery.concurrency.solo import TaskPool as SoloPool
+from celery.signals import task_postrun, task_prerun
 from redis.exceptions import RedisError
 
 from mutt_app import metrics
@@ -38,7 +47,16 @@ from mutt_app.names import CLASSIFY_QUEUE, FORWARD_QUEUES
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LeaseRenewal", "held_queues", "held_tags", "renew", "renew_interval"]
+__all__ = [
+    "TASK_IN_LOOP",
+    "LeaseRenewal",
+    "TaskInLoop",
+    "held_queues",
+    "held_tags",
+    "renew",
+    "renew_interval",
+    "runs_tasks_in_loop",
+]
 
 # Renewals per lease: one or two missed renewals (a slow Redis answer, a busy event loop) must not
 # let a live worker's messages pass for a dead one's.
@@ -98,6 +116,42 @@ def renew(channel: Any, now: float | None = None) -> int:
         )
 
 
+def runs_tasks_in_loop(consumer: Any) -> bool:
+    """Whether ``consumer``'s worker runs its tasks in the event loop's thread (the solo pool)."""
+    return isinstance(getattr(consumer, "pool", None), SoloPool)
+
+
+class TaskInLoop:
+    """Since when the task that blocks this process's event loop runs (solo pool), or None."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self._watching = False
+
+    def watch(self) -> TaskInLoop:
+        """Follow this process's tasks from now on (once; a solo worker runs one at a time)."""
+        if not self._watching:
+            self._watching = True
+            task_prerun.connect(self._started, weak=False)
+            task_postrun.connect(self._ended, weak=False)
+        return self
+
+    def _started(self, **_: object) -> None:
+        self.since = time.monotonic()
+
+    def _ended(self, **_: object) -> None:
+        self.since = None
+
+    @property
+    def running(self) -> bool:
+        """Whether a task runs now."""
+        return self.since is not None
+
+
+# One per process: the solo pool runs its tasks in the main thread, one at a time.
+TASK_IN_LOOP = TaskInLoop()
+
+
 class LeaseRenewal(bootsteps.StartStopStep):
     """Consumer bootstep: renews the lease of every message this worker holds (module docstring)."""
 
@@ -106,6 +160,7 @@ class LeaseRenewal(bootsteps.StartStopStep):
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.tref: Any = None
+        self._thread_stop: threading.Event | None = None  # stops the solo pool's renewal thread
 
     def start(self, parent: Any) -> None:
         channel = getattr(parent.task_consumer, "channel", None)
@@ -114,6 +169,23 @@ class LeaseRenewal(bootsteps.StartStopStep):
         options = parent.app.conf.broker_transport_options or {}
         interval = renew_interval(float(options.get("visibility_timeout", 3600)))
         self.tref = parent.timer.call_repeatedly(interval, self._renew, (channel,), priority=10)
+        if runs_tasks_in_loop(parent):
+            # The timer is silent while a task runs in the loop's thread: renew from another.
+            stop = self._thread_stop = threading.Event()
+            tasks = TASK_IN_LOOP.watch()
+            threading.Thread(
+                target=self._renew_during_tasks,
+                args=(channel, interval, tasks, stop),
+                name="mutt-lease-renewal",
+                daemon=True,
+            ).start()
+
+    def _renew_during_tasks(
+        self, channel: Any, interval: float, tasks: TaskInLoop, stop: threading.Event
+    ) -> None:
+        while not stop.wait(interval):
+            if tasks.running:
+                self._renew(channel)
 
     def _renew(self, channel: Any) -> None:
         try:
@@ -128,5 +200,8 @@ class LeaseRenewal(bootsteps.StartStopStep):
         if self.tref is not None:
             self.tref.cancel()
             self.tref = None
+        if self._thread_stop is not None:
+            self._thread_stop.set()
+            self._thread_stop = None
 
     shutdown = stop

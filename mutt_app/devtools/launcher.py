@@ -63,7 +63,8 @@ def run(
     """Run the whole stack in the foreground (Ctrl-C stops everything).
 
     A private Redis (unless REDIS_URL/REDIS_HOST/REDIS_SENTINEL_HOSTS is set), the local Moog sink (unless
-    MOOG_WEBHOOK_URL is set), ingest, web, a classify worker, a forward worker, beat and Flower.
+    MOOG_WEBHOOK_URL is set), ingest, web, a classify worker (two solo-pool processes), a forward worker,
+    beat and Flower.
     Parts that die are restarted. With --ha the private Redis is a primary, two replicas and
     three Sentinels on loopback ports, and every part reaches it through the Sentinels.
     Once all listen it prints where each is, and how to make the web UI's first admin.

@@ -23,7 +23,7 @@ from mutt_app.devtools.embedded_redis import (
 )
 from mutt_app.devtools.supervisor import Part
 from mutt_app.forwarding import lanes
-from mutt_app.names import CLASSIFY_QUEUE, MAINTENANCE_QUEUE
+from mutt_app.worker.shape import classify_worker_argv
 
 PART_NAMES = ("redis", "moog-sink", "ingest", "web", "worker", "forwarder", "beat", "flower")
 # Parts that read or write the database: only these make `mutt run` migrate or check it first.
@@ -99,8 +99,6 @@ def plan_parts(
 
     data_dir = settings.mutt_data_dir.resolve()
     celery = [python, "-m", "celery", "-A", "mutt_app"]
-    worker_argv = [*celery, "worker", "-Q", f"{CLASSIFY_QUEUE},{MAINTENANCE_QUEUE}", "-l", "INFO",
-                   "--concurrency", "2", "-n", "mutt@%h"]  # fmt: skip
     # forward_to_moog waits on HTTP and carries Celery's rate_limit, which holds prefetched messages:
     # it gets its own queues and its own threaded worker, so it never starves classification. The
     # worker consumes both lanes, pages and tickets (mutt_app.forwarding.lanes).
@@ -126,7 +124,7 @@ def plan_parts(
     # The local stack serves plain HTTP, where a Secure session cookie would never come back; an
     # explicit WEBUI_COOKIE_SECURE in the environment still wins.
     web_cookie = {"WEBUI_COOKIE_SECURE": os.environ.get("WEBUI_COOKIE_SECURE", "false")}
-    builders: dict[str, Callable[[], Part]] = {
+    builders: dict[str, Callable[[], Part | list[Part]]] = {
         "redis": lambda: redis_part(data_dir, redis_url, redis_binary, shared),
         "moog-sink": lambda: _sink_part(sink_url, python, shared),
         "ingest": lambda: _gunicorn_part(
@@ -149,7 +147,11 @@ def plan_parts(
         "web": lambda: _gunicorn_part(
             "web", "create_app", web_port, "/", python, {**_with_samples("web"), **web_cookie}
         ),
-        "worker": lambda: Part("worker", worker_argv, workers_env, needs=redis_needs),
+        # The classify worker: CLASSIFY_PROCESSES solo-pool processes, "worker", "worker-2", ...
+        "worker": lambda: [
+            Part(name, classify_worker_argv(celery, n), workers_env, needs=redis_needs)
+            for n, name in enumerate(worker_part_names(), start=1)
+        ],
         "forwarder": lambda: Part(
             "forwarder", forwarder_argv, workers_env, needs=(*redis_needs, "moog-sink")
         ),
@@ -165,7 +167,8 @@ def plan_parts(
     }
     parts = []
     for name in selected:
-        parts.append(builders[name]())
+        built = builders[name]()
+        parts += built if isinstance(built, list) else [built]
         if name == "redis" and ha:
             # The replica's first full sync starts at once (Redis waits 5 s by default), so ingest,
             # which needs its acknowledgement, answers 2xx from its start.
@@ -182,6 +185,13 @@ def plan_parts(
 
 
 METRICS_GROUPS = ("ingest", "web", "workers")
+# The classify worker's processes (mutt_app.worker.shape), as the "worker" part.
+CLASSIFY_PROCESSES = 2
+
+
+def worker_part_names() -> list[str]:
+    """The part names of the classify worker's processes: ``worker``, ``worker-2``, ..."""
+    return ["worker" if n == 1 else f"worker-{n}" for n in range(1, CLASSIFY_PROCESSES + 1)]
 
 
 def metrics_dir(data_dir: Path, group: str | None = None) -> Path:

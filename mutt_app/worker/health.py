@@ -14,9 +14,16 @@ ready.
 
 Which port: a worker consuming only the forward lanes is a *forward* worker (HEALTH_PORT_MOOG);
 any other worker is a *classify* worker (HEALTH_PORT_ALERTER); beat uses HEALTH_PORT_REMEDIATION.
-A port already taken (a second worker of the same kind on a host) is logged and left to the first.
+A port already taken (a second worker of the same kind on a host) is logged and left to the first:
+the classify worker's solo processes of one host (``classify-1@host``, ``classify-2@host``, ...) are
+probed through whichever holds the port, as a prefork parent was for its children; each is
+supervised on its own (systemd, ``mutt run``), and on Kubernetes each pod runs one and is probed.
 The rules a classify worker's probe reports are the probe's own copy, loaded like a pool process's
 (:class:`mutt_app.rules.cache.RuleCache`): under prefork the pool processes' copies live elsewhere.
+
+A solo-pool worker runs each task in its event loop's thread, so the loop does not tick while one
+runs: a task running counts as alive (:data:`mutt_app.redelivery.TASK_IN_LOOP`), as a prefork
+parent ticks on while its children work.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from celery.signals import beat_init
 from sqlalchemy import text
 
 from mutt_app.forwarding.lanes import QUEUES as FORWARD_LANES
+from mutt_app.redelivery import TASK_IN_LOOP, TaskInLoop, runs_tasks_in_loop
 from mutt_app.rules.cache import RuleCache
 from mutt_app.runtime import PROBE, Runtime
 from mutt_app.worker import reload
@@ -81,6 +89,8 @@ class Health:
         # Beat has no consumer: its broker is Redis, which the "redis" check asks.
         self.broker_connected: bool | None = False if consumer else None
         self.last_tick = time.monotonic()
+        # A solo pool's task in the event loop's thread (None: tasks run elsewhere).
+        self.tasks: TaskInLoop | None = None
         self._checks: dict[str, Check] = {"redis": self._redis, "database": self._database}
         if kind == CLASSIFY:
             self._checks["rules"] = self._rules
@@ -128,7 +138,8 @@ class Health:
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         """Whether the process works (or waits for its broker), and why not."""
         stalled = time.monotonic() - self.last_tick
-        alive = self.broker_connected is not True or stalled < LOOP_STALL_SECONDS
+        in_task = self.tasks is not None and self.tasks.running
+        alive = self.broker_connected is not True or stalled < LOOP_STALL_SECONDS or in_task
         body: dict[str, Any] = {"status": "alive" if alive else "stalled", "kind": self.kind}
         if not alive:
             body["event_loop_silent_seconds"] = round(stalled, 1)
@@ -216,7 +227,13 @@ class WorkerProbes(bootsteps.StartStopStep):
         port = health_port(runtime, kind)
         if port:
             health.serve(port)
-        reload.install(lambda: (runtime, probe), what=f"{kind} worker")
+        if runs_tasks_in_loop(parent):
+            health.tasks = TASK_IN_LOOP.watch()
+            # Its own pool process (mutt_app.worker.reload): the tasks' runtime reloads before the
+            # next task, so the SIGHUP reloads only the probe at once.
+            reload.install(lambda: (probe,), what=f"{kind} worker")
+        else:
+            reload.install(lambda: (runtime, probe), what=f"{kind} worker")
         return health
 
     def stop(self, parent: Any) -> None:

@@ -11,7 +11,10 @@ Under prefork the parent holds no task state, and its pool processes cannot take
 own (billiard makes SIGHUP end them). So the parent counts reload requests in a page of memory it
 shares with every pool process it forks (:data:`REQUESTS`), and each pool process, before its next
 task, reloads its caches if the count moved: no task that starts after the parent logged the
-SIGHUP runs with the old rules. A threads-pool worker (forward) reloads in its one process, at once.
+SIGHUP runs with the old rules. A solo-pool worker (classify) is its own pool process (Celery's
+solo pool sends ``worker_process_init`` in it): it reloads its probe at once and its tasks' caches
+before the next task, the same way. A threads-pool worker (forward) reloads in its one process, at
+once.
 The work runs on a thread of its own, never in the signal handler: a handler runs between two
 bytecodes of the main thread, which may hold the rule cache's lock or the logging lock then.
 """

@@ -16,8 +16,8 @@ ChaosStackFactory = Callable[..., Stack]
 def chaos_stack(make_stack: StackFactory) -> ChaosStackFactory:
     """Build and start a pipeline (``start_pipeline``) with CHAOS_ENV plus ``env``.
 
-    ``forward_threads``, ``classify_concurrency``, ``classify_workers`` and ``forward_workers`` go
-    to start_pipeline; any other keyword is environment (e.g. REDIS_URL of a Sentinel-watched
+    ``forward_threads``, ``classify_concurrency``, ``classify_workers``, ``forward_workers`` and
+    ``classify_pool`` go to start_pipeline; any other keyword is environment (e.g. REDIS_URL of a Sentinel-watched
     master). Stopped after the test.
     """
 
@@ -27,6 +27,7 @@ def chaos_stack(make_stack: StackFactory) -> ChaosStackFactory:
         classify_concurrency: int = 2,
         classify_workers: int = 1,
         forward_workers: int = 1,
+        classify_pool: str = "solo",
         **env: str,
     ) -> Stack:
         stack = make_stack(**{**CHAOS_ENV, **env})
@@ -36,6 +37,7 @@ def chaos_stack(make_stack: StackFactory) -> ChaosStackFactory:
             classify_concurrency=classify_concurrency,
             classify_workers=classify_workers,
             forward_workers=forward_workers,
+            classify_pool=classify_pool,
         )
 
     return build

@@ -78,11 +78,14 @@ def start_pipeline(
     classify_concurrency: int = 2,
     classify_workers: int = 1,
     forward_workers: int = 1,
+    classify_pool: str = "solo",
 ) -> Stack:
     """Seed the chaos rules (:data:`tests.chaos.load.RULES`) and start every part, as the deploy kit runs them (one unit each).
 
-    The classify worker consumes mutt.classify and mutt.maintenance (mutt-worker-classify.service),
-    the forward worker both forward lanes in threads (mutt-worker-forward.service), beat RedBeat.
+    The classify worker consumes mutt.classify and mutt.maintenance in one solo-pool process
+    (mutt-worker-classify@.service: a host runs several, each its own worker), or with
+    ``classify_pool="prefork"`` in ``classify_concurrency`` pool processes; the forward worker both
+    forward lanes in threads (mutt-worker-forward.service), beat RedBeat.
     More than one worker of a kind (as on more than one host) are named ``classify``,
     ``classify-2``, ... and ``forward``, ``forward-2``, ...
     """
@@ -96,8 +99,10 @@ def start_pipeline(
             if rank == 0:
                 stack.start_sink().start_ingest()
             if rank < classify_workers:
+                solo = classify_pool == "solo"
                 stack.start_worker(classify[rank], queues="mutt.classify,mutt.maintenance",
-                                   concurrency=classify_concurrency)  # fmt: skip
+                                   concurrency=1 if solo else classify_concurrency,
+                                   pool=classify_pool)  # fmt: skip
             if rank < forward_workers:
                 stack.start_worker(forward[rank], queues=FORWARD_QUEUES,
                                    concurrency=forward_threads, pool="threads")  # fmt: skip

@@ -1,11 +1,11 @@
 """A worker lost for good mid-load: the surviving worker takes up its batches within seconds.
 
-Issue 21: when a classify or forward worker dies as a whole (SIGKILL of the prefork parent and its
-children, or the host gone), its in-flight batches are taken up again within 15 s at the shipped
+Issue 21: when a classify or forward worker dies as a whole (SIGKILL of a classify worker's solo
+process or of a forward worker, or the host gone), its in-flight batches are taken up again within 15 s at the shipped
 settings, and the pages among them reach Moog within the same 15 s.
 
-Each test runs two classify workers (prefork, as mutt-worker-classify.service) and two forward
-workers (threads, as mutt-worker-forward.service), as on two hosts, under the chaos load; then it
+Each test runs two classify workers (one solo-pool process each, as mutt-worker-classify@.service)
+and two forward workers (threads, as mutt-worker-forward.service), as on two hosts, under the chaos load; then it
 SIGKILLs one worker of one kind while that worker holds a task whose work is not yet settled (in
 the ledger or the outbox), and does not restart it (the host is gone). How it is survived
 (mutt_app.redelivery): every live worker renews the lease of the messages it holds, so only the dead

@@ -3,8 +3,9 @@
 * A classify worker whose Redis dies answers 503 on /ready within seconds, naming Redis, stays alive
   on /health (restarting it would not bring Redis back), and is ready again once Redis is back.
 * A forward worker and beat answer their own probes, each on its own port, and reload on SIGHUP.
-* SIGHUP makes a prefork classify worker load a rule changed behind MUTT's back (in SQL, no rules
-  version bump), logged, without the restart Celery's own SIGHUP handler would do.
+* SIGHUP makes a classify worker (a solo-pool process, as shipped, or prefork) load a rule changed
+  behind MUTT's back (in SQL, no rules version bump), logged, without the restart Celery's own SIGHUP
+  handler would do.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def test_a_worker_that_loses_redis_is_not_ready_until_redis_is_back(
     make_stack: StackFactory, own_redis: RedisServer
 ) -> None:
     stack = make_stack(REDIS_URL=own_redis.url)
-    stack.start_worker("classify", queues=CLASSIFY_QUEUES, concurrency=1)
+    stack.start_worker("classify", queues=CLASSIFY_QUEUES, concurrency=1, pool="solo")
     wait_for(lambda: _status(stack, "classify") == 200, 30, "classify ready", interval=0.2)
     ready = stack.probe("classify").json()
     assert ready["status"] == "ready" and ready["kind"] == "classify", ready
@@ -127,11 +128,14 @@ def _log(process: Process) -> str:
     return process.log_path.read_text(errors="replace")
 
 
-def test_sighup_reloads_a_workers_rules_now_and_logs_it(make_stack: StackFactory) -> None:
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_sighup_reloads_a_workers_rules_now_and_logs_it(
+    make_stack: StackFactory, pool: str
+) -> None:
     # Only a reload can show the rule: no version bump, and the periodic reload is an hour away.
     stack = make_stack(CACHE_RELOAD_INTERVAL="3600")
     stack.start_ingest()
-    worker = stack.start_worker("classify", queues=CLASSIFY_QUEUES, concurrency=1)
+    worker = stack.start_worker("classify", queues=CLASSIFY_QUEUES, concurrency=1, pool=pool)
     pid = worker.popen.pid  # type: ignore[union-attr]
 
     _post(stack, "HUPRULE link down before the rule")
@@ -159,7 +163,8 @@ def test_sighup_reloads_a_workers_rules_now_and_logs_it(make_stack: StackFactory
     log = _log(worker)
     assert "Restarting celery worker" not in log  # what Celery's own SIGHUP handler does
     assert "exited with" not in log  # no pool process was lost to the signal either
-    # The pool process that classified the events reloaded before the third, and said so.
+    # The process that classified the events (the pool process; solo: the worker itself) reloaded
+    # before the third, and said so.
     reloaded = [line for line in log.splitlines() if "SIGHUP: pool process" in line]
     assert len(reloaded) == 1 and "1 active rules" in reloaded[0], reloaded
     assert "dynamic configuration" in reloaded[0]

@@ -8,6 +8,7 @@ again and the worker would receive it a second time.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
+from sqlalchemy import text
 
 from mutt_app.config import load_settings
 from mutt_app.forwarding import lanes
@@ -121,3 +123,42 @@ def test_a_killed_workers_alert_cut_off_mid_post_reaches_moog_once_its_lease_lap
     assert recovered < 15  # the claim itself lasts MOOG_WEBHOOK_TIMEOUT + 30 s
     stack.settle(2)
     assert [e["external_id"] for e in stack.sink_events()] == [alert["external_id"]]
+
+
+CLASSIFY_RECEIVED = re.compile(r"Task mutt\.classify_event\[([0-9a-f-]+)\] received")
+
+
+def test_a_solo_worker_keeps_the_lease_of_a_task_longer_than_the_lease(
+    make_stack: StackFactory,
+) -> None:
+    # A solo-pool worker (the classify worker as shipped) runs its task in its event loop, whose
+    # timer cannot renew meanwhile: a thread does (mutt_app.redelivery). Here the task waits 12 s
+    # on a lock on the audit table, two leases; without the renewal the other worker's restore scan
+    # would hand its message out again and that worker would receive it too.
+    stack = make_stack(**LEASE)
+    stack.start_ingest()
+    for name in ("classify-1", "classify-2"):
+        stack.start_worker(
+            name, queues="mutt.classify,mutt.maintenance", concurrency=1, pool="solo"
+        )
+
+    def received() -> list[str]:
+        logs = (stack.processes[n].tail(None) for n in ("classify-1", "classify-2"))
+        return [task for log in logs for task in CLASSIFY_RECEIVED.findall(log)]
+
+    event = {"timestamp": datetime.now(UTC).isoformat(), "hostname": "lease-1", "message": "held"}
+    with stack.engine.begin() as conn:
+        conn.execute(text("LOCK TABLE event_audit_log IN EXCLUSIVE MODE"))  # inserts wait
+        response = stack.post(json.dumps(event), **{"Content-Type": "application/json"})
+        assert response.status_code == 200, response.text
+        wait_for(lambda: len(received()) >= 1, 20, "a worker to take the batch")
+        time.sleep(12)
+        assert len(received()) == 1, received()
+    with stack.engine.connect() as conn:
+        wait_for(
+            lambda: conn.execute(text("SELECT count(*) FROM event_audit_log")).scalar() == 1,
+            20,
+            "the batch audited",
+        )
+    stack.settle(2)
+    assert len(received()) == 1, received()

@@ -537,6 +537,7 @@ def test_units_are_hardened_and_complete() -> None:
         "mutt-ingest",
         "mutt-web",
         "mutt-worker-classify",
+        "mutt-worker-classify@",
         "mutt-worker-forward",
         "mutt-beat",
         "mutt-flower",
@@ -558,16 +559,25 @@ def test_units_are_hardened_and_complete() -> None:
     assert "--config /etc/mutt/gunicorn/ingest.conf.py" in commands["mutt-ingest"]
     assert "'mutt_app.web:create_ingest_app()'" in commands["mutt-ingest"]
     assert "'mutt_app.web:create_app()'" in commands["mutt-web"]
-    assert "-Q mutt.classify,mutt.maintenance" in commands["mutt-worker-classify"]
+    # The classify worker: N solo-pool processes, instances of a template (mutt_app/worker/shape.py),
+    # each with a node name of its own; the unit of that name starts, stops and reloads them.
+    classify = commands["mutt-worker-classify@"]
+    assert "-Q mutt.classify,mutt.maintenance --pool solo" in classify
+    assert "--without-gossip --without-mingle" in classify
+    assert commands["mutt-worker-classify"] == "/bin/true"
+    template = (DEPLOY / "systemd" / "mutt-worker-classify@.service").read_text()
+    for directive in ("PartOf", "ReloadPropagatedFrom", "WantedBy"):
+        assert f"\n{directive}=mutt-worker-classify.service\n" in template, directive
+    assert "mutt-worker-classify.service" in (DEPLOY / "systemd" / "mutt.target").read_text()
     assert "-Q mutt.forward.page,mutt.forward --pool threads" in commands["mutt-worker-forward"]
     # %h must reach Celery, not systemd (which would put the unit's home directory there).
-    assert "@%%h" in commands["mutt-worker-classify"]
+    assert "--hostname classify-%i@%%h" in classify
     # Through the command that refuses the shipped placeholder password.
     assert commands["mutt-flower"].startswith("/opt/mutt/venv/bin/mutt flower ")
     # `systemctl reload` is SIGHUP: gunicorn replaces its workers, a worker or beat reloads its
     # rules and dynamic configuration (mutt_app/worker/reload.py).
     reloads = {u.stem for u in UNITS if "ExecReload=/bin/kill -HUP $MAINPID" in u.read_text()}
-    assert reloads == names - {"mutt-flower"}
+    assert reloads == names - {"mutt-flower", "mutt-worker-classify"}
 
 
 def test_flower_refuses_the_shipped_placeholder_password(tmp_path: Path) -> None:
@@ -609,7 +619,8 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
         (bindir / name).symlink_to(shutil.which("true") or "/bin/true")
     copies = []
     for unit in [*UNITS, DEPLOY / "systemd" / "mutt.target"]:
-        copy = tmp_path / unit.name
+        # A template is verified as an instance of it (a classify process).
+        copy = tmp_path / unit.name.replace("@.", "@1.")
         copy.write_text(unit.read_text().replace("/opt/mutt/venv/bin/", f"{bindir}/"))
         copies.append(str(copy))
     result = subprocess.run(

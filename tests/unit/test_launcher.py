@@ -47,7 +47,10 @@ def _plan(settings: Settings, only: str | None = None, without: str | None = Non
 
 def test_the_embedded_default_runs_every_part_in_start_order(tmp_path: Path) -> None:
     parts = {p.name: p for p in _plan(_settings(tmp_path))}
-    assert list(parts) == list(PART_NAMES)
+    expected = [
+        n for name in PART_NAMES for n in ([name, "worker-2"] if name == "worker" else [name])
+    ]
+    assert list(parts) == expected
 
     redis_part = parts["redis"]
     assert redis_part.port == 6391 and redis_part.url == REDIS_URL
@@ -62,7 +65,7 @@ def test_the_embedded_default_runs_every_part_in_start_order(tmp_path: Path) -> 
     assert list(sink.argv) == [
         "py", "-m", "mutt_app.devtools", "moog-sink", "--host", "127.0.0.1", "--port", "8099",
     ]  # fmt: skip
-    for name in ("ingest", "web", "worker", "forwarder", "beat", "flower"):
+    for name in ("ingest", "web", "worker", "worker-2", "forwarder", "beat", "flower"):
         assert parts[name].env["REDIS_URL"] == REDIS_URL
         assert parts[name].env["MOOG_WEBHOOK_URL"] == SINK_URL
         assert parts[name].env["PYTHONUNBUFFERED"] == "1"
@@ -81,12 +84,16 @@ def test_commands_and_ports_of_the_mutt_parts(tmp_path: Path) -> None:
     assert parts["ingest"].port == 18080
     assert parts["ingest"].url == "http://127.0.0.1:18080/api/v2/ingest"
     assert parts["web"].argv[-1] == "mutt_app.web:create_app()" and parts["web"].port == 18090
-    assert list(parts["worker"].argv) == [
-        "py", "-m", "celery", "-A", "mutt_app", "worker", "-Q", "mutt.classify,mutt.maintenance",
-        "-l", "INFO", "--concurrency", "2", "-n", "mutt@%h",
-    ]  # fmt: skip
-    assert parts["worker"].port is None
-    assert parts["worker"].needs == ("redis",)
+    # The classify worker: two solo-pool processes, each its own consumer with its own node name.
+    for n, name in enumerate(("worker", "worker-2"), start=1):
+        assert list(parts[name].argv) == [
+            "py", "-m", "celery", "-A", "mutt_app", "worker", "-Q", "mutt.classify,mutt.maintenance",
+            "-P", "solo", "-l", "INFO", "-n", f"classify-{n}@%h", "--without-gossip",
+            "--without-mingle",
+        ]  # fmt: skip
+        assert parts[name].port is None
+        assert parts[name].needs == ("redis",)
+        assert parts[name].env == parts["forwarder"].env  # one samples directory for the host
     forwarder = list(parts["forwarder"].argv)
     assert forwarder[forwarder.index("-Q") + 1] == "mutt.forward.page,mutt.forward"  # both lanes
     assert forwarder[forwarder.index("-P") + 1] == "threads"
@@ -115,10 +122,11 @@ def test_a_configured_moog_is_used_and_no_sink_started(tmp_path: Path) -> None:
 
 def test_only_and_without_pick_parts(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
-    assert [p.name for p in _plan(settings, only="worker, redis")] == ["redis", "worker"]
+    workers = ["worker", "worker-2"]  # "worker" names the classify worker's processes
+    assert [p.name for p in _plan(settings, only="worker, redis")] == ["redis", *workers]
     names = [p.name for p in _plan(settings, without="flower,web")]
-    assert names == ["redis", "moog-sink", "ingest", "worker", "forwarder", "beat"]
-    assert [p.name for p in _plan(settings, only="redis,worker", without="redis")] == ["worker"]
+    assert names == ["redis", "moog-sink", "ingest", *workers, "forwarder", "beat"]
+    assert [p.name for p in _plan(settings, only="redis,worker", without="redis")] == workers
     # Without the private Redis the children use the configured (default) one, not a dead port.
     assert "REDIS_URL" not in _plan(settings, only="worker")[0].env
 
