@@ -1,14 +1,17 @@
-"""The audit insert on both databases: one statement per batch, idempotent on correlation_id."""
+"""The audit insert on both databases: one statement per new batch, idempotent on correlation_id."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
 
 from mutt_app.classify.audit import audit_row, insert_audit_rows
 from mutt_app.config import load_settings
@@ -92,6 +95,38 @@ def test_text_and_times_are_stored_exactly_whatever_they_hold(audit_engine: Engi
     assert row.event_timestamp.replace(tzinfo=UTC) == stamp
 
 
+def test_a_batch_is_stored_exactly_whether_or_not_its_values_need_escaping(
+    audit_engine: Engine,
+) -> None:
+    # PostgreSQL's COPY text escapes a batch at once unless a value holds a tab or a newline; then
+    # that row's values are escaped one by one. Both kinds in one batch, and the NULL marker as text.
+    messages = ['C:\\temp "q" \\N\r', "col\tumn", "\\N", "", "line\nbreak \\"]
+    events = [_event(n, message=m, raw={"m": m}) for n, m in enumerate(messages)]
+    events.append(_event(9, source="\\N", trap_oid=None, raw=None))
+    with session_factory(audit_engine).begin() as session:
+        new = insert_audit_rows(session, [audit_row(e, DECISION) for e in events])
+    assert new == {e.correlation_id for e in events}
+    with audit_engine.connect() as connection:
+        stored = {str(r.correlation_id): r for r in connection.execute(select(EventAuditLog)).all()}
+    for event in events:
+        row = stored[event.correlation_id]
+        assert (row.message, row.raw, row.source, row.trap_oid) == (
+            event.message,
+            event.raw,
+            event.source,
+            None,
+        )
+
+
+def test_a_naive_time_is_stored_as_utc(audit_engine: Engine) -> None:
+    event = _event(1, timestamp=datetime(2026, 12, 1, 10, 0, 5))
+    with session_factory(audit_engine).begin() as session:
+        insert_audit_rows(session, [audit_row(event, DECISION)])
+    with audit_engine.connect() as connection:
+        stamp = connection.execute(select(EventAuditLog.event_timestamp)).scalar_one()
+    assert stamp.replace(tzinfo=stamp.tzinfo or UTC) == datetime(2026, 12, 1, 10, 0, 5, tzinfo=UTC)
+
+
 def test_a_redelivered_batch_inserts_nothing_twice(audit_engine: Engine) -> None:
     events = [_event(n) for n in range(5)]
     sessions = session_factory(audit_engine)
@@ -104,6 +139,60 @@ def test_a_redelivered_batch_inserts_nothing_twice(audit_engine: Engine) -> None
     with audit_engine.connect() as connection:
         count = len(connection.execute(select(EventAuditLog.id)).all())
     assert count == 5
+
+
+def test_a_batch_that_repeats_an_event_audits_it_once(audit_engine: Engine) -> None:
+    event, other = _event(1), _event(2)
+    rows = [audit_row(e, DECISION) for e in (event, other, event)]
+    with session_factory(audit_engine).begin() as session:
+        new = insert_audit_rows(session, rows)
+    assert new == {event.correlation_id, other.correlation_id}
+    with audit_engine.connect() as connection:
+        count = len(connection.execute(select(EventAuditLog.id)).all())
+    assert count == 2
+
+
+def test_a_redelivered_batch_keeps_the_transactions_earlier_writes(audit_engine: Engine) -> None:
+    # On PostgreSQL the batch is first tried without ON CONFLICT; meeting an audited row, only that
+    # attempt is undone, not what the transaction wrote before it (here an earlier batch).
+    events = [_event(n) for n in range(4)]
+    with session_factory(audit_engine).begin() as session:
+        first = insert_audit_rows(session, [audit_row(e, DECISION) for e in events[:2]])
+        again = insert_audit_rows(session, [audit_row(e, DECISION) for e in events[1:]])
+        session.add(
+            EventAuditLog(**audit_row(_event(9), DECISION) | {"correlation_id": uuid.uuid4()})
+        )
+    assert first == {e.correlation_id for e in events[:2]}
+    assert again == {e.correlation_id for e in events[2:]}
+    with audit_engine.connect() as connection:
+        count = len(connection.execute(select(EventAuditLog.id)).all())
+    assert count == 5
+
+
+def test_an_event_audited_meanwhile_by_another_worker_is_not_new(pg_url: str) -> None:
+    # Two workers with the same batch (a redelivery while the first still runs): the second's
+    # insert waits for the first's transaction, then skips the rows it committed.
+    engine = make_engine(load_settings({"DATABASE_URL": pg_url}))
+    sessions = session_factory(engine)
+    events = [_event(n) for n in range(3)]
+    try:
+        with sessions.begin() as first:
+            insert_audit_rows(first, [audit_row(e, DECISION) for e in events[:2]])
+            with ThreadPoolExecutor(1) as pool:
+                second = pool.submit(_insert_in_own_session, sessions, events)
+                time.sleep(0.3)
+                assert not second.done()
+                first.commit()
+                assert second.result(timeout=10) == {events[2].correlation_id}
+        with engine.connect() as connection:
+            assert len(connection.execute(select(EventAuditLog.id)).all()) == 3
+    finally:
+        engine.dispose()
+
+
+def _insert_in_own_session(sessions: sessionmaker[Session], events: list[Event]) -> set[str]:
+    with sessions.begin() as session:
+        return insert_audit_rows(session, [audit_row(e, DECISION) for e in events])
 
 
 def test_an_empty_batch_writes_nothing(audit_engine: Engine) -> None:
