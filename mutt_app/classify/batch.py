@@ -259,8 +259,10 @@ def _observe(
     )
     for (status, handling), n in outcomes.items():
         metrics.EVENTS_PROCESSED.labels(status, handling).inc(n)
-    for event, _ in decided:
-        metrics.END_TO_END_LATENCY.observe((now - event.received_at).total_seconds())
+    metrics.observe_many(
+        metrics.END_TO_END_LATENCY,
+        [(now - event.received_at).total_seconds() for event, _ in decided],
+    )
     if failed and replay_of is not None:
         # One dead letter, one line: a replay of 50,000 bad events must not log 50,000 lines.
         metrics.EVENTS_PROCESSED.labels("poison", "none").inc(len(failed))
