@@ -9,9 +9,10 @@ two versions of the code side by side. The database must be migrated, seeded and
 
 ``--task`` runs the whole task body instead: each batch recorded in the ledger beforehand (as ingest
 does), then timed: the message body (JSON written by orjson, as ingest publishes it) decoded by
-kombu's registry as the worker decodes it, and the classify_event task called with its arguments
-(the ledger's attempt and settle around classify_batch). Set PROMETHEUS_MULTIPROC_DIR to an empty
-directory to count the metrics as the deployed workers do (mmap files).
+kombu's registry as the worker decodes it (the worker's process modules are imported), and the
+classify_event task called with its arguments (the ledger's attempt and settle around
+classify_batch). Set PROMETHEUS_MULTIPROC_DIR to an empty directory to count the metrics as the
+deployed workers do (mmap files).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from mutt_app.events.schema import validate_items
 from mutt_app.ledger import Batch
 from mutt_app.names import CLASSIFY_TASK
 from mutt_app.runtime import Runtime, runtime_of
-from mutt_app.tasks import classify as _classify_task  # noqa: F401  (registers the task)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = load_settings()
     app = Runtime(settings).celery
+    app.loader.import_default_modules()  # the task and process modules, as a worker imports them
     runtime = runtime_of(app)
     rng = random.Random(1)
     batches = []
