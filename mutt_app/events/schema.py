@@ -173,18 +173,16 @@ class Event:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"not a wire event: {type(exc).__name__}: {exc}") from None
-        # Classify rebuilds every event of every batch here. The frozen dataclass's __init__ sets
-        # each field through object.__setattr__, which costs more than the rest of this method;
-        # setting the slots directly makes the same event (Event has no __post_init__ to skip, and
-        # a unit test compares the two ways field by field). Both tuples follow the fields, so zip
-        # needs no strict check (which would cost as much again).
+        # Classify rebuilds every event here. The frozen __init__ sets each field through
+        # object.__setattr__, dearer than the rest of this method; the slots set directly make the
+        # same event (no __post_init__; a unit test compares). Both tuples follow the fields.
         event = object.__new__(cls)
         for set_slot, value in zip(_EVENT_SLOT_SETTERS, values):  # noqa: B905
             set_slot(event, value)
         return event
 
 
-# Each field's slot descriptor's setter, in field order (from_wire's values follow it).
+# Each field's slot setter, in field order (Event.from_wire).
 _EVENT_SLOT_SETTERS = tuple(getattr(Event, f.name).__set__ for f in dataclasses.fields(Event))
 
 
