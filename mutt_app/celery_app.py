@@ -42,9 +42,9 @@ TASK_MODULES = (
     "mutt_app.tasks.maintenance",
 )
 # Imported by every worker and beat process as well (Celery's ``include``): the health probes and
-# the SIGHUP reload (mutt_app.worker), which sit above this module's layer and so are named, not
-# imported, here.
-PROCESS_MODULES = ("mutt_app.worker.health",)
+# the SIGHUP reload (mutt_app.worker), and the message bodies' JSON decoder, which sit above this
+# module's layer and so are named, not imported, here.
+PROCESS_MODULES = ("mutt_app.worker.health", "mutt_app.worker.json_body")
 WORKER_PROBES_STEP = "mutt_app.worker.health:WorkerProbes"
 
 

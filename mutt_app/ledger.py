@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 import redis
+from redis.client import Pipeline
 
 BATCHES = "mutt:ledger"
 OUTBOX = "mutt:outbox"
@@ -74,19 +75,27 @@ class Ledger:
         """Count one more attempt at ``batch_id``; returns the attempt number (1 for the first)."""
         return int(self.client.hincrby(self.attempts, batch_id, 1))
 
-    def reset_attempts(self, batch_id: str) -> None:
-        """The attempt ended normally (e.g. a retry was scheduled): it was not a worker loss."""
-        self.client.hdel(self.attempts, batch_id)
+    def reset_attempts(self, batch_id: str, along: Pipeline | None = None) -> None:
+        """The attempt ended normally (e.g. a retry was scheduled): it was not a worker loss.
 
-    def settle(self, batch_ids: Sequence[str]) -> None:
-        """The batches' audit rows are committed (or they were dead-lettered): forget them."""
-        if not batch_ids:
+        ``along``: a pipeline of writes queued to go first in the same round trip."""
+        if along is None:
+            self.client.hdel(self.attempts, batch_id)
             return
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(self.payloads, *batch_ids)
-        pipe.zrem(self.index, *batch_ids)
-        pipe.hdel(self.attempts, *batch_ids)
-        pipe.execute()
+        along.hdel(self.attempts, batch_id)
+        along.execute()
+
+    def settle(self, batch_ids: Sequence[str], along: Pipeline | None = None) -> None:
+        """The batches' audit rows are committed (or they were dead-lettered): forget them.
+
+        ``along``: a transaction pipeline of writes queued to go first, in the same MULTI and round
+        trip (classify's last-seen write); it is executed even when there is nothing to settle."""
+        pipe = self.client.pipeline(transaction=True) if along is None else along
+        if batch_ids:
+            pipe.hdel(self.payloads, *batch_ids)
+            pipe.zrem(self.index, *batch_ids)
+            pipe.hdel(self.attempts, *batch_ids)
+        pipe.execute()  # an empty pipeline makes no round trip
 
     def overdue(self, older_than: float, limit: int = 100, now: float | None = None) -> list[Batch]:
         """Unsettled batches recorded (or last republished) more than ``older_than`` seconds ago."""

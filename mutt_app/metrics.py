@@ -9,6 +9,8 @@ whole host.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
+from collections.abc import Iterable
 from pathlib import Path
 
 from prometheus_client import (
@@ -394,6 +396,42 @@ WEBUI_AUTH_THROTTLED = Counter(
     "Attempts refused 429 by the per-IP or per-account-and-IP throttle",
     ["kind"],
 )
+
+
+def observe_many(histogram: Histogram, amounts: Iterable[float]) -> None:
+    """Observe each of ``amounts`` in ``histogram`` (one without labels, or one ``labels()``
+    child) with the same exposition as ``histogram.observe`` called once per amount: each bucket
+    counts the same amounts, ``_count`` is the same, ``_sum`` adds them all.
+
+    Why: in multiprocess mode (PROMETHEUS_MULTIPROC_DIR) every ``observe`` is two locked writes
+    to the process's mmap file (the sum and one bucket) behind a pid check; classify observes
+    each event's end-to-end latency. Here the amounts are counted per bucket first, then written
+    once: one write to the sum and one per bucket that got any. prometheus_client has no public
+    batch observe, so this uses the histogram's own bounds and values (``_upper_bounds``,
+    ``_buckets``, ``_sum``), as ``Histogram.observe`` does; a unit test compares the two
+    expositions, so a prometheus_client that changed them would fail it.
+
+    The sum is added as one increment: the same total, though floating-point rounding may differ
+    in the last bits from adding each amount in turn. An amount fits the first bucket whose bound
+    it does not exceed, as in ``observe`` (NaN fits none but is added to the sum, as there).
+    """
+    histogram._raise_if_not_observable()  # a labelled parent has no values, as in observe
+    bounds: list[float] = histogram._upper_bounds
+    counts = [0] * len(bounds)
+    total = 0.0
+    observed = False
+    for amount in amounts:
+        observed = True
+        total += amount
+        index = bisect_left(bounds, amount)
+        if index < len(bounds) and amount <= bounds[index]:
+            counts[index] += 1
+    if not observed:
+        return
+    histogram._sum.inc(total)
+    for value, count in zip(histogram._buckets, counts, strict=True):
+        if count:
+            value.inc(count)
 
 
 def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:

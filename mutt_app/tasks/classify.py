@@ -13,6 +13,7 @@ from typing import Any
 from celery import shared_task
 from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as BrokerError
+from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 
@@ -72,8 +73,13 @@ def _classify_event(
     if attempt > runtime.settings.alerter_max_retries:
         # Every earlier attempt died mid-run (worker lost): stop feeding this batch to workers.
         return _dead_letter_batch(runtime, events, batch_id, attempt, replays)
+    # Writes that go with the batch's settle (or its reset_attempts), whichever way the run ends:
+    # the hosts' last-seen times, in the same round trip.
+    pending = runtime.redis.pipeline(transaction=True)
     try:
-        outcome = classify_batch(runtime, self.app, events, replays, replayed_letter(batch_id))
+        outcome = classify_batch(
+            runtime, self.app, events, replays, replayed_letter(batch_id), settle_with=pending
+        )
     except Exception as exc:
         cause = _outage(exc)
         if cause is None:
@@ -81,12 +87,14 @@ def _classify_event(
             # surprise. Dead-letter the batch durably now; the task would otherwise be acked as
             # failed.
             log.exception("batch %s failed; dead-lettering its %d events", batch_id, len(events))
-            return _dead_letter_batch(runtime, events, batch_id, attempt, replays, error=exc)
+            return _dead_letter_batch(
+                runtime, events, batch_id, attempt, replays, error=exc, along=pending
+            )
         # The database or Redis is away (down, failing over, read-only): the transaction was
         # rolled back, so run the whole batch again later. Not a worker loss, so the attempt is
         # not counted against the batch; the idempotent audit insert and the forwards' sent keys
         # make the second run harmless.
-        runtime.ledger.reset_attempts(batch_id)
+        runtime.ledger.reset_attempts(batch_id, along=pending)
         delay = INFRA_RETRY_DELAYS[min(self.request.retries, len(INFRA_RETRY_DELAYS) - 1)]
         metrics.CLASSIFY_OUTAGE_RETRIES.labels(cause).inc()
         log.warning(
@@ -99,7 +107,7 @@ def _classify_event(
             delay,
         )
         raise self.retry(exc=exc, countdown=delay) from exc
-    runtime.ledger.settle([batch_id])
+    runtime.ledger.settle([batch_id], along=pending)
     return outcome
 
 
@@ -119,8 +127,10 @@ def _dead_letter_batch(
     attempt: int,
     replays: int,
     error: Exception | None = None,
+    along: Pipeline | None = None,
 ) -> dict[str, int]:
-    """Dead-letter every event of a batch, one item each, and settle the batch."""
+    """Dead-letter every event of a batch, one item each, and settle the batch (``along`` with
+    it: what the failed run queued to go with its settle)."""
     message: Exception | str = (
         error or f"batch {batch_id} was lost with its worker {attempt - 1} times"
     )
@@ -152,7 +162,7 @@ def _dead_letter_batch(
                 replays=replays,
                 correlation_id=wire.get("correlation_id") if isinstance(wire, dict) else None,
             )
-    runtime.ledger.settle([batch_id])
+    runtime.ledger.settle([batch_id], along=along)
     metrics.DEAD_LETTERED.labels(TASK_NAME, reason).inc(len(events) if replay_of is None else 1)
     log.error("%s; its %d events are in the dead-letter queue", message, len(events))
     return {"audited": 0, "duplicates": 0, "dead_lettered": len(events)}

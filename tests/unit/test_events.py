@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import time
@@ -595,6 +596,25 @@ def test_to_wire_and_from_wire_round_trip_exactly_through_json() -> None:
 def test_to_wire_round_trips_an_event_with_no_optional_fields() -> None:
     event = _valid({"message": "m"}, required=("message",))
     assert Event.from_wire(json.loads(json.dumps(event.to_wire()))) == event
+
+
+def test_from_wire_makes_the_event_its_dataclass_init_makes_field_by_field() -> None:
+    # from_wire sets Event's slots itself (cheaper than the frozen dataclass's __init__): the
+    # event must be the same in every field, wire_json included, and still frozen.
+    assert not hasattr(Event, "__post_init__")  # nothing that __init__ would run is skipped
+    event = _valid(_event(source="snmp", trap_oid=".1.3.6.1.4.1.9.9.41.2.0.1", extra={"k": [1]}))
+    wire = orjson.loads(orjson.dumps(event.to_wire()))
+    rebuilt = Event.from_wire(wire)
+    by_init = Event(
+        **{f.name: getattr(rebuilt, f.name) for f in dataclasses.fields(Event) if f.init}
+    )
+    for f in dataclasses.fields(Event):
+        assert getattr(rebuilt, f.name) == getattr(by_init, f.name), f.name
+        assert type(getattr(rebuilt, f.name)) is type(getattr(by_init, f.name)), f.name
+    assert rebuilt == event and rebuilt.wire_json == b""
+    assert rebuilt.received_at.tzinfo is UTC and rebuilt.timestamp.tzinfo is UTC
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rebuilt.hostname = "elsewhere"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
