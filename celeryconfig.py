@@ -10,6 +10,8 @@ from kombu import Queue
 from mutt_app.names import (
     CLASSIFY_QUEUE,
     CLASSIFY_TASK,
+    EVENTS_CONTENT_TYPE,
+    EVENTS_SERIALIZER,
     FORWARD_TASK,
     MAINTENANCE_QUEUE,
     PAGE_QUEUE,
@@ -28,7 +30,9 @@ task_queues = tuple(
 )
 task_default_queue = CLASSIFY_QUEUE
 task_routes = {
-    CLASSIFY_TASK: {"queue": CLASSIFY_QUEUE},
+    # Every sender of a classify task (ingest, the ledger's reconcile, a replay, a batch handed on)
+    # writes its events with MUTT's serializer (mutt_app.celery_app says why).
+    CLASSIFY_TASK: {"queue": CLASSIFY_QUEUE, "serializer": EVENTS_SERIALIZER},
     FORWARD_TASK: {"queue": TICKET_QUEUE},
     f"{TASK_PREFIX}*": {"queue": MAINTENANCE_QUEUE},
 }
@@ -36,7 +40,7 @@ task_routes = {
 # --- serialisation ----------------------------------------------------------------------------
 task_serializer = "json"
 result_serializer = "json"
-accept_content = ["json"]
+accept_content = ["json", EVENTS_CONTENT_TYPE]
 
 # --- reliability --------------------------------------------------------------------------------
 # Ack after the task ran, not before: a worker killed mid-task leaves its message unacked, and the

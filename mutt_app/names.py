@@ -14,6 +14,8 @@ __all__ = [
     "CLASSIFY_TASK",
     "CREATE_PARTITIONS_TASK",
     "DUPLICATE",
+    "EVENTS_CONTENT_TYPE",
+    "EVENTS_SERIALIZER",
     "FLAPPING",
     "FLUSH_HELD_TASK",
     "FORWARD_QUEUES",
@@ -48,6 +50,10 @@ FLUSH_HELD_TASK = "mutt.flush_held"
 CHECK_HEARTBEATS_TASK = "mutt.check_heartbeats"
 
 # --- Celery queues ----------------------------------------------------------------------------
+# Classify tasks' message bodies: the accepted events, the senders' JSON (mutt_app.celery_app).
+EVENTS_SERIALIZER = "mutt-events"
+EVENTS_CONTENT_TYPE = "application/x-mutt-events+json"
+
 CLASSIFY_QUEUE = "mutt.classify"
 PAGE_QUEUE = "mutt.forward.page"
 """The page lane: Page_and_ticket alerts, which never queue behind tickets."""

@@ -92,6 +92,26 @@ def test_nul_characters_are_rejected_and_never_reach_postgresql(make_stack: Stac
     assert "Traceback" not in stack.processes["worker"].log_path.read_text(errors="replace")
 
 
+def test_kombus_type_markers_in_an_event_are_the_senders_data(make_stack: StackFactory) -> None:
+    """kombu's JSON decoder turns {"__type__": ..., "__value__": ...} into a datetime, bytes...
+    and fails on a type it does not know; an event's fields must reach the audit as sent."""
+    stack = make_stack()
+    with stack.together():
+        stack.start_ingest()
+        stack.start_worker()
+    markers = [
+        {"__type__": "bogus", "__value__": 1},
+        {"__type__": "datetime", "__value__": "2026-12-06T14:00:00"},
+        {"__type__": "bytes", "__value__": "aGk="},
+    ]
+    body = [posted_event(f"typed {i}", vendor=m, timestamp=NOW) for i, m in enumerate(markers)]
+    response = stack.post(orjson.dumps(body), **JSON)
+    assert response.status_code == 200 and response.json()["accepted"] == 3, response.text
+    stack.wait_audited(3)
+    rows = sorted(stack.audit_rows(), key=lambda r: r.message)
+    assert [r.raw["vendor"] for r in rows] == markers
+
+
 def _hostile_bodies() -> list[tuple[bytes, dict[str, str], int]]:
     """What the hostile sender posts in turn: (body, headers, expected status)."""
     cid = str(uuid.uuid4())

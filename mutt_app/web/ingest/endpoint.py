@@ -32,7 +32,6 @@ import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as BrokerError
-from kombu.serialization import registry as serializers
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from mutt_app import metrics, tracing
@@ -56,11 +55,6 @@ bp = Blueprint("ingest", __name__)
 RETRY_AFTER_SECONDS = 5
 # Publishing must fail fast when Redis is gone, so the client gets its 503 and retries.
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
-# Classify tasks go out as JSON written by orjson, which embeds each event's already written
-# wire_json (an orjson.Fragment) instead of encoding the event again. The workers read it as any
-# "application/json" message, so only the encoder is registered.
-TASK_SERIALIZER = "mutt-json"
-serializers.register(TASK_SERIALIZER, orjson.dumps, None, "application/json", "utf-8")
 # What jsonify writes (sorted keys, compact, a final newline), written by orjson; a body that is not
 # all ASCII still goes through jsonify, which escapes it (orjson would write it as UTF-8).
 _ANSWER_JSON = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
@@ -126,7 +120,6 @@ class Ingestor:
                     CLASSIFY_TASK,
                     args=[batch.events, batch.batch_id],
                     producer=producer,
-                    serializer=TASK_SERIALIZER,
                     retry_policy=PUBLISH_RETRY_POLICY,
                     # The workers declare the queue; checking it again per message costs time.
                     declare=[],
