@@ -82,6 +82,11 @@ def make_celery(settings: Settings, task_cls: type[Task] = Task) -> Celery:
         "socket_timeout": 30,
         "socket_connect_timeout": 5,
         "health_check_interval": 10,
+        # Bodies go into kombu's JSON envelope as they are, not base64-encoded first: a classify
+        # task of hundreds of events is written and read in half the CPU (BENCHMARKS.md). Each
+        # message says how its body is encoded, so messages queued by an earlier release (base64)
+        # are still read, and an earlier release reads these.
+        "body_encoding": None,
     }
     if settings.sentinel:
         app.conf.broker_transport_options.update(

@@ -38,7 +38,6 @@ in-flight claims taken over.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import time
@@ -59,6 +58,7 @@ from mutt_app.db.models import EventAuditLog
 from mutt_app.forwarding import lanes
 from mutt_app.ledger import OUTBOX, Ledger
 from mutt_app.names import CLASSIFY_TASK, FORWARD_TASK
+from tests import broker_messages
 from tests.chaos.conftest import ChaosStackFactory
 from tests.chaos.harness import ChaosRun, Failure, append_report, worker_names
 from tests.e2e.stack import Process, Stack
@@ -114,12 +114,9 @@ def held_messages(client: redis.Redis) -> dict[str, Held]:
     held = {}
     for raw_tag, raw in entries.items():
         tag = raw_tag.decode()
-        message = json.loads(raw)[0]
+        message = broker_messages.envelope(raw)
         headers = message["headers"]
-        body = message["body"]
-        if message["properties"].get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        args, kwargs, _ = json.loads(body)
+        args, kwargs, _ = json.loads(broker_messages.body(message))
         batch_id, alerts = None, []
         if headers["task"] == CLASSIFY_TASK:
             batch_id = kwargs.get("batch_id") or args[1]

@@ -7,11 +7,9 @@ dead-lettered) exactly once, with no task handed on forever.
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import pytest
 import redis
 from celery import Celery
@@ -25,6 +23,7 @@ from mutt_app.events.schema import validate_items
 from mutt_app.ledger import Batch, Ledger
 from mutt_app.runtime import Runtime
 from mutt_app.tasks.classify import QUEUE, TASK_NAME
+from tests import broker_messages
 
 EVENTS = 6
 RULE = {
@@ -64,9 +63,8 @@ def _pop_classify_tasks(client: redis.Redis) -> list[list]:
     """Take the args of every classify task waiting on the broker (Redis transport envelopes)."""
     found = []
     while (raw := client.rpop(QUEUE)) is not None:
-        message = orjson.loads(raw)
-        assert message["headers"]["task"] == TASK_NAME
-        found.append(orjson.loads(base64.b64decode(message["body"]))[0])
+        assert broker_messages.envelope(raw)["headers"]["task"] == TASK_NAME
+        found.append(broker_messages.task_args(raw))
     return found
 
 

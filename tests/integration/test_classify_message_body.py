@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-
-import orjson
 import redis
 from kombu.serialization import loads as decode_body
 
 from mutt_app.config import Settings
 from mutt_app.names import CLASSIFY_QUEUE, CLASSIFY_TASK, EVENTS_CONTENT_TYPE
 from mutt_app.runtime import Runtime
+from tests import broker_messages
 
 # kombu's JSON decoder reads these as a datetime and bytes, and refuses the first.
 MARKERS = [
@@ -29,12 +27,11 @@ def test_a_classify_task_sent_by_name_carries_its_events_verbatim(
     events = [{"correlation_id": str(i), "raw": {"vendor": m}} for i, m in enumerate(MARKERS)]
     runtime.celery.send_task(CLASSIFY_TASK, args=[events, "batch-1"])
 
-    envelope = orjson.loads(redis_client.lindex(CLASSIFY_QUEUE, 0))
+    envelope = broker_messages.envelope(redis_client.lindex(CLASSIFY_QUEUE, 0))
     assert envelope["content-type"] == EVENTS_CONTENT_TYPE
-    body = base64.b64decode(envelope["body"])
     # The worker's decoding: by content type, with the accept list the workers configure.
     args, _, _ = decode_body(
-        body,
+        broker_messages.body(envelope),
         envelope["content-type"],
         envelope["content-encoding"],
         accept=runtime.celery.conf.accept_content,

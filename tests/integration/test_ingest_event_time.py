@@ -3,12 +3,10 @@ queued under their ``received_at``; repeated keys and long integers are per-item
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import orjson
 import pytest
 import redis
 from flask import Flask
@@ -17,6 +15,7 @@ from prometheus_client import REGISTRY
 from mutt_app.config import Settings
 from mutt_app.tasks.classify import QUEUE
 from mutt_app.web import create_ingest_app
+from tests import broker_messages
 from tests.factories import posted_event
 
 
@@ -31,8 +30,7 @@ def ingest_app(settings: Settings) -> Iterator[Flask]:
 
 
 def _queued(client: redis.Redis) -> list[dict]:
-    messages = [orjson.loads(m) for m in client.lrange(QUEUE, 0, -1)]
-    return [e for m in messages for e in orjson.loads(base64.b64decode(m["body"]))[0][0]]
+    return [e for raw in client.lrange(QUEUE, 0, -1) for e in broker_messages.task_args(raw)[0]]
 
 
 def _sample(name: str, **labels: str) -> float:

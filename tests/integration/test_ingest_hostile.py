@@ -6,7 +6,6 @@ written must be rejected with its index before it joins one, not fail the round 
 
 from __future__ import annotations
 
-import base64
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from mutt_app.config import Settings
 from mutt_app.ledger import BATCHES, Batch
 from mutt_app.tasks.classify import QUEUE
 from mutt_app.web import create_ingest_app
+from tests import broker_messages
 from tests.factories import posted_event
 
 NOW = "2026-12-01T10:00:00+00:00"
@@ -47,8 +47,7 @@ def _hostile_body(n: int) -> bytes:
 
 def _queued(client: redis.Redis) -> list[dict]:
     """The events of every classify task waiting in the queue."""
-    messages = [orjson.loads(m) for m in client.lrange(QUEUE, 0, -1)]
-    return [e for m in messages for e in orjson.loads(base64.b64decode(m["body"]))[0][0]]
+    return [e for raw in client.lrange(QUEUE, 0, -1) for e in broker_messages.task_args(raw)[0]]
 
 
 def test_an_unwritable_item_is_its_requests_rejection_not_a_failed_round(

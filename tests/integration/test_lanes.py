@@ -6,7 +6,6 @@ Every path that publishes a forward (classify, reconciliation, dead-letter repla
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 import uuid
@@ -26,6 +25,7 @@ from mutt_app.holdback.backpressure import Backpressure
 from mutt_app.holdback.pipeline import publish_forwards
 from mutt_app.ledger import OUTBOX, Batch, Ledger
 from mutt_app.runtime import Runtime, runtime_of
+from tests import broker_messages
 
 PAGE, TICKET = "mutt.forward.page", "mutt.forward"
 
@@ -46,8 +46,8 @@ def _queued(client: redis.Redis, queue: str, newest: int = 0) -> list[dict[str, 
     {"alert", "eta"} each (a message carries a batch of alerts, or one)."""
     found = []
     for raw in client.lrange(queue, 0, newest - 1):
-        message = orjson.loads(raw)
-        args = orjson.loads(base64.b64decode(message["body"]))[0]
+        message = broker_messages.envelope(raw)
+        args = orjson.loads(broker_messages.body(message))[0]
         batch = args[0] if isinstance(args[0], list) else [args[0]]
         found += [{"alert": alert, "eta": message["headers"].get("eta")} for alert in batch]
     return found
@@ -215,7 +215,7 @@ def test_alerts_are_published_in_batches_of_one_lane_up_to_moog_batch_size(
 
     def batches(queue: str) -> list[list[str]]:
         raws = reversed(redis_client.lrange(queue, 0, -1))  # LPUSHed: oldest last
-        bodies = [orjson.loads(base64.b64decode(orjson.loads(r)["body"]))[0] for r in raws]
+        bodies = [broker_messages.task_args(r) for r in raws]
         return [[alert["external_id"] for alert in args[0]] for args in bodies]
 
     ids = [a["external_id"] for a in tickets]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from collections.abc import Iterator
 
-import orjson
 import pytest
 import redis
 
@@ -17,6 +15,7 @@ from mutt_app.runtime import Runtime
 from mutt_app.tasks.classify import QUEUE
 from mutt_app.web.ingest.endpoint import Ingestor
 from mutt_app.web.ingest.publisher import BatchPublisher, PublishTimeout, QueueFull, plan_batches
+from tests import broker_messages
 
 
 def _wire(n: int) -> dict:
@@ -40,9 +39,8 @@ def ingestor(redis_url: str, tmp_path) -> Iterator[Ingestor]:  # type: ignore[no
 
 def _queued(client: redis.Redis) -> list[list[dict]]:
     """The event lists of the classify tasks waiting in the queue, oldest first."""
-    messages = [orjson.loads(m) for m in reversed(client.lrange(QUEUE, 0, -1))]
-    # Celery's protocol 2 body is [args, kwargs, embed]; classify_event's args are (events, batch_id).
-    return [orjson.loads(base64.b64decode(m["body"]))[0][0] for m in messages]
+    # classify_event's args are (events, batch_id).
+    return [args[0] for args in broker_messages.queued_args(client, QUEUE)]
 
 
 def _publisher(ingestor: Ingestor, send, linger: float = 0.0, published=None) -> BatchPublisher:  # type: ignore[no-untyped-def]

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import base64
 import time
 
-import orjson
 import redis
 
 from mutt_app.config import Settings
 from mutt_app.ledger import OUTBOX, Batch, Ledger
 from mutt_app.runtime import Runtime
+from tests import broker_messages
 
 
 def _queued(client: redis.Redis, queue: str) -> list[tuple[str, list]]:
     """(task name, args) of the messages waiting in a Celery queue on the Redis transport."""
-    messages = [orjson.loads(raw) for raw in client.lrange(queue, 0, -1)]
-    # kombu's envelope carries the body base64-encoded; the body is [args, kwargs, embed].
-    return [(m["headers"]["task"], orjson.loads(base64.b64decode(m["body"]))[0]) for m in messages]
+    return [
+        (broker_messages.envelope(raw)["headers"]["task"], broker_messages.task_args(raw))
+        for raw in client.lrange(queue, 0, -1)
+    ]
 
 
 def test_overdue_batches_and_alerts_are_published_again(

@@ -6,14 +6,12 @@ and causes the failure it is about: SIGKILL of the master, a replica stopped.
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import orjson
 import pytest
 import redis
 
@@ -23,6 +21,7 @@ from mutt_app.rotation import redis_client
 from mutt_app.runtime import WORKER
 from mutt_app.tasks.classify import QUEUE
 from mutt_app.web import create_ingest_app
+from tests import broker_messages
 from tests.services import RedisSentinelCluster, wait_for
 
 OLD, NEW = "sentinel-old-pass", "sentinel-new-pass"
@@ -214,8 +213,7 @@ def _ids(tag: str) -> set[str]:
 
 
 def _queued_ids(client: redis.Redis) -> set[str]:
-    messages = [orjson.loads(m) for m in client.lrange(QUEUE, 0, -1)]
-    batches = [orjson.loads(base64.b64decode(m["body"]))[0][0] for m in messages]
+    batches = [broker_messages.task_args(raw)[0] for raw in client.lrange(QUEUE, 0, -1)]
     return {e["correlation_id"] for batch in batches for e in batch}
 
 
