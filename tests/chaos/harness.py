@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from mutt_app.db.models import EventAuditLog
+from mutt_app.worker.shape import CLASSIFY_QUEUES
 from tests.chaos.load import Load, Tally, seed_rules
 from tests.chaos.recovery import Failure, Probe, SinkLog
 from tests.e2e.stack import FORWARD_QUEUES, Process, Stack
@@ -99,10 +100,11 @@ def start_pipeline(
             if rank == 0:
                 stack.start_sink().start_ingest()
             if rank < classify_workers:
-                solo = classify_pool == "solo"
-                stack.start_worker(classify[rank], queues="mutt.classify,mutt.maintenance",
-                                   concurrency=1 if solo else classify_concurrency,
-                                   pool=classify_pool)  # fmt: skip
+                if classify_pool == "solo":
+                    stack.start_classify_worker(classify[rank])
+                else:
+                    stack.start_worker(classify[rank], queues=CLASSIFY_QUEUES,
+                                       concurrency=classify_concurrency, pool=classify_pool)  # fmt: skip
             if rank < forward_workers:
                 stack.start_worker(forward[rank], queues=FORWARD_QUEUES,
                                    concurrency=forward_threads, pool="threads")  # fmt: skip

@@ -25,6 +25,7 @@ from mutt_app.config import load_settings
 from mutt_app.db.engine import make_engine
 from mutt_app.db.models import EventAuditLog
 from mutt_app.forwarding.lanes import QUEUES as FORWARD_LANES
+from mutt_app.worker.shape import CLASSIFY_QUEUES
 from tests.nginx_server import main_config, nginx_argv, nginx_binary, site_text
 from tests.services import free_port, wait_for
 
@@ -295,6 +296,11 @@ class Stack:
             ]
         )
         return process
+
+    def start_classify_worker(self, name: str = "classify") -> Process:
+        """One classify process as MUTT ships it (mutt_app.worker.shape): solo pool, classify and
+        maintenance queues."""
+        return self.start_worker(name, queues=CLASSIFY_QUEUES, concurrency=1, pool="solo")
 
     def start_beat(self, name: str = "beat") -> Process:
         argv = [

@@ -51,9 +51,7 @@ def test_a_recurring_window_open_now_holds_and_downgrades_only_its_scope_and_sum
         stack.start_sink()
         stack.start_web()
         stack.start_ingest()
-        stack.start_worker(
-            "classify", queues="mutt.classify,mutt.maintenance", concurrency=1, pool="solo"
-        )
+        stack.start_classify_worker()
         stack.start_worker(
             "forward", queues="mutt.forward.page,mutt.forward", concurrency=2, pool="threads"
         )
@@ -109,9 +107,7 @@ def test_a_recurring_window_open_now_holds_and_downgrades_only_its_scope_and_sum
     # The worker that classified them (and runs flush_held) dies before the window ends; the counts
     # are in Redis, and a new worker sends the summaries.
     stack.processes["classify"].kill()
-    stack.start_worker(
-        "classify-2", queues="mutt.classify,mutt.maintenance", concurrency=1, pool="solo"
-    )
+    stack.start_classify_worker("classify-2")
 
     def summaries() -> list[dict]:
         return [a for a in stack.sink_events() if a.get("type") == "mutt.maintenance"]

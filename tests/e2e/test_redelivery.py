@@ -138,9 +138,7 @@ def test_a_solo_worker_keeps_the_lease_of_a_task_longer_than_the_lease(
     stack = make_stack(**LEASE)
     stack.start_ingest()
     for name in ("classify-1", "classify-2"):
-        stack.start_worker(
-            name, queues="mutt.classify,mutt.maintenance", concurrency=1, pool="solo"
-        )
+        stack.start_classify_worker(name)
 
     def received() -> list[str]:
         logs = (stack.processes[n].tail(None) for n in ("classify-1", "classify-2"))

@@ -45,9 +45,7 @@ def test_budgets_per_device_and_per_rule_hold_the_excess_and_send_one_summary_ea
     with stack.together():
         stack.start_sink()
         stack.start_ingest()
-        stack.start_worker(
-            "classify", queues="mutt.classify,mutt.maintenance", concurrency=1, pool="solo"
-        )
+        stack.start_classify_worker()
         stack.start_worker(
             "forward", queues="mutt.forward.page,mutt.forward", concurrency=4, pool="threads"
         )
@@ -112,9 +110,7 @@ def test_a_flapping_pair_is_raised_once_held_and_ended_once(make_stack: StackFac
     with stack.together():
         stack.start_sink()
         stack.start_ingest()
-        stack.start_worker(
-            "classify", queues="mutt.classify,mutt.maintenance", concurrency=1, pool="solo"
-        )
+        stack.start_classify_worker()
         stack.start_worker(
             "forward", queues="mutt.forward.page,mutt.forward", concurrency=4, pool="threads"
         )

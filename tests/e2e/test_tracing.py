@@ -92,7 +92,7 @@ def test_a_senders_trace_reaches_the_moog_request_through_every_stage(
     # forward in a threaded one (traced in its one process, which also does the broker's
     # housekeeping: the Redis calls that must not become traces of their own).
     with stack.together():
-        stack.start_worker(queues="mutt.classify,mutt.maintenance", concurrency=1, pool="solo")
+        stack.start_classify_worker("worker")
         stack.start_worker("forward", queues=FORWARD_QUEUES, pool="threads", concurrency=4)
 
     header, trace_id, sender_span = _traceparent()
