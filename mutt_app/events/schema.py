@@ -167,31 +167,31 @@ class Event:
         Raises ValueError when ``wire`` is not such a dict (a damaged or hand-made dead letter).
         """
         try:
-            values = (
-                canonical_uuid(wire["correlation_id"]),
-                _as_utc(datetime.fromisoformat(wire["timestamp"])),
-                _as_utc(datetime.fromisoformat(wire["received_at"])),
-                wire["hostname"],
-                wire["message"],
-                wire.get("source"),
-                wire.get("syslog_severity"),
-                wire.get("trap_oid"),
-                wire.get("raw") or {},
-                b"",  # wire_json
-            )
+            event = _UnfrozenEvent()
+            event.correlation_id = canonical_uuid(wire["correlation_id"])
+            event.timestamp = _as_utc(datetime.fromisoformat(wire["timestamp"]))
+            event.received_at = _as_utc(datetime.fromisoformat(wire["received_at"]))
+            event.hostname = wire["hostname"]
+            event.message = wire["message"]
+            event.source = wire.get("source")
+            event.syslog_severity = wire.get("syslog_severity")
+            event.trap_oid = wire.get("trap_oid")
+            event.raw = wire.get("raw") or {}
+            event.wire_json = b""
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"not a wire event: {type(exc).__name__}: {exc}") from None
         # Classify rebuilds every event here. The frozen __init__ sets each field through
-        # object.__setattr__, dearer than the rest of this method; the slots set directly make the
-        # same event (no __post_init__; a unit test compares). Both tuples follow the fields.
-        event = object.__new__(cls)
-        for set_slot, value in zip(_EVENT_SLOT_SETTERS, values):  # noqa: B905
-            set_slot(event, value)
+        # object.__setattr__, dearer than the rest of this method: the fields are set on an
+        # unfrozen twin, which becomes the Event (no __post_init__; a unit test compares).
+        event.__class__ = cls
         return event
 
 
-# Each field's slot setter, in field order (Event.from_wire).
-_EVENT_SLOT_SETTERS = tuple(getattr(Event, f.name).__set__ for f in dataclasses.fields(Event))
+class _UnfrozenEvent:
+    """Event's slots, settable (:meth:`Event.from_wire`): CPython lets ``__class__`` be assigned
+    between classes whose instances have the same layout (the same slots over the same base)."""
+
+    __slots__ = Event.__slots__
 
 
 # --- items -------------------------------------------------------------------------------------

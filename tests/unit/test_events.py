@@ -627,6 +627,20 @@ def test_from_wire_rejects_what_to_wire_did_not_make(wire: Any) -> None:
         Event.from_wire(wire)
 
 
+def test_from_wire_reports_the_first_damaged_field_in_field_order() -> None:
+    # A dead letter's reason names what is wrong with it: the fields are read in their order.
+    wire = {**_valid(_event()).to_wire(), "received_at": "later", "message": None}
+    del wire["hostname"]
+    with pytest.raises(ValueError, match=r"^not a wire event: ValueError: .*'later'$"):
+        Event.from_wire(wire)
+    del wire["received_at"]
+    with pytest.raises(ValueError, match=r"^not a wire event: KeyError: 'received_at'$"):
+        Event.from_wire(wire)
+    wire["received_at"] = wire["timestamp"]
+    with pytest.raises(ValueError, match=r"^not a wire event: KeyError: 'hostname'$"):
+        Event.from_wire(wire)
+
+
 # --- snmptrapd varbinds ------------------------------------------------------------------------
 
 
