@@ -9,10 +9,10 @@ two versions of the code side by side. The database must be migrated, seeded and
 
 ``--task`` runs the whole task body instead: each batch recorded in the ledger beforehand (as ingest
 does), then timed: the message body (JSON written by orjson, as ingest publishes it) decoded by
-kombu's registry as the worker decodes it (the worker's process modules are imported), and the
-classify_event task called with its arguments (the ledger's attempt and settle around
-classify_batch). Set PROMETHEUS_MULTIPROC_DIR to an empty directory to count the metrics as the
-deployed workers do (mmap files).
+kombu's registry as the worker decodes it (MUTT's events content type; the worker's process modules
+are imported), and the classify_event task called with its arguments (the ledger's attempt and
+settle around classify_batch). Set PROMETHEUS_MULTIPROC_DIR to an empty directory to count the
+metrics as the deployed workers do (mmap files).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from mutt_app.classify.batch import classify_batch
 from mutt_app.config import load_settings
 from mutt_app.events.schema import validate_items
 from mutt_app.ledger import Batch
-from mutt_app.names import CLASSIFY_TASK
+from mutt_app.names import CLASSIFY_TASK, EVENTS_CONTENT_TYPE
 from mutt_app.runtime import Runtime, runtime_of
 
 
@@ -105,7 +105,7 @@ def run_tasks(app: object, runtime: Runtime, batches: list[list[dict]]) -> tuple
     wall, cpu = time.perf_counter(), time.process_time()
     for body in bodies:
         task_args, kwargs, _ = decode_body(
-            body, "application/json", "utf-8", accept={"application/json"}
+            body, EVENTS_CONTENT_TYPE, "utf-8", accept={EVENTS_CONTENT_TYPE}
         )
         task(*task_args, **kwargs)
     return time.perf_counter() - wall, time.process_time() - cpu
