@@ -54,6 +54,37 @@ def not_forwarded_reason(decision: Decision, held: Held | None) -> str | None:
     return _PROD_HANDLING_REASONS[decision.handling]
 
 
+def audit_values(
+    event: Event,
+    decision: Decision,
+    held: Held | None = None,
+    rules_version: int | None = None,
+    trace_id: str | None = None,
+) -> tuple[Any, ...]:
+    """:func:`audit_row`'s values as a tuple in ``audit_copy.COLUMNS`` order, what
+    :func:`insert_audit_values` takes: classify writes a batch's rows without a dict each."""
+    return (
+        event.timestamp,
+        event.received_at,
+        event.hostname,
+        event.message,
+        event.source,
+        event.syslog_severity,
+        event.trap_oid,
+        decision.rule_id,
+        decision.handling,
+        decision.team,
+        decision.is_dev,
+        decision.forward and held is None,
+        event.correlation_id,
+        event.raw,
+        not_forwarded_reason(decision, held),
+        None if held is None else held.duplicate_of,
+        rules_version,
+        trace_id,
+    )
+
+
 def audit_row(
     event: Event,
     decision: Decision,
@@ -66,30 +97,17 @@ def audit_row(
     ``held`` says why a forwardable event was held back (None: it was not); ``rules_version`` is
     the rules version the decision was made under; ``trace_id`` the trace it was classified in.
     """
-    return {
-        "event_timestamp": event.timestamp,
-        "received_at": event.received_at,
-        "hostname": event.hostname,
-        "message": event.message,
-        "source": event.source,
-        "syslog_severity": event.syslog_severity,
-        "trap_oid": event.trap_oid,
-        "matched_rule_id": decision.rule_id,
-        "handling_decision": decision.handling,
-        "team_assignment": decision.team,
-        "is_dev": decision.is_dev,
-        "forwarded_to_moog": decision.forward and held is None,
-        "correlation_id": event.correlation_id,
-        "raw": event.raw,
-        "held_reason": not_forwarded_reason(decision, held),
-        "duplicate_of": None if held is None else held.duplicate_of,
-        "rules_version": rules_version,
-        "trace_id": trace_id,
-    }
+    return dict(
+        zip(
+            audit_copy.COLUMNS,
+            audit_values(event, decision, held, rules_version, trace_id),
+            strict=True,
+        )
+    )
 
 
 def insert_audit_rows(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Insert ``rows`` in one statement, skipping any already audited.
+    """Insert ``rows`` (:func:`audit_row`'s dicts) in one statement, skipping any already audited.
 
     On PostgreSQL a batch holding a row already audited (a redelivery) takes a second statement:
     the first, a COPY of the whole batch, is undone to a savepoint and the batch is inserted again
@@ -100,7 +118,25 @@ def insert_audit_rows(session: Session, rows: Sequence[dict[str, Any]]) -> set[s
         return set()
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        return _insert_postgresql(connection, rows)
+        return _insert_postgresql(connection, audit_copy.row_values(rows))
+    return _insert_other(connection, rows)
+
+
+def insert_audit_values(session: Session, values: Sequence[tuple[Any, ...]]) -> set[str]:
+    """:func:`insert_audit_rows` for rows given as :func:`audit_values`' tuples."""
+    if not values:
+        return set()
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return _insert_postgresql(connection, values)
+    return _insert_other(connection, _as_rows(values))
+
+
+def _as_rows(values: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    return [dict(zip(audit_copy.COLUMNS, v, strict=True)) for v in values]
+
+
+def _insert_other(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
     # One statement with parameter sets, not .values(rows): SQLAlchemy caches its compiled form and
     # sends the rows as multi-row VALUES pages ("insertmanyvalues").
     table = _INSERT_TABLE
@@ -131,24 +167,26 @@ _PG_INSERT = (
     f" FROM json_populate_recordset(NULL::{EventAuditLog.__tablename__}, %s)"
     " ON CONFLICT (correlation_id, event_timestamp) DO NOTHING RETURNING correlation_id::text"
 )
+_CORRELATION_ID = audit_copy.COLUMNS.index("correlation_id")
 _PG_INSERT_AGAIN = f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; {_PG_INSERT}"
 UNIQUE_VIOLATION = "23505"
 """PostgreSQL's unique_violation: the COPY met a row already audited."""
 
 
-def _insert_postgresql(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
+def _insert_postgresql(connection: Connection, values: Sequence[tuple[Any, ...]]) -> set[str]:
     statement = _PG_COPY
     try:
         with connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
             try:
-                cursor.copy_expert(statement, io.StringIO(audit_copy.copy_text(rows)))
+                cursor.copy_expert(statement, io.StringIO(audit_copy.copy_values(values)))
             except connection.dialect.loaded_dbapi.Error as exc:
                 if getattr(exc, "pgcode", None) != UNIQUE_VIOLATION:
                     raise
             else:
                 # Every row was new. correlation_id is canonical text (Event keeps it so).
-                return {str(row["correlation_id"]) for row in rows}
+                return {str(v[_CORRELATION_ID]) for v in values}
             statement = _PG_INSERT_AGAIN
+            rows = _as_rows(values)
             # Naive datetimes are UTC, as everywhere in MUTT (never the session's time zone).
             document = orjson.dumps(rows, option=orjson.OPT_NAIVE_UTC).decode()
             cursor.execute(statement, (document,))

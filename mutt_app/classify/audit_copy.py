@@ -56,12 +56,23 @@ _values = itemgetter(*COLUMNS)
 
 def copy_text(rows: Sequence[dict[str, Any]]) -> str:
     """``rows`` (audit_row's dicts; a key left out is NULL) as COPY text, one line per row."""
+    return copy_values(row_values(rows))
+
+
+def row_values(rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Each of ``rows`` (audit_row's dicts) as its values in :data:`COLUMNS` order; a key left
+    out is None."""
     try:
-        values = list(map(_values, rows))
+        return list(map(_values, rows))
     except KeyError:
-        values = [tuple(row.get(name) for name in COLUMNS) for row in rows]
+        return [tuple(row.get(name) for name in COLUMNS) for row in rows]
+
+
+def copy_values(values: Sequence[tuple[Any, ...]]) -> str:
+    """Rows given as their values in :data:`COLUMNS` order (``audit_values``' tuples) as COPY
+    text, one line per row."""
     # All the batch's times in one call; orjson writes them with no character to escape.
-    times = orjson.dumps([v[i] for v in values for i in range(_TIMES)], option=_JSON).decode()
+    times = orjson.dumps([t for v in values for t in v[:_TIMES]], option=_JSON).decode()
     stamps = times[2:-2].split('","')
     if len(stamps) != _TIMES * len(values):
         return "".join(_escaped_line(v) for v in values)

@@ -31,7 +31,7 @@ from typing import Any
 from redis.client import Pipeline
 
 from mutt_app import metrics, tracing
-from mutt_app.classify.audit import audit_row, insert_audit_rows
+from mutt_app.classify.audit import audit_values, insert_audit_values
 from mutt_app.events.schema import Event
 from mutt_app.forwarding.deadletters import (
     add_dead_letter,
@@ -119,7 +119,10 @@ def classify_batch(
     # A dead-lettered (shed) alert waits for remediation; a deferred one is still on its way.
     passage = hand_on(runtime, app, candidates_of(decided), snapshot)
     held = passage.held
-    decided = [(e, _decision_after(passage.changed.get(e.correlation_id), d)) for e, d in decided]
+    if passage.changed:
+        decided = [
+            (e, _decision_after(passage.changed.get(e.correlation_id), d)) for e, d in decided
+        ]
 
     write_started = time.perf_counter()
     version = snapshot.version_number
@@ -130,9 +133,9 @@ def classify_batch(
         tracing.tracer.start_as_current_span("mutt.classify.audit") as span,
         runtime.sessions.begin() as session,
     ):
-        new = insert_audit_rows(
+        new = insert_audit_values(
             session,
-            [audit_row(e, d, held.get(e.correlation_id), version, trace_id) for e, d in decided],
+            [audit_values(e, d, held.get(e.correlation_id), version, trace_id) for e, d in decided],
         )
         if failed and replay_of is not None:
             add_replay_failures(

@@ -57,6 +57,7 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 import orjson
 
@@ -166,16 +167,35 @@ def _normalise(message: str, *, keep_identities: bool) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+# Deduplication and the storm budgets template every forwardable alert, and a storm repeats the
+# same few messages across alerts and batches, while one message takes a dozen regex passes (and
+# ipaddress for each address). The templates of recent messages are kept; a long message is not,
+# so the cache stays small.
+_REMEMBERED = 4096
+_REMEMBERED_CHARS = 1024
+
+
+@lru_cache(maxsize=_REMEMBERED)
+def _remembered(message: str, keep_identities: bool) -> str:
+    return _normalise(message, keep_identities=keep_identities)
+
+
+def _templated(message: str, keep_identities: bool) -> str:
+    if len(message) > _REMEMBERED_CHARS:
+        return _normalise(message, keep_identities=keep_identities)
+    return _remembered(message, keep_identities)
+
+
 def template(message: str) -> str:
     """``message`` with its volatile parts, addresses and numbers masked (the module's table),
     spaces collapsed: the grouping template ("what repeats" across peers and hosts)."""
-    return _normalise(message, keep_identities=False)
+    return _templated(message, False)
 
 
 def incident_template(message: str) -> str:
     """``message`` with what varies between repeats of one incident masked, and its addresses and
     numbered identities kept (the module's table), spaces collapsed: deduplication's template."""
-    return _normalise(message, keep_identities=True)
+    return _templated(message, True)
 
 
 def digest(rule_id: int | None, parts: Sequence[tuple[str, str | None]]) -> str:

@@ -73,7 +73,7 @@ def test_a_batch_dead_lettered_by_a_failure_still_records_its_hosts(
     def broken(*args: Any, **kwargs: Any) -> set[str]:
         raise RuntimeError("a bug after the decisions")
 
-    monkeypatch.setattr("mutt_app.classify.batch.insert_audit_rows", broken)
+    monkeypatch.setattr("mutt_app.classify.batch.insert_audit_values", broken)
     ledger = Ledger(redis_client)
     wire = _batch(ledger, "broken-batch")
     outcome = app.tasks[TASK_NAME].apply(args=[wire, "broken-batch"]).get()

@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -13,7 +14,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutt_app.classify.audit import audit_row, insert_audit_rows
+from mutt_app.classify.audit import audit_row, audit_values, insert_audit_rows, insert_audit_values
 from mutt_app.config import load_settings
 from mutt_app.db.engine import database_unavailable, make_engine, session_factory, upgrade
 from mutt_app.db.models import EventAuditLog
@@ -139,6 +140,37 @@ def test_a_redelivered_batch_inserts_nothing_twice(audit_engine: Engine) -> None
     with audit_engine.connect() as connection:
         count = len(connection.execute(select(EventAuditLog.id)).all())
     assert count == 5
+
+
+def test_rows_given_as_values_are_stored_as_the_same_rows_given_as_dicts(
+    audit_engine: Engine,
+) -> None:
+    # Classify passes audit_values' tuples; a redelivery among them takes the INSERT path too.
+    held = Held("duplicate", str(uuid.uuid4()))
+    events = [_event(n, source=None if n % 2 else "rsyslog") for n in range(4)]
+    twins = [replace(e, correlation_id=str(uuid.uuid4())) for e in events]
+    sessions = session_factory(audit_engine)
+    with sessions.begin() as session:
+        insert_audit_values(session, [audit_values(e, DECISION, held, 3, "t") for e in events[:2]])
+        insert_audit_rows(session, [audit_row(e, DECISION, held, 3, "t") for e in twins[:2]])
+    with sessions.begin() as session:
+        new = insert_audit_values(
+            session, [audit_values(e, DECISION, held, 3, "t") for e in events]
+        )
+        again = insert_audit_rows(session, [audit_row(e, DECISION, held, 3, "t") for e in twins])
+    assert new == {e.correlation_id for e in events[2:]}
+    assert again == {e.correlation_id for e in twins[2:]}
+    columns = [
+        c for c in EventAuditLog.__table__.c if c.name not in ("id", "audited_at", "correlation_id")
+    ]
+    with audit_engine.connect() as connection:
+        stored = {
+            str(row[0]): tuple(row[1:])
+            for row in connection.execute(select(EventAuditLog.correlation_id, *columns))
+        }
+    assert len(stored) == 8
+    for event, twin in zip(events, twins, strict=True):
+        assert stored[event.correlation_id] == stored[twin.correlation_id]
 
 
 def test_a_batch_that_repeats_an_event_audits_it_once(audit_engine: Engine) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from mutt_app.events import fingerprint as fingerprint_module
 from mutt_app.events.fingerprint import fingerprint, incident_template, template
 
 
@@ -159,3 +160,16 @@ def test_a_severity_escalation_is_a_new_incident() -> None:
     assert fingerprint("r1", 7, message, 3) != fingerprint("r1", 7, message, 2)
     assert fingerprint("r1", 7, message, None) != fingerprint("r1", 7, message, 3)
     assert _same_incident(message, message, 2)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "BGP neighbor 10.0.0.1 Down: hold time expired (flap 1041)",
+        "Interface Gi0/1 changed state to down " * 40,  # longer than the templates kept
+    ],
+)
+def test_a_remembered_template_is_the_template_made_afresh(message: str) -> None:
+    for keep_identities, made in ((False, template), (True, incident_template)):
+        fresh = fingerprint_module._normalise(message, keep_identities=keep_identities)
+        assert made(message) == made(message) == fresh
