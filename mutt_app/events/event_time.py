@@ -37,11 +37,17 @@ class EventTimeRange:
             timedelta(minutes=settings.event_time_max_ahead_minutes),
         )
 
+    def bounds(self, received_at: datetime) -> tuple[datetime, datetime]:
+        """The earliest and the latest event time trusted for an event received at
+        ``received_at``; a body's events share one ``received_at``, so these once per body."""
+        return received_at - self.max_age, received_at + self.max_ahead
+
     def outside(self, timestamp: datetime, received_at: datetime) -> str | None:
         """``past`` or ``future`` when ``timestamp`` is outside the range of ``received_at``."""
-        if timestamp < received_at - self.max_age:
+        earliest, latest = self.bounds(received_at)
+        if timestamp < earliest:
             return "past"
-        if timestamp > received_at + self.max_ahead:
+        if timestamp > latest:
             return "future"
         return None
 
