@@ -38,18 +38,9 @@ class EventTimeRange:
         )
 
     def bounds(self, received_at: datetime) -> tuple[datetime, datetime]:
-        """The earliest and the latest event time trusted for an event received at
-        ``received_at``; a body's events share one ``received_at``, so these once per body."""
+        """The earliest and the latest time trusted for an event received at ``received_at``
+        (both included): a body's events share their ``received_at``, so one call per body."""
         return received_at - self.max_age, received_at + self.max_ahead
-
-    def outside(self, timestamp: datetime, received_at: datetime) -> str | None:
-        """``past`` or ``future`` when ``timestamp`` is outside the range of ``received_at``."""
-        earliest, latest = self.bounds(received_at)
-        if timestamp < earliest:
-            return "past"
-        if timestamp > latest:
-            return "future"
-        return None
 
     def count_adjusted(self, adjusted: Sequence[tuple[int, str]], items: Sequence[object]) -> None:
         """Count the events of one body put at their ``received_at`` (index, direction), and
