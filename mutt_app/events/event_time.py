@@ -37,13 +37,10 @@ class EventTimeRange:
             timedelta(minutes=settings.event_time_max_ahead_minutes),
         )
 
-    def outside(self, timestamp: datetime, received_at: datetime) -> str | None:
-        """``past`` or ``future`` when ``timestamp`` is outside the range of ``received_at``."""
-        if timestamp < received_at - self.max_age:
-            return "past"
-        if timestamp > received_at + self.max_ahead:
-            return "future"
-        return None
+    def bounds(self, received_at: datetime) -> tuple[datetime, datetime]:
+        """The earliest and the latest time trusted for an event received at ``received_at``
+        (both included): a body's events share their ``received_at``, so one call per body."""
+        return received_at - self.max_age, received_at + self.max_ahead
 
     def count_adjusted(self, adjusted: Sequence[tuple[int, str]], items: Sequence[object]) -> None:
         """Count the events of one body put at their ``received_at`` (index, direction), and

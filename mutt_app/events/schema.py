@@ -218,6 +218,8 @@ def validate_items(
     adjusted: list[tuple[int, str]] = []
     received_at = _as_utc(received_at)
     new_id = CorrelationIds(len(items)).next if len(items) > 1 else new_correlation_id
+    # Every event of the body shares received_at, so the trusted range is worked out once.
+    earliest, latest = event_time.bounds(received_at) if event_time else (received_at, received_at)
     for index, item in enumerate(items):
         try:
             event = _validate_item(item, required_fields, received_at, new_id)
@@ -229,10 +231,8 @@ def validate_items(
             error = f"duplicate correlation_id {event.correlation_id} (also item {earlier})"
             rejections.append(Rejection(index, error))
             continue
-        if event_time is not None and (
-            direction := event_time.outside(event.timestamp, event.received_at)
-        ):
-            adjusted.append((index, direction))
+        if event_time is not None and not earliest <= event.timestamp <= latest:
+            adjusted.append((index, "past" if event.timestamp < earliest else "future"))
             # The sender's time stays in raw; the wire (and so the audit) carries received_at.
             event = _with_wire_json(dataclasses.replace(event, timestamp=event.received_at))
         events.append(event)
@@ -264,35 +264,34 @@ def _validate_item(
 ) -> Event:
     """:func:`validate_item` for a ``received_at`` already in UTC, making new correlation_ids
     with ``new_id``."""
-    if isinstance(item, ParseFailure):
-        raise InvalidEvent(item.error)
     if not isinstance(item, dict):
+        if isinstance(item, ParseFailure):
+            raise InvalidEvent(item.error)
         raise InvalidEvent(f"item is not a JSON object (got {_json_type(item)})")
     for name in required_fields:
-        if _field(item, name) is None:
+        value = item.get(name)
+        # _field only for a value that looks absent: it also reads syslog_severity's alias.
+        if (value is None or value == "") and _field(item, name) is None:
             raise InvalidEvent(f"missing required field {name!r}")
 
-    hostname = _hostname(_field(item, "hostname"))
-    message = _message(_field(item, "message"))
-    source = _source(_field(item, "source"))
+    # Each check takes the value as it is: absent (missing, null or "") is its own first case.
+    hostname = _hostname(item.get("hostname"))
+    message = _message(item.get("message"))
+    source = _source(item.get("source"))
     severity = _severity(item)
-    trap_oid = _trap_oid(_field(item, "trap_oid"))
-    timestamp = _timestamp(_field(item, "timestamp"), received_at)
+    trap_oid = _trap_oid(item.get("trap_oid"))
+    timestamp = _timestamp(item.get("timestamp"), received_at)
     if trap_oid is None and message:
         trap_oid = trap_oid_from_varbinds(message)
         if trap_oid is not None and source is None:
             source = "snmp"
-    event = Event(
-        correlation_id=correlation_id(item.get("correlation_id"), new_id),
-        timestamp=timestamp,
-        received_at=received_at,
-        hostname=hostname,
-        message=message,
-        source=source,
-        syslog_severity=severity,
-        trap_oid=trap_oid,
-        raw=item,
-    )
+    cid = correlation_id(item.get("correlation_id"), new_id)
+    fields = (cid, timestamp, received_at, hostname, message, source, severity, trap_oid, item)
+    # Made as Event.from_wire makes one, wire_json left to _with_wire_json: the frozen __init__
+    # costs more than the checks of an item (a unit test compares).
+    event = object.__new__(Event)
+    for set_slot, value in zip(_EVENT_SLOT_SETTERS, fields):  # noqa: B905
+        set_slot(event, value)
     return _with_wire_json(event)
 
 
@@ -321,7 +320,8 @@ def _wire_json(event: Event) -> bytes:
             raise InvalidEvent("item is nested too deeply to store") from None
         raise InvalidEvent(f"item cannot be stored as JSON: {exc}") from None
     # The escape also appears inside an escaped backslash ("\\u0000"): walk the item to be sure.
-    if _NUL_ESCAPE in data and _holds_nul(wire):
+    # Most wire JSON holds no escape at all: a backslash (an int: memchr) is looked for first.
+    if _NUL_ESCAPE[0] in data and _NUL_ESCAPE in data and _holds_nul(wire):
         raise InvalidEvent("item holds a NUL character (U+0000), which cannot be stored")
     return data
 
@@ -351,7 +351,7 @@ def _field(item: dict[str, Any], name: str) -> Any:
 
 
 def _hostname(value: Any) -> str:
-    if value is None:
+    if value is None or value == "":
         return "unknown"  # only when hostname is not required
     if not isinstance(value, str):
         raise InvalidEvent(f"hostname must be a string, got {_json_type(value)}")
@@ -364,7 +364,7 @@ def _hostname(value: Any) -> str:
 
 
 def _message(value: Any) -> str:
-    if value is None:
+    if value is None or value == "":
         return ""  # only when message is not required
     if not isinstance(value, str):
         raise InvalidEvent(f"message must be a string, got {_json_type(value)}")
@@ -374,7 +374,7 @@ def _message(value: Any) -> str:
 
 
 def _source(value: Any) -> str | None:
-    if value is None:
+    if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise InvalidEvent(f"source must be a string, got {_json_type(value)}")
@@ -406,7 +406,7 @@ def _severity(item: dict[str, Any]) -> int | None:
 
 
 def _trap_oid(value: Any) -> str | None:
-    if value is None:
+    if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise InvalidEvent(f"trap_oid must be a string, got {_json_type(value)}")
@@ -418,7 +418,7 @@ def _trap_oid(value: Any) -> str | None:
 
 
 def _timestamp(value: Any, received_at: datetime) -> datetime:
-    if value is None:
+    if value is None or value == "":
         return received_at
     if not isinstance(value, str):
         raise InvalidEvent(f"timestamp must be an ISO 8601 string, got {_json_type(value)}")

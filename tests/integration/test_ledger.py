@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import redis
 
 from mutt_app.ledger import Batch, Ledger
@@ -46,3 +47,18 @@ def test_attempts_count_until_settled_or_reset(redis_client: redis.Redis) -> Non
     assert ledger.start_attempt("b1") == 1
     ledger.settle(["b1"])
     assert ledger.start_attempt("b1") == 1
+
+
+def test_a_recorded_batch_is_stored_as_its_json_byte_for_byte(redis_client: redis.Redis) -> None:
+    # Payloads go to Redis as memoryviews (sent without a copy): what lands is to_json() exactly,
+    # for a batch of wire JSON fragments as ingest records it and for one of dicts.
+    ledger = Ledger(redis_client)
+    events = [orjson.Fragment(orjson.dumps({"message": f"event {n}", "n": n})) for n in range(2000)]
+    batches = [Batch("big", events), _batch(1)]
+    ledger.record(batches, now=1000.0)
+    for batch in batches:
+        assert redis_client.hget(ledger.payloads, batch.batch_id) == batch.to_json()
+    assert {b.batch_id: b.events for b in ledger.overdue(60, now=1100.0)} == {
+        "big": [orjson.loads(orjson.dumps(e)) for e in events],
+        "b1": [{"message": "event 1"}],
+    }

@@ -617,6 +617,20 @@ def test_from_wire_makes_the_event_its_dataclass_init_makes_field_by_field() -> 
         rebuilt.hostname = "elsewhere"  # type: ignore[misc]
 
 
+def test_validation_makes_the_event_its_dataclass_init_makes_field_by_field() -> None:
+    # validate_item sets Event's slots itself, as from_wire does: the same event in every field.
+    for item in (_event(), _event(source=" s ", syslog_severity="err", extra={"k": [1]}),
+                 {"message": _trap_message()}):  # fmt: skip
+        event = validate_item(item, required_fields=(), received_at=RECEIVED)
+        by_init = Event(**{f.name: getattr(event, f.name) for f in dataclasses.fields(Event)})
+        for f in dataclasses.fields(Event):
+            assert getattr(event, f.name) is getattr(by_init, f.name), f.name
+        assert event == by_init and repr(event) == repr(by_init)
+        assert event.wire_json == orjson.dumps(event.to_wire())
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            event.hostname = "elsewhere"  # type: ignore[misc]
+
+
 @pytest.mark.parametrize(
     "wire",
     [{}, {"correlation_id": "x"}, "not a dict",
