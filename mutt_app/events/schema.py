@@ -188,8 +188,7 @@ class Event:
 
 
 class _UnfrozenEvent:
-    """Event's slots, settable (:meth:`Event.from_wire`): CPython lets ``__class__`` be assigned
-    between classes whose instances have the same layout (the same slots over the same base)."""
+    """Event's slots, settable; CPython lets ``__class__`` change between classes of one layout."""
 
     __slots__ = Event.__slots__
 
@@ -285,13 +284,14 @@ def _validate_item(
         trap_oid = trap_oid_from_varbinds(message)
         if trap_oid is not None and source is None:
             source = "snmp"
-    cid = correlation_id(item.get("correlation_id"), new_id)
-    fields = (cid, timestamp, received_at, hostname, message, source, severity, trap_oid, item)
     # Made as Event.from_wire makes one, wire_json left to _with_wire_json: the frozen __init__
     # costs more than the checks of an item (a unit test compares).
-    event = object.__new__(Event)
-    for set_slot, value in zip(_EVENT_SLOT_SETTERS, fields):  # noqa: B905
-        set_slot(event, value)
+    event = _UnfrozenEvent()
+    event.correlation_id = correlation_id(item.get("correlation_id"), new_id)
+    event.timestamp, event.received_at, event.hostname = timestamp, received_at, hostname
+    event.message, event.source, event.syslog_severity = message, source, severity
+    event.trap_oid, event.raw = trap_oid, item
+    event.__class__ = Event
     return _with_wire_json(event)
 
 
