@@ -33,7 +33,11 @@ _ZMSCORE_CHUNK = 1000
 
 def record_seen(client: redis.Redis | Any, events: Iterable[Event]) -> int:
     """Record each host's latest ``received_at`` among ``events`` (one ZADD GT); returns how
-    many hosts. ``client`` may be a pipeline."""
+    many hosts. ``client`` may be a pipeline.
+
+    Every host is sent every batch, with no memory of what this process wrote lately: the write is
+    usually queued in the settle's pipeline, which can still fail, and a memory updated before
+    the write lands would make the batch's retry skip it."""
     latest: dict[str, int] = {}
     stamp: datetime | None = None
     moment = 0
