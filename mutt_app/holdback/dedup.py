@@ -52,12 +52,17 @@ PREFIX = "mutt:dedup"
 
 
 def windows(runtime: Runtime) -> DedupWindows:
-    """The shared dedup windows.
+    """The shared dedup windows, one per Runtime (its scripts are registered once, not per batch).
 
     A batch's answer is remembered for twice the ledger's republish delay, renewed on every attempt:
     longer than any wait before a batch is tried again (infrastructure retries, a redelivery after
     the visibility timeout, the ledger's republish).
     """
+    return runtime.component(_build_windows)
+
+
+def _build_windows(runtime: Runtime) -> DedupWindows:
+    # Bound to runtime.redis: Runtime.reset forgets the client and its components together.
     return DedupWindows(runtime.redis, PREFIX, 2 * runtime.settings.ledger_reconcile_after)
 
 

@@ -53,7 +53,12 @@ PREFIX = "mutt:flap"
 
 
 def detector(runtime: Runtime) -> FlapDetector:
-    """The shared flap state; a batch's answer is remembered as long as dedup's."""
+    """The shared flap state, one per Runtime; a batch's answer is remembered as long as dedup's."""
+    return runtime.component(_build_detector)
+
+
+def _build_detector(runtime: Runtime) -> FlapDetector:
+    # Bound to runtime.redis: Runtime.reset forgets the client and its components together.
     return FlapDetector(runtime.redis, PREFIX, 2 * runtime.settings.ledger_reconcile_after)
 
 

@@ -59,7 +59,13 @@ and ``mutt_held_window_overflow_total{window="storm"}`` count it)."""
 
 
 def budgets(runtime: Runtime) -> StormBudgets:
-    """The shared storm windows; a batch's answer is remembered as long as dedup's."""
+    """The shared storm windows, one per Runtime; a batch's answer is remembered as long as
+    dedup's."""
+    return runtime.component(_build_budgets)
+
+
+def _build_budgets(runtime: Runtime) -> StormBudgets:
+    # Bound to runtime.redis: Runtime.reset forgets the client and its components together.
     return StormBudgets(runtime.redis, PREFIX, 2 * runtime.settings.ledger_reconcile_after)
 
 

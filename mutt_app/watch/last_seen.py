@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -32,11 +33,21 @@ _ZMSCORE_CHUNK = 1000
 
 def record_seen(client: redis.Redis | Any, events: Iterable[Event]) -> int:
     """Record each host's latest ``received_at`` among ``events`` (one ZADD GT); returns how
-    many hosts. ``client`` may be a pipeline."""
+    many hosts. ``client`` may be a pipeline.
+
+    Every host is sent every batch, with no memory of what this process wrote lately: the write is
+    usually queued in the settle's pipeline, which can still fail, and a memory updated before
+    the write lands would make the batch's retry skip it."""
     latest: dict[str, int] = {}
+    stamp: datetime | None = None
+    moment = 0
     for event in events:
+        received = event.received_at
+        # The events of one ingest request share received_at (equal values, parsed apart): its
+        # epoch ms is worked out once per run of them.
+        if received != stamp:
+            stamp, moment = received, int(received.timestamp() * 1000)
         host = event.hostname.lower()
-        moment = int(event.received_at.timestamp() * 1000)
         if moment > latest.get(host, -1):
             latest[host] = moment
     if latest:

@@ -72,14 +72,7 @@ def raise_meta_alerts(runtime: Runtime, unmatched: Sequence[Event], publish: Pub
     """Count ``unmatched`` (events audited just now) per host, and hand ``publish`` one meta-alert
     for each host this batch took to the threshold; returns how many."""
     settings = runtime.settings
-    counter = UnhandledCounter(
-        runtime.redis,
-        settings.unhandled_prefix,
-        settings.unhandled_threshold,
-        settings.unhandled_expiry_seconds,
-        settings.unhandled_max_hosts,
-    )
-    crossed = counter.add(Counter(e.hostname for e in unmatched))
+    crossed = runtime.component(_counter).add(Counter(e.hostname for e in unmatched))
     for hostname, count in crossed.items():
         payload = unhandled_meta_alert(
             hostname,
@@ -91,6 +84,18 @@ def raise_meta_alerts(runtime: Runtime, unmatched: Sequence[Event], publish: Pub
         metrics.META_ALERTS.inc()
         log.warning("meta-alert: %d unhandled events from %s", count, hostname)
     return len(crossed)
+
+
+def _counter(runtime: Runtime) -> UnhandledCounter:
+    # One per Runtime, so its script is registered once; Runtime.reset forgets it with the client.
+    settings = runtime.settings
+    return UnhandledCounter(
+        runtime.redis,
+        settings.unhandled_prefix,
+        settings.unhandled_threshold,
+        settings.unhandled_expiry_seconds,
+        settings.unhandled_max_hosts,
+    )
 
 
 @dataclass
