@@ -4,8 +4,9 @@
     DATABASE_URL=postgresql://... PYTHONPATH=/tmp/before .venv/bin/python bench/audit_bench.py client
     DATABASE_URL=postgresql://... .venv/bin/python bench/audit_bench.py index
 
-``client``: the audit rows of 20,000 events (a third unmatched) built with ``audit_row`` and inserted
-by ``insert_audit_rows`` in committed batches of 100, as classify does; client CPU and the
+``client``: the audit rows of 20,000 events (a third unmatched) built with ``audit_values`` and
+inserted by ``insert_audit_values`` in committed batches of 100, as classify does (``audit_row`` and
+``insert_audit_rows`` in a tree from before those); client CPU and the
 PostgreSQL backend's CPU per event, min and median of 5 repeats, for the tree on ``PYTHONPATH`` (run
 it for two trees, alternating, to compare). ``index``: wall time to insert 50,000 audit rows (a third
 unmatched) in committed batches of 500, with ``idx_event_audit_unmatched`` and without it,
@@ -60,13 +61,18 @@ def _events(n: int, unmatched_every: int) -> list[tuple[Event, Decision]]:
     ]
 
 
-def _rows(pairs: list[tuple[Event, Decision]]) -> list[dict[str, Any]]:
-    return [event_audit.audit_row(e, d, None, rules_version=7) for e, d in pairs]
+# Classify's own path where the tree has it; older trees built a dict per row.
+_ROW = getattr(event_audit, "audit_values", None) or event_audit.audit_row
+_INSERT = getattr(event_audit, "insert_audit_values", None) or event_audit.insert_audit_rows
 
 
-def _insert(session: Session, rows: list[dict[str, Any]], size: int) -> None:
+def _rows(pairs: list[tuple[Event, Decision]]) -> list[Any]:
+    return [_ROW(e, d, None, rules_version=7) for e, d in pairs]
+
+
+def _insert(session: Session, rows: list[Any], size: int) -> None:
     for start in range(0, len(rows), size):
-        event_audit.insert_audit_rows(session, rows[start : start + size])
+        _INSERT(session, rows[start : start + size])
         session.commit()
 
 

@@ -54,11 +54,6 @@ _SPECIAL = re.compile(r"[\\\t\n\r]")
 _values = itemgetter(*COLUMNS)
 
 
-def copy_text(rows: Sequence[dict[str, Any]]) -> str:
-    """``rows`` (audit_row's dicts; a key left out is NULL) as COPY text, one line per row."""
-    return copy_values(row_values(rows))
-
-
 def row_values(rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """Each of ``rows`` (audit_row's dicts) as its values in :data:`COLUMNS` order; a key left
     out is None."""
