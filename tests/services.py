@@ -10,6 +10,7 @@ PostgreSQL refuses to initdb as root (CI runs as root).
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -20,20 +21,46 @@ from typing import Self
 
 import redis
 
-# Ports handed out so far. The kernel may give two bind(0) calls the same port; two parts of one
-# stack would then share it, and the second part's health check, answered by the first, would pass.
-_HANDED_OUT: set[int] = set()
+# Test servers take ports below the kernel's ephemeral range (Linux's default: 32768-60999): a port from bind(0) could, between its
+# handing out and the server's bind, become the source port of any outgoing connection on the
+# machine (another xdist worker's, Redis's, PostgreSQL's), and the server would then fail to bind.
+# Each xdist worker has a slice of its own, walked in order, so no two workers or parts of one stack
+# share a port, and a server restarted on its port finds it still free.
+_PORTS_LOW, _PORTS_HIGH = 20000, 32000
+
+
+def _port_slice() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker.removeprefix("gw") or 0)
+    span = (_PORTS_HIGH - _PORTS_LOW) // max(count, 1)
+    start = _PORTS_LOW + index * span
+    return range(start, start + span)
+
+
+_next_port = _port_slice().start
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now, and not handed out before in this test run."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
+    """A TCP port nobody holds right now, in this worker's slice, not handed out before (until the
+    slice is used up, when the walk starts again at its beginning)."""
+    global _next_port
+    ports = _port_slice()
+    for _ in range(len(ports)):
+        port = _next_port
+        _next_port = port + 1 if port + 1 < ports.stop else ports.start
+        if _bindable(port):
             return port
+    raise RuntimeError(f"no free TCP port in {ports.start}-{ports.stop - 1}")
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]

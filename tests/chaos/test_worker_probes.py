@@ -86,7 +86,10 @@ def test_forward_worker_and_beat_answer_their_own_probes(make_stack: StackFactor
     stack.start_worker("forward", queues=FORWARD_QUEUES, concurrency=1, pool="threads")
     stack.start_beat()
     for kind in ("forward", "beat"):
-        wait_for(lambda k=kind: _status(stack, k) == 200, 30, f"{kind} ready", interval=0.2)
+        try:
+            wait_for(lambda k=kind: _status(stack, k) == 200, 30, f"{kind} ready", interval=0.2)
+        except TimeoutError as exc:
+            raise AssertionError(stack.logs()) from exc
         ready = stack.probe(kind).json()
         assert ready["kind"] == kind and ready["redis"] == ready["database"] == "ok", ready
         assert "rules" not in ready, ready  # neither classifies
