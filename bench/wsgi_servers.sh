@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What a WSGI server costs per small POST, before MUTT's own work: a one-route Flask app (read the
-# body, answer 202 with JSON) under gunicorn's gthread worker (what MUTT ships), gunicorn's gevent
-# worker and Granian, one after the other, alternating, twice each. Prints each server's CPU per
+# body, answer 202 with JSON) under gunicorn's gthread worker (what MUTT's web app runs on, and its
+# ingest did before), gunicorn's gevent worker (ingest's now) and Granian, one after the other,
+# alternating, twice each. Prints each server's CPU per
 # request (its processes' utime + stime from /proc) and requests served.
 #
 #   bench/wsgi_servers.sh [VENV] [SECONDS] [CONNECTIONS]

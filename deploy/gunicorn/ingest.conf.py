@@ -19,7 +19,7 @@ from prometheus_client import multiprocess
 from mutt_app.config import load_settings
 
 # Loopback only: clients reach gunicorn through nginx, which reads each request whole first; a
-# gthread thread waits on a client's slow header or body for as long as it takes to arrive.
+# connection holds one of a worker's worker_connections for as long as its request takes to arrive.
 bind = os.environ.get("GUNICORN_INGEST_BIND", "127.0.0.1:8180")
 
 # Read through MUTT's settings, so a half-set pair stops gunicorn with the one-line error every
@@ -33,11 +33,17 @@ if _settings.ingest_tls_client_ca_path is not None:
     ca_certs = str(_settings.ingest_tls_client_ca_path)
     cert_reqs = ssl.CERT_REQUIRED
 # Ingest is short requests that mostly wait on Redis and on the publisher's linger
-# (INGEST_LINGER_MS): a few processes with many threads each, so that each process gathers many
-# requests' events into each classify task.
+# (INGEST_LINGER_MS): a few processes, each serving its connections from greenlets (gevent), so that
+# each process gathers many requests' events into each classify task. A greenlet per request costs
+# less CPU than gthread's hand-off from its polling thread to a pool thread and back, and so more
+# requests share each publishing round (BENCHMARKS.md, "Single-event requests under gevent").
+# The app does no blocking work gevent cannot switch away from: its only I/O is Redis (ingest never
+# touches PostgreSQL), and gevent's monkey-patching, done by the worker before the app is loaded,
+# makes the publishing thread (mutt_app.web.ingest.publisher) a greenlet too.
 workers = int(os.environ.get("GUNICORN_INGEST_WORKERS", "4"))
-threads = int(os.environ.get("GUNICORN_INGEST_THREADS", "16"))
-worker_class = "gthread"
+worker_class = "gevent"
+# Requests in progress per worker, each a greenlet; gunicorn's default.
+worker_connections = int(os.environ.get("GUNICORN_INGEST_CONNECTIONS", "1000"))
 # A 10 MiB gzip body from a far syslog relay may take a while to arrive; nothing here takes 60 s.
 timeout = 60
 # systemd's TimeoutStopSec (45 s) and k8s's terminationGracePeriodSeconds (45 s) leave room for this.

@@ -139,9 +139,9 @@ def plan_parts(
                 **_with_samples("ingest"),
                 "INGEST_ALLOW_OPEN": os.environ.get("INGEST_ALLOW_OPEN", "true"),
             },
-            # Requests wait on the publisher's linger and on Redis, not on the CPU: many threads
-            # let one process gather many requests into each classify task.
-            threads=INGEST_THREADS,
+            # Requests wait on the publisher's linger and on Redis, not on the CPU: a greenlet each
+            # lets one process gather many requests into each classify task.
+            worker=INGEST_WORKER,
             tls=_ingest_tls_options(settings),
         ),
         "web": lambda: _gunicorn_part(
@@ -237,10 +237,11 @@ def _sink_part(url: str, python: str, env: Mapping[str, str]) -> Part:
     return Part("moog-sink", argv, env, port=port, url=f"http://127.0.0.1:{port}/events")
 
 
-# Each request holds a thread for its publishing round (up to INGEST_LINGER_MS and a Redis round trip):
-# 2 processes x 32 threads, the same 64 slots as deploy/gunicorn/ingest.conf.py's 4 x 16 (what they
-# let through: BENCHMARKS.md).
-INGEST_THREADS = 32
+# Ingest's worker class, as deploy/gunicorn/ingest.conf.py sets it: each request is a greenlet while
+# it waits for its publishing round (up to INGEST_LINGER_MS and a Redis round trip).
+INGEST_WORKER = ("--worker-class", "gevent", "--worker-connections", "1000")
+# The web app's: a thread per request (its backtests and PostgreSQL queries block).
+WEB_WORKER = ("--threads", "4")
 
 
 def _ingest_tls_options(settings: Settings) -> list[str]:
@@ -263,13 +264,13 @@ def _gunicorn_part(
     path: str,
     python: str,
     env: Mapping[str, str],
-    threads: int = 4,
+    worker: Sequence[str] = WEB_WORKER,
     tls: Sequence[str] = (),
 ) -> Part:
     argv = [
         python, "-m", "gunicorn",
         "--bind", f"0.0.0.0:{port}",
-        "--workers", "2", "--threads", str(threads),
+        "--workers", "2", *worker,
         # Under the supervisor's 10 s stop deadline, so requests in flight can finish.
         "--graceful-timeout", "8",
         *tls,

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, func, select
 from mutt_app.config import load_settings
 from mutt_app.db.engine import make_engine
 from mutt_app.db.models import EventAuditLog
+from mutt_app.devtools.parts import INGEST_WORKER
 from mutt_app.forwarding.lanes import QUEUES as FORWARD_LANES
 from mutt_app.worker.shape import CLASSIFY_QUEUES
 from tests.nginx_server import main_config, nginx_argv, nginx_binary, site_text
@@ -161,7 +162,7 @@ class Stack:
         argv = [
             sys.executable, "-m", "gunicorn",
             "--bind", f"127.0.0.1:{self.ingest_port}",
-            "--workers", "1", "--threads", "8",
+            "--workers", "1", *INGEST_WORKER,  # the worker class `mutt run` and the deploy kit use
             "mutt_app.web:create_ingest_app()",
         ]  # fmt: skip
         samples = self.logdir / "prometheus-ingest"
@@ -173,13 +174,13 @@ class Stack:
     def start_shipped_ingest(
         self,
         workers: int = 1,
-        threads: int = 8,
+        connections: int = 1000,
         *,
         ready: Callable[[], bool] | None = None,
         **env: str,
     ) -> Stack:
         """Ingest under gunicorn with the shipped config (deploy/gunicorn/ingest.conf.py), bound to
-        this stack's ingest port (GUNICORN_INGEST_BIND), ``workers`` x ``threads``, and ``env``;
+        this stack's ingest port (GUNICORN_INGEST_BIND), ``workers`` x ``connections``, and ``env``;
         started once ``ready()`` (default: its plain-HTTP /health answers)."""
         argv = [sys.executable, "-m", "gunicorn", "--config", str(INGEST_CONFIG),
                 "mutt_app.web:create_ingest_app()"]  # fmt: skip
@@ -189,7 +190,7 @@ class Stack:
             **self.env,
             "GUNICORN_INGEST_BIND": f"127.0.0.1:{self.ingest_port}",
             "GUNICORN_INGEST_WORKERS": str(workers),
-            "GUNICORN_INGEST_THREADS": str(threads),
+            "GUNICORN_INGEST_CONNECTIONS": str(connections),
             "PROMETHEUS_MULTIPROC_DIR": str(samples),
             **env,
         }

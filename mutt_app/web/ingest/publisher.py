@@ -8,7 +8,10 @@ transaction and publishes it as classify tasks of up to CLASSIFY_BATCH_SIZE even
 pipeline, then wakes the requests (group commit). A round that would not fill a batch waits up to
 INGEST_LINGER_MS after its first request for more, as Kafka's producers do with ``linger.ms``: a few
 little more wait per request turns a stream of single-event requests into tasks of many events, which
-share a classify task's fixed cost (BENCHMARKS.md).
+share a classify task's fixed cost (BENCHMARKS.md). Under ingest's gevent worker
+(deploy/gunicorn/ingest.conf.py, ``mutt run``) the requests and the publishing thread are greenlets
+of one OS thread: gevent patches ``threading`` before the app is loaded, so the same locks hand off
+between them, and a request waiting for its round costs a greenlet, not a thread.
 
 Traced (:mod:`mutt_app.tracing`), a round is a span ``mutt.ingest.publish`` whose parent is the
 first of its requests' spans and which links the others: the classify tasks it publishes carry it
