@@ -39,7 +39,9 @@ in-flight claims taken over.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import time
 import uuid
 from collections import Counter
@@ -229,7 +231,21 @@ def kill_while_holding(
             unsettled(client, h) for h in held_messages(client).values() if h.task_id in ids
         )
 
-    wait_for(holding, timeout, f"{part} to hold a {task}", interval=0.002)
+    # A batch takes milliseconds: a worker seen holding one may have finished it by the time the
+    # kill lands. So look while it is stopped (SIGSTOP), and kill it still stopped, or let it go on.
+    group = run.stack.processes[part].popen.pid  # type: ignore[union-attr]
+
+    def stopped_holding() -> bool:
+        os.killpg(group, signal.SIGSTOP)
+        held = False
+        try:
+            held = holding()
+        finally:
+            if not held:
+                os.killpg(group, signal.SIGCONT)
+        return held
+
+    wait_for(stopped_holding, timeout, f"{part} to hold a {task}", interval=0.002)
     accepted = set(run.load.accepted)
     failure = run.kill(part, f"{part} lost")
     return failure, accepted | {c for c, at in list(run.probe.posted) if at < failure.at}
