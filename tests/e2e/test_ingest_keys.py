@@ -15,7 +15,9 @@ from __future__ import annotations
 import http.client
 import math
 import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -30,6 +32,8 @@ from tests.nginx_server import nginx_binary
 
 KEY = "e2e-ingest-key-0123456789"
 MAX_FAILURES = 5
+FLOODERS = 48
+GOOD_POSTS = 30
 
 
 def _post(
@@ -170,3 +174,41 @@ def test_an_ingest_meant_to_be_open_starts_and_says_so(make_stack: StackFactory)
     assert status == 200 and body["accepted"] == 1, body
     log = stack.processes["ingest"].log_path.read_text(errors="replace")
     assert "INGEST_API_KEY is not set and INGEST_ALLOW_OPEN is true" in log, log[-2000:]
+
+
+def test_a_flood_of_bad_keys_leaves_the_good_senders_rounds_their_redis_connections(
+    make_stack: StackFactory,
+) -> None:
+    """Under gevent every request runs at once, and a bad key's throttle check takes a connection
+    from the process's Redis pool (REDIS_MAX_CONNECTIONS, here 4). The publishing rounds have a pool
+    of their own: however many checks hold theirs, the good sender's events are published."""
+    stack = make_stack(
+        INGEST_API_KEY=KEY,
+        REDIS_MAX_CONNECTIONS="4",
+        # Every bad key is counted and none throttled: each checks with Redis the whole run.
+        WEBUI_AUTH_IP_MAX_FAILURES="1000000",
+    )
+    with stack.together():
+        stack.start_worker()
+        stack.start_shipped_ingest(workers=1)
+    stop = threading.Event()
+
+    def flood(index: int) -> int:
+        sent = 0
+        while not stop.is_set():
+            assert _post(stack, "wrong-key", f"127.0.2.{index + 1}")[0] == 401
+            sent += 1
+        return sent
+
+    with ThreadPoolExecutor(FLOODERS) as pool:
+        flooding = [pool.submit(flood, i) for i in range(FLOODERS)]
+        time.sleep(1)
+        try:
+            answers = [_post(stack, KEY, "127.0.0.3") for _ in range(GOOD_POSTS)]
+        finally:
+            stop.set()
+        bad_keys = sum(f.result() for f in flooding)
+    statuses = [status for status, _, _ in answers]
+    assert statuses == [200] * GOOD_POSTS, [body for _, _, body in answers if "error" in body][:3]
+    assert bad_keys > GOOD_POSTS, bad_keys  # the flood ran alongside
+    stack.wait_audited(GOOD_POSTS)

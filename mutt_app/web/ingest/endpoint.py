@@ -70,9 +70,16 @@ class Ingestor:
     def __init__(self, runtime: Runtime) -> None:
         self.settings = settings = runtime.settings
         self.celery = runtime.celery
+        # What requests ask of Redis themselves (the key throttle, failure counts, /health).
         self.redis = runtime.redis
-        self.ledger = runtime.ledger
-        self.dynamic_config = runtime.dynamic_config
+        # The publishing rounds get a Runtime, so a Redis pool, of their own. Under gevent
+        # (deploy/gunicorn/ingest.conf.py) every request runs at once: requests asking Redis could
+        # otherwise hold every one of the REDIS_MAX_CONNECTIONS and fail the round that publishes
+        # the good senders' events.
+        publishing = Runtime(settings, runtime.redis_profile)
+        self._publishing_redis = publishing.redis
+        self.ledger = publishing.ledger
+        self.dynamic_config = publishing.dynamic_config
         if settings.ingest_api_key is None:
             # Only with INGEST_ALLOW_OPEN (create_ingest_app refuses to start otherwise).
             log.warning(
@@ -88,9 +95,13 @@ class Ingestor:
             record=self.ledger.record,
             forget=self.ledger.forget,
             send=self.send,
-            published=lambda requests: slo.record(self.redis, "ingest", True, count=requests),
+            published=lambda requests: slo.record(
+                self._publishing_redis, "ingest", True, count=requests
+            ),
             replicated=lambda: confirm_replicated(
-                self.redis, self.settings.min_replicas, self.settings.ingest_replica_timeout_ms
+                self._publishing_redis,
+                self.settings.min_replicas,
+                self.settings.ingest_replica_timeout_ms,
             ),
             batch_size=self.settings.classify_batch_size,
             max_queue=lambda: self.dynamic_config.get("max_ingest_queue_size"),
@@ -104,7 +115,7 @@ class Ingestor:
         return given is not None and hmac.compare_digest(given.encode(), expected)
 
     def queue_depth(self) -> int:
-        depth = int(self.redis.llen(CLASSIFY_QUEUE))
+        depth = int(self._publishing_redis.llen(CLASSIFY_QUEUE))
         metrics.INGEST_QUEUE_DEPTH.set(depth)
         return depth
 
