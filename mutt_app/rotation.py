@@ -131,7 +131,7 @@ def sentinel_connection_options(settings: Settings) -> dict[str, Any]:
 def _plain_client(settings: Settings, password: str | None, options: dict[str, Any]) -> redis.Redis:
     """A client of the configured server, or of the master Sentinel names, with ``password``."""
     if not settings.sentinel:
-        return redis.Redis.from_url(settings.redis_dsn(password), **options)
+        return _pooled_client(settings.redis_dsn(password), options)
     # The master's connections take the TLS options only when TLS is on (plain ones refuse them).
     master_options = {
         k: v
@@ -226,7 +226,21 @@ def redis_client(settings: Settings, **client_options: Any) -> redis.Redis:
     options["redis_connect_func"] = _RedisLogin(candidates, preferred=candidates.index(password))
     if settings.sentinel:
         return _plain_client(settings, None, options)
-    return redis.Redis.from_url(_without_password(settings.redis_dsn()), **options)
+    return _pooled_client(_without_password(settings.redis_dsn()), options)
+
+
+def _pooled_client(url: str, options: dict[str, Any]) -> redis.Redis:
+    """A client of ``url`` whose pool, when all REDIS_MAX_CONNECTIONS are in use, makes the next
+    caller wait for one (as long as its socket timeout) rather than fail at once.
+
+    Ingest serves every request at once (gevent): a burst of requests asking Redis (the key
+    throttle) would otherwise fail past the pool's size, and each failure logs a line.
+    """
+    wait = options.get("socket_timeout") or None
+    pool = redis.BlockingConnectionPool.from_url(url, timeout=wait, **options)
+    client = redis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # as Redis.from_url does: close() closes the pool
+    return client
 
 
 def _without_password(url: str) -> str:

@@ -181,7 +181,8 @@ def test_a_flood_of_bad_keys_leaves_the_good_senders_rounds_their_redis_connecti
 ) -> None:
     """Under gevent every request runs at once, and a bad key's throttle check takes a connection
     from the process's Redis pool (REDIS_MAX_CONNECTIONS, here 4). The publishing rounds have a pool
-    of their own: however many checks hold theirs, the good sender's events are published."""
+    of their own: however many checks hold theirs, the good sender's events are published. And a
+    check that finds the pool in use waits its turn: every bad key is counted, none logs a failure."""
     stack = make_stack(
         INGEST_API_KEY=KEY,
         REDIS_MAX_CONNECTIONS="4",
@@ -212,3 +213,6 @@ def test_a_flood_of_bad_keys_leaves_the_good_senders_rounds_their_redis_connecti
     assert statuses == [200] * GOOD_POSTS, [body for _, _, body in answers if "error" in body][:3]
     assert bad_keys > GOOD_POSTS, bad_keys  # the flood ran alongside
     stack.wait_audited(GOOD_POSTS)
+    # Each check waited for a connection of the full pool, rather than failing open with a line.
+    log = stack.processes["ingest"].log_path.read_text(errors="replace")
+    assert "throttle unavailable" not in log, log[-2000:]
