@@ -10,6 +10,7 @@ PostgreSQL refuses to initdb as root (CI runs as root).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import socket
@@ -21,11 +22,12 @@ from typing import Self
 
 import redis
 
-# Test servers take ports below the kernel's ephemeral range (Linux's default: 32768-60999): a port from bind(0) could, between its
-# handing out and the server's bind, become the source port of any outgoing connection on the
-# machine (another xdist worker's, Redis's, PostgreSQL's), and the server would then fail to bind.
-# Each xdist worker has a slice of its own, walked in order, so no two workers or parts of one stack
-# share a port, and a server restarted on its port finds it still free.
+# Test servers take ports below the kernel's ephemeral range (Linux's default: 32768-60999): a
+# port from bind(0) could, between its handing out and the server's bind, become the source port of
+# any outgoing connection on the machine (another xdist worker's, Redis's, PostgreSQL's), and the
+# server would then fail to bind. Each xdist worker has a slice of its own, walked in order, so no
+# two workers or parts of one stack share a port, and a server restarted on its port finds it still
+# free.
 _PORTS_LOW, _PORTS_HIGH = 20000, 32000
 
 
@@ -38,7 +40,8 @@ def _port_slice() -> range:
     return range(start, start + span)
 
 
-_next_port = _port_slice().start
+_PORT_SLICE = _port_slice()
+_PORT_WALK = itertools.cycle(_PORT_SLICE)
 
 
 def _bindable(port: int) -> bool:
@@ -53,14 +56,10 @@ def _bindable(port: int) -> bool:
 def free_port() -> int:
     """A TCP port nobody holds right now, in this worker's slice, not handed out before (until the
     slice is used up, when the walk starts again at its beginning)."""
-    global _next_port
-    ports = _port_slice()
-    for _ in range(len(ports)):
-        port = _next_port
-        _next_port = port + 1 if port + 1 < ports.stop else ports.start
+    for port in itertools.islice(_PORT_WALK, len(_PORT_SLICE)):
         if _bindable(port):
             return port
-    raise RuntimeError(f"no free TCP port in {ports.start}-{ports.stop - 1}")
+    raise RuntimeError(f"no free TCP port in {_PORT_SLICE.start}-{_PORT_SLICE.stop - 1}")
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]

@@ -47,7 +47,7 @@ def test_sigterm_mid_load_answers_no_sender_5xx_and_loses_no_accepted_event(
             body = orjson.dumps([posted_event(f"graceful {index}-{sent}")])
             sent += 1
             try:
-                response = requests.post(stack.ingest_url, data=body, headers=JSON, timeout=30)
+                response = stack.post(body, **JSON)
             except requests.ConnectionError as exc:
                 with lock:
                     errors[type(exc).__name__] += 1
