@@ -174,14 +174,15 @@ class Stack:
     def start_shipped_ingest(
         self,
         workers: int = 1,
-        connections: int = 1000,
+        connections: int | None = None,
         *,
         ready: Callable[[], bool] | None = None,
         **env: str,
     ) -> Stack:
         """Ingest under gunicorn with the shipped config (deploy/gunicorn/ingest.conf.py), bound to
-        this stack's ingest port (GUNICORN_INGEST_BIND), ``workers`` x ``connections``, and ``env``;
-        started once ``ready()`` (default: its plain-HTTP /health answers)."""
+        this stack's ingest port (GUNICORN_INGEST_BIND), ``workers`` x ``connections`` (None: the
+        config's own default), and ``env``; started once ``ready()`` (default: its plain-HTTP
+        /health answers)."""
         argv = [sys.executable, "-m", "gunicorn", "--config", str(INGEST_CONFIG),
                 "mutt_app.web:create_ingest_app()"]  # fmt: skip
         samples = self.logdir / "prometheus-ingest"
@@ -190,10 +191,11 @@ class Stack:
             **self.env,
             "GUNICORN_INGEST_BIND": f"127.0.0.1:{self.ingest_port}",
             "GUNICORN_INGEST_WORKERS": str(workers),
-            "GUNICORN_INGEST_CONNECTIONS": str(connections),
             "PROMETHEUS_MULTIPROC_DIR": str(samples),
             **env,
         }
+        if connections is not None:
+            run_env["GUNICORN_INGEST_CONNECTIONS"] = str(connections)
         run_env.pop("XDG_RUNTIME_DIR", None)  # gunicorn would put its control socket there first
         health = f"http://127.0.0.1:{self.ingest_port}/health"
         self._start("ingest", argv, health, run_env, ready)
