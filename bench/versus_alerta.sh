@@ -34,12 +34,5 @@ for round in 1 2; do
   mutt_rates+=("$(sed -n 's/^audited .*(\([0-9,]*\)\/s end to end)$/\1/p' "$out/mutt-$round" | tr -d ,)")
 done
 
-"$python" - "${mutt_rates[@]}" "${alerta_rates[@]}" <<'PY'
-import sys
-mutt, alerta = [float(v) for v in sys.argv[1:3]], [float(v) for v in sys.argv[3:5]]
-print(f"\nMUTT single events: {', '.join(f'{v:,.0f}' for v in mutt)} events/s audited")
-print(f"Alerta 9.1:         {', '.join(f'{v:,.0f}' for v in alerta)} alerts/s accepted")
-ratios = [m / a for m, a in zip(mutt, alerta)]
-print(f"ratio by round:     {', '.join(f'{r:.1f}x' for r in ratios)}")
-print(f"ratio of sums:      {sum(mutt) / sum(alerta):.1f}x")
-PY
+"$python" "$here/bench/ratio.py" "MUTT single events" "events/s audited" "Alerta 9.1" "alerts/s accepted" \
+  "${mutt_rates[@]}" "${alerta_rates[@]}"

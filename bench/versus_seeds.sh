@@ -31,12 +31,5 @@ for round in 1 2; do
   seeds_rates+=("$(sed -n 's/^seeds-design drain: .*: \([0-9]*\) events\/s$/\1/p' "$out/seeds-$round")")
 done
 
-"$python" - "${mutt_rates[@]}" "${seeds_rates[@]}" <<'EOF'
-import sys
-mutt, seeds = [float(v) for v in sys.argv[1:3]], [float(v) for v in sys.argv[3:5]]
-print(f"\nMUTT end to end:   {', '.join(f'{v:,.0f}' for v in mutt)} events/s audited")
-print(f"the seeds' design: {', '.join(f'{v:,.0f}' for v in seeds)} events/s drained")
-ratios = [m / s for m, s in zip(mutt, seeds)]
-print(f"ratio by round:    {', '.join(f'{r:.1f}x' for r in ratios)}")
-print(f"ratio of sums:     {sum(mutt) / sum(seeds):.1f}x")
-EOF
+"$python" "$here/bench/ratio.py" "MUTT end to end" "events/s audited" "the seeds' design" "events/s drained" \
+  "${mutt_rates[@]}" "${seeds_rates[@]}"
