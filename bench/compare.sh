@@ -15,6 +15,13 @@ tree=$(cd "$1" && pwd); rate=$2; batch=$3; seconds=$4; threads=$5; shift 5
 python=$here/.venv/bin/python
 data=$(mktemp -d)
 trap 'rm -rf "$data"' EXIT
+# A stack left running (say, by a compare.sh whose shell was killed) would answer in this one's
+# place, and the run would measure it without a word.
+if curl -sf localhost:8080/health >/dev/null; then
+  echo "compare.sh: something already answers on localhost:8080; stop it first" >&2
+  echo "  (pgrep -af 'mutt_app|gunicorn' shows it; kill -INT the 'run' process)" >&2
+  exit 1
+fi
 psql -q "$DATABASE_URL" -c "TRUNCATE event_audit_log; TRUNCATE dead_letters" >/dev/null
 
 # `mutt run` is mutt_app.devtools since the layers; trees from before have it in mutt_app.cli.
