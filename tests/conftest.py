@@ -235,7 +235,11 @@ def users(sessions: sessionmaker[Session], password_hash: str) -> None:
 
 
 def close_web_app(app: Flask) -> None:
-    """Close what a web app's Runtime opened on first use (its engine and Redis client)."""
+    """Close what a web app's Runtime opened on first use (its engine and Redis client), and the
+    ingest endpoint's publishing pool when the app is ingest."""
     runtime = app.extensions.get("mutt")
     if runtime is not None:
         runtime.close()
+    ingestor = app.extensions.get("mutt_ingest")
+    if ingestor is not None:
+        ingestor.close()

@@ -16,6 +16,7 @@ from mutt_app.config import Settings
 from mutt_app.tasks.classify import QUEUE
 from mutt_app.web import create_ingest_app
 from tests import broker_messages
+from tests.conftest import close_web_app
 from tests.factories import posted_event
 
 
@@ -26,7 +27,7 @@ def ingest_app(settings: Settings) -> Iterator[Flask]:
     try:
         yield app
     finally:
-        app.extensions["mutt_ingest"].redis.close()
+        close_web_app(app)
 
 
 def _queued(client: redis.Redis) -> list[dict]:

@@ -32,9 +32,11 @@ def ingestor(redis_url: str, tmp_path) -> Iterator[Ingestor]:  # type: ignore[no
             "MAX_INGEST_QUEUE_SIZE": "3",
         }
     )
-    ingestor = Ingestor(Runtime(settings))
+    runtime = Runtime(settings)
+    ingestor = Ingestor(runtime)
     yield ingestor
-    ingestor.redis.close()
+    ingestor.close()
+    runtime.close()
 
 
 def _queued(client: redis.Redis) -> list[list[dict]]:

@@ -275,7 +275,7 @@ def test_fallback_counts_what_the_real_ingest_app_answered(
         )
         assert bad.status_code == 422
     finally:
-        ingest.extensions["mutt_ingest"].redis.close()
+        close_web_app(ingest)
 
     report = _slo(fallback_client)
     answer = report["slos"]["ingest_availability"]

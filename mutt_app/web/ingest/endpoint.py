@@ -76,8 +76,7 @@ class Ingestor:
         # (deploy/gunicorn/ingest.conf.py) every request runs at once: requests asking Redis could
         # otherwise hold every one of the REDIS_MAX_CONNECTIONS and fail the round that publishes
         # the good senders' events.
-        publishing = Runtime(settings, runtime.redis_profile)
-        self._publishing_redis = publishing.redis
+        self._publishing = publishing = Runtime(settings, runtime.redis_profile)
         self.ledger = publishing.ledger
         self.dynamic_config = publishing.dynamic_config
         if settings.ingest_api_key is None:
@@ -96,10 +95,10 @@ class Ingestor:
             forget=self.ledger.forget,
             send=self.send,
             published=lambda requests: slo.record(
-                self._publishing_redis, "ingest", True, count=requests
+                self._publishing.redis, "ingest", True, count=requests
             ),
             replicated=lambda: confirm_replicated(
-                self._publishing_redis,
+                self._publishing.redis,
                 self.settings.min_replicas,
                 self.settings.ingest_replica_timeout_ms,
             ),
@@ -108,6 +107,10 @@ class Ingestor:
             linger_seconds=self.settings.ingest_linger_ms / 1000,
         )
 
+    def close(self) -> None:
+        """Close the publishing rounds' Redis pool (the app's own Runtime closes the rest)."""
+        self._publishing.close()
+
     def authorised(self, given: str | None) -> bool:
         expected = self._expected_key
         if expected is None:
@@ -115,7 +118,7 @@ class Ingestor:
         return given is not None and hmac.compare_digest(given.encode(), expected)
 
     def queue_depth(self) -> int:
-        depth = int(self._publishing_redis.llen(CLASSIFY_QUEUE))
+        depth = int(self._publishing.redis.llen(CLASSIFY_QUEUE))
         metrics.INGEST_QUEUE_DEPTH.set(depth)
         return depth
 
