@@ -193,7 +193,9 @@ def send_with_wrk(args: argparse.Namespace, run: str, stats: SenderStats) -> tup
     """
     if args.batch != 1:
         raise SystemExit("--driver wrk posts single events: use --batch 1")
-    every = round(1 / args.forward_share) if args.forward_share else 6
+    # As make_batch: no --forward-share is 1 in 6 forwardable; 0 is none (FORWARD_EVERY=0).
+    share = args.forward_share
+    every = 6 if share is None else round(1 / share) if share > 0 else 0
     env = {"RUN": run, "FORWARD_EVERY": str(every), "INGEST_API_KEY": args.api_key or ""}
     result = run_wrk("ingest.lua", args.url, args.threads, args.duration, env)
     stats.accepted = result.succeeded

@@ -1,6 +1,6 @@
 -- Single-event POSTs to MUTT's /api/v2/ingest, as bench/pipeline_bench.py writes them: hostnames
 -- bench-<RUN>-<n> (so the run's audit rows can be counted), one event in FORWARD_EVERY forwardable
--- under the seed rules (the interface-down line), the others not.
+-- under the seed rules (the interface-down line; none with FORWARD_EVERY=0), the others not.
 dofile(os.getenv("WRK_SCRIPTS") .. "/figures.lua")
 local run = os.getenv("RUN")
 local forward_every = tonumber(os.getenv("FORWARD_EVERY") or "100")
@@ -20,7 +20,7 @@ if api_key and api_key ~= "" then wrk.headers["X-API-Key"] = api_key end
 request = function()
   n = n + 1
   local text
-  if n % forward_every == 0 then
+  if forward_every > 0 and n % forward_every == 0 then
     text = string.format("Interface GigabitEthernet0/%d changed state to down", n % 48)
   else
     text = string.format(others[n % #others + 1], n % 48)
