@@ -50,22 +50,17 @@ TASK_MODULES = (
 # imported, here.
 PROCESS_MODULES = ("mutt_app.worker.health",)
 
-# A classify task's body is its events: the senders' JSON, read at ingest by orjson. kombu's own
-# JSON decoder would read a sender's {"__type__": "datetime", "__value__": ...} as a datetime and
-# fail the whole batch on a "__type__" it does not know, so these bodies are written and read by
-# orjson alone (celeryconfig routes every classify task here). orjson also embeds the wire JSON
-# ingest already wrote (orjson.Fragment) and reads a batch in less time than the stdlib.
-
 
 class BodyDecoder:
     """orjson.loads for task bodies, which answers the second decode of one message from memory.
 
     A Celery worker decodes every task body twice: in the consumer, only to see whether it is a
     protocol-1 "hybrid" message (``'args' not in message.payload``, celery/worker/strategy.py),
-    and again in the pool, from the same body object, to run the task. For a classify batch of
-    hundreds of events the first decode took about 8 % of the worker's CPU (BENCHMARKS.md). The
-    last body decoded and its value are kept until the same object is decoded again, or the next
-    body replaces them: one entry, so at most one batch is held. Any other call decodes afresh.
+    and again in the pool, from the same body object, to run the task; for a classify batch of
+    hundreds of events, the first decode is a share of the worker's CPU worth saving
+    (BENCHMARKS.md). The last body decoded and its value are kept until the same object is decoded
+    again, or the next body replaces them: one entry, so at most one batch is held. Any other call
+    decodes afresh.
     """
 
     def __init__(self) -> None:
@@ -84,6 +79,11 @@ class BodyDecoder:
         return value
 
 
+# A classify task's body is its events: the senders' JSON, read at ingest by orjson. kombu's own
+# JSON decoder would read a sender's {"__type__": "datetime", "__value__": ...} as a datetime and
+# fail the whole batch on a "__type__" it does not know, so these bodies are written and read by
+# orjson alone (celeryconfig routes every classify task here). orjson also embeds the wire JSON
+# ingest already wrote (orjson.Fragment) and reads a batch in less time than the stdlib.
 register(EVENTS_SERIALIZER, orjson.dumps, BodyDecoder(), EVENTS_CONTENT_TYPE, "utf-8")
 WORKER_PROBES_STEP = "mutt_app.worker.health:WorkerProbes"
 
